@@ -1,0 +1,1 @@
+"""Reconcile loop, trial runners (local, kubernetes), GPU allocator and operator."""

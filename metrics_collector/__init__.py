@@ -1,0 +1,1 @@
+"""Metric parsers, collectors (process- and file-attached), push API and the DBManager service."""

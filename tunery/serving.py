@@ -1,0 +1,86 @@
+"""gRPC server plumbing shared by every tunery service: health, reflection, start and stop.
+
+Called by ``suggestion.server``, ``earlystop.server`` and ``metrics_collector.dbmanager``.
+:func:`create_server` binds (port 0 picks a free port, for tests) and returns the server with
+its port; :func:`serve_forever` blocks until SIGTERM/SIGINT and then stops gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tunery.api import api_pb2
+
+log = logging.getLogger(__name__)
+
+KATIB_SUGGESTION_HEALTH_NAME = "manager.v1beta1.Suggestion"
+"""The service name Katib's controller probes (``consts.DefaultGRPCService``)."""
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+def create_server(
+    register: Iterable[Callable[[grpc.Server], str]],
+    address: str = "0.0.0.0:6789",
+    *,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int]:
+    """Build a started-ready (not yet started) server with health and reflection.
+
+    ``register`` holds callables that add one servicer to the server and return its
+    fully-qualified service name (e.g. ``"api.v1.beta1.Suggestion"``). Health answers SERVING
+    for ``""``, for ``manager.v1beta1.Suggestion`` and for every registered name.
+
+    Returns:
+        The server and the port it bound.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    names = [add(server) for add in register]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", KATIB_SUGGESTION_HEALTH_NAME, *names):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC server to {address}")
+    return server, port
+
+
+def service_name(service: str) -> str:
+    """Fully-qualified name of a service of ``api.proto``, e.g. ``"Suggestion"``."""
+    return api_pb2.DESCRIPTOR.services_by_name[service].full_name
+
+
+def serve_forever(server: grpc.Server, *, grace: float = 5.0) -> None:
+    """Start ``server`` and block until SIGTERM or SIGINT, then stop with ``grace`` seconds."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        stop.wait()
+    finally:
+        server.stop(grace).wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

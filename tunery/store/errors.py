@@ -1,0 +1,30 @@
+"""Errors raised by every Store implementation; callers map them at their boundary.
+
+::
+
+    StoreError(Exception)
+     ├── NotFoundError(StoreError, KeyError)        experiment/trial does not exist
+     ├── AlreadyExistsError(StoreError, ValueError) name taken
+     └── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Root of the store's errors."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class NotFoundError(StoreError, KeyError):
+    """The named experiment or trial does not exist."""
+
+
+class AlreadyExistsError(StoreError, ValueError):
+    """An experiment or trial with that name already exists."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or failed operationally; retrying may help."""
