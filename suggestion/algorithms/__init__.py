@@ -1,0 +1,32 @@
+"""Registry of suggestion algorithms: Katib ``algorithmName`` -> ``"module:Class"``.
+
+Adding an algorithm is one module in this folder plus one line here; the service, settings
+validation, the CLI and the conformance suite all read :data:`REGISTRY`. Imports are lazy so
+a server only loads the libraries of the algorithms it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from suggestion.algorithms.base import Algorithm, UnknownAlgorithmError
+
+REGISTRY: dict[str, str] = {
+}
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The Algorithm class registered as ``name``.
+
+    Raises:
+        UnknownAlgorithmError: no such algorithm; the message lists the valid names.
+    """
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise UnknownAlgorithmError(
+            f"unknown algorithm name {name}; available: {', '.join(sorted(REGISTRY))}"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    cls: type[Algorithm] = getattr(importlib.import_module(module_name), class_name)
+    return cls
