@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tunery.space import Assignment
@@ -211,3 +211,18 @@ class TrialResult:
     @property
     def is_pending(self) -> bool:
         return self.condition.is_active
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """An early stopper's verdict on a running trial."""
+
+    stop: bool
+    reason: str = "TrialEarlyStopped"
+    message: str = ""
+
+
+StopCheck = Callable[[Sequence[Observation]], StopDecision]
+"""Called by a collector as metrics arrive, with every objective-metric observation of the
+trial so far (in report order). The controller binds it to an early stopper (in-process, or a
+gRPC EarlyStopping client), so ``metrics_collector`` never imports ``earlystop``."""
