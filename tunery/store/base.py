@@ -98,7 +98,6 @@ class TrialRecord:
     early_stopping_rules: Sequence[Mapping[str, Any]] = ()
 
 
-
 class Store(abc.ABC):
     """Narrow persistence API. Thread-safe; every method is one transaction.
 
