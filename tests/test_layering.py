@@ -2,9 +2,10 @@
 
 Kernel (``tunery`` minus ``tunery.cli``/``tunery.sdk``) imports no other project package;
 ``suggestion`` imports only the kernel; ``earlystop`` and ``metrics_collector`` import the
-kernel and ``suggestion`` but never each other; ``controller`` may import all of them but not
-the public face; algorithms import no grpc/protobuf/SQL/kubernetes; SQLAlchemy and Alembic only inside ``tunery.store``;
-kubernetes/kopf only in the kubernetes runner and the operator.
+kernel and ``suggestion`` but never each other; ``controller`` may import all of them but
+not the public face; algorithms import no grpc/protobuf/SQL/kubernetes; SQLAlchemy and
+Alembic only inside ``tunery.store``; kubernetes/kopf only in the kubernetes runner and the
+operator.
 """
 
 from __future__ import annotations
