@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,11 @@ def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
 class LocalRunner(TrialRunner):
     """Runs trials as local processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_exit: Callable[[], None] | None = None) -> None:
+        """``on_exit`` is called (from a watcher thread) whenever a started trial exits."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self._on_exit = on_exit
 
     # -- launching ----------------------------------------------------------------------------
 
@@ -152,10 +154,19 @@ class LocalRunner(TrialRunner):
             )
         with self._lock:
             self._procs[proc.pid] = proc
+        if self._on_exit is not None:
+            threading.Thread(
+                target=self._notify_exit, args=(proc,), name=f"exit-{proc.pid}", daemon=True
+            ).start()
         handle.update(
             pid=proc.pid, start_ticks=_proc_start_ticks(proc.pid), started_at=time.time()
         )
         return handle
+
+    def _notify_exit(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        assert self._on_exit is not None
+        self._on_exit()
 
     # -- observing ----------------------------------------------------------------------------
 
