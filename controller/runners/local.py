@@ -68,7 +68,10 @@ def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     if code == 0:
         return RunPhase.SUCCEEDED, "Completed", "exit code 0"
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
         return RunPhase.FAILED, "Error", f"killed by signal {name}"
     if code == 127:
         return RunPhase.FAILED, "Error", "exit code 127 (command not found)"
