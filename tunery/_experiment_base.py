@@ -1,6 +1,6 @@
 """Shared building blocks of the Experiment model: the base model and the field types.
 
-Private helper of :mod:`tunery.experiment` and its ``_experiment_*`` siblings. ``_Node`` gives
+Private helper of :mod:`tunery.experiment` and its ``_experiment_*`` siblings. ``Node`` gives
 every model camelCase aliases, rejects unknown fields and freezes instances; the annotated
 field types read Katib's YAML conventions (values as strings, free-form Kubernetes objects)
 and report problems with tunery's messages rather than pydantic's.
@@ -31,16 +31,24 @@ def choice(
     what: str,
     *,
     empty: enum.StrEnum | None = None,
+    optional: bool = False,
     hints: Mapping[str, str] | None = None,
 ) -> BeforeValidator:
-    """A validator accepting an enum's values, with a message listing them (and a hint)."""
+    """A validator accepting an enum's values, with a message listing them (and a hint).
+
+    ``null`` and ``""`` become ``empty`` when it is given (Katib's defaulting), or None when
+    ``optional`` (annotate the field ``Annotated[E | None, choice(...)]`` then).
+    """
     values = [m.value for m in enum_cls]
 
     def check(value: object) -> object:
         if isinstance(value, enum_cls):
             return value
-        if empty is not None and value in (None, ""):
-            return empty
+        if value is None or value == "":
+            if empty is not None:
+                return empty
+            if optional:
+                return None
         hint = ""
         if isinstance(value, str):
             if value in values:

@@ -48,8 +48,12 @@ class FileSystemPath(Node):
     """Where a File, TensorFlowEvent or Custom collector reads metrics."""
 
     path: str | None = None
-    kind: Annotated[FileSystemKind, choice(FileSystemKind, "file system kind")] | None = None
-    format: Annotated[FileFormat, choice(FileFormat, "metrics file format")] | None = None
+    kind: Annotated[
+        FileSystemKind | None, choice(FileSystemKind, "file system kind", optional=True)
+    ] = None
+    format: Annotated[
+        FileFormat | None, choice(FileFormat, "metrics file format", optional=True)
+    ] = None
 
 
 class FilterSpec(Node):
@@ -231,11 +235,12 @@ def _check_absolute(path: str | None, problems: Problems) -> None:
 def _check_http_get(http: Mapping[str, Any], problems: Problems) -> None:
     port = http.get("port")
     number = port if isinstance(port, int) and not isinstance(port, bool) else None
-    if isinstance(port, str) and port.isdigit():
+    if isinstance(port, str) and port.isascii() and port.isdigit():
         number = int(port)
-    if number is None or number <= 0:
+    if number is None or not 0 < number < 65536:
         problems.add(
-            f"{show(port)} must be a positive port number for the PrometheusMetric collector",
+            f"{show(port)} must be a port number from 1 to 65535 for the PrometheusMetric "
+            "collector",
             "source",
             "httpGet",
             "port",
@@ -252,7 +257,18 @@ def _check_filter(flt: FilterSpec, problems: Problems) -> None:
             "must list at least one regular expression", "source", "filter", "metricsFormat"
         )
         return
+    first: dict[str, int] = {}
     for i, pattern in enumerate(formats):
+        if pattern in first:
+            problems.add(
+                f"{show(pattern)} is listed twice (also at metricsFormat[{first[pattern]}])",
+                "source",
+                "filter",
+                "metricsFormat",
+                i,
+            )
+            continue
+        first[pattern] = i
         try:
             groups = re.compile(pattern).groups
         except re.error as exc:

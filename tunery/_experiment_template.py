@@ -20,7 +20,7 @@ from tunery._experiment_base import FreeForm, Node
 from tunery._experiment_errors import Problems, did_you_mean, show
 
 PLACEHOLDER_PREFIX = "${trialParameters."
-_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^{}$\s]+)\}")
+_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^{}]+)\}")
 
 META_KEYS = ("Name", "Namespace", "Kind", "APIVersion")
 """Plain trial metadata keys a trialParameter may reference as ``${trialSpec.<key>}``."""

@@ -1,6 +1,7 @@
 """Experiment spec model: Katib's ``kubeflow.org/v1beta1`` Experiment, parsed, defaulted, checked.
 
-Kernel module (imports only ``tunery.space`` and ``tunery.trials``). Called by the CLI and SDK
+Kernel module: imports only ``tunery.space``, ``tunery.trials`` and its private
+``tunery._experiment_*`` helpers. Called by the CLI and SDK
 (``tunery run experiment.yaml``), the controller and the Kubernetes operator (which store and
 run an :class:`Experiment`), and the CRD generator (:func:`crd_schema`).
 
@@ -80,7 +81,7 @@ from tunery._experiment_template import (
     TrialParameterSpec,
     TrialTemplate,
 )
-from tunery.space import Distribution, Parameter, ParameterType, SearchSpace
+from tunery.space import Distribution, Parameter, ParameterType, SearchSpace, SpaceError
 from tunery.trials import MetricStrategy, Objective, ObjectiveType
 
 __all__ = [
@@ -252,6 +253,11 @@ class ParameterSpec(Node):
     def _check(self) -> ParameterSpec:
         problems = Problems()
         _check_parameter(self, problems)
+        if not problems:  # the kernel's own checks agree; keep search_space() total anyway
+            try:
+                self.to_parameter()
+            except SpaceError as exc:
+                problems.add(str(exc), "feasibleSpace")
         problems.raise_if_any(type(self).__name__)
         return self
 
