@@ -10,6 +10,7 @@ no ``anyOf``/``oneOf`` carrying types, no ``const``, no ``additionalProperties: 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +48,7 @@ class SchemaError(ValueError):
 def structural(schema: Mapping[str, Any]) -> dict[str, Any]:
     """A structural copy of a pydantic JSON Schema: ``$ref`` inlined, nullables collapsed."""
     defs: Mapping[str, Any] = schema.get("$defs", {})
-    return _clean(schema, defs, ())
+    return json.loads(json.dumps(_clean(schema, defs, ())))  # no shared parts: no YAML anchors
 
 
 def _clean(
@@ -93,6 +94,8 @@ def _clean_keys(
             elif value is True or value == {}:
                 out[PRESERVE] = True
             # additionalProperties: false is dropped: Kubernetes prunes unknown fields itself
+        elif key == "description":
+            out[key] = value.replace("``", "")  # docstrings' reST literals read badly in kubectl
         else:
             out[key] = value
     if "properties" in out:

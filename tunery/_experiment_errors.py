@@ -213,6 +213,8 @@ def _translate_one(err: Any, root: type[BaseModel]) -> list[FieldError]:
     if kind == "extra_forbidden":
         return [FieldError(path, _unknown_field_message(root, loc))]
     message = _TYPE_MESSAGES.get(kind)
+    if message is not None and value is None and loc and isinstance(loc[-1], str):
+        return [FieldError(path, "is required")]  # an explicit null where a value is needed
     if message is not None:
         text = f"{show(value)} {message}"
         if isinstance(value, bool) and kind == "string_type":

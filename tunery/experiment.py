@@ -955,4 +955,7 @@ def crd_schema() -> dict[str, Any]:
         "description": "Written by the controller.",
     }
     schema["required"] = ["spec"]
+    schema["description"] = (
+        "A hyperparameter tuning experiment (Katib kubeflow.org/v1beta1 Experiment)."
+    )
     return schema

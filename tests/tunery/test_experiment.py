@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tunery.experiment import (
@@ -273,6 +275,17 @@ def test_tensorflow_event_defaults() -> None:
     )
 
 
+def test_blank_file_system_kind_and_format_read_as_absent() -> None:
+    doc = minimal(
+        metricsCollectorSpec={
+            "collector": {"kind": "TensorFlowEvent"},
+            "source": {"fileSystemPath": {"path": "/logs", "kind": "", "format": ""}},
+        }
+    )
+    fsp = load_experiment(doc).spec.metrics_collector_spec.source.file_system_path  # type: ignore[union-attr]
+    assert fsp is not None and (fsp.kind, fsp.format) == (FileSystemKind.DIRECTORY, None)
+
+
 def test_prometheus_defaults() -> None:
     source = valid("prometheus").spec.metrics_collector_spec.source
     assert source is not None
@@ -431,6 +444,52 @@ def test_experiment_is_frozen() -> None:
     experiment = load_experiment(minimal())
     with pytest.raises(ValidationError):
         experiment.spec.parallel_trial_count = 5  # type: ignore[misc]
+
+
+_FINITE = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def feasible_spaces(draw: st.DrawFn) -> tuple[str, dict[str, Any], tuple[Any, ...]]:
+    """(parameterType, feasibleSpace, expected bounds or values) of a valid parameter."""
+    kind = draw(st.sampled_from(["double", "int", "discrete", "categorical"]))
+    if kind == "double":
+        low, high = sorted(draw(st.lists(_FINITE, min_size=2, max_size=2, unique=True)))
+        logs = ["logUniform", "logNormal"] if low > 0 else []
+        space = {"min": repr(low), "max": repr(high)}
+        space["distribution"] = draw(st.sampled_from(["uniform", "normal", *logs]))
+        return kind, space, (low, high)
+    if kind == "int":
+        low, high = sorted(draw(st.lists(st.integers(-(10**9), 10**9), min_size=2, max_size=2)))
+        space = {"min": str(low), "max": str(high)}
+        if high > low and draw(st.booleans()):
+            space["step"] = str(draw(st.integers(1, high - low)))
+        return kind, space, (low, high)
+    if kind == "discrete":
+        numbers = st.integers(-1000, 1000) | _FINITE
+        values = draw(st.lists(numbers, min_size=1, max_size=5, unique_by=float))
+        return kind, {"list": [repr(v) for v in values]}, tuple(values)
+    labels = draw(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=5, unique=True))
+    return kind, {"list": labels}, tuple(labels)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(feasible_spaces())
+def test_any_valid_parameter_loads_round_trips_and_parses(
+    case: tuple[str, dict[str, Any], tuple[Any, ...]],
+) -> None:
+    kind, space, expected = case
+    doc = minimal(parameters=[{"name": "lr", "parameterType": kind, "feasibleSpace": space}])
+    experiment = load_experiment(doc)
+    assert load_experiment(experiment.to_document()) == experiment
+    assert load_experiment(experiment.to_yaml()) == experiment
+    parameter = experiment.search_space()["lr"]
+    if kind in ("double", "int"):
+        assert (parameter.low, parameter.high) == expected
+        number = float if kind == "double" else int
+        assert type(parameter.low) is number and type(parameter.high) is number
+    else:
+        assert parameter.values == expected
 
 
 # -- validation behaviour ---------------------------------------------------------------------
