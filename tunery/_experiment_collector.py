@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from tunery._experiment_base import FreeForm, Node, choice
 from tunery._experiment_errors import Problems, show
@@ -96,12 +96,11 @@ class MetricsCollectorSpec(Node):
     )
     """The collector; StdOut when absent."""
 
-    @model_validator(mode="before")
+    _requires: ClassVar[tuple[str, ...]] = ("collector",)
+
     @classmethod
-    def _defaults(cls, data: Any) -> Any:
+    def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """Katib's defaulting: StdOut when absent, and default paths per collector kind."""
-        if not isinstance(data, Mapping):
-            return data
         out = dict(data)
         if out.get("collector") is None:
             out["collector"] = {"kind": CollectorKind.STDOUT.value}
@@ -137,12 +136,8 @@ class MetricsCollectorSpec(Node):
                 fsp["format"] = FileFormat.TEXT.value
         return out
 
-    @model_validator(mode="after")
-    def _check(self) -> MetricsCollectorSpec:
-        problems = Problems()
+    def _check(self, problems: Problems) -> None:
         _check_collector(self, problems)
-        problems.raise_if_any(type(self).__name__)
-        return self
 
     @property
     def kind(self) -> CollectorKind:

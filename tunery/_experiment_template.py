@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import StrictBool, model_validator
+from pydantic import StrictBool
 
 from tunery._experiment_base import FreeForm, Node
 from tunery._experiment_errors import Problems, did_you_mean, show
@@ -159,18 +159,14 @@ class ConfigMapSource(Node):
     template_path: str
     """The ConfigMap key holding the template."""
 
-    @model_validator(mode="after")
-    def _check(self) -> ConfigMapSource:
-        problems = Problems()
+    def _check(self, problems: Problems) -> None:
         for alias, value in (
             ("configMapName", self.config_map_name),
             ("configMapNamespace", self.config_map_namespace),
             ("templatePath", self.template_path),
         ):
-            if not value:
+            if value == "":
                 problems.add("must not be empty", alias)
-        problems.raise_if_any(type(self).__name__)
-        return self
 
 
 class TrialParameterSpec(Node):
@@ -219,12 +215,11 @@ class TrialTemplate(Node):
     failure_condition: str = ""
     """GJSON condition on the job marking failure; defaulted for known job kinds."""
 
-    @model_validator(mode="before")
+    _requires: ClassVar[tuple[str, ...]] = ("trialParameters",)
+
     @classmethod
-    def _defaults(cls, data: Any) -> Any:
+    def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """Katib's defaulting: conditions (and primary pod labels) by the trialSpec's kind."""
-        if not isinstance(data, Mapping):
-            return data
         trial_spec = data.get("trialSpec")
         kind = trial_spec.get("kind") if isinstance(trial_spec, Mapping) else None
         defaults = _TEMPLATE_DEFAULTS.get(kind) if isinstance(kind, str) else None
@@ -240,12 +235,8 @@ class TrialTemplate(Node):
             out["primaryPodLabels"] = dict(labels)
         return out
 
-    @model_validator(mode="after")
-    def _check(self) -> TrialTemplate:
-        problems = Problems()
+    def _check(self, problems: Problems) -> None:
         _check_template(self, problems)
-        problems.raise_if_any(type(self).__name__)
-        return self
 
     @property
     def trial_parameter_names(self) -> tuple[str, ...]:

@@ -28,9 +28,9 @@ import enum
 import math
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -40,7 +40,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from tunery import _experiment_crd, _experiment_template
@@ -65,7 +64,6 @@ from tunery._experiment_errors import (
     Problems,
     custom_error,
     did_you_mean,
-    reraise_with,
     show,
     translate,
 )
@@ -249,17 +247,17 @@ class ParameterSpec(Node):
     ]
     feasible_space: FeasibleSpace
 
-    @model_validator(mode="after")
-    def _check(self) -> ParameterSpec:
-        problems = Problems()
-        _check_parameter(self, problems)
-        if not problems:  # the kernel's own checks agree; keep search_space() total anyway
+    _requires: ClassVar[tuple[str, ...]] = ("parameterType", "feasibleSpace")
+
+    def _check(self, problems: Problems) -> None:
+        found = Problems()
+        _check_parameter(self, found)
+        if not found and self.name is not None:  # keep search_space() total, whatever happens
             try:
                 self.to_parameter()
             except SpaceError as exc:
-                problems.add(str(exc), "feasibleSpace")
-        problems.raise_if_any(type(self).__name__)
-        return self
+                found.add(str(exc), "feasibleSpace")
+        problems.items.extend(found.items)
 
     def to_parameter(self) -> Parameter:
         """The search-space parameter: strings parsed to numbers, int step defaulting to 1."""
@@ -424,13 +422,10 @@ class ObjectiveSpec(Node):
     metric_strategies: tuple[MetricStrategySpec, ...] = ()
     """Per-metric strategy; defaulted to the objective's direction (min or max)."""
 
-    @model_validator(mode="before")
     @classmethod
-    def _default_strategies(cls, data: Any) -> Any:
+    def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """Katib's defaulting: the objective metric and every additional metric without a
         strategy get the objective direction's (min for minimize, max for maximize)."""
-        if not isinstance(data, Mapping):
-            return data
         name = data.get("objectiveMetricName")
         additional = data.get("additionalMetricNames") or []
         strategies = data.get("metricStrategies") or []
@@ -455,14 +450,13 @@ class ObjectiveSpec(Node):
             return data
         return {**data, "metricStrategies": [*strategies, *added]}
 
-    @model_validator(mode="after")
-    def _check(self) -> ObjectiveSpec:
-        problems = Problems()
+    def _check(self, problems: Problems) -> None:
         name = self.objective_metric_name
         if not name:
             problems.add("must not be empty", "objectiveMetricName")
+        additional = self.additional_metric_names or ()
         first: dict[str, int] = {}
-        for i, metric in enumerate(self.additional_metric_names):
+        for i, metric in enumerate(additional):
             if not metric:
                 problems.add("must not be empty", "additionalMetricNames", i)
             elif metric == name:
@@ -480,9 +474,9 @@ class ObjectiveSpec(Node):
                 )
             else:
                 first[metric] = i
-        metrics = [name, *self.additional_metric_names]
+        metrics = list(dict.fromkeys([name, *additional]))
         seen: dict[str, int] = {}
-        for i, strategy in enumerate(self.metric_strategies):
+        for i, strategy in enumerate(self.metric_strategies or ()):
             if strategy.name not in metrics:
                 problems.add(
                     f"{show(strategy.name)} is neither the objective metric nor an additional "
@@ -502,8 +496,6 @@ class ObjectiveSpec(Node):
                 )
             else:
                 seen[strategy.name] = i
-        problems.raise_if_any(type(self).__name__)
-        return self
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -563,12 +555,8 @@ class AlgorithmSpec(Node):
     def _check_name(cls, name: str, info: ValidationInfo) -> str:
         return _check_algorithm_name(name, info, "algorithm_names", "algorithm")
 
-    @model_validator(mode="after")
-    def _check(self) -> AlgorithmSpec:
-        problems = Problems()
-        _check_settings(self.algorithm_settings, "algorithmSettings", problems)
-        problems.raise_if_any(type(self).__name__)
-        return self
+    def _check(self, problems: Problems) -> None:
+        _check_settings(self.algorithm_settings or (), "algorithmSettings", problems)
 
     @property
     def settings(self) -> dict[str, str]:
@@ -588,12 +576,8 @@ class EarlyStoppingSpec(Node):
             name, info, "early_stopping_names", "early-stopping algorithm"
         )
 
-    @model_validator(mode="after")
-    def _check(self) -> EarlyStoppingSpec:
-        problems = Problems()
-        _check_settings(self.algorithm_settings, "algorithmSettings", problems)
-        problems.raise_if_any(type(self).__name__)
-        return self
+    def _check(self, problems: Problems) -> None:
+        _check_settings(self.algorithm_settings or (), "algorithmSettings", problems)
 
     @property
     def settings(self) -> dict[str, str]:
@@ -646,22 +630,15 @@ class ExperimentSpec(Node):
         ResumePolicy, choice(ResumePolicy, "resume policy", empty=ResumePolicy.NEVER)
     ] = ResumePolicy.NEVER
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _defaults_and_cross_checks(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
-        """Apply Katib's spec defaults, validate, then check rules spanning several fields.
+    def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _spec_defaults(data)
 
-        The cross-field checks read the (defaulted) input defensively, so they are reported
-        even when some other field of the spec is invalid.
-        """
-        defaulted = _spec_defaults(data)
-        extra = _cross_problems(data, defaulted)
-        try:
-            spec = handler(defaulted)
-        except ValidationError as exc:
-            raise reraise_with(exc, extra) from None
-        extra.raise_if_any(cls.__name__)
-        return spec
+    @classmethod
+    def _raw_checks(cls, original: Mapping[str, Any], data: Mapping[str, Any]) -> Problems:
+        """Rules spanning several fields, read from the raw (defaulted) spec so that they are
+        reported even when some other field of the spec is invalid."""
+        return _cross_problems(original, data)
 
     @field_validator("parallel_trial_count", "max_trial_count")
     @classmethod
@@ -693,9 +670,7 @@ class ExperimentSpec(Node):
         )
 
 
-def _spec_defaults(data: Any) -> Any:
-    if not isinstance(data, Mapping):
-        return data
+def _spec_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
     out = dict(data)
     if out.get("parallelTrialCount") is None:
         out["parallelTrialCount"] = DEFAULT_PARALLEL_TRIAL_COUNT
@@ -710,11 +685,9 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _cross_problems(original: Any, data: Any) -> Problems:
+def _cross_problems(original: Mapping[str, Any], data: Mapping[str, Any]) -> Problems:
     """Rules spanning several spec fields, read from the raw (defaulted) spec."""
     problems = Problems()
-    if not isinstance(data, Mapping):
-        return problems
     parameters, nas = data.get("parameters"), data.get("nasConfig")
     if nas is not None:
         problems.add(
@@ -758,9 +731,7 @@ def _cross_problems(original: Any, data: Any) -> Problems:
                 f"{max_failed} must not exceed maxTrialCount {max_trials}", "maxFailedTrialCount"
             )
         if parallel is not None and parallel > max_trials:
-            defaulted = (
-                isinstance(original, Mapping) and original.get("parallelTrialCount") is None
-            )
+            defaulted = original.get("parallelTrialCount") is None
             note = f" ({DEFAULT_PARALLEL_TRIAL_COUNT} is the default)" if defaulted else ""
             problems.add(
                 f"{parallel} must not exceed maxTrialCount {max_trials}{note}",
