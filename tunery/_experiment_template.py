@@ -32,9 +32,19 @@ _META_REFERENCE = re.compile(
 )
 
 
+def meta_reference(reference: str) -> tuple[str, str | None] | None:
+    """``("Name", None)`` for ``${trialSpec.Name}``, ``("Labels", "k")`` for
+    ``${trialSpec.Labels[k]}``; None when ``reference`` is not trial metadata."""
+    match = _META_REFERENCE.match(reference)
+    if match is None:
+        return None
+    plain_key, map_key, item = match.groups()
+    return (plain_key, None) if plain_key else (map_key, item)
+
+
 def is_meta_reference(reference: str) -> bool:
     """Whether ``reference`` is a trial metadata reference such as ``${trialSpec.Name}``."""
-    return _META_REFERENCE.match(reference) is not None
+    return meta_reference(reference) is not None
 
 
 def looks_like_meta_reference(reference: str) -> bool:
@@ -181,6 +191,17 @@ class TrialParameterSpec(Node):
     def is_meta(self) -> bool:
         """Whether the reference is trial metadata rather than a parameter."""
         return is_meta_reference(self.reference)
+
+    @property
+    def meta_key(self) -> tuple[str, str | None] | None:
+        """The trial metadata referenced: ``("Kind", None)``, ``("Labels", "<key>")``, or None
+        when the reference names a parameter."""
+        return meta_reference(self.reference)
+
+    @property
+    def placeholder(self) -> str:
+        """The text the controller replaces: ``${trialParameters.<name>}``."""
+        return f"{PLACEHOLDER_PREFIX}{self.name}}}"
 
 
 _TEMPLATE_DEFAULTS: Mapping[str, tuple[str, str, Mapping[str, str] | None]] = {

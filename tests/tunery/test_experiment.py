@@ -420,8 +420,18 @@ def test_names_and_metadata() -> None:
     assert experiment.metric_names == ("Validation-accuracy", "Train-accuracy")
     assert experiment.parameter_names == ("lr",)
     assert experiment.trial_parameter_names[:2] == ("learningRate", "trialName")
-    meta = [tp.name for tp in experiment.spec.trial_template.trial_parameters if tp.is_meta]
-    assert len(meta) == 6
+    trial_parameters = experiment.spec.trial_template.trial_parameters
+    assert [tp.meta_key for tp in trial_parameters] == [
+        None,
+        ("Name", None),
+        ("Namespace", None),
+        ("Kind", None),
+        ("APIVersion", None),
+        ("Labels", "custom-key"),
+        ("Annotations", "custom-key"),
+    ]
+    assert [tp.is_meta for tp in trial_parameters] == [False] + [True] * 6
+    assert trial_parameters[0].placeholder == "${trialParameters.learningRate}"
 
 
 def test_server_fields_and_status_are_kept() -> None:
