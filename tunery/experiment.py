@@ -16,10 +16,18 @@ unknown fields are rejected (except inside free-form Kubernetes objects: ``trial
 ``customCollector``, ``httpGet``, ``status``), every ``${trialParameters.x}`` placeholder is
 defined and every trial parameter used, and ``primaryContainerName`` names a container.
 
-Not checked here: the namespace label Katib requires (tunery needs none), and placeholders of
-``configMap`` templates (the ConfigMap is read by whoever renders trials, not here). Algorithm
-and early-stopping settings are validated by their services; pass ``algorithm_names`` /
-``early_stopping_names`` to reject unknown names early.
+Problems are collected, not raised one by one: type errors, unknown fields and rule checks of
+every node are reported together, with cross-field rules run on whichever fields are valid.
+
+Lenient where Katib's Go types would only be pedantic: YAML numbers given where Katib wants
+strings (feasible-space values, setting values) are read as those strings, a numeric string
+``goal`` as its number, and Kubernetes server-set metadata (``uid``, ``resourceVersion``...) and
+``status`` are accepted and kept, so an exported custom resource loads.
+
+Not checked here: the namespace label Katib requires (tunery needs none), the full batch/v1 Job
+schema, and placeholders of ``configMap`` templates (the ConfigMap is read by whoever renders
+trials, not here). Algorithm and early-stopping settings are validated by their services; pass
+``algorithm_names`` / ``early_stopping_names`` to reject unknown names early.
 """
 
 from __future__ import annotations
