@@ -19,6 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 ParamValue = int | float | str
+
+_STEP_TOLERANCE = 1e-6
+"""Relative slack when counting steps in a range, so float noise never drops the last step."""
 Assignment = dict[str, ParamValue]
 
 
@@ -110,8 +113,15 @@ class Parameter:
         step: float | None = None,
         distribution: Distribution = Distribution.UNIFORM,
     ) -> Parameter:
-        return cls(name, ParameterType.DOUBLE, float(low), float(high),
-                   None if step is None else float(step), (), Distribution(distribution))
+        return cls(
+            name,
+            ParameterType.DOUBLE,
+            float(low),
+            float(high),
+            None if step is None else float(step),
+            (),
+            Distribution(distribution),
+        )
 
     @classmethod
     def integer(
@@ -151,7 +161,7 @@ class Parameter:
             raise SpaceError(f"{self.name}: min {low!r} must be less than max {high!r}")
         if step is not None and not (math.isfinite(step) and step > 0):
             raise SpaceError(f"{self.name}: step {step!r} must be greater than 0")
-        if step is not None and step > high - low and low != high:
+        if step is not None and step > (high - low) * (1 + _STEP_TOLERANCE) and low != high:
             raise SpaceError(
                 f"{self.name}: step {step!r} is larger than the range [{low!r}, {high!r}]"
             )
@@ -163,7 +173,9 @@ class Parameter:
 
     def _check_values(self) -> None:
         if self.low is not None or self.high is not None or self.step is not None:
-            raise SpaceError(f"{self.name}: a {self.type} parameter takes a list, not min/max/step")
+            raise SpaceError(
+                f"{self.name}: a {self.type} parameter takes a list, not min/max/step"
+            )
         if not self.values:
             raise SpaceError(f"{self.name}: the list of values must not be empty")
         if len(set(self.values)) != len(self.values):
@@ -203,7 +215,7 @@ class Parameter:
                 f"Param {self.name} step is nil; For discrete search space, all parameters "
                 "must include step"
             )
-        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        count = math.floor((self.high - self.low) / self.step + _STEP_TOLERANCE) + 1
         return tuple(self.snap(self.low + k * self.step) for k in range(count))
 
     def grid_size(self) -> int | None:
@@ -215,7 +227,7 @@ class Parameter:
             return (int(self.high) - int(self.low)) // int(self.step or 1) + 1
         if self.type is ParameterType.DOUBLE:
             assert self.low is not None and self.high is not None and self.step is not None
-            return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+            return math.floor((self.high - self.low) / self.step + _STEP_TOLERANCE) + 1
         return len(self.values)
 
     def snap(self, value: float) -> ParamValue:
@@ -235,9 +247,9 @@ class Parameter:
         if self.step is None:
             return x
         k = round((x - self.low) / self.step)
-        k = max(0, min(k, math.floor((self.high - self.low) / self.step + 1e-9)))
+        k = max(0, min(k, math.floor((self.high - self.low) / self.step + _STEP_TOLERANCE)))
         snapped = self.low + k * self.step
-        digits = max(0, 12 - int(math.floor(math.log10(self.step))))
+        digits = max(0, 12 - math.floor(math.log10(self.step)))
         return min(max(round(snapped, digits), float(self.low)), float(self.high))
 
     def contains(self, value: object) -> bool:
@@ -255,7 +267,7 @@ class Parameter:
             return False
         if self.step is not None:
             k = (value - self.low) / self.step
-            return abs(k - round(k)) < 1e-6
+            return abs(k - round(k)) < 1e-4
         return True
 
     def parse(self, text: str) -> ParamValue:

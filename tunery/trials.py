@@ -81,9 +81,7 @@ class Objective:
         return (self.metric_name, *self.additional_metric_names)
 
     def strategy(self, metric_name: str) -> MetricStrategy:
-        default = (
-            MetricStrategy.MIN if self.type is ObjectiveType.MINIMIZE else MetricStrategy.MAX
-        )
+        default = MetricStrategy.MIN if self.type is ObjectiveType.MINIMIZE else MetricStrategy.MAX
         return self.strategies.get(metric_name, default)
 
     def is_better(self, candidate: float, incumbent: float | None) -> bool:

@@ -11,8 +11,7 @@ import importlib
 
 from suggestion.algorithms.base import Algorithm, UnknownAlgorithmError
 
-REGISTRY: dict[str, str] = {
-}
+REGISTRY: dict[str, str] = {}
 
 
 def get_algorithm(name: str) -> type[Algorithm]:

@@ -101,8 +101,13 @@ class Algorithm(abc.ABC):
         self.settings = settings if settings is not None else self.settings_type()
 
     @classmethod
-    def validate(cls, space: SearchSpace, objective: Objective, settings: AlgorithmSettings,
-                 max_trial_count: int | None = None) -> None:
+    def validate(
+        cls,
+        space: SearchSpace,
+        objective: Objective,
+        settings: AlgorithmSettings,
+        max_trial_count: int | None = None,
+    ) -> None:
         """Check the experiment can run with this algorithm (beyond settings parsing).
 
         Raises:
