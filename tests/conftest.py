@@ -20,6 +20,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class _Server:
         self.url = resolve_url(os.environ.get(env) or default)
         self._engine: Any = None
         self._error: str | None = None
+        # Dropping a database is slow DDL; do it behind the next tests, finish at session end.
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"drop-{label}")
 
     def engine(self) -> Any:
         """The admin engine (autocommit), or skip the test if the server is unreachable."""
@@ -75,7 +78,12 @@ class _Server:
             pytest.skip(self._error)
         return self._engine
 
+    def drop_later(self, statements: list[str], what: str) -> None:
+        """Run the drop statements in the background; failures become warnings."""
+        self._dropper.submit(_drop, self._engine, statements, what)
+
     def dispose(self) -> None:
+        self._dropper.shutdown(wait=True)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -128,8 +136,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         try:
             yield url.render_as_string(hide_password=False)
         finally:
-            _drop(
-                engine,
+            server.drop_later(
                 ["SET lock_timeout = '10s'", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
                 f"schema {schema}",
             )
@@ -144,8 +151,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     try:
         yield server.url.set(database=database).render_as_string(hide_password=False)
     finally:
-        _drop(
-            engine,
+        server.drop_later(
             ["SET SESSION lock_wait_timeout = 10", f"DROP DATABASE IF EXISTS `{database}`"],
             f"database {database}",
         )

@@ -4,9 +4,10 @@ Called by :func:`tunery.store.open_store` (through :mod:`tunery.store.sql`) and 
 migrations. :func:`resolve_url` picks the URL (argument, then ``$TUNERY_DB_URL``, then the
 SQLite file ``.tunery/tunery.db`` under the current directory) and maps bare schemes to the
 drivers tunery ships with (``postgresql://`` → psycopg 3, ``mysql://``/``mariadb://`` →
-PyMySQL). :func:`create_engine` applies the per-backend settings: SQLite in WAL mode with a
-30 s busy timeout, foreign keys on and ``BEGIN IMMEDIATE`` for write transactions; strict SQL
-mode and UTF-8 on MySQL; pre-ping and connect timeouts everywhere.
+PyMySQL, both through SQLAlchemy's MySQL dialect, which detects MariaDB).
+:func:`create_engine` applies the per-backend settings: SQLite in WAL mode with a 30 s busy
+timeout, foreign keys on and ``BEGIN IMMEDIATE`` for write transactions; strict SQL mode and
+UTF-8 on MySQL; pre-ping and connect timeouts everywhere.
 
 Passwords never appear in messages: use :func:`describe_url`.
 """
@@ -45,7 +46,7 @@ _BARE_SCHEMES = {
     "postgresql": "postgresql+psycopg",
     "postgres": "postgresql+psycopg",
     "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
+    "mariadb": "mysql+pymysql",
 }
 
 _MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO"
@@ -112,6 +113,10 @@ def resolve_url(url: str | URL | None = None, *, cwd: Path | None = None) -> URL
         )
     if "+" not in parsed.drivername and parsed.drivername in _BARE_SCHEMES:
         parsed = parsed.set(drivername=_BARE_SCHEMES[parsed.drivername])
+    if backend == "mariadb":
+        # SQLAlchemy's MySQL dialect detects MariaDB itself; its "mariadb" twin ignores the
+        # mysql_* table options (engine, charset, collation), so use one dialect for both.
+        parsed = parsed.set(drivername="mysql+" + parsed.get_driver_name())
     return parsed
 
 

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import queue
 import threading
+import traceback
+from typing import Any
 
 import pytest
-import store_workers
 
 from tunery.store import Store, TrialRecord, open_store
-from tunery.trials import TrialCondition
+from tunery.trials import Observation, TrialCondition
 
 COUNT = 400
 BATCH = 25
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def append_observations(
+    url: str, tag: str, trial_names: list[str], count: int, batch: int, barrier: Any, results: Any
+) -> None:
+    """Open the store together with the other workers (so a fresh database is migrated
+    concurrently), then append ``count`` observations of metric ``tag`` to every trial in
+    batches, interleaving trials. Puts ``(tag, None)`` or ``(tag, traceback)`` on results."""
+    try:
+        barrier.wait(timeout=60)
+        store = open_store(url)
+        try:
+            barrier.wait(timeout=60)
+            for start in range(0, count, batch):
+                for name in trial_names:
+                    rows = [
+                        Observation(tag, f"{tag}-{i}", i, T0 + dt.timedelta(microseconds=i))
+                        for i in range(start, min(start + batch, count))
+                    ]
+                    assert store.add_observations(name, rows) == len(rows)
+        finally:
+            store.close()
+        results.put((tag, None))
+    except BaseException:
+        results.put((tag, traceback.format_exc()))
 
 
 def test_two_processes_append_without_losing_rows(db_url: str) -> None:
@@ -25,7 +53,7 @@ def test_two_processes_append_without_losing_rows(db_url: str) -> None:
     plan = {"a": ["shared", "only-a"], "b": ["shared", "only-b"]}
     workers = [
         context.Process(
-            target=store_workers.append_observations,
+            target=append_observations,
             args=(db_url, tag, names, COUNT, BATCH, barrier, results),
         )
         for tag, names in plan.items()

@@ -56,7 +56,8 @@ def test_environment_variable_then_argument(
         ("postgres://u@h/db", "postgresql+psycopg"),
         ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2"),  # an explicit driver is kept
         ("mysql://u@h/db", "mysql+pymysql"),
-        ("mariadb://u@h/db", "mariadb+pymysql"),
+        ("mariadb://u@h/db", "mysql+pymysql"),  # one dialect; it detects MariaDB itself
+        ("mariadb+pymysql://u@h/db", "mysql+pymysql"),
         ("mysql+pymysql://u@h/db", "mysql+pymysql"),
         ("sqlite:///x.db", "sqlite"),
     ],
@@ -148,5 +149,19 @@ def test_database_down_after_open_is_unavailable(tmp_path: Path) -> None:
             connection.execute(sa.text("DROP TABLE trials"))
         with pytest.raises(StoreUnavailableError, match=r"trial 'x'.*no such table"):
             store.get_trial("x")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_mariadb_scheme_gets_the_mysql_dialect_and_exact_names(db_url: str) -> None:
+    url = db_url.replace("mysql+pymysql://", "mariadb://", 1)
+    assert url.startswith("mariadb://")
+    store = open_store(url)
+    try:
+        for name in ("a", "A", "a "):
+            store.create_experiment(name, {})
+        assert [e.name for e in store.list_experiments()] == ["a", "A", "a "]
+        assert store.get_experiment("a ").name == "a "
     finally:
         store.close()

@@ -13,7 +13,7 @@ Create Date: 2025-01-01
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.dialects import mysql, postgresql
 
 revision = "0001"
@@ -34,15 +34,27 @@ LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 def _mysql_options() -> dict[str, str]:
     """InnoDB, utf8mb4, and a binary collation that does not ignore trailing spaces, so names
     compare exactly as on the other backends (plain ``utf8mb4_bin`` pads with spaces)."""
-    bind = op.get_bind()
+    dialect = op.get_bind().dialect
     collation = "utf8mb4_bin"
-    if bind.dialect.name in ("mysql", "mariadb"):
-        version = bind.dialect.server_version_info or ()
-        if getattr(bind.dialect, "is_mariadb", False):
+    if dialect.name in ("mysql", "mariadb"):
+        version = dialect.server_version_info or ()
+        if getattr(dialect, "is_mariadb", False):
             collation = "utf8mb4_nopad_bin"
         elif version >= (8, 0):
             collation = "utf8mb4_0900_bin"
-    return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": collation}
+    options = {"engine": "InnoDB", "charset": "utf8mb4", "collate": collation}
+    return {
+        f"{prefix}_{key}": value
+        for prefix in ("mysql", "mariadb")
+        for key, value in options.items()
+    }
+
+
+def _has_table(name: str) -> bool:
+    """Whether the table exists; offline (``--sql``) scripts assume an empty database."""
+    if context.is_offline_mode():
+        return False
+    return sa.inspect(op.get_bind()).has_table(name)
 
 
 def upgrade() -> None:
@@ -90,7 +102,7 @@ def upgrade() -> None:
         op.f("ix_trials_experiment_id_condition"), "trials", ["experiment_id", "condition"]
     )
 
-    if sa.inspect(op.get_bind()).has_table("observation_logs"):
+    if _has_table("observation_logs"):
         op.add_column("observation_logs", sa.Column("numeric_value", sa.Double(), nullable=True))
         op.add_column(
             "observation_logs",
