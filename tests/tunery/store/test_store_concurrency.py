@@ -2,46 +2,39 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing
 import queue
+import runpy
 import threading
-import traceback
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tunery.store import Store, TrialRecord, open_store
-from tunery.trials import Observation, TrialCondition
+from tunery.trials import TrialCondition
 
 COUNT = 400
 BATCH = 25
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+WORKER = Path(__file__).with_name("store_worker.py")
 
 
-def append_observations(
-    url: str, tag: str, trial_names: list[str], count: int, batch: int, barrier: Any, results: Any
-) -> None:
-    """Open the store together with the other workers (so a fresh database is migrated
-    concurrently), then append ``count`` observations of metric ``tag`` to every trial in
-    batches, interleaving trials. Puts ``(tag, None)`` or ``(tag, traceback)`` on results."""
-    try:
-        barrier.wait(timeout=60)
-        store = open_store(url)
+def _collect(results: Any, workers: list[Any], timeout_s: float) -> dict[str, str | None]:
+    """Every worker's report; fails fast if one dies without reporting."""
+    deadline = time.monotonic() + timeout_s
+    outcomes: dict[str, str | None] = {}
+    while len(outcomes) < len(workers):
         try:
-            barrier.wait(timeout=60)
-            for start in range(0, count, batch):
-                for name in trial_names:
-                    rows = [
-                        Observation(tag, f"{tag}-{i}", i, T0 + dt.timedelta(microseconds=i))
-                        for i in range(start, min(start + batch, count))
-                    ]
-                    assert store.add_observations(name, rows) == len(rows)
-        finally:
-            store.close()
-        results.put((tag, None))
-    except BaseException:
-        results.put((tag, traceback.format_exc()))
+            tag, error = results.get(timeout=0.5)
+            outcomes[tag] = error
+        except queue.Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                pytest.fail(f"a worker process exited with status {dead[0]} without reporting")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker processes did not report within {timeout_s} s")
+    return outcomes
 
 
 def test_two_processes_append_without_losing_rows(db_url: str) -> None:
@@ -53,17 +46,29 @@ def test_two_processes_append_without_losing_rows(db_url: str) -> None:
     plan = {"a": ["shared", "only-a"], "b": ["shared", "only-b"]}
     workers = [
         context.Process(
-            target=append_observations,
-            args=(db_url, tag, names, COUNT, BATCH, barrier, results),
+            target=runpy.run_path,
+            args=(str(WORKER),),
+            kwargs={
+                "run_name": "__tunery_store_worker__",
+                "init_globals": {
+                    "ARGS": {
+                        "url": db_url,
+                        "tag": tag,
+                        "trial_names": names,
+                        "count": COUNT,
+                        "batch": BATCH,
+                        "barrier": barrier,
+                        "results": results,
+                    }
+                },
+            },
         )
         for tag, names in plan.items()
     ]
     for worker in workers:
         worker.start()
     try:
-        outcomes = dict(results.get(timeout=120) for _ in workers)
-    except queue.Empty:
-        pytest.fail("a worker process did not report within 120 s")
+        outcomes = _collect(results, workers, timeout_s=120)
     finally:
         for worker in workers:
             worker.join(timeout=30)
