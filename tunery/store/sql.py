@@ -111,7 +111,9 @@ def open_sql_store(url: str | URL | None = None, *, migrate: bool = True) -> Sql
     return SqlStore(engine)
 
 
-def _retry_conflicts(method: Callable[Concatenate[SqlStore, P], R]) -> Callable[..., R]:
+def _retry_conflicts(
+    method: Callable[Concatenate[SqlStore, P], R],
+) -> Callable[Concatenate[SqlStore, P], R]:
     """Re-run a write method (one whole transaction) after a deadlock or serialisation
     failure, which the database resolved by rolling this transaction back."""
 
@@ -145,7 +147,7 @@ class SqlStore(Store):
 
     @property
     def backend(self) -> str:
-        """``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
+        """``sqlite``, ``postgresql`` or ``mysql`` (MySQL and MariaDB)."""
         return self._engine.dialect.name
 
     def __repr__(self) -> str:
@@ -194,6 +196,8 @@ class SqlStore(Store):
                     )
                 )
             except sa_exc.IntegrityError as exc:
+                if _integrity_kind(exc) != "unique":
+                    raise
                 raise AlreadyExistsError(f"experiment {name!r} already exists") from exc
             return self._fetch_experiment(session, name)
 
@@ -245,7 +249,7 @@ class SqlStore(Store):
             "assignment": _plain(trial.assignment, "assignment"),
             "condition": _condition(trial.condition).value,
             "reason": _check_reason(trial.reason),
-            "message": trial.message,
+            "message": _check_text("message", trial.message),
             "labels": _plain(trial.labels, "labels"),
             "created_at": _db_time(trial.created_at, "created_at"),
             "start_time": _db_time_or_none(trial.start_time, "start_time"),
@@ -262,11 +266,14 @@ class SqlStore(Store):
             try:
                 session.execute(sa.insert(trials).values(**values))
             except sa_exc.IntegrityError as exc:
-                if _is_foreign_key_violation(exc):  # experiment deleted meanwhile
+                kind = _integrity_kind(exc)
+                if kind == "foreign_key":  # the experiment was deleted meanwhile
                     raise NotFoundError(
                         f"experiment {trial.experiment_name!r} not found "
                         f"(creating trial {trial.name!r})"
                     ) from exc
+                if kind != "unique":
+                    raise
                 raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
             return self._fetch_trial(session, trial.name)
 
@@ -322,7 +329,7 @@ class SqlStore(Store):
         if reason is not None:
             values["reason"] = _check_reason(reason)
         if message is not None:
-            values["message"] = message
+            values["message"] = _check_text("message", message)
         if start_time is not None:
             values["start_time"] = _db_time(start_time, "start_time")
         if completion_time is not None:
@@ -475,7 +482,14 @@ def _check_name(kind: str, name: object) -> None:
         )
 
 
+def _check_text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"trial {field} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _check_reason(reason: str) -> str:
+    _check_text("reason", reason)
     if len(reason) > REASON_LENGTH:
         raise ValueError(
             f"trial reason {reason[:40]!r}... is {len(reason)} characters long; "
@@ -655,8 +669,12 @@ def _is_conflict(exc: BaseException | None) -> bool:
     return sqlstate in ("40001", "40P01") or errno == 1213
 
 
-def _is_foreign_key_violation(exc: sa_exc.IntegrityError) -> bool:
+def _integrity_kind(exc: sa_exc.IntegrityError) -> str:
+    """``unique``, ``foreign_key`` or ``other`` (e.g. NOT NULL) constraint violation."""
     sqlstate, errno = _error_code(exc)
-    if sqlstate is not None or errno is not None:
-        return sqlstate == "23503" or errno in (1216, 1452)
-    return "FOREIGN KEY" in str(exc.orig).upper()
+    text = str(exc.orig).upper()
+    if sqlstate == "23505" or errno == 1062 or "UNIQUE CONSTRAINT FAILED" in text:
+        return "unique"
+    if sqlstate == "23503" or errno in (1216, 1452) or "FOREIGN KEY CONSTRAINT FAILED" in text:
+        return "foreign_key"
+    return "other"

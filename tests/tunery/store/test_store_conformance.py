@@ -283,6 +283,8 @@ def test_invalid_values_are_rejected_with_the_field_named(store: Store, exp: str
         store.update_trial("t", condition="Done")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"trial name .* at most 255"):
         store.create_trial(trial("x" * 256))
+    with pytest.raises(TypeError, match="trial message must be a str, got NoneType"):
+        store.create_trial(trial("u", message=None))
     with pytest.raises(ValueError, match="experiment name must be a non-empty string"):
         store.create_experiment("", {})
     with pytest.raises(ValueError, match=r"trial reason .* at most 255"):
