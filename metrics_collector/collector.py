@@ -244,6 +244,7 @@ class TrialCollector:
     def end_of_input(self) -> int:
         """The source ended: parse its last line even without a line terminator."""
         with self._feed_lock:
+            self._fed = True
             queued = self._accept(self.parser.flush())
         self._deliver_stop()
         return queued
