@@ -277,13 +277,13 @@ class TrialCollector:
             FlushError: the missing rows could not be written (retryable).
         """
         self.resume()
+        before = self._written
         path = Path(log_path)
         if path.exists():
             with path.open("rb") as f:
                 while chunk := f.read(REPLAY_CHUNK):
                     self.feed(chunk)
         self.end_of_input()
-        before = self._written
         try:
             self.flush()
         except StoreUnavailableError as e:

@@ -409,14 +409,14 @@ class TextParser(Parser):
         self.filters = tuple(filters) or (DEFAULT_FILTER,)
         self._patterns: tuple[re.Pattern[str], ...] = ()
         self._fast: Callable[[str], list[tuple[str, str, str]]] | None = None
-        self._fast_guard: Callable[[str], object] | None = None
         if self.filters != (DEFAULT_FILTER,):
             self._patterns = tuple(_compile_filter(f) for f in self.filters)
             return
         # Default filter, requested names only (see _DEFAULT_LINES_FINDALL for the general
         # form). Exact unless a name could start inside a value ("e5", "1st") or a requested
-        # name directly follows a value's last digit ("a=1loss=2"): the guard finds the
-        # latter, and such names or text take the general path.
+        # name directly follows a value's last digit ("a=1loss=2"): the guard
+        # (_name_follows_a_value) finds the latter, and such names or text take the general
+        # path.
         matchable = sorted((n for n in self.metric_names if _WORD_RUN(n)), key=len, reverse=True)
         self._matchable = bool(matchable)
         if matchable and not any(_UNSAFE_NAME_START(n) for n in matchable):
@@ -425,7 +425,7 @@ class TextParser(Parser):
                 rf"\n(?:({_TIMESTAMP})(?= ))?"
                 rf"|(?<![{_WORD}])({names})[\t\f ]*=[\t\f ]*{_VALUE}"
             ).findall
-            self._fast_guard = re.compile(rf"[0-9-](?:{names})[\t\f ]*=").search
+            self._guard_names = tuple(matchable)
 
     def clone(self) -> TextParser:
         return TextParser(self.metric_names, self.filters, max_line_bytes=self.max_line_bytes)
@@ -438,7 +438,7 @@ class TextParser(Parser):
             return
         # Katib's default filter over all candidate lines in one C-level findall.
         text = "\n" + text
-        if self._fast is not None and not self._fast_guard(text):  # type: ignore[misc]
+        if self._fast is not None and not self._name_follows_a_value(text):
             self._emit_found(self._fast(text), out)
             return
         found = _DEFAULT_LINES_FINDALL(text)
@@ -447,6 +447,17 @@ class TextParser(Parser):
                 super()._parse_lines(text[1:], out)
                 return
         self._emit_found([(stamp, name, value) for stamp, name, value, _ in found], out)
+
+    def _name_follows_a_value(self, text: str) -> bool:
+        """Whether a requested name directly follows a digit or "-" (rare: ``a=1loss=2``)."""
+        find = text.find
+        for name in self._guard_names:
+            i = find(name)
+            while i >= 0:
+                if text[i - 1] in _VALUE_END_IN_WORD:
+                    return True
+                i = find(name, i + 1)
+        return False
 
     def _emit_found(self, found: list[tuple[str, str, str]], out: list[Observation]) -> None:
         """Observations from ``(line timestamp, "", "")`` / ``("", name, value)`` tuples."""
