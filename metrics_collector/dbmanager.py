@@ -12,8 +12,8 @@ also gets a step: its ordinal among the trial's rows of that metric, continuing 
 stored. Stricter than Katib: an empty trial or metric name is rejected.
 
 Errors map to status codes in one place (:func:`_status_of`): a bad request
-(bad timestamp, empty name) is INVALID_ARGUMENT naming the field; a store that cannot be
-reached is UNAVAILABLE (clients retry); anything else from the store is INTERNAL.
+(bad timestamp, empty or overlong name) is INVALID_ARGUMENT naming the field; a store that
+cannot be reached is UNAVAILABLE (clients retry); anything else from the store is INTERNAL.
 Health (SERVING for ``""``) and reflection come from :func:`tunery.serving.create_server`.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from metrics_collector.errors import InvalidTimestampError
+from metrics_collector.errors import InvalidRequestError, InvalidTimestampError
 from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import create_server, serve_forever, service_name
@@ -45,20 +45,16 @@ _LOCK_STRIPES = 64
 _Reply = TypeVar("_Reply")
 
 
-class InvalidRequestError(ValueError):
-    """A request field is missing or malformed; the message names the field."""
-
-
 def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     """The one mapping of domain errors to gRPC status codes."""
-    if isinstance(error, InvalidRequestError | InvalidTimestampError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     if isinstance(error, StoreUnavailableError):
         return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {error}"
     if isinstance(error, NotFoundError):
         return grpc.StatusCode.NOT_FOUND, str(error)
-    if isinstance(error, StoreError | ValueError):
+    if isinstance(error, StoreError):
         return grpc.StatusCode.INTERNAL, f"database error: {error}"
+    if isinstance(error, ValueError):  # a bad field: ours, or the store's name checks
+        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
 
 

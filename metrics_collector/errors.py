@@ -9,6 +9,8 @@ controller to trial conditions. Store errors (``tunery.store.errors``) pass thro
      ├── MetricsFormatError(CollectorError, ValueError)       bad metricsFormat regex / format
      ├── InvalidMetricError(CollectorError, ValueError)       report_metrics: bad name or value
      ├── InvalidTimestampError(CollectorError, ValueError)    not an RFC3339 timestamp
+     ├── InvalidRequestError(CollectorError, ValueError)      DBManager: empty trial/metric
+     ├── InvalidStopRuleError(CollectorError, ValueError)     sidecar: bad -stop-rule
      ├── PushError(CollectorError, RuntimeError)              report_metrics: no trial name, or
      │                                                        the destination refused/unreachable
      └── FlushError(CollectorError)                           observations could not be written;
@@ -33,6 +35,14 @@ class InvalidMetricError(CollectorError, ValueError):
 
 class InvalidTimestampError(CollectorError, ValueError):
     """A timestamp is not RFC3339 (e.g. ``2024-05-01T12:00:00.5Z``); the message quotes it."""
+
+
+class InvalidRequestError(CollectorError, ValueError):
+    """A DBManager request field is missing or malformed; the message names the field."""
+
+
+class InvalidStopRuleError(CollectorError, ValueError):
+    """An early-stopping rule does not parse; the message quotes it."""
 
 
 class PushError(CollectorError, RuntimeError):

@@ -45,11 +45,10 @@ import grpc
 
 from metrics_collector.collector import TrialCollector
 from metrics_collector.dbclient import DBManagerClient, default_dbmanager_address
-from metrics_collector.errors import FlushError, MetricsFormatError
+from metrics_collector.errors import FlushError, InvalidStopRuleError, MetricsFormatError
 from metrics_collector.parsers import MetricsFormat, make_parser
 from metrics_collector.sources import FileTailer
 from metrics_collector.stoprules import (
-    InvalidStopRuleError,
     KatibStopRules,
     StopRule,
     objective_for,
@@ -282,11 +281,12 @@ class Sidecar:
             self._stopper.join()
         try:
             self.collector.close(timeout=c.flush_timeout)
-            summary = self.collector.summarize()
-            if summary.metrics[c.metric_names[0]].latest == UNAVAILABLE:
-                log.warning("objective %s was never reported: %s", c.metric_names[0], UNAVAILABLE)
+            objective = c.metric_names[0]
+            if not self.client.get_observations(c.trial_name, objective):
+                # Katib's contract: an "unavailable" row marks the trial MetricsUnavailable.
+                log.warning("objective %s was never reported: %s", objective, UNAVAILABLE)
                 self.client.add_observations(
-                    c.trial_name, [Observation.of(c.metric_names[0], UNAVAILABLE, 0, ZERO_TIME)]
+                    c.trial_name, [Observation.of(objective, UNAVAILABLE, 0, ZERO_TIME)]
                 )
         except (FlushError, StoreUnavailableError) as e:
             log.error("%s", e)

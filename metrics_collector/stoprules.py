@@ -23,13 +23,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from metrics_collector.errors import CollectorError
+from metrics_collector.errors import InvalidStopRuleError
 from tunery.api import api_pb2
 from tunery.trials import Objective, ObjectiveType, Observation, StopDecision
-
-
-class InvalidStopRuleError(CollectorError, ValueError):
-    """A stop rule does not parse; the message quotes it."""
 
 
 class Comparison(enum.StrEnum):

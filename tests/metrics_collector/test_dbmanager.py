@@ -141,6 +141,10 @@ def test_bad_requests_are_invalid_argument_and_store_nothing(served: Served) -> 
             bad()
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert "start_time" in get_error(served, start="2024-05-01")
+    with pytest.raises(grpc.RpcError) as info:
+        report(served.stub, "t", metric_log("m" * 300, "1", "2024-05-01T12:00:00Z"))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "300 characters" in info.value.details()
 
 
 def get_error(served: Served, **kwargs: str) -> str:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from metrics_collector.errors import InvalidStopRuleError
 from metrics_collector.stoprules import (
     Comparison,
-    InvalidStopRuleError,
     KatibStopRules,
     StopRule,
     objective_for,
