@@ -211,6 +211,8 @@ class TrialCollector:
         self._cond = threading.Condition()  # pending queue; taken last
         self._pending: list[Observation] = []
         self._skip: collections.Counter[tuple[Any, ...]] = collections.Counter()
+        self._skip_until: int | None = None
+        self._fed_bytes = 0
         self._fed = False
         self._closed = False
         self._closing = False
@@ -236,10 +238,23 @@ class TrialCollector:
             if self._closed:
                 raise CollectorError(f"collector of trial {self.trial_name} is closed")
             self._fed = True
-            self._tail.feed(chunk)
-            queued = self._accept(self.parser.feed(chunk))
+            queued = 0
+            until = self._skip_until
+            if until is not None and self._fed_bytes < until < self._fed_bytes + len(chunk):
+                head = until - self._fed_bytes  # the rest of what existed at resume()
+                queued += self._take(chunk[:head])
+                chunk = chunk[head:]
+            if chunk and self._skip_until is not None and self._fed_bytes >= self._skip_until:
+                self._skip.clear()  # output written after resume(): all new
+                self._skip_until = None
+            queued += self._take(chunk)
         self._deliver_stop()
         return queued
+
+    def _take(self, chunk: bytes) -> int:
+        self._fed_bytes += len(chunk)
+        self._tail.feed(chunk)
+        return self._accept(self.parser.feed(chunk))
 
     def end_of_input(self) -> int:
         """The source ended: parse its last line even without a line terminator."""
@@ -249,8 +264,14 @@ class TrialCollector:
         self._deliver_stop()
         return queued
 
-    def resume(self) -> int:
+    def resume(self, source_bytes: int | None = None) -> int:
         """Before feeding a source from its start again: skip what the store already has.
+
+        ``source_bytes`` is how much of the source exists now (a log file's size): rows
+        stored before a crash can only come from those bytes, so matching stops once they
+        have been re-read, and later output is never taken for a stored row (which another
+        source, e.g. pushed metrics, could have written with the same metric, step and
+        value). Without it, matching goes on while stored rows remain unmatched.
 
         Returns the number of stored rows found for this trial's metrics.
 
@@ -265,6 +286,9 @@ class TrialCollector:
             self._skip = collections.Counter(
                 self._key(o) for o in stored if o.metric_name in wanted
             )
+            self._skip_until = source_bytes
+            if source_bytes is not None and source_bytes <= 0:
+                self._skip.clear()
             return sum(self._skip.values())
 
     def replay(self, log_path: str | os.PathLike[str]) -> int:
@@ -276,9 +300,9 @@ class TrialCollector:
             StoreUnavailableError: the store cannot be read (retryable; nothing was added).
             FlushError: the missing rows could not be written (retryable).
         """
-        self.resume()
-        before = self._written
         path = Path(log_path)
+        self.resume(path.stat().st_size if path.exists() else 0)
+        before = self._written
         if path.exists():
             with path.open("rb") as f:
                 while chunk := f.read(REPLAY_CHUNK):

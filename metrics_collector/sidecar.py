@@ -301,7 +301,8 @@ class Sidecar:
         delay = 1.0
         while not self._terminated.is_set():
             try:
-                found = self.collector.resume()
+                size = self.config.path.stat().st_size if self.config.path.exists() else 0
+                found = self.collector.resume(size)
                 if found:
                     log.info("DBManager already holds %d observation(s) of this trial", found)
                 return True

@@ -152,6 +152,23 @@ def test_resume_then_feed_skips_stored_rows(memory_store, minimize_loss) -> None
     assert [v for _, v, _ in stored(memory_store)] == [str(i) for i in range(20)]
 
 
+@pytest.mark.parametrize("one_chunk", [False, True])
+def test_resume_stops_matching_after_the_existing_output(
+    memory_store, minimize_loss, one_chunk: bool
+) -> None:
+    old = b"loss=1\nloss=2\n"
+    memory_store.add_observations(TRIAL, TextParser(["loss"]).parse(old))
+    # Another source (pushed metrics) stored a row that new output will repeat exactly.
+    memory_store.add_observations(TRIAL, [Observation.of("loss", "3", 2)])
+    collector = TrialCollector(memory_store, TRIAL, minimize_loss, TextParser(["loss"]))
+    assert collector.resume(len(old)) == 3
+    new = b"loss=3\n"  # printed after the restart: new, although it looks stored
+    for chunk in [old + new] if one_chunk else [old, new]:
+        collector.feed(chunk)
+    collector.close()
+    assert sorted(v for _, v, _ in stored(memory_store)) == ["1", "2", "3", "3"]
+
+
 class RecordingStopper:
     """Stops once the objective has been reported ``after`` times."""
 
