@@ -29,8 +29,9 @@ from tunery.trials import Objective, Observation, StopCheck, StopDecision, Trial
 CompletedSource = Callable[[], Mapping[str, Sequence[Observation]]]
 """Returns the completed trials to compare with: trial name -> its objective observations.
 
-Completed trials are immutable, so the set of names identifies the snapshot; returning the
-same mapping object when nothing changed makes the check O(1)."""
+Completed trials are immutable, so the set of names identifies the snapshot. Returning the
+same mapping object while nothing changed makes the check O(1); a mapping mutated in place is
+noticed only when its size changes, so return a new one when the set changes."""
 
 
 class InProcessEarlyStopping:
@@ -54,9 +55,10 @@ class InProcessEarlyStopping:
         """The policy for the current completed set, re-prepared only when it changed."""
         snapshot = self._completed()
         with self._lock:
-            if self._policy is not None and (
-                snapshot is self._snapshot or snapshot.keys() == self._names
-            ):
+            unchanged = (
+                snapshot is self._snapshot and len(snapshot) == len(self._names)
+            ) or snapshot.keys() == self._names
+            if self._policy is not None and unchanged:
                 self._snapshot = snapshot
                 return self._policy
             policy = self.stopper.prepare(self.objective, snapshot.values())

@@ -65,14 +65,21 @@ def test_policy_is_shared_and_prepared_once_per_completed_set() -> None:
 def test_check_is_incremental_and_rebuilds_on_a_replaced_list() -> None:
     completed = completed_trials(3)
     check = make_stop_check(MedianStop(MedianStopSettings(3, 2)), MIN, lambda: completed)
-    good = curve([1, 1, 1])
-    assert not check(good).stop
-    bad = curve([9, 9])  # a shorter list: the trial's reports were replaced
-    assert check(bad).stop
-    also_bad = curve([8, 8, 8])  # same length as seen, different first report
-    assert check(curve([1, 1])).stop is False
-    assert check(also_bad).stop
+    assert not check(curve([1, 1, 1])).stop
+    assert check(curve([9, 9])).stop  # a shorter list: the trial's reports were replaced
+    assert not check(curve([1, 1])).stop  # same length, another first report: rebuilt
+    assert check(curve([1, 1, 1, 5, 5, 9])) == check(curve([1, 1, 1, 5, 5, 9]))
     assert not check([]).stop
+
+
+def test_mapping_grown_in_place_is_noticed() -> None:
+    stopper = CountingMedianStop(MedianStopSettings(3, 2))
+    completed = completed_trials(2)
+    check = make_stop_check(stopper, MIN, lambda: completed)
+    assert not check(curve([9, 9])).stop
+    completed["t2"] = curve([3, 3, 3])
+    assert check(curve([9, 9, 9])).stop
+    assert stopper.prepared == 2
 
 
 def test_checks_are_thread_safe() -> None:
