@@ -1,0 +1,239 @@
+"""Run an experiment on this machine: submit it to the store, then reconcile until it is done.
+
+Called by ``tunery run`` / ``tunery resume`` and by the SDK's local ``tune()``. Wires the
+embedded defaults together: the store (SQLite unless a URL is given), local processes with
+GPUs assigned, in-process suggestion and early-stopping services (or gRPC endpoints mapped per
+algorithm name), and a collector per trial tailing its log. A SIGINT/KeyboardInterrupt stops
+the running trials and leaves the experiment resumable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller import status
+from controller.clients import (
+    EarlyStoppingClient,
+    GrpcEarlyStoppingClient,
+    InProcessEarlyStoppingClient,
+    suggestion_client,
+)
+from controller.collecting import LogWatcher
+from controller.gpus import TRIALS_PER_GPU_ANNOTATION, GpuAllocator, discover_gpus
+from controller.reconcile import Reconciler, StepResult, objective_from_spec
+from controller.runners.local import LocalRunner
+from tunery.store.base import Store, TrialRecord
+from tunery.store.errors import NotFoundError
+from tunery.trials import Objective, StopCheck
+
+log = logging.getLogger(__name__)
+
+BASE_DIR_KEY = "localBaseDir"
+_MUTABLE_SPEC_FIELDS = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+
+
+class SubmitError(ValueError):
+    """The experiment cannot be (re)submitted as given; the message says why."""
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """How to run locally. ``endpoints`` maps algorithm names to gRPC Suggestion servers;
+    ``earlystop_endpoint`` replaces the in-process early stopper."""
+
+    logs_dir: Path = Path(".tunery/logs")
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    earlystop_endpoint: str | None = None
+    poll_interval: float = 0.5
+    stop_grace_seconds: float = 10.0
+
+
+def submit(
+    store: Store, document: Mapping[str, Any], base_dir: Path, *, now: dt.datetime | None = None
+) -> tuple[str, bool]:
+    """Create the experiment, or accept a re-submission of the same one.
+
+    A re-submitted document may change only parallelTrialCount, maxTrialCount and
+    maxFailedTrialCount (as Katib's webhook allows). Raising maxTrialCount of an experiment
+    that finished with ExperimentMaxTrialsReached restarts it when its resumePolicy allows.
+
+    Returns:
+        (name, created): ``created`` is False when it already existed.
+
+    Raises:
+        SubmitError: a different spec under the same name, or a restart Katib forbids.
+    """
+    name = document["metadata"]["name"]
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        existing = store.get_experiment(name)
+    except NotFoundError:
+        store.create_experiment(name, document)
+        reason = status.ExperimentReason.CREATED
+        store.update_experiment(
+            name,
+            status={
+                "startTime": now.isoformat(),
+                BASE_DIR_KEY: str(base_dir.resolve()),
+                "conditions": status.set_condition(
+                    [], "Created", reason, status.MESSAGES[reason], now=now
+                ),
+            },
+        )
+        return name, True
+    old_spec, new_spec = dict(existing.spec["spec"]), dict(document["spec"])
+    changed = sorted(
+        k
+        for k in set(old_spec) | set(new_spec)
+        if old_spec.get(k) != new_spec.get(k) and k not in _MUTABLE_SPEC_FIELDS
+    )
+    if changed:
+        raise SubmitError(
+            f"experiment {name!r} already exists with a different spec (changed: "
+            f"{', '.join('spec.' + k for k in changed)}); only parallelTrialCount, "
+            f"maxTrialCount and maxFailedTrialCount may change. Use another name "
+            f"(--name) or `tunery delete {name}`"
+        )
+    new_status = dict(existing.status)
+    current = status.current_condition(existing.status)
+    if status.is_completed(existing.status) and old_spec != new_spec:
+        restartable = (
+            current is not None
+            and current.get("reason") == status.ExperimentReason.MAX_TRIALS_REACHED
+            and new_spec.get("resumePolicy", "Never") in ("LongRunning", "FromVolume")
+        )
+        new_max = new_spec.get("maxTrialCount")
+        if not restartable:
+            raise SubmitError(
+                f"experiment {name!r} is completed ({current and current.get('reason')}) and "
+                "cannot be restarted: only an experiment that reached maxTrialCount with "
+                "resumePolicy LongRunning or FromVolume can continue"
+            )
+        have = existing.status.get("trials", 0)
+        if new_max is not None and new_max <= have:
+            raise SubmitError(
+                f"spec.maxTrialCount: {new_max} must be greater than the {have} trials the "
+                "experiment already has"
+            )
+        reason = status.ExperimentReason.RESTARTING
+        new_status["conditions"] = status.set_condition(
+            existing.status.get("conditions", []),
+            "Restarting",
+            reason,
+            status.MESSAGES[reason],
+            now=now,
+        )
+        new_status.pop("completionTime", None)
+        new_status.pop("suggestionEndReached", None)
+    if old_spec != new_spec:
+        store.update_experiment(name, spec={**existing.spec, "spec": new_spec})
+    new_status.setdefault(BASE_DIR_KEY, str(base_dir.resolve()))
+    store.update_experiment(name, status=new_status)
+    return name, False
+
+
+def _stopper_factory(
+    store: Store, name: str, spec: Mapping[str, Any], objective: Objective
+) -> Callable[[TrialRecord], StopCheck | None] | None:
+    early = spec.get("earlyStopping") or {}
+    if not early.get("algorithmName"):
+        return None
+    from earlystop.inprocess import InProcessEarlyStopping, StoreCompletedSource
+
+    from earlystop import get_early_stopper
+
+    stopper_cls = get_early_stopper(early["algorithmName"])
+    stopper = stopper_cls.from_settings(
+        {s["name"]: str(s.get("value", "")) for s in early.get("algorithmSettings") or []}
+    )
+    shared = InProcessEarlyStopping(
+        stopper, objective, StoreCompletedSource(store, name, objective.metric_name)
+    )
+    return lambda _trial: shared.stop_check()
+
+
+def _early_stopping_client(
+    spec: Mapping[str, Any], settings: LocalSettings
+) -> EarlyStoppingClient | None:
+    early = spec.get("earlyStopping") or {}
+    if not early.get("algorithmName"):
+        return None
+    if settings.earlystop_endpoint:
+        return GrpcEarlyStoppingClient(settings.earlystop_endpoint)
+    from earlystop.service import EarlyStoppingServicer
+
+    return InProcessEarlyStoppingClient(EarlyStoppingServicer())
+
+
+def build_reconciler(
+    store: Store, name: str, settings: LocalSettings, *, runner: LocalRunner | None = None
+) -> Reconciler:
+    record = store.get_experiment(name)
+    spec = record.spec["spec"]
+    annotations = (record.spec.get("metadata") or {}).get("annotations") or {}
+    per_gpu = int(annotations.get(TRIALS_PER_GPU_ANNOTATION, "1"))
+    objective = objective_from_spec(spec)
+    algorithm = spec["algorithm"]["algorithmName"]
+    logs_dir = settings.logs_dir
+    return Reconciler(
+        store,
+        name,
+        runner=runner or LocalRunner(),
+        suggestions=suggestion_client(algorithm, settings.endpoints),
+        early_stopping=_early_stopping_client(spec, settings),
+        watcher_factory=LogWatcher.factory(store, record.spec),
+        stopper_factory=_stopper_factory(store, name, spec, objective),
+        allocator=GpuAllocator(discover_gpus(), per_gpu),
+        base_dir=Path(record.status.get(BASE_DIR_KEY, ".")),
+        logs_dir=logs_dir,
+        stop_grace_seconds=settings.stop_grace_seconds,
+    )
+
+
+ProgressCallback = Callable[[StepResult, list[TrialRecord]], None]
+
+
+def run_until_done(
+    store: Store,
+    name: str,
+    settings: LocalSettings,
+    *,
+    on_progress: ProgressCallback | None = None,
+    stop_event: threading.Event | None = None,
+) -> StepResult:
+    """Reconcile ``name`` until it completes (or ``stop_event`` is set / Ctrl-C).
+
+    Raises:
+        KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
+        ReconcileError: the experiment failed validation or its suggestion service failed.
+    """
+    wake = threading.Event()
+    runner = LocalRunner(on_exit=wake.set)
+    reconciler = build_reconciler(store, name, settings, runner=runner)
+    try:
+        if not status.is_completed(store.get_experiment(name).status):
+            reconciler.validate()
+        while True:
+            result = reconciler.step()
+            if on_progress is not None:
+                on_progress(result, store.list_trials(name))
+            if result.done:
+                return result
+            if stop_event is not None and stop_event.is_set():
+                reconciler.interrupt("stopped by the caller")
+                return result
+            if result.started or result.finished:
+                continue  # things moved: look again at once
+            wake.wait(settings.poll_interval)
+            wake.clear()
+    except KeyboardInterrupt:
+        reconciler.interrupt()
+        raise
+    finally:
+        reconciler.close()

@@ -1,0 +1,532 @@
+"""The reconcile step: Katib's experiment semantics, one pass at a time, state in the store.
+
+Called by ``controller.local`` (``tunery run``/``resume``) in a loop, and by the operator. Each
+:meth:`Reconciler.step` reads the experiment and its trials from the store, decides, acts
+(start, stop, finish trials; ask for suggestions) and writes the result back. Nothing that
+matters lives only in memory: watchers and GPU allocations are rebuilt from the store and the
+trials' runner handles after a restart, so a killed controller resumes where it stopped with
+no trial run twice and no observation lost.
+
+Differences from Katib, on purpose (design.md): every trial reaches a terminal condition with a
+reason and message; when the experiment completes (goal reached, failed) trials still running
+are stopped and marked Killed instead of left running; ExperimentSuggestionEndReached is emitted
+when the algorithm has no new assignment left; MetricsUnavailable trials count toward
+maxTrialCount.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import string
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from controller import protos, status
+from controller.clients import EarlyStoppingClient, ServiceCallError, SuggestionClient
+from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
+from controller.runners.base import (
+    LaunchError,
+    RunnerUnavailableError,
+    RunPhase,
+    RunState,
+    TrialLaunch,
+    TrialRunner,
+)
+from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
+from tunery.api import api_pb2
+from tunery.store.base import Store, TrialRecord, utcnow
+from tunery.trials import (
+    MetricStrategy,
+    Objective,
+    ObjectiveType,
+    StopCheck,
+    StopDecision,
+    TrialCondition,
+)
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+
+
+class ReconcileError(Exception):
+    """The experiment cannot proceed; the message says why (it is also in its status)."""
+
+
+@dataclass(frozen=True)
+class CollectionResult:
+    """What a watcher collected by the end of a trial."""
+
+    metrics: list[dict[str, str]]  # Katib's observation.metrics: name, min, max, latest
+    objective_available: bool
+    unavailable_message: str = ""
+
+
+class TrialWatcher(Protocol):
+    """Collects one running trial's metrics (see ``controller.collecting``)."""
+
+    def finish(self) -> CollectionResult:
+        """Drain all remaining output, store every observation, and summarise."""
+
+    def close(self) -> None:
+        """Stop watching without finishing (controller shutting down)."""
+
+
+WatcherFactory = Callable[
+    [TrialRecord, Objective, StopCheck | None, Callable[[StopDecision], None]], TrialWatcher
+]
+StopperFactory = Callable[[TrialRecord], StopCheck | None]
+
+
+def objective_from_spec(spec: Mapping[str, Any]) -> Objective:
+    """The kernel Objective of a (defaulted) Experiment spec document."""
+    o = spec["objective"]
+    return Objective(
+        type=ObjectiveType(o["type"]),
+        metric_name=o["objectiveMetricName"],
+        goal=None if o.get("goal") is None else float(o["goal"]),
+        additional_metric_names=tuple(o.get("additionalMetricNames") or ()),
+        strategies={
+            s["name"]: MetricStrategy(s["value"]) for s in o.get("metricStrategies") or []
+        },
+    )
+
+
+@dataclass(frozen=True)
+class StepResult:
+    done: bool
+    condition: str
+    reason: str
+    message: str
+    started: int = 0
+    finished: int = 0
+
+
+class Reconciler:
+    """Drives one experiment. Not thread-safe: one step at a time (watchers call back safely)."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        runner: TrialRunner,
+        suggestions: SuggestionClient,
+        watcher_factory: WatcherFactory,
+        allocator: GpuAllocator,
+        base_dir: Path,
+        logs_dir: Path,
+        early_stopping: EarlyStoppingClient | None = None,
+        stopper_factory: StopperFactory | None = None,
+        namespace: str = "default",
+        clock: Callable[[], dt.datetime] = utcnow,
+        stop_grace_seconds: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.runner = runner
+        self.suggestions = suggestions
+        self.early_stopping = early_stopping
+        self.watcher_factory = watcher_factory
+        self.stopper_factory = stopper_factory
+        self.allocator = allocator
+        self.base_dir = base_dir
+        self.logs_dir = logs_dir
+        self.namespace = namespace
+        self.clock = clock
+        self.stop_grace_seconds = stop_grace_seconds
+        self._watchers: dict[str, TrialWatcher] = {}
+        self._lock = threading.Lock()
+        self._restored = False
+        record = store.get_experiment(name)
+        self.document = record.spec
+        self.spec: Mapping[str, Any] = record.spec["spec"]
+        self.objective = objective_from_spec(self.spec)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Ask the services to validate the settings and check the GPU request fits.
+
+        Raises:
+            ReconcileError: invalid settings or an impossible GPU request; the experiment is
+                marked Failed with the message first.
+        """
+        experiment = protos.experiment_proto(self.name, self.spec)
+        try:
+            self.suggestions.validate_algorithm_settings(
+                api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment)
+            )
+            if self.early_stopping is not None:
+                self.early_stopping.validate_early_stopping_settings(
+                    api_pb2.ValidateEarlyStoppingSettingsRequest(
+                        early_stopping=experiment.spec.early_stopping
+                    )
+                )
+        except ServiceCallError as exc:
+            if exc.retryable:
+                raise
+            kind = (
+                "ValidateAlgorithmSettings"
+                if exc.service.startswith("Sugg")
+                else ("ValidateEarlyStoppingSettings")
+            )
+            self._fail(f"Validation failed: {kind} Error: {exc.details}")
+        template = self.spec["trialTemplate"]
+        if "trialSpec" in template:
+            try:
+                container = primary_container(
+                    template["trialSpec"], template["primaryContainerName"]
+                )
+                self.allocator.check(gpu_request(container))
+            except (GpuRequestError, TemplateError) as exc:
+                self._fail(str(exc))
+
+    def _fail(self, message: str) -> None:
+        self._write_status(("Failed", status.ExperimentReason.FAILED, message))
+        raise ReconcileError(message)
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        record = self.store.get_experiment(self.name)
+        trials = self.store.list_trials(self.name)
+        if not self._restored:
+            self._restore(trials)
+        started = finished = 0
+        for trial in trials:
+            if trial.condition is TrialCondition.RUNNING or (
+                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
+            ):
+                finished += self._advance(trial)
+        trials = self.store.list_trials(self.name)
+        counts = status.count_trials(trials)
+        best = status.optimal_trial(trials, self.objective)
+        max_trials = self.spec.get("maxTrialCount")
+        decision = status.decide_condition(
+            counts,
+            None if best is None else best[1],
+            self.objective,
+            max_trials,
+            self.spec.get("maxFailedTrialCount"),
+        )
+        end_reached = record.status.get("suggestionEndReached")
+        if decision[0] == "Running" and end_reached and counts.active == 0:
+            reason = status.ExperimentReason.SUGGESTION_END_REACHED
+            decision = ("Succeeded", reason, status.MESSAGES[reason])
+        if decision[0] != "Running":
+            if counts.active:
+                self._stop_all(trials, f"experiment {decision[0].lower()}: {decision[2]}")
+                trials = self.store.list_trials(self.name)
+            self._write_status(decision, trials)
+            return StepResult(True, *decision, started=started, finished=finished)
+        add = status.trials_to_add(
+            counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
+        )
+        if add and not record.status.get("suggestionEndReached"):
+            self._create_trials(trials, add)
+            trials = self.store.list_trials(self.name)
+        for trial in trials:
+            if trial.condition is TrialCondition.CREATED and not trial.runner_handle:
+                started += self._start(trial)
+        self._write_status(decision, trials)
+        return StepResult(False, *decision, started=started, finished=finished)
+
+    def _write_status(
+        self, condition: tuple[str, str, str] | None, trials: Sequence[TrialRecord] | None = None
+    ) -> None:
+        record = self.store.get_experiment(self.name)
+        if trials is None:
+            trials = self.store.list_trials(self.name)
+        current = status.current_condition(record.status)
+        if (
+            current is not None
+            and condition is not None
+            and (current["type"], current.get("reason")) == condition[:2]
+        ):
+            condition = None  # unchanged: keep the transition times
+        new = status.build_status(record.status, trials, self.objective, condition, self.clock())
+        for key in ("suggestionEndReached",):
+            if key in record.status:
+                new[key] = record.status[key]
+        self.store.update_experiment(self.name, status=new)
+
+    # -- restoring after a restart ---------------------------------------------------------------
+
+    def _restore(self, trials: Sequence[TrialRecord]) -> None:
+        """Re-register GPU allocations and watchers of trials that were running."""
+        self.allocator.restore(
+            (t.name, t.runner_handle.get("gpus", []))
+            for t in trials
+            if t.condition is TrialCondition.RUNNING and t.runner_handle
+        )
+        self._restored = True
+
+    # -- trials -----------------------------------------------------------------------------------
+
+    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> None:
+        request = protos.suggestions_request(self.name, self.spec, trials, count)
+        try:
+            reply = self.suggestions.get_suggestions(request)
+        except ServiceCallError as exc:
+            if exc.code is grpc.StatusCode.OUT_OF_RANGE:
+                self._mark_suggestion_end(exc.details)
+                return
+            if exc.retryable:
+                log.warning("suggestion service unavailable, will retry: %s", exc.details)
+                return
+            self._fail(f"Suggestion has failed: {exc.details}")
+        assignments = list(reply.parameter_assignments)
+        if len(assignments) < count:
+            self._mark_suggestion_end(
+                f"the algorithm returned {len(assignments)} of {count} requested assignments"
+            )
+        elif len(assignments) > count:
+            self._fail(
+                f"Suggestion has failed: the response contains unexpected trials "
+                f"({len(assignments)} instead of {count})"
+            )
+        existing = {t.name for t in trials}
+        for item in assignments:
+            name = item.trial_name or self._new_trial_name(existing)
+            existing.add(name)
+            self.store.create_trial(
+                TrialRecord(
+                    name=name,
+                    experiment_name=self.name,
+                    assignment={a.name: a.value for a in item.assignments},
+                    labels={**dict(item.labels), EXPERIMENT_LABEL: self.name},
+                    created_at=self.clock(),
+                )
+            )
+
+    def _mark_suggestion_end(self, message: str) -> None:
+        log.info("suggestion end reached: %s", message)
+        record = self.store.get_experiment(self.name)
+        self.store.update_experiment(
+            self.name, status={**record.status, "suggestionEndReached": message or True}
+        )
+
+    def _new_trial_name(self, existing: set[str]) -> str:
+        while True:
+            suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
+            name = f"{self.name}-{suffix}"
+            if name not in existing:
+                return name
+
+    def _launch(self, trial: TrialRecord, gpus: Sequence[str]) -> TrialLaunch:
+        template = self.spec["trialTemplate"]
+        job_template = template["trialSpec"]
+        meta = TrialMeta(
+            name=trial.name,
+            namespace=self.namespace,
+            kind=str(job_template.get("kind", "")),
+            api_version=str(job_template.get("apiVersion", "")),
+            labels=trial.labels,
+            annotations={},
+        )
+        job = render_trial_job(
+            job_template, template.get("trialParameters") or [], trial.assignment, meta
+        )
+        log_path = self.logs_dir / self.name / f"{trial.name}.log"
+        return TrialLaunch(
+            trial_name=trial.name,
+            experiment_name=self.name,
+            job=job,
+            primary_container_name=template["primaryContainerName"],
+            log_path=log_path,
+            base_dir=self.base_dir,
+            env={
+                "KATIB_TRIAL_NAME": trial.name,
+                "TUNERY_TRIAL_NAME": trial.name,
+                "TUNERY_EXPERIMENT_NAME": self.name,
+                "TUNERY_METRICS_FILE": str(log_path.with_suffix(".metrics.jsonl")),
+                "PYTHONUNBUFFERED": "1",
+            },
+            gpus=tuple(gpus),
+            success_condition=template.get("successCondition", ""),
+            failure_condition=template.get("failureCondition", ""),
+        )
+
+    def _start(self, trial: TrialRecord) -> int:
+        """Start a Created trial if its GPUs are free; returns 1 when started."""
+        template = self.spec["trialTemplate"]
+        try:
+            container = primary_container(template["trialSpec"], template["primaryContainerName"])
+            gpus = self.allocator.allocate(trial.name, gpu_request(container))
+        except (TemplateError, GpuRequestError) as exc:
+            self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
+            return 0
+        if gpus is None:
+            return 0  # waits for a GPU; stays Created
+        try:
+            launch = self._launch(trial, gpus)
+        except TemplateError as exc:
+            self.allocator.release(trial.name)
+            self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
+            return 0
+        now = self.clock()
+        # record where the job will live BEFORE starting it: a crash in between is recoverable
+        self.store.update_trial(
+            trial.name,
+            condition=TrialCondition.RUNNING,
+            reason="TrialRunning",
+            message="Trial is running",
+            start_time=now,
+            runner_handle=self.runner.prepare_handle(launch),
+            expect_condition=[TrialCondition.CREATED],
+        )
+        try:
+            handle = self.runner.start(launch)
+        except LaunchError as exc:
+            self.allocator.release(trial.name)
+            self._finish_trial(
+                trial.name, TrialCondition.FAILED, "TrialFailed", f"Trial could not start: {exc}"
+            )
+            return 0
+        except RunnerUnavailableError as exc:
+            log.warning("runner unavailable for %s, will retry: %s", trial.name, exc)
+            self.allocator.release(trial.name)
+            self.store.update_trial(
+                trial.name,
+                condition=TrialCondition.CREATED,
+                reason="TrialCreated",
+                message=str(exc),
+                runner_handle={},
+            )
+            return 0
+        record = self.store.update_trial(trial.name, runner_handle=handle)
+        self._watch(record)
+        return 1
+
+    def _watch(self, trial: TrialRecord) -> TrialWatcher:
+        with self._lock:
+            watcher = self._watchers.get(trial.name)
+            if watcher is None:
+                stop_check = self.stopper_factory(trial) if self.stopper_factory else None
+                watcher = self.watcher_factory(
+                    trial,
+                    self.objective,
+                    stop_check,
+                    lambda decision, name=trial.name: self._early_stop(name, decision),
+                )
+                self._watchers[trial.name] = watcher
+            return watcher
+
+    def _early_stop(self, trial_name: str, decision: StopDecision) -> None:
+        """Called from a watcher thread when the stopper says stop."""
+        record = self.store.update_trial(
+            trial_name,
+            condition=TrialCondition.EARLY_STOPPED,
+            reason=decision.reason or "TrialEarlyStopped",
+            message=decision.message or "Trial is early stopped",
+            expect_condition=[TrialCondition.RUNNING],
+        )
+        if record.condition is TrialCondition.EARLY_STOPPED:
+            log.info("early stopping %s: %s", trial_name, decision.message)
+            self.runner.stop(record.runner_handle, self.stop_grace_seconds)
+
+    def _advance(self, trial: TrialRecord) -> int:
+        """Poll a running (or early-stopped, unfinished) trial; finish it when its job ended."""
+        watcher = self._watch(trial)
+        try:
+            state = self.runner.poll(trial.runner_handle)
+        except RunnerUnavailableError as exc:
+            log.warning("cannot poll %s: %s", trial.name, exc)
+            return 0
+        if not state.finished:
+            return 0
+        result = watcher.finish()
+        with self._lock:
+            self._watchers.pop(trial.name, None)
+        self.allocator.release(trial.name)
+        self._conclude(trial.name, state, result)
+        return 1
+
+    def _conclude(self, name: str, state: RunState, result: CollectionResult) -> None:
+        observation = {"metrics": result.metrics}
+        current = self.store.get_trial(name)
+        now = self.clock()
+        if current.condition.is_terminal:  # early stopped or killed meanwhile: keep it
+            self.store.update_trial(name, observation=observation, completion_time=now)
+            return
+        if state.phase is RunPhase.FAILED:
+            message = f"Trial has failed. Job message: {state.message}"
+            reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
+            condition = TrialCondition.FAILED
+        elif not result.objective_available:
+            condition, reason = TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable"
+            message = result.unavailable_message or "Metrics are not available"
+        else:
+            condition, reason, message = (
+                TrialCondition.SUCCEEDED,
+                "TrialSucceeded",
+                "Trial has succeeded",
+            )
+        self.store.update_trial(
+            name,
+            condition=condition,
+            reason=reason,
+            message=message,
+            observation=observation,
+            completion_time=now,
+            expect_condition=[TrialCondition.RUNNING],
+        )
+
+    def _finish_trial(
+        self, name: str, condition: TrialCondition, reason: str, message: str
+    ) -> None:
+        self.store.update_trial(
+            name,
+            condition=condition,
+            reason=reason,
+            message=message,
+            completion_time=self.clock(),
+        )
+
+    def _stop_all(self, trials: Sequence[TrialRecord], why: str) -> None:
+        """Stop every active trial and mark it Killed with ``why``."""
+        for trial in trials:
+            if not trial.condition.is_active:
+                continue
+            record = self.store.update_trial(
+                trial.name,
+                condition=TrialCondition.KILLED,
+                reason="TrialKilled",
+                message=f"Trial was stopped: {why}",
+                expect_condition=[TrialCondition.CREATED, TrialCondition.RUNNING],
+            )
+            if record.condition is not TrialCondition.KILLED:
+                continue
+            if trial.runner_handle:
+                self.runner.stop(trial.runner_handle, self.stop_grace_seconds)
+                state = self.runner.poll(trial.runner_handle)
+                with self._lock:
+                    watcher = self._watchers.pop(trial.name, None)
+                if watcher is None:
+                    watcher = self.watcher_factory(trial, self.objective, None, lambda d: None)
+                result = watcher.finish()
+                self._conclude(trial.name, state, result)
+            else:
+                self.store.update_trial(trial.name, completion_time=self.clock())
+            self.allocator.release(trial.name)
+
+    def interrupt(self, why: str = "interrupted (Ctrl-C)") -> None:
+        """Stop running trials (Killed); the experiment stays resumable."""
+        self._stop_all(self.store.list_trials(self.name), why)
+        self._write_status(None)
+
+    def close(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers.values())
+            self._watchers.clear()
+        for watcher in watchers:
+            watcher.close()

@@ -1,0 +1,266 @@
+"""Katib's experiment status arithmetic: trial counters and lists, the optimal trial, the
+experiment condition, and how many trials to add. Pure functions over store records.
+
+Called by the reconciler on every pass (local and Kubernetes), so both write exactly Katib's
+``status`` fields. See katib-reference.md §7.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunery.store.base import TrialRecord
+from tunery.trials import MetricSummary, Objective, TrialCondition
+
+
+class ExperimentReason:
+    CREATED = "ExperimentCreated"
+    RUNNING = "ExperimentRunning"
+    RESTARTING = "ExperimentRestarting"
+    GOAL_REACHED = "ExperimentGoalReached"
+    MAX_TRIALS_REACHED = "ExperimentMaxTrialsReached"
+    SUGGESTION_END_REACHED = "ExperimentSuggestionEndReached"
+    FAILED = "ExperimentFailed"
+
+
+MESSAGES = {
+    ExperimentReason.CREATED: "Experiment is created",
+    ExperimentReason.RUNNING: "Experiment is running",
+    ExperimentReason.RESTARTING: "Experiment is restarted",
+    ExperimentReason.GOAL_REACHED: "Experiment has succeeded because Objective goal has reached",
+    ExperimentReason.MAX_TRIALS_REACHED: (
+        "Experiment has succeeded because max trial count has reached"
+    ),
+    ExperimentReason.SUGGESTION_END_REACHED: (
+        "Experiment has succeeded because suggestion service has reached the end"
+    ),
+    ExperimentReason.FAILED: "Experiment has failed because max failed count has reached",
+}
+
+# Katib's classification order (updateTrialsSummary): first match wins.
+_LISTS = (
+    (TrialCondition.KILLED, "killedTrialList", "trialsKilled"),
+    (TrialCondition.FAILED, "failedTrialList", "trialsFailed"),
+    (TrialCondition.SUCCEEDED, "succeededTrialList", "trialsSucceeded"),
+    (TrialCondition.EARLY_STOPPED, "earlyStoppedTrialList", "trialsEarlyStopped"),
+    (TrialCondition.RUNNING, "runningTrialList", "trialsRunning"),
+    (TrialCondition.METRICS_UNAVAILABLE, "metricsUnavailableTrialList", "trialMetricsUnavailable"),
+    (TrialCondition.CREATED, "pendingTrialList", "trialsPending"),
+)
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    killed: int
+    early_stopped: int
+    metrics_unavailable: int
+
+    @property
+    def active(self) -> int:
+        return self.pending + self.running
+
+    @property
+    def completed(self) -> int:
+        """Katib's ``completed`` for the max-trial check (MetricsUnavailable included)."""
+        return (
+            self.succeeded
+            + self.failed
+            + self.killed
+            + self.early_stopped
+            + self.metrics_unavailable
+        )
+
+    @property
+    def failed_for_budget(self) -> int:
+        """Katib's ``failed`` for maxFailedTrialCount: Failed + MetricsUnavailable."""
+        return self.failed + self.metrics_unavailable
+
+
+def count_trials(trials: Sequence[TrialRecord]) -> TrialCounts:
+    by = {c: 0 for c in TrialCondition}
+    for t in trials:
+        by[t.condition] += 1
+    return TrialCounts(
+        total=len(trials),
+        pending=by[TrialCondition.CREATED],
+        running=by[TrialCondition.RUNNING],
+        succeeded=by[TrialCondition.SUCCEEDED],
+        failed=by[TrialCondition.FAILED],
+        killed=by[TrialCondition.KILLED],
+        early_stopped=by[TrialCondition.EARLY_STOPPED],
+        metrics_unavailable=by[TrialCondition.METRICS_UNAVAILABLE],
+    )
+
+
+def trial_objective_value(trial: TrialRecord, objective: Objective) -> float | None:
+    """The trial's objective value by its metric strategy; None when unavailable or not finite."""
+    metrics = {m["name"]: m for m in (trial.observation or {}).get("metrics", [])}
+    metric = metrics.get(objective.metric_name)
+    if metric is None:
+        return None
+    summary = MetricSummary(metric["name"], metric["min"], metric["max"], metric["latest"])
+    return summary.select_numeric(objective.strategy(objective.metric_name))
+
+
+def optimal_trial(
+    trials: Sequence[TrialRecord], objective: Objective
+) -> tuple[TrialRecord, float] | None:
+    """The best trial with a finite objective value (the first one wins ties, as in Katib)."""
+    best: tuple[TrialRecord, float] | None = None
+    for trial in trials:
+        value = trial_objective_value(trial, objective)
+        if value is None:
+            continue
+        if best is None or objective.is_better(value, best[1]):
+            best = (trial, value)
+    return best
+
+
+def trials_to_add(counts: TrialCounts, parallel: int, max_trials: int | None) -> int:
+    """How many new trials to create now (Katib's ReconcileTrials).
+
+    Unlike Katib, MetricsUnavailable trials count as completed here too, so the number of
+    trials never exceeds maxTrialCount.
+    """
+    completed = counts.completed
+    required = parallel if max_trials is None else min(parallel, max_trials - completed)
+    return max(0, required - counts.active)
+
+
+def build_status(
+    previous: Mapping[str, Any],
+    trials: Sequence[TrialRecord],
+    objective: Objective,
+    condition: tuple[str, str, str] | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Katib's ``status`` document from the trials, keeping start time and condition history.
+
+    ``condition`` is ``(type, reason, message)`` to set (None keeps the current one).
+    """
+    status: dict[str, Any] = {
+        k: v for k, v in previous.items() if k in ("startTime", "conditions", "completionTime")
+    }
+    status.setdefault("startTime", now.isoformat())
+    for _, list_key, count_key in _LISTS:
+        status[list_key] = []
+        status[count_key] = 0
+    for trial in trials:
+        for cond, list_key, count_key in _LISTS:
+            if trial.condition is cond:
+                status[list_key].append(trial.name)
+                status[count_key] += 1
+                break
+    status["trials"] = len(trials)
+    best = optimal_trial(trials, objective)
+    if best is not None:
+        trial, _ = best
+        status["currentOptimalTrial"] = {
+            "bestTrialName": trial.name,
+            "parameterAssignments": [{"name": k, "value": v} for k, v in trial.assignment.items()],
+            "observation": {"metrics": list((trial.observation or {}).get("metrics", []))},
+        }
+    else:
+        status["currentOptimalTrial"] = {
+            "bestTrialName": "",
+            "parameterAssignments": [],
+            "observation": {"metrics": []},
+        }
+    if condition is not None:
+        status["conditions"] = set_condition(status.get("conditions", []), *condition, now=now)
+        if condition[0] in ("Succeeded", "Failed"):
+            status["completionTime"] = now.isoformat()
+        else:
+            status.pop("completionTime", None)
+    status["lastReconcileTime"] = now.isoformat()
+    return status
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    reason: str,
+    message: str,
+    *,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Katib's condition list after setting ``type_`` True.
+
+    Succeeded/Failed turn Running False; Running/Restarting turn Succeeded/Failed False.
+    The transition time changes only when the status flips.
+    """
+    out = [dict(c) for c in conditions]
+    falsify = {
+        "Succeeded": {"Running", "Restarting"},
+        "Failed": {"Running", "Restarting"},
+        "Running": {"Succeeded", "Failed", "Restarting"},
+        "Restarting": {"Succeeded", "Failed"},
+    }.get(type_, set())
+    for c in out:
+        if c["type"] in falsify and c["status"] == "True":
+            c.update(
+                status="False", lastUpdateTime=now.isoformat(), lastTransitionTime=now.isoformat()
+            )
+    for c in out:
+        if c["type"] == type_:
+            if c["status"] != "True":
+                c["lastTransitionTime"] = now.isoformat()
+            c.update(status="True", reason=reason, message=message, lastUpdateTime=now.isoformat())
+            return out
+    out.append(
+        {
+            "type": type_,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": now.isoformat(),
+            "lastTransitionTime": now.isoformat(),
+        }
+    )
+    return out
+
+
+def current_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The most recently updated condition whose status is True."""
+    true = [c for c in status.get("conditions", []) if c.get("status") == "True"]
+    return max(true, key=lambda c: c.get("lastUpdateTime", ""), default=None)
+
+
+def is_completed(status: Mapping[str, Any]) -> bool:
+    cond = current_condition(status)
+    return cond is not None and cond["type"] in ("Succeeded", "Failed")
+
+
+def decide_condition(
+    counts: TrialCounts,
+    best_value: float | None,
+    objective: Objective,
+    max_trials: int | None,
+    max_failed: int | None,
+) -> tuple[str, str, str]:
+    """Katib's experiment condition for the current trial counts (not yet completed)."""
+    if best_value is not None and objective.goal_reached(best_value):
+        reason = ExperimentReason.GOAL_REACHED
+        return "Succeeded", reason, MESSAGES[reason]
+    failed = counts.failed_for_budget
+    if max_failed is not None and failed != 0 and failed >= max_failed:
+        reason = ExperimentReason.FAILED
+        return "Failed", reason, MESSAGES[reason]
+    if max_trials is not None and counts.completed >= max_trials:
+        reason = ExperimentReason.MAX_TRIALS_REACHED
+        return "Succeeded", reason, MESSAGES[reason]
+    reason = ExperimentReason.RUNNING
+    return "Running", reason, MESSAGES[reason]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,193 @@
+"""Render a trial's job from the Experiment's trialTemplate, as Katib's manifest generator does.
+
+Called by the reconciler (local and Kubernetes). Works on the Katib document form (camelCase
+dicts), so it needs nothing but the template, the trialParameters and the trial's assignment.
+
+``${trialParameters.<name>}`` is replaced by the trial's value of the parameter the
+trialParameter references, or by a meta value when the reference is ``${trialSpec.Name}``,
+``Namespace``, ``Kind``, ``APIVersion``, ``Labels[key]`` or ``Annotations[key]``.
+
+Unlike Katib, which replaces text in the serialised template, substitution walks the structure:
+inside a shell script (a container whose command/args run ``sh -c``/``bash -c``), substituted
+values are shell-quoted, so a parameter value can never inject shell syntax. Everywhere else
+the value lands verbatim in one string, which local runners pass as one argv element.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
+META_REFERENCE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
+_INDEXED_META = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash", "ksh"})
+
+
+class TemplateError(ValueError):
+    """The template cannot be rendered for this trial (names the placeholder and why)."""
+
+
+@dataclass(frozen=True)
+class TrialMeta:
+    """What ``${trialSpec.X}`` references resolve to for one trial."""
+
+    name: str
+    namespace: str = "default"
+    kind: str = ""
+    api_version: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def resolve(self, key: str) -> str:
+        simple = {
+            "Name": self.name,
+            "Namespace": self.namespace,
+            "Kind": self.kind,
+            "APIVersion": self.api_version,
+        }
+        if key in simple:
+            return simple[key]
+        indexed = _INDEXED_META.match(key)
+        if indexed:
+            source = self.labels if indexed.group(1) == "Labels" else self.annotations
+            if indexed.group(2) in source:
+                return source[indexed.group(2)]
+            raise TemplateError(
+                f"${{trialSpec.{key}}}: the trial has no such {indexed.group(1)[:-1].lower()}"
+            )
+        raise TemplateError(f"${{trialSpec.{key}}} is not a known trial meta reference")
+
+
+def resolve_trial_parameters(
+    trial_parameters: Sequence[Mapping[str, Any]],
+    assignment: Mapping[str, str],
+    meta: TrialMeta,
+) -> dict[str, str]:
+    """Map each trialParameter name to its value for this trial.
+
+    Raises:
+        TemplateError: a reference names neither a parameter of the assignment nor meta data.
+    """
+    values: dict[str, str] = {}
+    for tp in trial_parameters:
+        reference = str(tp.get("reference", ""))
+        meta_match = META_REFERENCE.match(reference)
+        if meta_match:
+            values[tp["name"]] = meta.resolve(meta_match.group(1))
+        elif reference in assignment:
+            values[tp["name"]] = assignment[reference]
+        else:
+            raise TemplateError(
+                f"trialParameter {tp['name']!r} references {reference!r}, which is not a "
+                "parameter of this trial"
+            )
+    return values
+
+
+def _substitute(text: str, values: Mapping[str, str], *, quote: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise TemplateError(f"${{trialParameters.{name}}} is not defined in trialParameters")
+        return shlex.quote(values[name]) if quote else values[name]
+
+    return PLACEHOLDER.sub(replace, text)
+
+
+def shell_script_index(argv: Sequence[str]) -> int | None:
+    """Index of the script in ``[... sh -c SCRIPT ...]``, or None when not a shell command."""
+    if len(argv) >= 3 and PurePath(str(argv[0])).name in SHELLS:
+        for i, arg in enumerate(argv[1:-1], start=1):
+            if arg == "-c" or (arg.startswith("-") and not arg.startswith("--") and "c" in arg):
+                return i + 1
+            if not arg.startswith("-"):
+                return None
+    return None
+
+
+def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    command = [str(c) for c in container.get("command") or []]
+    args = [str(a) for a in container.get("args") or []]
+    script_at = shell_script_index(command + args)
+    rendered = _render(
+        {k: v for k, v in container.items() if k not in ("command", "args")}, values
+    )
+    combined = []
+    for i, item in enumerate(command + args):
+        combined.append(_substitute(item, values, quote=i == script_at))
+    if "command" in container:
+        rendered["command"] = combined[: len(command)]
+    if "args" in container:
+        rendered["args"] = combined[len(command) :]
+    return rendered
+
+
+def _render(node: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return _substitute(node, values, quote=False)
+    if isinstance(node, list):
+        return [_render(item, values) for item in node]
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                out[key] = [
+                    _render_container(c, values) if isinstance(c, Mapping) else _render(c, values)
+                    for c in value
+                ]
+            else:
+                out[key] = _render(value, values)
+        return out
+    return copy.deepcopy(node)
+
+
+def render_trial_job(
+    template: Mapping[str, Any],
+    trial_parameters: Sequence[Mapping[str, Any]],
+    assignment: Mapping[str, str],
+    meta: TrialMeta,
+) -> dict[str, Any]:
+    """The trial's job: the template with every placeholder substituted and metadata set.
+
+    ``metadata.name``/``namespace`` become the trial's, as Katib does.
+
+    Raises:
+        TemplateError: an undefined placeholder or an unresolvable reference.
+    """
+    values = resolve_trial_parameters(trial_parameters, assignment, meta)
+    job = _render(template, values)
+    metadata = job.setdefault("metadata", {})
+    metadata["name"] = meta.name
+    metadata["namespace"] = meta.namespace
+    return job
+
+
+def find_containers(node: Any) -> list[dict[str, Any]]:
+    """Every container spec in a rendered job (depth-first, document order)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "containers" and isinstance(value, list):
+                found.extend(c for c in value if isinstance(c, dict))
+            else:
+                found.extend(find_containers(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(find_containers(item))
+    return found
+
+
+def primary_container(job: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The container called ``name``; raises TemplateError listing the names found."""
+    containers = find_containers(job)
+    for container in containers:
+        if container.get("name") == name:
+            return container
+    names = ", ".join(repr(c.get("name")) for c in containers) or "none"
+    raise TemplateError(f"primaryContainerName {name!r} matches no container (found {names})")
