@@ -141,12 +141,12 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         experiment = request.experiment
         objective = objective_from_proto(experiment.spec.objective)
         stopper = stopper_from_proto(experiment.spec.early_stopping)
-        completed: list[tuple[str, str]] = []
+        completed: dict[str, str] = {}  # name -> completion time; a repeated trial counts once
         for index, trial in enumerate(request.trials):
             if not trial.name:
                 raise InvalidRequestError(f"trials[{index}].name is empty")
             if trial.status.condition == api_pb2.TrialStatus.SUCCEEDED:
-                completed.append((trial.name, trial.status.completion_time))
+                completed[trial.name] = trial.status.completion_time
         source = self._source(request.db_manager_address, needed=bool(completed))
         if source is None:
             return []
@@ -156,7 +156,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
             stopper.settings,
             objective.type,
             objective.metric_name,
-            frozenset(completed),
+            frozenset(completed.items()),
         )
         with self._lock:
             cached = self._policies.get(experiment.name)
@@ -164,7 +164,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
             return cached[1].rules()
         curves = [
             self._curve(source, experiment.name, name, done, objective.metric_name)
-            for name, done in completed
+            for name, done in completed.items()
         ]
         policy = stopper.prepare(objective, curves)
         with self._lock:

@@ -62,7 +62,7 @@ class ObservationSource(abc.ABC):
     def observations(self, trial_name: str, metric_name: str) -> list[Observation]:
         """Raises ObservationsUnavailableError when the source cannot be read (retryable)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+    def close(self) -> None:
         """Release connections."""
 
 

@@ -241,6 +241,22 @@ def test_rules_from_dbmanager_are_the_median_at_start_step(
     assert sorted(fake.calls) == sorted([*CURVES, "t-empty"])  # running/failed not read
 
 
+def test_a_trial_listed_twice_counts_once(
+    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+) -> None:
+    _, address = dbmanager
+    # t-b twice would make the median of 3, 2, 2, 5 = 2.5; once it is median(3, 2, 5) = 3
+    request = rules_request(["t-a", "t-b", "t-b", "t-c"], address)
+    reply = stub.GetEarlyStoppingRules(request, timeout=10)
+    assert float(reply.early_stopping_rules[0].value) == 3.0
+
+
+def test_empty_trial_name_is_invalid_argument(stub: api_pb2_grpc.EarlyStoppingStub) -> None:
+    error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a", ""], "127.0.0.1:1"))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "trials[1].name is empty"
+
+
 def test_rules_cache_completed_trials(
     stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
