@@ -4,7 +4,7 @@ Core tables, not ORM classes: the store reads and writes columns directly, and t
 would add a tenth of a second to every process that opens a store (CLI, collector).
 
 Used by :mod:`tunery.store.sql` (queries) and by the Alembic migrations as the autogenerate
-target; a test checks that the two agree. Nothing else imports this module.
+target; a test checks that the two agree. Nothing outside ``tunery.store`` imports it.
 
 Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
 
