@@ -288,6 +288,14 @@ class Reconciler:
             reply = self.suggestions.get_suggestions(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
+                if count > 1:  # fewer than asked may remain: take them one at a time
+                    for _ in range(count):
+                        if self.store.get_experiment(self.name).status.get(
+                            "suggestionEndReached"
+                        ):
+                            break
+                        self._create_trials(self.store.list_trials(self.name), 1)
+                    return
                 self._mark_suggestion_end(exc.details)
                 return
             if exc.retryable:
@@ -436,11 +444,15 @@ class Reconciler:
         with self._lock:
             watcher = self._watchers.get(trial.name)
             if watcher is None:
-                stop_check = self.stopper_factory(trial) if self.stopper_factory else None
+                factory = self.stopper_factory
+
+                def make_stop_check() -> StopCheck | None:
+                    return factory(trial) if factory is not None else None
+
                 watcher = self.watcher_factory(
                     trial,
                     self.objective,
-                    stop_check,
+                    make_stop_check,
                     lambda decision, name=trial.name: self._early_stop(name, decision),
                 )
                 self._watchers[trial.name] = watcher
