@@ -144,9 +144,8 @@ def _stopper_factory(
     early = spec.get("earlyStopping") or {}
     if not early.get("algorithmName"):
         return None
-    from earlystop.inprocess import InProcessEarlyStopping, StoreCompletedSource
-
     from earlystop import get_early_stopper
+    from earlystop.inprocess import InProcessEarlyStopping, StoreCompletedSource
 
     stopper_cls = get_early_stopper(early["algorithmName"])
     stopper = stopper_cls.from_settings(

@@ -20,14 +20,14 @@ from tunery.api import api_pb2, api_pb2_grpc
 
 
 class HillClimb(api_pb2_grpc.SuggestionServicer):
-    def ValidateAlgorithmSettings(self, request, context):  # noqa: N802 - gRPC method name
+    def ValidateAlgorithmSettings(self, request, context):
         for p in request.experiment.spec.parameter_specs.parameters:
             if p.parameter_type not in (api_pb2.DOUBLE, api_pb2.INT):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"hill-climb supports double/int parameters only, not {p.name}")
         return api_pb2.ValidateAlgorithmSettingsReply()
 
-    def GetSuggestions(self, request, context):  # noqa: N802
+    def GetSuggestions(self, request, context):
         spec = request.experiment.spec
         sign = -1 if spec.objective.type == api_pb2.MAXIMIZE else 1
         metric = spec.objective.objective_metric_name

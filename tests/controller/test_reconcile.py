@@ -19,7 +19,7 @@ from controller.clients import InProcessSuggestionClient
 from controller.collecting import LogWatcher
 from controller.gpus import Gpu, GpuAllocator
 from controller.local import submit
-from controller.reconcile import Reconciler, ReconcileError
+from controller.reconcile import ReconcileError, Reconciler
 from controller.runners.base import TrialLaunch
 from controller.runners.fake import FakeOutcome, FakeRunner
 from tunery.api import api_pb2
@@ -68,12 +68,12 @@ class Scripted:
         self.invalid = invalid
         self.requests: list[api_pb2.GetSuggestionsRequest] = []
 
-    def ValidateAlgorithmSettings(self, request, context):  # noqa: N802
+    def ValidateAlgorithmSettings(self, request, context):
         if self.invalid:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, self.invalid)
         return api_pb2.ValidateAlgorithmSettingsReply()
 
-    def GetSuggestions(self, request, context):  # noqa: N802
+    def GetSuggestions(self, request, context):
         self.requests.append(request)
         reply = api_pb2.GetSuggestionsReply()
         if self.next + request.current_request_number > self.limit:
