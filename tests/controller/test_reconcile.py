@@ -181,7 +181,7 @@ def test_parallelism_is_respected(sqlite_store: Store, tmp_path: Path) -> None:
 def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> None:
     def outcome(launch: TrialLaunch) -> FakeOutcome:
         x = x_of(launch)
-        return FakeOutcome([f"loss={5 - x}"], duration=0 if x == 2 else 0.3)
+        return FakeOutcome([f"loss={5 - x}"], duration=0 if x == 2 else 30)
 
     _, runner = run(
         sqlite_store,
@@ -189,6 +189,7 @@ def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> Non
         experiment(
             objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 3},
             maxTrialCount=20,
+            parallelTrialCount=3,
         ),
         outcome,
     )
@@ -197,7 +198,7 @@ def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> Non
     assert TrialCondition.KILLED in by_condition
     killed = [t for t in sqlite_store.list_trials("exp") if t.condition is TrialCondition.KILLED]
     assert all("ExperimentGoalReached" not in t.message and "goal" in t.message for t in killed)
-    assert runner.stopped
+    assert len(killed) == 2 and sorted(runner.stopped) == sorted(t.name for t in killed)
 
 
 def test_max_failed_trial_count(sqlite_store: Store, tmp_path: Path) -> None:
