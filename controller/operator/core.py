@@ -224,7 +224,7 @@ class ExperimentOperator:
     def _fail_resource(self, body: Mapping[str, Any], message: str) -> None:
         """Mark an Experiment CR Failed without a store record (invalid or clashing)."""
         meta = body.get("metadata") or {}
-        current = experiment_status.current_condition(body.get("status") or {})
+        current = _cr_current(body.get("status") or {})
         if current is not None and current.get("message") == message:
             return
         now = self.clock()
@@ -639,8 +639,8 @@ class ExperimentOperator:
     def _experiment_event(
         self, body: Mapping[str, Any], previous: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
-        before = experiment_status.current_condition(previous) or {}
-        after = experiment_status.current_condition(new) or {}
+        before = _cr_current(previous) or {}
+        after = _cr_current(new) or {}
         if (before.get("type"), before.get("reason")) == (after.get("type"), after.get("reason")):
             return
         if after.get("reason") == experiment_status.ExperimentReason.CREATED:
@@ -723,8 +723,15 @@ class _NoSuggestions:
         return None
 
 
+def _cr_current(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The current condition of a status the operator wrote: the last one that is True
+    (timestamps have one-second resolution there, so they cannot order conditions)."""
+    true = [c for c in (status or {}).get("conditions") or [] if c.get("status") == "True"]
+    return true[-1] if true else None
+
+
 def _current_type(status: Mapping[str, Any]) -> str | None:
-    current = experiment_status.current_condition(status or {})
+    current = _cr_current(status)
     return None if current is None else str(current.get("type"))
 
 
