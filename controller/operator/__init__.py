@@ -53,7 +53,8 @@ def run_operator(
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM).
 
-    ``settings.namespaces`` empty watches the whole cluster. ``store`` defaults to
+    ``settings`` defaults to :meth:`OperatorSettings.from_env`; empty ``namespaces`` watches
+    the whole cluster. ``store`` defaults to
     ``tunery.store.open_store(settings.db_url)``; ``kube_config`` to
     :func:`kube_configuration`. The factories replace the gRPC service clients (tests).
     """
@@ -63,7 +64,7 @@ def run_operator(
     from controller.operator.app import build_registry
     from controller.runners.kubernetes import KubeApi
 
-    settings = settings or OperatorSettings()
+    settings = settings or OperatorSettings.from_env()
     kube_config = kube_config or kube_configuration()
     own_store = store is None
     if store is None:
@@ -86,6 +87,7 @@ def run_operator(
             namespaces=settings.namespaces,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
+            liveness_endpoint=settings.liveness_endpoint,
         )
     finally:
         operator.close()

@@ -86,6 +86,44 @@ class OperatorSettings:
     native_sidecar: bool = True
     interval_seconds: float = 5.0
     stop_grace_seconds: float = 30.0
+    liveness_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Settings from ``TUNERY_*`` variables (what ``deploy/operator.yaml`` sets).
+
+        Raises:
+            ValueError: a malformed ``TUNERY_SUGGESTION_ENDPOINTS`` or number.
+        """
+        import os
+
+        from controller.clients import parse_endpoints
+
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def pick(key: str, default: str) -> str:
+            return env.get(key) or default
+
+        return cls(
+            db_url=env.get("TUNERY_DB_URL") or None,
+            namespaces=tuple(
+                n.strip() for n in env.get("TUNERY_NAMESPACES", "").split(",") if n.strip()
+            ),
+            suggestion_address=pick("TUNERY_SUGGESTION_ADDRESS", defaults.suggestion_address),
+            suggestion_endpoints=parse_endpoints(env.get("TUNERY_SUGGESTION_ENDPOINTS") or None),
+            early_stopping_address=pick(
+                "TUNERY_EARLYSTOP_ADDRESS", defaults.early_stopping_address
+            ),
+            db_manager_address=pick("TUNERY_DB_MANAGER_ADDRESS", defaults.db_manager_address),
+            collector_image=pick("TUNERY_COLLECTOR_IMAGE", defaults.collector_image),
+            native_sidecar=env.get("TUNERY_NATIVE_SIDECAR", "true").lower()
+            not in ("0", "false", "no"),
+            interval_seconds=float(
+                pick("TUNERY_RECONCILE_INTERVAL", str(defaults.interval_seconds))
+            ),
+            liveness_endpoint=env.get("TUNERY_LIVENESS_ENDPOINT") or None,
+        )
 
     def collector(self) -> CollectorSettings:
         return CollectorSettings(
