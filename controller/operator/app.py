@@ -10,6 +10,7 @@ unreachable) become kopf temporary errors and are retried.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ from tunery.store.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 FINALIZER = "tunery.io/finalizer"
-EXPERIMENTS = (GROUP, VERSION, "experiments")
+EXPERIMENTS = {"group": GROUP, "version": VERSION, "plural": "experiments"}
 
 
 def connection_info(config: k8s_client.Configuration) -> kopf.ConnectionInfo:
@@ -55,13 +56,13 @@ def build_registry(
     registry = kopf.OperatorRegistry()
 
     def transient(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # kopf derives handler ids from the qualified name
         def wrapper(**kwargs: Any) -> Any:
             try:
                 return fn(**kwargs)
             except (KubeUnavailableError, StoreUnavailableError) as exc:
                 raise kopf.TemporaryError(str(exc), delay=settings.interval_seconds) from exc
 
-        wrapper.__name__ = fn.__name__
         return wrapper
 
     @kopf.on.startup(registry=registry)
@@ -78,19 +79,19 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(kube_config)
 
-    @kopf.on.create(*EXPERIMENTS, registry=registry)
-    @kopf.on.resume(*EXPERIMENTS, registry=registry)
-    @kopf.on.update(*EXPERIMENTS, field="spec", registry=registry)
+    @kopf.on.create(**EXPERIMENTS, registry=registry)
+    @kopf.on.resume(**EXPERIMENTS, registry=registry)
+    @kopf.on.update(**EXPERIMENTS, field="spec", registry=registry)
     @transient
     def admit(body: kopf.Body, **_: Any) -> None:
         operator.admit(dict(body))
 
-    @kopf.timer(*EXPERIMENTS, interval=settings.interval_seconds, registry=registry)
+    @kopf.timer(**EXPERIMENTS, interval=settings.interval_seconds, registry=registry)
     @transient
     def reconcile(body: kopf.Body, **_: Any) -> None:
         operator.reconcile(dict(body))
 
-    @kopf.on.delete(*EXPERIMENTS, registry=registry)
+    @kopf.on.delete(**EXPERIMENTS, registry=registry)
     @transient
     def delete(body: kopf.Body, **_: Any) -> None:
         operator.delete(dict(body))
