@@ -1,0 +1,124 @@
+"""SQLAlchemy tables of the store: ``experiments``, ``trials``, ``observation_logs``.
+
+Core tables, not ORM classes: the store reads and writes columns directly, and the ORM
+would add a tenth of a second to every process that opens a store (CLI, collector).
+
+Used by :mod:`tunery.store.sql` (queries) and by the Alembic migrations as the autogenerate
+target; a test checks that the two agree. Nothing outside ``tunery.store`` imports it.
+
+Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
+
+- Timestamps are naive UTC in the database (``DATETIME(6)`` on MySQL, ``TIMESTAMP(6)`` on
+  PostgreSQL, ISO text on SQLite), so Katib's zero time ``0001-01-01`` fits everywhere;
+  :mod:`tunery.store.sql` converts to and from tz-aware UTC.
+- ``observation_logs`` keeps Katib's columns (``trial_name, id, time, metric_name, value``) and
+  adds ``numeric_value`` (finite floats only; NULL for NaN/inf/non-numeric text, which is
+  re-parsed from ``value`` on read) and ``step`` (defaulted to 0 so Katib's own db-manager can
+  still insert). It has no foreign key to ``trials``: as in Katib, logs may arrive for a trial
+  the store has not seen yet.
+- MySQL tables are InnoDB, ``utf8mb4`` with a binary no-pad collation (chosen by the
+  migration for the server: MariaDB ``utf8mb4_nopad_bin``, MySQL 8 ``utf8mb4_0900_bin``), so
+  names compare exactly, case- and trailing-space-sensitive, as on the other backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+
+NAME_LENGTH = 255
+"""Longest experiment, trial and metric name (Katib's ``VARCHAR(255)``)."""
+
+REASON_LENGTH = 255
+"""Longest trial condition reason."""
+
+CONDITION_LENGTH = 32
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    f"{prefix}_{option}": value
+    for prefix in ("mysql", "mariadb")
+    for option, value in (("engine", "InnoDB"), ("charset", "utf8mb4"))
+}
+"""The collation is chosen by the initial migration for the server at hand."""
+
+Timestamp = (
+    sa.DateTime()
+    .with_variant(postgresql.TIMESTAMP(precision=6), "postgresql")
+    .with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+)
+"""Naive UTC with microseconds on every backend."""
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""64-bit autoincrement key; plain INTEGER on SQLite so it aliases the rowid."""
+
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+"""Unbounded text (MySQL's TEXT stops at 64 KiB)."""
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+"""Every table of the store; the autogenerate target of the migrations."""
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("spec", sa.JSON(), nullable=False),
+    sa.Column("status", sa.JSON(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column(
+        "experiment_id",
+        BigId,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("assignment", sa.JSON(), nullable=False),
+    sa.Column("condition", sa.String(CONDITION_LENGTH), nullable=False),
+    sa.Column("reason", sa.String(REASON_LENGTH), nullable=False),
+    sa.Column("message", LongText, nullable=False),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("start_time", Timestamp, nullable=True),
+    sa.Column("completion_time", Timestamp, nullable=True),
+    sa.Column("runner_handle", sa.JSON(), nullable=False),
+    sa.Column("observation", sa.JSON(), nullable=False),
+    sa.Column("early_stopping_rules", sa.JSON(), nullable=False),
+    sa.Index(None, "experiment_id", "id"),  # list_trials: creation order per experiment
+    sa.Index(None, "experiment_id", "condition"),  # condition filter, count_trials
+    **MYSQL_TABLE_OPTIONS,
+)
+
+observation_logs = sa.Table(
+    "observation_logs",
+    metadata,
+    # Katib's columns, in Katib's order
+    sa.Column("trial_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("time", Timestamp, nullable=False),
+    sa.Column("metric_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("value", sa.Text(), nullable=False),
+    # tunery's additions
+    sa.Column("numeric_value", sa.Double(), nullable=True),
+    sa.Column("step", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Index(None, "trial_name", "metric_name", "time"),
+    **MYSQL_TABLE_OPTIONS,
+)
