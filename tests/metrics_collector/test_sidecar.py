@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -241,3 +242,29 @@ def test_main_process_stop_terminates_the_training_program(tmp_path: Path) -> No
         if wrapper.poll() is None:
             wrapper.kill()
             wrapper.wait()
+
+
+def test_sigterm_drains_pushes_and_exits(tmp_path: Path, services: Services) -> None:
+    """A native sidecar (no main process known) runs until SIGTERM, then flushes."""
+    log = tmp_path / "metrics.log"
+    log.write_bytes(b"".join(b"loss=%d\n" % i for i in range(10)))
+    (tmp_path / "marks").mkdir()
+    args = [
+        sys.executable, "-m", "metrics_collector", "-t", "trial-1", "-m", "loss",
+        "-s-db", services.db_address, "-path", str(log), "--poll-interval", "0.02",
+    ]  # fmt: skip
+    sidecar = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while len(services.store.get_observations("trial-1")) < 10:
+        assert time.monotonic() < deadline and sidecar.poll() is None
+        time.sleep(0.02)
+    with log.open("ab") as f:
+        f.write(b"loss=10")  # no newline: parsed at the end
+    sidecar.send_signal(signal.SIGTERM)
+    _, err = sidecar.communicate(timeout=30)
+    assert sidecar.returncode == 0, err
+    assert [o.value for o in services.store.get_observations("trial-1")] == [
+        str(i) for i in range(11)
+    ]
