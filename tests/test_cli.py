@@ -34,8 +34,10 @@ spec:
           spec:
             containers:
               - name: main
-                command: [PYTHON, -c, "import sys; x = int(sys.argv[1]); print(f'loss={(x - 20) ** 2}')", "${trialParameters.x}"]
-""".replace("PYTHON", sys.executable)
+                command: [PYTHON, -c, SCRIPT, "${trialParameters.x}"]
+""".replace("PYTHON", sys.executable).replace(
+    "SCRIPT", "\"import sys; x = int(sys.argv[1]); print(f'loss={(x - 20) ** 2}')\""
+)
 
 
 @pytest.fixture
