@@ -21,12 +21,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from controller.paths import local_metrics_path, push_metrics_path
+from controller.reconcile import CollectionResult, WatcherFactory
 from metrics_collector.collector import TrialCollector
 from metrics_collector.parsers import make_parser
 from metrics_collector.sources import FileTailer
-
-from controller.paths import local_metrics_path, push_metrics_path
-from controller.reconcile import CollectionResult, WatcherFactory
 from tunery.store.base import Store, TrialRecord
 from tunery.trials import Objective, StopCheck, StopDecision
 

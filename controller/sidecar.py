@@ -19,10 +19,13 @@ whose pods carry ``primaryPodLabels``, by default the master/chief/launcher repl
 - the primary container's command wrapped by :data:`WRAPPER`, a fixed POSIX ``sh`` script that
   receives the original command as ``"$@"`` — no parameter value is ever re-quoted or placed in
   a script — and, for ``StdOut``, *tees* its output (stdout and stderr) to the metrics file, so
-  ``kubectl logs`` still shows it. The script keeps the command's exit status, exits 0 when the
-  collector stopped the trial early (it writes ``<dir>/early-stopped`` before signalling it),
-  forwards SIGTERM to the trial, and records the exit status in ``<dir>/tunery.exit`` for a
-  collector that runs as a plain container and must know when to finish.
+  ``kubectl logs`` still shows it. The script follows Katib's marker convention, which the
+  collector (``metrics_collector.sidecar``) implements: it records its own pid in
+  ``<dir>/main.pid`` (read from ``/proc/self/stat``: the kubelet would expand ``$$``), keeps
+  the command's exit status, exits 0 when the collector wrote ``early-stopped`` to
+  ``<dir>/<pid>.pid`` before stopping the trial, otherwise writes ``completed`` there so a
+  collector running as a plain container knows when to finish, and forwards SIGTERM to the
+  whole trial.
 
 Errors: :class:`SidecarError` (a ``ValueError``) names what cannot be done and why.
 """
@@ -40,8 +43,7 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 METRICS_VOLUME = "metrics-volume"
 DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"
 DEFAULT_TFEVENT_DIR = "/var/log/katib/tfevent/"
-EARLY_STOPPED_MARKER = "early-stopped"
-EXIT_MARKER = "tunery.exit"
+MAIN_PID_FILE = "main.pid"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 _MASTER_REPLICAS = frozenset({"master", "chief", "launcher"})
@@ -49,7 +51,8 @@ _MASTER_REPLICAS = frozenset({"master", "chief", "launcher"})
 WRAPPER = """\
 trap 'trap - TERM INT; kill -TERM 0' TERM INT
 mkdir -p "$TUNERY_METRICS_DIR"
-rm -f "$TUNERY_METRICS_DIR/tunery.exit"
+read -r tunery_pid tunery_rest < /proc/self/stat
+echo "$tunery_pid" > "$TUNERY_METRICS_DIR/main.pid"
 if [ "$TUNERY_TEE_OUTPUT" = 1 ]; then
   exec 3>&1
   code=`{ { "$@" 2>&1 3>&- 4>&-; echo $? >&4; } | tee -a "$TUNERY_METRICS_FILE" >&3 4>&-; } 4>&1`
@@ -58,11 +61,15 @@ else
   code=$?
 fi
 code=${code:-1}
-if [ "$code" != 0 ] && [ -f "$TUNERY_METRICS_DIR/early-stopped" ]; then
-  echo "tunery: the trial was stopped early by the metrics collector"
-  code=0
+tunery_mark=
+if [ -f "$TUNERY_METRICS_DIR/$tunery_pid.pid" ]; then
+  read -r tunery_mark < "$TUNERY_METRICS_DIR/$tunery_pid.pid"
 fi
-echo "$code" > "$TUNERY_METRICS_DIR/tunery.exit"
+if [ "$tunery_mark" = early-stopped ]; then
+  echo "tunery: the trial was stopped early by the metrics collector"
+  exit 0
+fi
+echo completed > "$TUNERY_METRICS_DIR/$tunery_pid.pid"
 exit "$code"
 """
 """The trial's shell wrapper. Constant text: it contains no ``$(`` and no ``$$``, which the
@@ -255,6 +262,8 @@ def collector_args(
         "-o-type", str(objective.get("type", "minimize")),
         "-s-db", settings.db_manager_address,
         "-path", plan.path,
+        "--pid-file", posixpath.join(posixpath.dirname(plan.path), MAIN_PID_FILE),
+        "--marker-dir", posixpath.dirname(plan.path),
     ]  # fmt: skip
     if plan.filters:
         args += ["-f", ";".join(plan.filters)]

@@ -12,9 +12,9 @@ What it does:
    pushes batches with ``ReportObservationLog``, visible within a second.
 2. Applies ``-stop-rule`` rules as metrics arrive (:mod:`metrics_collector.stoprules`). When
    all hold: writes ``early-stopped`` to ``<marker-dir>/<pid>.pid``, terminates the main
-   process's children (the training program under the wrapper shell; the main process
-   itself when it has none), pushes what was collected, waits for the main process, and
-   calls ``EarlyStopping.SetTrialStatus`` at ``-s-earlystop``.
+   process's descendants (the training program under the wrapper shell and its pipeline;
+   the main process itself when it has none), pushes what was collected, waits for the main
+   process, and calls ``EarlyStopping.SetTrialStatus`` at ``-s-earlystop``.
 3. Exits when the main process is done: ``<marker-dir>/<pid>.pid`` says ``completed``
    (Katib's wrapper convention) or the process is gone; or on SIGTERM (a native sidecar is
    stopped that way once the main container ends). The file is read to its end first.
@@ -142,7 +142,7 @@ class MainProcess:
             marker.write_text(EARLY_STOPPED_MARK + "\n")
         except OSError as e:
             log.warning("cannot write %s: %s", marker, e)
-        targets = children_of(pid) or [pid]
+        targets = descendants_of(pid) or [pid]
         log.info("stopping process(es) %s of main process %d", targets, pid)
         _signal_all(targets, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -177,20 +177,26 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` from ``/proc``."""
-    children = []
+def descendants_of(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first), from ``/proc``: the training program may
+    sit under the wrapper's pipeline subshells."""
+    parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir() if Path("/proc").exists() else ():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) == pid:
-                children.append(int(entry.name))
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
-    return children
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        children = [c for p in frontier for c in parents.get(p, [])]
+        found.extend(children)
+        frontier = children
+    return found
 
 
 def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:

@@ -62,7 +62,9 @@ def test_stdout_collector_is_a_native_sidecar_with_katib_flags() -> None:
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["args"] == [
         "-t", "t1", "-m", "acc;loss", "-o-type", "maximize", "-s-db", "db:6789",
-        "-path", "/var/log/katib/metrics.log", "-format", "TEXT", "-s-earlystop", "es:6788",
+        "-path", "/var/log/katib/metrics.log",
+        "--pid-file", "/var/log/katib/main.pid", "--marker-dir", "/var/log/katib",
+        "-format", "TEXT", "-s-earlystop", "es:6788",
     ]  # fmt: skip
     main = pod["spec"]["containers"][0]
     assert main["resources"] == {"limits": {"nvidia.com/gpu": 2}}  # passed through unchanged
@@ -141,7 +143,8 @@ def test_wrapper_tees_output_and_keeps_the_exit_status(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stdout.splitlines() == ["acc=0.9", "oops"]  # still in kubectl logs
     assert (tmp_path / "metrics.log").read_text().splitlines() == ["acc=0.9", "oops"]
-    assert (tmp_path / "tunery.exit").read_text().strip() == "3"
+    pid = (tmp_path / "main.pid").read_text().strip()
+    assert (tmp_path / f"{pid}.pid").read_text().strip() == "completed"  # for the collector
 
 
 def test_wrapper_passes_arguments_verbatim(tmp_path: Path) -> None:
@@ -152,9 +155,10 @@ def test_wrapper_passes_arguments_verbatim(tmp_path: Path) -> None:
 
 
 def test_wrapper_exits_zero_when_the_collector_stopped_the_trial(tmp_path: Path) -> None:
-    (tmp_path / "early-stopped").write_text("median rule\n")
-    result = run_wrapper(tmp_path, ["sh", "-c", "kill -TERM $$"], tee=False)
+    # what the collector does: mark <main pid>.pid early-stopped, then stop the trial
+    stop = 'echo early-stopped > "$TUNERY_METRICS_DIR/$(cat "$TUNERY_METRICS_DIR/main.pid").pid"'
+    result = run_wrapper(tmp_path, ["sh", "-c", f"{stop}; kill -TERM $$"], tee=False)
     assert result.returncode == 0
     assert "stopped early" in result.stdout
-    result = run_wrapper(tmp_path, ["true"], tee=False)
-    assert result.returncode == 0 and "stopped early" not in result.stdout
+    result = run_wrapper(tmp_path, ["sh", "-c", "exit 5"], tee=False)
+    assert result.returncode == 5 and "stopped early" not in result.stdout

@@ -16,7 +16,7 @@ import pytest
 
 from metrics_collector.dbmanager import create_dbmanager_server
 from metrics_collector.parsers import MetricsFormat
-from metrics_collector.sidecar import MainProcess, children_of, parse_args, process_alive
+from metrics_collector.sidecar import MainProcess, descendants_of, parse_args, process_alive
 from metrics_collector.stoprules import Comparison, StopRule
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import create_server, service_name
@@ -229,10 +229,10 @@ def test_main_process_stop_terminates_the_training_program(tmp_path: Path) -> No
     )
     try:
         deadline = time.monotonic() + 5
-        while not children_of(wrapper.pid):
+        while not descendants_of(wrapper.pid):
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        (child,) = children_of(wrapper.pid)
+        (child,) = descendants_of(wrapper.pid)
         MainProcess(wrapper.pid, None, tmp_path).stop(grace=2)
         assert (tmp_path / f"{wrapper.pid}.pid").read_text() == "early-stopped\n"
         out, _ = wrapper.communicate(timeout=5)
