@@ -11,19 +11,23 @@ What it does:
    twice), then tails ``-path`` from its start: its own :class:`TrialCollector` parses and
    pushes batches with ``ReportObservationLog``, visible within a second.
 2. Applies ``-stop-rule`` rules as metrics arrive (:mod:`metrics_collector.stoprules`). When
-   all hold: writes ``early-stopped`` to ``<marker-dir>/<pid>.pid``, terminates the main
-   process's descendants (the training program under the wrapper shell and its pipeline;
-   the main process itself when it has none), pushes what was collected, waits for the main
-   process, and calls ``EarlyStopping.SetTrialStatus`` at ``-s-earlystop``.
-3. Exits when the main process is done: ``<marker-dir>/<pid>.pid`` says ``completed``
-   (Katib's wrapper convention) or the process is gone; or on SIGTERM (a native sidecar is
-   stopped that way once the main container ends). The file is read to its end first.
-   If the objective was never reported, it pushes Katib's ``unavailable`` row, which marks
-   the trial MetricsUnavailable.
+   all hold: writes ``early-stopped`` to ``<marker-dir>/early-stopped`` and (Katib's wrapper)
+   ``<marker-dir>/<pid>.pid``, terminates every descendant of the main process (the training
+   program under the wrapper shell, its workers; the main process itself when it has none),
+   pushes what was collected, waits for the main process, and calls
+   ``EarlyStopping.SetTrialStatus`` at ``-s-earlystop``.
+3. Exits when the main process is done: ``<marker-dir>/tunery.exit`` exists (the operator's
+   wrapper writes the exit status there), ``<marker-dir>/<pid>.pid`` says ``completed``
+   (Katib's wrapper), or the process is gone; or on SIGTERM (the kubelet stops a native
+   sidecar that way once the trial's containers end). The file is read to its end first. If
+   the objective was never reported, it pushes Katib's ``unavailable`` row, which marks the
+   trial MetricsUnavailable.
 
-The main process: ``--pid``, else the first integer in ``--pid-file`` (waited for, so the
-wrapper can write ``echo $$ > FILE`` as it starts); without either the sidecar runs until
-SIGTERM. Pods need ``shareProcessNamespace: true`` for signals and ``/proc`` to reach it.
+The main process: ``--pid``; else the first integer in ``--pid-file`` (waited for); else the
+process whose command line holds ``--main-argv0`` (default ``tunery-trial``: the operator runs
+trials as ``sh -c WRAPPER tunery-trial <command...>``). Pods need
+``shareProcessNamespace: true`` for ``/proc`` and signals to reach it; without it the sidecar
+still collects and ends on ``tunery.exit`` or SIGTERM, but cannot stop the trial.
 
 Exit codes: 0 done; 1 observations could not be pushed; 2 bad arguments.
 """
@@ -61,6 +65,12 @@ log = logging.getLogger("metrics_collector.sidecar")
 
 EARLY_STOPPED_MARK = "early-stopped"
 COMPLETED_MARK = "completed"
+EARLY_STOPPED_FILE = "early-stopped"
+"""Written in the marker folder before the trial is signalled: its wrapper then exits 0."""
+EXIT_FILE = "tunery.exit"
+"""The operator's wrapper writes the trial's exit status here when it ends."""
+WRAPPER_ARGV0 = "tunery-trial"
+"""The operator runs the trial as ``sh -c WRAPPER tunery-trial <command...>``."""
 MAIN_EXIT_WAIT = 60.0
 
 
@@ -80,6 +90,7 @@ class SidecarConfig:
     pid: int | None = None
     pid_file: Path | None = None
     marker_dir: Path | None = None
+    main_argv0: str = WRAPPER_ARGV0
     poll_interval: float = 0.1
     echo: bool = False
     kill_grace: float = 10.0
@@ -92,16 +103,26 @@ class SidecarConfig:
 
 
 class MainProcess:
-    """The trial's main process as the sidecar sees it (shared process namespace)."""
+    """The trial's main process as the sidecar sees it (shared process namespace).
 
-    def __init__(self, pid: int | None, pid_file: Path | None, marker_dir: Path) -> None:
+    Found by ``pid``, else the first integer in ``pid_file``, else (``argv0``) the process
+    whose command line holds that argument: the operator runs the trial as
+    ``sh -c WRAPPER tunery-trial <command...>``. Done when ``<marker_dir>/tunery.exit`` exists
+    (the operator's wrapper writes it), when ``<marker_dir>/<pid>.pid`` says ``completed``
+    (Katib's wrapper), or when the process is gone.
+    """
+
+    def __init__(
+        self,
+        pid: int | None,
+        pid_file: Path | None,
+        marker_dir: Path,
+        argv0: str | None = WRAPPER_ARGV0,
+    ) -> None:
         self._pid = pid
         self.pid_file = pid_file
         self.marker_dir = marker_dir
-
-    @property
-    def known(self) -> bool:
-        return self._pid is not None or self.pid_file is not None
+        self.argv0 = argv0
 
     def pid(self) -> int | None:
         if self._pid is None and self.pid_file is not None:
@@ -110,6 +131,8 @@ class MainProcess:
                 self._pid = int(text[0]) if text else None
             except (FileNotFoundError, ValueError):
                 return None
+        elif self._pid is None and self.argv0:
+            self._pid = find_process(self.argv0)
         return self._pid
 
     def marker(self) -> Path | None:
@@ -117,6 +140,8 @@ class MainProcess:
         return None if pid is None else self.marker_dir / f"{pid}.pid"
 
     def is_done(self) -> bool:
+        if (self.marker_dir / EXIT_FILE).exists():
+            return True
         pid = self.pid()
         if pid is None:
             return False
@@ -130,20 +155,28 @@ class MainProcess:
         return not process_alive(pid)
 
     def stop(self, grace: float) -> None:
-        """Mark ``early-stopped`` and terminate the training program (SIGTERM, then SIGKILL)."""
+        """Mark ``early-stopped``, then terminate the training program (SIGTERM, SIGKILL).
+
+        The marks (``<dir>/early-stopped``; Katib's ``<dir>/<pid>.pid``) come first, so the
+        wrapper exits 0. Every descendant of the main process is signalled (the training
+        program, its workers, a ``tee``), not the wrapper itself, which reports the stop; a
+        main process without descendants is signalled itself.
+        """
         pid = self.pid()
+        marks = [self.marker_dir / EARLY_STOPPED_FILE]
+        if pid is not None:
+            marks.append(self.marker_dir / f"{pid}.pid")
+        for mark in marks:
+            try:
+                mark.parent.mkdir(parents=True, exist_ok=True)
+                mark.write_text(EARLY_STOPPED_MARK + "\n")
+            except OSError as e:
+                log.warning("cannot write %s: %s", mark, e)
         if pid is None:
-            log.warning("no main process known: cannot stop the trial")
+            log.warning("main process not found: cannot signal the trial")
             return
-        marker = self.marker()
-        assert marker is not None
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(EARLY_STOPPED_MARK + "\n")
-        except OSError as e:
-            log.warning("cannot write %s: %s", marker, e)
         targets = descendants_of(pid) or [pid]
-        log.info("stopping process(es) %s of main process %d", targets, pid)
+        log.info("stopping process(es) %s under main process %d", targets, pid)
         _signal_all(targets, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(process_alive(p) for p in targets):
@@ -177,26 +210,49 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def descendants_of(pid: int) -> list[int]:
-    """Every process below ``pid`` (children first), from ``/proc``: the training program may
-    sit under the wrapper's pipeline subshells."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").exists() else ():
+def _processes() -> dict[int, tuple[int, list[str]]]:
+    """pid → (parent pid, argv) of every visible process."""
+    found: dict[int, tuple[int, list[str]]] = {}
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.exists() else ():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            argv = (entry / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
         except (OSError, ValueError, IndexError):
             continue
-    found: list[int] = []
+        found[int(entry.name)] = (ppid, argv)
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` from ``/proc``."""
+    return sorted(p for p, (ppid, _) in _processes().items() if ppid == pid)
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Children, grandchildren... of ``pid`` from ``/proc``, parents first."""
+    table = _processes()
+    out: list[int] = []
     frontier = [pid]
     while frontier:
-        children = [c for p in frontier for c in parents.get(p, [])]
-        found.extend(children)
-        frontier = children
-    return found
+        parent = frontier.pop(0)
+        kids = sorted(p for p, (ppid, _) in table.items() if ppid == parent and p not in out)
+        out.extend(kids)
+        frontier.extend(kids)
+    return out
+
+
+def find_process(argv0: str) -> int | None:
+    """The other process whose command line has ``argv0`` as an argument (its forked
+    subshells share the command line: the topmost one is taken)."""
+    me = os.getpid()
+    table = _processes()
+    matches = {p for p, (_, argv) in table.items() if p != me and argv0 in argv[1:]}
+    tops = [p for p in matches if table[p][0] not in matches]
+    return min(tops) if tops else None
 
 
 def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
@@ -242,7 +298,9 @@ class Sidecar:
         self.client = client or DBManagerClient(
             config.dbmanager_address, timeout=config.rpc_timeout
         )
-        self.main = MainProcess(config.pid, config.pid_file, config.marks)
+        self.main = MainProcess(
+            config.pid, config.pid_file, config.marks, config.main_argv0 or None
+        )
         objective = objective_for(config.metric_names, config.objective_type)
         self.rules = KatibStopRules(config.stop_rules, objective) if config.stop_rules else None
         self.collector = TrialCollector(
@@ -257,7 +315,7 @@ class Sidecar:
         self.tailer = FileTailer(
             config.path,
             self._feed,
-            is_done=self.main.is_done if self.main.known else None,
+            is_done=self.main.is_done,
             on_reset=self.collector.end_of_input,
             poll_interval=config.poll_interval,
         )
@@ -336,8 +394,6 @@ class Sidecar:
             log.warning("main process still running %.0fs after the stop", MAIN_EXIT_WAIT)
         if c.earlystop_address:
             set_trial_status(c.earlystop_address, c.trial_name, c.rpc_timeout)
-        if not self.main.known:
-            self.tailer.stop(drain=True)
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -361,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-w", "--wait-all-processes", default="true", help="accepted for Katib compatibility")
     add("--pid", type=int, default=None, help="main process id")
     add("--pid-file", type=Path, default=None, help="file holding the main process id")
-    add("--marker-dir", type=Path, default=None, help="where <pid>.pid markers live")
+    add("--marker-dir", type=Path, default=None, help="marker folder (default: -path's)")
+    add("--main-argv0", default=WRAPPER_ARGV0, help="find the main process by this argument")
     add("--poll-interval", type=float, default=0.1)
     add("--echo", action="store_true", help="copy the tailed output to stdout")
     add("--kill-grace", type=float, default=10.0)
@@ -403,6 +460,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
         pid=ns.pid,
         pid_file=ns.pid_file,
         marker_dir=ns.marker_dir,
+        main_argv0=ns.main_argv0,
         poll_interval=ns.poll_interval,
         echo=ns.echo,
         kill_grace=ns.kill_grace,

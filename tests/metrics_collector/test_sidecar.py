@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,13 @@ import pytest
 
 from metrics_collector.dbmanager import create_dbmanager_server
 from metrics_collector.parsers import MetricsFormat
-from metrics_collector.sidecar import MainProcess, descendants_of, parse_args, process_alive
+from metrics_collector.sidecar import (
+    MainProcess,
+    children_of,
+    descendants_of,
+    parse_args,
+    process_alive,
+)
 from metrics_collector.stoprules import Comparison, StopRule
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import create_server, service_name
@@ -203,7 +210,7 @@ def test_main_process_from_a_pid_file_and_markers(tmp_path: Path) -> None:
     proc = subprocess.Popen(["sleep", "30"])
     try:
         main = MainProcess(None, tmp_path / "main.pid", tmp_path)
-        assert main.known and main.pid() is None and not main.is_done()
+        assert main.pid() is None and not main.is_done()
         (tmp_path / "main.pid").write_text(f"{proc.pid}\n")  # the wrapper starts: echo $$
         assert main.pid() == proc.pid and not main.is_done()
         (tmp_path / f"{proc.pid}.pid").write_text("completed\n")
@@ -229,10 +236,10 @@ def test_main_process_stop_terminates_the_training_program(tmp_path: Path) -> No
     )
     try:
         deadline = time.monotonic() + 5
-        while not descendants_of(wrapper.pid):
+        while not children_of(wrapper.pid):
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        (child,) = descendants_of(wrapper.pid)
+        (child,) = children_of(wrapper.pid)
         MainProcess(wrapper.pid, None, tmp_path).stop(grace=2)
         assert (tmp_path / f"{wrapper.pid}.pid").read_text() == "early-stopped\n"
         out, _ = wrapper.communicate(timeout=5)
@@ -268,3 +275,72 @@ def test_sigterm_drains_pushes_and_exits(tmp_path: Path, services: Services) -> 
     assert [o.value for o in services.store.get_observations("trial-1")] == [
         str(i) for i in range(11)
     ]
+
+
+def test_sidecar_with_the_operators_wrapper(tmp_path: Path, services: Services) -> None:
+    """The protocol with controller.sidecar's wrapper: found by argv, early-stopped mark,
+    tunery.exit; the wrapper exits 0 after the early stop."""
+    from controller.sidecar import WRAPPER
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    script = tmp_path / "train.py"
+    script.write_text(TRAINER.format(epochs=500, loss="2.0", sleep=0.02))
+    argv0 = f"tunery-trial-{uuid.uuid4().hex}"  # unique: other tests run wrappers too
+    env = {
+        **os.environ,
+        "TUNERY_METRICS_DIR": str(metrics_dir),
+        "TUNERY_METRICS_FILE": str(metrics_dir / "metrics.log"),
+        "TUNERY_TEE_OUTPUT": "1",
+    }
+    trial = subprocess.Popen(
+        ["sh", "-c", WRAPPER, argv0, sys.executable, "-u", str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    args = [
+        sys.executable, "-m", "metrics_collector", "-t", "trial-1", "-m", "loss",
+        "-o-type", "minimize", "-s-db", services.db_address,
+        "-path", str(metrics_dir / "metrics.log"), "--main-argv0", argv0,
+        "-stop-rule", "loss;1.0;GREATER;3", "-s-earlystop", services.es_address,
+        "--poll-interval", "0.02", "--kill-grace", "2",
+    ]  # fmt: skip
+    sidecar = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE
+    )
+    try:
+        out, _ = trial.communicate(timeout=60)
+        _, err = sidecar.communicate(timeout=60)
+    finally:
+        for proc in (trial, sidecar):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert trial.returncode == 0, out
+    assert "stopped early by the metrics collector" in out
+    assert "epoch=0 loss=2.0" in out  # teed: the pod's log still shows the output
+    assert (metrics_dir / "early-stopped").exists()
+    assert (metrics_dir / "tunery.exit").read_text().strip() == "0"
+    assert sidecar.returncode == 0, err
+    assert services.early.calls == ["trial-1"]
+    assert 3 <= len(services.store.get_observations("trial-1", "loss")) < 500
+
+
+def test_main_process_found_by_argv_and_done_by_exit_file(tmp_path: Path) -> None:
+    argv0 = f"tunery-trial-{uuid.uuid4().hex}"
+    wrapper = subprocess.Popen(["sh", "-c", "(sleep 30; true); true", argv0])
+    try:
+        main = MainProcess(None, None, tmp_path, argv0)
+        deadline = time.monotonic() + 5
+        while len(descendants_of(wrapper.pid)) < 2:  # a subshell (same argv) and sleep
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert main.pid() == wrapper.pid  # the topmost of the processes sharing the argv
+        assert not main.is_done()
+        (tmp_path / "tunery.exit").write_text("0\n")
+        assert main.is_done()
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+    assert MainProcess(None, None, tmp_path / "x", f"absent-{uuid.uuid4().hex}").pid() is None
