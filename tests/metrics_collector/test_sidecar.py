@@ -278,8 +278,8 @@ def test_sigterm_drains_pushes_and_exits(tmp_path: Path, services: Services) -> 
 
 
 def test_sidecar_with_the_operators_wrapper(tmp_path: Path, services: Services) -> None:
-    """The protocol with controller.sidecar's wrapper: found by argv, early-stopped mark,
-    tunery.exit; the wrapper exits 0 after the early stop."""
+    """The protocol with controller.sidecar's wrapper: found by argv, early-stopped marks;
+    the wrapper exits 0 after the early stop."""
     from controller.sidecar import WRAPPER
 
     metrics_dir = tmp_path / "metrics"
@@ -321,7 +321,8 @@ def test_sidecar_with_the_operators_wrapper(tmp_path: Path, services: Services) 
     assert "stopped early by the metrics collector" in out
     assert "epoch=0 loss=2.0" in out  # teed: the pod's log still shows the output
     assert (metrics_dir / "early-stopped").exists()
-    assert (metrics_dir / "tunery.exit").read_text().strip() == "0"
+    pid = (metrics_dir / "main.pid").read_text().strip()  # the wrapper's own record
+    assert (metrics_dir / f"{pid}.pid").read_text().strip() == "early-stopped"
     assert sidecar.returncode == 0, err
     assert services.early.calls == ["trial-1"]
     assert 3 <= len(services.store.get_observations("trial-1", "loss")) < 500
