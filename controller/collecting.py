@@ -69,8 +69,9 @@ class LogWatcher:
                 stop_check=make_stop_check(),
                 on_stop=on_stop,
             )
-            if path.exists() and path.stat().st_size:  # re-attaching: skip what is stored
-                collector.resume()
+            size = path.stat().st_size if path.exists() else 0
+            if size:  # re-attaching: skip what the store holds from the output so far
+                collector.resume(size)
             tailer = FileTailer(
                 path,
                 collector.feed,
