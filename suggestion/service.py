@@ -110,30 +110,27 @@ class SuggestionService:
         """
         started = time.perf_counter()
         try:
-            experiment = experiment_bytes(data)
+            entry = self._entry_for_wire(experiment_bytes(data))
+
+            def decode() -> tuple[list[TrialResult], int]:
+                decoded = entry.decoder.decode(data)
+                _check_count(decoded.current_request_number)
+                return decoded.trials, decoded.current_request_number
+
+            return self._suggest(entry, decode, started)
         except WireFormatError:
-            try:
-                request = api_pb2.GetSuggestionsRequest.FromString(data)
-            except Exception as exc:  # protobuf's DecodeError
-                raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
-            _check_count(request.current_request_number)
-            parsed = self._entry(request.experiment)
-            return self._suggest(
-                parsed,
-                lambda: (
-                    parsed.converter.convert(request.trials),
-                    request.current_request_number,
-                ),
-                started,
-            )
-        entry = self._entry_for_wire(experiment)
-
-        def decode() -> tuple[list[TrialResult], int]:
-            decoded = entry.decoder.decode(data)
-            _check_count(decoded.current_request_number)
-            return decoded.trials, decoded.current_request_number
-
-        return self._suggest(entry, decode, started)
+            pass  # an unusual layout: parse it all
+        try:
+            request = api_pb2.GetSuggestionsRequest.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError
+            raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
+        _check_count(request.current_request_number)
+        parsed = self._entry(request.experiment)
+        return self._suggest(
+            parsed,
+            lambda: (parsed.converter.convert(request.trials), request.current_request_number),
+            started,
+        )
 
     def _suggest(
         self,
@@ -158,7 +155,7 @@ class SuggestionService:
                         parallel_trial_count=view.parallel_trial_count,
                     )
                 )
-        except SuggestionError:
+        except (SuggestionError, WireFormatError):
             raise
         except Exception:
             self._forget(entry)  # its state may be half-updated

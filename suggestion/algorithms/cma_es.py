@@ -31,14 +31,9 @@ from typing import ClassVar
 import numpy as np
 from cmaes import CMA, CatCMA
 
-from suggestion.algorithms._encoding import (
-    History,
-    SpaceEncoding,
-    TrialCache,
-    encoding_for,
-    fill_distinct,
-    request_rng,
-)
+from suggestion.algorithms._distinct import fill_distinct, request_rng
+from suggestion.algorithms._encoding import SpaceEncoding, encoding_for
+from suggestion.algorithms._history import History, TrialCache
 from suggestion.algorithms.base import (
     Algorithm,
     AlgorithmSettings,

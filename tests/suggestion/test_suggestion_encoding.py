@@ -8,7 +8,9 @@ import statistics
 import numpy as np
 import pytest
 
-from suggestion.algorithms._encoding import Dim, SpaceEncoding, TrialCache, fill_distinct
+from suggestion.algorithms._distinct import fill_distinct
+from suggestion.algorithms._encoding import Dim, SpaceEncoding
+from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms.base import SpaceExhaustedError, SuggestRequest
 from tunery.space import Distribution, Parameter, ParamValue, SearchSpace
 from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
