@@ -253,60 +253,42 @@ def _metric_value(metrics: Iterable[api_pb2.Metric], name: str) -> float | None:
 
 
 class TrialConverter:
-    """Converts a request's trials, reusing the results of trials already seen.
+    """Converts trials, handing back the same objects for trials that did not change.
 
-    Keyed by trial name and condition: Katib never changes a trial's assignment, and a
-    terminal trial's observation is final when it is first sent (trials completed without a
-    usable value are re-read every time, in case the value arrives later). A trial whose
-    condition changed keeps its assignment object, which the algorithms' caches compare by
-    identity. Not thread-safe: the service holds the experiment's lock.
+    Every trial given is converted (the caller decides what needs converting: the service
+    passes only the trials that are new or changed since the previous request, see
+    :mod:`suggestion.wire`). When a trial of the same name was converted before, its
+    :class:`TrialResult` is reused if nothing changed, and its assignment object is reused if
+    only the state did: the algorithms' caches compare both by identity. Not thread-safe: the
+    service holds the experiment's lock.
     """
 
     def __init__(self, space: SearchSpace, metric_name: str) -> None:
         self.space = space
         self.metric_name = metric_name
-        self._cache: dict[str, tuple[int, TrialResult]] = {}
+        self._cache: dict[str, TrialResult] = {}
 
-    def _one(
-        self, trial: api_pb2.Trial, previous: dict[str, tuple[int, TrialResult]]
-    ) -> tuple[int, TrialResult]:
-        name = trial.name
-        condition = trial.status.condition
-        hit = previous.get(name)
-        if (
-            hit is not None
-            and hit[0] == condition
-            and name
-            and not (hit[1].value is None and condition in _WITH_VALUE)
-        ):
-            return hit
+    def _one(self, trial: api_pb2.Trial) -> TrialResult:
         result = trial_from_proto(trial, self.space, self.metric_name)
-        if hit is not None and hit[1].assignment == result.assignment:
-            result = TrialResult(result.name, hit[1].assignment, result.condition, result.value)
-        return condition, result
+        if not result.name:
+            return result
+        hit = self._cache.get(result.name)
+        if hit is not None and hit.assignment == result.assignment:
+            if hit.condition is result.condition and hit.value == result.value:
+                return hit
+            result = TrialResult(result.name, hit.assignment, result.condition, result.value)
+        self._cache[result.name] = result
+        return result
 
     def convert(self, trials: Sequence[api_pb2.Trial]) -> list[TrialResult]:
-        """All the trials of a request; forgets trials it no longer carries."""
-        cache: dict[str, tuple[int, TrialResult]] = {}
-        out: list[TrialResult] = []
-        previous = self._cache
-        for trial in trials:
-            hit = self._one(trial, previous)
-            if hit[1].name:
-                cache[hit[1].name] = hit
-            out.append(hit[1])
-        self._cache = cache
+        """Convert ``trials``; forgets the trials of earlier calls that are not among them."""
+        out = [self._one(t) for t in trials]
+        self._cache = {t.name: t for t in out if t.name}
         return out
 
     def convert_new(self, trials: Sequence[api_pb2.Trial]) -> list[TrialResult]:
-        """Some of a request's trials (the others are known unchanged); forgets nothing."""
-        out: list[TrialResult] = []
-        for trial in trials:
-            hit = self._one(trial, self._cache)
-            if hit[1].name:
-                self._cache[hit[1].name] = hit
-            out.append(hit[1])
-        return out
+        """Convert some of a request's trials (the others are known unchanged)."""
+        return [self._one(t) for t in trials]
 
 
 def assignments_to_proto(

@@ -1,7 +1,8 @@
 """Run the Suggestion service as a gRPC server (health and reflection included).
 
 Called by ``tunery serve suggestion`` (through :func:`serve`), by tests and benchmarks
-(:func:`create_suggestion_server` on port 0), and as ``python -m suggestion.server``.
+(:func:`create_suggestion_server` on port 0), and as ``python -m suggestion.server``
+(which prints ``listening on port N`` on stdout once bound, for parents that asked for 0).
 Health answers SERVING for ``""``, ``manager.v1beta1.Suggestion`` (the name Katib's
 controller probes) and ``api.v1.beta1.Suggestion``. SIGTERM/SIGINT stop it gracefully.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
-from suggestion.algorithms import REGISTRY
+from suggestion.algorithms import REGISTRY, get_algorithm
 from suggestion.service import SuggestionService, SuggestionServicer, add_to_server
 from tunery.serving import create_server, serve_forever
 
@@ -47,15 +48,40 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def serve(host: str = "0.0.0.0", port: int = DEFAULT_PORT, *, grace: float = 5.0) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds."""
+def preload_algorithms() -> list[str]:
+    """Import every registered algorithm now, so no request pays for it; returns the names
+    that could not be loaded (logged, not fatal: the others still serve)."""
+    failed = []
+    for name in sorted(REGISTRY):
+        try:
+            get_algorithm(name)
+        except Exception:
+            log.exception("algorithm %s cannot be loaded; requests for it will fail", name)
+            failed.append(name)
+    return failed
+
+
+def serve(
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    *,
+    grace: float = 5.0,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds.
+
+    ``on_ready`` is called with the bound port once the server is about to start (useful
+    with port 0).
+    """
+    preload_algorithms()
     server, bound = create_suggestion_server(_address(host, port))
     log.info(
         "suggestion service listening on %s (algorithms: %s)",
         _address(host, bound),
         ", ".join(sorted(REGISTRY)),
     )
-    print(f"listening on port {bound}", flush=True)  # lets a parent process find port 0
+    if on_ready is not None:
+        on_ready(bound)
     serve_forever(server, grace=grace)
 
 
@@ -70,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    serve(args.host, args.port)
+    serve(
+        args.host,
+        args.port,
+        on_ready=lambda port: print(f"listening on port {port}", flush=True),
+    )
 
 
 if __name__ == "__main__":

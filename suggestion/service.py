@@ -98,38 +98,39 @@ class SuggestionService:
             UnsupportedSpaceError: the request cannot be served (not retryable).
             SpaceExhaustedError: a finite space has fewer unused points than requested.
         """
-        started = time.perf_counter()
-        _check_count(request.current_request_number)
-        entry = self._entry(request.experiment)
-        return self._suggest(
-            entry,
-            lambda: (entry.converter.convert(request.trials), request.current_request_number),
-            started,
-        )
+        # One path for every caller: the serialised form lets the experiment's previous
+        # request be reused byte for byte (see suggestion.wire), which is exact and O(k).
+        return self.suggest_wire(request.SerializeToString())
 
     def suggest_wire(self, data: bytes) -> api_pb2.GetSuggestionsReply:
         """:meth:`suggest` for a serialised ``GetSuggestionsRequest`` (what gRPC receives).
 
         Parses only what changed since the experiment's previous request (see
-        :mod:`suggestion.wire`); the answer is the same as :meth:`suggest`'s.
+        :mod:`suggestion.wire`).
         """
         started = time.perf_counter()
         try:
-            experiment = experiment_bytes(data)
+            entry = self._entry_for_wire(experiment_bytes(data))
+
+            def decode() -> tuple[list[TrialResult], int]:
+                decoded = entry.decoder.decode(data)
+                _check_count(decoded.current_request_number)
+                return decoded.trials, decoded.current_request_number
+
+            return self._suggest(entry, decode, started)
         except WireFormatError:
-            try:
-                request = api_pb2.GetSuggestionsRequest.FromString(data)
-            except Exception as exc:  # protobuf's DecodeError
-                raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
-            return self.suggest(request)
-        entry = self._entry_for_wire(experiment)
-
-        def decode() -> tuple[list[TrialResult], int]:
-            decoded = entry.decoder.decode(data)
-            _check_count(decoded.current_request_number)
-            return decoded.trials, decoded.current_request_number
-
-        return self._suggest(entry, decode, started)
+            pass  # an unusual layout: parse it all
+        try:
+            request = api_pb2.GetSuggestionsRequest.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError
+            raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
+        _check_count(request.current_request_number)
+        parsed = self._entry(request.experiment)
+        return self._suggest(
+            parsed,
+            lambda: (parsed.converter.convert(request.trials), request.current_request_number),
+            started,
+        )
 
     def _suggest(
         self,
@@ -154,16 +155,20 @@ class SuggestionService:
                         parallel_trial_count=view.parallel_trial_count,
                     )
                 )
-        except SuggestionError:
+        except (SuggestionError, WireFormatError):
             raise
         except Exception:
             self._forget(entry)  # its state may be half-updated
             raise
-        if len(assignments) != count or not all(view.space.contains(a) for a in assignments):
+        if (
+            len(assignments) != count
+            or not all(view.space.contains(a) for a in assignments)
+            or len({view.space.key(a) for a in assignments}) != count
+        ):  # a bug in the algorithm: never send it to a controller
             self._forget(entry)
             raise RuntimeError(
                 f"algorithm {view.algorithm_name} returned {len(assignments)} assignments "
-                f"for {count} requested, or one outside the search space"
+                f"for {count} requested, one outside the search space, or duplicates"
             )
         reply = api_pb2.GetSuggestionsReply(
             parameter_assignments=assignments_to_proto(view.space, assignments)

@@ -7,15 +7,15 @@ are new or changed state. :class:`RequestDecoder` keeps the previous request's b
 offsets where each of its trials ends; a new request is compared with it (``memcmp`` speed,
 binary search over trial boundaries), only the differing tail is parsed by protobuf, and the
 :class:`~tunery.trials.TrialResult` objects of the unchanged prefix are reused as they are.
-The result is exactly what a full parse gives; any unexpected layout (fields out of the usual
-field-number order, groups) falls back to a full parse.
+The result is exactly what a full parse gives; any unexpected layout (the experiment not
+first, repeated, groups, a malformed trial) raises :class:`WireFormatError` and the caller
+parses the request fully instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suggestion.algorithms.base import InvalidRequestError
 from suggestion.convert import TrialConverter
 from tunery.api import api_pb2
 from tunery.trials import TrialResult
@@ -100,24 +100,19 @@ class RequestDecoder:
         self._data = b""
         self._ends: list[int] = []  # byte offset where each previous trial ends
         self._trials: list[TrialResult] = []
-        self._tail_start = 0  # where the previous request's trials began
 
     def decode(self, data: bytes) -> DecodedRequest:
         """Trials and requested count of a serialised ``GetSuggestionsRequest``.
 
         Raises:
-            InvalidRequestError: a trial does not fit the search space, or bad bytes.
+            WireFormatError: an unexpected layout; the caller parses the request fully.
+            InvalidRequestError: a trial does not fit the search space.
         """
         try:
             return self._decode(data)
         except WireFormatError:
             self._data, self._ends, self._trials = b"", [], []
-            try:
-                request = api_pb2.GetSuggestionsRequest.FromString(data)
-            except Exception as exc:  # protobuf's DecodeError
-                raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
-            trials = self.converter.convert(request.trials)
-            return DecodedRequest(trials, request.current_request_number, 0)
+            raise
 
     def _decode(self, data: bytes) -> DecodedRequest:
         kept = self._common_trials(data)
@@ -128,13 +123,16 @@ class RequestDecoder:
         tail: list[api_pb2.Trial] = []
         for number, value_start, value_end in fields:
             if number == _TRIALS:
-                tail.append(api_pb2.Trial.FromString(data[value_start:value_end]))
+                try:
+                    tail.append(api_pb2.Trial.FromString(data[value_start:value_end]))
+                except Exception as exc:  # protobuf's DecodeError
+                    raise WireFormatError(f"malformed trial: {exc}") from None
                 ends.append(value_end)
             elif number == 4:
                 raw, _ = _varint(data, value_start)
                 count = _int32(raw)
-            elif number == _EXPERIMENT:
-                raise WireFormatError("experiment after the trials")
+            elif number == _EXPERIMENT:  # protobuf would merge it into the first one
+                raise WireFormatError("a second experiment field")
         trials = self._trials[:kept] + self.converter.convert_new(tail)
         self._data, self._ends, self._trials = data, ends, trials
         return DecodedRequest(trials, count, kept)

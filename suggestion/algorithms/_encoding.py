@@ -14,25 +14,21 @@ coordinate ``u`` in [0, 1] whose uniform distribution *is* the parameter's prior
 - discrete and categorical lists: cell ``i`` of ``n`` equal cells is value ``i`` (discrete
   values in ascending order, so the coordinate is ordinal; categorical in list order).
 
-The module also owns the canonical identity of an assignment (:meth:`SpaceEncoding.key`), the
-per-instance trial cache (:class:`TrialCache`) that makes a request with N known and k new
-trials cost O(k) encoding work, and :func:`fill_distinct`, the one place where proposals are
-de-duplicated against history and where a finite space is declared exhausted.
+The module also owns the canonical identity of an assignment (:meth:`SpaceEncoding.key`):
+snapped typed values, so the same point written differently (``0.30000000000000004`` for a
+0.1-step grid value ``0.3``) is recognised as the same.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count
-from operator import is_not
 from statistics import NormalDist
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from suggestion.algorithms.base import SpaceExhaustedError, SuggestRequest
 from tunery.space import (
     Assignment,
     Distribution,
@@ -41,13 +37,9 @@ from tunery.space import (
     ParamValue,
     SearchSpace,
 )
-from tunery.trials import ObjectiveType, TrialResult
 
 Key = tuple[object, ...]
 """Canonical identity of an assignment: snapped typed values in parameter order."""
-
-ENUMERATION_LIMIT = 200_000
-"""Largest finite space that :func:`fill_distinct` enumerates when random proposals fail."""
 
 _SIGMAS = 3.0  # normal distributions span mean +- 3 sigma between min and max
 _SQRT2 = math.sqrt(2.0)
@@ -262,174 +254,6 @@ class SpaceEncoding:
         return tuple(d.canonical(assignment.get(d.name)) for d in self.dims)
 
 
-# -- trial history ------------------------------------------------------------------------------
-
-
-class History:
-    """The part of a request the models use, in request order.
-
-    ``losses`` are objective values turned into minimisation (negated when maximising);
-    completed trials with a non-finite value or an undecodable assignment are left out of
-    ``x_completed`` (but still count as existing points in ``keys``). ``settled`` is how many
-    of the completed rows come before the first pending trial: the prefix of the history that
-    can no longer change (CMA-ES tells only that prefix).
-    """
-
-    def __init__(
-        self,
-        keys: Collection[Key],
-        x_completed: np.ndarray,
-        losses: np.ndarray,
-        completed: Sequence[TrialResult],
-        x_pending: np.ndarray,
-        n_trials: int,
-        settled: int,
-    ) -> None:
-        self.keys = keys
-        self.x_completed = x_completed  # (n, d) unit coordinates
-        self.losses = losses  # (n,)
-        self.completed = completed  # the n completed trials, in order
-        self.x_pending = x_pending  # (m, d)
-        self.n_trials = n_trials
-        self.settled = settled
-
-
-@dataclass
-class _Row:
-    assignment: Mapping[str, object]
-    key: Key
-    unit: np.ndarray
-    valid: bool
-
-
-class TrialCache:
-    """Per-algorithm-instance cache of each trial's key and unit coordinates.
-
-    Requests carry the whole history, mostly unchanged: the leading trials that are the very
-    same objects as in the previous request (the service reuses them) keep their rows, found
-    at C speed; only the rest is processed (O(k) for k new or changed trials). A trial whose
-    state changed keeps its row when its assignment is the same object or equal. The result
-    never depends on what was cached: a fresh cache gives the same history.
-    """
-
-    def __init__(self, encoding: SpaceEncoding) -> None:
-        self.encoding = encoding
-        self._trials: list[TrialResult] = []
-        self._rows: list[_Row] = []
-        self._by_name: dict[str, _Row] = {}
-        self._key_counts: dict[Key, int] = {}
-        d = len(encoding)
-        self._unit = np.empty((0, d))
-        self._loss = np.empty(0)  # NaN unless completed with a finite value
-        self._pending = np.empty(0, dtype=bool)
-        self._valid = np.empty(0, dtype=bool)
-        self._sign = 1.0
-
-    def _row(self, trial: TrialResult) -> _Row:
-        row = self._by_name.get(trial.name) if trial.name else None
-        if row is None or not (
-            row.assignment is trial.assignment or row.assignment == trial.assignment
-        ):
-            unit = self.encoding.encode(trial.assignment)
-            row = _Row(
-                trial.assignment,
-                self.encoding.key(trial.assignment),
-                unit,
-                bool(np.all(np.isfinite(unit))),
-            )
-            if trial.name:
-                self._by_name[trial.name] = row
-        return row
-
-    def _sync(self, request: SuggestRequest) -> int:
-        """Bring the rows up to date with ``request.trials``; returns the trial count."""
-        trials = request.trials
-        sign = -1.0 if request.objective.type is ObjectiveType.MAXIMIZE else 1.0
-        prev = self._trials
-        n = len(trials)
-        same = min(n, len(prev))
-        if sign != self._sign:
-            self._sign = sign
-            first_change = 0
-        else:
-            first_change = next(compress(count(), map(is_not, trials, prev)), same)
-        for row in self._rows[first_change:]:
-            left = self._key_counts[row.key] - 1
-            if left:
-                self._key_counts[row.key] = left
-            else:
-                del self._key_counts[row.key]
-        del self._rows[first_change:]
-        if n > len(self._unit):
-            capacity = max(n, 2 * len(self._unit), 64)
-            self._unit = _grow(self._unit, capacity)
-            self._loss = _grow(self._loss, capacity)
-            self._pending = _grow(self._pending, capacity)
-            self._valid = _grow(self._valid, capacity)
-        for i in range(first_change, n):
-            trial = trials[i]
-            row = self._row(trial)
-            self._rows.append(row)
-            self._key_counts[row.key] = self._key_counts.get(row.key, 0) + 1
-            self._unit[i] = row.unit
-            self._valid[i] = row.valid
-            self._pending[i] = trial.is_pending
-            value = trial.value if trial.is_completed_with_value else None
-            if value is not None and math.isfinite(value) and row.valid:
-                self._loss[i] = sign * float(value)
-            else:
-                self._loss[i] = math.nan
-        self._trials = list(trials)
-        if len(self._by_name) > 2 * n + 64:  # forget trials no longer sent
-            self._by_name = {t.name: r for t, r in zip(trials, self._rows, strict=True) if t.name}
-        return n
-
-    def keys(self, request: SuggestRequest) -> Collection[Key]:
-        """Canonical keys of every trial of the request (any state). Read-only."""
-        self._sync(request)
-        return self._key_counts.keys()
-
-    def history(self, request: SuggestRequest) -> History:
-        n = self._sync(request)
-        loss = self._loss[:n]
-        completed = ~np.isnan(loss)
-        pending = self._pending[:n] & self._valid[:n]
-        first_pending = int(np.argmax(self._pending[:n])) if self._pending[:n].any() else n
-        index = np.flatnonzero(completed)
-        trials = self._trials
-        return History(
-            keys=self._key_counts.keys(),
-            x_completed=self._unit[:n][completed],
-            losses=loss[completed],
-            completed=_Lazy(trials, index),
-            x_pending=self._unit[:n][pending],
-            n_trials=n,
-            settled=int(completed[:first_pending].sum()),
-        )
-
-
-class _Lazy(Sequence[TrialResult]):
-    """The completed trials, materialised only when asked for."""
-
-    def __init__(self, trials: list[TrialResult], index: np.ndarray) -> None:
-        self._trials = trials
-        self._index = index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
-        if isinstance(i, slice):
-            return [self._trials[j] for j in self._index[i]]
-        return self._trials[self._index[i]]
-
-
-def _grow(a: np.ndarray, capacity: int) -> np.ndarray:
-    out = np.empty((capacity, *a.shape[1:]), dtype=a.dtype)
-    out[: len(a)] = a
-    return out
-
-
 def encoding_for(cache: dict[str, object], space: SearchSpace) -> tuple[SpaceEncoding, bool]:
     """The instance's encoding for ``space``, rebuilt (returns True) when the space changed."""
     enc = cache.get("encoding")
@@ -438,95 +262,3 @@ def encoding_for(cache: dict[str, object], space: SearchSpace) -> tuple[SpaceEnc
     enc = SpaceEncoding(space)
     cache["encoding"] = enc
     return enc, True
-
-
-# -- distinct proposals -------------------------------------------------------------------------
-
-
-def request_rng(seed: int, request: SuggestRequest, *salt: int) -> np.random.Generator:
-    """The RNG of one request: a pure function of the seed and the history size."""
-    return np.random.default_rng([seed, len(request.trials), request.count, *salt])
-
-
-def fill_distinct(
-    encoding: SpaceEncoding,
-    count: int,
-    seen: Collection[Key],
-    rng: np.random.Generator,
-    chosen: list[Assignment] | None = None,
-    propose: Callable[[int], Iterable[Sequence[float] | np.ndarray]] | None = None,
-    rounds: int = 16,
-) -> list[Assignment]:
-    """Complete ``chosen`` to ``count`` assignments distinct from ``seen`` and each other.
-
-    Proposals come first from ``propose(n)`` (unit-cube points, the algorithm's own sampler),
-    then from uniform sampling of the unit cube (the prior), and finally, for a finite space,
-    from enumerating the feasible points not yet used.
-
-    Raises:
-        SpaceExhaustedError: a finite space has fewer unused points than requested.
-    """
-    out = list(chosen or [])
-    taken = {encoding.key(a) for a in out}
-    d = len(encoding)
-
-    def offer(points: Iterable[Sequence[float] | np.ndarray]) -> None:
-        for u in points:
-            if len(out) >= count:
-                return
-            a = encoding.decode(u)
-            k = encoding.key(a)
-            if k in seen or k in taken:
-                continue
-            taken.add(k)
-            out.append(a)
-
-    if encoding.size is not None and encoding.size - len(seen) < count:
-        rounds = 0  # almost certainly exhausted: go straight to enumeration
-    sources: list[Callable[[int], Iterable[Sequence[float] | np.ndarray]]] = []
-    if propose is not None:
-        sources.append(propose)
-    sources.append(lambda n: rng.random((n, d)))
-    for source in sources:
-        for _ in range(rounds):
-            if len(out) >= count:
-                return out
-            offer(source(max(2 * (count - len(out)), 8)))
-    if len(out) >= count:
-        return out
-    if encoding.size is None:  # continuous: collisions this persistent mean a bug
-        raise SpaceExhaustedError(
-            f"could not find {count} distinct assignments after {2 * rounds} rounds"
-        )
-    return _enumerate_rest(encoding, count, seen, rng, out, taken)
-
-
-def _enumerate_rest(
-    encoding: SpaceEncoding,
-    count: int,
-    seen: Collection[Key],
-    rng: np.random.Generator,
-    out: list[Assignment],
-    taken: set[Key],
-) -> list[Assignment]:
-    assert encoding.size is not None
-    space = encoding.space
-    free: list[Assignment] = []
-    need = count - len(out)
-    for a in space.grid():
-        k = encoding.key(a)
-        if k in seen or k in taken:
-            continue
-        free.append(a)
-        if encoding.size > ENUMERATION_LIMIT and len(free) >= need:
-            break
-    if len(free) < need:
-        used = encoding.size - len(free) - len(out)
-        raise SpaceExhaustedError(
-            f"the search space is exhausted: it has {encoding.size} distinct assignments, "
-            f"{used} are already used by trials and {len(out) + len(free)} remain, but "
-            f"{count} were requested"
-        )
-    picks = rng.choice(len(free), size=need, replace=False)
-    out.extend(free[int(i)] for i in sorted(picks))
-    return out

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from suggestion.algorithms._encoding import Dim, History, Key, SpaceEncoding, fill_distinct
+from suggestion.algorithms._distinct import fill_distinct
+from suggestion.algorithms._encoding import Dim, Key, SpaceEncoding
+from suggestion.algorithms._history import History
 from tunery.space import Assignment
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

@@ -9,10 +9,24 @@ Contract:
   (steps honoured, ints as ``int``), distinct from each other and from every trial in
   ``request.trials`` (pending ones included), unless the space is exhausted, in which case it
   raises :class:`SpaceExhaustedError` (finite spaces) instead of looping.
-- Given the same settings, seed and request, the output is the same (deterministic).
+- Given the same settings, seed and request, the output is the same (deterministic). The seed
+  is ``random_state`` or, when unset, derived from the experiment name (:meth:`Algorithm.seed`),
+  so restarts and replicas agree.
 - An instance may cache model state between calls for the same experiment (the service keeps
   one instance per experiment); a fresh instance given the same request must behave equally
-  well (restart-safety). ``request.trials`` is always the whole history.
+  well (restart-safety). ``request.trials`` is always the whole history, in the controller's
+  order (creation order for tunery's controller).
+
+Errors (each maps to one gRPC status in ``suggestion.service.status_for``)::
+
+    SuggestionError
+    ├── InvalidSettingsError(ValueError)     INVALID_ARGUMENT  unknown setting, bad value
+    ├── UnknownAlgorithmError(LookupError)   INVALID_ARGUMENT  no such algorithmName
+    ├── UnsupportedSpaceError(ValueError)    INVALID_ARGUMENT  e.g. cmaes with one number
+    ├── InvalidRequestError(ValueError)      INVALID_ARGUMENT  malformed space/trial/count
+    └── SpaceExhaustedError                  OUT_OF_RANGE      a finite space is used up
+
+None is retryable as is: the request or the experiment has to change.
 """
 
 from __future__ import annotations

@@ -31,14 +31,9 @@ from typing import ClassVar
 import numpy as np
 from cmaes import CMA, CatCMA
 
-from suggestion.algorithms._encoding import (
-    History,
-    SpaceEncoding,
-    TrialCache,
-    encoding_for,
-    fill_distinct,
-    request_rng,
-)
+from suggestion.algorithms._distinct import fill_distinct, request_rng
+from suggestion.algorithms._encoding import SpaceEncoding, encoding_for
+from suggestion.algorithms._history import History, TrialCache
 from suggestion.algorithms.base import (
     Algorithm,
     AlgorithmSettings,
@@ -52,6 +47,7 @@ from tunery.trials import Objective, TrialResult
 RESTART_STRATEGIES = ("ipop", "bipop")
 DEFAULT_SIGMA = 1.0 / 6.0
 _INCREASE_POPSIZE = 2
+_MIN_POPSIZE = 4  # below this CMA's rank-mu learning rate is zero
 
 
 @dataclass(frozen=True)
@@ -187,7 +183,7 @@ class CmaEs(Algorithm):
             if run.evals["small"] < run.evals["large"]:
                 run.regime = "small"
                 u = rng.random()
-                popsize = max(2, math.floor(base * (0.5 * large / base) ** (u**2)))
+                popsize = max(_MIN_POPSIZE, math.floor(base * (0.5 * large / base) ** (u**2)))
                 sigma *= 10 ** (-2 * u)
             else:
                 run.regime = "large"

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from suggestion.algorithms._encoding import Key, TrialCache, encoding_for
+from suggestion.algorithms._encoding import Key, encoding_for
+from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms.base import (
     Algorithm,
     AlgorithmSettings,

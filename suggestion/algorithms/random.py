@@ -11,7 +11,9 @@ out raises :class:`SpaceExhaustedError`. Setting: ``random_state``.
 
 from __future__ import annotations
 
-from suggestion.algorithms._encoding import TrialCache, encoding_for, fill_distinct, request_rng
+from suggestion.algorithms._distinct import fill_distinct, request_rng
+from suggestion.algorithms._encoding import encoding_for
+from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms.base import Algorithm, AlgorithmSettings, SuggestRequest
 from tunery.space import Assignment
 

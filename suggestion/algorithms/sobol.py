@@ -16,7 +16,9 @@ import warnings
 import numpy as np
 from scipy.stats import qmc
 
-from suggestion.algorithms._encoding import TrialCache, encoding_for, fill_distinct, request_rng
+from suggestion.algorithms._distinct import fill_distinct, request_rng
+from suggestion.algorithms._encoding import encoding_for
+from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms.base import Algorithm, AlgorithmSettings, SuggestRequest
 from tunery.space import Assignment
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from suggestion.algorithms._encoding import TrialCache, encoding_for, request_rng
+from suggestion.algorithms._distinct import request_rng
+from suggestion.algorithms._encoding import encoding_for
+from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms._parzen import TpeConfig, tpe_suggest
 from suggestion.algorithms.base import (
     Algorithm,
