@@ -262,7 +262,10 @@ def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     from controller.reconcile import ReconcileError
     from tunery.progress import ProgressView
 
-    view = ProgressView(name, enabled=output == "text")
+    from controller.reconcile import objective_from_spec
+
+    objective = objective_from_spec(store.get_experiment(name).spec["spec"])
+    view = ProgressView(name, objective=objective, enabled=output == "text")
     try:
         with view:
             result = run_until_done(store, name, settings, on_progress=view.update)
@@ -496,8 +499,13 @@ def delete(name: str, db_url: str | None, yes: bool) -> None:
 
 
 @main.command()
-@click.option("--namespace", "namespaces", multiple=True, metavar="NS",
-              help="Watch only these namespaces (repeatable; default: all).")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Watch only these namespaces (repeatable; default: all).",
+)
 @_db_option
 def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
     """Run the Kubernetes operator (reconciles kubeflow.org/v1beta1 Experiments)."""

@@ -17,6 +17,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from tunery.trials import MetricSummary, Objective
+
 _STYLES = {
     "Succeeded": "green",
     "Failed": "red",
@@ -31,8 +33,16 @@ _STYLES = {
 class ProgressView:
     """Context manager; call :meth:`update` with each reconcile step's result and trials."""
 
-    def __init__(self, name: str, *, enabled: bool = True, max_rows: int = 10) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        objective: Objective | None = None,
+        enabled: bool = True,
+        max_rows: int = 10,
+    ) -> None:
         self.name = name
+        self.objective = objective
         self.enabled = enabled
         self.max_rows = max_rows
         self.console = Console(stderr=True)
@@ -90,6 +100,18 @@ class ProgressView:
             *[(f"{k} {v}  ", _STYLES.get(k, "")) for k, v in sorted(counts.items())],
             f"{elapsed:.0f}s",
         )
+        best = self._best(trials)
+        lines: list[Any] = [header]
+        if best is not None:
+            trial, value = best
+            params = " ".join(f"{k}={v}" for k, v in trial.assignment.items())
+            lines.append(
+                Text.assemble(
+                    "best so far: ",
+                    (f"{self.objective.metric_name}={value:.6g}", "bold green"),
+                    f"  {trial.name}  {params}",
+                )
+            )
         table = Table(box=None, show_header=True, header_style="bold", expand=False)
         table.add_column("trial")
         table.add_column("status")
@@ -106,4 +128,20 @@ class ProgressView:
                 self._metrics(t),
                 " ".join(f"{k}={v}" for k, v in t.assignment.items()),
             )
-        return Group(header, table)
+        return Group(*lines, table)
+
+    def _best(self, trials: Sequence[Any]) -> tuple[Any, float] | None:
+        """The best trial by the objective's metric strategy, or None."""
+        objective = self.objective
+        if objective is None:
+            return None
+        best: tuple[Any, float] | None = None
+        for trial in trials:
+            for m in (trial.observation or {}).get("metrics", []):
+                if m["name"] != objective.metric_name:
+                    continue
+                summary = MetricSummary(m["name"], m["min"], m["max"], m["latest"])
+                value = summary.select_numeric(objective.strategy(m["name"]))
+                if value is not None and objective.is_better(value, best and best[1]):
+                    best = (trial, value)
+        return best
