@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from controller import protos, status
+from controller import paths, protos, status
 from controller.clients import EarlyStoppingClient, ServiceCallError, SuggestionClient
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
@@ -108,6 +108,16 @@ class StepResult:
     message: str
     started: int = 0
     finished: int = 0
+
+
+def _replace_in_container(container: dict[str, Any], old: str, new: str) -> None:
+    """Point a File collector's path at the trial's private file (local runs only)."""
+    for key in ("command", "args"):
+        if key in container:
+            container[key] = [str(item).replace(old, new) for item in container[key]]
+    for entry in container.get("env") or []:
+        if isinstance(entry.get("value"), str):
+            entry["value"] = entry["value"].replace(old, new)
 
 
 class Reconciler:
@@ -336,7 +346,21 @@ class Reconciler:
         job = render_trial_job(
             job_template, template.get("trialParameters") or [], trial.assignment, meta
         )
-        log_path = self.logs_dir / self.name / f"{trial.name}.log"
+        log_path = paths.trial_log_path(self.logs_dir, self.name, trial.name)
+        env = {
+            "KATIB_TRIAL_NAME": trial.name,
+            "TUNERY_TRIAL_NAME": trial.name,
+            "TUNERY_EXPERIMENT_NAME": self.name,
+            "TUNERY_METRICS_FILE": str(paths.push_metrics_path(log_path)),
+            "PYTHONUNBUFFERED": "1",
+        }
+        metrics_path = self._file_collector_path()
+        if metrics_path:
+            private = str(paths.local_metrics_path(log_path))
+            _replace_in_container(
+                primary_container(job, template["primaryContainerName"]), metrics_path, private
+            )
+            env["TUNERY_METRICS_PATH"] = private
         return TrialLaunch(
             trial_name=trial.name,
             experiment_name=self.name,
@@ -344,17 +368,18 @@ class Reconciler:
             primary_container_name=template["primaryContainerName"],
             log_path=log_path,
             base_dir=self.base_dir,
-            env={
-                "KATIB_TRIAL_NAME": trial.name,
-                "TUNERY_TRIAL_NAME": trial.name,
-                "TUNERY_EXPERIMENT_NAME": self.name,
-                "TUNERY_METRICS_FILE": str(log_path.with_suffix(".metrics.jsonl")),
-                "PYTHONUNBUFFERED": "1",
-            },
+            env=env,
             gpus=tuple(gpus),
             success_condition=template.get("successCondition", ""),
             failure_condition=template.get("failureCondition", ""),
         )
+
+    def _file_collector_path(self) -> str | None:
+        """``fileSystemPath.path`` when the experiment uses the File collector."""
+        spec = self.spec.get("metricsCollectorSpec") or {}
+        if (spec.get("collector") or {}).get("kind") != "File":
+            return None
+        return ((spec.get("source") or {}).get("fileSystemPath") or {}).get("path") or None
 
     def _start(self, trial: TrialRecord) -> int:
         """Start a Created trial if its GPUs are free; returns 1 when started."""
@@ -512,7 +537,9 @@ class Reconciler:
                 with self._lock:
                     watcher = self._watchers.pop(trial.name, None)
                 if watcher is None:
-                    watcher = self.watcher_factory(trial, self.objective, None, lambda d: None)
+                    watcher = self.watcher_factory(
+                        trial, self.objective, lambda: None, lambda _decision: None
+                    )
                 result = watcher.finish()
                 self._conclude(trial.name, state, result)
             else:

@@ -53,8 +53,9 @@ class FakeRunner(TrialRunner):
             return RunState(RunPhase.RUNNING)
         if outcome.exit_code == 0:
             return RunState(RunPhase.SUCCEEDED, "Completed", "exit code 0", 0)
-        return RunState(RunPhase.FAILED, "Error", f"exit code {outcome.exit_code}",
-                        outcome.exit_code)
+        return RunState(
+            RunPhase.FAILED, "Error", f"exit code {outcome.exit_code}", outcome.exit_code
+        )
 
     def stop(self, handle: Handle, grace_seconds: float = 10.0) -> None:
         with self._lock:

@@ -1,0 +1,129 @@
+"""The local sidecar: collect a running trial's metrics from its files into the store.
+
+Created by the reconciler (through :meth:`LogWatcher.factory`) for every trial it starts or
+re-attaches to. Which files are tailed follows the Experiment's ``metricsCollectorSpec``:
+
+- ``StdOut`` (default): the trial's log file (its stdout and stderr), with Katib's default
+  ``name=value`` filter or the spec's ``metricsFormat`` regexes;
+- ``File``: the trial's own copy of ``fileSystemPath.path`` (see
+  ``controller.paths.local_metrics_path``), TEXT or JSON;
+- ``Push``: nothing is parsed from the output;
+
+plus, always, the JSON-lines file ``report_metrics`` appends to (``TUNERY_METRICS_FILE``), so
+pushed metrics also drive early stopping. Every source starts from the beginning of its file and
+skips what the store already holds, which makes re-attaching after a controller crash exact: no
+observation lost, none doubled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from metrics_collector.collector import TrialCollector
+from metrics_collector.parsers import make_parser
+from metrics_collector.sources import FileTailer
+
+from controller.paths import local_metrics_path, push_metrics_path
+from controller.reconcile import CollectionResult, WatcherFactory
+from tunery.store.base import Store, TrialRecord
+from tunery.trials import Objective, StopCheck, StopDecision
+
+UNSUPPORTED_LOCALLY = ("TensorFlowEvent", "PrometheusMetric", "Custom")
+
+
+def collector_kind(document: Mapping[str, Any]) -> str:
+    spec = document["spec"].get("metricsCollectorSpec") or {}
+    return str((spec.get("collector") or {}).get("kind", "StdOut"))
+
+
+def file_collector_path(document: Mapping[str, Any]) -> str | None:
+    """``fileSystemPath.path`` of a File collector, else None."""
+    if collector_kind(document) != "File":
+        return None
+    source = (document["spec"].get("metricsCollectorSpec") or {}).get("source") or {}
+    return str((source.get("fileSystemPath") or {}).get("path") or "") or None
+
+
+class LogWatcher:
+    """Tails one trial's metric sources into the store until :meth:`finish`."""
+
+    def __init__(
+        self,
+        store: Store,
+        trial: TrialRecord,
+        objective: Objective,
+        sources: list[tuple[Path, str, tuple[str, ...]]],
+        make_stop_check: Callable[[], StopCheck | None],
+        on_stop: Callable[[StopDecision], None],
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.trial_name = trial.name
+        self._pairs: list[tuple[TrialCollector, FileTailer]] = []
+        for path, fmt, filters in sources:
+            collector = TrialCollector(
+                store,
+                trial.name,
+                objective,
+                make_parser(objective.metric_names, fmt, filters),
+                stop_check=make_stop_check(),
+                on_stop=on_stop,
+            )
+            collector.resume()
+            tailer = FileTailer(
+                path,
+                collector.feed,
+                on_reset=collector.end_of_input,
+                poll_interval=poll_interval,
+            )
+            self._pairs.append((collector, tailer.start()))
+
+    @classmethod
+    def factory(cls, store: Store, document: Mapping[str, Any]) -> WatcherFactory:
+        kind = collector_kind(document)
+        spec = document["spec"].get("metricsCollectorSpec") or {}
+        source = spec.get("source") or {}
+        filters = tuple((source.get("filter") or {}).get("metricsFormat") or ())
+        file_format = str((source.get("fileSystemPath") or {}).get("format") or "TEXT")
+
+        def make(
+            trial: TrialRecord,
+            objective: Objective,
+            make_stop_check: Callable[[], StopCheck | None],
+            on_stop: Callable[[StopDecision], None],
+        ) -> LogWatcher:
+            log_path = Path(trial.runner_handle["log"])
+            sources: list[tuple[Path, str, tuple[str, ...]]] = []
+            if kind == "StdOut":
+                sources.append((log_path, "TEXT", filters))
+            elif kind == "File":
+                fmt_filters = () if file_format.upper() == "JSON" else filters
+                sources.append((local_metrics_path(log_path), file_format, fmt_filters))
+            sources.append((push_metrics_path(log_path), "JSON", ()))
+            return cls(store, trial, objective, sources, make_stop_check, on_stop)
+
+        return make
+
+    def finish(self) -> CollectionResult:
+        for _, tailer in self._pairs:
+            tailer.stop(drain=True)
+        for collector, tailer in self._pairs:
+            tailer.join()
+            collector.end_of_input()
+            collector.close()
+        primary = self._pairs[0][0]
+        summary = primary.summarize()
+        return CollectionResult(
+            metrics=summary.observation["metrics"],
+            objective_available=not summary.objective_missing,
+            unavailable_message=""
+            if not summary.objective_missing
+            else (summary.unavailable_message()),
+        )
+
+    def close(self) -> None:
+        for collector, tailer in self._pairs:
+            tailer.stop(drain=False)
+            tailer.join(timeout=5)
+            collector.close()
