@@ -44,6 +44,7 @@ class TrialInfo:
 
     @property
     def is_completed(self) -> bool:
+        """Whether the trial reached a terminal condition."""
         return self.condition.is_terminal
 
 
@@ -79,6 +80,7 @@ class TuneResult:
     message: str = ""
 
     def trials_by_condition(self, condition: str) -> tuple[TrialInfo, ...]:
+        """The trials whose condition is ``condition`` (e.g. ``"Failed"``)."""
         return tuple(t for t in self.trials if t.condition == condition)
 
 

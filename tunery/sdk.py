@@ -449,8 +449,17 @@ class _LocalBackend:
         self.start_driver(name)
         return True
 
+    def _await_finishing_driver(self, name: str, record: ExperimentRecord) -> None:
+        """A completed experiment's driver is only printing its summary: let it exit, so a
+        restart gets a driver of its own."""
+        if _is_completed({"status": record.status}):
+            deadline = time.monotonic() + 15.0
+            while self.driver_pid(name) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+
     def edit_experiment_budget(self, name: str, budget: Mapping[str, int]) -> dict[str, Any]:
         record = self.record(name)
+        self._await_finishing_driver(name, record)
         document = {**record.spec, "spec": {**record.spec["spec"], **budget}}
         document = self.validate(document).to_document()
         self.submit(document, Path(record.status.get("localBaseDir", self.cwd)))
