@@ -1,4 +1,13 @@
-"""Persistence: experiments, trials and observation logs behind the :class:`Store` API."""
+"""Persistence: experiments, trials and observation logs behind the :class:`Store` API.
+
+Callers open a store with :func:`open_store` and code against :class:`Store`; SQLAlchemy
+stays inside this package and is imported only when a store is opened, so importing
+``tunery.store`` for its records and errors is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from tunery.store.base import Condition, ExperimentRecord, Store, TrialRecord
 from tunery.store.errors import (
@@ -8,13 +17,52 @@ from tunery.store.errors import (
     StoreUnavailableError,
 )
 
+if TYPE_CHECKING:
+    from tunery.store.sql import SqlStore
+
 __all__ = [
     "AlreadyExistsError",
     "Condition",
     "ExperimentRecord",
     "NotFoundError",
+    "SqlStore",
     "Store",
     "StoreError",
     "StoreUnavailableError",
     "TrialRecord",
+    "open_store",
+    "resolve_db_url",
 ]
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store at ``url``, creating or upgrading its schema on first use.
+
+    ``url`` is a SQLAlchemy URL: ``sqlite:///path.db``, ``postgresql://user@host/db``
+    (psycopg 3) or ``mysql://user@host/db`` / ``mariadb://...`` (PyMySQL). Without one,
+    ``$TUNERY_DB_URL``, else the SQLite file ``.tunery/tunery.db`` under the current directory
+    (created with its directory). Close the store when done.
+
+    Raises:
+        ValueError: the URL is malformed or names an unsupported backend.
+        StoreUnavailableError: the database cannot be reached (retryable).
+        StoreError: the schema cannot be brought to this tunery's revision.
+    """
+    from tunery.store.sql import open_sql_store
+
+    return open_sql_store(url)
+
+
+def resolve_db_url(url: str | None = None) -> str:
+    """The URL :func:`open_store` would use, as text with the password hidden."""
+    from tunery.store.engine import describe_url, resolve_url
+
+    return describe_url(resolve_url(url))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqlStore":
+        from tunery.store.sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

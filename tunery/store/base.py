@@ -189,6 +189,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_observations(self, trial_name: str) -> None: ...
 
+    # -- cheap aggregate reads (defaults built on the methods above; SqlStore does one query) ---
+    def count_trials(self, experiment_name: str) -> dict[TrialCondition, int]:
+        """Number of trials per current condition (absent conditions are omitted)."""
+        counts: dict[TrialCondition, int] = {}
+        for trial in self.list_trials(experiment_name):
+            counts[trial.condition] = counts.get(trial.condition, 0) + 1
+        return counts
+
+    def get_observations_for_trials(
+        self, trial_names: Iterable[str], metric_name: str | None = None
+    ) -> dict[str, list[Observation]]:
+        """:meth:`get_observations` for many trials at once; every name is a key."""
+        return {name: self.get_observations(name, metric_name) for name in trial_names}
+
     @abc.abstractmethod
     def ping(self) -> None:
         """``SELECT 1``; raises StoreUnavailableError when the database is down."""

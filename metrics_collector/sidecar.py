@@ -1,0 +1,418 @@
+"""The Kubernetes metrics sidecar: tail the trial's output file, push to a DBManager, stop early.
+
+Run as ``python -m metrics_collector`` (the controller adds this container to the trial's
+pod when it renders the job). Accepts Katib's sidecar flags (``-t -m -o-type -s-db -path -f
+-format -stop-rule -s-earlystop -w``) and long aliases (``--trial-name`` ...), so it also
+stands in for Katib's ``file-metrics-collector``.
+
+What it does:
+
+1. Reads what the DBManager already holds for the trial (a restarted sidecar adds nothing
+   twice), then tails ``-path`` from its start: its own :class:`TrialCollector` parses and
+   pushes batches with ``ReportObservationLog``, visible within a second.
+2. Applies ``-stop-rule`` rules as metrics arrive (:mod:`metrics_collector.stoprules`). When
+   all hold: writes ``early-stopped`` to ``<marker-dir>/<pid>.pid``, terminates the main
+   process's children (the training program under the wrapper shell; the main process
+   itself when it has none), pushes what was collected, waits for the main process, and
+   calls ``EarlyStopping.SetTrialStatus`` at ``-s-earlystop``.
+3. Exits when the main process is done: ``<marker-dir>/<pid>.pid`` says ``completed``
+   (Katib's wrapper convention) or the process is gone; or on SIGTERM (a native sidecar is
+   stopped that way once the main container ends). The file is read to its end first.
+   If the objective was never reported, it pushes Katib's ``unavailable`` row, which marks
+   the trial MetricsUnavailable.
+
+The main process: ``--pid``, else the first integer in ``--pid-file`` (waited for, so the
+wrapper can write ``echo $$ > FILE`` as it starts); without either the sidecar runs until
+SIGTERM. Pods need ``shareProcessNamespace: true`` for signals and ``/proc`` to reach it.
+
+Exit codes: 0 done; 1 observations could not be pushed; 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from metrics_collector.collector import TrialCollector
+from metrics_collector.dbclient import DBManagerClient, default_dbmanager_address
+from metrics_collector.errors import FlushError, InvalidStopRuleError, MetricsFormatError
+from metrics_collector.parsers import MetricsFormat, make_parser
+from metrics_collector.sources import FileTailer
+from metrics_collector.stoprules import (
+    KatibStopRules,
+    StopRule,
+    objective_for,
+)
+from tunery.api import api_pb2, api_pb2_grpc
+from tunery.store.errors import StoreUnavailableError
+from tunery.trials import UNAVAILABLE, ZERO_TIME, ObjectiveType, Observation, StopDecision
+
+log = logging.getLogger("metrics_collector.sidecar")
+
+EARLY_STOPPED_MARK = "early-stopped"
+COMPLETED_MARK = "completed"
+MAIN_EXIT_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    """The sidecar's settings (see :func:`parse_args`)."""
+
+    trial_name: str
+    metric_names: tuple[str, ...]
+    path: Path
+    objective_type: ObjectiveType = ObjectiveType.MAXIMIZE
+    dbmanager_address: str = field(default_factory=default_dbmanager_address)
+    format: MetricsFormat = MetricsFormat.TEXT
+    filters: tuple[str, ...] = ()
+    stop_rules: tuple[StopRule, ...] = ()
+    earlystop_address: str | None = None
+    pid: int | None = None
+    pid_file: Path | None = None
+    marker_dir: Path | None = None
+    poll_interval: float = 0.1
+    echo: bool = False
+    kill_grace: float = 10.0
+    flush_timeout: float = 120.0
+    rpc_timeout: float = 60.0
+
+    @property
+    def marks(self) -> Path:
+        return self.marker_dir or self.path.parent
+
+
+class MainProcess:
+    """The trial's main process as the sidecar sees it (shared process namespace)."""
+
+    def __init__(self, pid: int | None, pid_file: Path | None, marker_dir: Path) -> None:
+        self._pid = pid
+        self.pid_file = pid_file
+        self.marker_dir = marker_dir
+
+    @property
+    def known(self) -> bool:
+        return self._pid is not None or self.pid_file is not None
+
+    def pid(self) -> int | None:
+        if self._pid is None and self.pid_file is not None:
+            try:
+                text = self.pid_file.read_text().split()
+                self._pid = int(text[0]) if text else None
+            except (FileNotFoundError, ValueError):
+                return None
+        return self._pid
+
+    def marker(self) -> Path | None:
+        pid = self.pid()
+        return None if pid is None else self.marker_dir / f"{pid}.pid"
+
+    def is_done(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        marker = self.marker()
+        if marker is not None and marker.exists():
+            try:
+                if marker.read_text().strip().startswith(COMPLETED_MARK):
+                    return True
+            except OSError:
+                pass
+        return not process_alive(pid)
+
+    def stop(self, grace: float) -> None:
+        """Mark ``early-stopped`` and terminate the training program (SIGTERM, then SIGKILL)."""
+        pid = self.pid()
+        if pid is None:
+            log.warning("no main process known: cannot stop the trial")
+            return
+        marker = self.marker()
+        assert marker is not None
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(EARLY_STOPPED_MARK + "\n")
+        except OSError as e:
+            log.warning("cannot write %s: %s", marker, e)
+        targets = children_of(pid) or [pid]
+        log.info("stopping process(es) %s of main process %d", targets, pid)
+        _signal_all(targets, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(process_alive(p) for p in targets):
+            time.sleep(0.1)
+        _signal_all([p for p in targets if process_alive(p)], signal.SIGKILL)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_done():
+                return True
+            time.sleep(0.2)
+        return self.is_done()
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` from ``/proc``."""
+    children = []
+    for entry in Path("/proc").iterdir() if Path("/proc").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as e:
+            log.warning("cannot signal process %d: %s", pid, e)
+
+
+def set_trial_status(address: str, trial_name: str, timeout: float, attempts: int = 5) -> bool:
+    """``EarlyStopping.SetTrialStatus(trial_name)``; True when the service accepted it."""
+    with grpc.insecure_channel(address) as channel:
+        stub = api_pb2_grpc.EarlyStoppingStub(channel)
+        for attempt in range(1, attempts + 1):
+            try:
+                stub.SetTrialStatus(
+                    api_pb2.SetTrialStatusRequest(trial_name=trial_name),
+                    timeout=timeout,
+                    wait_for_ready=True,
+                )
+                return True
+            except grpc.RpcError as e:
+                log.warning(
+                    "SetTrialStatus(%s) at %s failed (%d/%d): %s",
+                    trial_name,
+                    address,
+                    attempt,
+                    attempts,
+                    e.details() if hasattr(e, "details") else e,
+                )
+                time.sleep(min(2.0**attempt, 10.0))
+    return False
+
+
+class Sidecar:
+    """One run of the sidecar; :meth:`run` returns the exit code."""
+
+    def __init__(self, config: SidecarConfig, client: DBManagerClient | None = None) -> None:
+        self.config = config
+        self.client = client or DBManagerClient(
+            config.dbmanager_address, timeout=config.rpc_timeout
+        )
+        self.main = MainProcess(config.pid, config.pid_file, config.marks)
+        objective = objective_for(config.metric_names, config.objective_type)
+        self.rules = KatibStopRules(config.stop_rules, objective) if config.stop_rules else None
+        self.collector = TrialCollector(
+            self.client,
+            config.trial_name,
+            objective,
+            make_parser(config.metric_names, config.format, config.filters),
+            stop_check=self.rules,
+            on_stop=self._on_stop,
+            stop_metrics=self.rules.metric_names if self.rules else None,
+        )
+        self.tailer = FileTailer(
+            config.path,
+            self._feed,
+            is_done=self.main.is_done if self.main.known else None,
+            on_reset=self.collector.end_of_input,
+            poll_interval=config.poll_interval,
+        )
+        self._stopper: threading.Thread | None = None
+        self._terminated = threading.Event()
+
+    def terminate(self) -> None:
+        """SIGTERM: read the file to its end, push, exit."""
+        self._terminated.set()
+        self.tailer.stop(drain=True)
+
+    def run(self) -> int:
+        c = self.config
+        log.info(
+            "collecting %s of trial %s from %s (%s) into DBManager at %s",
+            ",".join(c.metric_names),
+            c.trial_name,
+            c.path,
+            c.format.value,
+            c.dbmanager_address,
+        )
+        if not self._resume():
+            self.collector.close(timeout=0)
+            return 0
+        self.tailer.run()
+        if self._stopper is not None:
+            self._stopper.join()
+        try:
+            self.collector.close(timeout=c.flush_timeout)
+            objective = c.metric_names[0]
+            if not self.client.get_observations(c.trial_name, objective):
+                # Katib's contract: an "unavailable" row marks the trial MetricsUnavailable.
+                log.warning("objective %s was never reported: %s", objective, UNAVAILABLE)
+                self.client.add_observations(
+                    c.trial_name, [Observation.of(objective, UNAVAILABLE, 0, ZERO_TIME)]
+                )
+        except (FlushError, StoreUnavailableError) as e:
+            log.error("%s", e)
+            return 1
+        finally:
+            self.client.close()
+        log.info("done: %d observation(s) pushed", self.collector.written)
+        return 0
+
+    def _resume(self) -> bool:
+        """Skip what the DBManager holds (restart); retry while it is unreachable."""
+        delay = 1.0
+        while not self._terminated.is_set():
+            try:
+                size = self.config.path.stat().st_size if self.config.path.exists() else 0
+                found = self.collector.resume(size)
+                if found:
+                    log.info("DBManager already holds %d observation(s) of this trial", found)
+                return True
+            except StoreUnavailableError as e:
+                log.warning("DBManager not reachable yet (%s); retrying in %.0fs", e, delay)
+                self._terminated.wait(delay)
+                delay = min(delay * 2, 30.0)
+        return False
+
+    def _feed(self, chunk: bytes) -> None:
+        if self.config.echo:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        self.collector.feed(chunk)
+
+    def _on_stop(self, decision: StopDecision) -> None:
+        log.info("early stopping trial %s: %s", self.config.trial_name, decision.message)
+        self._stopper = threading.Thread(target=self._stop_trial, name="early-stop", daemon=True)
+        self._stopper.start()
+
+    def _stop_trial(self) -> None:
+        c = self.config
+        self.main.stop(c.kill_grace)
+        if not self.main.wait(MAIN_EXIT_WAIT):
+            log.warning("main process still running %.0fs after the stop", MAIN_EXIT_WAIT)
+        if c.earlystop_address:
+            set_trial_status(c.earlystop_address, c.trial_name, c.rpc_timeout)
+        if not self.main.known:
+            self.tailer.stop(drain=True)
+
+
+# -- command line ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m metrics_collector",
+        description="tunery metrics sidecar: tail a trial's output, push to a DBManager.",
+        allow_abbrev=False,
+    )
+    add = p.add_argument
+    add("-t", "--trial-name", required=True, help="trial name")
+    add("-m", "--metric-names", required=True, help="metric names, ';'-separated, objective first")
+    add("-o-type", "--objective-type", default="maximize", choices=["minimize", "maximize"])
+    add("-s-db", "-s", "--db-manager", dest="db_manager", default=None, help="DBManager host:port")
+    add("-path", "--path", required=True, help="file to tail (the trial's output)")
+    add("-f", "--metrics-format", default="", help="regex filters, ';'-separated (Katib)")
+    add("--filter", action="append", default=[], help="one regex filter (not split on ';')")
+    add("-format", "--format", default="TEXT", help="TEXT or JSON")
+    add("-stop-rule", "--stop-rule", action="append", default=[], help="name;value;cmp;startStep")
+    add("-s-earlystop", "--early-stopping", default="", help="EarlyStopping host:port")
+    add("-w", "--wait-all-processes", default="true", help="accepted for Katib compatibility")
+    add("--pid", type=int, default=None, help="main process id")
+    add("--pid-file", type=Path, default=None, help="file holding the main process id")
+    add("--marker-dir", type=Path, default=None, help="where <pid>.pid markers live")
+    add("--poll-interval", type=float, default=0.1)
+    add("--echo", action="store_true", help="copy the tailed output to stdout")
+    add("--kill-grace", type=float, default=10.0)
+    add("--flush-timeout", type=float, default=120.0)
+    add("-v", "--verbose", action="store_true")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
+    """Katib-style or long flags → config (and the verbose flag).
+
+    Raises:
+        SystemExit: bad arguments (argparse prints the usage), exit code 2.
+    """
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    names = tuple(n.strip() for n in ns.metric_names.split(";") if n.strip())
+    if not names:
+        parser.error("-m needs at least one metric name")
+    try:
+        filters = tuple(f for f in ns.metrics_format.split(";") if f) + tuple(ns.filter)
+        rules = tuple(StopRule.parse(r) for r in ns.stop_rule)
+        fmt = MetricsFormat(ns.format.upper())
+        make_parser(names, fmt, filters)  # validate the filters now
+    except (InvalidStopRuleError, MetricsFormatError) as e:
+        parser.error(str(e))
+    except ValueError:
+        parser.error(f"-format must be TEXT or JSON, got {ns.format!r}")
+    config = SidecarConfig(
+        trial_name=ns.trial_name,
+        metric_names=names,
+        path=Path(ns.path),
+        objective_type=ObjectiveType(ns.objective_type),
+        dbmanager_address=ns.db_manager or default_dbmanager_address(),
+        format=fmt,
+        filters=filters,
+        stop_rules=rules,
+        earlystop_address=ns.early_stopping or None,
+        pid=ns.pid,
+        pid_file=ns.pid_file,
+        marker_dir=ns.marker_dir,
+        poll_interval=ns.poll_interval,
+        echo=ns.echo,
+        kill_grace=ns.kill_grace,
+        flush_timeout=ns.flush_timeout,
+    )
+    return config, ns.verbose
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, verbose = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    sidecar = Sidecar(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sidecar.terminate())
+    return sidecar.run()

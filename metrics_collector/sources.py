@@ -1,0 +1,236 @@
+"""Where a trial's output comes from: a child process's pipe, or a file that grows.
+
+Called by the local controller and by the Kubernetes sidecar; both hand the bytes to a
+:class:`metrics_collector.collector.TrialCollector` (``sink=collector.feed``).
+
+- :class:`PipeReader` reads a child's stdout (stderr merged into it, as ``2>&1``), appends
+  every byte to the trial's log file *before* the collector parses it (so the log file is the
+  collector's write-ahead log), optionally echoes it, and feeds the collector.
+- :class:`FileTailer` follows a file while a writer appends to it (Katib's File collector; the
+  sidecar; the local runner's log file; the ``TUNERY_METRICS_FILE`` of ``report_metrics``).
+  It waits for the file to appear, survives truncation (``copytruncate``) and rotation (the
+  path replaced by a new file: the old one is read to its end first), and stops when told or
+  once the watched process is done and everything it wrote has been read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[bytes], object]
+READ_SIZE = 1 << 16
+
+
+class PipeReader:
+    """Reads a pipe to its end: log file first, then echo, then ``sink``.
+
+    ``stream`` is a binary file object or a file descriptor (e.g. ``proc.stdout``); ``echo``
+    a binary stream (e.g. ``sys.stdout.buffer``) or None. A failing sink or echo is logged and
+    skipped, never stops the draining: a child blocked on a full pipe would hang the trial.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO | int,
+        log_path: str | os.PathLike[str],
+        sink: Sink | None = None,
+        *,
+        echo: BinaryIO | None = None,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        self.fd = stream if isinstance(stream, int) else stream.fileno()
+        self.log_path = Path(log_path)
+        self.sink = sink
+        self.echo = echo
+        self.read_size = read_size
+        self.bytes_read = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PipeReader:
+        self._thread = threading.Thread(target=self.run, name="pipe-reader", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the end of the pipe; True when it was reached."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def run(self) -> None:
+        """Read until end of file (the child closed its output)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        sink_failed = False
+        try:
+            while True:
+                try:
+                    data = os.read(self.fd, self.read_size)
+                except InterruptedError:
+                    continue
+                if not data:
+                    return
+                self.bytes_read += len(data)
+                _write_all(log_fd, data)
+                if self.echo is not None:
+                    try:
+                        self.echo.write(data)
+                        self.echo.flush()
+                    except (OSError, ValueError) as e:
+                        log.warning("echo of %s stopped: %s", self.log_path, e)
+                        self.echo = None
+                if self.sink is not None:
+                    try:
+                        self.sink(data)
+                    except Exception:
+                        if not sink_failed:
+                            log.exception(
+                                "collector of %s failed; output still logged", self.log_path
+                            )
+                        sink_failed = True
+        finally:
+            os.close(log_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FileTailer:
+    """Follows ``path`` from ``offset`` and passes each new chunk to ``sink``.
+
+    Args:
+        path: the file; it may not exist yet.
+        sink: receives every new chunk, in order (e.g. ``collector.feed``).
+        is_done: polled when the end of the file is reached; once it returns True, the file
+            is read to its end one last time and the tailer stops (e.g. "the trial's process
+            exited").
+        on_reset: called when the file was truncated or replaced, before reading the new
+            content (e.g. ``collector.end_of_input`` to end a partial line).
+        poll_interval: sleep between checks at the end of the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sink: Sink,
+        *,
+        is_done: Callable[[], bool] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        poll_interval: float = 0.05,
+        read_size: int = 1 << 20,
+        offset: int = 0,
+    ) -> None:
+        self.path = Path(path)
+        self.sink = sink
+        self.is_done = is_done
+        self.on_reset = on_reset
+        self.poll_interval = poll_interval
+        self.read_size = read_size
+        self.offset = offset
+        self.rotations = 0
+        self.truncations = 0
+        self._stop = threading.Event()
+        self._drain = True
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FileTailer:
+        self._thread = threading.Thread(target=self.run, name="file-tailer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Stop following; with ``drain``, read what the file holds first."""
+        self._drain = drain
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def run(self) -> None:
+        """Follow the file until stopped (or done), then return."""
+        fd: int | None = None
+        identity: tuple[int, int] | None = None
+        finishing = False
+        try:
+            while True:
+                if self._stop.is_set() and not self._drain:
+                    return
+                if fd is None:
+                    try:
+                        fd = os.open(self.path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        if finishing:
+                            return
+                        finishing = self._should_finish()
+                        if not finishing:
+                            self._stop.wait(self.poll_interval)
+                        continue
+                    st = os.fstat(fd)
+                    identity = (st.st_dev, st.st_ino)
+                    if st.st_size < self.offset:  # shrank while nobody watched
+                        self._reset("truncated")
+                data = os.pread(fd, self.read_size, self.offset)
+                if data:
+                    self.offset += len(data)
+                    self.sink(data)
+                    continue
+                # At the end of the file: was it replaced or truncated?
+                try:
+                    st = os.stat(self.path)
+                    current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+                except FileNotFoundError:
+                    current = None
+                if current != identity:
+                    if current is None and finishing:
+                        return
+                    if current is not None:  # rotated: the old file was read to its end
+                        os.close(fd)
+                        fd = None
+                        self.rotations += 1
+                        self._reset("replaced")
+                        continue
+                elif os.fstat(fd).st_size < self.offset:
+                    self.truncations += 1
+                    self._reset("truncated")
+                    continue
+                if finishing:
+                    return
+                if self._should_finish():
+                    finishing = True  # one more pass reads what was written meanwhile
+                    continue
+                self._stop.wait(self.poll_interval)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _should_finish(self) -> bool:
+        if self._stop.is_set():
+            return True
+        if self.is_done is None:
+            return False
+        try:
+            return bool(self.is_done())
+        except Exception:
+            log.exception("is_done check of %s failed", self.path)
+            return False
+
+    def _reset(self, why: str) -> None:
+        log.info("%s was %s; reading it from the start", self.path, why)
+        self.offset = 0
+        if self.on_reset is not None:
+            self.on_reset()

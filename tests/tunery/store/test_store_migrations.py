@@ -1,0 +1,138 @@
+"""Schema migrations: applied on first open, idempotent, in agreement with the models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from tunery.store import StoreError, TrialRecord, migrations, models, open_store
+from tunery.store.engine import create_engine, resolve_url
+from tunery.trials import ZERO_TIME, Observation
+
+TABLES = {"experiments", "trials", "observation_logs", migrations.VERSION_TABLE}
+
+
+def _engine(url: str) -> sa.Engine:
+    return create_engine(resolve_url(url))
+
+
+def test_open_migrates_to_head_once_and_keeps_data(db_url: str) -> None:
+    engine = _engine(db_url)
+    try:
+        assert set(sa.inspect(engine).get_table_names()) & TABLES == set()
+        first = open_store(db_url)
+        first.create_experiment("exp", {"k": "v"})
+        first.create_trial(TrialRecord("t", "exp", {"x": "1"}))
+        first.add_observations("t", [Observation.of("loss", 0.5, 0)])
+        second = open_store(db_url)  # already at head: nothing to do
+        first.close()
+        with engine.connect() as connection:
+            assert migrations.current_revision(connection) == migrations.head_revision()
+        assert set(sa.inspect(engine).get_table_names()) >= TABLES
+        assert second.get_experiment("exp").spec == {"k": "v"}
+        assert [o.value for o in second.get_observations("t")] == ["0.5"]
+        second.close()
+    finally:
+        engine.dispose()
+
+
+def test_models_and_migrations_agree(store: object, db_url: str) -> None:
+    """Autogenerate finds nothing to do after the migrations ran: the models are the schema."""
+    engine = _engine(db_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "compare_type": True,
+                    "version_table": migrations.VERSION_TABLE,
+                    "include_name": migrations.include_name,
+                },
+            )
+            assert compare_metadata(context, models.Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+KATIB_DDL = {
+    "sqlite": "CREATE TABLE observation_logs (trial_name VARCHAR(255) NOT NULL, "
+    "id INTEGER PRIMARY KEY, time DATETIME, metric_name VARCHAR(255) NOT NULL, "
+    "value TEXT NOT NULL)",
+    "postgresql": "CREATE TABLE observation_logs (trial_name VARCHAR(255) NOT NULL, "
+    "id serial PRIMARY KEY, time TIMESTAMP(6), metric_name VARCHAR(255) NOT NULL, "
+    "value TEXT NOT NULL)",
+    "mysql": "CREATE TABLE observation_logs (trial_name VARCHAR(255) NOT NULL, "
+    "id INT AUTO_INCREMENT PRIMARY KEY, time DATETIME(6), metric_name VARCHAR(255) NOT NULL, "
+    "value TEXT NOT NULL)",
+}
+
+
+def test_adopts_an_existing_katib_observation_logs_table(db_url: str) -> None:
+    """A database Katib's db-manager initialised keeps its logs and gains tunery's columns."""
+    engine = _engine(db_url)
+    backend = "mysql" if engine.dialect.name == "mariadb" else engine.dialect.name
+    when = dt.datetime(2024, 3, 1, 8, 0, 0, 250000)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(KATIB_DDL[backend]))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO observation_logs (trial_name, time, metric_name, value) "
+                    "VALUES (:t, :w, 'loss', '0.7'), (:t, :z, 'loss', 'unavailable')"
+                ),
+                {"t": "katib-trial", "w": when, "z": dt.datetime(1, 1, 1)},
+            )
+    finally:
+        engine.dispose()
+    store = open_store(db_url)
+    try:
+        later = dt.datetime(2024, 3, 1, 9, tzinfo=dt.UTC)
+        store.add_observations("katib-trial", [Observation.of("loss", 0.6, 5, later)])
+        got = store.get_observations("katib-trial")
+        assert [(o.value, o.step, o.numeric) for o in got] == [
+            ("unavailable", 0, None),
+            ("0.7", 0, 0.7),
+            ("0.6", 5, 0.6),
+        ]
+        assert got[0].time == ZERO_TIME
+        assert got[1].time == when.replace(tzinfo=dt.UTC)
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    open_store(url).close()
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(f"UPDATE {migrations.VERSION_TABLE} SET version_num='9999'")
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match=r"schema revision '9999'.* upgrade tunery"):
+        open_store(url)
+
+
+def test_downgrade_to_empty_and_upgrade_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    open_store(url).close()
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(migrations.alembic_config(connection=connection), "base")
+        assert set(sa.inspect(engine).get_table_names()) == {migrations.VERSION_TABLE}
+        migrations.upgrade(engine)
+        assert set(sa.inspect(engine).get_table_names()) >= TABLES
+    finally:
+        engine.dispose()
+    store = open_store(url)
+    store.create_experiment("exp", {})
+    store.close()

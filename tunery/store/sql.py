@@ -1,0 +1,680 @@
+"""SqlStore: the :class:`~tunery.store.base.Store` on SQLAlchemy 2.
+
+Backends: SQLite (the embedded default), PostgreSQL (psycopg 3), MySQL/MariaDB (PyMySQL).
+Created by :func:`tunery.store.open_store` (which resolves the URL and migrates the schema);
+used by the controller, the metrics collector's DBManager service, the SDK and the CLI.
+
+Every public method is one transaction (:meth:`SqlStore.session_scope`), and reads use
+column selects, never ORM objects, so listing ten thousand trials stays cheap; trials and
+observation logs are separate tables, and no trial query touches the logs. Database errors
+are translated once, in ``session_scope``: connection and operational failures become
+:class:`StoreUnavailableError` (retryable; deadlocks and serialisation failures are retried
+here first), name clashes :class:`AlreadyExistsError`, missing rows :class:`NotFoundError`.
+Messages name the database with its password hidden.
+
+Timestamps: callers pass tz-aware datetimes (naive ones are rejected, as their zone is
+unknown); the database holds naive UTC; results are tz-aware UTC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from tunery.store import migrations
+from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
+from tunery.store.engine import WRITE_OPTION, create_engine, describe_url, resolve_url
+from tunery.store.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from tunery.store.models import (
+    NAME_LENGTH,
+    REASON_LENGTH,
+    experiments,
+    observation_logs,
+    trials,
+)
+from tunery.trials import ZERO_TIME, Observation, TrialCondition
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+
+_CONFLICT_RETRIES = 4
+_IN_CHUNK = 500  # names per IN (...) list, well under every backend's parameter limit
+
+_TRIAL_COLUMNS = (
+    trials.c.name,
+    trials.c.assignment,
+    trials.c.condition,
+    trials.c.reason,
+    trials.c.message,
+    trials.c.labels,
+    trials.c.created_at,
+    trials.c.start_time,
+    trials.c.completion_time,
+    trials.c.runner_handle,
+    trials.c.observation,
+    trials.c.early_stopping_rules,
+)
+_OBSERVATION_COLUMNS = (
+    observation_logs.c.metric_name,
+    observation_logs.c.value,
+    observation_logs.c.step,
+    observation_logs.c.time,
+    observation_logs.c.numeric_value,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def open_sql_store(url: str | URL | None = None, *, migrate: bool = True) -> SqlStore:
+    """Resolve ``url`` (see :func:`tunery.store.engine.resolve_url`), connect, migrate.
+
+    Raises:
+        ValueError: the URL is malformed or names an unsupported backend.
+        StoreUnavailableError: the database cannot be reached (retryable).
+        StoreError: the schema cannot be brought to this tunery's revision.
+    """
+    resolved = resolve_url(url)
+    engine = create_engine(resolved)
+    try:
+        if migrate:
+            migrations.upgrade(engine)
+        else:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+    except sa_exc.SQLAlchemyError as exc:
+        engine.dispose()
+        raise _translate(exc, resolved, "opening the store") from exc
+    except TimeoutError as exc:
+        engine.dispose()
+        raise StoreUnavailableError(f"{describe_url(resolved)}: {exc}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlStore(engine)
+
+
+def _retry_conflicts(
+    method: Callable[Concatenate[SqlStore, P], R],
+) -> Callable[Concatenate[SqlStore, P], R]:
+    """Re-run a write method (one whole transaction) after a deadlock or serialisation
+    failure, which the database resolved by rolling this transaction back."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqlStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except StoreUnavailableError as exc:
+                if attempt == _CONFLICT_RETRIES - 1 or not _is_conflict(exc.__cause__):
+                    raise
+                log.debug("transaction conflict in %s, retrying: %s", method.__name__, exc)
+                time.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class SqlStore(Store):
+    """The Store on a SQLAlchemy engine. Thread-safe; safe across processes."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return describe_url(self._engine.url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql`` (MySQL and MariaDB)."""
+        return self._engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url!r})"
+
+    # -- transactions ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def session_scope(self, what: str, *, write: bool = False) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on error, always close.
+
+        ``what`` names the operation in error messages. ``write`` begins SQLite
+        transactions IMMEDIATE (see :data:`tunery.store.engine.WRITE_OPTION`).
+        """
+        if self._closed:
+            raise StoreError(f"{what}: the store {self.url} is closed")
+        session = Session(self._write_engine if write else self._engine)
+        try:
+            yield session
+            session.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                session.rollback()
+            raise _translate(exc, self._engine.url, what) from exc
+        except BaseException:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # -- experiments ----------------------------------------------------------------------------
+    @_retry_conflicts
+    def create_experiment(self, name: str, spec: Mapping[str, Any]) -> ExperimentRecord:
+        _check_name("experiment", name)
+        now = _db_time(utcnow(), "created_at")
+        what = f"create experiment {name!r}"
+        with self.session_scope(what, write=True) as session:
+            try:
+                session.execute(
+                    sa.insert(experiments).values(
+                        name=name,
+                        spec=_plain(spec, "spec"),
+                        status={},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            except sa_exc.IntegrityError as exc:
+                if _integrity_kind(exc) != "unique":
+                    raise
+                raise AlreadyExistsError(f"experiment {name!r} already exists") from exc
+            return self._fetch_experiment(session, name)
+
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        with self.session_scope(f"get experiment {name!r}") as session:
+            return self._fetch_experiment(session, name)
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        with self.session_scope("list experiments") as session:
+            rows = session.execute(_experiment_select().order_by(experiments.c.id)).all()
+        return [_experiment_record(row) for row in rows]
+
+    @_retry_conflicts
+    def update_experiment(
+        self,
+        name: str,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        status: Mapping[str, Any] | None = None,
+    ) -> ExperimentRecord:
+        values: dict[str, Any] = {"updated_at": _db_time(utcnow(), "updated_at")}
+        if spec is not None:
+            values["spec"] = _plain(spec, "spec")
+        if status is not None:
+            values["status"] = _plain(status, "status")
+        with self.session_scope(f"update experiment {name!r}", write=True) as session:
+            session.execute(
+                sa.update(experiments).where(experiments.c.name == name).values(**values)
+            )
+            return self._fetch_experiment(session, name)
+
+    @_retry_conflicts
+    def delete_experiment(self, name: str) -> None:
+        with self.session_scope(f"delete experiment {name!r}", write=True) as session:
+            experiment_id = self._experiment_id(session, name)
+            trial_names = sa.select(trials.c.name).where(trials.c.experiment_id == experiment_id)
+            session.execute(
+                sa.delete(observation_logs).where(observation_logs.c.trial_name.in_(trial_names))
+            )
+            # The trials go by the foreign key's ON DELETE CASCADE.
+            session.execute(sa.delete(experiments).where(experiments.c.id == experiment_id))
+
+    # -- trials ---------------------------------------------------------------------------------
+    @_retry_conflicts
+    def create_trial(self, trial: TrialRecord) -> TrialRecord:
+        _check_name("trial", trial.name)
+        values = {
+            "name": trial.name,
+            "assignment": _plain(trial.assignment, "assignment"),
+            "condition": _condition(trial.condition).value,
+            "reason": _check_reason(trial.reason),
+            "message": _check_text("message", trial.message),
+            "labels": _plain(trial.labels, "labels"),
+            "created_at": _db_time(trial.created_at, "created_at"),
+            "start_time": _db_time_or_none(trial.start_time, "start_time"),
+            "completion_time": _db_time_or_none(trial.completion_time, "completion_time"),
+            "runner_handle": _plain(trial.runner_handle, "runner_handle"),
+            "observation": _plain(trial.observation, "observation"),
+            "early_stopping_rules": _plain(
+                list(trial.early_stopping_rules), "early_stopping_rules"
+            ),
+        }
+        what = f"create trial {trial.name!r}"
+        with self.session_scope(what, write=True) as session:
+            values["experiment_id"] = self._experiment_id(session, trial.experiment_name)
+            try:
+                session.execute(sa.insert(trials).values(**values))
+            except sa_exc.IntegrityError as exc:
+                kind = _integrity_kind(exc)
+                if kind == "foreign_key":  # the experiment was deleted meanwhile
+                    raise NotFoundError(
+                        f"experiment {trial.experiment_name!r} not found "
+                        f"(creating trial {trial.name!r})"
+                    ) from exc
+                if kind != "unique":
+                    raise
+                raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
+            return self._fetch_trial(session, trial.name)
+
+    def get_trial(self, name: str) -> TrialRecord:
+        with self.session_scope(f"get trial {name!r}") as session:
+            return self._fetch_trial(session, name)
+
+    def list_trials(
+        self, experiment_name: str, conditions: Iterable[TrialCondition] | None = None
+    ) -> list[TrialRecord]:
+        """Trials of an experiment in creation order; observation logs are not read.
+
+        Raises:
+            NotFoundError: the experiment does not exist.
+        """
+        query = sa.select(*_TRIAL_COLUMNS)
+        if conditions is not None:
+            wanted = sorted({_condition(c).value for c in conditions})
+            query = query.where(trials.c.condition.in_(wanted))
+        with self.session_scope(f"list trials of experiment {experiment_name!r}") as session:
+            experiment_id = self._experiment_id(session, experiment_name)
+            rows = session.execute(
+                query.where(trials.c.experiment_id == experiment_id).order_by(trials.c.id)
+            ).all()
+        return [_trial_record(row, experiment_name) for row in rows]
+
+    def count_trials(self, experiment_name: str) -> dict[TrialCondition, int]:
+        """Trials per current condition, in one aggregate query."""
+        query = sa.select(trials.c.condition, sa.func.count()).group_by(trials.c.condition)
+        with self.session_scope(f"count trials of experiment {experiment_name!r}") as session:
+            experiment_id = self._experiment_id(session, experiment_name)
+            rows = session.execute(query.where(trials.c.experiment_id == experiment_id)).all()
+        return {TrialCondition(condition): count for condition, count in rows}
+
+    @_retry_conflicts
+    def update_trial(
+        self,
+        name: str,
+        *,
+        condition: TrialCondition | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        start_time: dt.datetime | None = None,
+        completion_time: dt.datetime | None = None,
+        runner_handle: Mapping[str, Any] | None = None,
+        observation: Mapping[str, Any] | None = None,
+        early_stopping_rules: Sequence[Mapping[str, Any]] | None = None,
+        expect_condition: Iterable[TrialCondition] | None = None,
+    ) -> TrialRecord:
+        values: dict[str, Any] = {}
+        if condition is not None:
+            values["condition"] = _condition(condition).value
+        if reason is not None:
+            values["reason"] = _check_reason(reason)
+        if message is not None:
+            values["message"] = _check_text("message", message)
+        if start_time is not None:
+            values["start_time"] = _db_time(start_time, "start_time")
+        if completion_time is not None:
+            values["completion_time"] = _db_time(completion_time, "completion_time")
+        if runner_handle is not None:
+            values["runner_handle"] = _plain(runner_handle, "runner_handle")
+        if observation is not None:
+            values["observation"] = _plain(observation, "observation")
+        if early_stopping_rules is not None:
+            values["early_stopping_rules"] = _plain(
+                list(early_stopping_rules), "early_stopping_rules"
+            )
+        statement = sa.update(trials).where(trials.c.name == name)
+        if expect_condition is not None:
+            # Compare-and-set: the database applies it only if the condition still matches.
+            expected = sorted({_condition(c).value for c in expect_condition})
+            statement = statement.where(trials.c.condition.in_(expected))
+        with self.session_scope(f"update trial {name!r}", write=True) as session:
+            if values:
+                session.execute(statement.values(**values))
+            return self._fetch_trial(session, name)
+
+    # -- observation logs -----------------------------------------------------------------------
+    @_retry_conflicts
+    def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
+        """Append observations with one multi-row INSERT; returns how many were written.
+
+        The trial need not exist (as with Katib's DBManager). ``numeric`` is stored when
+        finite; NaN, infinities and non-numeric text are stored as text only, and read back
+        re-parsed from it.
+        """
+        _check_name("trial", trial_name)
+        if not observations:
+            return 0
+        rows = [_observation_row(trial_name, obs) for obs in observations]
+        for metric_name in {row["metric_name"] for row in rows}:
+            _check_name("metric", metric_name)
+        what = f"add {len(rows)} observations of trial {trial_name!r}"
+        with self.session_scope(what, write=True) as session:
+            session.execute(sa.insert(observation_logs), rows)
+        return len(rows)
+
+    def get_observations(
+        self,
+        trial_name: str,
+        metric_name: str | None = None,
+        start_time: dt.datetime | None = None,
+        end_time: dt.datetime | None = None,
+    ) -> list[Observation]:
+        """Observations ordered by (time, id). As in Katib, an empty ``metric_name`` does not
+        filter, and the time bounds are inclusive."""
+        query = sa.select(*_OBSERVATION_COLUMNS).where(observation_logs.c.trial_name == trial_name)
+        if metric_name:
+            query = query.where(observation_logs.c.metric_name == metric_name)
+        if start_time is not None:
+            query = query.where(observation_logs.c.time >= _db_time(start_time, "start_time"))
+        if end_time is not None:
+            query = query.where(observation_logs.c.time <= _db_time(end_time, "end_time"))
+        query = query.order_by(observation_logs.c.time, observation_logs.c.id)
+        with self.session_scope(f"get observations of trial {trial_name!r}") as session:
+            rows = session.execute(query).all()
+        return [_observation(row) for row in rows]
+
+    def get_observations_for_trials(
+        self, trial_names: Iterable[str], metric_name: str | None = None
+    ) -> dict[str, list[Observation]]:
+        """Observations of many trials in a few queries; each list ordered by (time, id)."""
+        names = list(dict.fromkeys(trial_names))
+        found: dict[str, list[Observation]] = {name: [] for name in names}
+        if not names:
+            return found
+        columns = (observation_logs.c.trial_name, *_OBSERVATION_COLUMNS)
+        with self.session_scope(f"get observations of {len(names)} trials") as session:
+            for start in range(0, len(names), _IN_CHUNK):
+                query = sa.select(*columns).where(
+                    observation_logs.c.trial_name.in_(names[start : start + _IN_CHUNK])
+                )
+                if metric_name:
+                    query = query.where(observation_logs.c.metric_name == metric_name)
+                query = query.order_by(
+                    observation_logs.c.trial_name, observation_logs.c.time, observation_logs.c.id
+                )
+                for row in session.execute(query):
+                    found[row[0]].append(_observation(row[1:]))
+        return found
+
+    def observation_counts(self, trial_name: str) -> dict[str, int]:
+        query = (
+            sa.select(observation_logs.c.metric_name, sa.func.count())
+            .where(observation_logs.c.trial_name == trial_name)
+            .group_by(observation_logs.c.metric_name)
+        )
+        with self.session_scope(f"count observations of trial {trial_name!r}") as session:
+            return {name: count for name, count in session.execute(query).all()}
+
+    @_retry_conflicts
+    def delete_observations(self, trial_name: str) -> None:
+        statement = sa.delete(observation_logs).where(observation_logs.c.trial_name == trial_name)
+        with self.session_scope(
+            f"delete observations of trial {trial_name!r}", write=True
+        ) as session:
+            session.execute(statement)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def ping(self) -> None:
+        with self.session_scope("ping") as session:
+            session.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        self._closed = True
+        self._engine.dispose()
+
+    # -- helpers (inside a session) -------------------------------------------------------------
+    @staticmethod
+    def _experiment_id(session: Session, name: str) -> int:
+        found = session.execute(
+            sa.select(experiments.c.id).where(experiments.c.name == name)
+        ).scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"experiment {name!r} not found")
+        return int(found)
+
+    @staticmethod
+    def _fetch_experiment(session: Session, name: str) -> ExperimentRecord:
+        row = session.execute(_experiment_select().where(experiments.c.name == name)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"experiment {name!r} not found")
+        return _experiment_record(row)
+
+    @staticmethod
+    def _fetch_trial(session: Session, name: str) -> TrialRecord:
+        row = session.execute(
+            sa.select(*_TRIAL_COLUMNS, experiments.c.name)
+            .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
+            .where(trials.c.name == name)
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"trial {name!r} not found")
+        return _trial_record(row, row[-1])
+
+
+# -- value conversion ---------------------------------------------------------------------------
+def _check_name(kind: str, name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
+    if len(name) > NAME_LENGTH:
+        raise ValueError(
+            f"{kind} name {name[:40]!r}... is {len(name)} characters long; "
+            f"the store allows at most {NAME_LENGTH}"
+        )
+
+
+def _check_text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"trial {field} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_reason(reason: str) -> str:
+    _check_text("reason", reason)
+    if len(reason) > REASON_LENGTH:
+        raise ValueError(
+            f"trial reason {reason[:40]!r}... is {len(reason)} characters long; "
+            f"the store allows at most {REASON_LENGTH} (put details in the message)"
+        )
+    return reason
+
+
+def _condition(value: TrialCondition | str) -> TrialCondition:
+    try:
+        return TrialCondition(value)
+    except ValueError:
+        allowed = ", ".join(c.value for c in TrialCondition)
+        raise ValueError(f"unknown trial condition {value!r}; expected one of {allowed}") from None
+
+
+def _db_time(value: dt.datetime, field: str) -> dt.datetime:
+    """Aware datetime → naive UTC, as stored."""
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{field} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field} must be timezone-aware, got naive {value.isoformat()}")
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(f"{field} {value.isoformat()} is out of range in UTC") from None
+
+
+def _db_time_or_none(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    return None if value is None else _db_time(value, field)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, field: str) -> Any:
+    """A document for a JSON column: mappings as dicts, sequences as lists, JSON scalars.
+
+    Raises:
+        TypeError: a value JSON cannot hold, naming the field and the path to it.
+    """
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{field}: key {key!r} is {type(key).__name__}, not str")
+            plain[key] = _plain(item, f"{field}.{key}")
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{field}[{i}]") for i, item in enumerate(value)]
+    raise TypeError(
+        f"{field} is {type(value).__name__} {value!r}, which JSON cannot hold "
+        "(use str, int, float, bool, None, lists and mappings)"
+    )
+
+
+def _observation_row(trial_name: str, obs: Observation) -> dict[str, Any]:
+    when = obs.time
+    if when.tzinfo is UTC:
+        when = when.replace(tzinfo=None)
+    else:
+        when = _db_time(when, f"time of observation {obs.metric_name!r}")
+    value = obs.value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"observation {obs.metric_name!r} value must be the reported text (str), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    numeric = obs.numeric if obs.numeric is not None else Observation.parse_numeric(value)
+    if numeric is not None and (not math.isfinite(numeric) or _is_negative_zero(numeric)):
+        # Not every backend holds these (MySQL has no NaN/inf, SQLite drops the sign of
+        # -0.0): store the text only, re-parsed on read, the same on every backend.
+        numeric = None
+    return {
+        "trial_name": trial_name,
+        "time": when,
+        "metric_name": obs.metric_name,
+        "value": value,
+        "numeric_value": numeric,
+        "step": int(obs.step),
+    }
+
+
+def _is_negative_zero(value: float) -> bool:
+    return value == 0.0 and math.copysign(1.0, value) < 0
+
+
+def _observation(row: Sequence[Any]) -> Observation:
+    metric_name, value, step, when, numeric = row
+    return Observation(
+        metric_name=metric_name,
+        value=value,
+        step=step,
+        time=ZERO_TIME if when is None else when.replace(tzinfo=UTC),
+        numeric=numeric if numeric is not None else Observation.parse_numeric(value),
+    )
+
+
+def _experiment_select() -> sa.Select[Any]:
+    return sa.select(
+        experiments.c.name,
+        experiments.c.spec,
+        experiments.c.status,
+        experiments.c.created_at,
+        experiments.c.updated_at,
+    )
+
+
+def _experiment_record(row: Sequence[Any]) -> ExperimentRecord:
+    name, spec, status, created_at, updated_at = row
+    return ExperimentRecord(
+        name=name,
+        spec=spec,
+        status=status,
+        created_at=created_at.replace(tzinfo=UTC),
+        updated_at=updated_at.replace(tzinfo=UTC),
+    )
+
+
+def _trial_record(row: Sequence[Any], experiment_name: str) -> TrialRecord:
+    return TrialRecord(
+        name=row[0],
+        experiment_name=experiment_name,
+        assignment=row[1],
+        condition=TrialCondition(row[2]),
+        reason=row[3],
+        message=row[4],
+        labels=row[5],
+        created_at=row[6].replace(tzinfo=UTC),
+        start_time=_aware(row[7]),
+        completion_time=_aware(row[8]),
+        runner_handle=row[9],
+        observation=row[10],
+        early_stopping_rules=tuple(row[11]),
+    )
+
+
+# -- error translation --------------------------------------------------------------------------
+def _translate(exc: sa_exc.SQLAlchemyError, url: URL, what: str) -> StoreError:
+    """The store error for a SQLAlchemy error, naming the database without its password."""
+    original = getattr(exc, "orig", None)
+    detail = " ".join(str(original if original is not None else exc).split())
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    where = describe_url(url)
+    if isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError,
+    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+        return StoreUnavailableError(f"{what}: database {where} unavailable: {detail}")
+    if isinstance(exc, sa_exc.StatementError) and isinstance(original, TypeError | ValueError):
+        # Raised before the database saw anything, e.g. a value JSON cannot encode.
+        return StoreError(f"{what}: cannot store the value: {detail}")
+    return StoreError(f"{what}: database {where} failed: {detail}")
+
+
+def _error_code(exc: BaseException | None) -> tuple[str | None, int | None]:
+    original = getattr(exc, "orig", None)
+    sqlstate = getattr(original, "sqlstate", None)
+    args = getattr(original, "args", ())
+    errno = args[0] if args and isinstance(args[0], int) else None
+    return sqlstate, errno
+
+
+def _is_conflict(exc: BaseException | None) -> bool:
+    """Deadlock or serialisation failure: the database rolled back; safe to re-run."""
+    sqlstate, errno = _error_code(exc)
+    return sqlstate in ("40001", "40P01") or errno == 1213
+
+
+def _integrity_kind(exc: sa_exc.IntegrityError) -> str:
+    """``unique``, ``foreign_key`` or ``other`` (e.g. NOT NULL) constraint violation."""
+    sqlstate, errno = _error_code(exc)
+    text = str(exc.orig).upper()
+    if sqlstate == "23505" or errno == 1062 or "UNIQUE CONSTRAINT FAILED" in text:
+        return "unique"
+    if sqlstate == "23503" or errno in (1216, 1452) or "FOREIGN KEY CONSTRAINT FAILED" in text:
+        return "foreign_key"
+    return "other"
