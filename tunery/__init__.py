@@ -5,18 +5,17 @@ the public face (``sdk``, ``cli``). The SDK's names are exported lazily, so ``im
 stays light::
 
     from tunery import Client, report_metrics, search, tune
+
+Type checkers see these names through ``__init__.pyi``; at run time :func:`__getattr__` imports
+``tunery.sdk`` on first use (the kernel itself never imports the SDK).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from tunery import search
-    from tunery.sdk import Client, TuneResult, report_metrics, tune
 
 __all__ = ["Client", "TuneResult", "__version__", "report_metrics", "search", "tune"]
 
