@@ -39,7 +39,7 @@ import tunery
 from tunery import _trial_entry
 from tunery._sdk_errors import InvalidArgumentError, ObjectiveSerializationError
 from tunery.search import SearchSpec
-from tunery.space import Parameter, ParameterType, SearchSpace
+from tunery.space import ParameterType, SearchSpace
 
 API_VERSION = "kubeflow.org/v1beta1"
 PRIMARY_CONTAINER = "training-container"
@@ -507,7 +507,3 @@ def kubernetes_container(
         spec.env_per_trial,
     )
     return container, mode
-
-
-def parameters_of(spec: TuneSpec) -> dict[str, Parameter]:
-    return {p.name: p for p in spec.search_space()}

@@ -268,7 +268,11 @@ class KubernetesBackend:
     def get_trial_logs(
         self, name: str, namespace: str | None, *, follow: bool, timeout: float
     ) -> Iterator[str]:
-        """Lines of the trial's primary container (its pod labelled with the trial)."""
+        """Lines of the trial's primary container (its pod labelled with the trial).
+
+        Finds the pod and opens the log stream before returning (so a missing trial or pod
+        raises here); with ``follow``, waits up to ``timeout`` seconds for the pod to start.
+        """
         ns = self._ns(namespace)
         trial = self.get_trial(name, ns)
         spec = trial.get("spec") or {}
@@ -313,7 +317,7 @@ class KubernetesBackend:
                 if not _is_api_error(exc):
                     raise
                 raise _map_error(f"logs of pod {pod!r}", exc) from exc
-        yield from _lines(reply)
+        return _lines(reply)
 
 
 def _lines(reply: Any) -> Iterator[str]:

@@ -115,9 +115,8 @@ def report_metrics(
         InvalidArgumentError: an empty name, a value that is not a number, a bad step.
         ReportMetricsError: not running inside a trial, or the destination failed.
     """
-    from metrics_collector.errors import InvalidMetricError, PushError
-
     from metrics_collector import push
+    from metrics_collector.errors import InvalidMetricError, PushError
 
     try:
         push.report_metrics(metrics, step, timeout=timeout)
@@ -503,7 +502,11 @@ class _LocalBackend:
 
     def get_trial_logs(self, name: str, follow: bool, timeout: float) -> Iterator[str]:
         with self._errors():
-            trial = self.store.get_trial(name)
+            trial = self.store.get_trial(name)  # NotFoundError now, not at the first line
+        return self._log_lines(trial, follow, timeout)
+
+    def _log_lines(self, trial: Any, follow: bool, timeout: float) -> Iterator[str]:
+        name = trial.name
         deadline = time.monotonic() + timeout
         while not trial.runner_handle.get("log"):
             if not follow or trial.condition.is_terminal or time.monotonic() > deadline:
@@ -520,21 +523,19 @@ class _LocalBackend:
             pending = b""
             while True:
                 chunk = handle.read(65536)
-                if chunk:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        yield line.decode("utf-8", "replace")
-                    continue
-                if not follow or self._trial_done(name):
-                    rest = handle.read()
-                    pending += rest
-                    if rest:
+                if not chunk:
+                    if follow and not self._trial_done(name):
+                        time.sleep(0.2)
                         continue
-                    if pending:
-                        yield pending.decode("utf-8", "replace")
-                    return
-                time.sleep(0.2)
+                    chunk = handle.read()  # written before the trial was seen to end
+                    if not chunk:
+                        break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+            if pending:
+                yield pending.decode("utf-8", "replace")
 
     def _trial_done(self, name: str) -> bool:
         with self._errors():

@@ -475,7 +475,7 @@ def test_trial_logs_come_from_the_trials_pod(client: Client, cluster: FakeCustom
     assert core.calls[-1][1]["follow"] is True
     assert core.calls[-1][1]["_request_timeout"] is None  # a quiet trial must not time out
     with pytest.raises(NotFoundError, match="has no pod"):
-        list(client.get_trial_logs("exp-a-t2"))
+        client.get_trial_logs("exp-a-t2")  # raises at once, not at the first line
 
 
 class FakeDBManager(api_pb2_grpc.DBManagerServicer):

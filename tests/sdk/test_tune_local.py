@@ -374,3 +374,21 @@ def test_report_metrics_rejects_bad_values(monkeypatch: pytest.MonkeyPatch) -> N
     assert '"step":2' in Path("m.jsonl").read_text()
     assert tunery.report_metrics is report_metrics
     assert os.environ["TUNERY_TRIAL_NAME"] == "t"
+
+
+def test_tune_on_every_store_backend(db_url: str) -> None:
+    result = tune(
+        lambda p: p["x"],
+        {"x": search.discrete([2, 1])},
+        db=db_url,
+        objective_type="minimize",
+        algorithm_name="grid",
+        max_trial_count=2,
+        **QUIET,
+    )
+    assert result.best_parameters == {"x": 1} and result.best_value == 1.0
+    with Client(db=db_url) as client:
+        assert client.get_result(result.experiment_name) == result
+        assert [e["metadata"]["name"] for e in client.list_experiments()] == [
+            result.experiment_name
+        ]
