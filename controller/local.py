@@ -144,9 +144,8 @@ def _stopper_factory(
     early = spec.get("earlyStopping") or {}
     if not early.get("algorithmName"):
         return None
-    from earlystop.inprocess import InProcessEarlyStopping, StoreCompletedSource
-
     from earlystop import get_early_stopper
+    from earlystop.inprocess import InProcessEarlyStopping, StoreCompletedSource
 
     stopper_cls = get_early_stopper(early["algorithmName"])
     stopper = stopper_cls.from_settings(
@@ -159,7 +158,7 @@ def _stopper_factory(
 
 
 def _early_stopping_client(
-    spec: Mapping[str, Any], settings: LocalSettings
+    store: Store, spec: Mapping[str, Any], settings: LocalSettings
 ) -> EarlyStoppingClient | None:
     early = spec.get("earlyStopping") or {}
     if not early.get("algorithmName"):
@@ -168,7 +167,7 @@ def _early_stopping_client(
         return GrpcEarlyStoppingClient(settings.earlystop_endpoint)
     from earlystop.service import EarlyStoppingServicer
 
-    return InProcessEarlyStoppingClient(EarlyStoppingServicer())
+    return InProcessEarlyStoppingClient(EarlyStoppingServicer(store))
 
 
 def build_reconciler(
@@ -186,7 +185,7 @@ def build_reconciler(
         name,
         runner=runner or LocalRunner(),
         suggestions=suggestion_client(algorithm, settings.endpoints),
-        early_stopping=_early_stopping_client(spec, settings),
+        early_stopping=_early_stopping_client(store, spec, settings),
         watcher_factory=LogWatcher.factory(store, record.spec),
         stopper_factory=_stopper_factory(store, name, spec, objective),
         allocator=GpuAllocator(discover_gpus(), per_gpu),

@@ -32,6 +32,7 @@ from controller import paths, protos, status
 from controller.clients import EarlyStoppingClient, ServiceCallError, SuggestionClient
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
+    NOT_STARTED,
     LaunchError,
     RunnerUnavailableError,
     RunPhase,
@@ -288,6 +289,12 @@ class Reconciler:
             reply = self.suggestions.get_suggestions(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
+                if count > 1:  # fewer than asked may remain: take them one at a time
+                    for _ in range(count):
+                        if self.store.get_experiment(self.name).status.get("suggestionEndReached"):
+                            break
+                        self._create_trials(self.store.list_trials(self.name), 1)
+                    return
                 self._mark_suggestion_end(exc.details)
                 return
             if exc.retryable:
@@ -436,11 +443,15 @@ class Reconciler:
         with self._lock:
             watcher = self._watchers.get(trial.name)
             if watcher is None:
-                stop_check = self.stopper_factory(trial) if self.stopper_factory else None
+                factory = self.stopper_factory
+
+                def make_stop_check() -> StopCheck | None:
+                    return factory(trial) if factory is not None else None
+
                 watcher = self.watcher_factory(
                     trial,
                     self.objective,
-                    stop_check,
+                    make_stop_check,
                     lambda decision, name=trial.name: self._early_stop(name, decision),
                 )
                 self._watchers[trial.name] = watcher
@@ -469,6 +480,20 @@ class Reconciler:
             return 0
         if not state.finished:
             return 0
+        if state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING:
+            watcher.close()
+            with self._lock:
+                self._watchers.pop(trial.name, None)
+            self.allocator.release(trial.name)
+            self.store.update_trial(
+                trial.name,
+                condition=TrialCondition.CREATED,
+                reason="TrialCreated",
+                message="Trial is created (its start was interrupted)",
+                runner_handle={},
+                expect_condition=[TrialCondition.RUNNING],
+            )
+            return 1
         result = watcher.finish()
         with self._lock:
             self._watchers.pop(trial.name, None)

@@ -37,6 +37,11 @@ class RunnerUnavailableError(RunnerError):
     """The backend cannot be reached now; the reconciler retries on its next pass."""
 
 
+NOT_STARTED = "NotStarted"
+"""RunState reason for a job that was recorded but never started (the controller died in
+between): the reconciler starts the trial again, which cannot run it twice."""
+
+
 class RunPhase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"

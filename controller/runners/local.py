@@ -29,6 +29,7 @@ from typing import Any
 
 from controller.gpus import visible_devices_env
 from controller.runners.base import (
+    NOT_STARTED,
     Handle,
     LaunchError,
     RunPhase,
@@ -190,7 +191,7 @@ class LocalRunner(TrialRunner):
     def poll(self, handle: Handle) -> RunState:
         pid = self._pid(handle)
         if pid is None:
-            return RunState(RunPhase.FAILED, "Lost", "the trial process never started")
+            return RunState(RunPhase.FAILED, NOT_STARTED, "the trial process never started")
         with self._lock:
             proc = self._procs.get(pid)
         if proc is not None:

@@ -5,7 +5,8 @@ uses only grpcio and the generated stubs: it perturbs the best completed trial's
 (or samples uniformly when there is none). Run it, then point tunery at it:
 
     python examples/custom-algorithm/server.py --port 7000 &
-    tunery run examples/custom-algorithm/experiment.yaml --suggestion-endpoint hill-climb=localhost:7000
+    tunery run examples/custom-algorithm/experiment.yaml \
+        --suggestion-endpoint hill-climb=localhost:7000
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from tunery.api import api_pb2, api_pb2_grpc
 
 
 class HillClimb(api_pb2_grpc.SuggestionServicer):
-    def ValidateAlgorithmSettings(self, request, context):  # noqa: N802 - gRPC method name
+    def ValidateAlgorithmSettings(self, request, context):
         for p in request.experiment.spec.parameter_specs.parameters:
             if p.parameter_type not in (api_pb2.DOUBLE, api_pb2.INT):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"hill-climb supports double/int parameters only, not {p.name}")
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"hill-climb supports double/int parameters only, not {p.name}",
+                )
         return api_pb2.ValidateAlgorithmSettingsReply()
 
-    def GetSuggestions(self, request, context):  # noqa: N802
+    def GetSuggestions(self, request, context):
         spec = request.experiment.spec
         sign = -1 if spec.objective.type == api_pb2.MAXIMIZE else 1
         metric = spec.objective.objective_metric_name
@@ -38,7 +41,8 @@ class HillClimb(api_pb2_grpc.SuggestionServicer):
             values = [m.value for m in trial.status.observation.metrics if m.name == metric]
             if values and (best_value is None or sign * float(values[0]) < sign * best_value):
                 best_value = float(values[0])
-                best = {a.name: float(a.value) for a in trial.spec.parameter_assignments.assignments}
+                assigned = trial.spec.parameter_assignments.assignments
+                best = {a.name: float(a.value) for a in assigned}
         rng = random.Random(len(request.trials))
         reply = api_pb2.GetSuggestionsReply()
         for _ in range(request.current_request_number):

@@ -12,6 +12,15 @@ args = parser.parse_args()
 with open(args.out, "a") as out:
     for epoch in range(1, 4):
         accuracy = 1 - abs(args.lr - 0.05) - 0.1 / epoch
-        out.write(json.dumps({"epoch": epoch, "accuracy": accuracy, "loss": str(1 - accuracy),
-                              "timestamp": time.time()}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "epoch": epoch,
+                    "accuracy": accuracy,
+                    "loss": str(1 - accuracy),
+                    "timestamp": time.time(),
+                }
+            )
+            + "\n"
+        )
         out.flush()

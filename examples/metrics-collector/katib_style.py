@@ -8,5 +8,8 @@ parser.add_argument("--lr", type=float, required=True)
 args = parser.parse_args()
 for epoch in range(1, 4):
     loss = (args.lr - 0.02) ** 2 * 100 + 1 / epoch
-    print(f"epoch {epoch}: {{metricName: loss, metricValue: {loss:.4f}}};"
-          f"{{metricName: accuracy, metricValue: {1 / (1 + loss):.4f}}}", flush=True)
+    print(
+        f"epoch {epoch}: {{metricName: loss, metricValue: {loss:.4f}}};"
+        f"{{metricName: accuracy, metricValue: {1 / (1 + loss):.4f}}}",
+        flush=True,
+    )

@@ -30,8 +30,11 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device={device} name={name!r} CUDA_VISIBLE_DEVICES="
-          f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}", flush=True)
+    print(
+        f"device={device} name={name!r} CUDA_VISIBLE_DEVICES="
+        f"{os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}",
+        flush=True,
+    )
 
     x, y = load_digits(return_X_y=True)
     x_train, x_val, y_train, y_val = train_test_split(
@@ -41,9 +44,9 @@ def main() -> None:
     x_train, x_val = to(x_train, torch.float32), to(x_val, torch.float32)
     y_train, y_val = to(y_train, torch.long), to(y_val, torch.long)
 
-    model = nn.Sequential(
-        nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10)
-    ).to(device)
+    model = nn.Sequential(nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10)).to(
+        device
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator(device="cpu").manual_seed(args.seed)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from metrics_collector.dbmanager import create_dbmanager_server
 from metrics_collector.parsers import MetricsFormat
-from metrics_collector.sidecar import parse_args
+from metrics_collector.sidecar import MainProcess, children_of, parse_args, process_alive
 from metrics_collector.stoprules import Comparison, StopRule
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import create_server, service_name
@@ -195,3 +197,74 @@ def test_missing_objective_reports_unavailable(tmp_path: Path, services: Service
     rows = services.store.get_observations("trial-1", "loss")
     assert [(o.value, o.numeric) for o in rows] == [("unavailable", None)]
     assert len(services.store.get_observations("trial-1", "accuracy")) == 3
+
+
+def test_main_process_from_a_pid_file_and_markers(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        main = MainProcess(None, tmp_path / "main.pid", tmp_path)
+        assert main.known and main.pid() is None and not main.is_done()
+        (tmp_path / "main.pid").write_text(f"{proc.pid}\n")  # the wrapper starts: echo $$
+        assert main.pid() == proc.pid and not main.is_done()
+        (tmp_path / f"{proc.pid}.pid").write_text("completed\n")
+        assert main.is_done()
+        (tmp_path / f"{proc.pid}.pid").unlink()
+        assert not main.is_done()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main.is_done()  # gone
+    zombie = subprocess.Popen(["true"])
+    until_exited = time.monotonic() + 5
+    while Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < until_exited
+        time.sleep(0.01)
+    assert not process_alive(zombie.pid)  # exited, not yet reaped
+    zombie.wait()
+
+
+def test_main_process_stop_terminates_the_training_program(tmp_path: Path) -> None:
+    wrapper = subprocess.Popen(
+        ["sh", "-c", "sleep 30; echo wrapper still ran"], stdout=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not children_of(wrapper.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (child,) = children_of(wrapper.pid)
+        MainProcess(wrapper.pid, None, tmp_path).stop(grace=2)
+        assert (tmp_path / f"{wrapper.pid}.pid").read_text() == "early-stopped\n"
+        out, _ = wrapper.communicate(timeout=5)
+        assert out == b"wrapper still ran\n"  # the child died, the wrapper saw the mark
+        assert not process_alive(child)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.wait()
+
+
+def test_sigterm_drains_pushes_and_exits(tmp_path: Path, services: Services) -> None:
+    """A native sidecar (no main process known) runs until SIGTERM, then flushes."""
+    log = tmp_path / "metrics.log"
+    log.write_bytes(b"".join(b"loss=%d\n" % i for i in range(10)))
+    (tmp_path / "marks").mkdir()
+    args = [
+        sys.executable, "-m", "metrics_collector", "-t", "trial-1", "-m", "loss",
+        "-s-db", services.db_address, "-path", str(log), "--poll-interval", "0.02",
+    ]  # fmt: skip
+    sidecar = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while len(services.store.get_observations("trial-1")) < 10:
+        assert time.monotonic() < deadline and sidecar.poll() is None
+        time.sleep(0.02)
+    with log.open("ab") as f:
+        f.write(b"loss=10")  # no newline: parsed at the end
+    sidecar.send_signal(signal.SIGTERM)
+    _, err = sidecar.communicate(timeout=30)
+    assert sidecar.returncode == 0, err
+    assert [o.value for o in services.store.get_observations("trial-1")] == [
+        str(i) for i in range(11)
+    ]

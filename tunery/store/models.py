@@ -1,7 +1,10 @@
-"""SQLAlchemy table definitions of the store: ``experiments``, ``trials``, ``observation_logs``.
+"""SQLAlchemy tables of the store: ``experiments``, ``trials``, ``observation_logs``.
+
+Core tables, not ORM classes: the store reads and writes columns directly, and the ORM
+would add a tenth of a second to every process that opens a store (CLI, collector).
 
 Used by :mod:`tunery.store.sql` (queries) and by the Alembic migrations as the autogenerate
-target; a test checks that the two agree. Nothing else imports this module.
+target; a test checks that the two agree. Nothing outside ``tunery.store`` imports it.
 
 Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
 
@@ -20,12 +23,10 @@ Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_LENGTH = 255
 """Longest experiment, trial and metric name (Katib's ``VARCHAR(255)``)."""
@@ -64,64 +65,60 @@ LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 """Unbounded text (MySQL's TEXT stops at 64 KiB)."""
 
 
-class Base(DeclarativeBase):
-    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+"""Every table of the store; the autogenerate target of the migrations."""
 
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("spec", sa.JSON(), nullable=False),
+    sa.Column("status", sa.JSON(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
 
-class ExperimentRow(Base):
-    __tablename__ = "experiments"
-    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column(
+        "experiment_id",
+        BigId,
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("assignment", sa.JSON(), nullable=False),
+    sa.Column("condition", sa.String(CONDITION_LENGTH), nullable=False),
+    sa.Column("reason", sa.String(REASON_LENGTH), nullable=False),
+    sa.Column("message", LongText, nullable=False),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("start_time", Timestamp, nullable=True),
+    sa.Column("completion_time", Timestamp, nullable=True),
+    sa.Column("runner_handle", sa.JSON(), nullable=False),
+    sa.Column("observation", sa.JSON(), nullable=False),
+    sa.Column("early_stopping_rules", sa.JSON(), nullable=False),
+    sa.Index(None, "experiment_id", "id"),  # list_trials: creation order per experiment
+    sa.Index(None, "experiment_id", "condition"),  # condition filter, count_trials
+    **MYSQL_TABLE_OPTIONS,
+)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), nullable=False, unique=True)
-    spec: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    status: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
-    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
-
-
-class TrialRow(Base):
-    __tablename__ = "trials"
-    __table_args__ = (
-        sa.Index(None, "experiment_id", "id"),
-        sa.Index(None, "experiment_id", "condition"),
-        MYSQL_TABLE_OPTIONS,
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), nullable=False, unique=True)
-    experiment_id: Mapped[int] = mapped_column(
-        BigId, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
-    )
-    assignment: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    condition: Mapped[str] = mapped_column(sa.String(CONDITION_LENGTH), nullable=False)
-    reason: Mapped[str] = mapped_column(sa.String(REASON_LENGTH), nullable=False)
-    message: Mapped[str] = mapped_column(LongText, nullable=False)
-    labels: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
-    start_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
-    completion_time: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
-    runner_handle: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    observation: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-    early_stopping_rules: Mapped[Any] = mapped_column(sa.JSON(), nullable=False)
-
-
-class ObservationLogRow(Base):
-    __tablename__ = "observation_logs"
-    __table_args__ = (
-        sa.Index(None, "trial_name", "metric_name", "time"),
-        MYSQL_TABLE_OPTIONS,
-    )
-
-    trial_name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), nullable=False)
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    time: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False)
-    metric_name: Mapped[str] = mapped_column(sa.String(NAME_LENGTH), nullable=False)
-    value: Mapped[str] = mapped_column(sa.Text(), nullable=False)
-    numeric_value: Mapped[float | None] = mapped_column(sa.Double(), nullable=True)
-    step: Mapped[int] = mapped_column(sa.BigInteger(), nullable=False, server_default=sa.text("0"))
-
-
-experiments = ExperimentRow.__table__
-trials = TrialRow.__table__
-observation_logs = ObservationLogRow.__table__
+observation_logs = sa.Table(
+    "observation_logs",
+    metadata,
+    # Katib's columns, in Katib's order
+    sa.Column("trial_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("time", Timestamp, nullable=False),
+    sa.Column("metric_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("value", sa.Text(), nullable=False),
+    # tunery's additions
+    sa.Column("numeric_value", sa.Double(), nullable=True),
+    sa.Column("step", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Index(None, "trial_name", "metric_name", "time"),
+    **MYSQL_TABLE_OPTIONS,
+)

@@ -30,7 +30,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session
 
 from tunery.store import migrations
 from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
@@ -155,28 +154,21 @@ class SqlStore(Store):
 
     # -- transactions ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def session_scope(self, what: str, *, write: bool = False) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on error, always close.
+    def session_scope(self, what: str, *, write: bool = False) -> Iterator[sa.Connection]:
+        """One transaction on a pooled connection: commit on success, roll back on error,
+        always give the connection back; SQLAlchemy errors become store errors.
 
         ``what`` names the operation in error messages. ``write`` begins SQLite
         transactions IMMEDIATE (see :data:`tunery.store.engine.WRITE_OPTION`).
         """
         if self._closed:
             raise StoreError(f"{what}: the store {self.url} is closed")
-        session = Session(self._write_engine if write else self._engine)
+        engine = self._write_engine if write else self._engine
         try:
-            yield session
-            session.commit()
+            with engine.begin() as connection:
+                yield connection
         except sa_exc.SQLAlchemyError as exc:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                session.rollback()
             raise _translate(exc, self._engine.url, what) from exc
-        except BaseException:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                session.rollback()
-            raise
-        finally:
-            session.close()
 
     # -- experiments ----------------------------------------------------------------------------
     @_retry_conflicts
@@ -184,9 +176,9 @@ class SqlStore(Store):
         _check_name("experiment", name)
         now = _db_time(utcnow(), "created_at")
         what = f"create experiment {name!r}"
-        with self.session_scope(what, write=True) as session:
+        with self.session_scope(what, write=True) as connection:
             try:
-                session.execute(
+                connection.execute(
                     sa.insert(experiments).values(
                         name=name,
                         spec=_plain(spec, "spec"),
@@ -199,15 +191,15 @@ class SqlStore(Store):
                 if _integrity_kind(exc) != "unique":
                     raise
                 raise AlreadyExistsError(f"experiment {name!r} already exists") from exc
-            return self._fetch_experiment(session, name)
+            return self._fetch_experiment(connection, name)
 
     def get_experiment(self, name: str) -> ExperimentRecord:
-        with self.session_scope(f"get experiment {name!r}") as session:
-            return self._fetch_experiment(session, name)
+        with self.session_scope(f"get experiment {name!r}") as connection:
+            return self._fetch_experiment(connection, name)
 
     def list_experiments(self) -> list[ExperimentRecord]:
-        with self.session_scope("list experiments") as session:
-            rows = session.execute(_experiment_select().order_by(experiments.c.id)).all()
+        with self.session_scope("list experiments") as connection:
+            rows = connection.execute(_experiment_select().order_by(experiments.c.id)).all()
         return [_experiment_record(row) for row in rows]
 
     @_retry_conflicts
@@ -223,22 +215,22 @@ class SqlStore(Store):
             values["spec"] = _plain(spec, "spec")
         if status is not None:
             values["status"] = _plain(status, "status")
-        with self.session_scope(f"update experiment {name!r}", write=True) as session:
-            session.execute(
+        with self.session_scope(f"update experiment {name!r}", write=True) as connection:
+            connection.execute(
                 sa.update(experiments).where(experiments.c.name == name).values(**values)
             )
-            return self._fetch_experiment(session, name)
+            return self._fetch_experiment(connection, name)
 
     @_retry_conflicts
     def delete_experiment(self, name: str) -> None:
-        with self.session_scope(f"delete experiment {name!r}", write=True) as session:
-            experiment_id = self._experiment_id(session, name)
+        with self.session_scope(f"delete experiment {name!r}", write=True) as connection:
+            experiment_id = self._experiment_id(connection, name)
             trial_names = sa.select(trials.c.name).where(trials.c.experiment_id == experiment_id)
-            session.execute(
+            connection.execute(
                 sa.delete(observation_logs).where(observation_logs.c.trial_name.in_(trial_names))
             )
             # The trials go by the foreign key's ON DELETE CASCADE.
-            session.execute(sa.delete(experiments).where(experiments.c.id == experiment_id))
+            connection.execute(sa.delete(experiments).where(experiments.c.id == experiment_id))
 
     # -- trials ---------------------------------------------------------------------------------
     @_retry_conflicts
@@ -261,10 +253,10 @@ class SqlStore(Store):
             ),
         }
         what = f"create trial {trial.name!r}"
-        with self.session_scope(what, write=True) as session:
-            values["experiment_id"] = self._experiment_id(session, trial.experiment_name)
+        with self.session_scope(what, write=True) as connection:
+            values["experiment_id"] = self._experiment_id(connection, trial.experiment_name)
             try:
-                session.execute(sa.insert(trials).values(**values))
+                connection.execute(sa.insert(trials).values(**values))
             except sa_exc.IntegrityError as exc:
                 kind = _integrity_kind(exc)
                 if kind == "foreign_key":  # the experiment was deleted meanwhile
@@ -275,11 +267,11 @@ class SqlStore(Store):
                 if kind != "unique":
                     raise
                 raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
-            return self._fetch_trial(session, trial.name)
+            return self._fetch_trial(connection, trial.name)
 
     def get_trial(self, name: str) -> TrialRecord:
-        with self.session_scope(f"get trial {name!r}") as session:
-            return self._fetch_trial(session, name)
+        with self.session_scope(f"get trial {name!r}") as connection:
+            return self._fetch_trial(connection, name)
 
     def list_trials(
         self, experiment_name: str, conditions: Iterable[TrialCondition] | None = None
@@ -293,9 +285,9 @@ class SqlStore(Store):
         if conditions is not None:
             wanted = sorted({_condition(c).value for c in conditions})
             query = query.where(trials.c.condition.in_(wanted))
-        with self.session_scope(f"list trials of experiment {experiment_name!r}") as session:
-            experiment_id = self._experiment_id(session, experiment_name)
-            rows = session.execute(
+        with self.session_scope(f"list trials of experiment {experiment_name!r}") as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            rows = connection.execute(
                 query.where(trials.c.experiment_id == experiment_id).order_by(trials.c.id)
             ).all()
         return [_trial_record(row, experiment_name) for row in rows]
@@ -303,9 +295,9 @@ class SqlStore(Store):
     def count_trials(self, experiment_name: str) -> dict[TrialCondition, int]:
         """Trials per current condition, in one aggregate query."""
         query = sa.select(trials.c.condition, sa.func.count()).group_by(trials.c.condition)
-        with self.session_scope(f"count trials of experiment {experiment_name!r}") as session:
-            experiment_id = self._experiment_id(session, experiment_name)
-            rows = session.execute(query.where(trials.c.experiment_id == experiment_id)).all()
+        with self.session_scope(f"count trials of experiment {experiment_name!r}") as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            rows = connection.execute(query.where(trials.c.experiment_id == experiment_id)).all()
         return {TrialCondition(condition): count for condition, count in rows}
 
     @_retry_conflicts
@@ -347,10 +339,10 @@ class SqlStore(Store):
             # Compare-and-set: the database applies it only if the condition still matches.
             expected = sorted({_condition(c).value for c in expect_condition})
             statement = statement.where(trials.c.condition.in_(expected))
-        with self.session_scope(f"update trial {name!r}", write=True) as session:
+        with self.session_scope(f"update trial {name!r}", write=True) as connection:
             if values:
-                session.execute(statement.values(**values))
-            return self._fetch_trial(session, name)
+                connection.execute(statement.values(**values))
+            return self._fetch_trial(connection, name)
 
     # -- observation logs -----------------------------------------------------------------------
     @_retry_conflicts
@@ -368,8 +360,8 @@ class SqlStore(Store):
         for metric_name in {row["metric_name"] for row in rows}:
             _check_name("metric", metric_name)
         what = f"add {len(rows)} observations of trial {trial_name!r}"
-        with self.session_scope(what, write=True) as session:
-            session.execute(sa.insert(observation_logs), rows)
+        with self.session_scope(what, write=True) as connection:
+            connection.execute(sa.insert(observation_logs), rows)
         return len(rows)
 
     def get_observations(
@@ -389,8 +381,8 @@ class SqlStore(Store):
         if end_time is not None:
             query = query.where(observation_logs.c.time <= _db_time(end_time, "end_time"))
         query = query.order_by(observation_logs.c.time, observation_logs.c.id)
-        with self.session_scope(f"get observations of trial {trial_name!r}") as session:
-            rows = session.execute(query).all()
+        with self.session_scope(f"get observations of trial {trial_name!r}") as connection:
+            rows = connection.execute(query).all()
         return [_observation(row) for row in rows]
 
     def get_observations_for_trials(
@@ -402,7 +394,7 @@ class SqlStore(Store):
         if not names:
             return found
         columns = (observation_logs.c.trial_name, *_OBSERVATION_COLUMNS)
-        with self.session_scope(f"get observations of {len(names)} trials") as session:
+        with self.session_scope(f"get observations of {len(names)} trials") as connection:
             for start in range(0, len(names), _IN_CHUNK):
                 query = sa.select(*columns).where(
                     observation_logs.c.trial_name.in_(names[start : start + _IN_CHUNK])
@@ -412,7 +404,7 @@ class SqlStore(Store):
                 query = query.order_by(
                     observation_logs.c.trial_name, observation_logs.c.time, observation_logs.c.id
                 )
-                for row in session.execute(query):
+                for row in connection.execute(query):
                     found[row[0]].append(_observation(row[1:]))
         return found
 
@@ -422,30 +414,30 @@ class SqlStore(Store):
             .where(observation_logs.c.trial_name == trial_name)
             .group_by(observation_logs.c.metric_name)
         )
-        with self.session_scope(f"count observations of trial {trial_name!r}") as session:
-            return {name: count for name, count in session.execute(query).all()}
+        with self.session_scope(f"count observations of trial {trial_name!r}") as connection:
+            return {name: count for name, count in connection.execute(query).all()}
 
     @_retry_conflicts
     def delete_observations(self, trial_name: str) -> None:
         statement = sa.delete(observation_logs).where(observation_logs.c.trial_name == trial_name)
         with self.session_scope(
             f"delete observations of trial {trial_name!r}", write=True
-        ) as session:
-            session.execute(statement)
+        ) as connection:
+            connection.execute(statement)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ping(self) -> None:
-        with self.session_scope("ping") as session:
-            session.execute(sa.text("SELECT 1"))
+        with self.session_scope("ping") as connection:
+            connection.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
         self._closed = True
         self._engine.dispose()
 
-    # -- helpers (inside a session) -------------------------------------------------------------
+    # -- helpers (inside a transaction) ----------------------------------------------------------
     @staticmethod
-    def _experiment_id(session: Session, name: str) -> int:
-        found = session.execute(
+    def _experiment_id(connection: sa.Connection, name: str) -> int:
+        found = connection.execute(
             sa.select(experiments.c.id).where(experiments.c.name == name)
         ).scalar_one_or_none()
         if found is None:
@@ -453,15 +445,17 @@ class SqlStore(Store):
         return int(found)
 
     @staticmethod
-    def _fetch_experiment(session: Session, name: str) -> ExperimentRecord:
-        row = session.execute(_experiment_select().where(experiments.c.name == name)).one_or_none()
+    def _fetch_experiment(connection: sa.Connection, name: str) -> ExperimentRecord:
+        row = connection.execute(
+            _experiment_select().where(experiments.c.name == name)
+        ).one_or_none()
         if row is None:
             raise NotFoundError(f"experiment {name!r} not found")
         return _experiment_record(row)
 
     @staticmethod
-    def _fetch_trial(session: Session, name: str) -> TrialRecord:
-        row = session.execute(
+    def _fetch_trial(connection: sa.Connection, name: str) -> TrialRecord:
+        row = connection.execute(
             sa.select(*_TRIAL_COLUMNS, experiments.c.name)
             .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
             .where(trials.c.name == name)

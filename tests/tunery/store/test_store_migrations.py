@@ -42,6 +42,10 @@ def test_open_migrates_to_head_once_and_keeps_data(db_url: str) -> None:
         engine.dispose()
 
 
+def test_head_revision_constant_matches_the_versions() -> None:
+    assert migrations.head_revision() == migrations.HEAD_REVISION
+
+
 def test_models_and_migrations_agree(store: object, db_url: str) -> None:
     """Autogenerate finds nothing to do after the migrations ran: the models are the schema."""
     engine = _engine(db_url)
@@ -55,7 +59,7 @@ def test_models_and_migrations_agree(store: object, db_url: str) -> None:
                     "include_name": migrations.include_name,
                 },
             )
-            assert compare_metadata(context, models.Base.metadata) == []
+            assert compare_metadata(context, models.metadata) == []
     finally:
         engine.dispose()
 

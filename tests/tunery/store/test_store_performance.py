@@ -61,8 +61,8 @@ def seed_trials(store: SqlStore, experiment: str, count: int) -> None:
         }
         for i in range(count)
     ]
-    with store.session_scope("seed", write=True) as session:
-        session.execute(sa.insert(trials), rows)
+    with store.session_scope("seed", write=True) as connection:
+        connection.execute(sa.insert(trials), rows)
 
 
 def test_add_observations_is_one_bulk_insert_and_fast(sqlite_store: SqlStore) -> None:

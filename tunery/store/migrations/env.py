@@ -19,7 +19,7 @@ config = context.config
 
 def _configure(**kwargs: object) -> None:
     context.configure(
-        target_metadata=models.Base.metadata,
+        target_metadata=models.metadata,
         version_table=VERSION_TABLE,
         include_name=include_name,
         compare_type=True,

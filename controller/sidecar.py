@@ -1,0 +1,457 @@
+"""Add the metrics collector to a rendered trial job: no webhook, done when the job is built.
+
+Called by the Kubernetes runner (``controller.runners.kubernetes``) on every job it creates,
+and by the tests that validate rendered jobs. Pure functions over the job document (camelCase
+dicts); nothing here talks to a cluster.
+
+What Katib does with a mutating pod webhook, tunery does here, to the job's *primary pod
+templates* (batch/v1 Job: ``spec.template``; training-operator kinds: the replica templates
+whose pods carry ``primaryPodLabels``, by default the master/chief/launcher replica):
+
+- every pod template gets the labels ``katib.kubeflow.org/trial`` and
+  ``katib.kubeflow.org/experiment``; the primary container gets ``KATIB_TRIAL_NAME`` (and
+  tunery's own variables) whatever the collector kind, ``Push`` included;
+- unless the collector kind is ``Push``: an emptyDir ``metrics-volume`` mounted at the metrics
+  file's folder in the primary container and in the collector; the collector itself
+  (``python -m metrics_collector`` with Katib's flags) as a native sidecar (an init container
+  with ``restartPolicy: Always``, stopped by the kubelet once the trial's containers exit) or,
+  for clusters older than 1.29, as a plain container;
+- the primary container's command wrapped by :data:`WRAPPER`, a fixed POSIX ``sh`` script that
+  receives the original command as ``"$@"`` — no parameter value is ever re-quoted or placed in
+  a script — and, for ``StdOut``, *tees* its output (stdout and stderr) to the metrics file, so
+  ``kubectl logs`` still shows it. The script keeps the command's exit status, exits 0 when the
+  collector stopped the trial early (it writes ``<dir>/early-stopped`` before signalling it),
+  forwards SIGTERM to the trial, and records the exit status in ``<dir>/tunery.exit`` for a
+  collector that runs as a plain container and must know when to finish.
+
+Errors: :class:`SidecarError` (a ``ValueError``) names what cannot be done and why.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+TRIAL_LABEL = "katib.kubeflow.org/trial"
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
+METRICS_VOLUME = "metrics-volume"
+DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"
+DEFAULT_TFEVENT_DIR = "/var/log/katib/tfevent/"
+EARLY_STOPPED_MARKER = "early-stopped"
+EXIT_MARKER = "tunery.exit"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+_MASTER_REPLICAS = frozenset({"master", "chief", "launcher"})
+
+WRAPPER = """\
+trap 'trap - TERM INT; kill -TERM 0' TERM INT
+mkdir -p "$TUNERY_METRICS_DIR"
+rm -f "$TUNERY_METRICS_DIR/tunery.exit"
+if [ "$TUNERY_TEE_OUTPUT" = 1 ]; then
+  exec 3>&1
+  code=`{ { "$@" 2>&1 3>&- 4>&-; echo $? >&4; } | tee -a "$TUNERY_METRICS_FILE" >&3 4>&-; } 4>&1`
+else
+  "$@"
+  code=$?
+fi
+code=${code:-1}
+if [ "$code" != 0 ] && [ -f "$TUNERY_METRICS_DIR/early-stopped" ]; then
+  echo "tunery: the trial was stopped early by the metrics collector"
+  code=0
+fi
+echo "$code" > "$TUNERY_METRICS_DIR/tunery.exit"
+exit "$code"
+"""
+"""The trial's shell wrapper. Constant text: it contains no ``$(`` and no ``$$``, which the
+kubelet would expand in ``command``/``args``; the trial's argv follows it as ``"$@"``."""
+
+WRAPPER_ARGV0 = "tunery-trial"
+
+
+class SidecarError(ValueError):
+    """The collector cannot be added to this job as rendered (the message says why)."""
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """How the operator renders the collector.
+
+    ``db_manager_address`` is where the collector pushes observations (``host:port``);
+    ``early_stopping_address`` the EarlyStopping service for experiments that stop early;
+    ``native_sidecar`` False puts the collector among the pod's containers (clusters < 1.29).
+    """
+
+    image: str
+    db_manager_address: str
+    early_stopping_address: str = ""
+    native_sidecar: bool = True
+    image_pull_policy: str = "IfNotPresent"
+    resources: Mapping[str, Any] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """A pod template inside a job: its path from the job root and the replica type, if any."""
+
+    path: tuple[str, ...]
+    template: dict[str, Any]
+    replica_type: str | None = None
+
+    def derived_labels(self) -> dict[str, str]:
+        """Labels the workload's controller adds to these pods (training-operator kinds)."""
+        if self.replica_type is None:
+            return {}
+        labels = {REPLICA_TYPE_LABEL: self.replica_type.lower()}
+        if self.replica_type.lower() in _MASTER_REPLICAS:
+            labels[JOB_ROLE_LABEL] = "master"
+        return labels
+
+
+def _is_pod_template(node: Any) -> bool:
+    return (
+        isinstance(node, dict)
+        and isinstance(node.get("spec"), dict)
+        and isinstance(node["spec"].get("containers"), list)
+    )
+
+
+def pod_templates(job: Mapping[str, Any]) -> list[PodTemplate]:
+    """Every pod template of the job (``...template`` objects with ``spec.containers``).
+
+    For training-operator kinds (``spec.<x>ReplicaSpecs.<Type>.template``) the replica type is
+    recorded so :meth:`PodTemplate.derived_labels` can predict the pods' labels.
+    """
+    found: list[PodTemplate] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            here = (*path, str(key))
+            if key == "template" and _is_pod_template(value):
+                replica = None
+                if len(path) >= 2 and path[-2].endswith("ReplicaSpecs"):
+                    replica = path[-1]
+                found.append(PodTemplate(here, value, replica))
+            elif isinstance(value, dict):
+                walk(value, here)
+
+    walk(job, ())  # type: ignore[arg-type]
+    return found
+
+
+def primary_pod_templates(
+    job: Mapping[str, Any], primary_pod_labels: Mapping[str, str] | None
+) -> list[PodTemplate]:
+    """The pod templates whose pods carry every ``primaryPodLabels`` label (all when unset)."""
+    templates = pod_templates(job)
+    if not primary_pod_labels:
+        return templates
+    chosen = []
+    for t in templates:
+        labels = {**((t.template.get("metadata") or {}).get("labels") or {}), **t.derived_labels()}
+        if all(labels.get(k) == str(v) for k, v in primary_pod_labels.items()):
+            chosen.append(t)
+    return chosen
+
+
+def _containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return template["spec"]["containers"]  # type: ignore[no-any-return]
+
+
+def _set_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
+    entries = [e for e in container.get("env") or [] if e.get("name") not in env]
+    entries.extend({"name": k, "value": v} for k, v in env.items())
+    container["env"] = entries
+
+
+def label_pods(job: dict[str, Any], trial_name: str, experiment_name: str) -> None:
+    """Label every pod template of ``job`` with the trial and the experiment (in place)."""
+    for t in pod_templates(job):
+        labels = t.template.setdefault("metadata", {}).setdefault("labels", {})
+        labels[TRIAL_LABEL] = trial_name
+        labels[EXPERIMENT_LABEL] = experiment_name
+
+
+@dataclass(frozen=True)
+class CollectorPlan:
+    """What the experiment's metricsCollectorSpec asks for, resolved with Katib's defaults."""
+
+    kind: str
+    path: str = ""
+    format: str = ""
+    filters: tuple[str, ...] = ()
+    custom: Mapping[str, Any] | None = None
+
+    @property
+    def directory(self) -> str:
+        if self.kind == "TensorFlowEvent":
+            return self.path.rstrip("/") or "/"
+        return posixpath.dirname(self.path.rstrip("/")) or "/"
+
+    @property
+    def container_name(self) -> str:
+        return (
+            "metrics-logger-and-collector"
+            if self.kind in ("StdOut", "File")
+            else ("metrics-collector")
+        )
+
+
+def collector_plan(spec: Mapping[str, Any]) -> CollectorPlan:
+    """The collector for an Experiment ``spec`` (defaulted the way Katib's webhook does).
+
+    Raises:
+        SidecarError: a kind tunery cannot run in a cluster (PrometheusMetric).
+    """
+    mc = spec.get("metricsCollectorSpec") or {}
+    kind = (mc.get("collector") or {}).get("kind") or "StdOut"
+    source = mc.get("source") or {}
+    fs = source.get("fileSystemPath") or {}
+    filters = tuple((source.get("filter") or {}).get("metricsFormat") or ())
+    if kind == "StdOut":
+        return CollectorPlan(kind, DEFAULT_METRICS_FILE, "TEXT", filters)
+    if kind == "File":
+        return CollectorPlan(
+            kind, fs.get("path") or DEFAULT_METRICS_FILE, fs.get("format") or "TEXT", filters
+        )
+    if kind == "TensorFlowEvent":
+        return CollectorPlan(kind, fs.get("path") or DEFAULT_TFEVENT_DIR)
+    if kind == "Push":
+        return CollectorPlan(kind)
+    if kind == "Custom":
+        custom = (mc.get("collector") or {}).get("customCollector")
+        if not custom:
+            raise SidecarError("metricsCollectorSpec.collector.customCollector is required")
+        return CollectorPlan(kind, fs.get("path") or "", fs.get("format") or "", filters, custom)
+    raise SidecarError(
+        f"metricsCollectorSpec.collector.kind {kind!r} is not supported on Kubernetes: use "
+        "StdOut, File, TensorFlowEvent, Custom or Push (report_metrics)"
+    )
+
+
+def collector_args(
+    plan: CollectorPlan,
+    *,
+    trial_name: str,
+    objective: Mapping[str, Any],
+    settings: CollectorSettings,
+    early_stopping: bool,
+    stop_rules: Sequence[Mapping[str, Any]] = (),
+) -> list[str]:
+    """Katib's sidecar flags for ``python -m metrics_collector``."""
+    metrics = [objective["objectiveMetricName"], *(objective.get("additionalMetricNames") or [])]
+    args = [
+        "-t", trial_name,
+        "-m", ";".join(metrics),
+        "-o-type", str(objective.get("type", "minimize")),
+        "-s-db", settings.db_manager_address,
+        "-path", plan.path,
+    ]  # fmt: skip
+    if plan.filters:
+        args += ["-f", ";".join(plan.filters)]
+    if plan.format:
+        args += ["-format", plan.format]
+    for rule in stop_rules:
+        args += [
+            "-stop-rule",
+            f"{rule['name']};{rule['value']};{rule['comparison']};{rule.get('startStep', 0)}",
+        ]
+    if early_stopping and settings.early_stopping_address:
+        args += ["-s-earlystop", settings.early_stopping_address]
+    return args
+
+
+def wrap_command(container: dict[str, Any]) -> None:
+    """Run the container's command under :data:`WRAPPER` (in place).
+
+    Raises:
+        SidecarError: the container has no ``command`` (its image's entrypoint is unknown here).
+    """
+    command = [str(c) for c in container.get("command") or []]
+    args = [str(a) for a in container.get("args") or []]
+    if not command:
+        raise SidecarError(
+            f"container {container.get('name')!r} has no command: to collect its output the "
+            "operator wraps the command, and it cannot read the image's entrypoint. Set "
+            "command (and args) in the trialTemplate, or use the Push collector"
+        )
+    container["command"] = ["sh", "-c", WRAPPER, WRAPPER_ARGV0, *command, *args]
+    container.pop("args", None)
+
+
+def is_wrapped(container: Mapping[str, Any]) -> bool:
+    command = container.get("command") or []
+    return len(command) >= 3 and command[2] == WRAPPER
+
+
+def _add_volume(template: dict[str, Any]) -> None:
+    volumes = template["spec"].setdefault("volumes", [])
+    for volume in volumes:
+        if volume.get("name") == METRICS_VOLUME:
+            raise SidecarError(
+                f"the pod template already has a volume named {METRICS_VOLUME!r}, which the "
+                "metrics collector needs; rename it"
+            )
+    volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
+
+
+def _mount(container: dict[str, Any], directory: str) -> None:
+    mounts = container.setdefault("volumeMounts", [])
+    for mount in mounts:
+        if posixpath.normpath(mount.get("mountPath", "")) == posixpath.normpath(directory):
+            raise SidecarError(
+                f"container {container.get('name')!r} already mounts {directory!r}, where the "
+                "metrics collector's volume goes; change metricsCollectorSpec's path"
+            )
+    mounts.append({"name": METRICS_VOLUME, "mountPath": directory})
+
+
+def inject_collector(
+    job: Mapping[str, Any],
+    *,
+    trial_name: str,
+    experiment_name: str,
+    spec: Mapping[str, Any],
+    settings: CollectorSettings,
+    extra_env: Mapping[str, str] | None = None,
+    stop_rules: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The job with trial labels, the primary container's environment and the collector.
+
+    ``spec`` is the (defaulted) Experiment spec: its trialTemplate names the primary container
+    and pod labels, its metricsCollectorSpec the collector, its objective the metrics.
+
+    Raises:
+        SidecarError: no primary pod template, no primary container in it, a name clash, or a
+            command that cannot be wrapped.
+    """
+    out: dict[str, Any] = copy.deepcopy(dict(job))
+    template_spec = spec.get("trialTemplate") or {}
+    primary_name = template_spec.get("primaryContainerName", "")
+    plan = collector_plan(spec)
+    label_pods(out, trial_name, experiment_name)
+    primaries = primary_pod_templates(out, template_spec.get("primaryPodLabels"))
+    kind = out.get("kind", "?")
+    if not primaries:
+        if plan.kind == "Push":
+            return out
+        raise SidecarError(_no_template_message(out, template_spec.get("primaryPodLabels")))
+    env = {"KATIB_TRIAL_NAME": trial_name, **(extra_env or {})}
+    if plan.kind != "Push":
+        env.update(
+            TUNERY_METRICS_DIR=plan.directory,
+            TUNERY_METRICS_FILE=plan.path,
+            TUNERY_TEE_OUTPUT="1" if plan.kind == "StdOut" else "0",
+        )
+    found = False
+    for t in primaries:
+        containers = [c for c in _containers(t.template) if c.get("name") == primary_name]
+        if not containers:
+            continue
+        found = True
+        container = containers[0]
+        _set_env(container, env)
+        if plan.kind == "Push":
+            continue
+        if plan.kind in ("StdOut", "File", "TensorFlowEvent") and (
+            plan.kind == "StdOut" or container.get("command")
+        ):
+            wrap_command(container)
+        pod_spec = t.template["spec"]
+        names = {c.get("name") for c in pod_spec.get("containers", [])} | {
+            c.get("name") for c in pod_spec.get("initContainers", [])
+        }
+        sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
+        if sidecar["name"] in names:
+            raise SidecarError(
+                f"the {kind} already has a container named {sidecar['name']!r}, the name of "
+                "the metrics collector; rename it"
+            )
+        if plan.kind != "Custom" or plan.path:
+            _add_volume(t.template)
+            _mount(container, plan.directory)
+            sidecar.setdefault("volumeMounts", []).append(
+                {"name": METRICS_VOLUME, "mountPath": plan.directory}
+            )
+        pod_spec["shareProcessNamespace"] = True
+        if settings.native_sidecar:
+            sidecar["restartPolicy"] = "Always"
+            pod_spec.setdefault("initContainers", []).append(sidecar)
+        else:
+            pod_spec["containers"].append(sidecar)
+    if not found:
+        raise SidecarError(
+            f"primaryContainerName {primary_name!r} matches no container of the {kind}'s "
+            f"primary pod template ({_describe(primaries)})"
+        )
+    return out
+
+
+def _sidecar(
+    plan: CollectorPlan,
+    trial_name: str,
+    spec: Mapping[str, Any],
+    settings: CollectorSettings,
+    stop_rules: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    if plan.kind == "Custom":
+        assert plan.custom is not None
+        container = copy.deepcopy(dict(plan.custom))
+        container.setdefault("name", plan.container_name)
+        return container
+    return {
+        "name": plan.container_name,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "metrics_collector"],
+        "args": collector_args(
+            plan,
+            trial_name=trial_name,
+            objective=spec["objective"],
+            settings=settings,
+            early_stopping=bool((spec.get("earlyStopping") or {}).get("algorithmName")),
+            stop_rules=stop_rules,
+        ),
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "resources": copy.deepcopy(dict(settings.resources)),
+    }
+
+
+def _describe(templates: Sequence[PodTemplate]) -> str:
+    parts = []
+    for t in templates:
+        names = ", ".join(repr(c.get("name")) for c in _containers(t.template))
+        parts.append(f"{'.'.join(t.path)}: {names or 'no containers'}")
+    return "; ".join(parts)
+
+
+def _no_template_message(job: Mapping[str, Any], labels: Mapping[str, str] | None) -> str:
+    kind = job.get("kind", "?")
+    templates = pod_templates(job)
+    if not templates:
+        return (
+            f"the {kind} has no pod template the operator can add the metrics collector to "
+            "(TrainJob pods come from its runtime); use metricsCollectorSpec.collector.kind "
+            "Push and report metrics from the trial (tunery.report_metrics)"
+        )
+    return (
+        f"no pod template of the {kind} matches primaryPodLabels {dict(labels or {})} "
+        f"(templates: {_describe(templates)}); set trialTemplate.primaryPodLabels to the labels "
+        "of the pods that run the primary container"
+    )
+
+
+def iter_containers(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every container and init container of every pod template of the job."""
+    for t in pod_templates(job):
+        yield from _containers(t.template)
+        yield from t.template["spec"].get("initContainers") or []

@@ -1,0 +1,172 @@
+"""The install manifests and the rendered trial jobs against the Kubernetes OpenAPI schema.
+
+Offline (kubernetes-validate ships the schemas): every document under ``deploy/`` validates;
+the CRDs are exactly what ``tools/gen_crds.py`` generates from the spec model; every example
+Experiment validates against the generated Experiment CRD schema, and renders — for a trial,
+with the collector sidecar — to jobs that validate.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from controller.reconcile import EXPERIMENT_LABEL
+from controller.runners.base import TrialLaunch
+from controller.runners.kubernetes import KubernetesRunner
+from controller.sidecar import CollectorSettings, pod_templates
+from controller.templating import TrialMeta, render_trial_job
+from tunery.experiment import load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = kubernetes_validate.latest_version()
+MANIFESTS = sorted((ROOT / "deploy").rglob("*.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if "trialSpec" in p.read_text())
+
+
+def _gen_crds() -> Any:
+    spec = importlib.util.spec_from_file_location("gen_crds", ROOT / "tools" / "gen_crds.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_are_manifests_and_examples() -> None:
+    names = {p.name for p in MANIFESTS}
+    assert {"kustomization.yaml", "operator.yaml", "postgres.yaml", "rbac.yaml"} <= names
+    assert len(EXAMPLES) >= 8
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[str(p.relative_to(ROOT)) for p in MANIFESTS])
+def test_manifest_validates(path: Path) -> None:
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert documents
+    for document in documents:
+        if document["kind"] == "Kustomization":
+            for resource in document["resources"]:
+                assert (path.parent / resource).is_file(), resource
+            continue
+        kubernetes_validate.validate(document, VERSION, strict=True)
+
+
+def test_the_crds_are_generated_from_the_spec_model() -> None:
+    gen = _gen_crds()
+    for name, document in gen.definitions().items():
+        assert (ROOT / "deploy" / "crds" / name).read_text() == gen.render(document), (
+            f"deploy/crds/{name} is stale: run python tools/gen_crds.py"
+        )
+
+
+def _structural_problems(node: Any, path: str = "") -> list[str]:
+    """Kubernetes' structural-schema rules that kubernetes-validate does not check."""
+    problems = []
+    if not isinstance(node, dict):
+        return problems
+    if (
+        "type" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+        and not node.get("x-kubernetes-int-or-string")
+    ):
+        problems.append(f"{path or '/'}: no type")
+    for banned in ("$ref", "anyOf", "oneOf", "allOf", "const"):
+        if banned in node:
+            problems.append(f"{path}: {banned}")
+    if "properties" in node and "additionalProperties" in node:
+        problems.append(f"{path}: properties beside additionalProperties")
+    for key, sub in (node.get("properties") or {}).items():
+        problems += _structural_problems(sub, f"{path}/{key}")
+    if isinstance(node.get("items"), dict):
+        problems += _structural_problems(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        problems += _structural_problems(node["additionalProperties"], f"{path}{{}}")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["experiments", "trials", "suggestions"])
+def test_crd_schemas_are_structural_with_status_and_columns(name: str) -> None:
+    crd = yaml.safe_load((ROOT / "deploy" / "crds" / f"{name}.yaml").read_text())
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"] for c in version["additionalPrinterColumns"]}
+    assert {"Status", "Age"} <= columns
+    assert _structural_problems(version["schema"]["openAPIV3Schema"]) == []
+
+
+def _crd_validator() -> jsonschema.Validator:
+    crd = yaml.safe_load((ROOT / "deploy" / "crds" / "experiments.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
+def test_example_is_accepted_by_the_crd_and_renders_valid_jobs(path: Path) -> None:
+    document = yaml.safe_load(path.read_text())
+    errors = sorted(_crd_validator().iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+
+    experiment = load_experiment(document).to_document()
+    spec = experiment["spec"]
+    template = spec["trialTemplate"]
+    assignment = {p["name"]: _value(p) for p in spec["parameters"]}
+    name = f"{experiment['metadata']['name']}-abcd1234"
+    meta = TrialMeta(
+        name=name,
+        namespace="team-a",
+        kind=template["trialSpec"]["kind"],
+        api_version=template["trialSpec"]["apiVersion"],
+        labels={EXPERIMENT_LABEL: experiment["metadata"]["name"]},
+    )
+    job = render_trial_job(
+        template["trialSpec"], template.get("trialParameters") or [], assignment, meta
+    )
+    runner = KubernetesRunner(
+        None,  # type: ignore[arg-type]  # build_job talks to no API
+        namespace="team-a",
+        spec=spec,
+        collector=CollectorSettings(image="tunery:test", db_manager_address="db:6789"),
+    )
+    launch = TrialLaunch(
+        trial_name=name,
+        experiment_name=experiment["metadata"]["name"],
+        job=job,
+        primary_container_name=template["primaryContainerName"],
+        log_path=Path("unused.log"),
+        base_dir=ROOT,
+        env={"KATIB_TRIAL_NAME": name},
+        success_condition=template["successCondition"],
+        failure_condition=template["failureCondition"],
+    )
+    built = runner.build_job(launch)
+    if built["apiVersion"] == "batch/v1":
+        kubernetes_validate.validate(built, VERSION, strict=True)
+    for t in pod_templates(built):  # every pod template, whatever the kind
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, **t.template}
+        kubernetes_validate.validate(pod, VERSION, strict=True)
+    collector = spec.get("metricsCollectorSpec") or {}
+    containers = [
+        c for t in pod_templates(built) for c in t.template["spec"].get("initContainers", [])
+    ]
+    if ((collector.get("collector") or {}).get("kind") or "StdOut") != "Push":
+        assert containers, "no collector sidecar was added"
+    text = yaml.safe_dump(built)
+    assert "${trialParameters." not in text
+
+
+def _value(parameter: dict[str, Any]) -> str:
+    space = parameter["feasibleSpace"]
+    if parameter["parameterType"] in ("categorical", "discrete"):
+        return str(space["list"][0])
+    return str(space["min"])
+
+
+def test_examples_cover_the_gpu_request() -> None:
+    text = (ROOT / "examples" / "pytorch-digits" / "experiment.yaml").read_text()
+    assert re.search(r"nvidia\.com/gpu", text)
