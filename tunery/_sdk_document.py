@@ -417,13 +417,16 @@ def pickle_objective(objective: Callable[..., Any], constants: Mapping[str, Any]
         ) from exc
 
 
-def write_local_payload(
+def local_payload(
     spec: TuneSpec, objective: Callable[..., Any], folder: Path
-) -> tuple[Path, Path]:
-    """Write ``objective.pkl`` and ``trial.json`` into ``folder`` (atomically, so trials
-    starting meanwhile read a whole file) and return both paths."""
+) -> tuple[dict[Path, bytes], Path]:
+    """The files of a local experiment's objective (``objective.pkl`` and ``trial.json`` in
+    ``folder``), not yet written, and the path of ``trial.json``.
+
+    Raises:
+        ObjectiveSerializationError: the objective or a constant cannot be pickled.
+    """
     payload = pickle_objective(objective, spec.constants)
-    folder.mkdir(parents=True, exist_ok=True)
     pickle_path = folder / "objective.pkl"
     spec_path = folder / "trial.json"
     entry = entry_spec(
@@ -431,9 +434,23 @@ def write_local_payload(
         {"kind": "pickle", "path": str(pickle_path)},
         sys_path=[p for p in sys.path if p],
     )
-    _atomic_write(pickle_path, payload)
-    _atomic_write(spec_path, json.dumps(entry, indent=2).encode())
-    return spec_path, pickle_path
+    return {pickle_path: payload, spec_path: json.dumps(entry, indent=2).encode()}, spec_path
+
+
+def write_files(files: Mapping[Path, bytes]) -> None:
+    """Write each file atomically, so a trial starting meanwhile reads a whole file."""
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data)
+
+
+def write_local_payload(
+    spec: TuneSpec, objective: Callable[..., Any], folder: Path
+) -> tuple[Path, Path]:
+    """Write ``objective.pkl`` and ``trial.json`` into ``folder``; returns both paths."""
+    files, spec_path = local_payload(spec, objective, folder)
+    write_files(files)
+    return spec_path, folder / "objective.pkl"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -310,6 +310,22 @@ class _LocalBackend:
         with self._errors():
             return self.store.get_experiment(name)
 
+    def exists(self, name: str) -> bool:
+        from tunery.store.errors import NotFoundError as StoreNotFoundError
+
+        with self._errors():
+            try:
+                self.store.get_experiment(name)
+            except StoreNotFoundError:
+                return False
+        return True
+
+    def base_dir(self, record: ExperimentRecord) -> Path:
+        """The folder the experiment's trials run in (recorded when it was submitted)."""
+        from controller.local import BASE_DIR_KEY
+
+        return Path(record.status.get(BASE_DIR_KEY) or self.cwd)
+
     def submit(self, document: Mapping[str, Any], base_dir: Path) -> tuple[str, bool]:
         from controller.local import SubmitError, submit
 
@@ -423,19 +439,11 @@ class _LocalBackend:
             isinstance(source, str) and "\n" not in source and Path(source).is_file()
         )
         base_dir = Path(source).resolve().parent if is_path else self.cwd
-        with self._errors():
-            try:
-                self.store.get_experiment(experiment.name)
-            except Exception as exc:
-                from tunery.store.errors import NotFoundError as StoreNotFound
-
-                if not isinstance(exc, StoreNotFound):
-                    raise
-            else:
-                raise AlreadyExistsError(
-                    f"experiment {experiment.name!r} already exists; use "
-                    "edit_experiment_budget, resume_experiment or delete_experiment"
-                )
+        if self.exists(experiment.name):
+            raise AlreadyExistsError(
+                f"experiment {experiment.name!r} already exists; use edit_experiment_budget, "
+                "resume_experiment or delete_experiment"
+            )
         name, _ = self.submit(experiment.to_document(), base_dir)
         self.start_driver(name)
         return name
@@ -444,7 +452,7 @@ class _LocalBackend:
         record = self.record(name)
         if _is_completed({"status": record.status}):
             return False
-        self.submit(record.spec, Path(record.status.get("localBaseDir", self.cwd)))
+        self.submit(record.spec, self.base_dir(record))
         self.start_driver(name)
         return True
 
@@ -461,7 +469,7 @@ class _LocalBackend:
         self._await_finishing_driver(name, record)
         document = {**record.spec, "spec": {**record.spec["spec"], **budget}}
         document = self.validate(document).to_document()
-        self.submit(document, Path(record.status.get("localBaseDir", self.cwd)))
+        self.submit(document, self.base_dir(record))
         updated = self.get_experiment(name)
         if not _is_completed(updated) and self._pidfile(name).exists():
             self.start_driver(name)
@@ -762,8 +770,9 @@ class Client:
 
         Raising ``max_trial_count`` of an experiment that ended with
         ExperimentMaxTrialsReached restarts it when its resumePolicy is LongRunning or
-        FromVolume (``tune()`` sets LongRunning locally). Locally a restarted or unfinished
-        experiment created by :meth:`create_experiment` continues in the background.
+        FromVolume (``tune()`` sets LongRunning locally). Locally, a restarted experiment
+        created by :meth:`create_experiment` continues in the background; a local experiment
+        whose process is running now applies the new budget when it is next resumed.
 
         Raises:
             InvalidArgumentError: no budget given, or a budget Katib rejects (the message
@@ -1018,7 +1027,7 @@ def tune(
         max_failed_trial_count=max_failed_trial_count,
         resources_per_trial=resources_per_trial,
         env_per_trial=dict(env_per_trial or {}),
-        namespace=active.namespace,
+        namespace=None if active._local is not None else (namespace or active.namespace),
         retain_trials=retain_trials,
         trial_active_deadline_seconds=trial_active_deadline_seconds,
     )
@@ -1060,8 +1069,9 @@ def _tune_local(
             f"experiment {spec.name!r} is running in a background process; wait for it with "
             "Client().wait_for_experiment_condition or delete it first"
         )
-    documents.write_local_payload(spec, objective, folder)
-    name, created = backend.submit(document, backend.cwd)
+    files, _ = documents.local_payload(spec, objective, folder)  # pickling errors: now
+    name, created = backend.submit(document, backend.cwd)  # another spec: before any write
+    documents.write_files(files)
     view = ProgressView(name, enabled=verbose)
     if verbose and not created:
         print(f"tunery: resuming experiment {name!r}", file=sys.stderr)

@@ -659,6 +659,16 @@ def test_tune_on_the_cluster_without_waiting(client: Client, cluster: FakeCustom
     )
     assert result.best_trial is None and result.condition == "Created"
     assert ("experiments", "team", result.experiment_name) in cluster.objects
+    other = tune(
+        self_contained,
+        {"lr": search.double(0.001, 0.1), "layers": 2, "opt": "adam"},
+        backend="kubernetes",
+        client=client,
+        namespace="elsewhere",
+        wait=False,
+        verbose=False,
+    )
+    assert ("experiments", "elsewhere", other.experiment_name) in cluster.objects
 
 
 def test_tune_on_the_cluster_reports_failure_and_timeout(

@@ -255,8 +255,10 @@ def test_a_larger_max_trial_count_continues_a_finished_experiment() -> None:
     assert [t.name for t in again.trials] == [t.name for t in first.trials]  # nothing re-run
     more = tune(lambda p: p["x"], {"x": search.double(0, 1)}, max_trial_count=3, **options)
     assert len(more.trials) == 3 and more.reason == "ExperimentMaxTrialsReached"
+    payload = Path(".tunery/experiments/grow/objective.pkl").read_bytes()
     with pytest.raises(AlreadyExistsError, match="different spec"):
-        tune(lambda p: p["x"], {"x": search.double(0, 2)}, max_trial_count=3, **options)
+        tune(lambda p: -p["x"], {"x": search.double(0, 2)}, max_trial_count=3, **options)
+    assert Path(".tunery/experiments/grow/objective.pkl").read_bytes() == payload  # untouched
 
 
 def test_gpu_requests_confine_each_trial_to_its_devices(monkeypatch: pytest.MonkeyPatch) -> None:
