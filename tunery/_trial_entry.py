@@ -363,7 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     except TypeError as exc:
         print(f"{_PREFIX} {exc}", file=sys.stderr, flush=True)
         return EXIT_OBJECTIVE_FAILED
-    warnings += report(metrics)
+    try:
+        warnings += report(metrics)
+    except OSError as exc:
+        print(f"{_PREFIX} cannot report the returned metrics: {exc}", file=sys.stderr, flush=True)
+        return EXIT_OBJECTIVE_FAILED
     for warning in warnings:
         _warn(warning)
     return 0

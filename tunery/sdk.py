@@ -91,6 +91,7 @@ DEFAULT_BASE_IMAGE = (
     f"docker.io/library/python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 )
 _LOG_TAIL_LINES = 25
+_INTERNAL_STATUS_KEYS = frozenset({"localBaseDir", "suggestionEndReached"})
 
 
 # -- report_metrics -------------------------------------------------------------------------------
@@ -421,10 +422,13 @@ class _LocalBackend:
     # -- experiments -------------------------------------------------------------------------
 
     def document(self, record: ExperimentRecord) -> dict[str, Any]:
+        """The Katib-shaped document: the spec, a creation time, and Katib's status fields
+        (the local controller's own bookkeeping left out, as the operator's mirror does)."""
         document = dict(record.spec)
         metadata = dict(document.get("metadata") or {})
         metadata.setdefault("creationTimestamp", record.created_at.isoformat())
-        return {**document, "metadata": metadata, "status": dict(record.status)}
+        status = {k: v for k, v in record.status.items() if k not in _INTERNAL_STATUS_KEYS}
+        return {**document, "metadata": metadata, "status": status}
 
     def get_experiment(self, name: str) -> dict[str, Any]:
         return self.document(self.record(name))

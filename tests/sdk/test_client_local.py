@@ -114,6 +114,8 @@ def test_create_experiment_runs_it_in_the_background(client: Client, tmp_path: P
     assert not client.is_experiment_running("cli-exp")
     assert [e["metadata"]["name"] for e in client.list_experiments()] == ["cli-exp"]
     assert client.get_experiment("cli-exp")["metadata"]["creationTimestamp"]
+    status = client.get_experiment("cli-exp")["status"]
+    assert status["trialsSucceeded"] == 2 and "localBaseDir" not in status
     assert client.get_experiment_conditions("cli-exp")[0]["type"] == "Created"
     with pytest.raises(WaitTimeoutError, match="to be Restarting"):
         client.wait_for_experiment_condition(
