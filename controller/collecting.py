@@ -70,7 +70,8 @@ class LogWatcher:
                 stop_check=make_stop_check(),
                 on_stop=on_stop,
             )
-            collector.resume()
+            if path.exists() and path.stat().st_size:  # re-attaching: skip what is stored
+                collector.resume()
             tailer = FileTailer(
                 path,
                 collector.feed,

@@ -218,7 +218,8 @@ class Reconciler:
                 trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
             ):
                 finished += self._advance(trial)
-        trials = self.store.list_trials(self.name)
+        if finished:
+            trials = self.store.list_trials(self.name)
         counts = status.count_trials(trials)
         best = status.optimal_trial(trials, self.objective)
         max_trials = self.spec.get("maxTrialCount")
@@ -242,13 +243,20 @@ class Reconciler:
         add = status.trials_to_add(
             counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
         )
-        if add and not record.status.get("suggestionEndReached"):
-            self._create_trials(trials, add)
-            trials = self.store.list_trials(self.name)
+        created = 0
+        if add and not end_reached:
+            created = self._create_trials(trials, add)
+            if created:
+                trials = self.store.list_trials(self.name)
         for trial in trials:
             if trial.condition is TrialCondition.CREATED and not trial.runner_handle:
                 started += self._start(trial)
-        self._write_status(decision, trials)
+        current = status.current_condition(record.status)
+        unchanged = (
+            current is not None and (current["type"], current.get("reason")) == (decision[:2])
+        )
+        if started or finished or created or not unchanged:
+            self._write_status(decision, self.store.list_trials(self.name) if started else trials)
         return StepResult(False, *decision, started=started, finished=finished)
 
     def _write_status(
@@ -283,23 +291,26 @@ class Reconciler:
 
     # -- trials -----------------------------------------------------------------------------------
 
-    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> None:
+    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> int:
+        """Ask for ``count`` assignments and store them as Created trials; returns how many."""
         request = protos.suggestions_request(self.name, self.spec, trials, count)
         try:
             reply = self.suggestions.get_suggestions(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
-                if count > 1:  # fewer than asked may remain: take them one at a time
-                    for _ in range(count):
-                        if self.store.get_experiment(self.name).status.get("suggestionEndReached"):
-                            break
-                        self._create_trials(self.store.list_trials(self.name), 1)
-                    return
-                self._mark_suggestion_end(exc.details)
-                return
+                if count == 1:
+                    self._mark_suggestion_end(exc.details)
+                    return 0
+                made = 0  # fewer than asked may remain: take them one at a time
+                for _ in range(count):
+                    one = self._create_trials(self.store.list_trials(self.name), 1)
+                    if not one:
+                        break
+                    made += one
+                return made
             if exc.retryable:
                 log.warning("suggestion service unavailable, will retry: %s", exc.details)
-                return
+                return 0
             self._fail(f"Suggestion has failed: {exc.details}")
         assignments = list(reply.parameter_assignments)
         if len(assignments) < count:
@@ -324,6 +335,7 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
+        return len(assignments)
 
     def _mark_suggestion_end(self, message: str) -> None:
         log.info("suggestion end reached: %s", message)

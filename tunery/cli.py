@@ -492,6 +492,29 @@ def delete(name: str, db_url: str | None, yes: bool) -> None:
     click.echo(f"deleted {name}")
 
 
+# -- operator --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS",
+              help="Watch only these namespaces (repeatable; default: all).")
+@_db_option
+def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
+    """Run the Kubernetes operator (reconciles kubeflow.org/v1beta1 Experiments)."""
+    import dataclasses
+
+    from controller.operator import run_operator
+    from controller.operator.core import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    if namespaces:
+        settings = dataclasses.replace(settings, namespaces=namespaces)
+    if db_url:
+        settings = dataclasses.replace(settings, db_url=db_url)
+    with _errors():
+        run_operator(settings)
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 

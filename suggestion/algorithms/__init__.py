@@ -11,7 +11,14 @@ import importlib
 
 from suggestion.algorithms.base import Algorithm, UnknownAlgorithmError
 
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "random": "suggestion.algorithms.random:RandomSearch",
+    "grid": "suggestion.algorithms.grid:GridSearch",
+    "sobol": "suggestion.algorithms.sobol:SobolSearch",
+    "tpe": "suggestion.algorithms.tpe:Tpe",
+    "multivariate-tpe": "suggestion.algorithms.multivariate_tpe:MultivariateTpe",
+    "cmaes": "suggestion.algorithms.cma_es:CmaEs",
+}
 
 
 def get_algorithm(name: str) -> type[Algorithm]:

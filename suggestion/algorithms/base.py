@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,20 @@ class UnsupportedSpaceError(SuggestionError, ValueError):
 
 class SpaceExhaustedError(SuggestionError):
     """Fewer distinct new assignments remain than were requested (gRPC OUT_OF_RANGE)."""
+
+
+class InvalidRequestError(SuggestionError, ValueError):
+    """The request itself is malformed: a bad search space, objective, trial assignment or
+    count (gRPC INVALID_ARGUMENT). Raised by ``suggestion.convert`` and the service."""
+
+
+def derive_seed(random_state: int | None, experiment_name: str) -> int:
+    """The seed an algorithm uses: ``random_state`` when set, else a stable 32-bit hash of the
+    experiment name, so a restarted server (or another replica) behaves exactly the same."""
+    if random_state is not None:
+        return random_state
+    digest = hashlib.blake2b(experiment_name.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,10 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def suggest(self, request: SuggestRequest) -> list[Assignment]:
         """Return ``request.count`` new assignments (see the module contract)."""
+
+    def seed(self, request: SuggestRequest) -> int:
+        """This experiment's seed: ``random_state`` or one derived from the experiment name."""
+        return derive_seed(self.settings.random_state, request.experiment_name)
 
 
 def _convert(setting: str, raw: str, annotation: Any) -> Any:

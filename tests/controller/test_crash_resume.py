@@ -74,7 +74,10 @@ spec:
 def tunery(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tunery.cli", *args, "--db", f"sqlite:///{cwd}/t.db"],
-        cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -83,17 +86,17 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
     (tmp_path / "trial.py").write_text(TRIAL_SCRIPT)
     (tmp_path / "exp.yaml").write_text(EXPERIMENT)
     rng = random.Random(7)
-    first = True
+    kills = 0
     for _ in range(4):
-        proc = tunery("run", "exp.yaml", cwd=tmp_path) if first else tunery(
-            "resume", "crashy", cwd=tmp_path
-        )
-        first = False
-        time.sleep(rng.uniform(0.8, 2.0))
+        # `tunery run` of the same file resumes the experiment it created before
+        proc = tunery("run", "exp.yaml", cwd=tmp_path)
+        time.sleep(rng.uniform(1.0, 2.5))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)  # the controller only: trials run on
         proc.wait()
+        kills += 1
+    assert kills >= 2, "the experiment finished before the controller could be killed twice"
     final = tunery("resume", "crashy", cwd=tmp_path)
     output, _ = final.communicate(timeout=120)
     assert final.returncode == 0, output.decode()

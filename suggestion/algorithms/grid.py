@@ -1,0 +1,159 @@
+"""``grid``: every combination of the parameters' feasible values, each once.
+
+Registered in ``suggestion.algorithms.REGISTRY``; called by the suggestion service. The grid
+is the product of each parameter's values (ints by their step, default 1; doubles need a
+step; lists as given), visited in row-major order (the last parameter varies fastest), or in
+a seeded pseudo-random order when ``random_state`` is set (Katib's optuna GridSampler also
+shuffles by seed), so that a ``maxTrialCount`` below the grid size still spreads out. The
+next points are the first ones in that order that no trial holds, whatever the trial's state,
+so the service is stateless and a restart never repeats a point. When fewer points remain
+than requested it raises :class:`SpaceExhaustedError`. Validation follows Katib: a double
+without a step and ``maxTrialCount`` above the number of combinations are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from suggestion.algorithms._encoding import Key, TrialCache, encoding_for
+from suggestion.algorithms.base import (
+    Algorithm,
+    AlgorithmSettings,
+    InvalidSettingsError,
+    SpaceExhaustedError,
+    SuggestRequest,
+    UnsupportedSpaceError,
+)
+from tunery.space import Assignment, ParamValue, SearchSpace, SpaceError
+from tunery.trials import Objective
+
+
+class _Shuffle:
+    """A seeded pseudo-random permutation of ``range(n)`` computed one index at a time (a
+    Feistel network over the next even number of bits, cycle-walking back into range), so
+    huge grids are shuffled without materialising them."""
+
+    _ROUNDS = 4
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        bits = max(2, (n - 1).bit_length())
+        bits += bits % 2
+        self.half = bits // 2
+        self.mask = (1 << self.half) - 1
+        rng = np.random.default_rng([seed, 0x6121D])
+        self.keys = [int(k) for k in rng.integers(0, 1 << 32, size=self._ROUNDS)]
+
+    def __call__(self, i: int) -> int:
+        half, mask = self.half, self.mask
+        while True:
+            left, right = i >> half, i & mask
+            for key in self.keys:
+                mixed = ((right * 0x9E3779B1) ^ key) & 0xFFFFFFFF
+                mixed = ((mixed ^ (mixed >> 15)) * 0x85EBCA6B) & 0xFFFFFFFF
+                left, right = right, left ^ ((mixed ^ (mixed >> 13)) & mask)
+            i = (left << half) | right
+            if i < self.n:
+                return i
+
+
+class GridSearch(Algorithm):
+    """Exhaustive grid search."""
+
+    name = "grid"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"finite"})
+
+    def __init__(self, settings: AlgorithmSettings | None = None) -> None:
+        super().__init__(settings)
+        self._cache: dict[str, object] = {}
+        self._trials: TrialCache | None = None
+        self._axes: list[tuple[ParamValue, ...]] = []
+        self._shuffle: _Shuffle | None = None
+        self._order: list[int] = []  # the first grid indices in visiting order (shuffled)
+        self._axis_index: list[dict[ParamValue, int]] = []
+        self._positions: dict[Key, int] = {}
+
+    @classmethod
+    def validate(
+        cls,
+        space: SearchSpace,
+        objective: Objective,
+        settings: AlgorithmSettings,
+        max_trial_count: int | None = None,
+    ) -> None:
+        try:
+            axes = [p.grid_values() for p in space]
+        except SpaceError as exc:
+            raise UnsupportedSpaceError(str(exc)) from None
+        combinations = math.prod(len(a) for a in axes)
+        if max_trial_count is not None and max_trial_count > combinations:
+            raise InvalidSettingsError(
+                f"Max Trial Count: {max_trial_count} > all possible search combinations: "
+                f"{combinations}"
+            )
+
+    def suggest(self, request: SuggestRequest) -> list[Assignment]:
+        encoding, changed = encoding_for(self._cache, request.space)
+        if changed or self._trials is None:
+            self.validate(request.space, request.objective, self.settings)
+            self._trials = TrialCache(encoding)
+            self._axes = [p.grid_values() for p in request.space]
+            self._axis_index = [{v: i for i, v in enumerate(a)} for a in self._axes]
+            self._positions = {}
+            size = math.prod(len(a) for a in self._axes)
+            self._order = []
+            self._shuffle = None
+            if self.settings.random_state is not None:
+                self._shuffle = _Shuffle(size, self.settings.random_state)
+        used = self._used_indices(self._trials.keys(request))
+        names = request.space.names
+        radices = [len(a) for a in self._axes]
+        size = math.prod(radices)
+        out: list[Assignment] = []
+        position = 0
+        while len(out) < request.count and position < size:
+            index = self._index_at(position)
+            position += 1
+            if index not in used:
+                out.append(self._point(index, radices, names))
+        if len(out) < request.count:
+            raise SpaceExhaustedError(
+                f"the grid is exhausted: {len(out)} of its {size} points are not yet in a "
+                f"trial, but {request.count} were requested"
+            )
+        return out
+
+    def _index_at(self, position: int) -> int:
+        """The grid index visited at ``position`` (row-major, or the seeded shuffle)."""
+        if self._shuffle is None:
+            return position
+        while len(self._order) <= position:
+            self._order.append(self._shuffle(len(self._order)))
+        return self._order[position]
+
+    def _used_indices(self, keys: set[Key]) -> set[int]:
+        """Grid indices of the trials' assignments (assignments off the grid are ignored)."""
+        positions: dict[Key, int] = {}
+        for key in keys:
+            index = self._positions.get(key)
+            if index is None:
+                index = 0
+                for value, lookup in zip(key, self._axis_index, strict=True):
+                    digit = lookup.get(value)  # type: ignore[call-overload]
+                    if digit is None:
+                        index = -1
+                        break
+                    index = index * len(lookup) + digit
+            positions[key] = index
+        self._positions = positions
+        return {i for i in positions.values() if i >= 0}
+
+    def _point(self, index: int, radices: list[int], names: tuple[str, ...]) -> Assignment:
+        values: list[ParamValue] = []
+        for axis, radix in zip(reversed(self._axes), reversed(radices), strict=True):
+            index, digit = divmod(index, radix)
+            values.append(axis[digit])
+        return dict(zip(names, reversed(values), strict=True))

@@ -1,0 +1,327 @@
+"""Conversion between the Suggestion service's protos and the kernel's types.
+
+Called by ``suggestion.service`` (and usable by any caller holding Katib protos). Builds a
+:class:`~tunery.space.SearchSpace`, an :class:`~tunery.trials.Objective` and the raw algorithm
+settings from an ``ExperimentSpec``; turns ``Trial`` protos into
+:class:`~tunery.trials.TrialResult` with Katib's filtering; formats assignments back into wire
+strings. Every malformed input raises :class:`InvalidRequestError` naming the field.
+
+Katib's filtering: a SUCCEEDED or EARLYSTOPPED trial whose observation carries the objective
+metric with a finite value is history; CREATED and RUNNING trials are pending; the rest
+(FAILED, KILLED, METRICSUNAVAILABLE, UNKNOWN, or completed without a usable value) are kept
+only so that their assignments are not proposed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from suggestion.algorithms.base import InvalidRequestError
+from tunery.api import api_pb2
+from tunery.space import (
+    Assignment,
+    Distribution,
+    Parameter,
+    SearchSpace,
+    SpaceError,
+    parse_number,
+)
+from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
+
+_DISTRIBUTIONS: Mapping[int, Distribution] = {
+    api_pb2.DISTRIBUTION_UNSPECIFIED: Distribution.UNIFORM,
+    api_pb2.UNIFORM: Distribution.UNIFORM,
+    api_pb2.LOG_UNIFORM: Distribution.LOG_UNIFORM,
+    api_pb2.NORMAL: Distribution.NORMAL,
+    api_pb2.LOG_NORMAL: Distribution.LOG_NORMAL,
+}
+
+_CONDITIONS: Mapping[int, TrialCondition] = {
+    api_pb2.TrialStatus.CREATED: TrialCondition.CREATED,
+    api_pb2.TrialStatus.RUNNING: TrialCondition.RUNNING,
+    api_pb2.TrialStatus.SUCCEEDED: TrialCondition.SUCCEEDED,
+    api_pb2.TrialStatus.KILLED: TrialCondition.KILLED,
+    api_pb2.TrialStatus.FAILED: TrialCondition.FAILED,
+    api_pb2.TrialStatus.METRICSUNAVAILABLE: TrialCondition.METRICS_UNAVAILABLE,
+    api_pb2.TrialStatus.EARLYSTOPPED: TrialCondition.EARLY_STOPPED,
+    # Katib's controller sends MetricsUnavailable trials as UNKNOWN (it has no mapping)
+    api_pb2.TrialStatus.UNKNOWN: TrialCondition.METRICS_UNAVAILABLE,
+}
+
+_WITH_VALUE = frozenset({api_pb2.TrialStatus.SUCCEEDED, api_pb2.TrialStatus.EARLYSTOPPED})
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    """What the service needs of an ``api_pb2.Experiment``."""
+
+    name: str
+    space: SearchSpace
+    objective: Objective
+    algorithm_name: str
+    settings: Mapping[str, str]
+    max_trial_count: int | None
+    parallel_trial_count: int | None
+
+
+def spec_digest(experiment: api_pb2.Experiment) -> bytes:
+    """A stable digest of the experiment spec (cache key of the service's per-experiment
+    state; any change of space, objective, algorithm or counts gives a new one)."""
+    return hashlib.blake2b(
+        experiment.spec.SerializeToString(deterministic=True), digest_size=16
+    ).digest()
+
+
+def parameter_from_proto(spec: api_pb2.ParameterSpec) -> Parameter:
+    """One ``ParameterSpec`` as a kernel :class:`Parameter`.
+
+    Raises:
+        InvalidRequestError: unknown type, missing or non-numeric bounds, bad step or list.
+    """
+    name = spec.name
+    fs = spec.feasible_space
+    where = f"parameter {name or '<unnamed>'}"
+    try:
+        distribution = _DISTRIBUTIONS[fs.distribution]
+    except KeyError:
+        raise InvalidRequestError(f"{where}: unknown distribution {fs.distribution}") from None
+    try:
+        ptype = spec.parameter_type
+        if ptype == api_pb2.DOUBLE:
+            low, high = _bound(fs.min, "min"), _bound(fs.max, "max")
+            step = float(parse_number(fs.step)) if fs.step.strip() else None
+            _no_list(fs)
+            return Parameter.double(name, low, high, step, distribution)
+        if ptype == api_pb2.INT:
+            low_i, high_i = _integer(fs.min, "min"), _integer(fs.max, "max")
+            step_i = _integer(fs.step, "step") if fs.step.strip() else 1
+            _no_list(fs)
+            return Parameter.integer(name, low_i, high_i, step_i, distribution)
+        if ptype == api_pb2.DISCRETE:
+            _no_range(fs)
+            return Parameter.discrete(name, [parse_number(v) for v in fs.list])
+        if ptype == api_pb2.CATEGORICAL:
+            _no_range(fs)
+            return Parameter.categorical(name, list(fs.list))
+    except SpaceError as exc:
+        message = str(exc)
+        if name and message.startswith(f"{name}:"):
+            message = message[len(name) + 1 :].strip()
+        raise InvalidRequestError(f"{where}: {message}") from None
+    try:
+        type_name = api_pb2.ParameterType.Name(ptype)
+    except ValueError:
+        type_name = str(ptype)
+    raise InvalidRequestError(
+        f"{where}: parameter type {type_name} is not supported "
+        "(use DOUBLE, INT, DISCRETE or CATEGORICAL)"
+    )
+
+
+def _bound(text: str, label: str) -> float:
+    if not text.strip():
+        raise SpaceError(f"{label} is required")
+    return float(parse_number(text))
+
+
+def _integer(text: str, label: str) -> int:
+    if not text.strip():
+        raise SpaceError(f"{label} is required")
+    number = parse_number(text)
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise SpaceError(f"{label} {text!r} is not an integer")
+        number = int(number)
+    return number
+
+
+def _no_list(fs: api_pb2.FeasibleSpace) -> None:
+    if len(fs.list):
+        raise SpaceError("a double or int parameter takes min/max, not a list")
+
+
+def _no_range(fs: api_pb2.FeasibleSpace) -> None:
+    if fs.min.strip() or fs.max.strip() or fs.step.strip():
+        raise SpaceError("a discrete or categorical parameter takes a list, not min/max/step")
+
+
+def space_from_proto(spec: api_pb2.ExperimentSpec) -> SearchSpace:
+    """The search space of an ``ExperimentSpec`` (NAS configs are not supported).
+
+    Raises:
+        InvalidRequestError: no parameters, a bad parameter, or duplicate names.
+    """
+    params = [parameter_from_proto(p) for p in spec.parameter_specs.parameters]
+    if not params:
+        if spec.HasField("nas_config"):
+            raise InvalidRequestError(
+                "nasConfig experiments are not supported by this suggestion service"
+            )
+        raise InvalidRequestError("the experiment has no parameters")
+    try:
+        return SearchSpace(tuple(params))
+    except SpaceError as exc:
+        raise InvalidRequestError(f"invalid search space: {exc}") from None
+
+
+def objective_from_proto(spec: api_pb2.ObjectiveSpec) -> Objective:
+    """The objective (the goal is None when the wire carries proto3's default 0).
+
+    Raises:
+        InvalidRequestError: unknown objective type or empty metric name.
+    """
+    if spec.type == api_pb2.MINIMIZE:
+        otype = ObjectiveType.MINIMIZE
+    elif spec.type == api_pb2.MAXIMIZE:
+        otype = ObjectiveType.MAXIMIZE
+    else:
+        raise InvalidRequestError("objective type must be MINIMIZE or MAXIMIZE")
+    if not spec.objective_metric_name:
+        raise InvalidRequestError("objective metric name must not be empty")
+    return Objective(
+        otype,
+        spec.objective_metric_name,
+        goal=spec.goal or None,
+        additional_metric_names=tuple(spec.additional_metric_names),
+    )
+
+
+def settings_from_proto(spec: api_pb2.AlgorithmSpec) -> dict[str, str]:
+    """Algorithm settings as name -> raw string.
+
+    Raises:
+        InvalidRequestError: a setting is given twice.
+    """
+    out: dict[str, str] = {}
+    for s in spec.algorithm_settings:
+        if s.name in out:
+            raise InvalidRequestError(f"algorithm setting {s.name} is given more than once")
+        out[s.name] = s.value
+    return out
+
+
+def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
+    """Everything the service needs of an ``Experiment``.
+
+    Raises:
+        InvalidRequestError: see the functions above; also an empty algorithm name.
+    """
+    spec = experiment.spec
+    if not spec.algorithm.algorithm_name:
+        raise InvalidRequestError("algorithm name must not be empty")
+    return ExperimentView(
+        name=experiment.name,
+        space=space_from_proto(spec),
+        objective=objective_from_proto(spec.objective),
+        algorithm_name=spec.algorithm.algorithm_name,
+        settings=settings_from_proto(spec.algorithm),
+        max_trial_count=spec.max_trial_count or None,
+        parallel_trial_count=spec.parallel_trial_count or None,
+    )
+
+
+def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str) -> TrialResult:
+    """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials).
+
+    Raises:
+        InvalidRequestError: the trial's assignment does not fit the search space.
+    """
+    wire = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
+    try:
+        assignment = space.parse_assignment(wire)
+    except SpaceError as exc:
+        raise InvalidRequestError(f"trial {trial.name or '<unnamed>'}: {exc}") from None
+    condition = _CONDITIONS.get(trial.status.condition, TrialCondition.METRICS_UNAVAILABLE)
+    value = None
+    if trial.status.condition in _WITH_VALUE:
+        value = _metric_value(trial.status.observation.metrics, metric_name)
+    return TrialResult(trial.name, assignment, condition, value)
+
+
+def _metric_value(metrics: Iterable[api_pb2.Metric], name: str) -> float | None:
+    for metric in metrics:
+        if metric.name == name:
+            try:
+                value = float(metric.value)
+            except ValueError:
+                return None
+            return value if math.isfinite(value) else None
+    return None
+
+
+class TrialConverter:
+    """Converts a request's trials, reusing the results of trials already seen.
+
+    Keyed by trial name and condition: Katib never changes a trial's assignment, and a
+    terminal trial's observation is final when it is first sent (trials completed without a
+    usable value are re-read every time, in case the value arrives later). A trial whose
+    condition changed keeps its assignment object, which the algorithms' caches compare by
+    identity. Not thread-safe: the service holds the experiment's lock.
+    """
+
+    def __init__(self, space: SearchSpace, metric_name: str) -> None:
+        self.space = space
+        self.metric_name = metric_name
+        self._cache: dict[str, tuple[int, TrialResult]] = {}
+
+    def _one(
+        self, trial: api_pb2.Trial, previous: dict[str, tuple[int, TrialResult]]
+    ) -> tuple[int, TrialResult]:
+        name = trial.name
+        condition = trial.status.condition
+        hit = previous.get(name)
+        if (
+            hit is not None
+            and hit[0] == condition
+            and name
+            and not (hit[1].value is None and condition in _WITH_VALUE)
+        ):
+            return hit
+        result = trial_from_proto(trial, self.space, self.metric_name)
+        if hit is not None and hit[1].assignment == result.assignment:
+            result = TrialResult(result.name, hit[1].assignment, result.condition, result.value)
+        return condition, result
+
+    def convert(self, trials: Sequence[api_pb2.Trial]) -> list[TrialResult]:
+        """All the trials of a request; forgets trials it no longer carries."""
+        cache: dict[str, tuple[int, TrialResult]] = {}
+        out: list[TrialResult] = []
+        previous = self._cache
+        for trial in trials:
+            hit = self._one(trial, previous)
+            if hit[1].name:
+                cache[hit[1].name] = hit
+            out.append(hit[1])
+        self._cache = cache
+        return out
+
+    def convert_new(self, trials: Sequence[api_pb2.Trial]) -> list[TrialResult]:
+        """Some of a request's trials (the others are known unchanged); forgets nothing."""
+        out: list[TrialResult] = []
+        for trial in trials:
+            hit = self._one(trial, self._cache)
+            if hit[1].name:
+                self._cache[hit[1].name] = hit
+            out.append(hit[1])
+        return out
+
+
+def assignments_to_proto(
+    space: SearchSpace, assignments: Sequence[Assignment]
+) -> list[api_pb2.GetSuggestionsReply.ParameterAssignments]:
+    """Assignments as the reply's wire messages (values formatted by the space)."""
+    out = []
+    for assignment in assignments:
+        wire = space.format_assignment(assignment)
+        out.append(
+            api_pb2.GetSuggestionsReply.ParameterAssignments(
+                assignments=[
+                    api_pb2.ParameterAssignment(name=name, value=value)
+                    for name, value in wire.items()
+                ]
+            )
+        )
+    return out

@@ -1,0 +1,77 @@
+"""Run the Suggestion service as a gRPC server (health and reflection included).
+
+Called by ``tunery serve suggestion`` (through :func:`serve`), by tests and benchmarks
+(:func:`create_suggestion_server` on port 0), and as ``python -m suggestion.server``.
+Health answers SERVING for ``""``, ``manager.v1beta1.Suggestion`` (the name Katib's
+controller probes) and ``api.v1.beta1.Suggestion``. SIGTERM/SIGINT stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from suggestion.algorithms import REGISTRY
+from suggestion.service import SuggestionService, SuggestionServicer, add_to_server
+from tunery.serving import create_server, serve_forever
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 6789
+
+
+def create_suggestion_server(
+    address: str = f"0.0.0.0:{DEFAULT_PORT}",
+    *,
+    service: SuggestionService | None = None,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int]:
+    """A bound, not yet started, server for ``service`` (a new one by default).
+
+    Returns:
+        The server and the port it bound (``address`` may use port 0).
+    """
+    servicer = SuggestionServicer(service)
+    return create_server(
+        [lambda server: add_to_server(servicer, server)], address, max_workers=max_workers
+    )
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"{host}:{port}"
+
+
+def serve(host: str = "0.0.0.0", port: int = DEFAULT_PORT, *, grace: float = 5.0) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds."""
+    server, bound = create_suggestion_server(_address(host, port))
+    log.info(
+        "suggestion service listening on %s (algorithms: %s)",
+        _address(host, bound),
+        ", ".join(sorted(REGISTRY)),
+    )
+    print(f"listening on port {bound}", flush=True)  # lets a parent process find port 0
+    serve_forever(server, grace=grace)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="tunery Suggestion gRPC service")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
