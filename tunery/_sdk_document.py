@@ -1,0 +1,526 @@
+"""Build the Experiment document ``tune()`` runs: parameters, objective, algorithm, budgets and a
+trial template whose container calls the objective through :mod:`tunery._trial_entry`.
+
+Private helper of :mod:`tunery.sdk` (kernel-clean: imports only tunery's kernel). The document
+is a plain Katib ``kubeflow.org/v1beta1`` Experiment; ``tunery.sdk`` validates it with
+:func:`tunery.experiment.load_experiment` before running or submitting it.
+
+Two trial containers:
+
+- :func:`local_container`: ``[python, -m, tunery._trial_entry, <trial.json>]`` plus one
+  ``name=${trialParameters.name}`` argument per tuned parameter; the objective is cloudpickled
+  beside ``trial.json`` in the experiment's folder (notebook functions, lambdas and closures
+  work).
+- :func:`kubernetes_container`: like Katib's ``tune``, a ``batch/v1`` Job running the objective
+  in ``base_image``; ``python -u -c <the entry module's source>`` with the trial spec inline,
+  the objective as its source when it is self-contained (Katib's rule: imports inside the
+  function), otherwise cloudpickled inline (the image then needs cloudpickle and this Python's
+  minor version).
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import os
+import re
+import secrets
+import site
+import string
+import sys
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tunery
+from tunery import _trial_entry
+from tunery._sdk_errors import InvalidArgumentError, ObjectiveSerializationError
+from tunery.search import SearchSpec
+from tunery.space import ParameterType, SearchSpace
+
+API_VERSION = "kubeflow.org/v1beta1"
+PRIMARY_CONTAINER = "training-container"
+GPU_RESOURCE = "nvidia.com/gpu"
+MAX_NAME_LENGTH = 40
+ENTRY_MODULE = "tunery._trial_entry"
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+_RESOURCE_KEYS = {"gpu": GPU_RESOURCE, "cpu": "cpu", "memory": "memory"}
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """Everything of a ``tune()`` call that the Experiment document records, but the trial
+    container. ``parameters`` maps names to :class:`~tunery.search.SearchSpec` (tuned) or any
+    other value (a constant passed to the objective unchanged)."""
+
+    name: str
+    parameters: Mapping[str, Any]
+    objective_metric_name: str
+    objective_type: str = "maximize"
+    objective_goal: float | None = None
+    additional_metric_names: Sequence[str] = ()
+    algorithm_name: str = "tpe"
+    algorithm_settings: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    early_stopping: str | Mapping[str, Any] | None = None
+    max_trial_count: int | None = None
+    parallel_trial_count: int | None = None
+    max_failed_trial_count: int | None = None
+    resources_per_trial: Mapping[str, Any] | None = None
+    env_per_trial: Mapping[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    retain_trials: bool = False
+    trial_active_deadline_seconds: int | None = None
+
+    @property
+    def tuned(self) -> dict[str, SearchSpec]:
+        return {k: v for k, v in self.parameters.items() if isinstance(v, SearchSpec)}
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return {k: v for k, v in self.parameters.items() if not isinstance(v, SearchSpec)}
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return (self.objective_metric_name, *self.additional_metric_names)
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace(tuple(spec.to_parameter(n) for n, spec in self.tuned.items()))
+
+
+# -- checks and names -----------------------------------------------------------------------------
+
+
+def check(spec: TuneSpec) -> None:
+    """Check the arguments a document cannot express well; the rest is ``load_experiment``'s.
+
+    Raises:
+        InvalidArgumentError: names the argument and says what is wrong.
+    """
+    if not isinstance(spec.parameters, Mapping):
+        raise InvalidArgumentError(
+            "parameters must be a dict of names to search.* specs (and constants), got "
+            f"{type(spec.parameters).__name__}"
+        )
+    for key in spec.parameters:
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"parameters: key {key!r} must be a non-empty string")
+        if any(c in key for c in "{}=") or key != key.strip():
+            raise InvalidArgumentError(
+                f"parameters: name {key!r} must not contain '{{', '}}', '=' or surrounding spaces"
+            )
+    if not spec.tuned:
+        raise InvalidArgumentError(
+            "parameters: nothing to tune; give at least one search.double/int/categorical/"
+            "discrete spec"
+        )
+    if spec.objective_type not in ("minimize", "maximize"):
+        raise InvalidArgumentError(
+            f"objective_type must be 'minimize' or 'maximize', got {spec.objective_type!r}"
+        )
+    if isinstance(spec.additional_metric_names, str):
+        raise InvalidArgumentError(
+            "additional_metric_names must be a list of names, got the string "
+            f"{spec.additional_metric_names!r}"
+        )
+    for label, metric in [
+        ("objective_metric_name", spec.objective_metric_name),
+        *(("additional_metric_names", m) for m in spec.additional_metric_names),
+    ]:
+        if not isinstance(metric, str) or not _trial_entry.PRINTABLE_NAME.fullmatch(metric):
+            raise InvalidArgumentError(
+                f"{label}: {metric!r} must be a non-empty name of letters, digits, '_', '-' or "
+                "'|' (Katib's default metrics filter cannot parse other names)"
+            )
+    if spec.objective_metric_name in spec.additional_metric_names:
+        raise InvalidArgumentError(
+            f"additional_metric_names must not repeat the objective metric "
+            f"{spec.objective_metric_name!r}"
+        )
+
+
+def experiment_name(objective: Callable[..., Any], name: str | None) -> str:
+    """``name``, or ``tune-<function name>-<6 random characters>`` (a Katib-valid name)."""
+    if name is not None:
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"name must be a string, got {name!r}")
+        return name
+    base = getattr(objective, "__name__", "") or "objective"
+    base = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or "objective"
+    suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(6))
+    room = MAX_NAME_LENGTH - len("tune--") - len(suffix)
+    return f"tune-{base[:room].rstrip('-')}-{suffix}"
+
+
+# -- document pieces ------------------------------------------------------------------------------
+
+
+def _settings(label: str, settings: Any) -> list[dict[str, str]]:
+    if settings is None:
+        return []
+    if isinstance(settings, Mapping):
+        return [{"name": str(k), "value": _setting_text(v)} for k, v in settings.items()]
+    if isinstance(settings, Sequence) and not isinstance(settings, str):
+        out = []
+        for item in settings:
+            if not isinstance(item, Mapping) or "name" not in item:
+                raise InvalidArgumentError(
+                    f"{label}: each entry must be a {{'name': ..., 'value': ...}} mapping, "
+                    f"got {item!r}"
+                )
+            out.append({"name": str(item["name"]), "value": _setting_text(item.get("value", ""))})
+        return out
+    raise InvalidArgumentError(
+        f"{label} must be a dict of setting names to values (or Katib's list of name/value "
+        f"mappings), got {settings!r}"
+    )
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def early_stopping_spec(value: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Katib's ``earlyStopping`` from a name (``"medianstop"``) or a mapping with
+    ``algorithm_name``/``algorithmName`` and ``algorithm_settings``/``algorithmSettings``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"algorithmName": value}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            "early_stopping must be an algorithm name ('medianstop') or a dict with "
+            f"algorithm_name and algorithm_settings, got {value!r}"
+        )
+    known = {"algorithm_name", "algorithmName", "algorithm_settings", "algorithmSettings"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise InvalidArgumentError(
+            f"early_stopping: unknown key(s) {unknown}; use algorithm_name and algorithm_settings"
+        )
+    name = value.get("algorithm_name", value.get("algorithmName"))
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError("early_stopping: algorithm_name is required")
+    settings = value.get("algorithm_settings", value.get("algorithmSettings"))
+    spec: dict[str, Any] = {"algorithmName": name}
+    listed = _settings("early_stopping.algorithm_settings", settings)
+    if listed:
+        spec["algorithmSettings"] = listed
+    return spec
+
+
+def resources(resources_per_trial: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Container ``resources`` from ``{"gpu": 1, "cpu": 2, "memory": "4Gi"}``: GPUs as
+    ``nvidia.com/gpu`` limits, cpu and memory as requests and limits; a key with a ``/``
+    (``amd.com/gpu``) is passed through as a limit."""
+    if resources_per_trial is None:
+        return None
+    if not isinstance(resources_per_trial, Mapping):
+        raise InvalidArgumentError(
+            f"resources_per_trial must be a dict like {{'gpu': 1, 'cpu': 2, 'memory': '4Gi'}}, "
+            f"got {resources_per_trial!r}"
+        )
+    limits: dict[str, Any] = {}
+    requests: dict[str, Any] = {}
+    for key, value in resources_per_trial.items():
+        resource = _RESOURCE_KEYS.get(str(key).lower(), key if "/" in str(key) else None)
+        if resource is None:
+            raise InvalidArgumentError(
+                f"resources_per_trial: unknown resource {key!r}; use 'gpu', 'cpu', 'memory' or "
+                "a full resource name such as 'nvidia.com/gpu'"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float | str) or value == "":
+            raise InvalidArgumentError(
+                f"resources_per_trial[{key!r}]: {value!r} is not a quantity (a number or a "
+                "string such as '4Gi')"
+            )
+        if resource.endswith("/gpu") and (not isinstance(value, int) or value < 0):
+            raise InvalidArgumentError(
+                f"resources_per_trial[{key!r}]: {value!r} must be a non-negative integer"
+            )
+        limits[resource] = value
+        if resource in ("cpu", "memory"):
+            requests[resource] = value
+    out: dict[str, Any] = {"limits": limits}
+    if requests:
+        out["requests"] = requests
+    return out
+
+
+def trial_parameters(spec: TuneSpec) -> list[dict[str, str]]:
+    return [{"name": name, "reference": name} for name in spec.tuned]
+
+
+def parameter_arguments(spec: TuneSpec) -> list[str]:
+    """One ``name=${trialParameters.name}`` argument per tuned parameter, in order."""
+    return [f"{name}=${{trialParameters.{name}}}" for name in spec.tuned]
+
+
+def entry_parameters(spec: TuneSpec) -> list[dict[str, Any]]:
+    """What :mod:`tunery._trial_entry` needs to type each argument."""
+    out = []
+    for name, search_spec in spec.tuned.items():
+        item: dict[str, Any] = {"name": name, "type": search_spec.parameter_type.value}
+        if search_spec.parameter_type is ParameterType.DISCRETE:
+            item["values"] = list(search_spec.values)
+        out.append(item)
+    return out
+
+
+def entry_spec(spec: TuneSpec, objective: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """The trial spec :func:`tunery._trial_entry.main` reads."""
+    return {
+        "version": _trial_entry.SPEC_VERSION,
+        "parameters": entry_parameters(spec),
+        "order": list(spec.parameters),
+        "objective_metric_name": spec.objective_metric_name,
+        "objective": dict(objective),
+        **extra,
+    }
+
+
+def build_document(spec: TuneSpec, container: Mapping[str, Any]) -> dict[str, Any]:
+    """The Experiment document running ``container`` as each trial's primary container."""
+    objective: dict[str, Any] = {
+        "type": spec.objective_type,
+        "objectiveMetricName": spec.objective_metric_name,
+    }
+    if spec.objective_goal is not None:
+        objective["goal"] = spec.objective_goal
+    if spec.additional_metric_names:
+        objective["additionalMetricNames"] = list(spec.additional_metric_names)
+    algorithm: dict[str, Any] = {"algorithmName": spec.algorithm_name}
+    settings = _settings("algorithm_settings", spec.algorithm_settings)
+    if settings:
+        algorithm["algorithmSettings"] = settings
+    body: dict[str, Any] = {"objective": objective, "algorithm": algorithm}
+    early = early_stopping_spec(spec.early_stopping)
+    if early is not None:
+        body["earlyStopping"] = early
+    for key, value in (
+        ("parallelTrialCount", spec.parallel_trial_count),
+        ("maxTrialCount", spec.max_trial_count),
+        ("maxFailedTrialCount", spec.max_failed_trial_count),
+    ):
+        if value is not None:
+            body[key] = value
+    body["parameters"] = [s.to_parameter_spec(name) for name, s in spec.tuned.items()]
+    body["metricsCollectorSpec"] = {"collector": {"kind": "StdOut"}}
+    job_spec: dict[str, Any] = {
+        "template": {
+            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+            "spec": {"containers": [dict(container)], "restartPolicy": "Never"},
+        }
+    }
+    if spec.trial_active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.trial_active_deadline_seconds
+    body["trialTemplate"] = {
+        "primaryContainerName": PRIMARY_CONTAINER,
+        "retain": spec.retain_trials,
+        "trialParameters": trial_parameters(spec),
+        "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": job_spec},
+    }
+    metadata: dict[str, Any] = {"name": spec.name}
+    if spec.namespace:
+        metadata["namespace"] = spec.namespace
+    return {"apiVersion": API_VERSION, "kind": "Experiment", "metadata": metadata, "spec": body}
+
+
+def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"env_per_trial: {key!r}: {value!r} must map strings to strings"
+            )
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def _container(
+    spec: TuneSpec, image: str, command: list[str], args: list[str], env: Mapping[str, str]
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": PRIMARY_CONTAINER,
+        "image": image,
+        "command": command,
+        "args": args,
+    }
+    env_list = _env_list(env)
+    if env_list:
+        container["env"] = env_list
+    limits = resources(spec.resources_per_trial)
+    if limits is not None:
+        container["resources"] = limits
+    return container
+
+
+# -- local ----------------------------------------------------------------------------------------
+
+
+def tunery_import_root() -> Path:
+    """The folder holding the ``tunery`` package this process imported."""
+    return Path(tunery.__file__).resolve().parent.parent
+
+
+def child_pythonpath(environ: Mapping[str, str] | None = None) -> str | None:
+    """PYTHONPATH for a child interpreter that must import this same tunery, or None when it
+    is installed in site-packages (a plain ``python`` finds it anyway)."""
+    root = tunery_import_root()
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root in installed:
+        return None
+    environ = os.environ if environ is None else environ
+    existing = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([str(root), *[p for p in existing if p != str(root)]])
+
+
+def local_container(spec: TuneSpec, spec_path: Path) -> dict[str, Any]:
+    """The primary container of a local trial: this interpreter running the entry module."""
+    env = dict(spec.env_per_trial)
+    pythonpath = child_pythonpath()
+    if pythonpath is not None and "PYTHONPATH" not in env:
+        env["PYTHONPATH"] = pythonpath
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return _container(
+        spec,
+        f"python:{version}",  # informative only: the local runner ignores images
+        [sys.executable, "-m", ENTRY_MODULE, str(spec_path)],
+        parameter_arguments(spec),
+        env,
+    )
+
+
+def pickle_objective(objective: Callable[..., Any], constants: Mapping[str, Any]) -> bytes:
+    """``{"objective": ..., "constants": ...}`` pickled with cloudpickle (by value for
+    functions defined in ``__main__``, notebooks and lambdas).
+
+    Raises:
+        ObjectiveSerializationError: cloudpickle is missing or cannot pickle something.
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        raise ObjectiveSerializationError(
+            "tune() needs the 'cloudpickle' package to send the objective to its trial "
+            "processes: pip install cloudpickle"
+        ) from None
+    try:
+        return bytes(cloudpickle.dumps({"objective": objective, "constants": dict(constants)}))
+    except Exception as exc:
+        raise ObjectiveSerializationError(
+            f"cannot pickle the objective {getattr(objective, '__qualname__', objective)!r} or "
+            f"its constants for the trial processes: {type(exc).__name__}: {exc}. Objects it "
+            "uses (open files, locks, live connections) must be created inside the objective"
+        ) from exc
+
+
+def local_payload(
+    spec: TuneSpec, objective: Callable[..., Any], folder: Path
+) -> tuple[dict[Path, bytes], Path]:
+    """The files of a local experiment's objective (``objective.pkl`` and ``trial.json`` in
+    ``folder``), not yet written, and the path of ``trial.json``.
+
+    Raises:
+        ObjectiveSerializationError: the objective or a constant cannot be pickled.
+    """
+    payload = pickle_objective(objective, spec.constants)
+    pickle_path = folder / "objective.pkl"
+    spec_path = folder / "trial.json"
+    entry = entry_spec(
+        spec,
+        {"kind": "pickle", "path": str(pickle_path)},
+        sys_path=[p for p in sys.path if p],
+    )
+    return {pickle_path: payload, spec_path: json.dumps(entry, indent=2).encode()}, spec_path
+
+
+def write_files(files: Mapping[Path, bytes]) -> None:
+    """Write each file atomically, so a trial starting meanwhile reads a whole file."""
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data)
+
+
+def write_local_payload(
+    spec: TuneSpec, objective: Callable[..., Any], folder: Path
+) -> tuple[Path, Path]:
+    """Write ``objective.pkl`` and ``trial.json`` into ``folder``; returns both paths."""
+    files, spec_path = local_payload(spec, objective, folder)
+    write_files(files)
+    return spec_path, folder / "objective.pkl"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# -- kubernetes -----------------------------------------------------------------------------------
+
+
+def objective_source(objective: Callable[..., Any]) -> tuple[str, str] | None:
+    """``(source, name)`` when the objective is a self-contained function (no closure, no
+    module globals: Katib's rule), else None."""
+    if not inspect.isfunction(objective) or objective.__name__ == "<lambda>":
+        return None
+    if objective.__closure__:
+        return None
+    try:
+        if inspect.getclosurevars(objective).globals:
+            return None
+        source = textwrap.dedent(inspect.getsource(objective))
+    except (OSError, TypeError):
+        return None
+    return source, objective.__name__
+
+
+def _json_round_trips(value: Any) -> bool:
+    try:
+        return bool(json.loads(json.dumps(value)) == value)
+    except (TypeError, ValueError):
+        return False
+
+
+def entry_source() -> str:
+    """The source of :mod:`tunery._trial_entry`, run by ``python -c`` in cluster trials."""
+    return inspect.getsource(_trial_entry)
+
+
+def kubernetes_container(
+    spec: TuneSpec,
+    objective: Callable[..., Any],
+    *,
+    base_image: str,
+    packages_to_install: Sequence[str] = (),
+    pip_index_urls: Sequence[str] = (),
+) -> tuple[dict[str, Any], str]:
+    """The primary container of a cluster trial, and how the objective travels
+    (``"source"`` or ``"pickle"``)."""
+    found = objective_source(objective)
+    constants = spec.constants
+    if found is not None and _json_round_trips(constants):
+        source, name = found
+        payload: dict[str, Any] = {"kind": "source", "source": source, "name": name}
+        extra: dict[str, Any] = {"constants": constants}
+        mode = "source"
+    else:
+        data = base64.b64encode(pickle_objective(objective, constants)).decode()
+        payload, extra, mode = {"kind": "pickle-b64", "data": data}, {}, "pickle"
+    if isinstance(packages_to_install, str):
+        raise InvalidArgumentError("packages_to_install must be a list of requirement strings")
+    if packages_to_install:
+        extra["packages"] = list(packages_to_install)
+        extra["pip_index_urls"] = list(pip_index_urls)
+    entry = entry_spec(spec, payload, **extra)
+    container = _container(
+        spec,
+        base_image,
+        ["python", "-u", "-c", entry_source()],
+        [json.dumps(entry, separators=(",", ":")), *parameter_arguments(spec)],
+        spec.env_per_trial,
+    )
+    return container, mode
