@@ -209,6 +209,7 @@ class Reconciler:
 
     def step(self) -> StepResult:
         record = self.store.get_experiment(self.name)
+        self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         trials = self.store.list_trials(self.name)
         if not self._restored:
             self._restore(trials)

@@ -4,8 +4,8 @@ Kernel (``tunery`` minus ``tunery.cli``/``tunery.sdk``) imports no other project
 ``suggestion`` imports only the kernel; ``earlystop`` and ``metrics_collector`` import the
 kernel and ``suggestion`` but never each other; ``controller`` may import all of them but
 not the public face; algorithms import no grpc/protobuf/SQL/kubernetes; SQLAlchemy and
-Alembic only inside ``tunery.store``; kubernetes/kopf only in the kubernetes runner and the
-operator.
+Alembic only inside ``tunery.store``; kubernetes/kopf only in the kubernetes runner, the
+operator and the SDK's cluster backend.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tunery", "suggestion", "earlystop", "metrics_collector", "controller")
-PUBLIC_FACE = ("tunery.cli", "tunery.sdk")
+PUBLIC_FACE = (
+    "tunery.cli",
+    "tunery.sdk",
+    "tunery._sdk_",
+    "tunery._trial_entry",
+    "tunery.search",
+    "tunery.progress",
+)
 
 # package -> project packages it may import
 ALLOWED: dict[str, set[str]] = {
@@ -28,14 +35,19 @@ ALLOWED: dict[str, set[str]] = {
     "controller": {"kernel", "suggestion", "earlystop", "metrics_collector", "controller"},
     "face": {"kernel", "suggestion", "earlystop", "metrics_collector", "controller", "face"},
 }
+KUBERNETES_MODULES = (
+    "controller.runners.kubernetes",
+    "controller.operator",
+    "tunery._sdk_kubernetes",  # the SDK's cluster backend (public face)
+)
 FORBIDDEN_THIRD_PARTY = {
     "algorithms": ("grpc", "google.protobuf", "sqlalchemy", "kubernetes", "kopf", "tunery.api"),
 }
 
 
 def layer_of(module: str) -> str | None:
-    if module.startswith(PUBLIC_FACE):
-        return "face"
+    if module == "tunery" or module.startswith(PUBLIC_FACE):
+        return "face"  # the package's __init__ re-exports the SDK lazily
     top = module.split(".")[0]
     if top == "tunery":
         return "kernel"
@@ -91,8 +103,8 @@ def test_imports_follow_the_dependency_direction(module: str, path: Path) -> Non
                 f"{module} imports {name} outside tunery.store"
             )
         if top in ("kubernetes", "kopf"):
-            assert module.startswith(("controller.runners.kubernetes", "controller.operator")), (
-                f"{module} imports {name}: kubernetes only in the kubernetes runner and operator"
+            assert module.startswith(KUBERNETES_MODULES), (
+                f"{module} imports {name}: kubernetes only in {', '.join(KUBERNETES_MODULES)}"
             )
         if module.startswith("suggestion.algorithms"):
             bad = [f for f in FORBIDDEN_THIRD_PARTY["algorithms"] if name.startswith(f)]

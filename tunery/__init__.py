@@ -7,12 +7,12 @@ stays light::
     from tunery import Client, report_metrics, search, tune
 
 Type checkers see these names through ``__init__.pyi``; at run time :func:`__getattr__` imports
-``tunery.sdk`` on first use (the kernel itself never imports the SDK).
+``tunery.sdk`` on first use. The kernel modules (``tunery.space``, ``tunery.store``, ...) never
+import the SDK; this ``__init__`` belongs to the public face.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -24,9 +24,13 @@ _SDK_NAMES = frozenset({"Client", "TuneResult", "report_metrics", "tune"})
 
 def __getattr__(name: str) -> Any:
     if name in _SDK_NAMES:
-        return getattr(importlib.import_module("tunery.sdk"), name)
+        from tunery import sdk
+
+        return getattr(sdk, name)
     if name == "search":
-        return importlib.import_module("tunery.search")
+        from tunery import search
+
+        return search
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

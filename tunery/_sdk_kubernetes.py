@@ -15,7 +15,6 @@ Errors of the Kubernetes client are mapped here, once: 404 → :class:`NotFoundE
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import os
 import re
@@ -46,17 +45,14 @@ _NANOS = re.compile(r"(\.\d{6})\d+")
 
 
 def _kubernetes() -> Any:
-    """The ``kubernetes`` package, imported on first use (an optional dependency).
-
-    Imported by name at run time: the layering rule keeps ``kubernetes`` imports out of the
-    kernel and packages, and this module is only loaded for the cluster backend.
-    """
+    """The ``kubernetes`` package, imported on first use (an optional dependency)."""
     try:
-        return importlib.import_module("kubernetes")
+        import kubernetes
     except ImportError:
         raise BackendUnavailableError(
             "the kubernetes backend needs the 'kubernetes' package: pip install 'tunery[k8s]'"
         ) from None
+    return kubernetes
 
 
 def default_namespace(context_namespace: str | None = None) -> str:

@@ -259,10 +259,8 @@ def resume(
 
 def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     from controller.local import run_until_done
-    from controller.reconcile import ReconcileError
+    from controller.reconcile import ReconcileError, objective_from_spec
     from tunery.progress import ProgressView
-
-    from controller.reconcile import objective_from_spec
 
     objective = objective_from_spec(store.get_experiment(name).spec["spec"])
     view = ProgressView(name, objective=objective, enabled=output == "text")
