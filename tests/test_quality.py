@@ -8,6 +8,8 @@ noise. The full comparison with optuna, hyperopt and the GP libraries is ``bench
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,11 @@ def median_regret(values_per_seed: list[list[float]]) -> float:
     return float(np.median([min(v) - BRANIN.f_star for v in values_per_seed]))
 
 
+@functools.cache
+def random_search_regret(trials: int, seeds: int) -> float:
+    return median_regret([run_tunery_inprocess(BRANIN, "random", s, trials) for s in range(seeds)])
+
+
 def beats(model_based: float, random: float) -> bool:
     return model_based < MARGIN * random
 
@@ -43,9 +50,7 @@ def test_model_based_algorithm_beats_random_search_on_branin(algorithm: str) -> 
     ours = median_regret(
         [run_tunery_inprocess(BRANIN, algorithm, s, trials) for s in range(seeds)]
     )
-    random = median_regret(
-        [run_tunery_inprocess(BRANIN, "random", s, trials) for s in range(seeds)]
-    )
+    random = random_search_regret(trials, seeds)
     assert beats(ours, random), (
         f"{algorithm} no longer beats random search on Branin: median simple regret after "
         f"{trials} trials over {seeds} seeds is {ours:.4g}, random search's is {random:.4g} "
@@ -61,3 +66,11 @@ def test_the_criterion_separates_random_from_random() -> None:
     numpy = median_regret([run_random(BRANIN, s, trials) for s in range(seeds)])
     assert not beats(ours, numpy)
     assert not beats(numpy, ours)
+
+
+def test_the_benchmark_sees_the_same_trials_over_grpc_as_in_process() -> None:
+    """bench.quality drives the gRPC server; this test uses the service in-process: both see
+    the controller's requests, so both must produce the same trials."""
+    from bench.quality import run_tunery_grpc
+
+    assert run_tunery_grpc(BRANIN, "tpe", 3, 15) == run_tunery_inprocess(BRANIN, "tpe", 3, 15)
