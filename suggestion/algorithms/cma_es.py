@@ -241,7 +241,7 @@ class CmaEs(Algorithm):
         optimizer = run.optimizer
         layout = self._layout
         assert layout is not None
-        optimizer.reseed_rng(_u32(seed, len(request.trials), request.count))
+        optimizer.reseed_rng(_u32(seed, len(request.trials)))
         fixed = np.full(len(encoding), 0.5)
 
         def propose(n: int) -> list[np.ndarray]:
