@@ -139,7 +139,11 @@ def _start_server() -> tuple[subprocess.Popen[str], int]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "suggestion.server", "--port", "0", "--host", "127.0.0.1"],
+        [
+            sys.executable,
+            *("-m", "suggestion.server", "--port", "0", "--host", "127.0.0.1"),
+            "--no-preload",  # the peak RSS then holds only the algorithm under test
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -193,6 +197,10 @@ def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
                 ),
                 parallel_trial_count=batch,
             ),
+        )
+        # as Katib's controller does first; this also imports the algorithm's libraries
+        stub.ValidateAlgorithmSettings(
+            api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=60
         )
         request = api_pb2.GetSuggestionsRequest(experiment=experiment)
         seen: set[tuple[float, ...]] = set()

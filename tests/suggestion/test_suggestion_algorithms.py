@@ -345,3 +345,15 @@ def test_random_depends_on_seed_and_history_length_only() -> None:
     assert other.suggest(SuggestRequest(space, MIN, t, 2)) != one.suggest(
         SuggestRequest(space, MIN, t, 2)
     )
+
+
+@pytest.mark.parametrize("name", ["random", "sobol", "grid", "tpe", "multivariate-tpe", "cmaes"])
+def test_a_batch_starts_with_the_single_suggestion(name: str) -> None:
+    trials = run(make("random", random_state="6"), BRANIN, branin, 14)
+    space = BRANIN
+    if name == "grid":
+        space = SearchSpace(tuple(Parameter.double(p.name, 0.0, 1.0, step=0.1) for p in BRANIN))
+        trials = []
+    one = make(name, random_state="6").suggest(SuggestRequest(space, MIN, trials, 1))
+    four = make(name, random_state="6").suggest(SuggestRequest(space, MIN, trials, 4))
+    assert four[0] == one[0]
