@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "tpe": "suggestion.algorithms.tpe:Tpe",
     "multivariate-tpe": "suggestion.algorithms.multivariate_tpe:MultivariateTpe",
     "cmaes": "suggestion.algorithms.cma_es:CmaEs",
+    "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
 }
 
 
