@@ -7,8 +7,10 @@ carries the experiment and all trials so far (completed, with their objective), 
 ``--trials`` trials (GP: 200). Latency is the client's round trip (request serialisation,
 transport, server work, reply). The same loop runs against the libraries called in-process
 (optuna ask/tell, hyperopt ``tpe.suggest``), each in its own subprocess, timing the ask only.
-Reports p50/p95 per history window, the server's (or baseline process's) peak RSS (VmHWM),
-duplicate assignments, and our speed-up over each like-for-like library.
+Reports p50/p95 per history window (medians over ``--repeats`` interleaved runs, so a burst
+of load from other processes spoils one repeat, not the result), the server's (or baseline
+process's) peak RSS (VmHWM), duplicate assignments, and our speed-up over each like-for-like
+library.
 
 Quality (``--quality``): median and IQR of simple regret after 50 trials on Branin and
 Hartmann6 for our algorithms (in-process) beside optuna's samplers with the same seeds.
@@ -120,6 +122,45 @@ class Run:
     def stat(self, lo: int, hi: int, q: float) -> float:
         w = self.window(lo, hi)
         return float(np.percentile(w, q)) if len(w) else math.nan
+
+
+@dataclass
+class Repeats:
+    """The runs of one configuration; statistics are medians over the repeats."""
+
+    runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        return self.runs[0].label
+
+    @property
+    def batch(self) -> int:
+        return self.runs[0].batch
+
+    @property
+    def error(self) -> str:
+        return next((r.error for r in self.runs if r.error), "")
+
+    def stat(self, lo: int, hi: int, q: float) -> float:
+        values = [r.stat(lo, hi, q) for r in self.runs]
+        values = [v for v in values if not math.isnan(v)]
+        return float(np.median(values)) if values else math.nan
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(r.peak_rss_mb for r in self.runs)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.runs)
+
+
+def group(runs: Sequence[Run]) -> list[Repeats]:
+    out: dict[tuple[str, int], list[Run]] = {}
+    for r in runs:
+        out.setdefault((r.label, r.batch), []).append(r)
+    return [Repeats(v) for v in out.values()]
 
 
 def _vm_hwm_mb(pid: int | str = "self") -> float:
@@ -316,11 +357,12 @@ def _fmt(x: float) -> str:
 
 
 def latency_table(runs: Sequence[Run]) -> list[list[str]]:
+    """p50 / p95 per window (medians over repeats), peak RSS, duplicates."""
     header = ["implementation", "batch"]
     header += [f"{lo}-{hi} p50 / p95 ms" for lo, hi in WINDOWS]
     header += ["peak RSS MB", "duplicates"]
     rows = [header]
-    for r in runs:
+    for r in group(runs):
         if r.error:
             rows.append([r.label, str(r.batch), f"error: {r.error}", "", "", "", "", ""])
             continue
@@ -335,7 +377,7 @@ def latency_table(runs: Sequence[Run]) -> list[list[str]]:
 
 def ratio_table(runs: Sequence[Run]) -> list[list[str]]:
     """Baseline p50 / our p50 per window (how many times faster we are)."""
-    by_label = {(r.label, r.batch): r for r in runs if not r.error}
+    by_label = {(r.label, r.batch): r for r in group(runs) if not r.error}
     header = ["ours", "baseline", "batch"] + [f"{lo}-{hi} speed-up" for lo, hi in WINDOWS]
     rows = [header]
     for ours, baselines in PAIRS.items():
@@ -480,7 +522,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="600 trials, fewer baselines")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per configuration (medians are shown)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="600 trials, two baselines, one repeat"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--quality", action="store_true", help="regret instead of latency")
     parser.add_argument("--seeds", type=int, default=10, help="--quality: seeds")
@@ -504,18 +551,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     n_trials = args.trials
     if args.quick:
         n_trials = min(n_trials, 600)
+        args.repeats = 1
         baselines = [b for b in baselines if b in ("optuna TPE (univariate)", "optuna random")]
     runs: list[Run] = []
-    for batch in batches:
-        for algorithm in algorithms:
-            n = min(n_trials, GP_ALGORITHMS.get(algorithm, n_trials))
-            t0 = time.time()
-            runs.append(run_ours(algorithm, batch, n, args.seed))
-            print(f"  {runs[-1].label} batch {batch}: {time.time() - t0:.0f}s", flush=True)
-        for label in baselines:
-            t0 = time.time()
-            runs.append(run_baseline(label, batch, n_trials, args.seed))
-            print(f"  {runs[-1].label} batch {batch}: {time.time() - t0:.0f}s", flush=True)
+
+    def report(run: Run, seconds: float) -> None:
+        runs.append(run)
+        tail = run.stat(500, 1000, 50)
+        note = run.error or (f"p50 500-1000 {tail:.2f} ms" if not math.isnan(tail) else "")
+        load = os.getloadavg()[0]
+        print(
+            f"  {run.label} batch {run.batch}: {seconds:.0f}s {note} (load {load:.1f})", flush=True
+        )
+
+    for repeat in range(args.repeats):  # repeats interleave, so a load burst hits one only
+        for batch in batches:
+            for algorithm in algorithms:
+                n = min(n_trials, GP_ALGORITHMS.get(algorithm, n_trials))
+                t0 = time.time()
+                report(run_ours(algorithm, batch, n, args.seed + repeat), time.time() - t0)
+            for label in baselines:
+                t0 = time.time()
+                report(run_baseline(label, batch, n_trials, args.seed + repeat), time.time() - t0)
+    sys.stdout.flush()
     print()
     print(render(latency_table(runs), False))
     print()
