@@ -6,7 +6,8 @@ carries the experiment and all trials so far (completed, with their objective), 
 8 assignments, the objective (Hartmann6, 6-D) is evaluated, and the loop repeats up to
 ``--trials`` trials (GP: 200). Latency is the client's round trip (request serialisation,
 transport, server work, reply). The same loop runs against the libraries called in-process
-(optuna ask/tell, hyperopt ``tpe.suggest``), each in its own subprocess, timing the ask only.
+(optuna ask/tell, hyperopt ``tpe.suggest``; optuna's GPSampler beside the GP, to 200 trials),
+each in its own subprocess, timing the ask only.
 Reports p50/p95 per history window (medians over ``--repeats`` interleaved runs, so a burst
 of load from other processes spoils one repeat, not the result), the server's (or baseline
 process's) peak RSS (VmHWM), duplicate assignments, and our speed-up over each like-for-like
@@ -57,6 +58,7 @@ PAIRS = {
     "tpe": ("optuna TPE (univariate)", "hyperopt TPE"),
     "multivariate-tpe": ("optuna TPE (multivariate)",),
     "cmaes": ("optuna CMA-ES",),
+    "bayesianoptimization": ("optuna GPSampler",),
 }
 BASELINES = (
     "optuna random",
@@ -64,7 +66,10 @@ BASELINES = (
     "optuna TPE (multivariate)",
     "optuna CMA-ES",
     "hyperopt TPE",
+    "optuna GPSampler",
 )
+GP_BASELINES = {"optuna GPSampler": 200}
+"""Baselines that stop at 200 trials (and run only when the GP is benchmarked)."""
 
 # -- objectives ----------------------------------------------------------------------------------
 
@@ -297,6 +302,7 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
                 seed=seed, multivariate=True
             ),
             "optuna CMA-ES": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+            "optuna GPSampler": lambda: optuna.samplers.GPSampler(seed=seed),
         }
         study = optuna.create_study(sampler=samplers[label]())
         dists = {n: FloatDistribution(0.0, 1.0) for n in names}
@@ -548,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     batches = [int(b) for b in args.batches.split(",") if b]
     baselines = [b for b in args.baselines.split(",") if b]
+    if "bayesianoptimization" not in algorithms:
+        baselines = [b for b in baselines if b not in GP_BASELINES]
     n_trials = args.trials
     if args.quick:
         n_trials = min(n_trials, 600)
@@ -572,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 report(run_ours(algorithm, batch, n, args.seed + repeat), time.time() - t0)
             for label in baselines:
                 t0 = time.time()
-                report(run_baseline(label, batch, n_trials, args.seed + repeat), time.time() - t0)
+                n = min(n_trials, GP_BASELINES.get(label, n_trials))
+                report(run_baseline(label, batch, n, args.seed + repeat), time.time() - t0)
     sys.stdout.flush()
     print()
     print(render(latency_table(runs), False))
