@@ -132,7 +132,9 @@ class RunResult:
     peak_rss_mb: float
 
 
-def _run_tunery(problem: Problem, seed: int, trials: int) -> tuple[list[float], list[float]]:
+def _run_tunery(
+    problem: Problem, seed: int, trials: int, batch: int = 1, estimator: str = "GP"
+) -> tuple[list[float], list[float]]:
     from suggestion.algorithms.base import SuggestRequest
     from suggestion.algorithms.bayesian import BayesianOptimization, BayesianOptimizationSettings
     from tunery.space import Parameter, SearchSpace
@@ -142,22 +144,26 @@ def _run_tunery(problem: Problem, seed: int, trials: int) -> tuple[list[float], 
         tuple(Parameter.double(f"x{i}", lo, hi) for i, (lo, hi) in enumerate(problem.bounds))
     )
     objective = Objective(ObjectiveType.MINIMIZE, "loss")
-    algo = BayesianOptimization(BayesianOptimizationSettings(random_state=seed))
+    settings = BayesianOptimizationSettings(random_state=seed, base_estimator=estimator)
+    algo = BayesianOptimization(settings)
     history: list[TrialResult] = []
     values, latencies = [], []
-    for i in range(trials):
-        request = SuggestRequest(space, objective, tuple(history), 1, experiment_name="bench")
+    while len(history) < trials:
+        count = min(batch, trials - len(history))
+        request = SuggestRequest(space, objective, tuple(history), count, experiment_name="bench")
         t0 = time.perf_counter()
-        (assignment,) = algo.suggest(request)
-        latencies.append(time.perf_counter() - t0)
-        value = problem.f([assignment[f"x{j}"] for j in range(len(problem.bounds))])
-        values.append(value)
-        history.append(TrialResult(f"t{i}", assignment, TrialCondition.SUCCEEDED, value))
+        assignments = algo.suggest(request)
+        latencies.extend([(time.perf_counter() - t0) / count] * count)
+        for assignment in assignments:
+            value = problem.f([assignment[f"x{j}"] for j in range(len(problem.bounds))])
+            values.append(value)
+            name = f"t{len(history)}"
+            history.append(TrialResult(name, assignment, TrialCondition.SUCCEEDED, value))
     return values, latencies
 
 
 def _run_optuna(
-    problem: Problem, seed: int, trials: int, sampler_name: str
+    problem: Problem, seed: int, trials: int, sampler_name: str, batch: int = 1
 ) -> tuple[list[float], list[float]]:
     import optuna
 
@@ -172,23 +178,27 @@ def _run_optuna(
         for i, (lo, hi) in enumerate(problem.bounds)
     }
     values, latencies = [], []
-    for _ in range(trials):
-        t0 = time.perf_counter()
-        trial = study.ask(dists)
-        latencies.append(time.perf_counter() - t0)
-        value = problem.f([trial.params[f"x{j}"] for j in range(len(problem.bounds))])
-        study.tell(trial, value)
-        values.append(value)
+    while len(values) < trials:
+        asked = []
+        for _ in range(min(batch, trials - len(values))):
+            t0 = time.perf_counter()
+            asked.append(study.ask(dists))
+            latencies.append(time.perf_counter() - t0)
+        for trial in asked:
+            value = problem.f([trial.params[f"x{j}"] for j in range(len(problem.bounds))])
+            study.tell(trial, value)
+            values.append(value)
     return values, latencies
 
 
-def run_one(args: tuple[str, str, int, int]) -> RunResult:
-    method, problem_name, seed, trials = args
+def run_one(args: tuple[str, str, int, int, int]) -> RunResult:
+    method, problem_name, seed, trials, batch = args
     problem = PROBLEMS[problem_name]
-    if method == "tunery-gp":
-        values, latencies = _run_tunery(problem, seed, trials)
+    if method.startswith("tunery-"):
+        estimator = method.removeprefix("tunery-").upper()
+        values, latencies = _run_tunery(problem, seed, trials, batch, estimator)
     else:
-        values, latencies = _run_optuna(problem, seed, trials, method)
+        values, latencies = _run_optuna(problem, seed, trials, method, batch)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return RunResult(method, problem_name, seed, values, latencies, rss_kb / 1024)
 
@@ -249,7 +259,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--problems", default="branin,hartmann6")
-    parser.add_argument("--methods", default="tunery-gp,optuna-gp,random")
+    parser.add_argument(
+        "--methods",
+        default="tunery-gp,optuna-gp,random",
+        help="comma-separated: tunery-gp, tunery-rf, tunery-et, tunery-gbrt, optuna-gp, random",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="trials asked at once and evaluated together (tunery: one request; optuna: "
+        "that many ask() before the tells); latency is then per assignment",
+    )
     parser.add_argument(
         "--latency-trials",
         type=int,
@@ -258,12 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     jobs = [
-        (method, problem, seed, args.trials)
+        (method, problem, seed, args.trials, args.batch)
         for problem in args.problems.split(",")
         for method in args.methods.split(",")
         for seed in range(args.seeds)
     ]
-    deep = [("tunery-gp", "hartmann6", seed, args.latency_trials) for seed in range(args.seeds)]
+    deep = [("tunery-gp", "hartmann6", seed, args.latency_trials, 1) for seed in range(args.seeds)]
     if args.latency_trials <= 0:
         deep = []
     started = time.perf_counter()
@@ -271,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
         results = pool.map(run_one, jobs, chunksize=1)
         deep_results = pool.map(run_one, deep, chunksize=1) if deep else []
-    print(f"# tunery GP vs optuna GPSampler vs random — {args.seeds} seeds, {args.trials} trials")
+    print(
+        f"# tunery GP vs optuna GPSampler vs random — {args.seeds} seeds, {args.trials} trials"
+        f", batch {args.batch}"
+    )
     print(f"# python {sys.version.split()[0]}, threads pinned to 1, {args.jobs} processes\n")
     checkpoints = [c for c in (10, 25, 50, 100, 200) if c <= args.trials]
     print(_regret_table(results, checkpoints))

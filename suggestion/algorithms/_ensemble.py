@@ -4,8 +4,9 @@ Private helper of ``suggestion.algorithms.bayesian``; imported only when a tree 
 asked for, so scikit-learn is needed only then. The models mirror scikit-optimize's choices
 (Katib's backend): 100 trees with at least 3 samples a leaf for random forests (RF) and
 extra trees (ET), quantile gradient boosting at the 16th/50th/84th percentiles for GBRT. The
-predictive spread is the standard deviation of the trees' predictions (RF, ET) or half the
-16-84% quantile range (GBRT). Points are scored by the same acquisition functions as the GP
+predictive spread is the total standard deviation over the trees (the spread of their leaf
+means plus each leaf's own variance, as scikit-optimize does) for RF and ET, or half the
+16-84% quantile range for GBRT. Points are scored by the same acquisition functions as the GP
 over a sampled pool (no gradients). Batches use a constant liar: each chosen point (and every
 pending trial) enters the training set with the best score seen, then the model is refitted,
 as skopt's default ``cl_min`` strategy does.
@@ -98,5 +99,14 @@ def _predict(base_estimator: str, model: Any, c: np.ndarray) -> tuple[np.ndarray
     if base_estimator == "GBRT":
         low, mid, high = (m.predict(c) for m in model)
         return mid, np.maximum(np.abs(high - low) / 2.0, _MIN_STD)
-    per_tree = np.stack([tree.predict(c) for tree in model.estimators_])
-    return per_tree.mean(axis=0), np.maximum(per_tree.std(axis=0), _MIN_STD)
+    # Law of total variance over the trees: each tree predicts its leaf's mean, and the
+    # leaf's own spread (its impurity) is uncertainty the trees' agreement alone would hide.
+    means = np.empty((len(model.estimators_), len(c)))
+    second = np.zeros(len(c))
+    for i, tree in enumerate(model.estimators_):
+        leaves = tree.apply(c)
+        means[i] = tree.tree_.value[leaves, 0, 0]
+        second += tree.tree_.impurity[leaves] + means[i] ** 2
+    mean = means.mean(axis=0)
+    var = second / len(means) - mean**2
+    return mean, np.sqrt(np.maximum(var, _MIN_STD**2))
