@@ -22,6 +22,7 @@ import secrets
 import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +34,9 @@ from controller.clients import EarlyStoppingClient, ServiceCallError, Suggestion
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
     NOT_STARTED,
+    Handle,
     LaunchError,
+    RunnerError,
     RunnerUnavailableError,
     RunPhase,
     RunState,
@@ -249,9 +252,7 @@ class Reconciler:
             created = self._create_trials(trials, add)
             if created:
                 trials = self.store.list_trials(self.name)
-        for trial in trials:
-            if trial.condition is TrialCondition.CREATED and not trial.runner_handle:
-                started += self._start(trial)
+        started = self._start_all(trials)
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
@@ -401,54 +402,88 @@ class Reconciler:
             return None
         return ((spec.get("source") or {}).get("fileSystemPath") or {}).get("path") or None
 
-    def _start(self, trial: TrialRecord) -> int:
-        """Start a Created trial if its GPUs are free; returns 1 when started."""
+    def _start_all(self, trials: Sequence[TrialRecord]) -> int:
+        """Start every Created trial whose GPUs are free; returns how many started.
+
+        Each is recorded as Running with its prepared handle first (one write each), then the
+        jobs start concurrently, so a wave of trials is not serialised behind process spawns.
+        """
+        prepared = [
+            (trial, launch)
+            for trial in trials
+            if trial.condition is TrialCondition.CREATED and not trial.runner_handle
+            for launch in [self._prepare_start(trial)]
+            if launch is not None
+        ]
+        if not prepared:
+            return 0
+        if len(prepared) == 1:
+            outcomes = [self._spawn(prepared[0][1])]
+        else:
+            with ThreadPoolExecutor(min(8, len(prepared)), "trial-start") as pool:
+                outcomes = list(pool.map(self._spawn, [launch for _, launch in prepared]))
+        return sum(
+            self._record_start(trial, outcome)
+            for (trial, _), outcome in zip(prepared, outcomes, strict=True)
+        )
+
+    def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | None:
+        """Allocate GPUs, render the job and record it; None when the trial cannot start now."""
         template = self.spec["trialTemplate"]
         try:
             container = primary_container(template["trialSpec"], template["primaryContainerName"])
             gpus = self.allocator.allocate(trial.name, gpu_request(container))
         except (TemplateError, GpuRequestError) as exc:
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return 0
+            return None
         if gpus is None:
-            return 0  # waits for a GPU; stays Created
+            return None  # waits for a GPU; stays Created
         try:
             launch = self._launch(trial, gpus)
         except TemplateError as exc:
             self.allocator.release(trial.name)
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return 0
-        now = self.clock()
+            return None
         # record where the job will live BEFORE starting it: a crash in between is recoverable
         self.store.update_trial(
             trial.name,
             condition=TrialCondition.RUNNING,
             reason="TrialRunning",
             message="Trial is running",
-            start_time=now,
+            start_time=self.clock(),
             runner_handle=self.runner.prepare_handle(launch),
             expect_condition=[TrialCondition.CREATED],
         )
+        return launch
+
+    def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
-            handle = self.runner.start(launch)
-        except LaunchError as exc:
+            return self.runner.start(launch)
+        except RunnerError as exc:
+            return exc
+
+    def _record_start(self, trial: TrialRecord, outcome: Handle | RunnerError) -> int:
+        if isinstance(outcome, LaunchError):
             self.allocator.release(trial.name)
             self._finish_trial(
-                trial.name, TrialCondition.FAILED, "TrialFailed", f"Trial could not start: {exc}"
+                trial.name,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"Trial could not start: {outcome}",
             )
             return 0
-        except RunnerUnavailableError as exc:
-            log.warning("runner unavailable for %s, will retry: %s", trial.name, exc)
+        if isinstance(outcome, RunnerError):
+            log.warning("runner unavailable for %s, will retry: %s", trial.name, outcome)
             self.allocator.release(trial.name)
             self.store.update_trial(
                 trial.name,
                 condition=TrialCondition.CREATED,
                 reason="TrialCreated",
-                message=str(exc),
+                message=str(outcome),
                 runner_handle={},
             )
             return 0
-        record = self.store.update_trial(trial.name, runner_handle=handle)
+        record = self.store.update_trial(trial.name, runner_handle=outcome)
         self._watch(record)
         return 1
 

@@ -7,9 +7,8 @@ a server only loads the libraries of the algorithms it is asked for.
 
 from __future__ import annotations
 
-import importlib
-
 from suggestion.algorithms.base import Algorithm, UnknownAlgorithmError
+from tunery.registry import load_registered
 
 REGISTRY: dict[str, str] = {
     "random": "suggestion.algorithms.random:RandomSearch",
@@ -18,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "tpe": "suggestion.algorithms.tpe:Tpe",
     "multivariate-tpe": "suggestion.algorithms.multivariate_tpe:MultivariateTpe",
     "cmaes": "suggestion.algorithms.cma_es:CmaEs",
+    "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
 }
 
 
@@ -27,12 +27,5 @@ def get_algorithm(name: str) -> type[Algorithm]:
     Raises:
         UnknownAlgorithmError: no such algorithm; the message lists the valid names.
     """
-    try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise UnknownAlgorithmError(
-            f"unknown algorithm name {name}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Algorithm] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Algorithm] = load_registered(REGISTRY, name, UnknownAlgorithmError)
     return cls
