@@ -140,8 +140,12 @@ def describe(method: str) -> tuple[str, str]:
         name = method.removeprefix(TUNERY_PREFIX)
         cls = get_algorithm(name)
         settings = cls.settings_type()
-        startup = getattr(settings, "n_startup_trials", None)
-        doc = (cls.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        startup = getattr(
+            settings, "n_startup_trials", getattr(settings, "n_initial_points", None)
+        )
+        doc = (cls.__doc__ or name).strip().splitlines()[0].split("; see ")[0].rstrip(".")
+        if hasattr(settings, "acq_func"):
+            doc += f", acq_func {settings.acq_func}"
         if name == "grid":
             doc += "; steps " + ", ".join(f"{p} {s}" for p, s in GRID_STEPS.items())
         return doc, "-" if startup is None else str(startup)

@@ -5,7 +5,7 @@ recorded in docs/benchmarks.md with the command, the date, the machine and the l
 versions")::
 
     python -m bench.run_all               # full runs (hours: the quality benchmark dominates)
-    python -m bench.run_all --quick       # CI-sized runs, about half an hour on 2 cores
+    python -m bench.run_all --quick       # CI-sized runs, under an hour on 2 busy cores
     python -m bench.run_all --only quality,earlystop --quick
     python -m bench.run_all --quick --no-write   # print, leave the document alone
 
@@ -90,6 +90,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--quick", "--markdown", MARKDOWN_FILE),
     ),
     Bench(
+        "gp",
+        "GP quality and latency",
+        "bench.gp_quality",
+        ("--seeds", "10", "--latency-trials", "200"),
+        ("--seeds", "3"),
+    ),
+    Bench(
         "controller",
         "Controller",
         "bench.controller",
@@ -102,6 +109,13 @@ BENCHES: tuple[Bench, ...] = (
         "bench.collector",
         ("--markdown",),
         ("--lines", "200000", "--repeat", "3", "--probes", "10", "--markdown"),
+    ),
+    Bench(
+        "store",
+        "Store at scale",
+        "bench.store",
+        ("--markdown",),
+        ("--trials", "2000", "--markdown"),
     ),
 )
 
@@ -145,10 +159,19 @@ def replace_block(document: str, key: str, title: str, content: str) -> str:
 
 def as_block(output: str) -> str:
     """A benchmark's printed report as Markdown inside a section: its ``#`` title lines become
-    plain lines (they would otherwise be top-level headings)."""
-    lines = []
+    plain paragraphs (they would otherwise be top-level headings), and every table is a block
+    of its own (a table under a text line would not render; a text line under a table would
+    become one of its rows)."""
+    lines: list[str] = []
     for line in output.strip().splitlines():
-        lines.append(line.lstrip("#").strip() if line.startswith("#") else line)
+        is_title = line.startswith("#")
+        text = line.lstrip("#").strip() if is_title else line
+        after_table = bool(lines) and lines[-1].startswith("|")
+        starts_table = text.startswith("|") and not after_table
+        ends_table = after_table and bool(text) and not text.startswith("|")
+        if lines and lines[-1] and (is_title or starts_table or ends_table):
+            lines.append("")
+        lines.append(text)
     return "\n".join(lines)
 
 

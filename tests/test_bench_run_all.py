@@ -73,9 +73,10 @@ def test_broken_markers_are_refused(broken: str) -> None:
         replace_block(broken, "collector", "Collector", "x")
 
 
-def test_printed_titles_do_not_become_headings() -> None:
-    assert as_block("# Collector (today)\n# command: x\n\n| a |") == (
-        "Collector (today)\ncommand: x\n\n| a |"
+def test_printed_titles_do_not_become_headings_and_tables_start_blocks() -> None:
+    printed = "# Collector (today)\n# command: x\n| a |\n|---|\n| 1 |\ntext\n| b |\n"
+    assert as_block(printed) == (
+        "Collector (today)\n\ncommand: x\n\n| a |\n|---|\n| 1 |\n\ntext\n\n| b |"
     )
 
 
