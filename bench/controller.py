@@ -39,8 +39,7 @@ def experiment(name: str, command: list[str], trials: int, parallel: int) -> dic
             "parallelTrialCount": parallel,
             "maxTrialCount": trials,
             "parameters": [
-                {"name": "x", "parameterType": "double",
-                 "feasibleSpace": {"min": "0", "max": "1"}}
+                {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
             ],
             "trialTemplate": {
                 "primaryContainerName": "main",
@@ -48,9 +47,11 @@ def experiment(name: str, command: list[str], trials: int, parallel: int) -> dic
                 "trialSpec": {
                     "apiVersion": "batch/v1",
                     "kind": "Job",
-                    "spec": {"template": {"spec": {"containers": [
-                        {"name": "main", "command": command}
-                    ]}}},
+                    "spec": {
+                        "template": {
+                            "spec": {"containers": [{"name": "main", "command": command}]}
+                        }
+                    },
                 },
             },
         },
@@ -85,24 +86,41 @@ def main() -> None:
         sleep_doc = experiment(
             "bench-sleep",
             ["sh", "-c", f"sleep {args.seconds}; echo loss=${{trialParameters.x}}"],
-            args.trials, args.parallel,
+            args.trials,
+            args.parallel,
         )
         wall, ok = run_one(work / "sleep", sleep_doc)
         ideal = math.ceil(args.trials / args.parallel) * args.seconds
-        rows.append((f"{args.trials} x sleep {args.seconds:g}s, parallel {args.parallel}",
-                     f"{wall:.2f} s", f"ideal {ideal:.2f} s", f"wall/ideal {wall / ideal:.3f}",
-                     f"{ok} succeeded"))
+        rows.append(
+            (
+                f"{args.trials} x sleep {args.seconds:g}s, parallel {args.parallel}",
+                f"{wall:.2f} s",
+                f"ideal {ideal:.2f} s",
+                f"wall/ideal {wall / ideal:.3f}",
+                f"{ok} succeeded",
+            )
+        )
         trivial_doc = experiment(
-            "bench-trivial", ["echo", "loss=${trialParameters.x}"],
-            args.trivial_trials, args.parallel,
+            "bench-trivial",
+            ["echo", "loss=${trialParameters.x}"],
+            args.trivial_trials,
+            args.parallel,
         )
         wall, ok = run_one(work / "trivial", trivial_doc)
-        rows.append((f"{args.trivial_trials} trivial trials, parallel {args.parallel}",
-                     f"{wall:.2f} s", "", f"{args.trivial_trials / wall:.1f} trials/s",
-                     f"{ok} succeeded"))
+        rows.append(
+            (
+                f"{args.trivial_trials} trivial trials, parallel {args.parallel}",
+                f"{wall:.2f} s",
+                "",
+                f"{args.trivial_trials / wall:.1f} trials/s",
+                f"{ok} succeeded",
+            )
+        )
     header = ("experiment", "wall", "ideal", "result", "trials")
-    print(f"# controller overhead — {platform.node()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"# controller overhead — {platform.node()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

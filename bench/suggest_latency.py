@@ -6,9 +6,12 @@ carries the experiment and all trials so far (completed, with their objective), 
 8 assignments, the objective (Hartmann6, 6-D) is evaluated, and the loop repeats up to
 ``--trials`` trials (GP: 200). Latency is the client's round trip (request serialisation,
 transport, server work, reply). The same loop runs against the libraries called in-process
-(optuna ask/tell, hyperopt ``tpe.suggest``), each in its own subprocess, timing the ask only.
-Reports p50/p95 per history window, the server's (or baseline process's) peak RSS (VmHWM),
-duplicate assignments, and our speed-up over each like-for-like library.
+(optuna ask/tell, hyperopt ``tpe.suggest``; optuna's GPSampler beside the GP, to 200 trials),
+each in its own subprocess, timing the ask only.
+Reports p50/p95 per history window (medians over ``--repeats`` interleaved runs, so a burst
+of load from other processes spoils one repeat, not the result), the server's (or baseline
+process's) peak RSS (VmHWM), duplicate assignments, and our speed-up over each like-for-like
+library.
 
 Quality (``--quality``): median and IQR of simple regret after 50 trials on Branin and
 Hartmann6 for our algorithms (in-process) beside optuna's samplers with the same seeds.
@@ -55,6 +58,7 @@ PAIRS = {
     "tpe": ("optuna TPE (univariate)", "hyperopt TPE"),
     "multivariate-tpe": ("optuna TPE (multivariate)",),
     "cmaes": ("optuna CMA-ES",),
+    "bayesianoptimization": ("optuna GPSampler",),
 }
 BASELINES = (
     "optuna random",
@@ -62,7 +66,10 @@ BASELINES = (
     "optuna TPE (multivariate)",
     "optuna CMA-ES",
     "hyperopt TPE",
+    "optuna GPSampler",
 )
+GP_BASELINES = {"optuna GPSampler": 200}
+"""Baselines that stop at 200 trials (and run only when the GP is benchmarked)."""
 
 # -- objectives ----------------------------------------------------------------------------------
 
@@ -122,6 +129,45 @@ class Run:
         return float(np.percentile(w, q)) if len(w) else math.nan
 
 
+@dataclass
+class Repeats:
+    """The runs of one configuration; statistics are medians over the repeats."""
+
+    runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        return self.runs[0].label
+
+    @property
+    def batch(self) -> int:
+        return self.runs[0].batch
+
+    @property
+    def error(self) -> str:
+        return next((r.error for r in self.runs if r.error), "")
+
+    def stat(self, lo: int, hi: int, q: float) -> float:
+        values = [r.stat(lo, hi, q) for r in self.runs]
+        values = [v for v in values if not math.isnan(v)]
+        return float(np.median(values)) if values else math.nan
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(r.peak_rss_mb for r in self.runs)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.runs)
+
+
+def group(runs: Sequence[Run]) -> list[Repeats]:
+    out: dict[tuple[str, int], list[Run]] = {}
+    for r in runs:
+        out.setdefault((r.label, r.batch), []).append(r)
+    return [Repeats(v) for v in out.values()]
+
+
 def _vm_hwm_mb(pid: int | str = "self") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -139,7 +185,11 @@ def _start_server() -> tuple[subprocess.Popen[str], int]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "suggestion.server", "--port", "0", "--host", "127.0.0.1"],
+        [
+            sys.executable,
+            *("-m", "suggestion.server", "--port", "0", "--host", "127.0.0.1"),
+            "--no-preload",  # the peak RSS then holds only the algorithm under test
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -193,6 +243,10 @@ def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
                 ),
                 parallel_trial_count=batch,
             ),
+        )
+        # as Katib's controller does first; this also imports the algorithm's libraries
+        stub.ValidateAlgorithmSettings(
+            api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=60
         )
         request = api_pb2.GetSuggestionsRequest(experiment=experiment)
         seen: set[tuple[float, ...]] = set()
@@ -248,6 +302,7 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
                 seed=seed, multivariate=True
             ),
             "optuna CMA-ES": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+            "optuna GPSampler": lambda: optuna.samplers.GPSampler(seed=seed),
         }
         study = optuna.create_study(sampler=samplers[label]())
         dists = {n: FloatDistribution(0.0, 1.0) for n in names}
@@ -308,11 +363,12 @@ def _fmt(x: float) -> str:
 
 
 def latency_table(runs: Sequence[Run]) -> list[list[str]]:
+    """p50 / p95 per window (medians over repeats), peak RSS, duplicates."""
     header = ["implementation", "batch"]
     header += [f"{lo}-{hi} p50 / p95 ms" for lo, hi in WINDOWS]
     header += ["peak RSS MB", "duplicates"]
     rows = [header]
-    for r in runs:
+    for r in group(runs):
         if r.error:
             rows.append([r.label, str(r.batch), f"error: {r.error}", "", "", "", "", ""])
             continue
@@ -327,7 +383,7 @@ def latency_table(runs: Sequence[Run]) -> list[list[str]]:
 
 def ratio_table(runs: Sequence[Run]) -> list[list[str]]:
     """Baseline p50 / our p50 per window (how many times faster we are)."""
-    by_label = {(r.label, r.batch): r for r in runs if not r.error}
+    by_label = {(r.label, r.batch): r for r in group(runs) if not r.error}
     header = ["ours", "baseline", "batch"] + [f"{lo}-{hi} speed-up" for lo, hi in WINDOWS]
     rows = [header]
     for ours, baselines in PAIRS.items():
@@ -472,7 +528,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="600 trials, fewer baselines")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per configuration (medians are shown)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="600 trials, two baselines, one repeat"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--quality", action="store_true", help="regret instead of latency")
     parser.add_argument("--seeds", type=int, default=10, help="--quality: seeds")
@@ -493,21 +554,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     batches = [int(b) for b in args.batches.split(",") if b]
     baselines = [b for b in args.baselines.split(",") if b]
+    if "bayesianoptimization" not in algorithms:
+        baselines = [b for b in baselines if b not in GP_BASELINES]
     n_trials = args.trials
     if args.quick:
         n_trials = min(n_trials, 600)
+        args.repeats = 1
         baselines = [b for b in baselines if b in ("optuna TPE (univariate)", "optuna random")]
     runs: list[Run] = []
-    for batch in batches:
-        for algorithm in algorithms:
-            n = min(n_trials, GP_ALGORITHMS.get(algorithm, n_trials))
-            t0 = time.time()
-            runs.append(run_ours(algorithm, batch, n, args.seed))
-            print(f"  {runs[-1].label} batch {batch}: {time.time() - t0:.0f}s", flush=True)
-        for label in baselines:
-            t0 = time.time()
-            runs.append(run_baseline(label, batch, n_trials, args.seed))
-            print(f"  {runs[-1].label} batch {batch}: {time.time() - t0:.0f}s", flush=True)
+
+    def report(run: Run, seconds: float) -> None:
+        runs.append(run)
+        tail = run.stat(500, 1000, 50)
+        note = run.error or (f"p50 500-1000 {tail:.2f} ms" if not math.isnan(tail) else "")
+        load = os.getloadavg()[0]
+        print(
+            f"  {run.label} batch {run.batch}: {seconds:.0f}s {note} (load {load:.1f})", flush=True
+        )
+
+    for repeat in range(args.repeats):  # repeats interleave, so a load burst hits one only
+        for batch in batches:
+            for algorithm in algorithms:
+                n = min(n_trials, GP_ALGORITHMS.get(algorithm, n_trials))
+                t0 = time.time()
+                report(run_ours(algorithm, batch, n, args.seed + repeat), time.time() - t0)
+            for label in baselines:
+                t0 = time.time()
+                n = min(n_trials, GP_BASELINES.get(label, n_trials))
+                report(run_baseline(label, batch, n, args.seed + repeat), time.time() - t0)
+    sys.stdout.flush()
     print()
     print(render(latency_table(runs), False))
     print()

@@ -22,6 +22,7 @@ import secrets
 import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +34,9 @@ from controller.clients import EarlyStoppingClient, ServiceCallError, Suggestion
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
     NOT_STARTED,
+    Handle,
     LaunchError,
+    RunnerError,
     RunnerUnavailableError,
     RunPhase,
     RunState,
@@ -213,12 +216,8 @@ class Reconciler:
         trials = self.store.list_trials(self.name)
         if not self._restored:
             self._restore(trials)
-        started = finished = 0
-        for trial in trials:
-            if trial.condition is TrialCondition.RUNNING or (
-                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
-            ):
-                finished += self._advance(trial)
+        started = 0
+        finished = self._advance_all(trials)
         if finished:
             trials = self.store.list_trials(self.name)
         counts = status.count_trials(trials)
@@ -249,9 +248,7 @@ class Reconciler:
             created = self._create_trials(trials, add)
             if created:
                 trials = self.store.list_trials(self.name)
-        for trial in trials:
-            if trial.condition is TrialCondition.CREATED and not trial.runner_handle:
-                started += self._start(trial)
+        started = self._start_all(trials)
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
@@ -401,54 +398,88 @@ class Reconciler:
             return None
         return ((spec.get("source") or {}).get("fileSystemPath") or {}).get("path") or None
 
-    def _start(self, trial: TrialRecord) -> int:
-        """Start a Created trial if its GPUs are free; returns 1 when started."""
+    def _start_all(self, trials: Sequence[TrialRecord]) -> int:
+        """Start every Created trial whose GPUs are free; returns how many started.
+
+        Each is recorded as Running with its prepared handle first (one write each), then the
+        jobs start concurrently, so a wave of trials is not serialised behind process spawns.
+        """
+        prepared = [
+            (trial, launch)
+            for trial in trials
+            if trial.condition is TrialCondition.CREATED and not trial.runner_handle
+            for launch in [self._prepare_start(trial)]
+            if launch is not None
+        ]
+        if not prepared:
+            return 0
+        if len(prepared) == 1:
+            outcomes = [self._spawn(prepared[0][1])]
+        else:
+            with ThreadPoolExecutor(min(8, len(prepared)), "trial-start") as pool:
+                outcomes = list(pool.map(self._spawn, [launch for _, launch in prepared]))
+        return sum(
+            self._record_start(trial, outcome)
+            for (trial, _), outcome in zip(prepared, outcomes, strict=True)
+        )
+
+    def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | None:
+        """Allocate GPUs, render the job and record it; None when the trial cannot start now."""
         template = self.spec["trialTemplate"]
         try:
             container = primary_container(template["trialSpec"], template["primaryContainerName"])
             gpus = self.allocator.allocate(trial.name, gpu_request(container))
         except (TemplateError, GpuRequestError) as exc:
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return 0
+            return None
         if gpus is None:
-            return 0  # waits for a GPU; stays Created
+            return None  # waits for a GPU; stays Created
         try:
             launch = self._launch(trial, gpus)
         except TemplateError as exc:
             self.allocator.release(trial.name)
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return 0
-        now = self.clock()
+            return None
         # record where the job will live BEFORE starting it: a crash in between is recoverable
         self.store.update_trial(
             trial.name,
             condition=TrialCondition.RUNNING,
             reason="TrialRunning",
             message="Trial is running",
-            start_time=now,
+            start_time=self.clock(),
             runner_handle=self.runner.prepare_handle(launch),
             expect_condition=[TrialCondition.CREATED],
         )
+        return launch
+
+    def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
-            handle = self.runner.start(launch)
-        except LaunchError as exc:
+            return self.runner.start(launch)
+        except RunnerError as exc:
+            return exc
+
+    def _record_start(self, trial: TrialRecord, outcome: Handle | RunnerError) -> int:
+        if isinstance(outcome, LaunchError):
             self.allocator.release(trial.name)
             self._finish_trial(
-                trial.name, TrialCondition.FAILED, "TrialFailed", f"Trial could not start: {exc}"
+                trial.name,
+                TrialCondition.FAILED,
+                "TrialFailed",
+                f"Trial could not start: {outcome}",
             )
             return 0
-        except RunnerUnavailableError as exc:
-            log.warning("runner unavailable for %s, will retry: %s", trial.name, exc)
+        if isinstance(outcome, RunnerError):
+            log.warning("runner unavailable for %s, will retry: %s", trial.name, outcome)
             self.allocator.release(trial.name)
             self.store.update_trial(
                 trial.name,
                 condition=TrialCondition.CREATED,
                 reason="TrialCreated",
-                message=str(exc),
+                message=str(outcome),
                 runner_handle={},
             )
             return 0
-        record = self.store.update_trial(trial.name, runner_handle=handle)
+        record = self.store.update_trial(trial.name, runner_handle=outcome)
         self._watch(record)
         return 1
 
@@ -483,44 +514,59 @@ class Reconciler:
             log.info("early stopping %s: %s", trial_name, decision.message)
             self.runner.stop(record.runner_handle, self.stop_grace_seconds)
 
-    def _advance(self, trial: TrialRecord) -> int:
-        """Poll a running (or early-stopped, unfinished) trial; finish it when its job ended."""
-        watcher = self._watch(trial)
-        try:
-            state = self.runner.poll(trial.runner_handle)
-        except RunnerUnavailableError as exc:
-            log.warning("cannot poll %s: %s", trial.name, exc)
+    def _advance_all(self, trials: Sequence[TrialRecord]) -> int:
+        """Poll running (and early-stopped, unfinished) trials; finish those whose job ended.
+
+        The watchers of a wave of finished trials drain concurrently; returns how many
+        trials changed state.
+        """
+        ended: list[tuple[TrialRecord, RunState]] = []
+        for trial in trials:
+            if trial.condition is TrialCondition.RUNNING or (
+                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
+            ):
+                self._watch(trial)
+                try:
+                    state = self.runner.poll(trial.runner_handle)
+                except RunnerUnavailableError as exc:
+                    log.warning("cannot poll %s: %s", trial.name, exc)
+                    continue
+                if state.finished:
+                    ended.append((trial, state))
+        if not ended:
             return 0
-        if not state.finished:
-            return 0
-        if state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING:
-            watcher.close()
-            with self._lock:
-                self._watchers.pop(trial.name, None)
-            self.allocator.release(trial.name)
-            self.store.update_trial(
-                trial.name,
-                condition=TrialCondition.CREATED,
-                reason="TrialCreated",
-                message="Trial is created (its start was interrupted)",
-                runner_handle={},
-                expect_condition=[TrialCondition.RUNNING],
-            )
-            return 1
-        result = watcher.finish()
         with self._lock:
-            self._watchers.pop(trial.name, None)
-        self.allocator.release(trial.name)
-        self._conclude(trial.name, state, result)
-        return 1
+            watchers = [self._watchers.pop(trial.name) for trial, _ in ended]
+        for (trial, state), watcher in zip(ended, watchers, strict=True):
+            if state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING:
+                watcher.close()
+                self.allocator.release(trial.name)
+                self.store.update_trial(
+                    trial.name,
+                    condition=TrialCondition.CREATED,
+                    reason="TrialCreated",
+                    message="Trial is created (its start was interrupted)",
+                    runner_handle={},
+                    expect_condition=[TrialCondition.RUNNING],
+                )
+        done = [
+            (trial, state, watcher)
+            for (trial, state), watcher in zip(ended, watchers, strict=True)
+            if not (state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING)
+        ]
+        if len(done) > 1:
+            with ThreadPoolExecutor(min(8, len(done)), "trial-finish") as pool:
+                results = list(pool.map(lambda item: item[2].finish(), done))
+        else:
+            results = [w.finish() for _, _, w in done]
+        for (trial, state, _), result in zip(done, results, strict=True):
+            self.allocator.release(trial.name)
+            self._conclude(trial.name, state, result)
+        return len(ended)
 
     def _conclude(self, name: str, state: RunState, result: CollectionResult) -> None:
         observation = {"metrics": result.metrics}
-        current = self.store.get_trial(name)
         now = self.clock()
-        if current.condition.is_terminal:  # early stopped or killed meanwhile: keep it
-            self.store.update_trial(name, observation=observation, completion_time=now)
-            return
         if state.phase is RunPhase.FAILED:
             message = f"Trial has failed. Job message: {state.message}"
             reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
@@ -534,7 +580,7 @@ class Reconciler:
                 "TrialSucceeded",
                 "Trial has succeeded",
             )
-        self.store.update_trial(
+        record = self.store.update_trial(
             name,
             condition=condition,
             reason=reason,
@@ -543,6 +589,8 @@ class Reconciler:
             completion_time=now,
             expect_condition=[TrialCondition.RUNNING],
         )
+        if record.condition is not condition:  # early stopped or killed meanwhile: keep that
+            self.store.update_trial(name, observation=observation, completion_time=now)
 
     def _finish_trial(
         self, name: str, condition: TrialCondition, reason: str, message: str

@@ -7,9 +7,8 @@ validation and the tests all read :data:`REGISTRY`. Imports are lazy, as for alg
 
 from __future__ import annotations
 
-import importlib
-
 from earlystop.base import EarlyStopper, UnknownAlgorithmError
+from tunery.registry import load_registered
 
 REGISTRY: dict[str, str] = {
     "medianstop": "earlystop.medianstop:MedianStop",
@@ -22,12 +21,5 @@ def get_early_stopper(name: str) -> type[EarlyStopper]:
     Raises:
         UnknownAlgorithmError: no such stopper; Katib's message plus the valid names.
     """
-    try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise UnknownAlgorithmError(
-            f"unknown algorithm name {name}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[EarlyStopper] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[EarlyStopper] = load_registered(REGISTRY, name, UnknownAlgorithmError)
     return cls

@@ -66,14 +66,18 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     grace: float = 5.0,
+    preload: bool = True,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds.
 
-    ``on_ready`` is called with the bound port once the server is about to start (useful
-    with port 0).
+    ``preload`` imports every registered algorithm first (no request pays for an import, and
+    a broken one is logged at startup); without it each is imported on first use, so the
+    process only holds the libraries of the algorithms it serves. ``on_ready`` is called
+    with the bound port once the server is about to start (useful with port 0).
     """
-    preload_algorithms()
+    if preload:
+        preload_algorithms()
     server, bound = create_suggestion_server(_address(host, port))
     log.info(
         "suggestion service listening on %s (algorithms: %s)",
@@ -90,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="import each algorithm on first use instead of at startup",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -99,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve(
         args.host,
         args.port,
+        preload=not args.no_preload,
         on_ready=lambda port: print(f"listening on port {port}", flush=True),
     )
 

@@ -58,6 +58,9 @@ from tunery.trials import TrialResult
 
 log = logging.getLogger(__name__)
 
+MAX_REQUEST_NUMBER = 10_000
+"""Most assignments one request may ask for (a guard against a runaway controller)."""
+
 DEFAULT_MAX_EXPERIMENTS = 64
 """Experiments whose state the service keeps; the least recently used one is dropped first."""
 
@@ -365,3 +368,8 @@ def add_to_server(servicer: SuggestionServicer, server: grpc.Server) -> str:
 def _check_count(count: int) -> None:
     if count < 0:
         raise InvalidRequestError(f"current_request_number {count} must not be negative")
+    if count > MAX_REQUEST_NUMBER:
+        raise InvalidRequestError(
+            f"current_request_number {count} is above the limit of {MAX_REQUEST_NUMBER} "
+            "suggestions per request"
+        )

@@ -13,6 +13,7 @@ import the SDK; this ``__init__`` belongs to the public face.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -24,13 +25,9 @@ _SDK_NAMES = frozenset({"Client", "TuneResult", "report_metrics", "tune"})
 
 def __getattr__(name: str) -> Any:
     if name in _SDK_NAMES:
-        from tunery import sdk
-
-        return getattr(sdk, name)
-    if name == "search":
-        from tunery import search
-
-        return search
+        return getattr(importlib.import_module("tunery.sdk"), name)
+    if name == "search":  # a submodule: importing it binds it, so this runs only once
+        return importlib.import_module("tunery.search")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -19,7 +19,7 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         accuracy = ceiling * (1 - math.exp(-epoch / 3))
         print(f"epoch={epoch} accuracy={accuracy:.5f}", flush=True)
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

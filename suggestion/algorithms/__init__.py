@@ -7,9 +7,8 @@ a server only loads the libraries of the algorithms it is asked for.
 
 from __future__ import annotations
 
-import importlib
-
 from suggestion.algorithms.base import Algorithm, UnknownAlgorithmError
+from tunery.registry import load_registered
 
 REGISTRY: dict[str, str] = {
     "random": "suggestion.algorithms.random:RandomSearch",
@@ -28,12 +27,5 @@ def get_algorithm(name: str) -> type[Algorithm]:
     Raises:
         UnknownAlgorithmError: no such algorithm; the message lists the valid names.
     """
-    try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise UnknownAlgorithmError(
-            f"unknown algorithm name {name}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    cls: type[Algorithm] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Algorithm] = load_registered(REGISTRY, name, UnknownAlgorithmError)
     return cls

@@ -21,8 +21,12 @@ fail (larger ones are walked in grid order up to the first unused points)."""
 
 
 def request_rng(seed: int, request: SuggestRequest, *salt: int) -> np.random.Generator:
-    """The RNG of one request: a pure function of the seed and the history size."""
-    return np.random.default_rng([seed, len(request.trials), request.count, *salt])
+    """The RNG of one request: a pure function of the seed and the number of trials so far.
+
+    Not of the requested count, so a batch starts with what a single suggestion would have
+    been (the proposals are drawn in the same order).
+    """
+    return np.random.default_rng([seed, len(request.trials), *salt])
 
 
 def fill_distinct(

@@ -25,9 +25,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from tunery.space import (
     Assignment,
@@ -37,6 +37,22 @@ from tunery.space import (
     ParamValue,
     SearchSpace,
 )
+
+
+def ndtr(x: Any) -> Any:
+    """Standard normal CDF. scipy is imported only for normal/logNormal parameters, which keeps
+    the start of random, grid, sobol and cmaes (and of ``tunery run``) light."""
+    from scipy.special import ndtr as _ndtr
+
+    return _ndtr(x)
+
+
+def ndtri(p: Any) -> Any:
+    """Inverse standard normal CDF (see :func:`ndtr`)."""
+    from scipy.special import ndtri as _ndtri
+
+    return _ndtri(p)
+
 
 Key = tuple[object, ...]
 """Canonical identity of an assignment: snapped typed values in parameter order."""

@@ -37,6 +37,8 @@ from tunery.space import Assignment
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _TINY = 1e-300
+_EXP_FLOOR = -700.0  # exp() stays a normal float (no slow underflow path) above this
+_Z_CAP = 40.0  # ndtr(-40) underflows to 0 in double precision
 _FLAT_RECENT = 25
 
 
@@ -57,28 +59,32 @@ def n_below(n: int, gamma: float | None) -> int:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Unit-cube points prepared for scoring: per coordinate, the point (continuous), the
-    bounds of its cell (stepped numeric) or its category index (lists)."""
+    """Unit-cube points prepared for scoring: the bounds of their cells for stepped numeric
+    coordinates (by coordinate index) and their category indices for list coordinates."""
 
-    u: np.ndarray  # (m, d)
-    inputs: tuple[np.ndarray | tuple[np.ndarray, np.ndarray], ...]
+    u: np.ndarray  # (c, d)
+    cells: dict[int, tuple[np.ndarray, np.ndarray]]
+    categories: dict[int, np.ndarray]
 
 
 def prepare(dims: Sequence[Dim], u: np.ndarray) -> Candidates:
-    inputs: list[np.ndarray | tuple[np.ndarray, np.ndarray]] = []
+    cells: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    categories: dict[int, np.ndarray] = {}
     for j, dim in enumerate(dims):
-        col = u[:, j]
         if dim.is_list:
-            inputs.append(dim.index_of(col))
+            categories[j] = dim.index_of(u[:, j])
         elif dim.is_stepped:
-            inputs.append(dim.cell_bounds(col))
-        else:
-            inputs.append(col)
-    return Candidates(u, tuple(inputs))
+            cells[j] = dim.cell_bounds(u[:, j])
+    return Candidates(u, cells, categories)
 
 
 class ParzenEstimator:
-    """A kernel mixture over the unit cube fitted to observations ``x`` (oldest first)."""
+    """A kernel mixture over the unit cube fitted to observations ``x`` (oldest first).
+
+    Numeric coordinates are held as one block: kernel centres and widths are (K, m) arrays
+    for the m numeric coordinates, so fitting, sampling and scoring are a few array
+    operations whatever the dimension.
+    """
 
     def __init__(
         self,
@@ -93,28 +99,23 @@ class ParzenEstimator:
         self.multivariate = multivariate
         weights = np.append(default_weights(n), prior_weight)
         self.n_kernels = n + 1
-        self.log_weights = np.log(weights / weights.sum())
         self.weights = weights / weights.sum()
-        self._mus: list[np.ndarray | None] = []
-        self._sigmas: list[np.ndarray | None] = []
-        self._log_z: list[np.ndarray | None] = []
-        self._probs: list[np.ndarray | None] = []
+        self.log_weights = np.log(self.weights)
+        self.numeric = [j for j, d in enumerate(dims) if not d.is_list]
+        self.continuous = [i for i, j in enumerate(self.numeric) if not dims[j].is_stepped]
+        self.probs = {
+            j: _categorical_kernels(d, x[:, j], prior_weight)
+            for j, d in enumerate(dims)
+            if d.is_list
+        }
+        block = x[:, self.numeric].T  # (m, n): one row per numeric coordinate
         min_sigma = 1.0 / min(100.0, 1.0 + self.n_kernels)
-        for j, dim in enumerate(dims):
-            col = x[:, j]
-            if dim.is_list:
-                self._probs.append(_categorical_kernels(dim, col, prior_weight))
-                self._mus.append(None)
-                self._sigmas.append(None)
-                self._log_z.append(None)
-                continue
-            sigmas = np.clip(_neighbour_bandwidths(col), min_sigma, 1.0)
-            mus = np.append(col, 0.5)
-            sigmas = np.append(sigmas, 1.0)
-            self._mus.append(mus)
-            self._sigmas.append(sigmas)
-            self._log_z.append(np.log(ndtr((1.0 - mus) / sigmas) - ndtr(-mus / sigmas)))
-            self._probs.append(None)
+        sigmas = np.clip(_neighbour_bandwidths(block), min_sigma, 1.0)
+        prior = np.full((block.shape[0], 1), 0.5)
+        self.mus = np.hstack([block, prior])  # (m, K)
+        self.sigmas = np.hstack([sigmas, np.ones_like(prior)])
+        self.log_z = _log_unit_mass(self.mus, self.sigmas)
+        self.log_norm = -np.log(self.sigmas) - _LOG_SQRT_2PI - self.log_z  # (m, K)
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -124,24 +125,22 @@ class ParzenEstimator:
         coordinate; univariate ones draw a kernel per coordinate."""
         d = len(self.dims)
         out = np.empty((size, d))
-        shared = rng.choice(self.n_kernels, size=size, p=self.weights)
-        for j in range(len(self.dims)):
-            if self.multivariate:
-                k = shared
-            else:
-                k = rng.choice(self.n_kernels, size=size, p=self.weights)
-            probs = self._probs[j]
-            if probs is not None:
-                cum = np.cumsum(probs[k], axis=1)
-                r = rng.random(size)[:, None] * cum[:, -1:]
-                idx = np.minimum((cum < r).sum(axis=1), probs.shape[1] - 1)
-                out[:, j] = (idx + 0.5) / probs.shape[1]
-                continue
-            mus, sigmas = self._mus[j][k], self._sigmas[j][k]  # type: ignore[index]
+        if self.multivariate:
+            kernels = np.repeat(rng.choice(self.n_kernels, size=(size, 1), p=self.weights), d, 1)
+        else:
+            kernels = rng.choice(self.n_kernels, size=(size, d), p=self.weights)
+        if self.numeric:
+            k = kernels[:, self.numeric]  # (size, m)
+            rows = np.arange(len(self.numeric))
+            mus, sigmas = self.mus[rows, k], self.sigmas[rows, k]
             lo, hi = ndtr(-mus / sigmas), ndtr((1.0 - mus) / sigmas)
-            p = lo + rng.random(size) * (hi - lo)
-            p = np.clip(p, _TINY, 1.0 - 1e-16)
-            out[:, j] = np.clip(mus + sigmas * ndtri(p), 0.0, 1.0)
+            p = np.clip(lo + rng.random(mus.shape) * (hi - lo), _TINY, 1.0 - 1e-16)
+            out[:, self.numeric] = np.clip(mus + sigmas * ndtri(p), 0.0, 1.0)
+        for j, probs in self.probs.items():
+            cum = np.cumsum(probs[kernels[:, j]], axis=1)
+            r = rng.random(size)[:, None] * cum[:, -1:]
+            idx = np.minimum((cum < r).sum(axis=1), probs.shape[1] - 1)
+            out[:, j] = (idx + 0.5) / probs.shape[1]
         return out
 
     # -- densities -------------------------------------------------------------------------------
@@ -149,71 +148,80 @@ class ParzenEstimator:
     # Every mixture holds the prior kernel (centre 0.5, width 1), whose density on the unit
     # interval is at least 0.24, so sums of plain (not log) densities never underflow.
 
-    def _kernel_terms(
-        self, j: int, inp: np.ndarray | tuple[np.ndarray, np.ndarray], log: bool
-    ) -> np.ndarray:
-        """(m, K) density (or log density) of each numeric kernel of coordinate ``j``."""
-        mus, sigmas, log_z = self._mus[j], self._sigmas[j], self._log_z[j]
-        assert mus is not None and sigmas is not None and log_z is not None
-        if isinstance(inp, tuple):  # a cell: its probability mass
-            lo = np.subtract.outer(inp[0], mus)
-            lo /= sigmas
-            hi = np.subtract.outer(inp[1], mus)
-            hi /= sigmas
-            flip = lo > 0  # use the upper tail where it is the accurate one
-            mass = np.where(flip, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
-            mass /= np.exp(log_z)
-            return np.log(np.maximum(mass, _TINY)) if log else mass
-        z = np.subtract.outer(inp, mus)
-        z /= sigmas
+    def _numeric_log_terms(self, cand: Candidates) -> np.ndarray:
+        """(m, c, K) log density of each numeric kernel at each candidate coordinate."""
+        z = cand.u[:, self.numeric].T[:, :, None] - self.mus[:, None, :]
+        z /= self.sigmas[:, None, :]
         np.square(z, out=z)
         z *= -0.5
-        z += -np.log(sigmas) - _LOG_SQRT_2PI - log_z
-        return z if log else np.exp(z, out=z)
+        z += self.log_norm[:, None, :]
+        for i, j in enumerate(self.numeric):
+            if j in cand.cells:  # a stepped coordinate: the log mass of its whole cell
+                z[i] = self._cell_log_mass(i, *cand.cells[j])
+        return z
+
+    def _cell_log_mass(self, i: int, lo_u: np.ndarray, hi_u: np.ndarray) -> np.ndarray:
+        mus, sigmas = self.mus[i], self.sigmas[i]
+        lo = np.clip(np.subtract.outer(lo_u, mus) / sigmas, -_Z_CAP, _Z_CAP)
+        hi = np.clip(np.subtract.outer(hi_u, mus) / sigmas, -_Z_CAP, _Z_CAP)
+        flip = lo > 0  # use the upper tail where it is the accurate one
+        mass = np.where(flip, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
+        return np.log(np.maximum(mass, _TINY)) - self.log_z[i]
 
     def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
-        """(m, d) log density of each coordinate's own mixture (univariate TPE)."""
+        """(c, d) log density of each coordinate's own mixture (univariate TPE)."""
         out = np.empty(cand.u.shape)
-        for j in range(len(self.dims)):
-            probs = self._probs[j]
-            if probs is not None:
-                marginal = self.weights @ probs
-                out[:, j] = np.log(marginal[cand.inputs[j]])
-                continue
-            out[:, j] = np.log(self._kernel_terms(j, cand.inputs[j], log=False) @ self.weights)
+        if self.numeric:
+            terms = self._numeric_log_terms(cand)
+            np.maximum(terms, _EXP_FLOOR, out=terms)  # exp() of underflows is ~5x slower
+            np.exp(terms, out=terms)
+            out[:, self.numeric] = np.log(terms @ self.weights).T
+        for j, probs in self.probs.items():
+            out[:, j] = np.log((self.weights @ probs)[cand.categories[j]])
         return out
 
     def log_density(self, cand: Candidates) -> np.ndarray:
-        """(m,) log density of the joint mixture (multivariate TPE)."""
+        """(c,) log density of the joint mixture (multivariate TPE)."""
         total = np.tile(self.log_weights, (cand.u.shape[0], 1))
-        for j in range(len(self.dims)):
-            probs = self._probs[j]
-            if probs is not None:
-                total += np.log(probs[:, cand.inputs[j]].T)  # type: ignore[index]
-            else:
-                total += self._kernel_terms(j, cand.inputs[j], log=True)
+        if self.numeric:
+            total += self._numeric_log_terms(cand).sum(axis=0)
+        for j, probs in self.probs.items():
+            total += np.log(probs[:, cand.categories[j]].T)
         return _logsumexp(total)
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
     peak = a.max(axis=1)
     a -= peak[:, None]
+    np.maximum(a, _EXP_FLOOR, out=a)  # terms below e^-700 of the largest change nothing
     np.exp(a, out=a)
     return peak + np.log(a.sum(axis=1))
 
 
 def _neighbour_bandwidths(mus: np.ndarray) -> np.ndarray:
-    """Distance to the farther of the two neighbours among the sorted centres (the cube's
-    ends 0 and 1 as outer neighbours); the first and last centres use their inner neighbour
-    only."""
-    order = np.argsort(mus, kind="stable")
-    s = np.concatenate([[0.0], mus[order], [1.0]])
-    sigmas = np.maximum(s[1:-1] - s[:-2], s[2:] - s[1:-1])
-    if len(s) >= 4:
-        sigmas[0] = s[2] - s[1]
-        sigmas[-1] = s[-2] - s[-3]
+    """Per row of (m, n) centres: the distance to the farther of the two neighbouring centres
+    (the cube's ends 0 and 1 as outer neighbours); the first and last centres use their inner
+    neighbour only. Ties keep numpy's default sort order, as optuna's do."""
+    m, n = mus.shape
+    order = np.argsort(mus, axis=1)
+    s = np.hstack([np.zeros((m, 1)), np.take_along_axis(mus, order, axis=1), np.ones((m, 1))])
+    sigmas = np.maximum(s[:, 1:-1] - s[:, :-2], s[:, 2:] - s[:, 1:-1])
+    if n >= 2:
+        sigmas[:, 0] = s[:, 2] - s[:, 1]
+        sigmas[:, -1] = s[:, -2] - s[:, -3]
     out = np.empty_like(sigmas)
-    out[order] = sigmas
+    np.put_along_axis(out, order, sigmas, axis=1)
+    return out
+
+
+def _log_unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """log of each kernel's mass on [0, 1]; 0 for kernels well inside (most of them), which
+    spares the costly normal CDF."""
+    out = np.zeros_like(mus)
+    near = (mus < 8.0 * sigmas) | (1.0 - mus < 8.0 * sigmas)
+    if near.any():
+        m, s = mus[near], sigmas[near]
+        out[near] = np.log(ndtr((1.0 - m) / s) - ndtr(-m / s))
     return out
 
 

@@ -179,12 +179,11 @@ class CmaEs(Algorithm):
         if strategy == "ipop":
             popsize = run.optimizer.population_size * _INCREASE_POPSIZE
         elif strategy == "bipop":
-            large = base * _INCREASE_POPSIZE**run.large_restarts
-            if run.evals["small"] < run.evals["large"]:
+            multiplier = _INCREASE_POPSIZE**run.large_restarts
+            if run.evals["small"] < run.evals["large"]:  # a small run: cheaper, more local
                 run.regime = "small"
-                u = rng.random()
-                popsize = max(_MIN_POPSIZE, math.floor(base * (0.5 * large / base) ** (u**2)))
-                sigma *= 10 ** (-2 * u)
+                popsize = max(_MIN_POPSIZE, math.floor(base * multiplier ** (rng.random() ** 2)))
+                sigma *= 10 ** (-2 * rng.random())
             else:
                 run.regime = "large"
                 run.large_restarts += 1
@@ -242,7 +241,7 @@ class CmaEs(Algorithm):
         optimizer = run.optimizer
         layout = self._layout
         assert layout is not None
-        optimizer.reseed_rng(_u32(seed, len(request.trials), request.count))
+        optimizer.reseed_rng(_u32(seed, len(request.trials)))
         fixed = np.full(len(encoding), 0.5)
 
         def propose(n: int) -> list[np.ndarray]:

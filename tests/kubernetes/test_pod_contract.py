@@ -44,7 +44,10 @@ def start_pod(tmp_path: Path, port: int, *extra: str) -> tuple[subprocess.Popen,
     (tmp_path / "train.py").write_text(TRAIN)
     trial = subprocess.Popen(
         ["sh", "-c", WRAPPER, "tunery-trial", sys.executable, str(tmp_path / "train.py")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     sidecar = subprocess.Popen(
         [sys.executable, "-m", "metrics_collector", "-t", "trial-1", "-m", "accuracy",

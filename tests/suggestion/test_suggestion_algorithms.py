@@ -119,17 +119,18 @@ def test_tpe_startup_is_random_search(name: str) -> None:
     assert model.suggest(req) != make("random", random_state="3").suggest(req)
 
 
-@pytest.mark.parametrize(("name", "margin"), [("tpe", 0.5), ("multivariate-tpe", 1.0)])
-def test_tpe_beats_random_on_branin(name: str, margin: float) -> None:
-    """Seeded: mean log simple regret over 6 seeds after 60 trials."""
+@pytest.mark.parametrize("name", ["tpe", "multivariate-tpe"])
+def test_tpe_beats_random_on_branin(name: str) -> None:
+    """Seeded: mean log simple regret over 10 seeds after 60 trials (random: about -0.5,
+    both TPEs below -1.9 when this was written)."""
 
     def log_regret(algo: str, seed: int) -> float:
         trials = run(make(algo, random_state=str(seed)), BRANIN, branin, 60)
         return math.log(min(t.value for t in trials if t.value is not None) - 0.397887)
 
-    ours = np.mean([log_regret(name, s) for s in range(6)])
-    baseline = np.mean([log_regret("random", s) for s in range(6)])
-    assert ours < baseline - margin, (ours, baseline)
+    ours = np.mean([log_regret(name, s) for s in range(10)])
+    baseline = np.mean([log_regret("random", s) for s in range(10)])
+    assert ours < baseline - 0.75, (ours, baseline)
 
 
 def test_tpe_liar_spreads_a_batch_around_pending_trials() -> None:
@@ -345,3 +346,15 @@ def test_random_depends_on_seed_and_history_length_only() -> None:
     assert other.suggest(SuggestRequest(space, MIN, t, 2)) != one.suggest(
         SuggestRequest(space, MIN, t, 2)
     )
+
+
+@pytest.mark.parametrize("name", ["random", "sobol", "grid", "tpe", "multivariate-tpe", "cmaes"])
+def test_a_batch_starts_with_the_single_suggestion(name: str) -> None:
+    trials = run(make("random", random_state="6"), BRANIN, branin, 14)
+    space = BRANIN
+    if name == "grid":
+        space = SearchSpace(tuple(Parameter.double(p.name, 0.0, 1.0, step=0.1) for p in BRANIN))
+        trials = []
+    one = make(name, random_state="6").suggest(SuggestRequest(space, MIN, trials, 1))
+    four = make(name, random_state="6").suggest(SuggestRequest(space, MIN, trials, 4))
+    assert four[0] == one[0]

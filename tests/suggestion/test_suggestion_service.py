@@ -80,6 +80,8 @@ def test_returns_exactly_the_requested_count() -> None:
     assert len(service.suggest(request_for(experiment("random"), 0)).parameter_assignments) == 0
     with pytest.raises(InvalidRequestError, match="current_request_number -1"):
         service.suggest(request_for(experiment("random"), -1))
+    with pytest.raises(InvalidRequestError, match="above the limit of 10000"):
+        service.suggest(request_for(experiment("random"), 10_001))
 
 
 @pytest.mark.parametrize("algorithm", sorted(REGISTRY))
