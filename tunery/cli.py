@@ -251,9 +251,22 @@ def resume(
 def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     from controller.local import run_until_done
     from controller.reconcile import ReconcileError, objective_from_spec
+    from controller.templating import find_containers
     from tunery.progress import ProgressView
 
-    objective = objective_from_spec(store.get_experiment(name).spec["spec"])
+    spec = store.get_experiment(name).spec["spec"]
+    objective = objective_from_spec(spec)
+    images = sorted(
+        {
+            str(c["image"])
+            for c in find_containers(spec["trialTemplate"].get("trialSpec") or {})
+            if c.get("image")
+        }
+    )
+    if images and output == "text":
+        click.echo(
+            f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
+        )
     view = ProgressView(name, objective=objective, enabled=output == "text")
     try:
         with view:
