@@ -161,7 +161,6 @@ class Reconciler:
         self._lock = threading.Lock()
         self._restored = False
         record = store.get_experiment(name)
-        self.document = record.spec
         self.spec: Mapping[str, Any] = record.spec["spec"]
         self.objective = objective_from_spec(self.spec)
 
@@ -188,12 +187,8 @@ class Reconciler:
         except ServiceCallError as exc:
             if exc.retryable:
                 raise
-            kind = (
-                "ValidateAlgorithmSettings"
-                if exc.service.startswith("Sugg")
-                else ("ValidateEarlyStoppingSettings")
-            )
-            self._fail(f"Validation failed: {kind} Error: {exc.details}")
+            kind = "Algorithm" if exc.service.startswith("Suggestion") else "EarlyStopping"
+            self._fail(f"Validation failed: Validate{kind}Settings Error: {exc.details}")
         template = self.spec["trialTemplate"]
         if "trialSpec" in template:
             try:
