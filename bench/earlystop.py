@@ -354,9 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the same as the default run")
     parser.add_argument("--markdown", type=Path, help="write the report here")
     args = parser.parse_args(argv)
-    command = "python -m bench.earlystop " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
+    args_shown = list(sys.argv[1:] if argv is None else argv)
+    if "--markdown" in args_shown:  # where the report goes does not change it
+        at = args_shown.index("--markdown")
+        del args_shown[at : at + 2]
+    command = " ".join(["python", "-m", "bench.earlystop", *map(shlex.quote, args_shown)])
     env = environment()
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
@@ -371,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         label: [summarise(s, replay(s.curves, settings)) for s in seeds]
         for label, settings in SETTINGS.items()
     }
-    text = report(seeds, results, env, command.strip())
+    text = report(seeds, results, env, command)
     print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

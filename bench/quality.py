@@ -194,6 +194,11 @@ def describe(method: str) -> tuple[str, str]:
 # -- tunery through gRPC -------------------------------------------------------------------------
 
 
+def experiment_name(problem: Problem, algorithm: str, seed: int) -> str:
+    """A valid experiment name (at most 40 characters), distinct per run."""
+    return f"q-{algorithm[:14]}-{problem.name[:10]}-{seed}"
+
+
 def experiment_spec(problem: Problem, algorithm: str, seed: int, budget: int) -> dict[str, Any]:
     """The normalised Experiment ``spec`` a user would submit for this run."""
     from tunery.experiment import load_experiment
@@ -205,7 +210,7 @@ def experiment_spec(problem: Problem, algorithm: str, seed: int, budget: int) ->
     doc = {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",
-        "metadata": {"name": f"quality-{algorithm}-{problem.name}-{seed}"},
+        "metadata": {"name": experiment_name(problem, algorithm, seed)},
         "spec": {
             "objective": {"type": "minimize", "objectiveMetricName": "loss"},
             "algorithm": {
@@ -254,7 +259,7 @@ def drive(
     from tunery.trials import TrialCondition
 
     spec = experiment_spec(problem, algorithm, seed, budget)
-    name = f"quality-{algorithm}-{problem.name}-{seed}"
+    name = experiment_name(problem, algorithm, seed)
     records: list[TrialRecord] = []
     values: list[float] = []
     for i in range(budget):
@@ -807,10 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         budgets = dict.fromkeys(budgets, args.budget)
 
     env = environment()
-    command = "python -m bench.quality " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
-    command = command.strip()
+    command = shown_command("bench.quality", sys.argv[1:] if argv is None else argv)
     print(env, file=sys.stderr, flush=True)
     started = time.perf_counter()
     results = run_tasks(plan(problems, methods, seeds, budgets, args.quick), args.workers)
@@ -828,6 +830,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(saved))
     _write(report(results, methods, env, command, wall, notes), args.markdown)
     return 1 if any(r.error for r in results) else 0
+
+
+def shown_command(module: str, argv: Sequence[str]) -> str:
+    """The command line as reported: where the report is written does not change it."""
+    args = list(argv)
+    if "--markdown" in args:
+        at = args.index("--markdown")
+        del args[at : at + 2]
+    return " ".join(["python", "-m", module, *(shlex.quote(a) for a in args)])
 
 
 def _write(text: str, markdown: Path | None) -> None:

@@ -239,9 +239,10 @@ def run_bench(bench: Bench, quick: bool, command: str, timeout: float | None) ->
     with tempfile.TemporaryDirectory(prefix=f"bench-{bench.key}-") as tmp:
         markdown = Path(tmp) / "report.md"
         args = bench.args(quick, markdown)
-        shown = [("<file>" if a == str(markdown) else a) for a in args]
-        bench_command = f"python -m {bench.module} " + " ".join(shlex.quote(a) for a in shown)
-        bench_command = bench_command.replace(" --markdown <file>", "").strip()
+        shown = [a for a in args if a != str(markdown)]
+        if bench.writes_file:  # the report's temporary file is not part of the command
+            shown.remove("--markdown")
+        bench_command = " ".join(["python", "-m", bench.module, *map(shlex.quote, shown)])
         print(f"== {bench.title}: {bench_command}", file=sys.stderr, flush=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
