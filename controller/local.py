@@ -20,7 +20,6 @@ from typing import Any
 from controller import status
 from controller.clients import (
     EarlyStoppingClient,
-    GrpcEarlyStoppingClient,
     InProcessEarlyStoppingClient,
     suggestion_client,
 )
@@ -44,12 +43,13 @@ class SubmitError(ValueError):
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """How to run locally. ``endpoints`` maps algorithm names to gRPC Suggestion servers;
-    ``earlystop_endpoint`` replaces the in-process early stopper."""
+    """How to run locally. ``endpoints`` maps algorithm names to gRPC Suggestion servers.
+
+    Early stopping runs in process: the stopper decides as each metric arrives, which a
+    remote EarlyStopping service (rules fixed when a trial starts) cannot match locally."""
 
     logs_dir: Path = Path(".tunery/logs")
     endpoints: Mapping[str, str] = field(default_factory=dict)
-    earlystop_endpoint: str | None = None
     poll_interval: float = 0.5
     stop_grace_seconds: float = 10.0
 
@@ -163,8 +163,6 @@ def _early_stopping_client(
     early = spec.get("earlyStopping") or {}
     if not early.get("algorithmName"):
         return None
-    if settings.earlystop_endpoint:
-        return GrpcEarlyStoppingClient(settings.earlystop_endpoint)
     from earlystop.service import EarlyStoppingServicer
 
     return InProcessEarlyStoppingClient(EarlyStoppingServicer(store))

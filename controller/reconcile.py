@@ -161,7 +161,6 @@ class Reconciler:
         self._lock = threading.Lock()
         self._restored = False
         record = store.get_experiment(name)
-        self.document = record.spec
         self.spec: Mapping[str, Any] = record.spec["spec"]
         self.objective = objective_from_spec(self.spec)
 
@@ -188,12 +187,8 @@ class Reconciler:
         except ServiceCallError as exc:
             if exc.retryable:
                 raise
-            kind = (
-                "ValidateAlgorithmSettings"
-                if exc.service.startswith("Sugg")
-                else ("ValidateEarlyStoppingSettings")
-            )
-            self._fail(f"Validation failed: {kind} Error: {exc.details}")
+            kind = "Algorithm" if exc.service.startswith("Suggestion") else "EarlyStopping"
+            self._fail(f"Validation failed: Validate{kind}Settings Error: {exc.details}")
         template = self.spec["trialTemplate"]
         if "trialSpec" in template:
             try:
@@ -216,12 +211,8 @@ class Reconciler:
         trials = self.store.list_trials(self.name)
         if not self._restored:
             self._restore(trials)
-        started = finished = 0
-        for trial in trials:
-            if trial.condition is TrialCondition.RUNNING or (
-                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
-            ):
-                finished += self._advance(trial)
+        started = 0
+        finished = self._advance_all(trials)
         if finished:
             trials = self.store.list_trials(self.name)
         counts = status.count_trials(trials)
@@ -518,44 +509,59 @@ class Reconciler:
             log.info("early stopping %s: %s", trial_name, decision.message)
             self.runner.stop(record.runner_handle, self.stop_grace_seconds)
 
-    def _advance(self, trial: TrialRecord) -> int:
-        """Poll a running (or early-stopped, unfinished) trial; finish it when its job ended."""
-        watcher = self._watch(trial)
-        try:
-            state = self.runner.poll(trial.runner_handle)
-        except RunnerUnavailableError as exc:
-            log.warning("cannot poll %s: %s", trial.name, exc)
+    def _advance_all(self, trials: Sequence[TrialRecord]) -> int:
+        """Poll running (and early-stopped, unfinished) trials; finish those whose job ended.
+
+        The watchers of a wave of finished trials drain concurrently; returns how many
+        trials changed state.
+        """
+        ended: list[tuple[TrialRecord, RunState]] = []
+        for trial in trials:
+            if trial.condition is TrialCondition.RUNNING or (
+                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
+            ):
+                self._watch(trial)
+                try:
+                    state = self.runner.poll(trial.runner_handle)
+                except RunnerUnavailableError as exc:
+                    log.warning("cannot poll %s: %s", trial.name, exc)
+                    continue
+                if state.finished:
+                    ended.append((trial, state))
+        if not ended:
             return 0
-        if not state.finished:
-            return 0
-        if state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING:
-            watcher.close()
-            with self._lock:
-                self._watchers.pop(trial.name, None)
-            self.allocator.release(trial.name)
-            self.store.update_trial(
-                trial.name,
-                condition=TrialCondition.CREATED,
-                reason="TrialCreated",
-                message="Trial is created (its start was interrupted)",
-                runner_handle={},
-                expect_condition=[TrialCondition.RUNNING],
-            )
-            return 1
-        result = watcher.finish()
         with self._lock:
-            self._watchers.pop(trial.name, None)
-        self.allocator.release(trial.name)
-        self._conclude(trial.name, state, result)
-        return 1
+            watchers = [self._watchers.pop(trial.name) for trial, _ in ended]
+        for (trial, state), watcher in zip(ended, watchers, strict=True):
+            if state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING:
+                watcher.close()
+                self.allocator.release(trial.name)
+                self.store.update_trial(
+                    trial.name,
+                    condition=TrialCondition.CREATED,
+                    reason="TrialCreated",
+                    message="Trial is created (its start was interrupted)",
+                    runner_handle={},
+                    expect_condition=[TrialCondition.RUNNING],
+                )
+        done = [
+            (trial, state, watcher)
+            for (trial, state), watcher in zip(ended, watchers, strict=True)
+            if not (state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING)
+        ]
+        if len(done) > 1:
+            with ThreadPoolExecutor(min(8, len(done)), "trial-finish") as pool:
+                results = list(pool.map(lambda item: item[2].finish(), done))
+        else:
+            results = [w.finish() for _, _, w in done]
+        for (trial, state, _), result in zip(done, results, strict=True):
+            self.allocator.release(trial.name)
+            self._conclude(trial.name, state, result)
+        return len(ended)
 
     def _conclude(self, name: str, state: RunState, result: CollectionResult) -> None:
         observation = {"metrics": result.metrics}
-        current = self.store.get_trial(name)
         now = self.clock()
-        if current.condition.is_terminal:  # early stopped or killed meanwhile: keep it
-            self.store.update_trial(name, observation=observation, completion_time=now)
-            return
         if state.phase is RunPhase.FAILED:
             message = f"Trial has failed. Job message: {state.message}"
             reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
@@ -569,7 +575,7 @@ class Reconciler:
                 "TrialSucceeded",
                 "Trial has succeeded",
             )
-        self.store.update_trial(
+        record = self.store.update_trial(
             name,
             condition=condition,
             reason=reason,
@@ -578,6 +584,8 @@ class Reconciler:
             completion_time=now,
             expect_condition=[TrialCondition.RUNNING],
         )
+        if record.condition is not condition:  # early stopped or killed meanwhile: keep that
+            self.store.update_trial(name, observation=observation, completion_time=now)
 
     def _finish_trial(
         self, name: str, condition: TrialCondition, reason: str, message: str

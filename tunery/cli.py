@@ -117,7 +117,7 @@ def validate(file: str) -> None:
 # -- run / resume -------------------------------------------------------------------------------
 
 
-def _settings(logs_dir: str | None, endpoints: tuple[str, ...], earlystop: str | None):
+def _settings(logs_dir: str | None, endpoints: tuple[str, ...]):
     from controller.clients import parse_endpoints
     from controller.local import LocalSettings
 
@@ -130,7 +130,6 @@ def _settings(logs_dir: str | None, endpoints: tuple[str, ...], earlystop: str |
     return LocalSettings(
         logs_dir=Path(logs_dir or ".tunery/logs").resolve(),
         endpoints=mapped,
-        earlystop_endpoint=earlystop,
     )
 
 
@@ -148,12 +147,6 @@ _run_options = [
         metavar="NAME=HOST:PORT",
         help="Serve algorithm NAME from a Katib-compatible gRPC Suggestion server "
         "(repeatable; env TUNERY_SUGGESTION_ENDPOINTS=a=h:p,b=h:p).",
-    ),
-    click.option(
-        "--earlystop-endpoint",
-        default=None,
-        metavar="HOST:PORT",
-        help="Use a gRPC EarlyStopping server instead of the in-process one.",
     ),
 ]
 
@@ -187,11 +180,10 @@ def run(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
-    earlystop_endpoint: str | None,
     output: str,
 ) -> None:
     """Run the Experiment in FILE on this machine until it completes."""
-    settings = _settings(logs_dir, endpoints, earlystop_endpoint)
+    settings = _settings(logs_dir, endpoints)
     experiment = _load(file, dict(settings.endpoints))
     document = experiment.to_document()
     if name:
@@ -237,11 +229,10 @@ def resume(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
-    earlystop_endpoint: str | None,
     output: str,
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
-    settings = _settings(logs_dir, endpoints, earlystop_endpoint)
+    settings = _settings(logs_dir, endpoints)
     from controller.local import BASE_DIR_KEY, SubmitError, submit
 
     with _errors():
@@ -260,9 +251,22 @@ def resume(
 def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     from controller.local import run_until_done
     from controller.reconcile import ReconcileError, objective_from_spec
+    from controller.templating import find_containers
     from tunery.progress import ProgressView
 
-    objective = objective_from_spec(store.get_experiment(name).spec["spec"])
+    spec = store.get_experiment(name).spec["spec"]
+    objective = objective_from_spec(spec)
+    images = sorted(
+        {
+            str(c["image"])
+            for c in find_containers(spec["trialTemplate"].get("trialSpec") or {})
+            if c.get("image")
+        }
+    )
+    if images and output == "text":
+        click.echo(
+            f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
+        )
     view = ProgressView(name, objective=objective, enabled=output == "text")
     try:
         with view:

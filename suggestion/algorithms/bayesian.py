@@ -80,7 +80,7 @@ from suggestion.algorithms.base import (
     SuggestRequest,
 )
 from tunery.space import Assignment, SearchSpace
-from tunery.trials import ObjectiveType
+from tunery.trials import Objective, ObjectiveType
 
 BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps")
@@ -271,7 +271,7 @@ class BayesianOptimization(Algorithm):
     def validate(
         cls,
         space: SearchSpace,
-        objective: object,
+        objective: Objective,
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
@@ -279,7 +279,7 @@ class BayesianOptimization(Algorithm):
         if settings.base_estimator != "GP" and importlib.util.find_spec("sklearn") is None:
             raise InvalidSettingsError(
                 f"base_estimator {settings.base_estimator} needs scikit-learn, which is not "
-                "installed on this suggestion server (install tunery[bayes]) or use "
+                "installed on this suggestion server: pip install scikit-learn, or use "
                 "base_estimator GP"
             )
 
@@ -331,7 +331,7 @@ class BayesianOptimization(Algorithm):
             assert row is not None
             batch_keys.add(encoding.key(assignment))
             batch_rows.append(row)
-            if proposer is not None:
+            if proposer is not None and i + 1 < request.count:
                 proposer.add(row)
             out.append(assignment)
         return out
