@@ -31,6 +31,8 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench import problems  # noqa: E402
+
 Objective = Callable[[Sequence[float]], float]
 
 
@@ -43,37 +45,14 @@ class Problem:
 
 
 def branin(x: Sequence[float]) -> float:
-    x1, x2 = x
-    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
-    t = 1 / (8 * math.pi)
-    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-
-
-_H6_A = np.array(
-    [
-        [10, 3, 17, 3.5, 1.7, 8],
-        [0.05, 10, 17, 0.1, 8, 14],
-        [3, 3.5, 1.7, 10, 17, 8],
-        [17, 8, 0.05, 10, 0.1, 14],
-    ]
-)
-_H6_P = 1e-4 * np.array(
-    [
-        [1312, 1696, 5569, 124, 8283, 5886],
-        [2329, 4135, 8307, 3736, 1004, 9991],
-        [2348, 1451, 3522, 2883, 3047, 6650],
-        [4047, 8828, 8732, 5743, 1091, 381],
-    ]
-)
-_H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+    return problems.branin({"x0": x[0], "x1": x[1]})
 
 
 def hartmann6(x: Sequence[float]) -> float:
-    xx = np.asarray(x, dtype=float)
-    inner = np.sum(_H6_A * (xx - _H6_P) ** 2, axis=1)
-    return float(-np.sum(_H6_ALPHA * np.exp(-inner)))
+    return problems.hartmann6({f"x{i}": v for i, v in enumerate(x)})
 
 
+_H3_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 _H3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
 _H3_P = 1e-4 * np.array(
     [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
@@ -82,7 +61,7 @@ _H3_P = 1e-4 * np.array(
 
 def hartmann3(x: Sequence[float]) -> float:
     xx = np.asarray(x, dtype=float)
-    return float(-np.sum(_H6_ALPHA * np.exp(-np.sum(_H3_A * (xx - _H3_P) ** 2, axis=1))))
+    return float(-np.sum(_H3_ALPHA * np.exp(-np.sum(_H3_A * (xx - _H3_P) ** 2, axis=1))))
 
 
 def levy(x: Sequence[float]) -> float:

@@ -47,6 +47,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench.problems import branin, hartmann6  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = ((0, 10), (10, 100), (100, 500), (500, 1000))
 GP_ALGORITHMS = {"bayesianoptimization": 200}
@@ -71,37 +73,7 @@ BASELINES = (
 GP_BASELINES = {"optuna GPSampler": 200}
 """Baselines that stop at 200 trials (and run only when the GP is benchmarked)."""
 
-# -- objectives ----------------------------------------------------------------------------------
-
-_A = np.array(
-    [
-        [10, 3, 17, 3.5, 1.7, 8],
-        [0.05, 10, 17, 0.1, 8, 14],
-        [3, 3.5, 1.7, 10, 17, 8],
-        [17, 8, 0.05, 10, 0.1, 14],
-    ]
-)
-_P = 1e-4 * np.array(
-    [
-        [1312, 1696, 5569, 124, 8283, 5886],
-        [2329, 4135, 8307, 3736, 1004, 9991],
-        [2348, 1451, 3522, 2883, 3047, 6650],
-        [4047, 8828, 8732, 5743, 1091, 381],
-    ]
-)
-_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-
-
-def hartmann6(p: dict[str, float]) -> float:
-    x = np.array([p[f"x{i}"] for i in range(6)], dtype=float)
-    return float(-np.sum(_ALPHA * np.exp(-np.sum(_A * (x - _P) ** 2, axis=1))))
-
-
-def branin(p: dict[str, float]) -> float:
-    x, y = p["x0"], p["x1"]
-    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
-    return (y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x) + 10
-
+# -- objectives (bench.problems) ------------------------------------------------------------------
 
 PROBLEMS: dict[str, tuple[list[tuple[str, float, float]], Callable[..., float], float]] = {
     "branin": ([("x0", -5.0, 10.0), ("x1", 0.0, 15.0)], branin, 0.397887),
