@@ -25,7 +25,7 @@ import fnmatch
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,33 +67,10 @@ class _Step:
     query: _Query | None = None
 
 
-def _read_query(path: str, start: int) -> tuple[str, int]:
-    """The text inside ``#(`` ... ``)`` starting at ``start`` (after the paren); index past it."""
-    depth, i, in_string = 1, start, False
-    while i < len(path):
-        ch = path[i]
-        if in_string:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "\\":
-            i += 1
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return path[start:i], i + 1
-        i += 1
-    raise GjsonError(f"unbalanced parenthesis in query starting at {start - 2} of {path!r}")
-
-
-def _split_operator(text: str) -> tuple[str, str, str]:
-    """Split a query body into (path, operator, value text) outside quotes and parentheses."""
-    depth, i, in_string = 0, 0, False
+def _unquoted(text: str, start: int, depth: int) -> Iterator[tuple[int, str, int]]:
+    """``(index, char, depth)`` for each character outside strings and escapes, from ``start``;
+    ``depth`` counts the parentheses open after the character."""
+    i, in_string = start, False
     while i < len(text):
         ch = text[i]
         if in_string:
@@ -105,15 +82,27 @@ def _split_operator(text: str) -> tuple[str, str, str]:
             in_string = True
         elif ch == "\\":
             i += 1
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0:
+        else:
+            depth += (ch == "(") - (ch == ")")
+            yield i, ch, depth
+        i += 1
+
+
+def _read_query(path: str, start: int) -> tuple[str, int]:
+    """The text inside ``#(`` ... ``)`` starting at ``start`` (after the paren); index past it."""
+    for i, ch, depth in _unquoted(path, start, 1):
+        if ch == ")" and depth == 0:
+            return path[start:i], i + 1
+    raise GjsonError(f"unbalanced parenthesis in query starting at {start - 2} of {path!r}")
+
+
+def _split_operator(text: str) -> tuple[str, str, str]:
+    """Split a query body into (path, operator, value text) outside quotes and parentheses."""
+    for i, ch, depth in _unquoted(text, 0, 0):
+        if depth == 0 and ch not in "()":
             for op in _OPERATORS:
                 if text.startswith(op, i):
                     return text[:i].strip(), op, text[i + len(op) :].strip()
-        i += 1
     return text.strip(), "", ""
 
 
