@@ -30,6 +30,10 @@ Usage::
     python -m bench.quality                      # 10 seeds, 200 trials (GP 100): hours
     python -m bench.quality --problems branin --methods "tunery tpe,random (numpy)" --seeds 3
     python -m bench.quality --quick --markdown out.md --json out.json
+    python -m bench.quality --json out.json --resume   # after an interruption: the rest only
+
+With ``--json`` the file is rewritten after every finished run, so a run of hours that is
+interrupted loses at most the runs in flight; ``--resume`` keeps the finished ones.
 """
 
 from __future__ import annotations
@@ -480,9 +484,15 @@ def _estimated_cost(task: Task) -> float:
     return task.budget * (_COST[task.problem] + model)
 
 
-def run_tasks(tasks: Sequence[Task], workers: int) -> list[RunResult]:
-    """All tasks over ``workers`` spawned processes, longest first; progress on stderr."""
-    ordered = sorted(tasks, key=_estimated_cost, reverse=True)
+def run_tasks(
+    tasks: Sequence[Task],
+    workers: int,
+    on_result: Callable[[RunResult], None] = lambda result: None,
+) -> list[RunResult]:
+    """All tasks over ``workers`` spawned processes, seed by seed (so an interrupted run holds
+    whole seeds) and the longest first within a seed; progress on stderr and ``on_result``
+    called with each result as it arrives."""
+    ordered = sorted(tasks, key=lambda t: (t.seed, -_estimated_cost(t)))
     results: list[RunResult] = []
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
@@ -492,6 +502,7 @@ def run_tasks(tasks: Sequence[Task], workers: int) -> list[RunResult]:
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
             result = future.result()
             results.append(result)
+            on_result(result)
             status = f"error {result.error}" if result.error else f"{result.seconds:.1f}s CPU"
             print(
                 f"[{i}/{len(ordered)}] {result.problem} {result.method} seed {result.seed}: "
@@ -770,10 +781,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--from-json", type=Path, help="re-render the report of a saved run (runs nothing)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished runs already in --json and run only the missing ones",
+    )
     args = parser.parse_args(argv)
+    if args.resume and not args.json:
+        parser.error("--resume needs --json (the file the finished runs are read from)")
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
-        results = [RunResult(**{**r, "values": tuple(r["values"])}) for r in saved["runs"]]
+        results = saved_results(saved)
         order = saved.get("methods") or all_methods()
         methods = [m for m in order if any(r.method == m for r in results)]
         text = report(
@@ -812,24 +830,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         budgets = dict.fromkeys(budgets, args.budget)
 
     env = environment()
-    command = shown_command("bench.quality", sys.argv[1:] if argv is None else argv)
+    shown_argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
+    command = shown_command("bench.quality", shown_argv)
     print(env, file=sys.stderr, flush=True)
+    tasks = plan(problems, methods, seeds, budgets, args.quick)
+    results: list[RunResult] = []
+    earlier_wall = 0.0
+    if args.resume and args.json.exists():
+        saved = json.loads(args.json.read_text())
+        wanted = set(tasks)
+        results = [r for r in saved_results(saved) if not r.error and task_of(r) in wanted]
+        earlier_wall = float(saved.get("wall", 0.0))
+        done = {task_of(r) for r in results}
+        tasks = [t for t in tasks if t not in done]
+        print(
+            f"resuming: {len(results)} runs kept from {args.json}, {len(tasks)} to run",
+            file=sys.stderr,
+            flush=True,
+        )
     started = time.perf_counter()
-    results = run_tasks(plan(problems, methods, seeds, budgets, args.quick), args.workers)
-    wall = time.perf_counter() - started
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        saved = {
-            "environment": env,
-            "command": command,
-            "wall": wall,
-            "methods": methods,
-            "notes": notes,
-            "runs": [asdict(r) for r in results],
-        }
-        args.json.write_text(json.dumps(saved))
+
+    def save(result: RunResult | None = None) -> None:
+        if result is not None:
+            results.append(result)
+        if args.json:
+            wall = earlier_wall + time.perf_counter() - started
+            save_json(args.json, env, command, wall, methods, notes, results)
+
+    run_tasks(tasks, args.workers, on_result=save)
+    save()
+    wall = earlier_wall + time.perf_counter() - started
     _write(report(results, methods, env, command, wall, notes), args.markdown)
     return 1 if any(r.error for r in results) else 0
+
+
+def task_of(result: RunResult) -> Task:
+    return Task(result.method, result.problem, result.seed, result.budget)
+
+
+def saved_results(saved: dict[str, Any]) -> list[RunResult]:
+    return [RunResult(**{**r, "values": tuple(r["values"])}) for r in saved["runs"]]
+
+
+def save_json(
+    path: Path,
+    env: str,
+    command: str,
+    wall: float,
+    methods: Sequence[str],
+    notes: Sequence[str],
+    results: Sequence[RunResult],
+) -> None:
+    """Every run so far, written after each one so that an interrupted run can --resume."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = {
+        "environment": env,
+        "command": command,
+        "wall": wall,
+        "methods": list(methods),
+        "notes": list(notes),
+        "runs": [asdict(r) for r in results],
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(saved))
+    partial.replace(path)
 
 
 def shown_command(module: str, argv: Sequence[str]) -> str:
