@@ -541,16 +541,31 @@ def regret_at(values: Sequence[float], f_star: float, n: int) -> float:
     return float(min(values[:n])) - f_star
 
 
-def quartiles(results: Sequence[RunResult], method: str, problem: str, n: int) -> Quartiles | None:
-    """Median and IQR over seeds of the simple regret after ``n`` trials (None if no run
-    reached ``n`` trials or any run of this method failed)."""
+def regrets(results: Sequence[RunResult], method: str, problem: str, n: int) -> np.ndarray | None:
+    """The simple regret after ``n`` trials, one per seed (None if no run reached ``n`` trials
+    or any run of this method failed)."""
     runs = [r for r in results if r.method == method and r.problem == problem]
     if not runs or any(r.error for r in runs) or any(len(r.values) < n for r in runs):
         return None
     f_star = PROBLEMS[problem].f_star
-    regrets = np.array([regret_at(r.values, f_star, n) for r in runs])
-    q25, q50, q75 = np.percentile(regrets, [25, 50, 75])
-    return Quartiles(float(q25), float(q50), float(q75), len(runs))
+    return np.array([regret_at(r.values, f_star, n) for r in runs])
+
+
+def quartiles(results: Sequence[RunResult], method: str, problem: str, n: int) -> Quartiles | None:
+    """Median and IQR over seeds of the simple regret after ``n`` trials."""
+    values = regrets(results, method, problem, n)
+    if values is None:
+        return None
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    return Quartiles(float(q25), float(q50), float(q75), len(values))
+
+
+def worse_p_value(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value of "ours is worse (higher regret) than theirs": a small
+    value says a gap is real, a large one that the seeds cannot tell the two apart."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(ours, theirs, alternative="greater").pvalue)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -603,7 +618,8 @@ class BarCheck:
     trials: int
     ours: str
     theirs: str
-    verdict: str  # "pass", "FAIL", or "n/a: why"
+    p_worse: float  # one-sided Mann-Whitney p-value that ours is worse (see worse_p_value)
+    verdict: str  # "pass" or "FAIL"
 
 
 def _within_iqr_or_better(ours: Quartiles, theirs: Quartiles) -> bool:
@@ -655,6 +671,7 @@ def check_bars(results: Sequence[RunResult]) -> list[BarCheck]:
                         n,
                         a.cell(),
                         b.cell(),
+                        _p_worse(results, ours, theirs, problem, n),
                         "pass" if ok else "FAIL",
                     )
                 )
@@ -673,15 +690,25 @@ def check_bars(results: Sequence[RunResult]) -> list[BarCheck]:
                     n,
                     a.cell(),
                     b.cell(),
+                    _p_worse(results, ours, RANDOM, problem, n),
                     "pass" if _clearly_better(a, b) else "FAIL",
                 )
             )
     return checks
 
 
+def _p_worse(results: Sequence[RunResult], ours: str, theirs: str, problem: str, n: int) -> float:
+    a, b = regrets(results, ours, problem, n), regrets(results, theirs, problem, n)
+    assert a is not None and b is not None  # the callers checked the quartiles
+    return worse_p_value(a, b)
+
+
 def bars_table(checks: Sequence[BarCheck]) -> str:
-    rows = [["bar", "problem", "trials", "ours", "baseline", "verdict"]]
-    rows += [[c.bar, c.problem, str(c.trials), c.ours, c.theirs, c.verdict] for c in checks]
+    rows = [["bar", "problem", "trials", "ours", "baseline", "p(ours worse)", "verdict"]]
+    rows += [
+        [c.bar, c.problem, str(c.trials), c.ours, c.theirs, f"{c.p_worse:.2g}", c.verdict]
+        for c in checks
+    ]
     return _table(rows)
 
 
