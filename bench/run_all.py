@@ -8,6 +8,7 @@ versions")::
     python -m bench.run_all --quick       # CI-sized runs, under an hour on 2 busy cores
     python -m bench.run_all --only quality,earlystop --quick
     python -m bench.run_all --quick --no-write   # print, leave the document alone
+    python -m bench.run_all --resume      # after an interruption: finished quality runs kept
 
 Each benchmark runs in its own process, one after the other (each pins math libraries to one
 thread and parallelises itself). Its tables replace what lies between its markers in the
@@ -57,9 +58,13 @@ class Bench:
     module: str
     full: tuple[str, ...]
     quick: tuple[str, ...]
+    resumable: bool = False
+    """Takes ``--resume``: keeps the finished runs its ``--json`` file holds."""
 
-    def args(self, quick: bool, markdown: Path) -> list[str]:
-        chosen = self.quick if quick else self.full
+    def args(self, quick: bool, markdown: Path, resume: bool = False) -> list[str]:
+        chosen = list(self.quick if quick else self.full)
+        if resume and self.resumable:
+            chosen.append("--resume")
         return [str(markdown) if a == MARKDOWN_FILE else a for a in chosen]
 
     @property
@@ -81,6 +86,7 @@ BENCHES: tuple[Bench, ...] = (
         "bench.quality",
         ("--markdown", MARKDOWN_FILE, "--json", "bench/results/quality.json"),
         ("--quick", "--markdown", MARKDOWN_FILE, "--json", "bench/results/quality-quick.json"),
+        resumable=True,
     ),
     Bench(
         "earlystop",
@@ -235,10 +241,12 @@ class Outcome:
     detail: str = ""
 
 
-def run_bench(bench: Bench, quick: bool, command: str, timeout: float | None) -> Outcome:
+def run_bench(
+    bench: Bench, quick: bool, command: str, timeout: float | None, resume: bool = False
+) -> Outcome:
     with tempfile.TemporaryDirectory(prefix=f"bench-{bench.key}-") as tmp:
         markdown = Path(tmp) / "report.md"
-        args = bench.args(quick, markdown)
+        args = bench.args(quick, markdown, resume)
         shown = [a for a in args if a != str(markdown)]
         if bench.writes_file:  # the report's temporary file is not part of the command
             shown.remove("--markdown")
@@ -280,6 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=DOC, help="the document to update")
     parser.add_argument("--no-write", action="store_true", help="print, do not edit the doc")
     parser.add_argument("--timeout", type=float, help="seconds per benchmark (default: none)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="after an interruption: benchmarks that save their runs (quality) keep the "
+        "finished ones and run the rest",
+    )
     args = parser.parse_args(argv)
     chosen = [k for k in (args.only.split(",") if args.only else keys) if k]
     skipped = {k for k in args.skip.split(",") if k}
@@ -291,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     command = command.strip()
     outcomes = [
-        run_bench(b, args.quick, command, args.timeout)
+        run_bench(b, args.quick, command, args.timeout, args.resume)
         for b in BENCHES
         if b.key in chosen and b.key not in skipped
     ]

@@ -89,3 +89,14 @@ def test_every_benchmark_in_bench_is_run() -> None:
         if p.stem not in ("__init__", "run_all", "problems")
     }
     assert modules == {b.module.removeprefix("bench.") for b in BENCHES}
+
+
+def test_resume_reaches_only_the_benchmarks_that_save_their_runs() -> None:
+    from pathlib import Path
+
+    markdown = Path("/tmp/report.md")
+    for bench in BENCHES:
+        args = bench.args(quick=False, markdown=markdown, resume=True)
+        assert ("--resume" in args) == bench.resumable
+        assert "--resume" not in bench.args(quick=False, markdown=markdown)
+    assert {b.key for b in BENCHES if b.resumable} == {"quality"}
