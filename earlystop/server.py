@@ -31,7 +31,8 @@ def _build(
         api_pb2_grpc.add_EarlyStoppingServicer_to_server(servicer, server)
         return service_name("EarlyStopping")
 
-    server, port = create_server([register], address, max_workers=max_workers)
+    probe = store.ping if store is not None else None
+    server, port = create_server([register], address, max_workers=max_workers, probe=probe)
     return server, port, servicer
 
 

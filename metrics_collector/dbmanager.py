@@ -14,7 +14,9 @@ stored. Stricter than Katib: an empty trial or metric name is rejected.
 Errors map to status codes in one place (:func:`_status_of`): a bad request
 (bad timestamp, empty or overlong name) is INVALID_ARGUMENT naming the field; a store that
 cannot be reached is UNAVAILABLE (clients retry); anything else from the store is INTERNAL.
-Health (SERVING for ``""``) and reflection come from :func:`tunery.serving.create_server`.
+Health and reflection come from :func:`tunery.serving.create_server`; health follows the
+database (NOT_SERVING while ``store.ping`` fails, SERVING again once it answers), as Katib's
+db-manager does.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def create_dbmanager_server(
         api_pb2_grpc.add_DBManagerServicer_to_server(servicer, server)
         return service_name("DBManager")
 
-    return create_server([register], address, max_workers=max_workers)
+    return create_server([register], address, max_workers=max_workers, probe=store.ping)
 
 
 def katib_db_url(environ: Mapping[str, str] | None = None) -> str | None:

@@ -8,8 +8,10 @@ its port; :func:`serve_forever` blocks until SIGTERM/SIGINT and then stops grace
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent import futures
 
@@ -27,17 +29,72 @@ KATIB_SUGGESTION_HEALTH_NAME = "manager.v1beta1.Suggestion"
 MAX_MESSAGE_BYTES = 2**31 - 1
 
 
+PROBE_INTERVAL_S = 1.0
+"""A dependency probe's answer is reused for this long, so frequent health checks (one per
+kubelet probe and per client) do not each cost a database round trip."""
+
+
+class ProbingHealthServicer(health.HealthServicer):
+    """Standard health whose statuses follow a dependency: each ``Check`` (at most once per
+    :data:`PROBE_INTERVAL_S`) runs ``probe``; an exception turns every service NOT_SERVING,
+    success turns them back to SERVING. Katib's db-manager answers its health checks the same
+    way (a ``SELECT 1`` per check)."""
+
+    def __init__(self, probe: Callable[[], None], names: Iterable[str]) -> None:
+        super().__init__()
+        self._probe = probe
+        self._names = tuple(names)
+        self._probe_lock = threading.Lock()
+        self._probed_at = -math.inf
+        self._healthy: bool | None = None
+
+    def refresh(self) -> bool:
+        """Run the probe unless it ran within the interval; whether the dependency is up."""
+        with self._probe_lock:
+            now = time.monotonic()
+            if self._healthy is not None and now - self._probed_at < PROBE_INTERVAL_S:
+                return self._healthy
+            try:
+                self._probe()
+                healthy = True
+            except Exception as exc:  # any failure of the dependency means not serving
+                healthy = False
+                if self._healthy is not False:
+                    log.warning("health probe failed, now NOT_SERVING: %s", exc)
+            else:
+                if self._healthy is False:
+                    log.info("health probe succeeded again, now SERVING")
+            self._probed_at, self._healthy = time.monotonic(), healthy
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self._names:
+            self.set(name, status)
+        return healthy
+
+    def Check(  # the generated servicer's method name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        self.refresh()
+        return super().Check(request, context)
+
+
 def create_server(
     register: Iterable[Callable[[grpc.Server], str]],
     address: str = "0.0.0.0:6789",
     *,
     max_workers: int = 16,
+    probe: Callable[[], None] | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build a started-ready (not yet started) server with health and reflection.
 
     ``register`` holds callables that add one servicer to the server and return its
     fully-qualified service name (e.g. ``"api.v1.beta1.Suggestion"``). Health answers SERVING
-    for ``""``, for ``manager.v1beta1.Suggestion`` and for every registered name.
+    for ``""``, for ``manager.v1beta1.Suggestion`` and for every registered name; with a
+    ``probe`` (a callable that raises when a dependency such as the database is down) those
+    answers follow it (:class:`ProbingHealthServicer`).
 
     Returns:
         The server and the port it bound.
@@ -50,9 +107,12 @@ def create_server(
         ],
     )
     names = [add(server) for add in register]
-    health_servicer = health.HealthServicer()
+    health_names = ("", KATIB_SUGGESTION_HEALTH_NAME, *names)
+    health_servicer = (
+        health.HealthServicer() if probe is None else ProbingHealthServicer(probe, health_names)
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", KATIB_SUGGESTION_HEALTH_NAME, *names):
+    for name in health_names:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

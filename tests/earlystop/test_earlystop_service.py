@@ -168,6 +168,38 @@ def test_health_serving() -> None:
         server.stop(0)
 
 
+def test_health_follows_the_store(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunery import serving
+    from tunery.store.errors import StoreUnavailableError
+
+    monkeypatch.setattr(serving, "PROBE_INTERVAL_S", 0.0)
+    down = False
+    real_ping = sqlite_store.ping
+
+    def ping() -> None:
+        if down:
+            raise StoreUnavailableError("database unavailable (test)")
+        real_ping()
+
+    monkeypatch.setattr(sqlite_store, "ping", ping)
+    server, channel = start(sqlite_store)
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status() -> int:
+            request = health_pb2.HealthCheckRequest(service="api.v1.beta1.EarlyStopping")
+            return health.Check(request, timeout=10).status
+
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+        down = True
+        assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+        down = False
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        channel.close()
+        server.stop(0)
+
+
 def test_validate_accepts_good_settings(stub: api_pb2_grpc.EarlyStoppingStub) -> None:
     request = api_pb2.ValidateEarlyStoppingSettingsRequest(
         early_stopping=experiment().spec.early_stopping
@@ -462,6 +494,9 @@ class ExplodingStore:
             self.failed = True
             raise RuntimeError("boom")
         return [Observation.of("loss", v, s) for s, v in enumerate(CURVES[trial_name])]
+
+    def ping(self) -> None:  # health probes the store: this one is up
+        pass
 
 
 def test_unexpected_error_is_internal_and_server_keeps_serving() -> None:

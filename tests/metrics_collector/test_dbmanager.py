@@ -167,6 +167,42 @@ def test_store_down_is_unavailable(served_memory: Served, memory_store) -> None:
     client.close()
 
 
+def test_health_follows_the_database(
+    served_memory: Served, memory_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunery import serving
+
+    monkeypatch.setattr(serving, "PROBE_INTERVAL_S", 0.0)
+    health = health_pb2_grpc.HealthStub(served_memory.channel)
+
+    def status(service: str) -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+    names = ("", "api.v1.beta1.DBManager")
+    assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.SERVING] * 2
+    memory_store.down = True
+    assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.NOT_SERVING] * 2
+    memory_store.down = False
+    assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.SERVING] * 2
+    with pytest.raises(grpc.RpcError) as info:
+        status("no.such.Service")
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_health_probes_the_database_at_most_once_per_interval(memory_store) -> None:
+    from tunery.serving import ProbingHealthServicer
+
+    calls = []
+
+    def probe() -> None:
+        calls.append(1)
+        memory_store.ping()
+
+    servicer = ProbingHealthServicer(probe, [""])
+    assert servicer.refresh() and servicer.refresh() and servicer.refresh()
+    assert len(calls) == 1
+
+
 def test_health_and_reflection(served_memory: Served) -> None:
     health = health_pb2_grpc.HealthStub(served_memory.channel)
     reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
