@@ -868,6 +868,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted = set(tasks)
         results = [r for r in saved_results(saved) if not r.error and task_of(r) in wanted]
         earlier_wall = float(saved.get("wall", 0.0))
+        notes += [n for n in saved.get("notes", ()) if n.startswith(RESUMED) and n not in notes]
+        if results:
+            notes.append(
+                f"{RESUMED} {len(results)} runs come from an earlier invocation: "
+                f"`{saved['command']}` — {saved['environment']}."
+            )
         done = {task_of(r) for r in results}
         tasks = [t for t in tasks if t not in done]
         print(
@@ -889,6 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = earlier_wall + time.perf_counter() - started
     _write(report(results, methods, env, command, wall, notes), args.markdown)
     return 1 if any(r.error for r in results) else 0
+
+
+RESUMED = "Resumed:"
 
 
 def task_of(result: RunResult) -> Task:

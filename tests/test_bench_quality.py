@@ -70,6 +70,10 @@ def test_resume_keeps_finished_runs_and_runs_only_the_missing_ones(
     assert sorted(r["seed"] for r in second["runs"]) == [0, 1, 2]
     assert second["runs"][:2] == first["runs"]  # kept as they were, not rerun
     assert "--resume" not in second["command"]
+    assert second["notes"] == [
+        f"Resumed: 2 runs come from an earlier invocation: `{first['command']}` — "
+        f"{first['environment']}."
+    ]
 
 
 def test_resume_without_a_json_file_is_a_usage_error() -> None:
