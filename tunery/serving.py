@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 KATIB_SUGGESTION_HEALTH_NAME = "manager.v1beta1.Suggestion"
 """The service name Katib's controller probes (``consts.DefaultGRPCService``)."""
 
+LIVENESS_HEALTH_NAME = "tunery.Liveness"
+"""Answers SERVING while the process serves at all, whatever its dependencies: what a
+Kubernetes liveness probe asks (``grpc: {port, service: tunery.Liveness}``), so a database
+outage makes the pod unready (the other names) without getting it restarted."""
+
 MAX_MESSAGE_BYTES = 2**31 - 1
 
 
@@ -94,7 +99,8 @@ def create_server(
     fully-qualified service name (e.g. ``"api.v1.beta1.Suggestion"``). Health answers SERVING
     for ``""``, for ``manager.v1beta1.Suggestion`` and for every registered name; with a
     ``probe`` (a callable that raises when a dependency such as the database is down) those
-    answers follow it (:class:`ProbingHealthServicer`).
+    answers follow it (:class:`ProbingHealthServicer`). :data:`LIVENESS_HEALTH_NAME` always
+    answers SERVING.
 
     Returns:
         The server and the port it bound.
@@ -112,7 +118,7 @@ def create_server(
         health.HealthServicer() if probe is None else ProbingHealthServicer(probe, health_names)
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in health_names:
+    for name in (*health_names, LIVENESS_HEALTH_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -170,3 +170,68 @@ def _value(parameter: dict[str, Any]) -> str:
 def test_examples_cover_the_gpu_request() -> None:
     text = (ROOT / "examples" / "pytorch-digits" / "experiment.yaml").read_text()
     assert re.search(r"nvidia\.com/gpu", text)
+
+
+def _grpc_probes() -> list[tuple[str, str, str]]:
+    """(component served by ``tunery serve``, probe kind, health service name) of every gRPC
+    probe in deploy/."""
+    found = []
+    for path in MANIFESTS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "Deployment":
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                args = container.get("args", [])
+                if container.get("command") != ["tunery"] or args[:1] != ["serve"]:
+                    continue
+                for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+                    if "grpc" in container.get(kind, {}):
+                        found.append((args[1], kind, container[kind]["grpc"].get("service", "")))
+    return found
+
+
+def test_every_grpc_probe_names_a_health_service_the_server_answers(tmp_path: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from earlystop.server import create_earlystop_server
+    from metrics_collector.dbmanager import create_dbmanager_server
+    from suggestion.server import create_suggestion_server
+    from tunery.store import open_store
+
+    probes = _grpc_probes()
+    assert {component for component, _, _ in probes} == {"suggestion", "earlystop", "dbmanager"}
+    store = open_store(f"sqlite:///{tmp_path / 'probe.db'}")
+    factories = {
+        "suggestion": lambda: create_suggestion_server("127.0.0.1:0", max_workers=2),
+        "earlystop": lambda: create_earlystop_server("127.0.0.1:0", store),
+        "dbmanager": lambda: create_dbmanager_server("127.0.0.1:0", store, max_workers=2),
+    }
+    try:
+        for component, factory in factories.items():
+            server, port = factory()
+            server.start()
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    for probed, kind, service in probes:
+                        if probed != component:
+                            continue
+                        request = health_pb2.HealthCheckRequest(service=service)
+                        reply = stub.Check(request, timeout=10)
+                        assert reply.status == health_pb2.HealthCheckResponse.SERVING, (
+                            component,
+                            kind,
+                            service,
+                        )
+            finally:
+                server.stop(None)
+    finally:
+        store.close()
+
+
+def test_liveness_does_not_follow_the_database() -> None:
+    """A database outage must make the store-backed services unready, not restart them."""
+    for component, kind, service in _grpc_probes():
+        if component in ("earlystop", "dbmanager") and kind == "livenessProbe":
+            assert service == "tunery.Liveness", (component, service)

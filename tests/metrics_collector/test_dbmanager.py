@@ -182,6 +182,8 @@ def test_health_follows_the_database(
     assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.SERVING] * 2
     memory_store.down = True
     assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.NOT_SERVING] * 2
+    # the liveness name answers for the process: an outage must not get the pod restarted
+    assert status("tunery.Liveness") == health_pb2.HealthCheckResponse.SERVING
     memory_store.down = False
     assert [status(n) for n in names] == [health_pb2.HealthCheckResponse.SERVING] * 2
     with pytest.raises(grpc.RpcError) as info:
