@@ -394,8 +394,8 @@ def local_container(spec: TuneSpec, spec_path: Path) -> dict[str, Any]:
 
 
 def pickle_objective(objective: Callable[..., Any], constants: Mapping[str, Any]) -> bytes:
-    """``{"objective": ..., "constants": ...}`` pickled with cloudpickle (by value for
-    functions defined in ``__main__``, notebooks and lambdas).
+    """``{"objective": ..., "constants": ..., "source_file": ...}`` pickled with cloudpickle (by
+    value for functions defined in ``__main__``, notebooks and lambdas).
 
     Raises:
         ObjectiveSerializationError: cloudpickle is missing or cannot pickle something.
@@ -407,8 +407,16 @@ def pickle_objective(objective: Callable[..., Any], constants: Mapping[str, Any]
             "tune() needs the 'cloudpickle' package to send the objective to its trial "
             "processes: pip install cloudpickle"
         ) from None
+    code = getattr(objective, "__code__", None)
+    payload = {
+        "objective": objective,
+        "constants": dict(constants),
+        # cloudpickle >= 3.1.3 ships by-value code as "<dynamic-code>"; the trial puts the
+        # file back so that tracebacks show it (tunery._trial_entry.restore_source_file)
+        "source_file": code.co_filename if code is not None else None,
+    }
     try:
-        return bytes(cloudpickle.dumps({"objective": objective, "constants": dict(constants)}))
+        return bytes(cloudpickle.dumps(payload))
     except Exception as exc:
         raise ObjectiveSerializationError(
             f"cannot pickle the objective {getattr(objective, '__qualname__', objective)!r} or "

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -177,7 +178,39 @@ def load_objective(spec: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[st
         }
     else:
         raise TrialSpecError(f"unknown objective kind {kind!r}")
-    return payload["objective"], dict(payload.get("constants") or {})
+    objective = payload["objective"]
+    if payload.get("source_file"):
+        restore_source_file(objective, payload["source_file"])
+    return objective, dict(payload.get("constants") or {})
+
+
+_DYNAMIC_CODE = "<dynamic-code>"
+"""The file name cloudpickle (3.1.3 on) gives the code of functions it pickles by value."""
+
+
+def restore_source_file(objective: Callable[..., Any], filename: str) -> None:
+    """Give the objective, and the functions of its module pickled along with it, their source
+    file back, so that a traceback in the trial's log names the file and shows the failing line
+    (where the file exists here) instead of ``File "<dynamic-code>"``."""
+    module = getattr(objective, "__module__", None)
+    candidates = [objective, *getattr(objective, "__globals__", {}).values()]
+    for cell in getattr(objective, "__closure__", None) or ():
+        try:
+            candidates.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    for function in candidates:
+        if not isinstance(function, types.FunctionType) or function.__module__ != module:
+            continue
+        if function.__code__.co_filename == _DYNAMIC_CODE:
+            function.__code__ = _with_filename(function.__code__, filename)
+
+
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(
+        _with_filename(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 # -- the result ---------------------------------------------------------------------------------

@@ -185,6 +185,29 @@ def test_main_prints_the_objectives_traceback_and_exits_1(
     assert "in main" not in err  # the entry point's own frame is not shown
 
 
+def test_the_traceback_names_the_objectives_file_and_its_helpers_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cloudpickle ships by-value code as "<dynamic-code>"; the trial puts the file back for
+    the objective and the helpers pickled with it, so the log shows where it failed."""
+
+    def check(lr: float) -> None:
+        if lr > 0.1:
+            raise ValueError(f"helper rejects lr={lr}")
+
+    def objective(p: dict) -> float:
+        check(p["lr"])
+        return 0.0
+
+    spec_path, _ = write_local_payload(_spec(), objective, tmp_path)
+    assert entry.main([str(spec_path), "lr=0.5", "layers=2", "opt=sgd", "bs=16"]) == 1
+    err = capsys.readouterr().err
+    assert f'File "{__file__}"' in err
+    assert "<dynamic-code>" not in err
+    assert 'check(p["lr"])' in err
+    assert 'raise ValueError(f"helper rejects lr={lr}")' in err
+
+
 def test_main_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert entry.main([]) == entry.EXIT_USAGE
     assert entry.main([str(tmp_path / "missing.json")]) == entry.EXIT_USAGE
