@@ -76,10 +76,18 @@ class ProgressView:
                 self._reported.add(trial.name)
                 print(self._line(trial), file=sys.stderr, flush=True)
 
-    @staticmethod
-    def _metrics(trial: Any) -> str:
-        metrics = (trial.observation or {}).get("metrics", [])
-        return " ".join(f"{m['name']}={m['latest']}" for m in metrics)
+    def _metrics(self, trial: Any) -> str:
+        """Each metric as the experiment's metric strategy selects it (Katib's default: the
+        objective's direction, so ``min`` of every metric when minimising), the value the best
+        trial is chosen by and ``tunery best`` shows; ``latest`` without an objective."""
+        shown = []
+        for m in (trial.observation or {}).get("metrics", []):
+            value = m["latest"]
+            if self.objective is not None:
+                summary = MetricSummary(m["name"], m["min"], m["max"], m["latest"])
+                value = summary.select(self.objective.strategy(m["name"]))
+            shown.append(f"{m['name']}={value}")
+        return " ".join(shown)
 
     def _line(self, trial: Any) -> str:
         params = " ".join(f"{k}={v}" for k, v in trial.assignment.items())
