@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tunery.space import ParamValue, SearchSpace, SpaceError
@@ -78,6 +78,14 @@ class TuneResult:
     condition: str = ""
     reason: str = ""
     message: str = ""
+
+    def __repr__(self) -> str:
+        """Every field but ``trials``, which is counted (printing a result of a few hundred
+        trials would fill the screen); ``result.trials`` holds them."""
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "trials"
+        )
+        return f"TuneResult({shown}, trials=<{len(self.trials)} trials>)"
 
     def trials_by_condition(self, condition: str) -> tuple[TrialInfo, ...]:
         """The trials whose condition is ``condition`` (e.g. ``"Failed"``)."""

@@ -81,6 +81,9 @@ def test_tune_returns_the_best_parameters_as_real_types() -> None:
         assert trial.value == pytest.approx(expected + p["batch"] / 1e4)
         assert trial.log_path and Path(trial.log_path).exists()
     assert Path(".tunery/tunery.db").exists()  # the default store, under the working folder
+    shown = repr(result)  # the trials are counted, not printed
+    assert shown.startswith("TuneResult(experiment_name='typed', best_trial=")
+    assert f"best_value={result.best_value!r}" in shown and shown.endswith("trials=<4 trials>)")
 
 
 def test_lambdas_and_closures_run_in_trial_processes() -> None:
