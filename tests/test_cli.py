@@ -109,6 +109,27 @@ def test_invalid_yaml_lists_every_problem_and_exits_2(cli, tmp_path: Path) -> No
     assert result.exit_code == EXIT_INVALID and "Traceback" not in result.output
 
 
+def test_bad_algorithm_settings_are_invalid_input_and_nothing_is_stored(
+    cli, tmp_path: Path
+) -> None:
+    bad = EXPERIMENT.replace(
+        "algorithm: {algorithmName: random}",
+        "algorithm: {algorithmName: tpe, algorithmSettings: [{name: gama, value: '0.3'}]}",
+    )
+    (tmp_path / "bad.yaml").write_text(bad)
+    for command in ("validate", "run"):
+        result = cli(command, "bad.yaml")
+        assert result.exit_code == EXIT_INVALID, result.output
+        assert (
+            "spec.algorithm.algorithmSettings[0].name: unknown setting gama for algorithm tpe; "
+            'did you mean "gamma"?'
+        ) in result.output
+    assert cli("list", "-o", "json").output.strip() == "[]"  # run stored nothing
+    # a server given for the name answers for its settings, as the reconciler asks it
+    served = cli("validate", "bad.yaml", "--suggestion-endpoint", "tpe=localhost:1")
+    assert served.exit_code == 0, served.output
+
+
 def test_changed_spec_under_the_same_name_is_refused(cli, tmp_path: Path) -> None:
     (tmp_path / "exp.yaml").write_text(EXPERIMENT)
     assert cli("run", "exp.yaml").exit_code == 0

@@ -92,29 +92,33 @@ def main(verbose: int) -> None:
 
 
 def _load(path: str, endpoints: dict[str, str] | None = None):
-    from suggestion.algorithms import REGISTRY
+    """The valid Experiment in ``path``, its algorithm settings included; exits 2 listing
+    every problem otherwise."""
+    from controller.settings_check import settings_problems
+    from earlystop import REGISTRY as STOPPERS
+    from suggestion.algorithms import REGISTRY as ALGORITHMS
     from tunery.experiment import ExperimentError, load_experiment
 
     try:
-        return load_experiment(Path(path), algorithm_names=set(REGISTRY) | set(endpoints or {}))
+        experiment = load_experiment(
+            Path(path),
+            algorithm_names=set(ALGORITHMS) | set(endpoints or {}),
+            early_stopping_names=set(STOPPERS),
+        )
+        problems = settings_problems(experiment, served_elsewhere=set(endpoints or {}))
     except ExperimentError as exc:
-        click.echo(f"{path}: invalid Experiment ({len(exc.errors)} problem(s)):", err=True)
-        for error in exc.errors:
-            click.echo(f"  {error.path}: {error.message}", err=True)
-        sys.exit(EXIT_INVALID)
+        problems = exc.errors
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+    if problems:
+        click.echo(f"{path}: invalid Experiment ({len(problems)} problem(s)):", err=True)
+        for error in problems:
+            click.echo(f"  {error.path}: {error.message}", err=True)
+        sys.exit(EXIT_INVALID)
+    return experiment
 
 
-@main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-def validate(file: str) -> None:
-    """Check an Experiment YAML; list every problem by field path."""
-    experiment = _load(file)
-    click.echo(f"{file}: valid Experiment {experiment.name!r}")
-
-
-# -- run / resume -------------------------------------------------------------------------------
+# -- options shared by validate, run and resume ------------------------------------------------
 
 
 def _settings(logs_dir: str | None, endpoints: tuple[str, ...]):
@@ -133,6 +137,14 @@ def _settings(logs_dir: str | None, endpoints: tuple[str, ...]):
     )
 
 
+_endpoint_option = click.option(
+    "--suggestion-endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="NAME=HOST:PORT",
+    help="Serve algorithm NAME from a Katib-compatible gRPC Suggestion server "
+    "(repeatable; env TUNERY_SUGGESTION_ENDPOINTS=a=h:p,b=h:p).",
+)
 _run_options = [
     click.option(
         "--logs-dir",
@@ -140,14 +152,7 @@ _run_options = [
         metavar="DIR",
         help="Where trial logs go (default .tunery/logs).",
     ),
-    click.option(
-        "--suggestion-endpoint",
-        "endpoints",
-        multiple=True,
-        metavar="NAME=HOST:PORT",
-        help="Serve algorithm NAME from a Katib-compatible gRPC Suggestion server "
-        "(repeatable; env TUNERY_SUGGESTION_ENDPOINTS=a=h:p,b=h:p).",
-    ),
+    _endpoint_option,
 ]
 
 
@@ -155,6 +160,19 @@ def _with_run_options(func: F) -> F:
     for option in reversed(_run_options):
         func = option(func)
     return func
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_endpoint_option
+def validate(file: str, endpoints: tuple[str, ...]) -> None:
+    """Check an Experiment YAML, its algorithm settings included; list every problem by
+    field path (exit 2)."""
+    experiment = _load(file, dict(_settings(None, endpoints).endpoints))
+    click.echo(f"{file}: valid Experiment {experiment.name!r}")
+
+
+# -- run / resume -------------------------------------------------------------------------------
 
 
 @main.command()

@@ -139,6 +139,7 @@ __all__ = [
     "TrialParameterSpec",
     "TrialTemplate",
     "crd_schema",
+    "did_you_mean",
     "load_experiment",
 ]
 

@@ -298,14 +298,23 @@ class _LocalBackend:
             raise InvalidArgumentError(f"TUNERY_SUGGESTION_ENDPOINTS: {exc}") from None
 
     def validate(self, source: Any) -> Any:
+        from controller.settings_check import settings_problems
         from earlystop import REGISTRY as STOPPERS
         from suggestion.algorithms import REGISTRY as ALGORITHMS
 
-        return _load(
+        endpoints = set(self.endpoints())
+        experiment = _load(
             source,
-            algorithm_names=set(ALGORITHMS) | set(self.endpoints()),
+            algorithm_names=set(ALGORITHMS) | endpoints,
             early_stopping_names=set(STOPPERS),
         )
+        problems = settings_problems(experiment, served_elsewhere=endpoints)
+        if problems:
+            listed = "\n".join(str(p) for p in problems)
+            raise InvalidExperimentError(
+                f"invalid Experiment ({len(problems)} problem(s)):\n{listed}", problems
+            )
+        return experiment
 
     def record(self, name: str) -> ExperimentRecord:
         with self._errors():

@@ -1,0 +1,136 @@
+"""controller.settings_check: algorithm and early-stopping settings checked at their field paths
+before an experiment is stored, for every registered algorithm and early stopper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.settings_check import settings_problems
+from earlystop import REGISTRY as STOPPERS
+from suggestion.algorithms import REGISTRY as ALGORITHMS
+from tunery.experiment import load_experiment
+
+
+def _experiment(
+    algorithm: str,
+    settings: list[dict[str, str]] | None = None,
+    early_stopping: dict[str, Any] | None = None,
+    step: str | None = "0.1",
+) -> Any:
+    space: dict[str, str] = {"min": "0", "max": "1"}
+    if step is not None:
+        space["step"] = step
+    spec: dict[str, Any] = {
+        "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+        "algorithm": {"algorithmName": algorithm, "algorithmSettings": settings or []},
+        "maxTrialCount": 4,
+        "parameters": [
+            {"name": n, "parameterType": "double", "feasibleSpace": space} for n in ("x", "y")
+        ],
+        "trialTemplate": {
+            "primaryContainerName": "main",
+            "trialParameters": [{"name": "x", "reference": "x"}, {"name": "y", "reference": "y"}],
+            "trialSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "command": [
+                                        "train",
+                                        "${trialParameters.x}",
+                                        "${trialParameters.y}",
+                                    ],
+                                }
+                            ]
+                        }
+                    }
+                },
+            },
+        },
+    }
+    if early_stopping is not None:
+        spec["earlyStopping"] = early_stopping
+    document = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": "settings"},
+        "spec": spec,
+    }
+    return load_experiment(document)
+
+
+def _shown(problems: list[Any]) -> list[str]:
+    return [str(p) for p in problems]
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_algorithm_accepts_its_defaults_and_names_an_unknown_setting(
+    algorithm: str,
+) -> None:
+    assert settings_problems(_experiment(algorithm)) == []
+    problems = _shown(
+        settings_problems(_experiment(algorithm, [{"name": "no_such_knob", "value": "1"}]))
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "spec.algorithm.algorithmSettings[0].name: unknown setting no_such_knob for algorithm "
+        f"{algorithm}"
+    )
+
+
+def test_a_typo_gets_the_closest_name_and_a_bad_value_its_own_path() -> None:
+    problems = settings_problems(
+        _experiment(
+            "tpe",
+            [
+                {"name": "n_startup_trials", "value": "5"},
+                {"name": "gama", "value": "0.3"},
+                {"name": "prior_weight", "value": "heavy"},
+            ],
+        )
+    )
+    assert _shown(problems) == [
+        "spec.algorithm.algorithmSettings[1].name: unknown setting gama for algorithm tpe; "
+        'did you mean "gamma"?',
+        "spec.algorithm.algorithmSettings[2].value: failed to validate prior_weight(heavy): "
+        "could not convert string to float: 'heavy'",
+    ]
+
+
+def test_settings_that_only_conflict_together_are_reported_on_the_list() -> None:
+    problems = settings_problems(
+        _experiment(
+            "tpe",
+            [
+                {"name": "n_EI_candidates", "value": "10"},
+                {"name": "n_ei_candidates", "value": "20"},
+            ],
+        )
+    )
+    assert [p.path for p in problems] == ["spec.algorithm.algorithmSettings"]
+    assert "disagree" in problems[0].message
+
+
+def test_a_space_the_algorithm_cannot_search_is_reported_on_the_algorithm() -> None:
+    [problem] = settings_problems(_experiment("grid", step=None))
+    assert problem.path == "spec.algorithm.algorithmName"
+    assert problem.message.startswith("grid: ") and "step" in problem.message
+
+
+@pytest.mark.parametrize("stopper", sorted(STOPPERS))
+def test_early_stopping_settings_are_checked_at_their_paths(stopper: str) -> None:
+    early = {"algorithmName": stopper, "algorithmSettings": [{"name": "strat_step", "value": "2"}]}
+    [problem] = settings_problems(_experiment("random", early_stopping=early))
+    assert problem.path == "spec.earlyStopping.algorithmSettings[0].name"
+    assert "unknown setting strat_step" in problem.message
+
+
+def test_algorithms_served_elsewhere_are_left_to_their_server() -> None:
+    experiment = _experiment("tpe", [{"name": "custom_knob", "value": "1"}])
+    assert settings_problems(experiment, served_elsewhere={"tpe"}) == []
