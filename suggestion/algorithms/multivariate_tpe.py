@@ -2,9 +2,10 @@
 
 Registered in ``suggestion.algorithms.REGISTRY``; called by the suggestion service. Same
 engine as ``tpe`` (:mod:`suggestion.algorithms._parzen`) with optuna's multivariate rules: a
-kernel is drawn once per candidate for every coordinate and bandwidths follow Scott's rule,
-so correlated parameters are modelled together. Settings as Katib's optuna service:
-``n_startup_trials``, ``n_ei_candidates``, ``random_state``.
+kernel is drawn once per candidate for every coordinate and candidates are scored by the joint
+mixture, so correlated parameters are modelled together. Bandwidths are the neighbour rule of
+the univariate TPE, as in optuna 5.1 (earlier optuna used Scott's rule here). Settings as Katib's
+optuna service: ``n_startup_trials``, ``n_ei_candidates``, ``random_state``.
 """
 
 from __future__ import annotations
