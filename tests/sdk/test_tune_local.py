@@ -345,6 +345,21 @@ def test_report_metrics_drives_median_stopping() -> None:
         ({"early_stopping": "hyperband"}, InvalidExperimentError, "earlyStopping"),
         ({"name": "Bad_Name"}, InvalidExperimentError, "metadata.name"),
         ({"max_trial_count": 0}, InvalidExperimentError, "maxTrialCount"),
+        (
+            {"algorithm_settings": {"gama": 0.3}},
+            InvalidExperimentError,
+            r'algorithmSettings\[0\]\.name: unknown setting gama .*did you mean "gamma"',
+        ),
+        (
+            {
+                "early_stopping": {
+                    "algorithm_name": "medianstop",
+                    "algorithm_settings": {"start_step": 0},
+                }
+            },
+            InvalidExperimentError,
+            r"earlyStopping\.algorithmSettings\[0\]\.value: start_step",
+        ),
         ({"objective": 3}, InvalidArgumentError, "objective must be callable"),
     ],
 )
