@@ -68,6 +68,8 @@ def test_run_then_inspect(cli, tmp_path: Path) -> None:
     trials = json.loads(cli("trials", "cli-test", "-o", "json").output)
     assert len(trials) == 4 and all(t["condition"] == "Succeeded" for t in trials)
     assert all(isinstance(t["objective"], float) for t in trials)
+    table = cli("trials", "cli-test").output.splitlines()
+    assert table[0].split() == ["TRIAL", "STATUS", "LOSS", "PARAMETERS"] and len(table) == 5
 
     best = json.loads(cli("best", "cli-test", "-o", "json").output)
     best_value = min(t["objective"] for t in trials)

@@ -433,11 +433,16 @@ def _trial_rows(store: Any, name: str) -> list[dict[str, Any]]:
 @_output_option
 def trials(name: str, db_url: str | None, output: str) -> None:
     """List the trials of experiment NAME."""
+    from controller.reconcile import objective_from_spec
+
     with _errors():
-        rows = _trial_rows(_open_store(db_url), name)
+        store = _open_store(db_url)
+        rows = _trial_rows(store, name)
+        metric = objective_from_spec(store.get_experiment(name).spec["spec"]).metric_name
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
+    click.echo(f"{'TRIAL':32} {'STATUS':18} {metric.upper():>12}  PARAMETERS")
     for r in rows:
         value = "-" if r["objective"] is None else f"{r['objective']:.6g}"
         params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())
