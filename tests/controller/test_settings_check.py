@@ -6,62 +6,49 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.settings_check import settings_problems
 from earlystop import REGISTRY as STOPPERS
 from suggestion.algorithms import REGISTRY as ALGORITHMS
 from tunery.experiment import load_experiment
 
+DOCUMENT = """
+apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {name: settings}
+spec:
+  objective: {type: minimize, objectiveMetricName: loss}
+  algorithm: {algorithmName: random}
+  maxTrialCount: 4
+  parameters:
+    - {name: x, parameterType: double, feasibleSpace: {min: "0", max: "1", step: "0.1"}}
+    - {name: y, parameterType: double, feasibleSpace: {min: "0", max: "1", step: "0.1"}}
+  trialTemplate:
+    primaryContainerName: main
+    trialParameters: [{name: x, reference: x}, {name: y, reference: y}]
+    trialSpec:
+      apiVersion: batch/v1
+      kind: Job
+      spec: {template: {spec: {containers: [
+        {name: main, command: [train, "${trialParameters.x}", "${trialParameters.y}"]}]}}}
+"""
+
 
 def _experiment(
     algorithm: str,
     settings: list[dict[str, str]] | None = None,
     early_stopping: dict[str, Any] | None = None,
-    step: str | None = "0.1",
+    stepped: bool = True,
 ) -> Any:
-    space: dict[str, str] = {"min": "0", "max": "1"}
-    if step is not None:
-        space["step"] = step
-    spec: dict[str, Any] = {
-        "objective": {"type": "minimize", "objectiveMetricName": "loss"},
-        "algorithm": {"algorithmName": algorithm, "algorithmSettings": settings or []},
-        "maxTrialCount": 4,
-        "parameters": [
-            {"name": n, "parameterType": "double", "feasibleSpace": space} for n in ("x", "y")
-        ],
-        "trialTemplate": {
-            "primaryContainerName": "main",
-            "trialParameters": [{"name": "x", "reference": "x"}, {"name": "y", "reference": "y"}],
-            "trialSpec": {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "spec": {
-                    "template": {
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "main",
-                                    "command": [
-                                        "train",
-                                        "${trialParameters.x}",
-                                        "${trialParameters.y}",
-                                    ],
-                                }
-                            ]
-                        }
-                    }
-                },
-            },
-        },
-    }
+    document = yaml.safe_load(DOCUMENT)
+    spec = document["spec"]
+    spec["algorithm"] = {"algorithmName": algorithm, "algorithmSettings": settings or []}
+    if not stepped:
+        for parameter in spec["parameters"]:
+            del parameter["feasibleSpace"]["step"]
     if early_stopping is not None:
         spec["earlyStopping"] = early_stopping
-    document = {
-        "apiVersion": "kubeflow.org/v1beta1",
-        "kind": "Experiment",
-        "metadata": {"name": "settings"},
-        "spec": spec,
-    }
     return load_experiment(document)
 
 
@@ -118,7 +105,7 @@ def test_settings_that_only_conflict_together_are_reported_on_the_list() -> None
 
 
 def test_a_space_the_algorithm_cannot_search_is_reported_on_the_algorithm() -> None:
-    [problem] = settings_problems(_experiment("grid", step=None))
+    [problem] = settings_problems(_experiment("grid", stepped=False))
     assert problem.path == "spec.algorithm.algorithmName"
     assert problem.message.startswith("grid: ") and "step" in problem.message
 
