@@ -30,12 +30,11 @@ import abc
 import dataclasses
 import enum
 import math
-import types
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self, TypeVar
+from typing import ClassVar, Self, TypeVar
 
+from tunery.settings import parse_settings as parse_katib_settings
 from tunery.trials import Objective, ObjectiveType, Observation, StopDecision
 
 # -- errors --------------------------------------------------------------------------------------
@@ -95,46 +94,12 @@ def require_int(name: str, value: object) -> int:
     return value
 
 
-def _convert(raw: str, annotation: Any) -> Any:
-    """One raw setting string to the field's type (int, float, bool, str, Optional)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        args = typing.get_args(annotation)
-        non_none = [a for a in args if a is not type(None)]
-        if raw.strip().lower() in ("none", "null", "") and len(non_none) != len(args):
-            return None
-        return _convert(raw, non_none[0])
-    if annotation is bool:
-        low = raw.strip().lower()
-        if low not in ("true", "false", "1", "0"):
-            raise ValueError("must be true or false")
-        return low in ("true", "1")
-    if annotation is int:
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-        try:
-            number = float(raw)
-        except ValueError:
-            raise ValueError("must be an integer") from None
-        if not number.is_integer():
-            raise ValueError("must be an integer")
-        return int(number)
-    if annotation is float:
-        number = float(raw)
-        if math.isnan(number):
-            raise ValueError("must be a number, not NaN")
-        return number
-    return raw
-
-
 def parse_settings(
     settings_type: type[SettingsT],
     raw: Mapping[str, str] | Iterable[tuple[str, str]],
     algorithm: str,
 ) -> SettingsT:
-    """Build typed settings from Katib's name/value strings; absent names keep defaults.
+    """Typed settings from Katib's name/value strings (by :mod:`tunery.settings`).
 
     Raises:
         InvalidSettingsError: an unknown name ("unknown setting X for algorithm Y"), a name
@@ -142,20 +107,7 @@ def parse_settings(
             a value the settings type rejects (its own message, e.g. Katib's
             "start_step must be greater or equal than one (>=1)").
     """
-    pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw)
-    hints = typing.get_type_hints(settings_type)
-    fields = {f.name for f in dataclasses.fields(settings_type)}
-    kwargs: dict[str, Any] = {}
-    for name, value in pairs:
-        if name not in fields:
-            raise InvalidSettingsError(f"unknown setting {name} for algorithm {algorithm}")
-        if name in kwargs:
-            raise InvalidSettingsError(f"setting {name} is given more than once")
-        try:
-            kwargs[name] = _convert(value, hints[name])
-        except ValueError as exc:
-            raise InvalidSettingsError(f"failed to validate {name}({value}): {exc}") from None
-    return settings_type(**kwargs)
+    return parse_katib_settings(settings_type, raw, algorithm, InvalidSettingsError)
 
 
 # -- curves and rules ----------------------------------------------------------------------------

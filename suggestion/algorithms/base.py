@@ -32,14 +32,12 @@ None is retryable as is: the request or the experiment has to change.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import hashlib
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from tunery.settings import parse_settings as parse_katib_settings
 from tunery.space import Assignment, SearchSpace
 from tunery.trials import Objective, TrialResult
 
@@ -152,52 +150,16 @@ class Algorithm(abc.ABC):
         return derive_seed(self.settings.random_state, request.experiment_name)
 
 
-def _convert(setting: str, raw: str, annotation: Any) -> Any:
-    """Convert one raw string to the field's type (int, float, str, bool, Optional, Literal)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        if raw.strip().lower() in ("none", "null", "") and len(non_none) != len(args):
-            return None
-        return _convert(setting, raw, non_none[0])
-    if origin is typing.Literal:
-        if raw not in args:
-            raise ValueError(f"must be one of {', '.join(map(str, args))}")
-        return raw
-    if annotation is bool:
-        low = raw.strip().lower()
-        if low not in ("true", "false", "1", "0"):
-            raise ValueError("must be true or false")
-        return low in ("true", "1")
-    if annotation is int:
-        value = float(raw)
-        if not value.is_integer():
-            raise ValueError("must be an integer")
-        return int(value)
-    if annotation is float:
-        return float(raw)
-    return raw
-
-
 def parse_settings(
-    settings_type: type[AlgorithmSettings], raw: Mapping[str, str], algorithm: str
+    settings_type: type[AlgorithmSettings],
+    raw: Mapping[str, str] | Iterable[tuple[str, str]],
+    algorithm: str,
 ) -> AlgorithmSettings:
-    """Build typed settings from Katib's name/value strings.
+    """Typed settings from Katib's name/value strings (by :mod:`tunery.settings`).
 
     Raises:
-        InvalidSettingsError: an unknown name ("unknown setting X for algorithm Y"), a value
-            that does not parse ("failed to validate X(V): reason"), or a value the settings
-            type rejects (its own message).
+        InvalidSettingsError: an unknown name ("unknown setting X for algorithm Y"), a name
+            given twice, a value that does not parse ("failed to validate X(V): reason"), or a
+            value the settings type rejects (its own message).
     """
-    hints = typing.get_type_hints(settings_type)
-    fields = {f.name for f in dataclasses.fields(settings_type)}
-    kwargs: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in fields:
-            raise InvalidSettingsError(f"unknown setting {name} for algorithm {algorithm}")
-        try:
-            kwargs[name] = _convert(name, value, hints[name])
-        except ValueError as exc:
-            raise InvalidSettingsError(f"failed to validate {name}({value}): {exc}") from None
-    return settings_type(**kwargs)
+    return parse_katib_settings(settings_type, raw, algorithm, InvalidSettingsError)
