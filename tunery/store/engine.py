@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +170,7 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -178,6 +180,24 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, once: the mode is stored in the file. Switching needs a
+    moment of exclusive access, and SQLite answers a switch that races another connection's
+    with "database is locked" at once, without waiting on busy_timeout; so two processes
+    opening a new database together (a controller and a collector, two test workers) retry
+    for up to the busy timeout instead of one failing to open the store."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _install_mysql_hooks(engine: sa.Engine) -> None:
