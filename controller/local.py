@@ -219,7 +219,7 @@ def run_until_done(
         while True:
             result = reconciler.step()
             if on_progress is not None:
-                on_progress(result, store.list_trials(name))
+                on_progress(result, result.trials)
             if result.done:
                 return result
             if stop_event is not None and stop_event.is_set():

@@ -23,7 +23,7 @@ import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,6 +112,8 @@ class StepResult:
     message: str
     started: int = 0
     finished: int = 0
+    trials: Sequence[TrialRecord] = field(default=(), repr=False, compare=False)
+    """The experiment's trials as the step last read them (for a progress view)."""
 
 
 def _replace_in_container(container: dict[str, Any], old: str, new: str) -> None:
@@ -213,8 +215,8 @@ class Reconciler:
             self._restore(trials)
         started = 0
         finished = self._advance_all(trials)
-        if finished:
-            trials = self.store.list_trials(self.name)
+        if finished:  # only active trials change here: read those again, not all of them
+            trials = self._reread(trials, _active(trials))
         counts = status.count_trials(trials)
         best = status.optimal_trial(trials, self.objective)
         max_trials = self.spec.get("maxTrialCount")
@@ -234,23 +236,33 @@ class Reconciler:
                 self._stop_all(trials, f"experiment {decision[0].lower()}: {decision[2]}")
                 trials = self.store.list_trials(self.name)
             self._write_status(decision, trials)
-            return StepResult(True, *decision, started=started, finished=finished)
+            return StepResult(True, *decision, started=started, finished=finished, trials=trials)
         add = status.trials_to_add(
             counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
         )
         created = 0
         if add and not end_reached:
-            created = self._create_trials(trials, add)
-            if created:
-                trials = self.store.list_trials(self.name)
+            names = self._create_trials(trials, add)
+            created = len(names)
+            trials = [*trials, *(self.store.get_trial(n) for n in names)]
+        waiting = [t.name for t in trials if t.condition is TrialCondition.CREATED]
         started = self._start_all(trials)
+        if waiting:  # started, failed to start, or still waiting: read them again
+            trials = self._reread(trials, waiting)
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
         )
         if started or finished or created or not unchanged:
-            self._write_status(decision, self.store.list_trials(self.name) if started else trials)
-        return StepResult(False, *decision, started=started, finished=finished)
+            self._write_status(decision, trials)
+        return StepResult(False, *decision, started=started, finished=finished, trials=trials)
+
+    def _reread(self, trials: Sequence[TrialRecord], names: Sequence[str]) -> list[TrialRecord]:
+        """``trials`` with the named ones read again from the store. A step writes only the
+        trials it creates, starts or finishes (at most the parallel count), so reading those
+        back keeps its view exact without listing every trial of a large experiment again."""
+        fresh = {name: self.store.get_trial(name) for name in names}
+        return [fresh.get(t.name, t) for t in trials]
 
     def _write_status(
         self, condition: tuple[str, str, str] | None, trials: Sequence[TrialRecord] | None = None
@@ -284,8 +296,9 @@ class Reconciler:
 
     # -- trials -----------------------------------------------------------------------------------
 
-    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> int:
-        """Ask for ``count`` assignments and store them as Created trials; returns how many."""
+    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> list[str]:
+        """Ask for ``count`` assignments and store them as Created trials; returns their names
+        in creation order."""
         request = protos.suggestions_request(self.name, self.spec, trials, count)
         try:
             reply = self.suggestions.get_suggestions(request)
@@ -293,8 +306,8 @@ class Reconciler:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
                 if count == 1:
                     self._mark_suggestion_end(exc.details)
-                    return 0
-                made = 0  # fewer than asked may remain: take them one at a time
+                    return []
+                made: list[str] = []  # fewer than asked may remain: take them one at a time
                 for _ in range(count):
                     one = self._create_trials(self.store.list_trials(self.name), 1)
                     if not one:
@@ -303,7 +316,7 @@ class Reconciler:
                 return made
             if exc.retryable:
                 log.warning("suggestion service unavailable, will retry: %s", exc.details)
-                return 0
+                return []
             self._fail(f"Suggestion has failed: {exc.details}")
         assignments = list(reply.parameter_assignments)
         if len(assignments) < count:
@@ -316,9 +329,11 @@ class Reconciler:
                 f"({len(assignments)} instead of {count})"
             )
         existing = {t.name for t in trials}
+        names = []
         for item in assignments:
             name = item.trial_name or self._new_trial_name(existing)
             existing.add(name)
+            names.append(name)
             self.store.create_trial(
                 TrialRecord(
                     name=name,
@@ -328,7 +343,7 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
-        return len(assignments)
+        return names
 
     def _mark_suggestion_end(self, message: str) -> None:
         log.info("suggestion end reached: %s", message)
@@ -516,10 +531,9 @@ class Reconciler:
         trials changed state.
         """
         ended: list[tuple[TrialRecord, RunState]] = []
+        polled = set(_active(trials))
         for trial in trials:
-            if trial.condition is TrialCondition.RUNNING or (
-                trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
-            ):
+            if trial.name in polled:
                 self._watch(trial)
                 try:
                     state = self.runner.poll(trial.runner_handle)
@@ -638,3 +652,13 @@ class Reconciler:
             self._watchers.clear()
         for watcher in watchers:
             watcher.close()
+
+
+def _active(trials: Sequence[TrialRecord]) -> list[str]:
+    """Names of the trials :meth:`Reconciler._advance_all` polls (and may finish)."""
+    return [
+        t.name
+        for t in trials
+        if t.condition is TrialCondition.RUNNING
+        or (t.condition is TrialCondition.EARLY_STOPPED and t.completion_time is None)
+    ]

@@ -178,6 +178,30 @@ def test_parallelism_is_respected(sqlite_store: Store, tmp_path: Path) -> None:
     assert last.total_request_number == len(last.trials) + last.current_request_number
 
 
+def test_a_step_lists_the_trials_once(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created, started and finished trials are read back by name; the whole list, costly in an
+    experiment of thousands of trials, is read once per step. The status stays exact."""
+    calls = {"list": 0, "step": 0}
+    list_trials, step = sqlite_store.list_trials, Reconciler.step
+
+    def counting_list(*args: Any, **kwargs: Any) -> Any:
+        calls["list"] += 1
+        return list_trials(*args, **kwargs)
+
+    def counting_step(self: Reconciler) -> Any:
+        calls["step"] += 1
+        return step(self)
+
+    monkeypatch.setattr(sqlite_store, "list_trials", counting_list)
+    monkeypatch.setattr(Reconciler, "step", counting_step)
+    run(sqlite_store, tmp_path, experiment(parallelTrialCount=3, maxTrialCount=7), loss_lines)
+    assert calls["list"] == calls["step"] > 1
+    st = status_of(sqlite_store)
+    assert st["trials"] == st["trialsSucceeded"] == 7 and st["trialsRunning"] == 0
+
+
 def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> None:
     def outcome(launch: TrialLaunch) -> FakeOutcome:
         x = x_of(launch)
