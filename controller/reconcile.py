@@ -216,7 +216,7 @@ class Reconciler:
         started = 0
         finished = self._advance_all(trials)
         if finished:  # only active trials change here: read those again, not all of them
-            trials = self._reread(trials, _active(trials))
+            trials = self._reread(trials, [t.name for t in trials if _is_active(t)])
         counts = status.count_trials(trials)
         best = status.optimal_trial(trials, self.objective)
         max_trials = self.spec.get("maxTrialCount")
@@ -531,9 +531,8 @@ class Reconciler:
         trials changed state.
         """
         ended: list[tuple[TrialRecord, RunState]] = []
-        polled = set(_active(trials))
         for trial in trials:
-            if trial.name in polled:
+            if _is_active(trial):
                 self._watch(trial)
                 try:
                     state = self.runner.poll(trial.runner_handle)
@@ -654,11 +653,9 @@ class Reconciler:
             watcher.close()
 
 
-def _active(trials: Sequence[TrialRecord]) -> list[str]:
-    """Names of the trials :meth:`Reconciler._advance_all` polls (and may finish)."""
-    return [
-        t.name
-        for t in trials
-        if t.condition is TrialCondition.RUNNING
-        or (t.condition is TrialCondition.EARLY_STOPPED and t.completion_time is None)
-    ]
+def _is_active(trial: TrialRecord) -> bool:
+    """A trial :meth:`Reconciler._advance_all` polls (and may finish): running, or early
+    stopped and not yet ended."""
+    return trial.condition is TrialCondition.RUNNING or (
+        trial.condition is TrialCondition.EARLY_STOPPED and trial.completion_time is None
+    )

@@ -1,8 +1,9 @@
 """Algorithm and early-stopping settings of an Experiment, checked before anything is stored.
 
-Called by ``tunery validate``, ``tunery run`` and the SDK's local ``tune()`` once the document
-itself is valid (:func:`tunery.experiment.load_experiment`). It asks the in-process algorithm
-and early stopper what the reconciler will ask their services (``ValidateAlgorithmSettings``,
+Called by ``tunery validate``, ``tunery run`` and the SDK's local ``tune()`` through
+:func:`load_checked`. Beside the document's own validation
+(:func:`tunery.experiment.load_experiment`) it asks the in-process algorithm and early stopper
+what the reconciler will ask their services (``ValidateAlgorithmSettings``,
 ``ValidateEarlyStoppingSettings``), and reports each problem at its field path, e.g.
 ``spec.algorithm.algorithmSettings[0].name: unknown setting gama for algorithm tpe; did you
 mean "gamma"?``, so a typo is an invalid document (exit 2, nothing stored) rather than an
@@ -13,19 +14,43 @@ that server, which the reconciler asks as Katib does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Mapping, Sequence
+import os
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from earlystop import REGISTRY as EARLY_STOPPERS
 from earlystop import get_early_stopper
-from earlystop.base import parse_settings as parse_early_stopping_settings
 from suggestion.algorithms import REGISTRY as ALGORITHMS
 from suggestion.algorithms import get_algorithm
-from suggestion.algorithms.base import parse_settings as parse_algorithm_settings
-from suggestion.convert import experiment_from_proto
-from tunery.experiment import Experiment, FieldError, did_you_mean
+from tunery.experiment import (
+    Experiment,
+    ExperimentError,
+    FieldError,
+    did_you_mean,
+    load_experiment,
+)
+from tunery.settings import parse_settings
 
-Parse = Callable[[Mapping[str, str]], Any]
+
+def load_checked(
+    source: str | os.PathLike[str] | Mapping[str, Any], served_elsewhere: Collection[str] = ()
+) -> Experiment:
+    """:func:`~tunery.experiment.load_experiment` with the registered algorithm and early
+    stopper names, then :func:`settings_problems`.
+
+    Raises:
+        ExperimentError: every problem of the document, or of its settings.
+        OSError: a path given as ``os.PathLike`` cannot be read.
+    """
+    experiment = load_experiment(
+        source,
+        algorithm_names=set(ALGORITHMS) | set(served_elsewhere),
+        early_stopping_names=set(EARLY_STOPPERS),
+    )
+    problems = settings_problems(experiment, served_elsewhere)
+    if problems:
+        raise ExperimentError(problems)
+    return experiment
 
 
 def settings_problems(
@@ -35,40 +60,39 @@ def settings_problems(
 
     ``served_elsewhere``: algorithm names a remote Suggestion server answers (not checked).
     """
-    from controller.protos import experiment_proto
-
     spec = experiment.to_document()["spec"]
     problems: list[FieldError] = []
     algorithm = spec["algorithm"]
     name = algorithm["algorithmName"]
     if name in ALGORITHMS and name not in served_elsewhere:
         cls = get_algorithm(name)
-        settings = _pairs(algorithm.get("algorithmSettings"))
-        found = _locate(
-            lambda raw: parse_algorithm_settings(cls.settings_type, raw, name),
-            settings,
-            _field_names(cls.settings_type),
+        found, parsed = _locate(
+            cls.settings_type,
+            name,
+            _pairs(algorithm.get("algorithmSettings")),
             "spec.algorithm.algorithmSettings",
         )
         problems += found
-        if not found:  # the settings parse: can the algorithm search this space?
+        if parsed is not None:  # the settings parse: can the algorithm search this space?
             try:
-                view = experiment_from_proto(experiment_proto(experiment.name, spec))
-                parsed = parse_algorithm_settings(cls.settings_type, dict(settings), name)
-                cls.validate(view.space, view.objective, parsed, view.max_trial_count)
+                cls.validate(
+                    experiment.search_space(),
+                    experiment.objective(),
+                    parsed,
+                    spec.get("maxTrialCount"),
+                )
             except ValueError as exc:
                 problems.append(FieldError("spec.algorithm.algorithmName", f"{name}: {exc}"))
     stopping = spec.get("earlyStopping")
     if stopping and stopping["algorithmName"] in EARLY_STOPPERS:
         stopper = get_early_stopper(stopping["algorithmName"])
-        problems += _locate(
-            lambda raw: parse_early_stopping_settings(
-                stopper.settings_type, raw, stopping["algorithmName"]
-            ),
+        found, _ = _locate(
+            stopper.settings_type,
+            stopping["algorithmName"],
             _pairs(stopping.get("algorithmSettings")),
-            _field_names(stopper.settings_type),
             "spec.earlyStopping.algorithmSettings",
         )
+        problems += found
     return problems
 
 
@@ -76,28 +100,29 @@ def _pairs(settings: Sequence[Mapping[str, Any]] | None) -> list[tuple[str, str]
     return [(s["name"], str(s.get("value", ""))) for s in settings or ()]
 
 
-def _field_names(settings_type: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(settings_type)]
-
-
 def _locate(
-    parse: Parse, settings: Sequence[tuple[str, str]], known: Sequence[str], path: str
-) -> list[FieldError]:
-    """Each setting parsed alone, so a problem is reported at its own entry (``.name`` for an
-    unknown name, ``.value`` for a bad value); then all together, for rules between them."""
+    settings_type: type, algorithm: str, settings: Sequence[tuple[str, str]], path: str
+) -> tuple[list[FieldError], Any]:
+    """The problems of ``settings`` and the parsed settings (None if there are problems).
+
+    Each setting is parsed alone first, so a problem is reported at its own entry (``.name``
+    for an unknown name, ``.value`` for a bad value); then all together, for rules between
+    them. Both packages' ``InvalidSettingsError`` are ``ValueError``s.
+    """
+    known = [f.name for f in dataclasses.fields(settings_type)]
     problems = []
     for i, (name, value) in enumerate(settings):
         try:
-            parse({name: value})
+            parse_settings(settings_type, [(name, value)], algorithm, ValueError)
         except ValueError as exc:
             if name in known:
                 problems.append(FieldError(f"{path}[{i}].value", str(exc)))
             else:
                 hint = did_you_mean(name, known) or f"; known: {', '.join(known)}"
                 problems.append(FieldError(f"{path}[{i}].name", f"{exc}{hint}"))
-    if not problems:
-        try:
-            parse(dict(settings))
-        except ValueError as exc:
-            problems.append(FieldError(path, str(exc)))
-    return problems
+    if problems:
+        return problems, None
+    try:
+        return [], parse_settings(settings_type, dict(settings), algorithm, ValueError)
+    except ValueError as exc:
+        return [FieldError(path, str(exc))], None

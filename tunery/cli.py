@@ -94,28 +94,18 @@ def main(verbose: int) -> None:
 def _load(path: str, endpoints: dict[str, str] | None = None):
     """The valid Experiment in ``path``, its algorithm settings included; exits 2 listing
     every problem otherwise."""
-    from controller.settings_check import settings_problems
-    from earlystop import REGISTRY as STOPPERS
-    from suggestion.algorithms import REGISTRY as ALGORITHMS
-    from tunery.experiment import ExperimentError, load_experiment
+    from controller.settings_check import load_checked
+    from tunery.experiment import ExperimentError
 
     try:
-        experiment = load_experiment(
-            Path(path),
-            algorithm_names=set(ALGORITHMS) | set(endpoints or {}),
-            early_stopping_names=set(STOPPERS),
-        )
-        problems = settings_problems(experiment, served_elsewhere=set(endpoints or {}))
+        return load_checked(Path(path), served_elsewhere=set(endpoints or {}))
     except ExperimentError as exc:
-        problems = exc.errors
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
-    if problems:
-        click.echo(f"{path}: invalid Experiment ({len(problems)} problem(s)):", err=True)
-        for error in problems:
+        click.echo(f"{path}: invalid Experiment ({len(exc.errors)} problem(s)):", err=True)
+        for error in exc.errors:
             click.echo(f"  {error.path}: {error.message}", err=True)
         sys.exit(EXIT_INVALID)
-    return experiment
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
 
 
 # -- options shared by validate, run and resume ------------------------------------------------
@@ -405,12 +395,9 @@ def status_(name: str, db_url: str | None, output: str) -> None:
         _print_summary(store, name, output)
 
 
-def _trial_rows(store: Any, name: str) -> list[dict[str, Any]]:
-    from controller.reconcile import objective_from_spec
+def _trial_rows(store: Any, name: str, objective: Any) -> list[dict[str, Any]]:
     from controller.status import trial_objective_value
 
-    record = store.get_experiment(name)
-    objective = objective_from_spec(record.spec["spec"])
     return [
         {
             "name": t.name,
@@ -437,12 +424,12 @@ def trials(name: str, db_url: str | None, output: str) -> None:
 
     with _errors():
         store = _open_store(db_url)
-        rows = _trial_rows(store, name)
-        metric = objective_from_spec(store.get_experiment(name).spec["spec"]).metric_name
+        objective = objective_from_spec(store.get_experiment(name).spec["spec"])
+        rows = _trial_rows(store, name, objective)
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'TRIAL':32} {'STATUS':18} {metric.upper():>12}  PARAMETERS")
+    click.echo(f"{'TRIAL':32} {'STATUS':18} {objective.metric_name.upper():>12}  PARAMETERS")
     for r in rows:
         value = "-" if r["objective"] is None else f"{r['objective']:.6g}"
         params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())

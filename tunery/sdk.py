@@ -130,14 +130,15 @@ def report_metrics(
 # -- helpers shared by the backends ---------------------------------------------------------------
 
 
-def _load(source: Any, **names: Any) -> Any:
-    """``tunery.experiment.load_experiment`` with its errors as SDK errors."""
+def _load(source: Any, loader: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """``loader`` (default ``tunery.experiment.load_experiment``) with its errors as SDK
+    errors."""
     from tunery.experiment import Experiment, ExperimentError, load_experiment
 
     if isinstance(source, Experiment):
         source = source.to_document()
     try:
-        return load_experiment(source, **names)
+        return (loader or load_experiment)(source, **options)
     except ExperimentError as exc:
         raise InvalidExperimentError(
             f"invalid Experiment ({len(exc.errors)} problem(s)):\n{exc}", exc.errors
@@ -298,23 +299,9 @@ class _LocalBackend:
             raise InvalidArgumentError(f"TUNERY_SUGGESTION_ENDPOINTS: {exc}") from None
 
     def validate(self, source: Any) -> Any:
-        from controller.settings_check import settings_problems
-        from earlystop import REGISTRY as STOPPERS
-        from suggestion.algorithms import REGISTRY as ALGORITHMS
+        from controller.settings_check import load_checked
 
-        endpoints = set(self.endpoints())
-        experiment = _load(
-            source,
-            algorithm_names=set(ALGORITHMS) | endpoints,
-            early_stopping_names=set(STOPPERS),
-        )
-        problems = settings_problems(experiment, served_elsewhere=endpoints)
-        if problems:
-            listed = "\n".join(str(p) for p in problems)
-            raise InvalidExperimentError(
-                f"invalid Experiment ({len(problems)} problem(s)):\n{listed}", problems
-            )
-        return experiment
+        return _load(source, load_checked, served_elsewhere=set(self.endpoints()))
 
     def record(self, name: str) -> ExperimentRecord:
         with self._errors():
