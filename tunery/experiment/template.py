@@ -1,6 +1,6 @@
 """Trial template of the Experiment model: its pydantic models, Katib's defaults, its checks.
 
-Private helper of :mod:`tunery.experiment`, which re-exports the public names. Katib
+Part of :mod:`tunery.experiment`, which re-exports the public names. Katib
 substitutes ``${trialParameters.<name>}`` anywhere in the serialised template (keys included),
 so the scans here walk every key and string value of the free-form Kubernetes object and report
 where each placeholder sits. Only inline ``trialSpec`` templates are checked this way: a
@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import StrictBool
 
-from tunery._experiment_base import FreeForm, Node
-from tunery._experiment_errors import Problems, did_you_mean, show
+from tunery.experiment.base import FreeForm, Node
+from tunery.experiment.errors import Problems, did_you_mean, show
 
 PLACEHOLDER_PREFIX = "${trialParameters."
 _PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^{}]+)\}")

@@ -1,7 +1,7 @@
 """Experiment spec model: Katib's ``kubeflow.org/v1beta1`` Experiment, parsed, defaulted, checked.
 
-Kernel module: imports only ``tunery.space``, ``tunery.trials`` and its private
-``tunery._experiment_*`` helpers. Called by the CLI and SDK
+Kernel module: imports only ``tunery.space``, ``tunery.trials`` and its sibling modules in
+``tunery.experiment`` (base, errors, collector, template, crd). Called by the CLI and SDK
 (``tunery run experiment.yaml``), the controller and the Kubernetes operator (which store and
 run an :class:`Experiment`), and the CRD generator (:func:`crd_schema`).
 
@@ -50,9 +50,9 @@ from pydantic import (
     field_validator,
 )
 
-from tunery import _experiment_crd, _experiment_template
-from tunery._experiment_base import FreeForm, Goal, Node, Text, choice, plain
-from tunery._experiment_collector import (
+from tunery.experiment import crd
+from tunery.experiment.base import FreeForm, Goal, Node, Text, choice, plain
+from tunery.experiment.collector import (
     DEFAULT_METRICS_FILE_PATH,
     DEFAULT_PROMETHEUS_PATH,
     DEFAULT_PROMETHEUS_PORT,
@@ -66,7 +66,7 @@ from tunery._experiment_collector import (
     MetricsCollectorSpec,
     SourceSpec,
 )
-from tunery._experiment_errors import (
+from tunery.experiment.errors import (
     ExperimentError,
     FieldError,
     Problems,
@@ -75,7 +75,7 @@ from tunery._experiment_errors import (
     show,
     translate,
 )
-from tunery._experiment_template import (
+from tunery.experiment.template import (
     JOB_FAILURE_CONDITION,
     JOB_SUCCESS_CONDITION,
     KUBEFLOW_JOB_FAILURE_CONDITION,
@@ -86,6 +86,7 @@ from tunery._experiment_template import (
     ConfigMapSource,
     TrialParameterSpec,
     TrialTemplate,
+    looks_like_meta_reference,
 )
 from tunery.space import Distribution, Parameter, ParameterType, SearchSpace, SpaceError
 from tunery.trials import MetricStrategy, Objective, ObjectiveType
@@ -760,7 +761,7 @@ def _check_references(template: Any, names: list[str] | None, problems: Problems
         ref = tp.get("reference") if isinstance(tp, Mapping) else None
         if not isinstance(ref, str) or not ref:
             continue
-        if _experiment_template.looks_like_meta_reference(ref) or ref in names:
+        if looks_like_meta_reference(ref) or ref in names:
             continue
         problems.add(
             f"{show(ref)} is not a parameter in spec.parameters (parameters: "
@@ -924,14 +925,14 @@ def crd_schema() -> dict[str, Any]:
     ``x-kubernetes-preserve-unknown-fields``. Katib's defaults appear as ``default`` where
     they are constants.
     """
-    schema = _experiment_crd.structural(Experiment.model_json_schema(by_alias=True))
+    schema = crd.structural(Experiment.model_json_schema(by_alias=True))
     properties = schema["properties"]
     properties["apiVersion"] = {"type": "string", "enum": [API_VERSION]}
     properties["kind"] = {"type": "string", "enum": [KIND]}
     properties["metadata"] = {"type": "object"}
     properties["status"] = {
         "type": "object",
-        _experiment_crd.PRESERVE: True,
+        crd.PRESERVE: True,
         "description": "Written by the controller.",
     }
     schema["required"] = ["spec"]

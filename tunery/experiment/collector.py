@@ -1,6 +1,6 @@
 """Metrics collector of the Experiment model: its pydantic models, Katib's defaults, its checks.
 
-Private helper of :mod:`tunery.experiment`, which re-exports the public names. Collector kinds
+Part of :mod:`tunery.experiment`, which re-exports the public names. Collector kinds
 follow Katib v0.18+ (``Push`` replaced ``None``); defaults are Katib's webhook defaults per kind.
 """
 
@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from tunery._experiment_base import FreeForm, Node, choice
-from tunery._experiment_errors import Problems, show
+from tunery.experiment.base import FreeForm, Node, choice
+from tunery.experiment.errors import Problems, show
 
 DEFAULT_METRICS_FILE_PATH = "/var/log/katib/metrics.log"
 DEFAULT_TFEVENT_DIR_PATH = "/var/log/katib/tfevent/"

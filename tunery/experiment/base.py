@@ -1,6 +1,6 @@
 """Shared building blocks of the Experiment model: the base model and the field types.
 
-Private helper of :mod:`tunery.experiment` and its ``_experiment_*`` siblings. ``Node`` gives
+Part of :mod:`tunery.experiment`, used by its sibling modules. ``Node`` gives
 every model camelCase aliases, rejects unknown fields and freezes instances; the annotated
 field types read Katib's YAML conventions (values as strings, free-form Kubernetes objects)
 and report problems with tunery's messages rather than pydantic's.
@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from tunery._experiment_errors import Problems, custom_error, did_you_mean, reraise_with, show
+from tunery.experiment.errors import Problems, custom_error, did_you_mean, reraise_with, show
 
 
 def choice(

@@ -1,6 +1,6 @@
 """Turn the Experiment model's JSON Schema into a Kubernetes *structural* OpenAPI v3 schema.
 
-Private helper of :func:`tunery.experiment.crd_schema`, which the CRD generator (``deploy/``)
+Part of :func:`tunery.experiment.crd_schema`, which the CRD generator (``deploy/``)
 calls. Kubernetes requires CRD schemas to be structural: no ``$ref``, a ``type`` on every node
 (except nodes marked ``x-kubernetes-preserve-unknown-fields`` or ``x-kubernetes-int-or-string``),
 no ``anyOf``/``oneOf`` carrying types, no ``const``, no ``additionalProperties: false``, and

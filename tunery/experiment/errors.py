@@ -1,6 +1,6 @@
 """Error values of ``tunery.experiment`` and the translation of pydantic errors into them.
 
-Private helper of :mod:`tunery.experiment` (which re-exports :class:`FieldError` and
+Part of :mod:`tunery.experiment` (which re-exports :class:`FieldError` and
 :class:`ExperimentError`). Every problem a user sees is a :class:`FieldError`: a field path in
 Katib's camelCase (``spec.parameters[1].feasibleSpace.min``) and a plain-English message that
 quotes the bad value. Validators report problems through :class:`Problems`, which raises them as
