@@ -21,9 +21,9 @@ PUBLIC_FACE = (
     "tunery.cli",
     "tunery.sdk",
     "tunery._sdk_",
-    "tunery._trial_entry",
-    "tunery.search",
-    "tunery.progress",
+    "tunery.sdk.trial_entry",
+    "tunery.sdk.search",
+    "tunery.sdk.progress",
 )
 
 # package -> project packages it may import
@@ -38,15 +38,20 @@ ALLOWED: dict[str, set[str]] = {
 KUBERNETES_MODULES = (
     "controller.runners.kubernetes",
     "controller.operator",
-    "tunery._sdk_kubernetes",  # the SDK's cluster backend (public face)
+    "tunery.sdk.kubernetes",  # the SDK's cluster backend (public face)
 )
 FORBIDDEN_THIRD_PARTY = {
     "algorithms": ("grpc", "google.protobuf", "sqlalchemy", "kubernetes", "kopf", "tunery.api"),
 }
 
 
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one (by package, not by prefix)."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
 def layer_of(module: str) -> str | None:
-    if module == "tunery" or module.startswith(PUBLIC_FACE):
+    if module == "tunery" or _in(module, PUBLIC_FACE):
         return "face"  # the package's __init__ re-exports the SDK lazily
     top = module.split(".")[0]
     if top == "tunery":
@@ -105,7 +110,7 @@ def test_imports_follow_the_dependency_direction(module: str, path: Path) -> Non
                 f"{module} imports {name} outside tunery.store"
             )
         if top in ("kubernetes", "kopf"):
-            assert module.startswith(KUBERNETES_MODULES), (
+            assert _in(module, KUBERNETES_MODULES), (
                 f"{module} imports {name}: kubernetes only in {', '.join(KUBERNETES_MODULES)}"
             )
         if module.startswith("suggestion.algorithms"):

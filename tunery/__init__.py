@@ -1,8 +1,8 @@
 """tunery: hyperparameter tuning, wire- and YAML-compatible with Kubeflow Katib v1beta1.
 
 The kernel (``space``, ``experiment``, ``trials``, ``store``, ``api``) lives here together with
-the public face (``sdk``, ``cli``). The SDK's names are exported lazily, so ``import tunery``
-stays light::
+the public face in its own packages (``sdk``, ``cli``). The SDK's names are exported
+lazily, so ``import tunery`` stays light::
 
     from tunery import Client, report_metrics, search, tune
 
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
     if name in _SDK_NAMES:
         return getattr(importlib.import_module("tunery.sdk"), name)
     if name == "search":  # a submodule: importing it binds it, so this runs only once
-        return importlib.import_module("tunery.search")
+        return importlib.import_module("tunery.sdk.search")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

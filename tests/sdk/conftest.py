@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from controller.templating import TrialMeta, render_trial_job
-from tunery._sdk_document import build_document
+from tunery.sdk.document import build_document
 
 RENDER_TIMEOUT = 60
 

@@ -97,7 +97,7 @@ def client(isolated_cwd: Path) -> Any:
     with Client() as c:
         yield c
     for folder in (isolated_cwd / ".tunery" / "experiments").glob("*"):
-        c._local.stop_driver(folder.name, timeout=10)  # never leave a driver behind
+        c._local.engine.stop_driver(folder.name, timeout=10)  # never leave a driver behind
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""tunery._sdk_document: the Experiment document tune() builds, for both backends."""
+"""tunery.sdk.document: the Experiment document tune() builds, for both backends."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from tunery import _sdk_document as documents
 from tunery import search
-from tunery._sdk_errors import InvalidArgumentError, ObjectiveSerializationError
 from tunery.experiment import load_experiment
+from tunery.pythonpath import child_pythonpath, tunery_import_root
+from tunery.sdk import document as documents
+from tunery.sdk.errors import InvalidArgumentError, ObjectiveSerializationError
 
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
 
@@ -77,7 +78,7 @@ def test_the_local_document_is_a_valid_katib_experiment(tmp_path: Path) -> None:
     ]
     container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     assert container["name"] == template["primaryContainerName"] == "training-container"
-    assert container["command"][1:3] == ["-m", "tunery._trial_entry"]
+    assert container["command"][1:3] == ["-m", "tunery.sdk.trial_entry"]
     assert container["args"] == [
         "lr=${trialParameters.lr}",
         "units=${trialParameters.units}",
@@ -278,8 +279,8 @@ def test_constants_that_json_cannot_carry_force_pickling() -> None:
 
 
 def test_child_pythonpath_points_at_this_checkout() -> None:
-    root = documents.tunery_import_root()
+    root = tunery_import_root()
     assert (root / "tunery" / "__init__.py").exists()
-    path = documents.child_pythonpath({"PYTHONPATH": "/x:/y"})
+    path = child_pythonpath({"PYTHONPATH": "/x:/y"})
     if path is not None:  # a checkout, not an installed package
         assert path.split(":") == [str(root), "/x", "/y"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tunery._sdk_document import child_pythonpath
+from tunery.pythonpath import child_pythonpath
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "sdk"

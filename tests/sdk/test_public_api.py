@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import tunery
-from tunery import _sdk_errors, sdk, search
+from tunery import sdk, search
+from tunery.sdk import errors as _sdk_errors
 
 
 def test_import_tunery_stays_light() -> None:

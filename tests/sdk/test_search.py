@@ -1,4 +1,4 @@
-"""tunery.search: the SDK's helpers build the YAML parameter specs and validate early."""
+"""tunery.sdk.search: the SDK's helpers build the YAML parameter specs and validate early."""
 
 from __future__ import annotations
 

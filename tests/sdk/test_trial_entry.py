@@ -1,4 +1,4 @@
-"""tunery._trial_entry: typed arguments, calling the objective, reporting what it returns."""
+"""tunery.sdk.trial_entry: typed arguments, calling the objective, reporting what it returns."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tunery import _trial_entry as entry
 from tunery import search
-from tunery._sdk_document import (
+from tunery.sdk import trial_entry as entry
+from tunery.sdk.document import (
     TuneSpec,
     kubernetes_container,
     local_container,

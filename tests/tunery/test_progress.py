@@ -1,10 +1,10 @@
-"""tunery.progress: the plain lines of `tunery run` agree with its best-trial summary."""
+"""tunery.sdk.progress: the plain lines of `tunery run` agree with its best-trial summary."""
 
 from __future__ import annotations
 
 import pytest
 
-from tunery.progress import ProgressView
+from tunery.sdk.progress import ProgressView
 from tunery.store.base import TrialRecord
 from tunery.trials import MetricStrategy, Objective, ObjectiveType, TrialCondition
 

@@ -2,7 +2,7 @@
 
 Runs inside every trial process that :func:`tunery.tune` starts. The trial's container runs
 
-- locally: ``[python, -m, tunery._trial_entry, <trial.json>, name=value, ...]``, where
+- locally: ``[python, -m, tunery.sdk.trial_entry, <trial.json>, name=value, ...]``, where
   ``trial.json`` sits in the experiment's folder beside the cloudpickled objective;
 - on Kubernetes: ``[python, -u, -c, <this module's source>, <spec as JSON>, name=value, ...]``,
   so the image needs only Python (and cloudpickle when the objective had to be pickled).
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         if not args:
-            raise TrialSpecError("usage: python -m tunery._trial_entry SPEC [name=value ...]")
+            raise TrialSpecError("usage: python -m tunery.sdk.trial_entry SPEC [name=value ...]")
         spec = load_spec(args[0])
         _extend_sys_path(list(spec.get("sys_path") or ()))
         _install_packages(spec)

@@ -1,7 +1,7 @@
 """The SDK's result values: :class:`TrialInfo`, :class:`OptimalTrial`, :class:`TuneResult`, and
 their construction from store records (local) or Trial/Experiment resources (Kubernetes).
 
-Private helper of :mod:`tunery.sdk` (kernel-clean), which re-exports the classes. Parameter
+Part of :mod:`tunery.sdk` (kernel-clean), which re-exports the classes. Parameter
 values are typed with the experiment's search space (``int``/``float``/``str``); a value the
 space cannot parse (a hand-edited document) stays the wire string rather than failing.
 """

@@ -1,13 +1,13 @@
 """Build the Experiment document ``tune()`` runs: parameters, objective, algorithm, budgets and a
-trial template whose container calls the objective through :mod:`tunery._trial_entry`.
+trial template whose container calls the objective through :mod:`tunery.sdk.trial_entry`.
 
-Private helper of :mod:`tunery.sdk` (kernel-clean: imports only tunery's kernel). The document
+Part of :mod:`tunery.sdk` (kernel-clean: imports only tunery's kernel). The document
 is a plain Katib ``kubeflow.org/v1beta1`` Experiment; ``tunery.sdk`` validates it with
 :func:`tunery.experiment.load_experiment` before running or submitting it.
 
 Two trial containers:
 
-- :func:`local_container`: ``[python, -m, tunery._trial_entry, <trial.json>]`` plus one
+- :func:`local_container`: ``[python, -m, tunery.sdk.trial_entry, <trial.json>]`` plus one
   ``name=${trialParameters.name}`` argument per tuned parameter; the objective is cloudpickled
   beside ``trial.json`` in the experiment's folder (notebook functions, lambdas and closures
   work).
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import secrets
-import site
 import string
 import sys
 import textwrap
@@ -35,17 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tunery
-from tunery import _trial_entry
-from tunery._sdk_errors import InvalidArgumentError, ObjectiveSerializationError
-from tunery.search import SearchSpec
+from tunery.pythonpath import child_pythonpath
+from tunery.sdk import trial_entry as _trial_entry
+from tunery.sdk.errors import InvalidArgumentError, ObjectiveSerializationError
+from tunery.sdk.search import SearchSpec
 from tunery.space import ParameterType, SearchSpace
 
 API_VERSION = "kubeflow.org/v1beta1"
 PRIMARY_CONTAINER = "training-container"
 GPU_RESOURCE = "nvidia.com/gpu"
 MAX_NAME_LENGTH = 40
-ENTRY_MODULE = "tunery._trial_entry"
+ENTRY_MODULE = "tunery.sdk.trial_entry"
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 _RESOURCE_KEYS = {"gpu": GPU_RESOURCE, "cpu": "cpu", "memory": "memory"}
 
@@ -53,7 +52,7 @@ _RESOURCE_KEYS = {"gpu": GPU_RESOURCE, "cpu": "cpu", "memory": "memory"}
 @dataclass(frozen=True)
 class TuneSpec:
     """Everything of a ``tune()`` call that the Experiment document records, but the trial
-    container. ``parameters`` maps names to :class:`~tunery.search.SearchSpec` (tuned) or any
+    container. ``parameters`` maps names to :class:`~tunery.sdk.search.SearchSpec` (tuned) or any
     other value (a constant passed to the objective unchanged)."""
 
     name: str
@@ -261,7 +260,7 @@ def parameter_arguments(spec: TuneSpec) -> list[str]:
 
 
 def entry_parameters(spec: TuneSpec) -> list[dict[str, Any]]:
-    """What :mod:`tunery._trial_entry` needs to type each argument."""
+    """What :mod:`tunery.sdk.trial_entry` needs to type each argument."""
     out = []
     for name, search_spec in spec.tuned.items():
         item: dict[str, Any] = {"name": name, "type": search_spec.parameter_type.value}
@@ -272,7 +271,7 @@ def entry_parameters(spec: TuneSpec) -> list[dict[str, Any]]:
 
 
 def entry_spec(spec: TuneSpec, objective: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The trial spec :func:`tunery._trial_entry.main` reads."""
+    """The trial spec :func:`tunery.sdk.trial_entry.main` reads."""
     return {
         "version": _trial_entry.SPEC_VERSION,
         "parameters": entry_parameters(spec),
@@ -360,23 +359,6 @@ def _container(
 # -- local ----------------------------------------------------------------------------------------
 
 
-def tunery_import_root() -> Path:
-    """The folder holding the ``tunery`` package this process imported."""
-    return Path(tunery.__file__).resolve().parent.parent
-
-
-def child_pythonpath(environ: Mapping[str, str] | None = None) -> str | None:
-    """PYTHONPATH for a child interpreter that must import this same tunery, or None when it
-    is installed in site-packages (a plain ``python`` finds it anyway)."""
-    root = tunery_import_root()
-    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    if root in installed:
-        return None
-    environ = os.environ if environ is None else environ
-    existing = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join([str(root), *[p for p in existing if p != str(root)]])
-
-
 def local_container(spec: TuneSpec, spec_path: Path) -> dict[str, Any]:
     """The primary container of a local trial: this interpreter running the entry module."""
     env = dict(spec.env_per_trial)
@@ -412,7 +394,7 @@ def pickle_objective(objective: Callable[..., Any], constants: Mapping[str, Any]
         "objective": objective,
         "constants": dict(constants),
         # cloudpickle >= 3.1.3 ships by-value code as "<dynamic-code>"; the trial puts the
-        # file back so that tracebacks show it (tunery._trial_entry.restore_source_file)
+        # file back so that tracebacks show it (tunery.sdk.trial_entry.restore_source_file)
         "source_file": code.co_filename if code is not None else None,
     }
     try:
@@ -494,7 +476,7 @@ def _json_round_trips(value: Any) -> bool:
 
 
 def entry_source() -> str:
-    """The source of :mod:`tunery._trial_entry`, run by ``python -c`` in cluster trials."""
+    """The source of :mod:`tunery.sdk.trial_entry`, run by ``python -c`` in cluster trials."""
     return inspect.getsource(_trial_entry)
 
 

@@ -1,6 +1,6 @@
 """The SDK's errors: one tree, each class also a built-in exception where one fits.
 
-Private helper of :mod:`tunery.sdk`, which re-exports every class (``from tunery.sdk import
+Part of :mod:`tunery.sdk`, which re-exports every class (``from tunery.sdk import
 TuneryError``). Raised by ``tune()``, ``Client`` and ``report_metrics``; the SDK maps the
 errors of the store, the controller, the collector and the Kubernetes client onto these, so
 callers catch one family::

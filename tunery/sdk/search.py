@@ -1,7 +1,7 @@
 """Search-space helpers of the SDK: ``search.double``, ``search.int``, ``search.categorical``,
 ``search.discrete``.
 
-Kernel module (imports only ``tunery.space``), re-exported as ``tunery.search``. Called by users
+Part of the SDK (imports only ``tunery.space``), exported as ``tunery.search``. Called by users
 building the ``parameters`` of :func:`tunery.tune`; ``tunery.sdk`` turns each
 :class:`SearchSpec` into the parameter spec of an Experiment document (the same mapping a YAML
 ``spec.parameters[]`` entry holds) and into a typed :class:`tunery.space.Parameter`.

@@ -1,7 +1,7 @@
 """The SDK's cluster backend: Experiments and Trials through the Kubernetes API, metrics through
 the DBManager gRPC service, logs from the trial's pod.
 
-Private helper of :mod:`tunery.sdk` (``Client(backend="kubernetes")`` and
+Part of :mod:`tunery.sdk` (``Client(backend="kubernetes")`` and
 ``tune(..., backend="kubernetes")``). Talks to ``kubeflow.org/v1beta1`` custom resources with a
 ``CustomObjectsApi``, so it works against tunery's operator and against Katib alike. Both API
 objects can be injected (tests pass mocks); otherwise they are built from the kube config (or
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tunery._sdk_errors import (
+from tunery.sdk.errors import (
     AlreadyExistsError,
     BackendUnavailableError,
     InvalidExperimentError,
