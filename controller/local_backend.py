@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from controller import status
-from controller.local import BASE_DIR_KEY, LocalSettings, submit
+from controller.local import (
+    BASE_DIR_KEY,
+    LocalSettings,
+    ProgressCallback,
+    run_until_done,
+    submit,
+)
+from controller.reconcile import StepResult
 from tunery.experiment import Experiment
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
 
@@ -233,6 +240,23 @@ class LocalBackend:
                 time.sleep(0.05)
 
     # -- experiments -----------------------------------------------------------------------
+
+    def drive(
+        self,
+        name: str,
+        settings: LocalSettings | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> StepResult:
+        """Run the experiment in this process until it completes.
+
+        Raises:
+            KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
+            ReconcileError: the experiment failed validation or its suggestion service failed.
+        """
+        return run_until_done(
+            self.store, name, settings or self.settings(), on_progress=on_progress
+        )
 
     def create_experiment(self, experiment: Experiment, base_dir: Path) -> str:
         """Submit a new experiment and start its background driver."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -136,29 +135,16 @@ def best(name: str, db_url: str | None, output: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the trial runs.")
 def logs(trial: str, db_url: str | None, follow: bool) -> None:
     """Print a trial's output."""
-    from tunery.trials import TrialCondition
+    from controller.local_backend import LocalBackend
 
     with _errors():
-        store = _open_store(db_url)
-        record = store.get_trial(trial)
+        backend = LocalBackend(db_url)
+        record = backend.store.get_trial(trial)
         path = record.runner_handle.get("log")
         if not path or not Path(path).exists():
             raise CliError(f"trial {trial!r} has no log yet ({record.condition.value})")
-        with open(path, "rb") as handle:
-            while True:
-                chunk = handle.read(65536)
-                if chunk:
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.flush()
-                    continue
-                if not follow:
-                    return
-                current = store.get_trial(trial)
-                if current.condition.is_terminal and current.completion_time is not None:
-                    return
-                if current.condition is TrialCondition.CREATED:
-                    return
-                time.sleep(0.25)
+        for line in backend.log_lines(trial, follow, timeout=float("inf")):
+            click.echo(line)
 
 
 @main.command()
@@ -167,10 +153,12 @@ def logs(trial: str, db_url: str | None, follow: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete(name: str, db_url: str | None, yes: bool) -> None:
     """Delete experiment NAME, its trials and their metrics."""
+    from controller.local_backend import LocalBackend
+
     with _errors():
-        store = _open_store(db_url)
-        store.get_experiment(name)
+        backend = LocalBackend(db_url)
+        backend.record(name)
         if not yes and sys.stdin.isatty():
             click.confirm(f"delete experiment {name!r} and all its trials?", abort=True)
-        store.delete_experiment(name)
+        backend.delete_experiment(name)
     click.echo(f"deleted {name}")

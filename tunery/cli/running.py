@@ -22,7 +22,6 @@ from tunery.cli.app import (
     F,
     _db_option,
     _errors,
-    _open_store,
     _output_option,
     main,
 )
@@ -147,17 +146,17 @@ def run(
             document = load_experiment(document).to_document()
         except ExperimentError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
-    from controller.local import SubmitError, submit
+    from controller.local import SubmitError
 
     with _errors():
-        store = _open_store(db_url)
+        backend = _backend(db_url)
         try:
-            exp_name, created = submit(store, document, Path(file).resolve().parent)
+            exp_name, created = backend.submit(document, Path(file).resolve().parent)
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
         if not created:
             click.echo(f"resuming experiment {exp_name!r}", err=True)
-        _drive(store, exp_name, settings, output)
+        _drive(backend, exp_name, settings, output)
 
 
 @main.command()
@@ -181,27 +180,34 @@ def resume(
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
     settings = _settings(logs_dir, endpoints)
-    from controller.local import BASE_DIR_KEY, SubmitError, submit
+    from controller.local import SubmitError
 
     with _errors():
-        store = _open_store(db_url)
-        record = store.get_experiment(name)
+        backend = _backend(db_url)
+        record = backend.record(name)
         document = dict(record.spec)
         if max_trials:
             document = {**document, "spec": {**document["spec"], "maxTrialCount": max_trials}}
         try:
-            submit(store, document, Path(record.status.get(BASE_DIR_KEY, ".")))
+            backend.submit(document, backend.base_dir(record))
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
-        _drive(store, name, settings, output)
+        _drive(backend, name, settings, output)
 
 
-def _drive(store: Any, name: str, settings: Any, output: str) -> None:
-    from controller.local import run_until_done
+def _backend(db_url: str | None) -> Any:
+    """The controller's local backend over the store at ``db_url``."""
+    from controller.local_backend import LocalBackend
+
+    return LocalBackend(db_url)
+
+
+def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
     from controller.reconcile import ReconcileError, objective_from_spec
     from controller.templating import find_containers
     from tunery.sdk.progress import ProgressView
 
+    store = backend.store
     spec = store.get_experiment(name).spec["spec"]
     objective = objective_from_spec(spec)
     images = sorted(
@@ -218,7 +224,7 @@ def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     view = ProgressView(name, objective=objective, enabled=output == "text")
     try:
         with view:
-            result = run_until_done(store, name, settings, on_progress=view.update)
+            result = backend.drive(name, settings, on_progress=view.update)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted: running trials were stopped; continue with `tunery resume {name}`",

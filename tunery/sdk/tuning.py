@@ -184,7 +184,6 @@ def tune(
 def _tune_local(
     backend: LocalBackend, spec: documents.TuneSpec, objective: Callable[..., Any], verbose: bool
 ) -> TuneResult:
-    from controller.local import run_until_done
     from controller.reconcile import ReconcileError
     from tunery.sdk.progress import ProgressView
 
@@ -206,7 +205,7 @@ def _tune_local(
         print(f"tunery: resuming experiment {name!r}", file=sys.stderr)
     try:
         with view:
-            run_until_done(backend.store, name, backend.settings(), on_progress=view.update)
+            backend.engine.drive(name, backend.settings(), on_progress=view.update)
     except KeyboardInterrupt:
         if verbose:
             print(
