@@ -128,9 +128,10 @@ _TIMESTAMP = (
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 _DEFAULT_LINES_FINDALL = re.compile(
-    # Over "\n"-prefixed candidate lines: a line start (with its leading timestamp token), or
-    # a match of the default filter; inside a line Go's \s is [\t\f ] (CR became LF).
-    rf"\n(?:({_TIMESTAMP})(?= ))?"
+    # Over "\n"-prefixed candidate lines: a line start (with its leading timestamp token, looked
+    # at but not consumed: Katib's filter runs over it too, so in "...12:00:00Z =1" the name is
+    # "00Z"), or a match of the default filter; inside a line Go's \s is [\t\f ] (CR became LF).
+    rf"\n(?:(?=({_TIMESTAMP}) ))?"
     rf"|(?<![{_WORD}])([{_WORD}]+)[\t\f ]*=[\t\f ]*{_VALUE}(?=([{_WORD}]+[\t\f ]*=)?)"
 ).findall
 
@@ -422,7 +423,7 @@ class TextParser(Parser):
         if matchable and not any(_UNSAFE_NAME_START(n) for n in matchable):
             names = "|".join(re.escape(n) for n in matchable)
             self._fast = re.compile(
-                rf"\n(?:({_TIMESTAMP})(?= ))?"
+                rf"\n(?:(?=({_TIMESTAMP}) ))?"
                 rf"|(?<![{_WORD}])({names})[\t\f ]*=[\t\f ]*{_VALUE}"
             ).findall
             self._guard_names = tuple(matchable)

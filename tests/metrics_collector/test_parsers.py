@@ -417,3 +417,12 @@ def test_random_bytes_never_crash(data: bytes, which: int) -> None:
     for observation in parser.parse(data):
         assert observation.metric_name in parser.metric_names
         assert observation.numeric is not None
+
+
+def test_the_leading_timestamp_is_matched_over_as_katib_does() -> None:
+    # Katib's filter also runs over the timestamp token: "00Z =1" is a match there, so the
+    # "1x=1" after it is not (found by the property test above).
+    data = b"2024-05-01T12:00:00Z =1x=1x\n2024-05-01T12:00:00Z 1x=2\n"
+    names = ["1x", "acc"]
+    assert rows(TextParser(names).parse(data)) == katib_reference(data, names)
+    assert [r[:2] for r in katib_reference(data, names)] == [("1x", "2")]
