@@ -432,6 +432,8 @@ def test_every_server_is_told_to_listen_on_all_interfaces() -> None:
     argvs = _serve_argvs()
     assert len(argvs) == 6  # three Deployments, three Dockerfile targets
     for where, args in argvs:
+        # explicit: `tunery serve` listens on loopback only by default
+        assert "--host" in args and args[args.index("--host") + 1] == "0.0.0.0", where
         ctx = main.make_context("tunery", list(args), resilient_parsing=True)
         serve = main.get_command(ctx, args[0])
         assert isinstance(serve, click.Group), where
