@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -442,3 +444,18 @@ def test_every_server_is_told_to_listen_on_all_interfaces() -> None:
         assert command is not None, where
         params = command.make_context(args[1], list(args[2:]), parent=serve_ctx).params
         assert params["host"] == "0.0.0.0", where
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_kustomization_installs_the_policies_and_no_secret() -> None:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr
+    documents = [d for d in yaml.safe_load_all(built.stdout) if d]
+    kinds = [d["kind"] for d in documents]
+    assert kinds.count("NetworkPolicy") == 5 and "Secret" not in kinds
+    assert _credential_problems(documents) == []
+    for doc in documents:
+        if doc["kind"] in WORKLOAD_KINDS:
+            assert restricted_violations(doc["spec"]["template"]["spec"]) == [], doc["kind"]
