@@ -24,7 +24,7 @@ import yaml
 from pod_security import restricted_violations
 from trial_render import render_example
 
-from controller.sidecar import TRIAL_LABEL, pod_templates
+from controller.sidecar import COLLECTOR_UID, TRIAL_LABEL, pod_templates
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -459,3 +459,12 @@ def test_the_kustomization_installs_the_policies_and_no_secret() -> None:
     for doc in documents:
         if doc["kind"] in WORKLOAD_KINDS:
             assert restricted_violations(doc["spec"]["template"]["spec"]) == [], doc["kind"]
+
+
+def test_the_collector_user_is_the_image_user() -> None:
+    """The collector's default uid is the one the image runs as, as the services do."""
+    (user,) = re.findall(r"^USER (\d+)", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
+    assert int(user) == COLLECTOR_UID
+    for name, template in _workloads().items():
+        if name != "tunery-postgres":
+            assert template["spec"]["securityContext"]["runAsUser"] == COLLECTOR_UID, name
