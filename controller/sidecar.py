@@ -25,7 +25,15 @@ whose pods carry ``primaryPodLabels``, by default the master/chief/launcher repl
   the command's exit status, exits 0 when the collector wrote ``early-stopped`` to
   ``<dir>/<pid>.pid`` before stopping the trial, otherwise writes ``completed`` there so a
   collector running as a plain container knows when to finish, and forwards SIGTERM to the
-  whole trial.
+  whole trial;
+- the collector runs under a restricted ``securityContext`` (:func:`collector_security_context`:
+  non-root, no privilege escalation, every capability dropped, seccomp ``RuntimeDefault``, a
+  read-only root), so it keeps a trial pod within PodSecurity ``restricted``. It runs as the
+  trial's user when the pod or the primary container names a non-root ``runAsUser``: a
+  process without capabilities can signal only processes of its own user, and stopping a
+  trial early is a signal. Otherwise it runs as :data:`COLLECTOR_UID`, the image's user. The
+  shared ``metrics-volume`` is an emptyDir, which the kubelet creates world-writable, so
+  either user can write its files there.
 
 Errors: :class:`SidecarError` (a ``ValueError``) names what cannot be done and why.
 """
@@ -76,6 +84,10 @@ exit "$code"
 kubelet would expand in ``command``/``args``; the trial's argv follows it as ``"$@"``."""
 
 WRAPPER_ARGV0 = "tunery-trial"
+
+COLLECTOR_UID = 65532
+"""The user of the tunery image (``USER 65532`` in deploy/Dockerfile); the collector's user
+unless the trial names its own."""
 
 
 class SidecarError(ValueError):
@@ -380,6 +392,8 @@ def inject_collector(
             c.get("name") for c in pod_spec.get("initContainers", [])
         }
         sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
+        if plan.kind != "Custom":  # a custom collector keeps the securityContext it was given
+            sidecar["securityContext"] = collector_security_context(pod_spec, container)
         if sidecar["name"] in names:
             raise SidecarError(
                 f"the {kind} already has a container named {sidecar['name']!r}, the name of "
@@ -433,6 +447,40 @@ def _sidecar(
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
         "resources": copy.deepcopy(dict(settings.resources)),
     }
+
+
+def _declared(pod_spec: Mapping[str, Any], container: Mapping[str, Any], key: str) -> Any:
+    """A ``securityContext`` field as it applies to ``container``: its own, else the pod's."""
+    own = (container.get("securityContext") or {}).get(key)
+    return own if own is not None else (pod_spec.get("securityContext") or {}).get(key)
+
+
+def _user_id(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def collector_security_context(
+    pod_spec: Mapping[str, Any], primary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The collector's ``securityContext``: PodSecurity ``restricted``, as the trial's user.
+
+    The user is the primary container's non-root ``runAsUser`` (its own, else the pod's), with
+    its ``runAsGroup``; else :data:`COLLECTOR_UID`. Set explicitly in both cases, so
+    ``runAsNonRoot`` holds whatever the collector image declares.
+    """
+    uid = _user_id(_declared(pod_spec, primary, "runAsUser"))
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": uid if uid else COLLECTOR_UID,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    gid = _user_id(_declared(pod_spec, primary, "runAsGroup"))
+    if uid and gid is not None:
+        context["runAsGroup"] = gid
+    return context
 
 
 def _describe(templates: Sequence[PodTemplate]) -> str:

@@ -17,13 +17,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from trial_render import render_example
 
-from controller.reconcile import EXPERIMENT_LABEL
-from controller.runners.base import TrialLaunch
-from controller.runners.kubernetes import KubernetesRunner
-from controller.sidecar import CollectorSettings, pod_templates
-from controller.templating import TrialMeta, render_trial_job
-from tunery.experiment import load_experiment
+from controller.sidecar import pod_templates
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = kubernetes_validate.latest_version()
@@ -112,39 +108,7 @@ def test_example_is_accepted_by_the_crd_and_renders_valid_jobs(path: Path) -> No
     errors = sorted(_crd_validator().iter_errors(document), key=lambda e: list(e.path))
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
 
-    experiment = load_experiment(document).to_document()
-    spec = experiment["spec"]
-    template = spec["trialTemplate"]
-    assignment = {p["name"]: _value(p) for p in spec["parameters"]}
-    name = f"{experiment['metadata']['name']}-abcd1234"
-    meta = TrialMeta(
-        name=name,
-        namespace="team-a",
-        kind=template["trialSpec"]["kind"],
-        api_version=template["trialSpec"]["apiVersion"],
-        labels={EXPERIMENT_LABEL: experiment["metadata"]["name"]},
-    )
-    job = render_trial_job(
-        template["trialSpec"], template.get("trialParameters") or [], assignment, meta
-    )
-    runner = KubernetesRunner(
-        None,  # type: ignore[arg-type]  # build_job talks to no API
-        namespace="team-a",
-        spec=spec,
-        collector=CollectorSettings(image="tunery:test", db_manager_address="db:6789"),
-    )
-    launch = TrialLaunch(
-        trial_name=name,
-        experiment_name=experiment["metadata"]["name"],
-        job=job,
-        primary_container_name=template["primaryContainerName"],
-        log_path=Path("unused.log"),
-        base_dir=ROOT,
-        env={"KATIB_TRIAL_NAME": name},
-        success_condition=template["successCondition"],
-        failure_condition=template["failureCondition"],
-    )
-    built = runner.build_job(launch)
+    spec, built = render_example(path)
     if built["apiVersion"] == "batch/v1":
         kubernetes_validate.validate(built, VERSION, strict=True)
     for t in pod_templates(built):  # every pod template, whatever the kind
@@ -158,13 +122,6 @@ def test_example_is_accepted_by_the_crd_and_renders_valid_jobs(path: Path) -> No
         assert containers, "no collector sidecar was added"
     text = yaml.safe_dump(built)
     assert "${trialParameters." not in text
-
-
-def _value(parameter: dict[str, Any]) -> str:
-    space = parameter["feasibleSpace"]
-    if parameter["parameterType"] in ("categorical", "discrete"):
-        return str(space["list"][0])
-    return str(space["min"])
 
 
 def test_examples_cover_the_gpu_request() -> None:

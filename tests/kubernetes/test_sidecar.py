@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from controller.sidecar import (
+    COLLECTOR_UID,
     WRAPPER,
     CollectorSettings,
     SidecarError,
@@ -162,3 +163,79 @@ def test_wrapper_exits_zero_when_the_collector_stopped_the_trial(tmp_path: Path)
     assert "stopped early" in result.stdout
     result = run_wrapper(tmp_path, ["sh", "-c", "exit 5"], tee=False)
     assert result.returncode == 5 and "stopped early" not in result.stdout
+
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _collector(out: dict[str, Any]) -> dict[str, Any]:
+    pod = out["spec"]["template"]["spec"]
+    (collector,) = [
+        c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] != "main"
+    ]
+    return collector
+
+
+def _with_security(pod: dict[str, Any] | None, main: dict[str, Any] | None) -> dict[str, Any]:
+    job = copy.deepcopy(JOB)
+    if pod is not None:
+        job["spec"]["template"]["spec"]["securityContext"] = pod
+    if main is not None:
+        job["spec"]["template"]["spec"]["containers"][0]["securityContext"] = main
+    return job
+
+
+def test_the_collector_is_restricted_and_runs_as_the_image_user_by_default() -> None:
+    for native in (True, False):
+        settings = CollectorSettings("i", db_manager_address="db:1", native_sidecar=native)
+        out = inject_collector(
+            JOB, trial_name="t1", experiment_name="e", spec=spec(), settings=settings
+        )
+        assert _collector(out)["securityContext"] == {**RESTRICTED, "runAsUser": COLLECTOR_UID}
+    # the trial's own container is left as the template wrote it
+    assert "securityContext" not in out["spec"]["template"]["spec"]["containers"][0]
+    assert "securityContext" not in out["spec"]["template"]["spec"]
+
+
+def test_the_collector_runs_as_the_trials_user() -> None:
+    # the pod's user and group
+    out = inject(_with_security({"runAsUser": 1000, "runAsGroup": 3000}, None))
+    assert _collector(out)["securityContext"] == {**RESTRICTED, "runAsUser": 1000,
+                                                  "runAsGroup": 3000}  # fmt: skip
+    # the primary container's own user wins over the pod's
+    out = inject(_with_security({"runAsUser": 1000}, {"runAsUser": 2000}))
+    assert _collector(out)["securityContext"]["runAsUser"] == 2000
+    assert "runAsGroup" not in _collector(out)["securityContext"]
+    # a root trial: the collector stays non-root
+    out = inject(_with_security({"runAsUser": 0, "runAsGroup": 0}, None))
+    context = _collector(out)["securityContext"]
+    assert context["runAsUser"] == COLLECTOR_UID and "runAsGroup" not in context
+    # not an integer (e.g. an unsubstituted value): not copied
+    out = inject(_with_security({"runAsUser": "1000"}, None))
+    assert _collector(out)["securityContext"]["runAsUser"] == COLLECTOR_UID
+
+
+def test_restricted_trial_pods_stay_restricted() -> None:
+    """A restricted template passes with the collector; another fails on its own containers."""
+    from pod_security import restricted_violations
+
+    compliant = _with_security(
+        {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    )
+    assert restricted_violations(inject(compliant)["spec"]["template"]["spec"]) == []
+    problems = restricted_violations(inject()["spec"]["template"]["spec"])
+    assert problems and all("(main)" in p for p in problems), problems
+
+
+def test_a_custom_collector_keeps_its_own_security_context() -> None:
+    custom = {"name": "my-collector", "image": "mine", "securityContext": {"runAsUser": 5}}
+    collector = {"collector": {"kind": "Custom", "customCollector": custom}}
+    out = inject(spec=spec(metricsCollectorSpec=collector))
+    assert _collector(out)["securityContext"] == {"runAsUser": 5}
