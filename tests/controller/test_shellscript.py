@@ -211,7 +211,16 @@ SHAPES = {
     "sh -c single": ["sh", "-c", f"{PRINT} '--v={P}' > out"],
     "bash -o pipefail -c": ["bash", "-o", "pipefail", "-c", f"{PRINT} --v={P} | cat > out"],
     "env sh -c": ["/usr/bin/env", "sh", "-c", f'{PRINT} "--v={P}" > out'],
-    "env A=1 bash -lc": ["env", "-u", "X", "A=1", "bash", "-lc", f"cd . && {PRINT} '--v={P}'>out"],
+    "env A=1 bash -lc": [
+        "env",
+        "-u",
+        "X",
+        "A=1",
+        "bash",
+        "--noprofile",
+        "-lc",
+        f"cd . && {PRINT} '--v={P}'>out",
+    ],
     "sh -euc": ["/bin/sh", "-eu", "-c", f'X={P}; {PRINT} "--v=$X" > out'],
 }
 
