@@ -37,6 +37,18 @@ _DECLARERS = frozenset({"declare", "typeset", "local", "export", "readonly"})
 _RESERVED = frozenset(
     {"!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "exec"}
 )
+# builtins that take variable names (bash evaluates a subscript in one: a[$(cmd)])
+_NAMERS = frozenset({"read", "unset", "mapfile", "readarray", "getopts", "integer", "vared"})
+# commands that assign their arguments to shell variables or positional parameters
+_ASSIGNERS = frozenset({"for", "select", "set", *_DECLARERS})
+# anything that makes bash/zsh/ksh evaluate a variable's value as an arithmetic expression
+_ARITHMETIC = re.compile(
+    r"\(\(|\$\[|\blet\b|\[\[|\binteger\b|[A-Za-z_0-9]\[|\$\{[^}]*[\[:]"
+    r"|\b(?:declare|typeset|local|readonly|export)\b[^\n;&|]*\s[-+][A-Za-z]*i"
+)
+_DURATION = re.compile(r"^[0-9.]+[smhd]?$")
+_DYNAMIC = "\1"  # marks a part of a word computed at run time ($x, $(…), `…`)
+_FUNCTION = re.compile(r"\bfunction\s+([^\s(){};&|]+)|([A-Za-z_][\w.:-]*)\s*\(\s*\)")
 _WRAPPERS = frozenset({"command", "builtin", "nohup", "setsid", "nice", "stdbuf", "timeout"})
 _OPERATORS = frozenset(";&|()<>")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\+?=")
@@ -237,6 +249,10 @@ class _Command:
         self.words, self.word, self.quoted, self.redirect = [], "", False, False
 
 
+def _odd_backslashes(line: str) -> bool:
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
+
+
 def _command_words(words: Sequence[str]) -> list[str]:
     """The words from the command name on: leading reserved words and assignments dropped."""
     k = 0
@@ -245,13 +261,23 @@ def _command_words(words: Sequence[str]) -> list[str]:
     return list(words[k:])
 
 
-def _command_problem(words: Sequence[str], word: str) -> str | None:
+def _command_problem(words: Sequence[str], word: str, redirect: bool) -> str | None:
     """Why a placeholder in ``word``, an argument of the command ``words``, is unsafe."""
     rest = _command_words(words)
     while rest and (_name(rest[0]) in _WRAPPERS or _name(rest[0]) == "env"):
         rest = rest[1:]
-        while rest and (rest[0].startswith("-") or _ASSIGNMENT.match(rest[0])):
-            rest = rest[1:]
+        while rest and (
+            rest[0].startswith("-") or _ASSIGNMENT.match(rest[0]) or _DURATION.match(rest[0])
+        ):
+            with_value = rest[0] in ("-u", "-C", "-n", "-s", "-k")
+            rest = rest[2:] if with_value else rest[1:]
+    if not rest:
+        if redirect or _ASSIGNMENT.match(word):
+            return None
+        return "is the command name: a value must not choose the program to run"
+    if "\0" in rest[0] or _DYNAMIC in rest[0]:
+        shown = rest[0].replace("\0", "${…}").replace(_DYNAMIC, "$…")
+        return f"is an argument of {shown!r}, a command name computed at run time"
     for k, w in enumerate(rest):
         if _name(w) in SHELLS and any(
             len(o) > 1 and o[0] == "-" and o[1] != "-" and "c" in o for o in rest[k + 1 :]
@@ -262,6 +288,10 @@ def _command_problem(words: Sequence[str], word: str) -> str | None:
     name = _name(rest[0])
     if name in _EVALUATORS:
         return f"is an argument of {name}, which runs it as shell code"
+    if name in _NAMERS or (name == "printf" and "-v" in rest[1:]):
+        return f"is an argument of {name}, which takes variable names (bash runs a[$(…)])"
+    if name in ("test", "[") and rest[-1:] in (["-v"], ["-R"]):
+        return f"is a variable name for {name} -v (bash runs a[$(…)])"
     if name in _DECLARERS:
         if any(o[:1] in "-+" and set(o[1:]) & set("aAin") for o in rest[1:]):
             return f"is an argument of {name} with an array, integer or nameref attribute"
@@ -277,10 +307,14 @@ class _Lexer:
         self.text = text
         self.pos = 0
         self.slots: list[Slot] = []
-        self.heredocs: list[tuple[str, bool]] = []  # (delimiter, strip tabs)
+        self.heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, strip tabs, quoted)
         self.uncertain: str | None = None
         self.depth_of_nesting = 0
         self.command = _Command([])
+        # where values assigned to variables may be evaluated as arithmetic (bash runs
+        # a[$(cmd)] found in such a value): assignments of placeholders are refused
+        self.arithmetic = _ARITHMETIC.search(text) is not None
+        self.functions = {a or b for a, b in _FUNCTION.findall(text)}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -309,7 +343,10 @@ class _Lexer:
             raise self._fail(f"{name} is inside [[ … ]] (evaluated as arithmetic)", match.start())
         if _SUBSCRIPT.match(command.word):
             raise self._fail(f"{name} is inside an array subscript", match.start())
-        problem = _command_problem(command.words, command.word)
+        problem = (
+            _command_problem(command.words, command.word, command.redirect)
+            or self._assignment_problem()
+        )
         if problem:
             raise self._fail(f"{name} {problem}", match.start())
         self.slots.append(Slot(match.start(), match.end(), match.group(1), context))
@@ -324,10 +361,28 @@ class _Lexer:
         if found:
             raise self._fail(f"{found.group(0)} is inside {where}", found.start())
 
+    def _assignment_problem(self) -> str | None:
+        if not self.arithmetic:
+            return None
+        words = _command_words(self.command.words)
+        assigned = (not words and _ASSIGNMENT.match(self.command.word)) or (
+            words and (words[0] in _ASSIGNERS or words[0] in self.functions)
+        )
+        if not assigned:
+            return None
+        return (
+            "is assigned to a variable or parameter in a script that uses arithmetic, where "
+            "bash evaluates a variable's value as an expression (and runs a[$(…)] in it); "
+            "pass it to the program as an argument instead"
+        )
+
     # -- bare level ------------------------------------------------------------------------
 
-    def commands(self, closer: str | None, forbid: str | None) -> None:
-        """Lex commands until ``closer`` (``)`` of ``$(``) at depth 0, or the end."""
+    def commands(self, closer: str | None, forbid: str | None, arithmetic: bool = False) -> None:
+        """Lex commands until ``closer`` (``)`` of ``$(``) at depth 0, or the end.
+
+        ``arithmetic``: an expression, not commands (``<<`` is a shift, not a here-document).
+        """
         text, depth = self.text, 0
         saved, self.command = self.command, _Command([])
         command = self.command
@@ -387,7 +442,7 @@ class _Lexer:
                         self.command = saved
                         return
                     depth -= 1
-                if c in "<>":
+                if c in "<>" and not arithmetic:
                     self._redirection()
                     continue
                 command.end_command()
@@ -437,16 +492,20 @@ class _Lexer:
         raw = text[start : self.pos]
         if PLACEHOLDER.search(raw):
             raise self._fail("a placeholder is in a here-document delimiter", start)
+        if re.search(r"[$`]", raw):
+            self.uncertain = self.uncertain or f"after the here-document delimiter {raw}"
         delimiter = re.sub(r"\\(.)|['\"]", lambda m: m.group(1) or "", raw)
-        self.heredocs.append((delimiter, strip))
+        self.heredocs.append((delimiter, strip, raw != delimiter))
 
     def _heredoc_bodies(self) -> None:
         text = self.text
-        for delimiter, strip in self.heredocs:
+        for delimiter, strip, quoted in self.heredocs:
             while self.pos < len(text):
                 end = text.find("\n", self.pos)
                 end = len(text) if end == -1 else end
                 line = text[self.pos : end]
+                if not quoted and _odd_backslashes(line):  # shells differ on continuing it
+                    self.uncertain = self.uncertain or "after a here-document line ending in \\"
                 found = PLACEHOLDER.search(line)
                 if found:
                     raise self._fail(
@@ -469,7 +528,7 @@ class _Lexer:
                 break
             self._slot(found, Context.SINGLE, forbid)
             at = found.end()
-        self.command.word += "\0"
+        self.command.word += PLACEHOLDER.sub("\0", self.text[self.pos + 1 : end])
         self.pos = end + 1
 
     def _quote_end(self, start: int, quote_char: str) -> int:
@@ -492,19 +551,25 @@ class _Lexer:
             match = self._placeholder(self.pos)
             if match:
                 self._slot(match, Context.DOUBLE, forbid)
+                self.command.word += "\0"
                 self.pos = match.end()
             elif c == "\\":
                 self._no_escaped_placeholder()
+                escaped = text[self.pos + 1 : self.pos + 2]
+                if escaped in ("$", "`", '"', "\\"):
+                    self.command.word += escaped
+                elif escaped != "\n":
+                    self.command.word += "\\" + escaped
                 self.pos += 2
             elif c == '"':
                 self.pos += 1
-                self.command.word += "\0"
                 return
             elif c == "`":
                 self._backtick()
             elif c == "$":
                 self._dollar(forbid, bare=False)
             else:
+                self.command.word += c
                 self.pos += 1
         raise self._fail('unterminated "')
 
@@ -520,6 +585,7 @@ class _Lexer:
         if self.pos >= len(text):
             raise self._fail("unterminated `", start)
         self.pos += 1
+        self.command.word += _DYNAMIC
 
     def _dollar(self, forbid: str | None, *, bare: bool) -> None:
         text, start = self.text, self.pos
@@ -544,18 +610,27 @@ class _Lexer:
             self._refuse_in(start, self.pos, "$'…'")
             if self.pos >= len(text):
                 raise self._fail("unterminated $'", start)
+            content = text[start + 2 : self.pos]
+            self.command.word += _DYNAMIC if "\\" in content else content
             self.pos += 1
+            return
         elif bare and nxt == '"':
             self.pos += 1
             self._double('is inside $"…" (translated text)')
+            return
+        elif not re.match(r"[A-Za-z0-9_@*#?$!-]", nxt):
+            self.command.word += "$"  # a literal $
+            self.pos += 1
+            return
         else:
             self.pos += 1
+        self.command.word += _DYNAMIC
 
     def _nested(self, why: str, *, arithmetic: bool = False) -> None:
         """Lex a nested command list (``$(``, ``((``, ``<(``) up to its ``)``."""
         self.depth_of_nesting += 1
         heredocs, self.heredocs = self.heredocs, []
-        self.commands(closer=")", forbid=why)
+        self.commands(closer=")", forbid=why, arithmetic=arithmetic)
         if arithmetic:  # $(( … )) ends with a second ")"
             if not self.text.startswith(")", self.pos):
                 raise self._fail("unterminated $((")

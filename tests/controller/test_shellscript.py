@@ -3,6 +3,7 @@ placeholder, quoting per context, refusals; and a property test that runs real s
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -102,10 +103,20 @@ def test_shells_reached_in_ways_not_analysed_are_opaque(argv: list[str], opaque:
         (f"prog 'it'\\''s {P}'", [Context.SINGLE]),
         (f"echo a#{P}", [Context.BARE]),
         (f"local x={P}", [Context.BARE]),
+        (f"X={P}; prog \"$X\"; echo $(( 1 << 2 ))\nprog '{P}'", None),
+        (f"echo $(( 1 << 2 )) 'it''s' {P}", [Context.BARE]),
+        (f"(( 1 << 2 )); prog '{P}'", [Context.SINGLE]),
+        (f"prog {P} $(( 2 ))", [Context.BARE]),
+        (f"X={P} prog > {P}", [Context.BARE, Context.BARE]),
+        (f"'my prog' {P}", [Context.BARE]),
     ],
 )
-def test_contexts(script: str, contexts: list[Context]) -> None:
-    assert [slot.context for slot in analyse(script)] == contexts
+def test_contexts(script: str, contexts: list[Context] | None) -> None:
+    if contexts is None:  # arithmetic elsewhere in the script: the assignment is refused
+        with pytest.raises(UnsafeScript, match="uses arithmetic"):
+            analyse(script)
+    else:
+        assert [slot.context for slot in analyse(script)] == contexts
 
 
 @pytest.mark.parametrize(
@@ -146,6 +157,27 @@ def test_contexts(script: str, contexts: list[Context]) -> None:
         (f"echo `date +'%s'` {P}", "after `…` with quotes"),
         (f"echo ${{x:-'a'}} {P}", "after ${…} with quotes"),
         (f"x=$(case a in a) echo;; esac) {P}", "after a case statement"),
+        (f"'ev'al prog {P}", "argument of eval"),
+        (f'"eval" prog {P}', "argument of eval"),
+        (f"\\eval prog {P}", "argument of eval"),
+        (f"$'eval' prog {P}", "argument of eval"),
+        (f"nice -n 5 timeout -s KILL 10 eval {P}", "argument of eval"),
+        (f"$CMD --lr={P}", "computed at run time"),
+        (f'"$HOME/bin/prog" {P}', "computed at run time"),
+        (f"$(which python) --lr={P}", "computed at run time"),
+        (f"{P} --x", "the command name"),
+        (f"cd /x && exec {P}", "the command name"),
+        (f"{P} {P}", "the command name"),
+        (f"read {P} <<< 1", "argument of read"),
+        (f"printf -v {P} x", "argument of printf"),
+        (f"[ -v {P} ]", "variable name for [ -v"),
+        (f"X={P}; (( X > 0 )) && prog", "uses arithmetic"),
+        (f"export N={P}; for ((i=0; i<N; i++)); do prog; done", "uses arithmetic"),
+        (f"f() {{ echo $(( $1 + 1 )); }}; f {P}", "uses arithmetic"),
+        (f"set -- {P}; [[ $1 -eq 1 ]]", "uses arithmetic"),
+        (f"for x in {P}; do let y=x; done", "uses arithmetic"),
+        (f"cat <<EOF\nx\\\nEOF\nprog {P}\nEOF", "here-document line ending"),
+        (f"cat <<$E\nx\n$E\nprog {P}", "after the here-document delimiter"),
     ],
 )
 def test_refusals_say_why(script: str, why: str) -> None:
@@ -267,3 +299,51 @@ def test_values_arrive_verbatim_in_every_shell_and_context(shell: str, value: st
             e.encode() + b"\0" for e in expected
         )
         assert sorted(p.name for p in Path(folder).iterdir()) == ["out"]
+
+
+# -- the property over templates: whatever the script, an accepted one never runs a value ----
+
+PIECES = [
+    *[" ", " ", "\n", ";", "&&", "||", "|", ">", "/dev/null", "\t", "\\\n"],
+    *["'", '"', "\\", "$", "`", ")", "{", "}", "$(", "${", "$((", "((", "))", "[[", "]]"],
+    *["#", "<<", "<<-", "EOF", "'EOF'", "\nEOF\n", "<<<", "<(", "$'", '$"', "~", "*", "!"],
+    *["=", "x=", "x[", "]", "1", "echo", "printf %s", "eval", "export ", "declare -i ", "let "],
+    *["case", " in ", "esac", "a)", ";;", "if", "then", "fi", "true", "sh -c", "bash -c", "cat"],
+    *[P, P, P, P],
+]
+TEMPLATES = st.lists(st.sampled_from(PIECES), min_size=1, max_size=14).map("".join)
+HOSTILE_RUN = st.sampled_from(
+    [
+        "$(touch X)",
+        "`touch X`",
+        ";touch X;",
+        "'; touch X; '",
+        '"; touch X; "',
+        "\ntouch X\n",
+        "a[$(touch X)]",
+        "|touch X",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=TEMPLATES, value=HOSTILE_RUN)
+def test_no_accepted_template_runs_a_value(template: str, value: str) -> None:
+    try:
+        script = render(template, {"v": value}, KeyError)
+    except UnsafeScript:
+        return  # refused at validation: fine
+    for shell in [s for s in ("dash", "bash") if s in SHELLS_HERE]:
+        with tempfile.TemporaryDirectory() as folder:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    [shell, "-c", script],
+                    cwd=folder,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=10,
+                )
+            assert not [p.name for p in Path(folder).iterdir() if p.name.startswith("X")], (
+                shell,
+                script,
+            )
