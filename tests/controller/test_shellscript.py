@@ -108,6 +108,7 @@ def test_shells_reached_in_ways_not_analysed_are_opaque(argv: list[str], opaque:
         (f"(( 1 << 2 )); prog '{P}'", [Context.SINGLE]),
         (f"prog {P} $(( 2 ))", [Context.BARE]),
         (f"X={P} prog > {P}", [Context.BARE, Context.BARE]),
+        (f"prog &> log {P} 2>&1 >|x {P}", [Context.BARE, Context.BARE]),
         (f"'my prog' {P}", [Context.BARE]),
     ],
 )
