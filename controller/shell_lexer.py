@@ -120,12 +120,13 @@ class _Command:
     word: str = ""
     quoted: bool = False  # the current word has a quoted part
     redirect: bool = False  # the current word is a redirection target
+    duplicate: bool = False  # ... of >& or <& (bash expands such a word twice)
     test: bool = False  # inside [[ … ]]
 
     def end_word(self, lexer: _Lexer) -> None:
         if self.word or self.quoted:
             if self.redirect:
-                self.redirect = False
+                self.redirect = self.duplicate = False
             else:
                 self.words.append(self.word)
                 bare = not self.quoted
@@ -138,7 +139,8 @@ class _Command:
         self.word, self.quoted = "", False
 
     def end_command(self) -> None:
-        self.words, self.word, self.quoted, self.redirect = [], "", False, False
+        self.words, self.word, self.quoted = [], "", False
+        self.redirect = self.duplicate = False
 
 
 def _odd_backslashes(line: str) -> bool:
@@ -233,6 +235,10 @@ class _Lexer:
         command = self.command
         if command.test:
             raise self._fail(f"{name} is inside [[ … ]] (evaluated as arithmetic)", match.start())
+        if command.duplicate:
+            raise self._fail(
+                f"{name} is the target of >& or <& (bash expands it twice)", match.start()
+            )
         if _SUBSCRIPT.match(command.word):
             raise self._fail(f"{name} is inside an array subscript", match.start())
         problem = (
@@ -366,6 +372,7 @@ class _Lexer:
             self.pos += 1
             while self.pos < len(text) and text[self.pos] in "<>&|":
                 self.pos += 1
+            command.duplicate = text[self.pos - 1] == "&"
             if text[self.pos - 1] == "&" and text[self.pos : self.pos + 1] == "-":
                 self.pos += 1
         command.redirect = True
