@@ -27,11 +27,13 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash", "ksh", "mksh"})
 
 # commands that run their arguments as shell code (directly or on another machine)
 _EVALUATORS = frozenset(
-    {
+    [
         "eval",
         "let",
         "trap",
         "alias",
+        "source",
+        ".",
         "ssh",
         "su",
         "runuser",
@@ -39,7 +41,7 @@ _EVALUATORS = frozenset(
         "flock",
         "script",
         "parallel",
-    }
+    ]
 )
 # builtins whose arguments name variables (subscripts are evaluated) or carry attributes
 _DECLARERS = frozenset({"declare", "typeset", "local", "export", "readonly"})

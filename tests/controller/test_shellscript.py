@@ -340,7 +340,7 @@ def test_no_accepted_template_runs_a_value(template: str, value: str) -> None:
         script = render(template, {"v": value}, KeyError)
     except UnsafeScript:
         return  # refused at validation: fine
-    for shell in [s for s in ("dash", "bash") if s in SHELLS_HERE]:
+    for shell in [s for s in ("dash", "bash", "zsh") if s in SHELLS_HERE]:
         with tempfile.TemporaryDirectory() as folder:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 subprocess.run(
