@@ -46,9 +46,7 @@ _EVALUATORS = frozenset(
 # builtins whose arguments name variables (subscripts are evaluated) or carry attributes
 _DECLARERS = frozenset({"declare", "typeset", "local", "export", "readonly"})
 # words that keep the next word in command position
-_RESERVED = frozenset(
-    {"!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "time", "exec"}
-)
+_RESERVED = frozenset({"!", "{", "}", "if", "then", "else", "elif", "do", "while", "until"})
 # builtins that take variable names (bash evaluates a subscript in one: a[$(cmd)])
 _NAMERS = frozenset({"read", "unset", "mapfile", "readarray", "getopts", "integer", "vared"})
 # commands that assign their arguments to shell variables or positional parameters
@@ -61,7 +59,10 @@ _ARITHMETIC = re.compile(
 _DURATION = re.compile(r"^[0-9.]+[smhd]?$")
 _DYNAMIC = "\1"  # marks a part of a word computed at run time ($x, $(…), `…`)
 _FUNCTION = re.compile(r"\bfunction\s+([^\s(){};&|]+)|([A-Za-z_][\w.:-]*)\s*\(\s*\)")
-_WRAPPERS = frozenset({"command", "builtin", "nohup", "setsid", "nice", "stdbuf", "timeout"})
+# commands that run the command in their arguments (options and durations skipped)
+_WRAPPERS = frozenset(
+    {"exec", "time", "command", "builtin", "nohup", "setsid", "nice", "stdbuf", "timeout"}
+)
 _OPERATORS = frozenset(";&|()<>")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\+?=")
 _SUBSCRIPT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\[[^\]]*$")
@@ -165,7 +166,7 @@ def _command_problem(words: Sequence[str], word: str, redirect: bool) -> str | N
         while rest and (
             rest[0].startswith("-") or _ASSIGNMENT.match(rest[0]) or _DURATION.match(rest[0])
         ):
-            with_value = rest[0] in ("-u", "-C", "-n", "-s", "-k")
+            with_value = rest[0] in ("-u", "-C", "-n", "-s", "-k", "-a")
             rest = rest[2:] if with_value else rest[1:]
     if not rest:
         if redirect or _ASSIGNMENT.match(word):
@@ -179,8 +180,6 @@ def _command_problem(words: Sequence[str], word: str, redirect: bool) -> str | N
             len(o) > 1 and o[0] == "-" and o[1] != "-" and "c" in o for o in rest[k + 1 :]
         ):
             return f"is inside a nested {w} -c script"
-    if not rest:
-        return None
     name = program_name(rest[0])
     if name in _EVALUATORS:
         return f"is an argument of {name}, which runs it as shell code"
@@ -227,13 +226,8 @@ class _Lexer:
             raise self._fail(f"{name} {forbid}", match.start())
         if self.uncertain:
             raise self._fail(f"{name} comes {self.uncertain}", match.start())
-        if context is not Context.SINGLE:
-            before = self.text[: match.start()]
-            escapes = len(before) - len(before.rstrip("\\"))
-            if escapes % 2:
-                raise self._fail(f"{name} follows a backslash", match.start())
-            if before.endswith("$"):
-                raise self._fail(f"{name} follows a $", match.start())
+        if context is not Context.SINGLE and self.text.endswith("$", 0, match.start()):
+            raise self._fail(f"{name} follows a $", match.start())
         command = self.command
         if command.test:
             raise self._fail(f"{name} is inside [[ … ]] (evaluated as arithmetic)", match.start())

@@ -163,6 +163,7 @@ def test_contexts(script: str, contexts: list[Context] | None) -> None:
         (f"\\eval prog {P}", "argument of eval"),
         (f"$'eval' prog {P}", "argument of eval"),
         (f"nice -n 5 timeout -s KILL 10 eval {P}", "argument of eval"),
+        (f"time -p exec -a name eval {P}", "argument of eval"),
         (f"$CMD --lr={P}", "computed at run time"),
         (f'"$HOME/bin/prog" {P}', "computed at run time"),
         (f"$(which python) --lr={P}", "computed at run time"),
