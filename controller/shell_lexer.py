@@ -56,6 +56,7 @@ _ARITHMETIC = re.compile(
     r"\(\(|\$\[|\blet\b|\[\[|\binteger\b|[A-Za-z_0-9]\[|\$\{[^}]*[\[:]"
     r"|\b(?:declare|typeset|local|readonly|export)\b[^\n;&|]*\s[-+][A-Za-z]*i"
 )
+_RC_QUOTES = re.compile(r"r_*c_*q_*u_*o_*t_*e_*s", re.IGNORECASE)
 _DURATION = re.compile(r"^[0-9.]+[smhd]?$")
 _DYNAMIC = "\1"  # marks a part of a word computed at run time ($x, $(…), `…`)
 _FUNCTION = re.compile(r"\bfunction\s+([^\s(){};&|]+)|([A-Za-z_][\w.:-]*)\s*\(\s*\)")
@@ -204,6 +205,8 @@ class _Lexer:
         self.slots: list[Slot] = []
         self.heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, strip tabs, quoted)
         self.uncertain: str | None = None
+        if _RC_QUOTES.search(text):  # zsh: '' inside '…' would mean a quote
+            self.uncertain = "in a script that sets zsh's RC_QUOTES"
         self.depth_of_nesting = 0
         self.command = _Command([])
         # where values assigned to variables may be evaluated as arithmetic (bash runs

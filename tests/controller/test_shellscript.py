@@ -171,6 +171,7 @@ def test_contexts(script: str, contexts: list[Context] | None) -> None:
         (f"cd /x && exec {P}", "the command name"),
         (f"{P} {P}", "the command name"),
         (f"read {P} <<< 1", "argument of read"),
+        (f"setopt rc_quotes; prog '{P}'", "RC_QUOTES"),
         (f"prog >&{P}", "target of >&"),
         (f"prog 2>&1{P}", "target of >&"),
         (f"prog <& '{P}'", "target of >&"),
