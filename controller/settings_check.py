@@ -8,7 +8,8 @@ what the reconciler will ask their services (``ValidateAlgorithmSettings``,
 ``spec.algorithm.algorithmSettings[0].name: unknown setting gama for algorithm tpe; did you
 mean "gamma"?``, so a typo is an invalid document (exit 2, nothing stored) rather than an
 experiment that fails after it was created. Algorithms served by a gRPC endpoint are left to
-that server, which the reconciler asks as Katib does.
+that server, which the reconciler asks as Katib does. The trial template's shell scripts are
+checked too (:func:`controller.template_check.template_problems`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from controller.template_check import template_problems
 from earlystop import REGISTRY as EARLY_STOPPERS
 from earlystop import get_early_stopper
 from suggestion.algorithms import REGISTRY as ALGORITHMS
@@ -36,7 +38,8 @@ def load_checked(
     source: str | os.PathLike[str] | Mapping[str, Any], served_elsewhere: Collection[str] = ()
 ) -> Experiment:
     """:func:`~tunery.experiment.load_experiment` with the registered algorithm and early
-    stopper names, then :func:`settings_problems`.
+    stopper names, then :func:`settings_problems` and
+    :func:`~controller.template_check.template_problems`.
 
     Raises:
         ExperimentError: every problem of the document, or of its settings.
@@ -47,7 +50,7 @@ def load_checked(
         algorithm_names=set(ALGORITHMS) | set(served_elsewhere),
         early_stopping_names=set(EARLY_STOPPERS),
     )
-    problems = settings_problems(experiment, served_elsewhere)
+    problems = settings_problems(experiment, served_elsewhere) + template_problems(experiment)
     if problems:
         raise ExperimentError(problems)
     return experiment

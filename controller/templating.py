@@ -8,25 +8,28 @@ trialParameter references, or by a meta value when the reference is ``${trialSpe
 ``Namespace``, ``Kind``, ``APIVersion``, ``Labels[key]`` or ``Annotations[key]``.
 
 Unlike Katib, which replaces text in the serialised template, substitution walks the structure:
-inside a shell script (a container whose command/args run ``sh -c``/``bash -c``), substituted
-values are shell-quoted, so a parameter value can never inject shell syntax. Everywhere else
-the value lands verbatim in one string, which local runners pass as one argv element.
+inside a shell script (a container whose ``command`` + ``args`` run ``sh -c``, ``bash -o
+pipefail -c``, ``env X=1 sh -lc``, ...), each value is quoted for the quoting context its
+placeholder sits in (bare, ``"…"`` or ``'…'``; see :mod:`controller.shellscript`), so a
+parameter value can never inject shell syntax; a placeholder whose context cannot be kept
+literal (a here-document, ``$(…)``, ``eval``, a nested ``sh -c``, ...) is a TemplateError, which
+validation reports earlier through :func:`script_problems`. Everywhere else the value lands
+verbatim in one string, which local runners pass as one argv element.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
-PLACEHOLDER = re.compile(r"\$\{trialParameters\.(.+?)\}")
+from controller import shellscript
+from controller.shellscript import PLACEHOLDER, UnsafeScript, find_script
+
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
 _INDEXED_META = re.compile(r"^(Labels|Annotations)\[(.+)\]$")
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash", "ksh"})
 
 
 class TemplateError(ValueError):
@@ -90,37 +93,51 @@ def resolve_trial_parameters(
     return values
 
 
-def _substitute(text: str, values: Mapping[str, str], *, quote: bool) -> str:
+def _undefined(name: str) -> TemplateError:
+    return TemplateError(f"${{trialParameters.{name}}} is not defined in trialParameters")
+
+
+def _substitute(text: str, values: Mapping[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise TemplateError(f"${{trialParameters.{name}}} is not defined in trialParameters")
-        return shlex.quote(values[name]) if quote else values[name]
+        if match.group(1) not in values:
+            raise _undefined(match.group(1))
+        return values[match.group(1)]
 
     return PLACEHOLDER.sub(replace, text)
 
 
-def shell_script_index(argv: Sequence[str]) -> int | None:
-    """Index of the script in ``[... sh -c SCRIPT ...]``, or None when not a shell command."""
-    if len(argv) >= 3 and PurePath(str(argv[0])).name in SHELLS:
-        for i, arg in enumerate(argv[1:-1], start=1):
-            if arg == "-c" or (arg.startswith("-") and not arg.startswith("--") and "c" in arg):
-                return i + 1
-            if not arg.startswith("-"):
-                return None
-    return None
+def _argv_problems(argv: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """(index, why) for each element of a container's argv whose placeholders are unsafe."""
+    invocation = find_script(argv)
+    for i, item in enumerate(argv):
+        if not PLACEHOLDER.search(item):
+            continue
+        if invocation.opaque is not None and i >= invocation.opaque:
+            yield i, f"a placeholder may reach a shell here: {invocation.reason}"
+        elif i == invocation.script:
+            try:
+                shellscript.analyse(item)
+            except UnsafeScript as exc:
+                yield i, f"{exc}; such a placeholder cannot be kept literal in a shell script"
 
 
 def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
     command = [str(c) for c in container.get("command") or []]
     args = [str(a) for a in container.get("args") or []]
-    script_at = shell_script_index(command + args)
+    argv = command + args
+    for i, why in _argv_problems(argv):
+        field_name = f"command[{i}]" if i < len(command) else f"args[{i - len(command)}]"
+        raise TemplateError(f"container {container.get('name')!r} {field_name}: {why}")
+    script_at = find_script(argv).script
     rendered = _render(
         {k: v for k, v in container.items() if k not in ("command", "args")}, values
     )
-    combined = []
-    for i, item in enumerate(command + args):
-        combined.append(_substitute(item, values, quote=i == script_at))
+    combined = [
+        shellscript.render(item, values, _undefined)
+        if i == script_at
+        else _substitute(item, values)
+        for i, item in enumerate(argv)
+    ]
     if "command" in container:
         rendered["command"] = combined[: len(command)]
     if "args" in container:
@@ -130,7 +147,7 @@ def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -
 
 def _render(node: Any, values: Mapping[str, str]) -> Any:
     if isinstance(node, str):
-        return _substitute(node, values, quote=False)
+        return _substitute(node, values)
     if isinstance(node, list):
         return [_render(item, values) for item in node]
     if isinstance(node, Mapping):
@@ -166,6 +183,41 @@ def render_trial_job(
     metadata["name"] = meta.name
     metadata["namespace"] = meta.namespace
     return job
+
+
+def script_problems(template: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location, why) of every command/args element of the template's containers whose
+    placeholders could not be kept literal when a shell runs it; [] when there are none.
+
+    The location is relative to ``template`` (the trialSpec), e.g.
+    ``("spec", "template", "spec", "containers", 0, "args", 0)``.
+    """
+    problems = []
+    for loc, container in _containers_at(template, ()):
+        command = container.get("command") or []
+        args = container.get("args") or []
+        if not isinstance(command, list) or not isinstance(args, list):
+            continue
+        for i, why in _argv_problems([str(a) for a in command + args]):
+            at = ("command", i) if i < len(command) else ("args", i - len(command))
+            problems.append(((*loc, *at), why))
+    return problems
+
+
+def _containers_at(
+    node: Any, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Mapping[str, Any]]]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                for i, container in enumerate(value):
+                    if isinstance(container, Mapping):
+                        yield (*loc, key, i), container
+            else:
+                yield from _containers_at(value, (*loc, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _containers_at(item, (*loc, i))
 
 
 def find_containers(node: Any) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ from controller.reconcile import (
 )
 from controller.runners.kubernetes import KubeApi, KubeError, KubernetesRunner, owner_reference
 from controller.sidecar import EXPERIMENT_LABEL, CollectorSettings
+from controller.template_check import template_problems
 from tunery.experiment import ExperimentError, load_experiment
 from tunery.store.base import Store, TrialRecord, utcnow
 from tunery.store.errors import NotFoundError
@@ -307,6 +308,9 @@ class ExperimentOperator:
             raw = {**raw, "spec": {**raw["spec"], "trialTemplate": self._resolve_config_map(
                 template, meta.get("namespace") or "default")}}  # fmt: skip
         document = load_experiment(raw).to_document()
+        unsafe = template_problems(document)
+        if unsafe:
+            raise ExperimentError(unsafe)
         document.pop("status", None)
         document["metadata"].setdefault("annotations", {})[UID_ANNOTATION] = str(
             meta.get("uid", "")

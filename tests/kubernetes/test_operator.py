@@ -274,6 +274,26 @@ def test_an_invalid_experiment_is_marked_failed(api, namespace, k8s_store, sugge
     assert jobs(api, namespace) == []
 
 
+def test_an_unanalysable_shell_template_is_marked_failed(api, namespace, k8s_store, suggestions):
+    body = experiment_body(namespace)
+    container = body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    container["containers"][0]["command"] = [
+        "sh",
+        "-c",
+        "eval python3 train.py --lr=${trialParameters.learningRate}"
+        " --momentum=${trialParameters.momentum}",
+    ]
+    api.create(body)
+    op = make_operator(api, k8s_store, suggestions)
+    step(op, api, namespace)
+    status = get(api, "Experiment", namespace, "quick")["status"]
+    assert condition_types(status) == ["Failed"]
+    message = status["conditions"][-1]["message"]
+    assert "spec.template.spec.containers[0].command[2]" in message
+    assert "argument of eval" in message
+    assert jobs(api, namespace) == []
+
+
 def test_the_same_name_in_two_namespaces_is_refused(api, namespace, k8s_store, suggestions):
     other = namespace + "-b"
     api.create(experiment_body(namespace))
