@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tunery.store import open_store
+from tunery.store.errors import NotFoundError
 from tunery.trials import TrialCondition
 
 pytestmark = pytest.mark.slow
@@ -82,6 +83,22 @@ def tunery(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _wait_for_trials(db: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Until the controller has created the experiment's first trials (or exited)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if db.exists():
+            store = open_store(f"sqlite:///{db}")
+            try:
+                if store.list_trials("crashy"):
+                    return
+            except NotFoundError:  # not submitted yet
+                pass
+            finally:
+                store.close()
+        time.sleep(0.1)
+
+
 def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
     (tmp_path / "trial.py").write_text(TRIAL_SCRIPT)
     (tmp_path / "exp.yaml").write_text(EXPERIMENT)
@@ -90,7 +107,8 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
     for _ in range(4):
         # `tunery run` of the same file resumes the experiment it created before
         proc = tunery("run", "exp.yaml", cwd=tmp_path)
-        time.sleep(rng.uniform(1.0, 2.5))
+        _wait_for_trials(tmp_path / "t.db", proc)  # a loaded machine may start slowly
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is not None:
             break
         os.kill(proc.pid, signal.SIGKILL)  # the controller only: trials run on
