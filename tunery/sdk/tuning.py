@@ -348,14 +348,6 @@ def _explain(result: TuneResult, spec: documents.TuneSpec) -> str:
 
 
 def _log_tail(path: str | None) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 16384))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
+    from controller.trial_logs import log_tail
+
+    return log_tail(path, _LOG_TAIL_LINES)
