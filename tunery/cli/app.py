@@ -127,6 +127,12 @@ def _open_store(db_url: str | None, *, create: bool = False) -> Any:
     return open_store(db_url)
 
 
+def verbosity() -> int:
+    """How many ``-v`` the command line has (0 outside a command)."""
+    context = click.get_current_context(silent=True)
+    return int(context.find_root().params.get("verbose") or 0) if context else 0
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="tunery", prog_name="tunery")

@@ -7,7 +7,6 @@ errors to exit codes.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -27,10 +26,9 @@ from tunery.cli.app import (
     _output_option,
     main,
     store_name,
+    verbosity,
 )
 from tunery.cli.output import print_summary
-
-log = logging.getLogger(__name__)
 
 # -- validate ---------------------------------------------------------------------------------
 
@@ -246,8 +244,10 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
             if c.get("image")
         }
     )
-    if images:
-        log.info("trials run as local processes; image %s is ignored", ", ".join(images))
+    if images and verbosity() >= 1:
+        click.echo(
+            f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
+        )
     view = ProgressView(name, objective=objective, enabled=output == "text")
     try:
         with view:
