@@ -33,7 +33,8 @@ def failure_message(job_message: str, log_path: str | None) -> str:
     the log under its path.
     """
     message = f"Trial has failed. Job message: {job_message}"
-    tail = [line for line in log_tail(log_path, FAILURE_TAIL_LINES).splitlines() if line.strip()]
+    lines = log_tail(log_path, 4 * FAILURE_TAIL_LINES).splitlines()
+    tail = [line for line in lines if line.strip()][-FAILURE_TAIL_LINES:]
     if not tail:
         return message if not log_path else f"{message} (log: {log_path})"
     quoted = "\n".join(f"  {line}" for line in tail)
