@@ -22,6 +22,7 @@ from tunery.cli.app import (
     _open_store,
     _output_option,
     main,
+    missing_sqlite_file,
     store_name,
 )
 from tunery.cli.output import (
@@ -47,15 +48,10 @@ from tunery.cli.output import (
 @_output_option
 def list_(db_url: str | None, output: str) -> None:
     """List experiments."""
-    try:
+    records: list[Any] = []  # no store yet (nothing has run with it): no experiments, none created
+    if missing_sqlite_file(db_url) is None:
         with _errors(db_url):
             records = _open_store(db_url).list_experiments()
-    except CliError:
-        from tunery.cli.app import missing_sqlite_file
-
-        if missing_sqlite_file(db_url) is None:
-            raise
-        records = []  # no store yet: nothing has run here
     rows = [experiment_summary(r) for r in records]
     if output == "json":
         echo_json(rows)
@@ -63,9 +59,12 @@ def list_(db_url: str | None, output: str) -> None:
     if not rows:
         click.echo(f"no experiments in {store_name(db_url)}")
         return
+    from controller.reconcile import objective_from_spec
+
     cells = []
-    for r in rows:
-        value = best_value(r["best"], r["objective"], "min" if r["type"] == "minimize" else "max")
+    for record, r in zip(records, rows, strict=True):
+        strategy = objective_from_spec(record.spec["spec"]).strategy(r["objective"])
+        value = best_value(r["best"], r["objective"], strategy)
         shown = f"{r['objective']}={rounded(value)}" if value is not None else "-"
         cells.append([r["name"], r["condition"], str(r["trials"]), r["algorithm"], shown])
     click.echo(table(["NAME", "STATUS", "TRIALS", "ALGORITHM", "BEST"], cells, right=[2]))
