@@ -334,7 +334,8 @@ def _explain(result: TuneResult, spec: documents.TuneSpec) -> str:
     unavailable = next((t for t in result.trials if t.condition == "MetricsUnavailable"), None)
     shown = failed or unavailable
     if shown is not None:
-        text += f"\n{shown.condition.value} trial {shown.name}: {shown.message}"
+        first_line = shown.message.splitlines()[0] if shown.message else ""
+        text += f"\n{shown.condition.value} trial {shown.name}: {first_line}"
         tail = _log_tail(shown.log_path)
         if tail:
             text += f"\n--- last lines of its log ({shown.log_path}) ---\n{tail}"
