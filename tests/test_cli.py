@@ -217,6 +217,9 @@ def test_an_experiment_that_failed_is_not_continued_by_more_trials(cli, tmp_path
     refused = cli("resume", "cli-test", "--max-trials", "8")
     assert refused.exit_code == EXIT_INVALID
     assert "completed (ExperimentFailed) and cannot continue" in refused.output
+    again = cli("run", "exp.yaml")
+    assert again.exit_code == EXIT_INVALID and "finished (Failed: ExperimentFailed" in again.output
+    assert "add trials" not in again.output and "--name NEW-NAME" in again.output
 
 
 # -- defect 1 / 9: a trial that fails at start; every condition counted ----------------------

@@ -216,13 +216,18 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
     if not status.is_completed(record.status):
         return
     current = status.current_condition(record.status) or {}
+    extend = (
+        f"  add trials:         tunery resume {name} --max-trials N "
+        f"(or raise spec.maxTrialCount in {file})\n"
+        if current.get("reason") == status.ExperimentReason.MAX_TRIALS_REACHED
+        else ""
+    )
     raise CliError(
         f"experiment {name!r} already exists in {store_name(backend.db_url)} and finished "
         f"({current.get('type')}: {current.get('reason')}, {record.status.get('trials', 0)} "
         f"trials); nothing to run.\n"
         f"  see its result:     tunery status {name}\n"
-        f"  add trials:         tunery resume {name} --max-trials N "
-        f"(or raise spec.maxTrialCount in {file})\n"
+        f"{extend}"
         f"  run it again:       tunery run {file} --name NEW-NAME "
         f"(or `tunery delete {name}` first)",
         EXIT_INVALID,
