@@ -279,7 +279,7 @@ class Reconciler:
         ):
             condition = None  # unchanged: keep the transition times
         new = status.build_status(record.status, trials, self.objective, condition, self.clock())
-        for key in ("suggestionEndReached",):
+        for key in ("suggestionEndReached", "localBaseDir"):  # the drivers' bookkeeping
             if key in record.status:
                 new[key] = record.status[key]
         self.store.update_experiment(self.name, status=new)

@@ -500,3 +500,18 @@ def test_version(cli) -> None:
     assert (
         result.exit_code == 0 and result.output.strip() == f"tunery, version {version('tunery')}"
     )
+
+
+def test_extending_keeps_running_trials_in_the_yaml_folder(cli, tmp_path: Path) -> None:
+    """The trials of a resumed experiment run where the first ones did (the YAML's folder),
+    not where `tunery resume` is typed: the script path below is relative to the YAML."""
+    sub = tmp_path / "project"
+    sub.mkdir()
+    (sub / "train.py").write_text("import sys\nprint(f'loss={(int(sys.argv[1]) - 20) ** 2}')\n")
+    head = EXPERIMENT.split("command:")[0]  # the command is the document's last line
+    _write(sub, head + f'command: [{sys.executable}, train.py, "${{trialParameters.x}}"]\n')
+    assert cli("run", "project/exp.yaml").exit_code == 0
+    resumed = cli("resume", "cli-test", "--max-trials", "6")
+    assert resumed.exit_code == 0, resumed.output
+    trials = json.loads(cli("trials", "cli-test", "-o", "json").output)
+    assert [t["condition"] for t in trials] == ["Succeeded"] * 6
