@@ -446,6 +446,7 @@ def test_json_gives_numbers_where_values_are_numeric(cli, tmp_path: Path) -> Non
     )
     status = _status(cli, "cli-test")
     assert status["currentOptimalTrial"] == best
+    assert "localBaseDir" not in status  # the local controller's bookkeeping stays inside
     (summary,) = json.loads(cli("list", "-o", "json").output)
     assert summary["best"] == best and summary["counts"]["Succeeded"] == 4
 

@@ -79,8 +79,10 @@ def status_(name: str, db_url: str | None, output: str) -> None:
     with _errors(db_url):
         store = _open_store(db_url)
         if output == "json":
+            from controller.local_backend import INTERNAL_STATUS_KEYS
+
             record = store.get_experiment(name)
-            state = dict(record.status)
+            state = {k: v for k, v in record.status.items() if k not in INTERNAL_STATUS_KEYS}
             state["currentOptimalTrial"] = typed_best(
                 state.get("currentOptimalTrial") or {}, record.spec["spec"]
             )
