@@ -308,7 +308,8 @@ def test_reads_create_no_store_and_name_the_one_they_read(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     runner = CliRunner()
-    for args in (["status", "x"], ["trials", "x"], ["best", "x"], ["logs", "x"], ["resume", "x"]):
+    reads = (["status", "x"], ["trials", "x"], ["best", "x"], ["logs", "x"], ["resume", "x"])
+    for args in (*reads, ["delete", "x", "-y"]):
         result = runner.invoke(main, args)
         assert result.exit_code == EXIT_FAILED, (args, result.output)
         assert f"no tunery store at {elsewhere}/.tunery/tunery.db" in result.output
