@@ -79,3 +79,24 @@ def test_counts_name_every_condition_that_occurs() -> None:
     failed = [_trial(TrialCondition.METRICS_UNAVAILABLE)] * 2 + [_trial(TrialCondition.KILLED)]
     assert counts_text(trial_counts(failed)) == "3 (2 metrics unavailable, 1 killed)"
     assert counts_text(trial_counts([])) == "0"
+
+
+def test_sorting_puts_unavailable_and_absent_values_last() -> None:
+    from tunery.cli.inspection import _sort_rows
+
+    def row(name: str, loss: object, lr: object = None) -> dict:
+        values = {} if loss is None else {"loss": loss}
+        return {
+            "name": name,
+            "condition": "Succeeded",
+            "start_time": None,
+            "completion_time": None,
+            "values": values,
+            "parameters": {"lr": lr, "opt": name[-1]},
+        }
+
+    rows = [row("a", 3.0), row("b", "unavailable"), row("c", 1), row("d", None), row("e", 2.5)]
+    assert [r["name"] for r in _sort_rows(rows, "objective", "loss", False)] == list("ceabd")
+    assert [r["name"] for r in _sort_rows(rows, "objective", "loss", True)] == list("aecbd")
+    assert [r["name"] for r in _sort_rows(rows, "-loss", "loss", False)] == list("aecbd")
+    assert [r["name"] for r in _sort_rows(rows, "-opt", "loss", False)] == list("edcba")

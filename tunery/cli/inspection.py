@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from tunery.cli.app import (
+    EXIT_INVALID,
     CliError,
     _db_option,
     _errors,
@@ -162,15 +163,18 @@ def _sort_rows(
     if rows and key not in known:
         raise CliError(
             f"--sort: unknown column {key!r} (known: objective, {', '.join(sorted(known))})",
-            2,
+            EXIT_INVALID,
         )
-    present = [r for r in rows if isinstance(value(r), (int, float, str))]
-    missing = [r for r in rows if r not in present]
-    try:
-        present.sort(key=value, reverse=descending)
-    except TypeError:  # a categorical parameter mixing numbers and text
-        present.sort(key=lambda r: str(value(r)), reverse=descending)
-    return present + missing
+    # numbers when there are any ("unavailable" metrics and absent values go last), else text
+    numeric = [r for r in rows if _is_number(value(r))]
+    present = numeric or [r for r in rows if isinstance(value(r), str)]
+    chosen = {id(r) for r in present}
+    present.sort(key=value, reverse=descending)
+    return present + [r for r in rows if id(r) not in chosen]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 _CONDITIONS = {c.lower(): c for c in CONDITION_WORDS}
@@ -349,7 +353,7 @@ def _experiment_logs(backend: Any, name: str, follow: bool) -> None:
         raise CliError(
             f"{name!r} is an experiment: follow one of its trials (`tunery logs TRIAL -f`; "
             f"`tunery trials {name}` lists them)",
-            2,
+            EXIT_INVALID,
         )
     for trial in backend.store.list_trials(name):
         path = backend.log_path(trial)
