@@ -34,7 +34,12 @@ from tunery.trials import Objective, StopCheck
 log = logging.getLogger(__name__)
 
 BASE_DIR_KEY = "localBaseDir"
-_MUTABLE_SPEC_FIELDS = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+_MUTABLE_SPEC_FIELDS = (
+    "parallelTrialCount",
+    "maxTrialCount",
+    "maxFailedTrialCount",
+    "resumePolicy",
+)
 
 
 class SubmitError(ValueError):
@@ -59,15 +64,19 @@ def submit(
 ) -> tuple[str, bool]:
     """Create the experiment, or accept a re-submission of the same one.
 
-    A re-submitted document may change only parallelTrialCount, maxTrialCount and
-    maxFailedTrialCount (as Katib's webhook allows). Raising maxTrialCount of an experiment
-    that finished with ExperimentMaxTrialsReached restarts it when its resumePolicy allows.
+    A re-submitted document may change only parallelTrialCount, maxTrialCount,
+    maxFailedTrialCount (as Katib's webhook allows) and resumePolicy. Raising maxTrialCount of
+    an experiment that finished with ExperimentMaxTrialsReached restarts it, whatever its
+    resumePolicy: Katib's policy says whether a cluster keeps the suggestion service (and its
+    volume) after the end, while locally every piece of state is in the store and the
+    algorithm rebuilds from the stored trials. (The operator keeps Katib's rule.)
 
     Returns:
         (name, created): ``created`` is False when it already existed.
 
     Raises:
-        SubmitError: a different spec under the same name, or a restart Katib forbids.
+        SubmitError: a different spec under the same name, or a change that cannot continue a
+            completed experiment.
     """
     name = document["metadata"]["name"]
     now = now or dt.datetime.now(dt.UTC)
@@ -97,23 +106,19 @@ def submit(
         raise SubmitError(
             f"experiment {name!r} already exists with a different spec (changed: "
             f"{', '.join('spec.' + k for k in changed)}); only parallelTrialCount, "
-            f"maxTrialCount and maxFailedTrialCount may change. Use another name "
+            f"maxTrialCount, maxFailedTrialCount and resumePolicy may change. Use another name "
             f"(--name) or `tunery delete {name}`"
         )
     new_status = dict(existing.status)
     current = status.current_condition(existing.status)
-    if status.is_completed(existing.status) and old_spec != new_spec:
-        restartable = (
-            current is not None
-            and current.get("reason") == status.ExperimentReason.MAX_TRIALS_REACHED
-            and new_spec.get("resumePolicy", "Never") in ("LongRunning", "FromVolume")
-        )
-        new_max = new_spec.get("maxTrialCount")
-        if not restartable:
+    old_max, new_max = old_spec.get("maxTrialCount"), new_spec.get("maxTrialCount")
+    raised = old_max is not None and (new_max is None or new_max > old_max)
+    if status.is_completed(existing.status) and raised:
+        ended = current.get("reason") if current else None
+        if ended != status.ExperimentReason.MAX_TRIALS_REACHED:
             raise SubmitError(
-                f"experiment {name!r} is completed ({current and current.get('reason')}) and "
-                "cannot be restarted: only an experiment that reached maxTrialCount with "
-                "resumePolicy LongRunning or FromVolume can continue"
+                f"experiment {name!r} is completed ({ended}) and cannot continue: only an "
+                "experiment that ended with ExperimentMaxTrialsReached gets more trials"
             )
         have = existing.status.get("trials", 0)
         if new_max is not None and new_max <= have:

@@ -300,6 +300,11 @@ class LocalBackend:
 
     # -- trials ----------------------------------------------------------------------------
 
+    def log_path(self, trial: TrialRecord) -> str | None:
+        """The trial's log file if it exists (None before the trial started)."""
+        path = trial.runner_handle.get("log")
+        return path if path and Path(path).exists() else None
+
     def log_lines(self, name: str, follow: bool, timeout: float) -> Iterator[str]:
         """The lines of trial ``name``'s log; with ``follow``, until the trial ends (or
         ``timeout`` passes while it has no log). NotFoundError now, not at the first line."""

@@ -44,6 +44,7 @@ from controller.runners.base import (
     TrialRunner,
 )
 from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
+from controller.trial_logs import failure_message
 from tunery.api import api_pb2
 from tunery.store.base import Store, TrialRecord, utcnow
 from tunery.trials import (
@@ -278,7 +279,7 @@ class Reconciler:
         ):
             condition = None  # unchanged: keep the transition times
         new = status.build_status(record.status, trials, self.objective, condition, self.clock())
-        for key in ("suggestionEndReached",):
+        for key in ("suggestionEndReached", "localBaseDir"):  # the drivers' bookkeeping
             if key in record.status:
                 new[key] = record.status[key]
         self.store.update_experiment(self.name, status=new)
@@ -569,14 +570,16 @@ class Reconciler:
             results = [w.finish() for _, _, w in done]
         for (trial, state, _), result in zip(done, results, strict=True):
             self.allocator.release(trial.name)
-            self._conclude(trial.name, state, result)
+            self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
         return len(ended)
 
-    def _conclude(self, name: str, state: RunState, result: CollectionResult) -> None:
+    def _conclude(
+        self, name: str, state: RunState, result: CollectionResult, log_path: str | None = None
+    ) -> None:
         observation = {"metrics": result.metrics}
         now = self.clock()
         if state.phase is RunPhase.FAILED:
-            message = f"Trial has failed. Job message: {state.message}"
+            message = failure_message(state.message, log_path)
             reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
             condition = TrialCondition.FAILED
         elif not result.objective_available:
@@ -635,7 +638,7 @@ class Reconciler:
                         trial, self.objective, lambda: None, lambda _decision: None
                     )
                 result = watcher.finish()
-                self._conclude(trial.name, state, result)
+                self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
             else:
                 self.store.update_trial(trial.name, completion_time=self.clock())
             self.allocator.release(trial.name)

@@ -236,7 +236,8 @@ def test_max_failed_trial_count(sqlite_store: Store, tmp_path: Path) -> None:
     failed = [t for t in sqlite_store.list_trials("exp") if t.condition is TrialCondition.FAILED]
     assert len(failed) >= 2
     assert failed[0].reason == "TrialFailed. Job reason: Error"
-    assert failed[0].message == "Trial has failed. Job message: exit code 1"
+    assert failed[0].message.startswith("Trial has failed. Job message: exit code 1: Traceback")
+    assert f"last lines of {failed[0].runner_handle['log']}:" in failed[0].message
 
 
 def test_metrics_unavailable_names_the_metric_and_quotes_output(

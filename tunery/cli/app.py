@@ -1,11 +1,13 @@
-"""The ``tunery`` command: run, resume and inspect experiments; validate YAML; serve gRPC.
+"""The ``tunery`` command group: shared options, the store it reads, errors and exit codes.
 
 The public face for shell users (the console script). Every command maps the packages' errors
-to messages and exit codes here, once; no traceback reaches a user.
+to messages and exit codes here, once; no traceback reaches a user. The command modules
+(``running``, ``inspection``, ``serving``) register on :data:`main`.
 
 Exit codes: 0 success; 1 the experiment failed (or a trial/experiment was not found);
-2 invalid input (usage, YAML, validation); 3 the database or a service is unavailable;
-130 interrupted (Ctrl-C; the experiment stays resumable).
+2 invalid input (usage, YAML, validation, a bad ``--db`` URL); 3 the database or a service is
+unavailable (a missing database driver included); 130 interrupted (Ctrl-C; the experiment
+stays resumable).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -29,6 +32,10 @@ class CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class NoStoreError(Exception):
+    """A read-only command found no store at the default or given SQLite path."""
 
 
 def _db_option(func: F) -> F:
@@ -49,34 +56,86 @@ def _output_option(func: F) -> F:
         type=click.Choice(["text", "json"]),
         default="text",
         show_default=True,
-        help="json prints machine-readable output.",
+        help="json prints machine-readable output (schema: docs/cli.md).",
     )(func)
 
 
+def store_name(db_url: str | None) -> str:
+    """The store a command reads, as a URL with its password hidden."""
+    from tunery.store import resolve_db_url
+
+    try:
+        return resolve_db_url(db_url)
+    except ValueError:
+        return "the given --db URL"
+
+
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Map the packages' errors to messages and exit codes."""
-    from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+def _errors(db_url: str | None = None) -> Iterator[None]:
+    """Map the packages' errors to messages and exit codes; a not-found error names the store
+    it looked in."""
+    from tunery.store.errors import (
+        DriverMissingError,
+        InvalidStoreUrlError,
+        NotFoundError,
+        StoreError,
+        StoreUnavailableError,
+    )
 
     try:
         yield
-    except NotFoundError as exc:
+    except NoStoreError as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
+    except NotFoundError as exc:
+        raise CliError(f"{exc} (store: {store_name(db_url)})", EXIT_FAILED) from None
+    except InvalidStoreUrlError as exc:
+        raise CliError(f"--db: {exc}", EXIT_INVALID) from None
+    except DriverMissingError as exc:
+        raise CliError(f"database unavailable: {exc}", EXIT_UNAVAILABLE) from None
     except StoreUnavailableError as exc:
         raise CliError(f"database unavailable: {exc}", EXIT_UNAVAILABLE) from None
     except StoreError as exc:
         raise CliError(f"store error: {exc}", EXIT_UNAVAILABLE) from None
 
 
-def _open_store(db_url: str | None):
+def missing_sqlite_file(db_url: str | None) -> Path | None:
+    """The SQLite file the URL names when that file does not exist (None otherwise)."""
+    from tunery.store.engine import is_sqlite_memory, resolve_url
+
+    try:
+        url = resolve_url(db_url)
+    except ValueError:
+        return None  # open_store reports it
+    if url.get_backend_name() != "sqlite" or is_sqlite_memory(url) or not url.database:
+        return None
+    path = Path(url.database).expanduser()
+    return None if path.exists() else path
+
+
+def _open_store(db_url: str | None, *, create: bool = False) -> Any:
+    """The store at ``db_url``. Read-only commands pass ``create=False``: a SQLite file that
+    does not exist is not created (NoStoreError names where it was looked for)."""
     from tunery.store import open_store
 
+    if not create:
+        missing = missing_sqlite_file(db_url)
+        if missing is not None:
+            raise NoStoreError(
+                f"no tunery store at {missing} (nothing has run with this store; run "
+                "`tunery run` here first, or point --db / TUNERY_DB_URL at the store you used)"
+            )
     return open_store(db_url)
+
+
+def verbosity() -> int:
+    """How many ``-v`` the command line has (0 outside a command)."""
+    context = click.get_current_context(silent=True)
+    return int(context.find_root().params.get("verbose") or 0) if context else 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-@click.version_option(package_name="tunery")
+@click.version_option(package_name="tunery", prog_name="tunery")
 def main(verbose: int) -> None:
     """tunery: hyperparameter tuning, compatible with Kubeflow Katib."""
     level = logging.WARNING - 10 * verbose

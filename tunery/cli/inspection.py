@@ -1,29 +1,47 @@
 """``tunery list``, ``status``, ``trials``, ``best``, ``logs`` and ``delete``.
 
-Part of the CLI; registers its commands on :data:`tunery.cli.app.main`. Reads the store and
-prints tables (or JSON with ``-o json``).
+Part of the CLI; registers its commands on :data:`tunery.cli.app.main`. Reads the store (never
+creating one: a missing SQLite store is an error naming its path) and prints tables, JSON
+(``-o json``) or, for ``trials``, CSV (``-o csv``).
 """
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from tunery.cli.app import (
+    EXIT_INVALID,
     CliError,
     _db_option,
     _errors,
     _open_store,
     _output_option,
     main,
+    missing_sqlite_file,
+    store_name,
 )
-from tunery.cli.output import best_value, experiment_summary, print_summary
+from tunery.cli.output import (
+    CONDITION_WORDS,
+    best_value,
+    echo_json,
+    experiment_summary,
+    number,
+    parameter_types,
+    print_summary,
+    rounded,
+    table,
+    typed_best,
+    typed_metrics,
+    typed_parameter,
+)
 
-# -- inspection -------------------------------------------------------------------------------
+# -- list / status ----------------------------------------------------------------------------
 
 
 @main.command("list")
@@ -31,22 +49,26 @@ from tunery.cli.output import best_value, experiment_summary, print_summary
 @_output_option
 def list_(db_url: str | None, output: str) -> None:
     """List experiments."""
-    with _errors():
-        records = _open_store(db_url).list_experiments()
+    records: list[Any] = []  # no store yet (nothing has run with it): no experiments, none created
+    if missing_sqlite_file(db_url) is None:
+        with _errors(db_url):
+            records = _open_store(db_url).list_experiments()
     rows = [experiment_summary(r) for r in records]
     if output == "json":
-        click.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
     if not rows:
-        click.echo("no experiments")
+        click.echo(f"no experiments in {store_name(db_url)}")
         return
-    click.echo(f"{'NAME':30} {'STATUS':10} {'TRIALS':>6} {'ALGORITHM':20} BEST")
-    for r in rows:
-        best = best_value(r["best"], r["objective"])
-        shown = f"{r['objective']}={best}" if best else "-"
-        click.echo(
-            f"{r['name']:30} {r['condition']:10} {r['trials']:>6} {r['algorithm']:20} {shown}"
-        )
+    from controller.reconcile import objective_from_spec
+
+    cells = []
+    for record, r in zip(records, rows, strict=True):
+        strategy = objective_from_spec(record.spec["spec"]).strategy(r["objective"])
+        value = best_value(r["best"], r["objective"], strategy)
+        shown = f"{r['objective']}={rounded(value)}" if value is not None else "-"
+        cells.append([r["name"], r["condition"], str(r["trials"]), r["algorithm"], shown])
+    click.echo(table(["NAME", "STATUS", "TRIALS", "ALGORITHM", "BEST"], cells, right=[2]))
 
 
 @main.command("status")
@@ -55,57 +77,217 @@ def list_(db_url: str | None, output: str) -> None:
 @_output_option
 def status_(name: str, db_url: str | None, output: str) -> None:
     """Show an experiment's status (Katib's status fields with -o json)."""
-    with _errors():
+    with _errors(db_url):
         store = _open_store(db_url)
         if output == "json":
-            click.echo(json.dumps(store.get_experiment(name).status, indent=2, default=str))
+            from controller.local_backend import INTERNAL_STATUS_KEYS
+
+            record = store.get_experiment(name)
+            state = {k: v for k, v in record.status.items() if k not in INTERNAL_STATUS_KEYS}
+            state["currentOptimalTrial"] = typed_best(
+                state.get("currentOptimalTrial") or {}, record.spec["spec"]
+            )
+            echo_json(state)
             return
         print_summary(store, name, output)
 
 
-def _trial_rows(store: Any, name: str, objective: Any) -> list[dict[str, Any]]:
-    from controller.status import trial_objective_value
+# -- trials -----------------------------------------------------------------------------------
 
-    return [
-        {
-            "name": t.name,
-            "condition": t.condition.value,
-            "reason": t.reason,
-            "message": t.message,
-            "parameters": dict(t.assignment),
-            "objective": trial_objective_value(t, objective),
-            "metrics": (t.observation or {}).get("metrics", []),
-            "start_time": t.start_time.isoformat() if t.start_time else None,
-            "completion_time": t.completion_time.isoformat() if t.completion_time else None,
+
+def _trial_rows(store: Any, name: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One JSON row per trial (schema in docs/cli.md): parameters typed by the spec, metrics
+    and the objective as numbers, ``values`` each metric as its strategy selects it."""
+    from controller.reconcile import objective_from_spec
+    from controller.status import trial_objective_value
+    from tunery.trials import MetricSummary
+
+    objective = objective_from_spec(spec)
+    types = parameter_types(spec)
+    rows = []
+    for t in store.list_trials(name):
+        metrics = (t.observation or {}).get("metrics", [])
+        values = {
+            m["name"]: number(
+                MetricSummary(m["name"], m["min"], m["max"], m["latest"]).select(
+                    objective.strategy(m["name"])
+                )
+            )
+            for m in metrics
         }
-        for t in store.list_trials(name)
-    ]
+        rows.append(
+            {
+                "name": t.name,
+                "condition": t.condition.value,
+                "reason": t.reason,
+                "message": t.message,
+                "parameters": {
+                    k: typed_parameter(v, types.get(k)) for k, v in t.assignment.items()
+                },
+                "objective": trial_objective_value(t, objective),
+                "values": values,
+                "metrics": typed_metrics(metrics),
+                "start_time": t.start_time.isoformat() if t.start_time else None,
+                "completion_time": t.completion_time.isoformat() if t.completion_time else None,
+            }
+        )
+    return rows
+
+
+def _sort_rows(
+    rows: list[dict[str, Any]], key: str, objective_name: str, maximize: bool
+) -> list[dict[str, Any]]:
+    """Sort by ``key``: ``objective`` (best first), a metric or parameter name, ``name``,
+    ``condition``, ``start`` or ``end``; ``-key`` reverses. Trials without the value last."""
+    descending = key.startswith("-")
+    key = key.lstrip("-")
+    if key == "objective":
+        key, descending = objective_name, maximize != descending
+
+    def value(row: dict[str, Any]) -> Any:
+        fixed = {
+            "name": row["name"],
+            "condition": row["condition"],
+            "start": row["start_time"],
+            "end": row["completion_time"],
+        }
+        if key in fixed:
+            return fixed[key]
+        if key in row["values"]:
+            return row["values"][key]
+        return row["parameters"].get(key)
+
+    known = {"name", "condition", "start", "end"}
+    for row in rows:
+        known |= set(row["values"]) | set(row["parameters"])
+    if rows and key not in known:
+        raise CliError(
+            f"--sort: unknown column {key!r} (known: objective, {', '.join(sorted(known))})",
+            EXIT_INVALID,
+        )
+    # numbers when there are any ("unavailable" metrics and absent values go last), else text
+    numeric = [r for r in rows if _is_number(value(r))]
+    present = numeric or [r for r in rows if isinstance(value(r), str)]
+    chosen = {id(r) for r in present}
+    present.sort(key=value, reverse=descending)
+    return present + [r for r in rows if id(r) not in chosen]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_CONDITIONS = {c.lower(): c for c in CONDITION_WORDS}
 
 
 @main.command()
 @click.argument("name")
 @_db_option
-@_output_option
-def trials(name: str, db_url: str | None, output: str) -> None:
-    """List the trials of experiment NAME."""
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="json or csv print every value at full precision (schema: docs/cli.md).",
+)
+@click.option(
+    "--sort",
+    "sort_key",
+    default=None,
+    metavar="COLUMN",
+    help="Sort by objective (best first), a metric or parameter name, name, condition, start "
+    "or end; -COLUMN reverses (e.g. --sort=-lr).",
+)
+@click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    type=click.Choice(sorted(CONDITION_WORDS), case_sensitive=False),
+    help="Show only trials in this condition (repeatable).",
+)
+def trials(
+    name: str,
+    db_url: str | None,
+    output: str,
+    sort_key: str | None,
+    conditions: tuple[str, ...],
+) -> None:
+    """List the trials of experiment NAME: every metric, every parameter."""
     from controller.reconcile import objective_from_spec
 
-    with _errors():
+    with _errors(db_url):
         store = _open_store(db_url)
-        objective = objective_from_spec(store.get_experiment(name).spec["spec"])
-        rows = _trial_rows(store, name, objective)
+        spec = store.get_experiment(name).spec["spec"]
+        rows = _trial_rows(store, name, spec)
+    objective = objective_from_spec(spec)
+    if conditions:
+        wanted = {_CONDITIONS[c.lower()] for c in conditions}
+        rows = [r for r in rows if r["condition"] in wanted]
+    if sort_key:
+        rows = _sort_rows(rows, sort_key, objective.metric_name, objective.type == "maximize")
     if output == "json":
-        click.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
-    click.echo(f"{'TRIAL':32} {'STATUS':18} {objective.metric_name.upper():>12}  PARAMETERS")
+    metric_names = _metric_names(rows, objective.metric_name)
+    param_names = [p["name"] for p in spec.get("parameters") or []]
+    if output == "csv":
+        click.echo(_csv(rows, metric_names, param_names), nl=False)
+        return
+    headers = [
+        "TRIAL",
+        "STATUS",
+        *(f"{m}({objective.strategy(m)})" for m in metric_names),
+        *param_names,
+    ]
+    cells = [
+        [
+            r["name"],
+            r["condition"],
+            *(rounded(r["values"].get(m)) for m in metric_names),
+            *(rounded(r["parameters"].get(p)) for p in param_names),
+        ]
+        for r in rows
+    ]
+    click.echo(table(headers, cells, right=range(2, 2 + len(metric_names))))
+    problems = [r for r in rows if r["condition"] in ("Failed", "MetricsUnavailable", "Killed")]
+    for r in problems:
+        first = r["message"].splitlines()[0] if r["message"] else ""
+        click.echo(f"{r['name']}: {r['reason']}: {first}")
+
+
+def _metric_names(rows: Sequence[dict[str, Any]], objective_name: str) -> list[str]:
+    """The objective first, then every other metric any trial reported, by name."""
+    others = sorted({m for r in rows for m in r["values"]} - {objective_name})
+    return [objective_name, *others]
+
+
+def _csv(rows: Sequence[dict[str, Any]], metric_names: list[str], param_names: list[str]) -> str:
+    """One header row, one row per trial; metrics as their strategies select them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["name", "condition", "reason", *metric_names, *param_names, "start_time", "end_time"]
+    )
     for r in rows:
-        value = "-" if r["objective"] is None else f"{r['objective']:.6g}"
-        params = " ".join(f"{k}={v}" for k, v in r["parameters"].items())
-        click.echo(f"{r['name']:32} {r['condition']:18} {value:>12}  {params}")
-        if r["condition"] not in ("Succeeded", "Running", "Created"):
-            click.echo(
-                f"{'':32} {r['reason']}: {r['message'].splitlines()[0] if r['message'] else ''}"
-            )
+        writer.writerow(
+            [
+                r["name"],
+                r["condition"],
+                r["reason"],
+                *("" if r["values"].get(m) is None else r["values"][m] for m in metric_names),
+                *(
+                    "" if r["parameters"].get(p) is None else r["parameters"][p]
+                    for p in param_names
+                ),
+                r["start_time"] or "",
+                r["completion_time"] or "",
+            ]
+        )
+    return buffer.getvalue()
+
+
+# -- best -------------------------------------------------------------------------------------
 
 
 @main.command()
@@ -114,37 +296,76 @@ def trials(name: str, db_url: str | None, output: str) -> None:
 @_output_option
 def best(name: str, db_url: str | None, output: str) -> None:
     """Print the best trial's parameters and metrics."""
-    with _errors():
+    from controller.reconcile import objective_from_spec
+
+    with _errors(db_url):
         record = _open_store(db_url).get_experiment(name)
-    best_trial = record.status.get("currentOptimalTrial") or {}
+    spec = record.spec["spec"]
+    best_trial = typed_best(record.status.get("currentOptimalTrial") or {}, spec)
     if not best_trial.get("bestTrialName"):
         raise CliError(f"experiment {name!r} has no trial with the objective metric yet")
     if output == "json":
-        click.echo(json.dumps(best_trial, indent=2))
+        echo_json(best_trial)
         return
+    objective = objective_from_spec(spec)
     click.echo(best_trial["bestTrialName"])
     for p in best_trial["parameterAssignments"]:
-        click.echo(f"  {p['name']} = {p['value']}")
+        click.echo(f"  {p['name']} = {rounded(p['value'])}")
     for m in best_trial["observation"]["metrics"]:
-        click.echo(f"  {m['name']}: min={m['min']} max={m['max']} latest={m['latest']}")
+        click.echo(
+            f"  {m['name']}: min={rounded(m['min'])} max={rounded(m['max'])} "
+            f"latest={rounded(m['latest'])} (strategy {objective.strategy(m['name'])})"
+        )
+
+
+# -- logs -------------------------------------------------------------------------------------
 
 
 @main.command()
-@click.argument("trial")
+@click.argument("name", metavar="TRIAL|EXPERIMENT")
 @_db_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the trial runs.")
-def logs(trial: str, db_url: str | None, follow: bool) -> None:
-    """Print a trial's output."""
+def logs(name: str, db_url: str | None, follow: bool) -> None:
+    """Print a trial's output; for an experiment, every trial's output, each line prefixed
+    with the trial's name."""
     from controller.local_backend import LocalBackend
+    from tunery.store.errors import NotFoundError
 
-    with _errors():
-        backend = LocalBackend(db_url)
-        record = backend.store.get_trial(trial)
-        path = record.runner_handle.get("log")
-        if not path or not Path(path).exists():
-            raise CliError(f"trial {trial!r} has no log yet ({record.condition.value})")
-        for line in backend.log_lines(trial, follow, timeout=float("inf")):
+    with _errors(db_url):
+        backend = LocalBackend(db_url, store=_open_store(db_url))
+        try:
+            record = backend.store.get_trial(name)
+        except NotFoundError:
+            try:
+                backend.store.get_experiment(name)
+            except NotFoundError:
+                raise NotFoundError(f"no trial or experiment named {name!r}") from None
+            _experiment_logs(backend, name, follow)
+            return
+        if not backend.log_path(record):
+            raise CliError(f"trial {name!r} has no log yet ({record.condition.value})")
+        for line in backend.log_lines(name, follow, timeout=float("inf")):
             click.echo(line)
+
+
+def _experiment_logs(backend: Any, name: str, follow: bool) -> None:
+    if follow:
+        raise CliError(
+            f"{name!r} is an experiment: follow one of its trials (`tunery logs TRIAL -f`; "
+            f"`tunery trials {name}` lists them)",
+            EXIT_INVALID,
+        )
+    for trial in backend.store.list_trials(name):
+        path = backend.log_path(trial)
+        if not path:
+            click.echo(f"[{trial.name}] (no log: {trial.condition.value})")
+            continue
+        click.echo(f"[{trial.name}] --- {path} ({trial.condition.value})")
+        for line in backend.log_lines(trial.name, False, timeout=0):
+            click.echo(f"[{trial.name}] {line}")
+
+
+# -- delete -----------------------------------------------------------------------------------
 
 
 @main.command()
@@ -155,8 +376,8 @@ def delete(name: str, db_url: str | None, yes: bool) -> None:
     """Delete experiment NAME, its trials and their metrics."""
     from controller.local_backend import LocalBackend
 
-    with _errors():
-        backend = LocalBackend(db_url)
+    with _errors(db_url):
+        backend = LocalBackend(db_url, store=_open_store(db_url))
         backend.record(name)
         if not yes and sys.stdin.isatty():
             click.confirm(f"delete experiment {name!r} and all its trials?", abort=True)

@@ -22,8 +22,11 @@ from tunery.cli.app import (
     F,
     _db_option,
     _errors,
+    _open_store,
     _output_option,
     main,
+    store_name,
+    verbosity,
 )
 from tunery.cli.output import print_summary
 
@@ -148,13 +151,14 @@ def run(
             raise CliError(str(exc), EXIT_INVALID) from None
     from controller.local import SubmitError
 
-    with _errors():
-        backend = _backend(db_url)
+    with _errors(db_url):
+        backend = _backend(db_url, create=True)
         try:
             exp_name, created = backend.submit(document, Path(file).resolve().parent)
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
         if not created:
+            _refuse_finished(backend, exp_name, file)
             click.echo(f"resuming experiment {exp_name!r}", err=True)
         _drive(backend, exp_name, settings, output)
 
@@ -182,7 +186,7 @@ def resume(
     settings = _settings(logs_dir, endpoints)
     from controller.local import SubmitError
 
-    with _errors():
+    with _errors(db_url):
         backend = _backend(db_url)
         record = backend.record(name)
         document = dict(record.spec)
@@ -195,11 +199,39 @@ def resume(
         _drive(backend, name, settings, output)
 
 
-def _backend(db_url: str | None) -> Any:
-    """The controller's local backend over the store at ``db_url``."""
+def _backend(db_url: str | None, *, create: bool = False) -> Any:
+    """The controller's local backend over the store at ``db_url`` (created only by
+    ``run``: ``resume`` of an experiment in a store that does not exist says so)."""
     from controller.local_backend import LocalBackend
 
-    return LocalBackend(db_url)
+    return LocalBackend(db_url, store=_open_store(db_url, create=create))
+
+
+def _refuse_finished(backend: Any, name: str, file: str) -> None:
+    """Running a file again whose experiment already finished does nothing: say so, and how
+    to run it again or extend it (exit 2)."""
+    from controller import status
+
+    record = backend.record(name)
+    if not status.is_completed(record.status):
+        return
+    current = status.current_condition(record.status) or {}
+    extend = (
+        f"  add trials:         tunery resume {name} --max-trials N "
+        f"(or raise spec.maxTrialCount in {file})\n"
+        if current.get("reason") == status.ExperimentReason.MAX_TRIALS_REACHED
+        else ""
+    )
+    raise CliError(
+        f"experiment {name!r} already exists in {store_name(backend.db_url)} and finished "
+        f"({current.get('type')}: {current.get('reason')}, {record.status.get('trials', 0)} "
+        f"trials); nothing to run.\n"
+        f"  see its result:     tunery status {name}\n"
+        f"{extend}"
+        f"  run it again:       tunery run {file} --name NEW-NAME "
+        f"(or `tunery delete {name}` first)",
+        EXIT_INVALID,
+    )
 
 
 def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
@@ -217,7 +249,7 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
             if c.get("image")
         }
     )
-    if images and output == "text":
+    if images and verbosity() >= 1:
         click.echo(
             f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
         )

@@ -37,7 +37,7 @@ def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
         settings = dataclasses.replace(settings, namespaces=namespaces)
     if db_url:
         settings = dataclasses.replace(settings, db_url=db_url)
-    with _errors():
+    with _errors(db_url):
         run_operator(settings)
 
 
@@ -69,7 +69,7 @@ def serve_earlystop(host: str, port: int, db_url: str | None) -> None:
     from earlystop.server import serve as serve_forever
 
     click.echo(f"tunery early-stopping service on {host}:{port}", err=True)
-    with _errors():
+    with _errors(db_url):
         serve_forever(host=host, port=port, db_url=db_url)
 
 
@@ -82,5 +82,5 @@ def serve_dbmanager(host: str, port: int, db_url: str | None) -> None:
     from metrics_collector.dbmanager import serve as serve_forever
 
     click.echo(f"tunery DBManager service on {host}:{port}", err=True)
-    with _errors():
+    with _errors(db_url):
         serve_forever(host=host, port=port, db_url=db_url)

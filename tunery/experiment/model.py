@@ -541,10 +541,18 @@ def _check_settings(
             first[setting.name] = i
 
 
+_NAS_ALGORITHMS = frozenset({"enas", "darts"})
+
+
 def _check_algorithm_name(name: str, info: ValidationInfo, context_key: str, what: str) -> str:
     if not name:
         raise custom_error("must not be empty")
     known = (info.context or {}).get(context_key)
+    if known is not None and name not in known and name in _NAS_ALGORITHMS:
+        raise custom_error(
+            f"{show(name)} is one of Katib's neural architecture search (NAS) algorithms; "
+            "tunery does not support NAS (README: Katib features)"
+        )
     if known is not None and name not in known:
         names = sorted(known)
         raise custom_error(

@@ -334,7 +334,8 @@ def _explain(result: TuneResult, spec: documents.TuneSpec) -> str:
     unavailable = next((t for t in result.trials if t.condition == "MetricsUnavailable"), None)
     shown = failed or unavailable
     if shown is not None:
-        text += f"\n{shown.condition.value} trial {shown.name}: {shown.message}"
+        first_line = shown.message.splitlines()[0] if shown.message else ""
+        text += f"\n{shown.condition.value} trial {shown.name}: {first_line}"
         tail = _log_tail(shown.log_path)
         if tail:
             text += f"\n--- last lines of its log ({shown.log_path}) ---\n{tail}"
@@ -348,14 +349,6 @@ def _explain(result: TuneResult, spec: documents.TuneSpec) -> str:
 
 
 def _log_tail(path: str | None) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 16384))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
+    from controller.trial_logs import log_tail
+
+    return log_tail(path, _LOG_TAIL_LINES)

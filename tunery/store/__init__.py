@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from tunery.store.base import Condition, ExperimentRecord, Store, TrialRecord
 from tunery.store.errors import (
     AlreadyExistsError,
+    DriverMissingError,
+    InvalidStoreUrlError,
     NotFoundError,
     StoreError,
     StoreUnavailableError,
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyExistsError",
     "Condition",
+    "DriverMissingError",
     "ExperimentRecord",
+    "InvalidStoreUrlError",
     "NotFoundError",
     "SqlStore",
     "Store",
@@ -44,13 +48,36 @@ def open_store(url: str | None = None) -> Store:
     (created with its directory). Close the store when done.
 
     Raises:
-        ValueError: the URL is malformed or names an unsupported backend.
+        InvalidStoreUrlError: the URL is malformed or names an unsupported backend (a
+            ValueError too).
+        DriverMissingError: the backend's driver is not installed; the message names the extra.
         StoreUnavailableError: the database cannot be reached (retryable).
         StoreError: the schema cannot be brought to this tunery's revision.
     """
     from tunery.store.sql import open_sql_store
 
-    return open_sql_store(url)
+    try:
+        return open_sql_store(url)
+    except InvalidStoreUrlError:
+        raise
+    except ValueError as exc:  # resolve_url's message names the URL, password hidden
+        raise InvalidStoreUrlError(str(exc)) from None
+    except ModuleNotFoundError as exc:
+        extra = _DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        raise DriverMissingError(
+            f"the {extra[0]} driver ({exc.name}) is not installed: "
+            f"pip install 'tunery[{extra[1]}]'"
+        ) from None
+
+
+_DRIVER_EXTRAS = {  # the module SQLAlchemy imports -> (backend, the extra that installs it)
+    "psycopg": ("PostgreSQL", "postgres"),
+    "psycopg2": ("PostgreSQL", "postgres"),
+    "pymysql": ("MySQL/MariaDB", "mysql"),
+    "MySQLdb": ("MySQL/MariaDB", "mysql"),
+}
 
 
 def resolve_db_url(url: str | None = None) -> str:

@@ -5,7 +5,9 @@
     StoreError(Exception)
      ├── NotFoundError(StoreError, KeyError)        experiment/trial does not exist
      ├── AlreadyExistsError(StoreError, ValueError) name taken
-     └── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
+     ├── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
+     ├── InvalidStoreUrlError(StoreError, ValueError) the URL is malformed or names no backend
+     └── DriverMissingError(StoreError)             the backend's driver (an extra) is missing
 """
 
 from __future__ import annotations
@@ -28,3 +30,12 @@ class AlreadyExistsError(StoreError, ValueError):
 
 class StoreUnavailableError(StoreError):
     """The database cannot be reached or failed operationally; retrying may help."""
+
+
+class InvalidStoreUrlError(StoreError, ValueError):
+    """The database URL does not parse or names a backend tunery does not support."""
+
+
+class DriverMissingError(StoreError):
+    """The database driver for the URL's backend is not installed; the message names the
+    extra that installs it (e.g. ``pip install 'tunery[postgres]'``)."""
