@@ -327,12 +327,12 @@ def test_not_found_names_the_store_with_its_password_hidden(cli, tmp_path: Path)
     assert f"(store: sqlite:///{tmp_path}/t.db)" in result.output
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # trust auth ignores passwords
 def test_not_found_on_a_server_store_hides_the_password(db_url: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(db_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("needs PostgreSQL with trust authentication (a password is ignored)")
     with_password = url.set(password="s3cret-pw").render_as_string(hide_password=False)
     result = CliRunner().invoke(main, ["status", "nope", "--db", with_password])
     assert result.exit_code == EXIT_FAILED, result.output
