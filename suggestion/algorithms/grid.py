@@ -28,7 +28,7 @@ from suggestion.algorithms.base import (
     SuggestRequest,
     UnsupportedSpaceError,
 )
-from tunery.space import Assignment, ParamValue, SearchSpace, SpaceError
+from tunery.space import Assignment, Parameter, ParamValue, SearchSpace, SpaceError
 from tunery.trials import Objective
 
 
@@ -61,6 +61,35 @@ class _Shuffle:
                 return i
 
 
+MAX_VALUES_PER_PARAMETER = 100_000
+"""Most grid values one parameter may have. Each parameter's values are listed in memory
+(the product of the parameters never is), so a larger axis (a step of 1e-12 over [0, 1]) is
+refused from its size, computed arithmetically, before anything is enumerated."""
+
+
+def _axis_size(parameter: Parameter) -> int:
+    """Number of grid values of ``parameter``, computed without listing them.
+
+    Raises:
+        UnsupportedSpaceError: a double without a step, or more values than
+            :data:`MAX_VALUES_PER_PARAMETER`; the message names the parameter.
+    """
+    size = parameter.grid_size()
+    if size is None:  # a double without a step: Katib's message comes from grid_values
+        try:
+            parameter.grid_values()
+        except SpaceError as exc:
+            raise UnsupportedSpaceError(str(exc)) from None
+        raise AssertionError("grid_values accepted a continuous parameter")
+    if size > MAX_VALUES_PER_PARAMETER:
+        raise UnsupportedSpaceError(
+            f"parameter {parameter.name}: its grid has {size} values, above the limit of "
+            f"{MAX_VALUES_PER_PARAMETER} values per parameter; use a larger step or another "
+            "algorithm"
+        )
+    return size
+
+
 class GridSearch(Algorithm):
     """Exhaustive grid search."""
 
@@ -85,11 +114,7 @@ class GridSearch(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
-        try:
-            axes = [p.grid_values() for p in space]
-        except SpaceError as exc:
-            raise UnsupportedSpaceError(str(exc)) from None
-        combinations = math.prod(len(a) for a in axes)
+        combinations = math.prod(_axis_size(p) for p in space)
         if max_trial_count is not None and max_trial_count > combinations:
             raise InvalidSettingsError(
                 f"Max Trial Count: {max_trial_count} > all possible search combinations: "
