@@ -297,7 +297,10 @@ class Parameter:
         """
         if self.type is ParameterType.CATEGORICAL:
             return text
-        number = parse_number(text)
+        try:
+            number = parse_number(text)
+        except SpaceError as exc:
+            raise SpaceError(f"{self.name}: {exc}") from None
         if self.type is ParameterType.INT:
             if isinstance(number, float):
                 if not number.is_integer():
