@@ -28,7 +28,7 @@ from suggestion.algorithms.base import (
     SuggestRequest,
     UnsupportedSpaceError,
 )
-from tunery.space import Assignment, Parameter, ParamValue, SearchSpace, SpaceError
+from tunery.space import Assignment, ParamValue, SearchSpace, SpaceError
 from tunery.trials import Objective
 
 
@@ -61,33 +61,36 @@ class _Shuffle:
                 return i
 
 
-MAX_VALUES_PER_PARAMETER = 100_000
-"""Most grid values one parameter may have. Each parameter's values are listed in memory
-(the product of the parameters never is), so a larger axis (a step of 1e-12 over [0, 1]) is
-refused from its size, computed arithmetically, before anything is enumerated."""
+MAX_GRID_VALUES = 100_000
+"""Most grid values the parameters of one grid may have together. Each parameter's values are
+listed in memory (their product never is), so a larger grid (a step of 1e-12 over [0, 1]) is
+refused from its sizes, computed arithmetically, before anything is enumerated."""
 
 
-def _axis_size(parameter: Parameter) -> int:
-    """Number of grid values of ``parameter``, computed without listing them.
+def _axis_sizes(space: SearchSpace) -> list[int]:
+    """Number of grid values of each parameter, computed without listing them.
 
     Raises:
-        UnsupportedSpaceError: a double without a step, or more values than
-            :data:`MAX_VALUES_PER_PARAMETER`; the message names the parameter.
+        UnsupportedSpaceError: a double without a step, or more than :data:`MAX_GRID_VALUES`
+            values in all; the message names the largest parameter.
     """
-    size = parameter.grid_size()
-    if size is None:  # a double without a step: Katib's message comes from grid_values
-        try:
-            parameter.grid_values()
-        except SpaceError as exc:
-            raise UnsupportedSpaceError(str(exc)) from None
-        raise AssertionError("grid_values accepted a continuous parameter")
-    if size > MAX_VALUES_PER_PARAMETER:
+    sizes = []
+    for parameter in space:
+        size = parameter.grid_size()
+        if size is None:  # a double without a step: Katib's message comes from grid_values
+            try:
+                parameter.grid_values()
+            except SpaceError as exc:
+                raise UnsupportedSpaceError(str(exc)) from None
+            raise AssertionError("grid_values accepted a continuous parameter")
+        sizes.append(size)
+    if sum(sizes) > MAX_GRID_VALUES:
+        size, name = max(zip(sizes, space.names, strict=True))
         raise UnsupportedSpaceError(
-            f"parameter {parameter.name}: its grid has {size} values, above the limit of "
-            f"{MAX_VALUES_PER_PARAMETER} values per parameter; use a larger step or another "
-            "algorithm"
+            f"parameter {name}: its grid has {size} values, and a grid's parameters may have "
+            f"at most {MAX_GRID_VALUES} values together; use a larger step or another algorithm"
         )
-    return size
+    return sizes
 
 
 class GridSearch(Algorithm):
@@ -114,7 +117,7 @@ class GridSearch(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
-        combinations = math.prod(_axis_size(p) for p in space)
+        combinations = math.prod(_axis_sizes(space))
         if max_trial_count is not None and max_trial_count > combinations:
             raise InvalidSettingsError(
                 f"Max Trial Count: {max_trial_count} > all possible search combinations: "

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from suggestion.algorithms import REGISTRY
 from suggestion.algorithms.base import Algorithm, SuggestRequest, UnsupportedSpaceError
-from suggestion.algorithms.grid import MAX_VALUES_PER_PARAMETER, GridSearch
+from suggestion.algorithms.grid import MAX_GRID_VALUES, GridSearch
 from suggestion.service import MAX_TRIALS_PER_REQUEST
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.rpc import MAX_DETAILS_CHARS
@@ -63,19 +63,24 @@ def _error(call: object, request: object, timeout: float = 30) -> grpc.RpcError:
 # -- grid sizes, numbers, details -----------------------------------------------------------------
 
 
-def test_grid_size_is_arithmetic_and_capped_per_parameter() -> None:
+def test_grid_size_is_arithmetic_and_capped() -> None:
     objective = Objective(ObjectiveType.MINIMIZE, "loss")
+    settings = GridSearch.settings_type()
     space = SearchSpace((Parameter.integer("n", 1, 3), Parameter.double("lr", 0.0, 1.0, 1e-12)))
     started = time.perf_counter()
     with pytest.raises(UnsupportedSpaceError) as info:
-        GridSearch.validate(space, objective, GridSearch.settings_type())
+        GridSearch.validate(space, objective, settings)
     assert time.perf_counter() - started < 0.1
     assert str(info.value) == (
-        f"parameter lr: its grid has 1000000000001 values, above the limit of "
-        f"{MAX_VALUES_PER_PARAMETER} values per parameter; use a larger step or another algorithm"
+        f"parameter lr: its grid has 1000000000001 values, and a grid's parameters may have "
+        f"at most {MAX_GRID_VALUES} values together; use a larger step or another algorithm"
     )
-    at_limit = SearchSpace((Parameter.integer("n", 1, MAX_VALUES_PER_PARAMETER),))
-    GridSearch.validate(at_limit, objective, GridSearch.settings_type())  # accepted
+    half = MAX_GRID_VALUES // 2
+    at_limit = SearchSpace((Parameter.integer("a", 1, half), Parameter.integer("b", 1, half)))
+    GridSearch.validate(at_limit, objective, settings)  # accepted: 2.5e9 points, 1e5 values
+    over = SearchSpace((Parameter.integer("a", 1, half), Parameter.integer("b", 0, half)))
+    with pytest.raises(UnsupportedSpaceError, match=f"parameter b: its grid has {half + 1} "):
+        GridSearch.validate(over, objective, settings)
 
 
 def test_grid_flood_request_is_invalid_argument_fast(server: Server) -> None:
