@@ -8,7 +8,9 @@ shuffles by seed), so that a ``maxTrialCount`` below the grid size still spreads
 next points are the first ones in that order that no trial holds, whatever the trial's state,
 so the service is stateless and a restart never repeats a point. When fewer points remain
 than requested it raises :class:`SpaceExhaustedError`. Validation follows Katib: a double
-without a step and ``maxTrialCount`` above the number of combinations are rejected.
+without a step and ``maxTrialCount`` above the number of combinations are rejected; beyond
+Katib, a grid whose parameters have more than :data:`MAX_GRID_VALUES` values together is
+rejected from its arithmetic size, before anything is listed.
 """
 
 from __future__ import annotations
