@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from tunery.api import api_pb2, api_pb2_grpc
+from tunery.tls import open_channel
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
@@ -134,7 +135,7 @@ class GrpcSuggestionClient:
 
     def __init__(self, address: str, *, timeout: float = 600.0) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)
         self._timeout = timeout
 
@@ -188,7 +189,7 @@ class InProcessEarlyStoppingClient:
 class GrpcEarlyStoppingClient:
     def __init__(self, address: str, *, timeout: float = 120.0) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address)
         self._stub = api_pb2_grpc.EarlyStoppingStub(self._channel)
         self._timeout = timeout
 

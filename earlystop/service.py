@@ -9,9 +9,10 @@ metrics-collector sidecar, or tunery's gRPC client, call it.
   one threshold per rule, checked once by a Katib sidecar at the ``start_step``-th report, so
   it is the median at ``start_step``; the in-process form (``earlystop.inprocess``) applies
   the step-wise rule at every step. Observations come from the service's Store when it has
-  one, else from the DBManager at the request's ``db_manager_address``; completed trials are
-  cached (they never change), so a request with N old trials and k new ones reads k logs.
-  A completed trial without logs is skipped.
+  one, else from the DBManager the service was configured with (``--db-manager-address``).
+  The request's ``db_manager_address`` is ignored: a request never chooses where the service
+  connects. Completed trials are cached (they never change), so a request with N old trials
+  and k new ones reads k logs. A completed trial without logs is skipped.
 - ``SetTrialStatus`` marks the trial EarlyStopped (reason ``TrialEarlyStopped``, message
   ``Trial is early stopped``) in the Store, unless it is already terminal.
 - ``ValidateEarlyStoppingSettings`` checks the algorithm name and settings (Katib's messages).
@@ -108,23 +109,33 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
 
     Args:
         store: where observations are read and trial statuses written; without one,
-            observations come from the request's DBManager and SetTrialStatus is refused.
+            observations come from ``dbmanager_address`` and SetTrialStatus is refused.
+        dbmanager_address: ``host:port`` of the DBManager to read observations from when
+            there is no store (the requests' own ``db_manager_address`` is ignored).
         dbmanager_timeout: seconds per ``GetObservationLog`` call.
         cache_entries: completed trials' observation logs kept in memory.
+
+    Raises:
+        InvalidSettingsError: ``dbmanager_address`` is not ``host:port``.
     """
 
     def __init__(
         self,
         store: Store | None = None,
         *,
+        dbmanager_address: str | None = None,
         dbmanager_timeout: float = 30.0,
         cache_entries: int = 100_000,
     ) -> None:
         self.store = store
-        self.dbmanager_timeout = dbmanager_timeout
         self.curves = CurveCache(cache_entries)
-        self._store_source = StoreObservationSource(store) if store is not None else None
-        self._dbmanagers: dict[str, DBManagerObservationSource] = {}
+        self._source: ObservationSource | None = None
+        if store is not None:
+            self._source = StoreObservationSource(store)
+        elif dbmanager_address:
+            self._source = DBManagerObservationSource(
+                parse_address(dbmanager_address), timeout=dbmanager_timeout
+            )
         self._lock = threading.Lock()
         self._policies: OrderedDict[str, tuple[Hashable, StopPolicy]] = OrderedDict()
         self._max_policies = 1024
@@ -147,9 +158,14 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
                 raise InvalidRequestError(f"trials[{index}].name is empty")
             if trial.status.condition == api_pb2.TrialStatus.SUCCEEDED:
                 completed[trial.name] = trial.status.completion_time
-        source = self._source(request.db_manager_address, needed=bool(completed))
-        if source is None:
+        if not completed:
             return []
+        source = self._source
+        if source is None:
+            raise NoStoreError(
+                "this EarlyStopping service has no observation source; start it with a "
+                "database URL (--db-url) or a DBManager address (--db-manager-address)"
+            )
         key = (
             source.key,
             stopper.name,
@@ -207,11 +223,9 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         return record.condition
 
     def close(self) -> None:
-        """Close the DBManager channels."""
-        with self._lock:
-            sources, self._dbmanagers = list(self._dbmanagers.values()), {}
-        for source in sources:
-            source.close()
+        """Close the DBManager channel, if any."""
+        if self._source is not None:
+            self._source.close()
 
     # -- gRPC methods ----------------------------------------------------------------------------
 
@@ -239,25 +253,6 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         return api_pb2.ValidateEarlyStoppingSettingsReply()
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _source(self, db_manager_address: str, *, needed: bool) -> ObservationSource | None:
-        """The store source, else the DBManager at the address (validated whenever given);
-        None when no observations are needed."""
-        if self._store_source is not None:
-            return self._store_source
-        if not db_manager_address.strip():
-            if not needed:
-                return None
-            raise InvalidRequestError(
-                "db_manager_address is empty and this EarlyStopping service has no store"
-            )
-        address = parse_address(db_manager_address)
-        with self._lock:
-            source = self._dbmanagers.get(address)
-            if source is None:
-                source = DBManagerObservationSource(address, timeout=self.dbmanager_timeout)
-                self._dbmanagers[address] = source
-        return source if needed else None
 
     def _curve(
         self,

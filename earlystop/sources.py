@@ -1,8 +1,10 @@
 """Where the EarlyStopping service reads completed trials' observation logs from.
 
 Called by ``earlystop.service``: a :class:`StoreObservationSource` when the service was built
-with a tunery Store, otherwise a :class:`DBManagerObservationSource` per
-``db_manager_address`` of the requests (Katib's way: ``DBManager.GetObservationLog``).
+with a tunery Store, otherwise a :class:`DBManagerObservationSource` for the one DBManager the
+service was configured with (Katib's way of reading: ``DBManager.GetObservationLog``; unlike
+Katib, never at an address a request names, so a request cannot make the service connect
+anywhere).
 :class:`CurveCache` keeps what was read, since completed trials never change.
 """
 
@@ -17,11 +19,12 @@ from typing import TypeVar
 
 import grpc
 
-from earlystop.base import InvalidRequestError, ObservationsUnavailableError
+from earlystop.base import InvalidSettingsError, ObservationsUnavailableError
 from earlystop.convert import observations_from_log
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.store.base import Store
 from tunery.store.errors import NotFoundError, StoreUnavailableError
+from tunery.tls import open_channel
 from tunery.trials import Observation
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ def parse_address(address: str) -> str:
     """Check a ``host:port`` (or ``[ipv6]:port``) address, returning it stripped.
 
     Raises:
-        InvalidRequestError: not of that form, or the port is not in 1..65535.
+        InvalidSettingsError: not of that form, or the port is not in 1..65535.
     """
     text = address.strip()
     host, sep, port = text.rpartition(":")
@@ -45,8 +48,8 @@ def parse_address(address: str) -> str:
         and not any(c.isspace() for c in host)
     )
     if not ok:
-        raise InvalidRequestError(
-            f"db_manager_address must be host:port (e.g. katib-db-manager.kubeflow:6789), "
+        raise InvalidSettingsError(
+            f"the DBManager address must be host:port (e.g. katib-db-manager.kubeflow:6789), "
             f"got {address!r}"
         )
     return text
@@ -92,7 +95,7 @@ class DBManagerObservationSource(ObservationSource):
         self.address = parse_address(address)
         self.key = f"dbmanager:{self.address}"
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = open_channel(self.address)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
 
     def observations(self, trial_name: str, metric_name: str) -> list[Observation]:

@@ -26,6 +26,7 @@ from metrics_collector.errors import InvalidTimestampError
 from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+from tunery.tls import open_channel
 from tunery.trials import Observation
 
 DEFAULT_TIMEOUT = 60.0
@@ -85,7 +86,7 @@ class DBManagerClient:
         self.address = address or default_dbmanager_address()
         self.timeout = timeout
         self._own_channel = channel is None
-        self._channel = channel or grpc.insecure_channel(self.address)
+        self._channel = channel or open_channel(self.address)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
 
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:

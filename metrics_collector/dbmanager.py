@@ -34,9 +34,10 @@ import grpc
 from metrics_collector.errors import InvalidRequestError, InvalidTimestampError
 from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
-from tunery.serving import create_server, serve_forever, service_name
+from tunery.serving import DEFAULT_HOST, address, create_server, serve_forever, service_name
 from tunery.store.base import Store
 from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+from tunery.tls import ServerTls
 from tunery.trials import Observation
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,11 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
 
 
 def create_dbmanager_server(
-    address: str, store: Store, *, max_workers: int = 16
+    bind: str, store: Store, *, max_workers: int = 16, tls: ServerTls | None = None
 ) -> tuple[grpc.Server, int]:
     """A not-yet-started server with the DBManager, health and reflection; returns its port.
 
-    ``address`` like ``"0.0.0.0:6789"``; port 0 picks a free one (tests).
+    ``bind`` like ``"127.0.0.1:6789"``; port 0 picks a free one (tests). TLS with ``tls``.
     """
     servicer = DBManagerServicer(store)
 
@@ -172,7 +173,7 @@ def create_dbmanager_server(
         api_pb2_grpc.add_DBManagerServicer_to_server(servicer, server)
         return service_name("DBManager")
 
-    return create_server([register], address, max_workers=max_workers, probe=store.ping)
+    return create_server([register], bind, max_workers=max_workers, probe=store.ping, tls=tls)
 
 
 def katib_db_url(environ: Mapping[str, str] | None = None) -> str | None:
@@ -209,7 +210,13 @@ def katib_db_url(environ: Mapping[str, str] | None = None) -> str | None:
     return url
 
 
-def serve(host: str = "0.0.0.0", port: int = DEFAULT_PORT, db_url: str | None = None) -> None:
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    db_url: str | None = None,
+    *,
+    tls: ServerTls | None = None,
+) -> None:
     """Serve DBManager until SIGTERM/SIGINT, then stop gracefully.
 
     The database: ``db_url``, else ``$TUNERY_DB_URL``, else Katib's ``DB_NAME``/... variables
@@ -224,8 +231,8 @@ def serve(host: str = "0.0.0.0", port: int = DEFAULT_PORT, db_url: str | None = 
     url = db_url or os.environ.get("TUNERY_DB_URL") or katib_db_url()
     store = open_store(url)
     try:
-        server, bound = create_dbmanager_server(f"{host}:{port}", store)
-        log.info("DBManager listening on %s:%d", host, bound)
+        server, bound = create_dbmanager_server(address(host, port), store, tls=tls)
+        log.info("DBManager listening on %s%s", address(host, bound), " with TLS" if tls else "")
         serve_forever(server)
     finally:
         store.close()

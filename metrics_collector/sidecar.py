@@ -59,6 +59,7 @@ from metrics_collector.stoprules import (
 )
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.store.errors import StoreUnavailableError
+from tunery.tls import open_channel
 from tunery.trials import UNAVAILABLE, ZERO_TIME, ObjectiveType, Observation, StopDecision
 
 log = logging.getLogger("metrics_collector.sidecar")
@@ -267,7 +268,7 @@ def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
 
 def set_trial_status(address: str, trial_name: str, timeout: float, attempts: int = 5) -> bool:
     """``EarlyStopping.SetTrialStatus(trial_name)``; True when the service accepted it."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address) as channel:
         stub = api_pb2_grpc.EarlyStoppingStub(channel)
         for attempt in range(1, attempts + 1):
             try:

@@ -111,6 +111,8 @@ def parameter_from_proto(spec: api_pb2.ParameterSpec) -> Parameter:
         if name and message.startswith(f"{name}:"):
             message = message[len(name) + 1 :].strip()
         raise InvalidRequestError(f"{where}: {message}") from None
+    except (ArithmeticError, ValueError) as exc:  # any other parse failure is the input's too
+        raise InvalidRequestError(f"{where}: {type(exc).__name__}: {exc}") from None
     try:
         type_name = api_pb2.ParameterType.Name(ptype)
     except ValueError:
@@ -232,7 +234,7 @@ def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str)
     wire = {a.name: a.value for a in trial.spec.parameter_assignments.assignments}
     try:
         assignment = space.parse_assignment(wire)
-    except SpaceError as exc:
+    except (ArithmeticError, ValueError) as exc:  # SpaceError, or any other parse failure
         raise InvalidRequestError(f"trial {trial.name or '<unnamed>'}: {exc}") from None
     condition = _CONDITIONS.get(trial.status.condition, TrialCondition.METRICS_UNAVAILABLE)
     value = None

@@ -4,7 +4,8 @@ Called by ``tunery serve suggestion`` (through :func:`serve`), by tests and benc
 (:func:`create_suggestion_server` on port 0), and as ``python -m suggestion.server``
 (which prints ``listening on port N`` on stdout once bound, for parents that asked for 0).
 Health answers SERVING for ``""``, ``manager.v1beta1.Suggestion`` (the name Katib's
-controller probes) and ``api.v1.beta1.Suggestion``. SIGTERM/SIGINT stop it gracefully.
+controller probes) and ``api.v1.beta1.Suggestion``. SIGTERM/SIGINT stop it gracefully. A
+handler whose call ends (deadline, cancel, shutdown) is interrupted (``tunery.rpc``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import grpc
 
 from suggestion.algorithms import REGISTRY, get_algorithm
 from suggestion.service import SuggestionService, SuggestionServicer, add_to_server
-from tunery.serving import create_server, serve_forever
+from tunery.serving import DEFAULT_HOST, address, create_server, serve_forever
+from tunery.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +28,26 @@ DEFAULT_PORT = 6789
 
 
 def create_suggestion_server(
-    address: str = f"0.0.0.0:{DEFAULT_PORT}",
+    bind: str = f"{DEFAULT_HOST}:{DEFAULT_PORT}",
     *,
     service: SuggestionService | None = None,
     max_workers: int = 16,
+    tls: ServerTls | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A bound, not yet started, server for ``service`` (a new one by default).
+    """A bound, not yet started, server for ``service`` (a new one by default), TLS with
+    ``tls``; handlers are interrupted when their call ends.
 
     Returns:
-        The server and the port it bound (``address`` may use port 0).
+        The server and the port it bound (``bind`` may use port 0).
     """
     servicer = SuggestionServicer(service)
     return create_server(
-        [lambda server: add_to_server(servicer, server)], address, max_workers=max_workers
+        [lambda server: add_to_server(servicer, server)],
+        bind,
+        max_workers=max_workers,
+        tls=tls,
+        interrupt=True,
     )
-
-
-def _address(host: str, port: int) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    return f"{host}:{port}"
 
 
 def preload_algorithms() -> list[str]:
@@ -62,11 +64,12 @@ def preload_algorithms() -> list[str]:
 
 
 def serve(
-    host: str = "0.0.0.0",
+    host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
     grace: float = 5.0,
     preload: bool = True,
+    tls: ServerTls | None = None,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds.
@@ -78,10 +81,11 @@ def serve(
     """
     if preload:
         preload_algorithms()
-    server, bound = create_suggestion_server(_address(host, port))
+    server, bound = create_suggestion_server(address(host, port), tls=tls)
     log.info(
-        "suggestion service listening on %s (algorithms: %s)",
-        _address(host, bound),
+        "suggestion service listening on %s%s (algorithms: %s)",
+        address(host, bound),
+        " with TLS" if tls is not None else "",
         ", ".join(sorted(REGISTRY)),
     )
     if on_ready is not None:
@@ -91,7 +95,7 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="tunery Suggestion gRPC service")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(

@@ -52,7 +52,7 @@ from suggestion.convert import (
     experiment_from_proto,
     spec_digest,
 )
-from suggestion.wire import RequestDecoder, WireFormatError, experiment_bytes
+from suggestion.wire import RequestDecoder, WireFormatError, check_trial_count, experiment_bytes
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.trials import TrialResult
 
@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_NUMBER = 10_000
 """Most assignments one request may ask for (a guard against a runaway controller)."""
+
+MAX_TRIALS_PER_REQUEST = 100_000
+"""Most trials one GetSuggestions may carry; a larger request is refused before its trials
+are parsed (converting 100,000 trials from cold takes about 2 s, so the bound keeps any
+request well within a typical deadline)."""
 
 DEFAULT_MAX_EXPERIMENTS = 64
 """Experiments whose state the service keeps; the least recently used one is dropped first."""
@@ -128,6 +133,7 @@ class SuggestionService:
         except Exception as exc:  # protobuf's DecodeError
             raise InvalidRequestError(f"malformed GetSuggestionsRequest: {exc}") from None
         _check_count(request.current_request_number)
+        check_trial_count(len(request.trials), MAX_TRIALS_PER_REQUEST)
         parsed = self._entry(request.experiment)
         return self._suggest(
             parsed,
@@ -160,7 +166,7 @@ class SuggestionService:
                 )
         except (SuggestionError, WireFormatError):
             raise
-        except Exception:
+        except BaseException:  # a bug, or the call interrupted (tunery.rpc): drop the state
             self._forget(entry)  # its state may be half-updated
             raise
         if (
@@ -232,7 +238,8 @@ class SuggestionService:
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
         cls.validate(view.space, view.objective, settings)
         converter = TrialConverter(view.space, view.objective.metric_name)
-        fresh = _Experiment(digest, view, cls(settings), converter, RequestDecoder(converter))
+        decoder = RequestDecoder(converter, max_trials=MAX_TRIALS_PER_REQUEST)
+        fresh = _Experiment(digest, view, cls(settings), converter, decoder)
         with self._lock:
             entry = self._experiments.get(name)
             if entry is not None and entry.digest == digest:  # another thread built it first

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from suggestion.algorithms.base import InvalidRequestError
 from suggestion.convert import TrialConverter
 from tunery.api import api_pb2
 from tunery.trials import TrialResult
@@ -95,8 +96,9 @@ class RequestDecoder:
     Not thread-safe: the service holds the experiment's lock.
     """
 
-    def __init__(self, converter: TrialConverter) -> None:
+    def __init__(self, converter: TrialConverter, *, max_trials: int | None = None) -> None:
         self.converter = converter
+        self.max_trials = max_trials
         self._data = b""
         self._ends: list[int] = []  # byte offset where each previous trial ends
         self._trials: list[TrialResult] = []
@@ -106,7 +108,8 @@ class RequestDecoder:
 
         Raises:
             WireFormatError: an unexpected layout; the caller parses the request fully.
-            InvalidRequestError: a trial does not fit the search space.
+            InvalidRequestError: a trial does not fit the search space, or the request holds
+                more than ``max_trials`` trials (refused before any is parsed).
         """
         try:
             return self._decode(data)
@@ -118,6 +121,10 @@ class RequestDecoder:
         kept = self._common_trials(data)
         start = self._ends[kept - 1] if kept else self._first_trial_offset(data)
         fields = scan_fields(data, start)
+        if self.max_trials is not None:
+            check_trial_count(
+                kept + sum(number == _TRIALS for number, _, _ in fields), self.max_trials
+            )
         ends = self._ends[:kept]
         count = 0
         tail: list[api_pb2.Trial] = []
@@ -169,6 +176,18 @@ class RequestDecoder:
             else:
                 hi = mid - 1
         return lo
+
+
+def check_trial_count(count: int, limit: int) -> None:
+    """Refuse a request with more than ``limit`` trials.
+
+    Raises:
+        InvalidRequestError: naming the count and the limit.
+    """
+    if count > limit:
+        raise InvalidRequestError(
+            f"trials: the request carries {count} trials, above the limit of {limit} per request"
+        )
 
 
 def _int32(value: int) -> int:

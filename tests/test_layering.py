@@ -17,14 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tunery", "suggestion", "earlystop", "metrics_collector", "controller")
-PUBLIC_FACE = (
-    "tunery.cli",
-    "tunery.sdk",
-    "tunery._sdk_",
-    "tunery.sdk.trial_entry",
-    "tunery.sdk.search",
-    "tunery.sdk.progress",
-)
+PUBLIC_FACE = ("tunery.cli", "tunery.sdk")  # packages: the public face
 
 # package -> project packages it may import
 ALLOWED: dict[str, set[str]] = {

@@ -1,14 +1,19 @@
-"""gRPC server plumbing shared by every tunery service: health, reflection, start and stop.
+"""gRPC server plumbing shared by every tunery service: health, reflection, TLS, limits,
+start and stop.
 
 Called by ``suggestion.server``, ``earlystop.server`` and ``metrics_collector.dbmanager``.
-:func:`create_server` binds (port 0 picks a free port, for tests) and returns the server with
-its port; :func:`serve_forever` blocks until SIGTERM/SIGINT and then stops gracefully.
+:func:`create_server` binds (port 0 picks a free port, for tests; :data:`DEFAULT_HOST` is
+loopback) with TLS when given a :class:`~tunery.tls.ServerTls`, installs the call bounds of
+:mod:`tunery.rpc`, and returns the server with its port; :func:`serve_forever` blocks until
+SIGTERM/SIGINT, stops gracefully within the grace period, and makes sure the process exits
+even if a handler is stuck.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -20,6 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tunery.api import api_pb2
+from tunery.rpc import BoundaryInterceptor
+from tunery.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,27 @@ LIVENESS_HEALTH_NAME = "tunery.Liveness"
 Kubernetes liveness probe asks (``grpc: {port, service: tunery.Liveness}``), so a database
 outage makes the pod unready (the other names) without getting it restarted."""
 
+DEFAULT_HOST = "127.0.0.1"
+"""Where ``tunery serve`` listens unless told (``--host 0.0.0.0``, as deploy/ does)."""
+
 MAX_MESSAGE_BYTES = 2**31 - 1
+"""Largest reply a server sends (a reply is as large as the caller asked for)."""
+
+MAX_REQUEST_BYTES = 256 * 2**20
+"""Largest request a server accepts (256 MiB); a larger one is refused by gRPC itself with
+RESOURCE_EXHAUSTED before any handler runs. Each service bounds its work further (the
+Suggestion service: trials per request, grid values per parameter)."""
+
+HARD_EXIT_AFTER_GRACE_S = 1.0
+"""After SIGTERM, in-flight calls get the grace period; if the process has not exited this
+long after it (a handler stuck in a call that cannot be interrupted), it exits at once."""
+
+
+def address(host: str, port: int) -> str:
+    """``host:port`` for gRPC, bracketing an IPv6 literal."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
 
 
 PROBE_INTERVAL_S = 1.0
@@ -88,10 +115,12 @@ class ProbingHealthServicer(health.HealthServicer):
 
 def create_server(
     register: Iterable[Callable[[grpc.Server], str]],
-    address: str = "0.0.0.0:6789",
+    address: str = f"{DEFAULT_HOST}:6789",
     *,
     max_workers: int = 16,
     probe: Callable[[], None] | None = None,
+    tls: ServerTls | None = None,
+    interrupt: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Build a started-ready (not yet started) server with health and reflection.
 
@@ -100,16 +129,24 @@ def create_server(
     for ``""``, for ``manager.v1beta1.Suggestion`` and for every registered name; with a
     ``probe`` (a callable that raises when a dependency such as the database is down) those
     answers follow it (:class:`ProbingHealthServicer`). :data:`LIVENESS_HEALTH_NAME` always
-    answers SERVING.
+    answers SERVING. With ``tls`` the port speaks only TLS (mutual TLS when it names a client
+    CA). Every unary call's error details are truncated; with ``interrupt`` a handler is also
+    stopped when its call ends (see :mod:`tunery.rpc`): for services whose handlers are pure
+    computation.
 
     Returns:
         The server and the port it bound.
+
+    Raises:
+        OSError: the address cannot be bound. TlsError: a TLS file cannot be read.
     """
+    credentials = tls.credentials() if tls is not None else None  # fail before binding
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[BoundaryInterceptor(interrupt=interrupt)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ],
     )
     names = [add(server) for add in register]
@@ -123,7 +160,10 @@ def create_server(
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port
@@ -135,11 +175,15 @@ def service_name(service: str) -> str:
 
 
 def serve_forever(server: grpc.Server, *, grace: float = 5.0) -> None:
-    """Start ``server`` and block until SIGTERM or SIGINT, then stop with ``grace`` seconds."""
+    """Start ``server`` and block until SIGTERM or SIGINT, then stop it: calls in flight get
+    ``grace`` seconds, are then cancelled (interruptible handlers stop at once, see
+    :mod:`tunery.rpc`), and if the process is still alive :data:`HARD_EXIT_AFTER_GRACE_S`
+    later (a handler that cannot be interrupted), it exits with status 1 without waiting.
+    Call it from the main thread (signal handlers live there)."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        log.info("received %s, stopping (grace %.1fs)", signal.Signals(signum).name, grace)
         stop.set()
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -147,6 +191,22 @@ def serve_forever(server: grpc.Server, *, grace: float = 5.0) -> None:
         server.start()
         stop.wait()
     finally:
+        _arm_hard_exit(grace + HARD_EXIT_AFTER_GRACE_S)
         server.stop(grace).wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _arm_hard_exit(after: float) -> None:
+    """Exit the process ``after`` seconds from now unless it exits by itself first (a daemon
+    timer: it dies with the process; worker threads still busy would otherwise keep the
+    interpreter from exiting)."""
+
+    def _exit() -> None:
+        log.error("handlers still running %.1fs after the stop request; exiting now", after)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(after, _exit)
+    timer.daemon = True
+    timer.start()

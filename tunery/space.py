@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ ParamValue = int | float | str
 _STEP_TOLERANCE = 1e-6
 """Relative slack when counting steps in a range, so float noise never drops the last step."""
 Assignment = dict[str, ParamValue]
+
+_LARGEST_FLOAT = int(sys.float_info.max)
 
 
 class SpaceError(ValueError):
@@ -55,16 +58,27 @@ def parse_number(text: str) -> int | float:
     """
     stripped = text.strip()
     try:
-        return int(stripped)
-    except ValueError:
+        integer = int(stripped)
+    except ValueError:  # not integral in form, or more digits than Python parses
         pass
+    else:
+        if abs(integer) > _LARGEST_FLOAT:  # every algorithm computes in floats
+            raise SpaceError(f"{_shorten(text)} is too large (beyond a double's range)")
+        return integer
     try:
         number = float(stripped)
     except ValueError:
-        raise SpaceError(f"{text!r} is not a number") from None
+        raise SpaceError(f"{_shorten(text)} is not a number") from None
     if not math.isfinite(number):
-        raise SpaceError(f"{text!r} is not a finite number")
+        raise SpaceError(f"{_shorten(text)} is not a finite number")
     return number
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """``repr`` of ``text``, cut in the middle when long (errors quote user input)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit // 2]!r}...{text[-limit // 2 :]!r} ({len(text)} characters)"
 
 
 def format_value(value: ParamValue) -> str:
@@ -161,6 +175,11 @@ class Parameter:
             raise SpaceError(f"{self.name}: min {low!r} must be less than max {high!r}")
         if step is not None and not (math.isfinite(step) and step > 0):
             raise SpaceError(f"{self.name}: step {step!r} must be greater than 0")
+        if step is not None and not math.isfinite((high - low) / step):
+            raise SpaceError(
+                f"{self.name}: the range [{low!r}, {high!r}] holds too many steps of {step!r} "
+                "to count"
+            )
         if step is not None and step > (high - low) * (1 + _STEP_TOLERANCE) and low != high:
             raise SpaceError(
                 f"{self.name}: step {step!r} is larger than the range [{low!r}, {high!r}]"
@@ -278,7 +297,10 @@ class Parameter:
         """
         if self.type is ParameterType.CATEGORICAL:
             return text
-        number = parse_number(text)
+        try:
+            number = parse_number(text)
+        except SpaceError as exc:
+            raise SpaceError(f"{self.name}: {exc}") from None
         if self.type is ParameterType.INT:
             if isinstance(number, float):
                 if not number.is_integer():

@@ -8,7 +8,9 @@ shuffles by seed), so that a ``maxTrialCount`` below the grid size still spreads
 next points are the first ones in that order that no trial holds, whatever the trial's state,
 so the service is stateless and a restart never repeats a point. When fewer points remain
 than requested it raises :class:`SpaceExhaustedError`. Validation follows Katib: a double
-without a step and ``maxTrialCount`` above the number of combinations are rejected.
+without a step and ``maxTrialCount`` above the number of combinations are rejected; beyond
+Katib, a grid whose parameters have more than :data:`MAX_GRID_VALUES` values together is
+rejected from its arithmetic size, before anything is listed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,38 @@ class _Shuffle:
                 return i
 
 
+MAX_GRID_VALUES = 100_000
+"""Most grid values the parameters of one grid may have together. Each parameter's values are
+listed in memory (their product never is), so a larger grid (a step of 1e-12 over [0, 1]) is
+refused from its sizes, computed arithmetically, before anything is enumerated."""
+
+
+def _axis_sizes(space: SearchSpace) -> list[int]:
+    """Number of grid values of each parameter, computed without listing them.
+
+    Raises:
+        UnsupportedSpaceError: a double without a step, or more than :data:`MAX_GRID_VALUES`
+            values in all; the message names the largest parameter.
+    """
+    sizes = []
+    for parameter in space:
+        size = parameter.grid_size()
+        if size is None:  # a double without a step: Katib's message comes from grid_values
+            try:
+                parameter.grid_values()
+            except SpaceError as exc:
+                raise UnsupportedSpaceError(str(exc)) from None
+            raise AssertionError("grid_values accepted a continuous parameter")
+        sizes.append(size)
+    if sum(sizes) > MAX_GRID_VALUES:
+        size, name = max(zip(sizes, space.names, strict=True))
+        raise UnsupportedSpaceError(
+            f"parameter {name}: its grid has {size} values, and a grid's parameters may have "
+            f"at most {MAX_GRID_VALUES} values together; use a larger step or another algorithm"
+        )
+    return sizes
+
+
 class GridSearch(Algorithm):
     """Exhaustive grid search."""
 
@@ -85,11 +119,7 @@ class GridSearch(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
-        try:
-            axes = [p.grid_values() for p in space]
-        except SpaceError as exc:
-            raise UnsupportedSpaceError(str(exc)) from None
-        combinations = math.prod(len(a) for a in axes)
+        combinations = math.prod(_axis_sizes(space))
         if max_trial_count is not None and max_trial_count > combinations:
             raise InvalidSettingsError(
                 f"Max Trial Count: {max_trial_count} > all possible search combinations: "

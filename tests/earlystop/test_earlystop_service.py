@@ -20,6 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from earlystop.base import InvalidSettingsError
 from earlystop.server import create_earlystop_server
 from earlystop.service import EarlyStoppingServicer, grpc_status
 from tunery.api import api_pb2, api_pb2_grpc
@@ -117,6 +118,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+ELSEWHERE = "127.0.0.1:1"
+"""A db_manager_address requests carry; the service ignores it (nothing listens there)."""
+
+
+@pytest.fixture
+def dbm_stub(dbmanager: tuple[FakeDBManager, str]) -> Iterator[api_pb2_grpc.EarlyStoppingStub]:
+    """A stub of an EarlyStopping server configured with the fake DBManager."""
+    server, port = create_earlystop_server(
+        "127.0.0.1:0", dbmanager_address=dbmanager[1], dbmanager_timeout=5.0
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield api_pb2_grpc.EarlyStoppingStub(channel)
+    channel.close()
+    server.stop(0)
 
 
 @pytest.fixture
@@ -256,13 +274,13 @@ def test_validate_rejects_with_katibs_messages(
 
 
 def test_rules_from_dbmanager_are_the_median_at_start_step(
-    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    fake, address = dbmanager
+    fake, _ = dbmanager
     fake.logs["t-empty"] = []  # a completed trial without logs is skipped, not a crash
-    request = rules_request([*CURVES, "t-empty"], address)
+    request = rules_request([*CURVES, "t-empty"], ELSEWHERE)
     request.trials.extend([trial("t-run", RUNNING), trial("t-fail", FAILED)])
-    reply = stub.GetEarlyStoppingRules(request, timeout=10)
+    reply = dbm_stub.GetEarlyStoppingRules(request, timeout=10)
     expected = statistics.median([3.0, 2.0, 5.0, 8.0, 7.0])
     assert list(reply.early_stopping_rules) == [
         api_pb2.EarlyStoppingRule(
@@ -274,12 +292,11 @@ def test_rules_from_dbmanager_are_the_median_at_start_step(
 
 
 def test_a_trial_listed_twice_counts_once(
-    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    _, address = dbmanager
     # t-b twice would make the median of 3, 2, 2, 5 = 2.5; once it is median(3, 2, 5) = 3
-    request = rules_request(["t-a", "t-b", "t-b", "t-c"], address)
-    reply = stub.GetEarlyStoppingRules(request, timeout=10)
+    request = rules_request(["t-a", "t-b", "t-b", "t-c"], ELSEWHERE)
+    reply = dbm_stub.GetEarlyStoppingRules(request, timeout=10)
     assert float(reply.early_stopping_rules[0].value) == 3.0
 
 
@@ -290,44 +307,43 @@ def test_empty_trial_name_is_invalid_argument(stub: api_pb2_grpc.EarlyStoppingSt
 
 
 def test_rules_cache_completed_trials(
-    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    fake, address = dbmanager
+    fake, _ = dbmanager
     names = ["t-a", "t-b", "t-c"]
-    first = stub.GetEarlyStoppingRules(rules_request(names, address), timeout=10)
+    first = dbm_stub.GetEarlyStoppingRules(rules_request(names, ELSEWHERE), timeout=10)
     assert float(first.early_stopping_rules[0].value) == 3.0
     assert len(fake.calls) == 3
-    again = stub.GetEarlyStoppingRules(rules_request(names, address), timeout=10)
+    again = dbm_stub.GetEarlyStoppingRules(rules_request(names, ELSEWHERE), timeout=10)
     assert again == first and len(fake.calls) == 3
-    grown = stub.GetEarlyStoppingRules(rules_request([*names, "t-d"], address), timeout=10)
+    grown = dbm_stub.GetEarlyStoppingRules(rules_request([*names, "t-d"], ELSEWHERE), timeout=10)
     assert float(grown.early_stopping_rules[0].value) == 4.0  # median of 3, 2, 5, 8
     assert fake.calls[3:] == ["t-d"]  # only the new trial was read
 
 
 def test_no_rules_until_min_trials_required(
-    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    _, address = dbmanager
-    reply = stub.GetEarlyStoppingRules(
-        rules_request(["t-a", "t-b"], address, min_trials=3), timeout=10
+    reply = dbm_stub.GetEarlyStoppingRules(
+        rules_request(["t-a", "t-b"], ELSEWHERE, min_trials=3), timeout=10
     )
     assert list(reply.early_stopping_rules) == []
     # t-d did not reach step 3: only 2 trials count there
-    reply = stub.GetEarlyStoppingRules(
-        rules_request(["t-a", "t-b", "t-d"], address, start_step=3), timeout=10
+    reply = dbm_stub.GetEarlyStoppingRules(
+        rules_request(["t-a", "t-b", "t-d"], ELSEWHERE, start_step=3), timeout=10
     )
     assert list(reply.early_stopping_rules) == []
 
 
 def test_maximize_gives_less(
-    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    fake, address = dbmanager
+    fake, _ = dbmanager
     fake.logs = {n: [("acc", str(v)) for v in (0.5, 0.7, 0.9)] for n in ("x", "y", "z")}
     request = rules_request(
-        ["x", "y", "z"], address, objective_type=api_pb2.MAXIMIZE, metric="acc", start_step=3
+        ["x", "y", "z"], ELSEWHERE, objective_type=api_pb2.MAXIMIZE, metric="acc", start_step=3
     )
-    rule = stub.GetEarlyStoppingRules(request, timeout=10).early_stopping_rules[0]
+    rule = dbm_stub.GetEarlyStoppingRules(request, timeout=10).early_stopping_rules[0]
     assert (rule.name, rule.comparison, rule.start_step) == ("acc", api_pb2.LESS, 3)
     assert float(rule.value) == pytest.approx(0.7)
 
@@ -342,28 +358,46 @@ def test_no_completed_trials_needs_no_dbmanager(stub: api_pb2_grpc.EarlyStopping
     "address",
     ["katib-db-manager", "host:", ":6789", "host:port", "host:70000", "a:b:6789", "h st:1"],
 )
-def test_bad_dbmanager_address_is_invalid_argument(
-    stub: api_pb2_grpc.EarlyStoppingStub, address: str
-) -> None:
-    error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a"], address))
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details() == (
-        "db_manager_address must be host:port (e.g. katib-db-manager.kubeflow:6789), "
+def test_bad_configured_dbmanager_address_is_refused_at_startup(address: str) -> None:
+    with pytest.raises(InvalidSettingsError) as info:
+        create_earlystop_server("127.0.0.1:0", dbmanager_address=address)
+    assert str(info.value) == (
+        "the DBManager address must be host:port (e.g. katib-db-manager.kubeflow:6789), "
         f"got {address!r}"
     )
 
 
-def test_missing_dbmanager_address_without_store(stub: api_pb2_grpc.EarlyStoppingStub) -> None:
-    error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a"], ""))
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "db_manager_address is empty" in (error.details() or "")
-
-
-def test_unreachable_dbmanager_is_unavailable_and_server_keeps_serving(
-    stub: api_pb2_grpc.EarlyStoppingStub,
+def test_without_store_or_dbmanager_rules_are_failed_precondition(
+    stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
 ) -> None:
-    address = f"127.0.0.1:{free_port()}"
+    fake, address = dbmanager
+    # the request names a reachable DBManager: the service still does not connect to it
     error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a"], address))
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "no observation source" in (error.details() or "")
+    assert fake.calls == []
+
+
+def test_the_request_cannot_choose_the_dbmanager(
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+) -> None:
+    """Requests naming other addresses (or none) are all read from the configured one."""
+    fake, _ = dbmanager
+    for named in ("", "127.0.0.1:1", "169.254.169.254:80", "not an address"):
+        reply = dbm_stub.GetEarlyStoppingRules(rules_request(list(CURVES), named), timeout=10)
+        assert float(reply.early_stopping_rules[0].value) == 5.0
+    assert sorted(set(fake.calls)) == sorted(CURVES)
+
+
+def test_unreachable_dbmanager_is_unavailable_and_server_keeps_serving() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server, port = create_earlystop_server(
+        "127.0.0.1:0", dbmanager_address=address, dbmanager_timeout=5.0
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = api_pb2_grpc.EarlyStoppingStub(channel)
+    error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a"], ""))
     assert error.code() is grpc.StatusCode.UNAVAILABLE
     assert f"GetObservationLog for trial t-a at DBManager {address} failed" in (
         error.details() or ""
@@ -372,6 +406,8 @@ def test_unreachable_dbmanager_is_unavailable_and_server_keeps_serving(
         early_stopping=experiment().spec.early_stopping
     )
     stub.ValidateEarlyStoppingSettings(request, timeout=10)
+    channel.close()
+    server.stop(0)
 
 
 @pytest.mark.parametrize(

@@ -245,7 +245,7 @@ def test_conditions() -> None:
 def test_bad_trial_assignment_names_the_trial() -> None:
     request = api_pb2.GetSuggestionsRequest()
     bad = add_trial(request, {"lr": "x", "n": "3", "opt": "b"}, name="trial-7")
-    with pytest.raises(InvalidRequestError, match="trial trial-7: 'x' is not a number"):
+    with pytest.raises(InvalidRequestError, match="trial trial-7: lr: 'x' is not a number"):
         trial_from_proto(bad, SPACE, "loss")
     missing = add_trial(request, {"lr": "0.1"}, name="trial-8")
     with pytest.raises(InvalidRequestError, match="trial trial-8: missing parameter"):

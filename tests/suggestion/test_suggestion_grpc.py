@@ -129,7 +129,7 @@ def test_bad_requests_are_invalid_argument_and_exhaustion_out_of_range(server: S
     with pytest.raises(grpc.RpcError) as info:
         server.stub.GetSuggestions(bad)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "trial t-bad: 'oops' is not a number" in info.value.details()
+    assert "trial t-bad: lr: 'oops' is not a number" in info.value.details()
 
     raw = server.channel.unary_unary("/api.v1.beta1.Suggestion/GetSuggestions")
     with pytest.raises(grpc.RpcError) as info:

@@ -5,9 +5,17 @@ Part of the CLI; registers its commands on :data:`tunery.cli.app.main`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from tunery.cli.app import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    CliError,
+    F,
     _db_option,
     _errors,
     main,
@@ -46,41 +54,119 @@ def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
 
 @main.group()
 def serve() -> None:
-    """Run a Katib-compatible gRPC service."""
+    """Run a Katib-compatible gRPC service.
+
+    Each listens on 127.0.0.1 unless given --host; with --tls-cert/--tls-key it speaks only
+    TLS, and with --tls-client-ca it requires client certificates. tunery's own clients use
+    TLS when TUNERY_TLS_CA is set (TUNERY_TLS_CERT/TUNERY_TLS_KEY for mutual TLS); see
+    docs/security.md.
+    """
+
+
+def _server_options(port: int) -> Callable[[F], F]:
+    """--host/--port and the TLS options shared by the three services."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--host",
+                    default="127.0.0.1",
+                    show_default=True,
+                    help="Address to bind; 0.0.0.0 (as deploy/ passes) listens on every "
+                    "interface.",
+                ),
+                click.option("--port", default=port, show_default=True, type=int),
+                click.option(
+                    "--tls-cert",
+                    envvar="TUNERY_TLS_SERVER_CERT",
+                    metavar="PEM",
+                    help="Serve TLS with this certificate chain (with --tls-key; env "
+                    "TUNERY_TLS_SERVER_CERT).",
+                ),
+                click.option(
+                    "--tls-key",
+                    envvar="TUNERY_TLS_SERVER_KEY",
+                    metavar="PEM",
+                    help="The certificate's private key (env TUNERY_TLS_SERVER_KEY).",
+                ),
+                click.option(
+                    "--tls-client-ca",
+                    envvar="TUNERY_TLS_CLIENT_CA",
+                    metavar="PEM",
+                    help="Mutual TLS: require client certificates signed by this CA (env "
+                    "TUNERY_TLS_CLIENT_CA).",
+                ),
+            ]
+        ):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@contextmanager
+def _serving(tls: tuple[str | None, str | None, str | None]) -> Iterator[Any]:
+    """The server TLS settings; bad TLS or address settings exit 2, a bind failure 3."""
+    from tunery.tls import ServerTls
+
+    try:
+        with _errors():
+            yield ServerTls.from_options(*tls)
+    except ValueError as exc:  # TlsError, a malformed address setting
+        raise CliError(str(exc), EXIT_INVALID) from None
+    except OSError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
 
 
 @serve.command("suggestion")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=6789, show_default=True, type=int)
-def serve_suggestion(host: str, port: int) -> None:
-    """api.v1.beta1.Suggestion: every registered algorithm, one shared server."""
+@_server_options(6789)
+def serve_suggestion(host: str, port: int, **tls: str | None) -> None:
+    """api.v1.beta1.Suggestion: every registered algorithm, one shared server.
+
+    SIGTERM stops it: calls in flight get 5 s, then the process exits (see docs/security.md).
+    """
     from suggestion.server import serve as serve_forever
 
-    click.echo(f"tunery suggestion service on {host}:{port}", err=True)
-    serve_forever(host=host, port=port)
+    with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
+        click.echo(f"tunery suggestion service on {host}:{port}", err=True)
+        serve_forever(host=host, port=port, tls=server_tls)
 
 
 @serve.command("earlystop")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=6788, show_default=True, type=int)
+@_server_options(6788)
 @_db_option
-def serve_earlystop(host: str, port: int, db_url: str | None) -> None:
+@click.option(
+    "--db-manager-address",
+    envvar="TUNERY_DB_MANAGER_ADDRESS",
+    metavar="HOST:PORT",
+    help="Without --db: read observations from this DBManager (env TUNERY_DB_MANAGER_ADDRESS);"
+    " the address a request names is ignored.",
+)
+def serve_earlystop(
+    host: str, port: int, db_url: str | None, db_manager_address: str | None, **tls: str | None
+) -> None:
     """api.v1.beta1.EarlyStopping (medianstop)."""
     from earlystop.server import serve as serve_forever
 
-    click.echo(f"tunery early-stopping service on {host}:{port}", err=True)
-    with _errors(db_url):
-        serve_forever(host=host, port=port, db_url=db_url)
+    with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
+        click.echo(f"tunery early-stopping service on {host}:{port}", err=True)
+        serve_forever(
+            host=host,
+            port=port,
+            db_url=db_url,
+            dbmanager_address=db_manager_address,
+            tls=server_tls,
+        )
 
 
 @serve.command("dbmanager")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=6789, show_default=True, type=int)
+@_server_options(6789)
 @_db_option
-def serve_dbmanager(host: str, port: int, db_url: str | None) -> None:
+def serve_dbmanager(host: str, port: int, db_url: str | None, **tls: str | None) -> None:
     """api.v1.beta1.DBManager over the store."""
     from metrics_collector.dbmanager import serve as serve_forever
 
-    click.echo(f"tunery DBManager service on {host}:{port}", err=True)
-    with _errors(db_url):
-        serve_forever(host=host, port=port, db_url=db_url)
+    with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
+        click.echo(f"tunery DBManager service on {host}:{port}", err=True)
+        serve_forever(host=host, port=port, db_url=db_url, tls=server_tls)
