@@ -44,12 +44,11 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def private_file(path: str | os.PathLike[str], *, truncate: bool = False) -> Path:
-    """Create ``path`` (and its folders, 0700) as an empty 0600 file unless it exists.
-
-    With ``truncate``, an existing file is emptied (its mode kept). Returns the path.
+    """Create ``path`` as an empty 0600 file unless it exists (its folder must exist: see
+    :func:`private_dir`). With ``truncate``, an existing file is emptied (its mode kept).
+    Returns the path.
     """
     target = Path(path)
-    private_dir(target.parent)
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
@@ -64,12 +63,15 @@ def private_file(path: str | os.PathLike[str], *, truncate: bool = False) -> Pat
 
 
 def open_private(path: str | os.PathLike[str], flags: int) -> int:
-    """``os.open(path, flags | O_CREAT)`` that creates a missing file 0600 (folders 0700).
-
-    Returns the file descriptor.
+    """``os.open(path, flags | O_CREAT)`` that creates a missing file 0600 (and its missing
+    folders 0700). Returns the file descriptor.
     """
-    private_file(path)
-    return os.open(path, flags | os.O_CREAT, FILE_MODE)
+    try:
+        return os.open(path, flags & ~os.O_CREAT)
+    except FileNotFoundError:
+        private_dir(Path(path).parent)
+        private_file(path)
+        return os.open(path, flags, FILE_MODE)
 
 
 def is_private_file(path: str | os.PathLike[str]) -> bool:

@@ -10,8 +10,8 @@ the trial's main process has exited, writes ``<status> <offset>`` to the exit fi
 ``offset`` is the position of the log's shared file description at that moment (read from
 ``/proc/self/fdinfo/1``; the log is opened for appending, so it is the end of everything the
 trial's processes had written through it). Descendants still running then may go on writing
-until the runner kills them; those bytes lie beyond ``offset``. Both files are created 0600 by
-the runner and are trusted only while they are this user's and not writable by others.
+until the runner kills them; those bytes lie beyond ``offset``. Both files are created 0600 and
+are trusted only while they are this user's and not writable by others.
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ from typing import Any
 from tunery.files import is_private_file
 
 WRAPPER = (
-    'echo $$ > "$0.pid"; "$@"; status=$?; end=; '
+    'umask 077; echo $$ > "$0.pid"; '
+    'for f in "$TUNERY_METRICS_FILE" "$TUNERY_METRICS_PATH"; do '
+    '[ -z "$f" ] || : 2>/dev/null >> "$f"; done; '
+    'umask "$1"; shift; "$@"; status=$?; end=; '
     '{ read -r _ end; } 2>/dev/null < "/proc/$$/fdinfo/1"; '
-    'echo "$status $end" > "$0"; exit $status'
+    'umask 077; echo "$status $end" > "$0"; exit $status'
 )
-"""``sh -c WRAPPER <exit file> <argv...>``: ``"$@"`` expands the trial's argv without any
-interpretation; nothing is interpolated into the script."""
+"""``sh -c WRAPPER <exit file> <umask> <argv...>``. The wrapper creates its pid file, the exit
+file and the trial's metrics files (``TUNERY_METRICS_FILE``, ``TUNERY_METRICS_PATH``) under
+umask 077, so they are 0600 whatever the controller's umask, then runs the trial with
+``<umask>`` (the controller's). ``"$@"`` expands the trial's argv without any interpretation;
+nothing is interpolated into the script."""
 
 
 @dataclass(frozen=True)

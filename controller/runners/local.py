@@ -50,12 +50,31 @@ from controller.runners.base import (
 )
 from controller.runners.trial_env import trial_environment
 from controller.templating import primary_container
-from tunery.files import private_dir, private_file
+from tunery.files import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE_VARIABLES = ("TUNERY_METRICS_FILE", "TUNERY_METRICS_PATH")
-"""Files a trial writes its metrics to, created (0600) by the runner before the trial runs."""
+
+def _umask() -> str:
+    """This process's umask, in octal (the trial runs with it; read, not set: thread-safe)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return line.split()[1].decode()
+    except OSError:
+        pass
+    return "022"
+
+
+def open_log(path: Path) -> int:
+    """Open the trial's log for appending, creating it 0600 whatever the umask."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.fchmod(fd, FILE_MODE)
+    return fd
 
 
 def _alive(pid: int, handle: Handle) -> bool:
@@ -166,25 +185,23 @@ class LocalRunner(TrialRunner):
             self._prepared.pop(str(launch.log_path), None)
         argv, env, cwd = self.command_for(launch, handle["tag"])
         status_file = Path(handle["status_file"])
+        status_file.unlink(missing_ok=True)  # a stale record would end the new run's output
         private_dir(launch.log_path.parent)
-        private_file(launch.log_path)
-        private_file(status_file, truncate=True)
-        private_file(exit_record.pid_path(status_file), truncate=True)
-        for key in METRICS_FILE_VARIABLES:
-            if launch.env.get(key):
-                private_file(launch.env[key])
-        log_start = launch.log_path.stat().st_size
-        with open(launch.log_path, "ab") as log_file:
+        log_fd = open_log(launch.log_path)
+        try:
+            log_start = os.fstat(log_fd).st_size
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), *argv],
+                ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=log_file,
+                stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
                 close_fds=True,
             )
+        finally:
+            os.close(log_fd)
         info = proctree.proc_info(proc.pid)
         handle.update(
             pid=proc.pid,

@@ -57,9 +57,15 @@ class ProcInfo:
 
 def proc_info(pid: int) -> ProcInfo | None:
     """The process's stat fields, or None when it is gone."""
-    try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
+    try:  # os.open/os.read: the scan reads every process's stat, pathlib costs 3x
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except OSError:
+        return None
+    if not raw:
         return None
     # the command name (field 2) may contain spaces and ')': fields after the last ')' are fixed
     fields = raw.rsplit(b")", 1)[1].split()
@@ -132,10 +138,13 @@ def find(trial: TrialProcesses) -> dict[int, int]:
     """The live processes of ``trial`` (pid → start ticks), never this process.
 
     Processes of this user carrying the tag, those in the trial's process group or session,
-    and, transitively, the children of any of these.
+    and, transitively, the children of any of these; in the trial's boot, only processes
+    started no earlier than its first one are looked at.
     """
     me, uid = os.getpid(), os.getuid()
     leader = _trusted_leader(trial)
+    # a descendant starts no earlier than the trial's first process (same boot only)
+    since = trial.leader_ticks if leader is not None and trial.leader_ticks is not None else 0
     infos: dict[int, ProcInfo] = {}
     try:
         names = os.listdir(_PROC)
@@ -145,7 +154,7 @@ def find(trial: TrialProcesses) -> dict[int, int]:
         if not name.isdigit() or int(name) == me:
             continue
         info = proc_info(int(name))
-        if info is not None and not info.zombie:
+        if info is not None and not info.zombie and info.start_ticks >= since:
             infos[info.pid] = info
     found = {
         pid

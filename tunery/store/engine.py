@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from tunery.files import private_file
+from tunery.files import private_dir, private_file
 
 ENV_DB_URL = "TUNERY_DB_URL"
 """Environment variable naming the database URL when none is given."""
@@ -169,6 +169,7 @@ def _create_sqlite_file(path: Path, *, uri: bool) -> None:
     owner-only. An existing file keeps its mode; a ``file:`` URI is left to SQLite."""
     if uri:
         return
+    private_dir(path.parent)
     private_file(path)
 
 
