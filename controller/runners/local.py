@@ -114,6 +114,7 @@ class LocalRunner(TrialRunner):
         self._tree_locks: dict[str, threading.Lock] = {}
         self._trees_ended: set[str] = set()
         self._on_exit = on_exit
+        proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ runs as another user (a setuid program), is not found. ``/proc/<pid>/environ`` s
 environment a program was started with, so ``os.environ`` edits inside a running process do
 not hide it.
 
+The runner makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``): a trial process whose
+parent exits is re-parented to the controller instead of init, and the processes :func:`end`
+kills are reaped by it at once instead of lingering as zombies.
+
 Signals go through a pidfd (``pidfd_open``) opened before the process's start time is checked
 again, so a pid reused by an unrelated process between scan and signal is never hit.
 """
@@ -25,6 +29,7 @@ again, so a pid reused by an unrelated process between scan and signal is never 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
@@ -77,6 +82,18 @@ def proc_info(pid: int) -> ProcInfo | None:
         start_ticks=int(fields[19]),
         zombie=fields[0] in (b"Z", b"X"),
     )
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True on success."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def boot_id() -> str:
@@ -211,18 +228,40 @@ def end(trial: TrialProcesses, *, grace_seconds: float = 0.0, settle_seconds: fl
             if send(pid, ticks, signal.SIGTERM):
                 signalled.add(pid)
         deadline = time.monotonic() + grace_seconds
-        while signalled and time.monotonic() < deadline:
-            if not find(trial):
-                return len(signalled)
+        while signalled and time.monotonic() < deadline and find(trial):
             time.sleep(0.02)
     deadline = time.monotonic() + settle_seconds
     while True:
         alive = find(trial)
         if not alive:
-            return len(signalled)
+            break
         for pid, ticks in alive.items():
             if send(pid, ticks, signal.SIGKILL):
                 signalled.add(pid)
         if time.monotonic() > deadline:
-            return len(signalled)
+            break
         time.sleep(0.01)
+    _reap(signalled - {trial.leader}, settle_seconds)
+    return len(signalled)
+
+
+def _reap(pids: set[int], timeout: float) -> None:
+    """Reap the ended processes that are (or are about to be re-parented as) this process's
+    children. The trial's first process is not among them: its ``Popen`` waits for it."""
+    me = os.getpid()
+    pending = set(pids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            info = proc_info(pid)
+            if info is None:
+                pending.discard(pid)
+            elif info.ppid == me:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        continue  # not dead yet
+                pending.discard(pid)
+            elif info.ppid not in pending:
+                pending.discard(pid)  # another's child: its parent (or init) reaps it
+        if pending:
+            time.sleep(0.005)
