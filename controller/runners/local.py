@@ -11,8 +11,9 @@ Each trial runs in its own session and process group, its stdout and stderr appe
 trial's log file, which the collector tails. A tiny ``/bin/sh`` wrapper
 (:mod:`controller.runners.exit_record`) records the process id before the trial starts and its
 exit status and log end after it ends, so a controller that was killed and restarted
-re-attaches to trials still running and learns how the others ended. The log, pid, exit and
-metrics files are created 0600 in 0700 folders (:mod:`tunery.files`).
+re-attaches to trials still running and learns how the others ended. The log is created 0600
+in 0700 folders (:mod:`tunery.files`); the wrapper creates the pid, exit and metrics files under
+umask 077 and runs the trial with the controller's umask.
 
 A trial's whole process tree ends with it (:mod:`controller.runners.proctree`): when its main
 process exits, every process still carrying its tag (forked into other process groups,
@@ -309,9 +310,13 @@ class LocalRunner(TrialRunner):
             with self._lock:
                 if trial.tag in self._trees_ended:
                     return
-            killed = proctree.end(trial, grace_seconds=grace_seconds)
+            try:
+                killed = proctree.end(trial, grace_seconds=grace_seconds)
+            except Exception:  # never let a /proc surprise break the reconcile loop
+                log.exception("could not end the processes of trial %s", handle.get("log"))
+                killed = 0
             if killed:
-                log.info("ended %d leftover process(es) of trial %s", killed, handle.get("log"))
+                log.info("ended %d process(es) of trial %s", killed, handle.get("log"))
             with self._lock:
                 self._trees_ended.add(trial.tag)
                 self._tree_locks.pop(trial.tag, None)
