@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from controller.collecting import LogWatcher
 from controller.runners import proctree
@@ -233,8 +234,6 @@ def test_trial_environment_layers() -> None:
     }
 
 
-PASSWORD = "tunery-Secret-pw-4711"
-
 SECRET_EXPERIMENT = """
 apiVersion: kubeflow.org/v1beta1
 kind: Experiment
@@ -268,26 +267,9 @@ ENV_SCRIPT = (
 )
 
 
-@pytest.fixture
-def password_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A PostgreSQL URL with a password in it (trust authentication ignores it)."""
-    import sqlalchemy as sa
-
-    server = request.getfixturevalue("_postgres_server")
-    engine = server.engine()
-    schema = f"tunery_test_env_{os.getpid()}_{int(time.time() * 1000)}"
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = server.url.set(password=PASSWORD).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        server.drop_later([f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], f"schema {schema}")
-
-
 def test_no_database_password_reaches_a_trial(tmp_path: Path, password_db_url: str) -> None:
+    password = make_url(password_db_url).password
+    assert password
     script = ENV_SCRIPT
     (tmp_path / "exp.yaml").write_text(
         SECRET_EXPERIMENT.replace("PYTHON", sys.executable).replace("SCRIPT", json.dumps(script))
@@ -297,7 +279,7 @@ def test_no_database_password_reaches_a_trial(tmp_path: Path, password_db_url: s
         "PYTHONPATH": str(ROOT),
         "TUNERY_DB_URL": password_db_url,
         "LANG": "C.UTF-8",
-        "AWS_SECRET_ACCESS_KEY": "aws-" + PASSWORD,
+        "AWS_SECRET_ACCESS_KEY": "aws-" + password,
     }
     done = subprocess.run(
         [sys.executable, "-m", "tunery.cli", "run", "exp.yaml", "--db", password_db_url],
@@ -308,7 +290,7 @@ def test_no_database_password_reaches_a_trial(tmp_path: Path, password_db_url: s
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert PASSWORD not in done.stdout + done.stderr
+    assert password not in done.stdout + done.stderr
     store = open_store(password_db_url)
     try:
         trials = store.list_trials("env-check")
@@ -318,11 +300,11 @@ def test_no_database_password_reaches_a_trial(tmp_path: Path, password_db_url: s
     logs = sorted((tmp_path / ".tunery" / "logs" / "env-check").iterdir())
     assert len([p for p in logs if p.suffix == ".log"]) == 3
     for path in logs:
-        assert PASSWORD not in path.read_text(errors="replace"), path
+        assert password not in path.read_text(errors="replace"), path
     for trial in trials:
         trial_env = json.loads(Path(trial.runner_handle["log"]).read_text().splitlines()[0])
         assert "TUNERY_DB_URL" not in trial_env and "AWS_SECRET_ACCESS_KEY" not in trial_env
-        assert PASSWORD not in json.dumps(trial_env)
+        assert password not in json.dumps(trial_env)
         assert trial_env["PATH"] == os.environ["PATH"] and trial_env["HOME"]
         assert trial_env["LANG"] == "C.UTF-8" and trial_env["OPT"] == "adam"
         assert trial_env["TUNERY_TRIAL_NAME"] == trial_env["KATIB_TRIAL_NAME"] == trial.name
