@@ -242,7 +242,30 @@ def end(trial: TrialProcesses, *, grace_seconds: float = 0.0, settle_seconds: fl
             break
         time.sleep(0.01)
     _reap(signalled - {trial.leader}, settle_seconds)
+    if signalled:
+        _reap_exited(signalled | {trial.leader} - {None}, trial.leader)
     return len(signalled)
+
+
+def _reap_exited(groups: set[int | None], leader: int | None) -> None:
+    """Reap this process's zombie children that belonged to the trial without being killed by
+    it (a double fork's middle process, exited at once, re-parented here when its parent was
+    killed): those whose process group or session is one of ``groups``. Never the trial's
+    first process (its ``Popen`` reaps it)."""
+    me = os.getpid()
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or int(name) == leader:
+            continue
+        info = proc_info(int(name))
+        if info is None or not info.zombie or info.ppid != me:
+            continue
+        if info.pgid in groups or info.sid in groups:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.pid, os.WNOHANG)
 
 
 def _reap(pids: set[int], timeout: float) -> None:

@@ -136,6 +136,16 @@ def test_the_whole_tree_ends_with_the_main_process(tmp_path: Path, kill_leftover
     kill_leftovers.extend(_pids(pids))
     _wait_until(lambda: bool(exited))  # on_exit comes after the leftovers were killed
     assert not [pid for pid in _pids(pids) if _alive(pid)]
+    # the double fork's middle process exited by itself: reaped too, no zombie child left
+    assert not [
+        info
+        for name in os.listdir("/proc")
+        if name.isdigit()
+        for info in [proctree.proc_info(int(name))]
+        if info is not None
+        and info.ppid == os.getpid()
+        and {info.pid, info.pgid, info.sid} & set(_pids(pids))
+    ]
     state = runner.poll(handle)
     assert state.phase is RunPhase.SUCCEEDED
     time.sleep(0.4)
