@@ -38,6 +38,7 @@ from typing import Any
 import tunery
 from tunery import _trial_entry
 from tunery._sdk_errors import InvalidArgumentError, ObjectiveSerializationError
+from tunery.files import write_private
 from tunery.search import SearchSpec
 from tunery.space import ParameterType, SearchSpace
 
@@ -448,8 +449,7 @@ def local_payload(
 def write_files(files: Mapping[Path, bytes]) -> None:
     """Write each file atomically, so a trial starting meanwhile reads a whole file."""
     for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        write_private(path, data)  # 0600 in 0700 folders: a trial unpickles what it reads
 
 
 def write_local_payload(
@@ -459,12 +459,6 @@ def write_local_payload(
     files, spec_path = local_payload(spec, objective, folder)
     write_files(files)
     return spec_path, folder / "objective.pkl"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # -- kubernetes -----------------------------------------------------------------------------------

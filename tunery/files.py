@@ -1,11 +1,12 @@
 """Owner-only files and folders: created 0600 / 0700 whatever the process's umask.
 
 Called wherever tunery creates local state that may hold another user's interest: the store
-(the SQLite file and its folder, :mod:`tunery.store.engine`), the local runner (log, pid, exit
-and metrics files of each trial, and their folders, :mod:`controller.runners.local`) and
-``report_metrics`` (the pushed-metrics file). A umask can only take permission bits away, so
-``0o600`` could still come out as ``0o400``; each function sets the mode explicitly on what it
-creates. Existing files and folders are left as they are (they are the user's).
+(the SQLite file and its folder, :mod:`tunery.store.engine`), the local runner (the log of each
+trial and its folders, :mod:`controller.runners.local`), ``report_metrics`` (the
+pushed-metrics file) and ``tune()`` (the pickled objective and the trial spec). A umask can
+only take permission bits away, so ``0o600`` could still come out as ``0o400``; each function
+sets the mode explicitly on what it creates. Existing files and folders are left as they are
+(they are the user's), except that :func:`write_private` replaces its file.
 
 :func:`is_private_file` is the check before trusting a file's content enough to act on it
 (the runner signals a pid read from a file only when the file passes it).
@@ -72,6 +73,23 @@ def open_private(path: str | os.PathLike[str], flags: int) -> int:
         private_dir(Path(path).parent)
         private_file(path)
         return os.open(path, flags, FILE_MODE)
+
+
+def write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` atomically with a 0600 file holding ``data`` (folders 0700), so a
+    reader never sees half a file and nobody else could have changed what it reads."""
+    target = Path(path)
+    private_dir(target.parent)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
 
 
 def is_private_file(path: str | os.PathLike[str]) -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -101,3 +102,28 @@ def test_leftovers_end_with_the_trial_and_no_password_reaches_it(
     assert len(logs) == 2
     for log in logs:
         assert password not in log.read_text() and "loss=-99" not in log.read_text()
+
+
+def test_tune_files_are_owner_only_under_umask_000(isolated_cwd: Path) -> None:
+    old = os.umask(0)
+    try:
+        result = tune(
+            lambda p: p["x"],
+            {"x": search.discrete([1, 2])},
+            objective_type="minimize",
+            algorithm_name="grid",
+            max_trial_count=2,
+            verbose=False,
+        )
+    finally:
+        os.umask(old)
+    assert result.best_value == 1.0
+    state = isolated_cwd / ".tunery"
+    modes = {
+        str(path.relative_to(state)): stat.S_IMODE(path.stat().st_mode)
+        for path in [state, *state.rglob("*")]
+    }
+    assert modes["experiments"] == 0o700
+    assert modes[f"experiments/{result.experiment_name}/objective.pkl"] == 0o600
+    assert {m for p, m in modes.items() if (state / p).is_dir()} == {0o700}
+    assert {m for p, m in modes.items() if (state / p).is_file()} == {0o600}
