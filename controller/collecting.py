@@ -10,9 +10,11 @@ re-attaches to. Which files are tailed follows the Experiment's ``metricsCollect
 - ``Push``: nothing is parsed from the output;
 
 plus, always, the JSON-lines file ``report_metrics`` appends to (``TUNERY_METRICS_FILE``), so
-pushed metrics also drive early stopping. Every source starts from the beginning of its file and
-skips what the store already holds, which makes re-attaching after a controller crash exact: no
-observation lost, none doubled.
+pushed metrics also drive early stopping. The log is read only up to where the trial's output
+ended (:func:`controller.runners.exit_record.output_end`): what leftover processes of the trial
+wrote after its main process exited is never collected. Every source starts from the beginning
+of its file and skips what the store already holds, which makes re-attaching after a
+controller crash exact: no observation lost, none doubled.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from controller.paths import local_metrics_path, push_metrics_path
 from controller.reconcile import CollectionResult, WatcherFactory
+from controller.runners import exit_record
 from metrics_collector.collector import TrialCollector
 from metrics_collector.parsers import make_parser
 from metrics_collector.sources import FileTailer
@@ -58,8 +61,12 @@ class LogWatcher:
         on_stop: Callable[[StopDecision], None],
         poll_interval: float = 0.05,
     ) -> None:
+        """``sources``: (path, format, filters) of each file to tail; the trial's log (its
+        ``runner_handle["log"]``) is cut at the trial's recorded output end."""
         self.trial_name = trial.name
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
+        handle = trial.runner_handle
+        log_path = Path(handle["log"]) if handle.get("log") else None
         for path, fmt, filters in sources:
             collector = TrialCollector(
                 store,
@@ -69,7 +76,11 @@ class LogWatcher:
                 stop_check=make_stop_check(),
                 on_stop=on_stop,
             )
+            is_log = path == log_path
+            end = exit_record.output_end(handle) if is_log else None
             size = path.stat().st_size if path.exists() else 0
+            if end is not None:
+                size = min(size, end)
             if size:  # re-attaching: skip what the store holds from the output so far
                 collector.resume(size)
             tailer = FileTailer(
@@ -77,6 +88,7 @@ class LogWatcher:
                 collector.feed,
                 on_reset=collector.end_of_input,
                 poll_interval=poll_interval,
+                end_offset=(lambda: exit_record.output_end(handle)) if is_log else None,
             )
             self._pairs.append((collector, tailer.start()))
 

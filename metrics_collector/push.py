@@ -4,17 +4,18 @@ Called from user training code, inside a trial started by tunery (locally or on 
 or by Katib (``kind: Push``). The trial is named by ``$TUNERY_TRIAL_NAME``, else Katib's
 ``$KATIB_TRIAL_NAME``. The destination is the first one configured:
 
-1. ``$TUNERY_METRICS_FILE`` (local trials): one JSON line per call is appended to the file,
-   which the local controller tails as a JSON-lines source, so pushed metrics also drive
-   early stopping, and survive a controller crash like printed ones.
-2. ``$TUNERY_DB_URL``: straight into the store; each metric's step continues from the
-   stored count unless ``step`` is given.
-3. A DBManager over gRPC (``ReportObservationLog``, as ``katib.report_metrics``):
+1. ``$TUNERY_METRICS_FILE`` (local trials): one JSON line per call is appended to the file
+   (created 0600 if missing), which the local controller tails as a JSON-lines source, so
+   pushed metrics also drive early stopping, and survive a controller crash like printed ones.
+2. A DBManager over gRPC (``ReportObservationLog``, as ``katib.report_metrics``):
    ``$TUNERY_DBMANAGER_ADDRESS``, else Katib's ``katib-db-manager.kubeflow:6789``. Katib's wire
    has no step: the server numbers rows in arrival order.
 
 Values must be numbers (ints, floats, numpy/torch scalars, or numeric strings as Katib
 accepts); NaN and infinities are stored but never chosen as best.
+
+A trial never writes to the database itself: it holds no database URL or password (trials do
+not inherit the controller's environment, see ``controller.runners.trial_env``).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from typing import Any
 
 from metrics_collector.errors import InvalidMetricError, PushError
 from metrics_collector.parsers import JSON_STEP_KEYS, JSON_TIMESTAMP_KEY
+from tunery.files import open_private
 from tunery.store.errors import StoreError
 from tunery.trials import Observation
 
 TRIAL_NAME_ENV = ("TUNERY_TRIAL_NAME", "KATIB_TRIAL_NAME")
 METRICS_FILE_ENV = "TUNERY_METRICS_FILE"
-DB_URL_ENV = "TUNERY_DB_URL"
 DEFAULT_TIMEOUT = 120.0
 
 _cache_lock = threading.Lock()
-_stores: dict[str, Any] = {}
 _clients: dict[str, Any] = {}
 
 
@@ -66,8 +66,6 @@ def report_metrics(
     now = time.time()
     if path := os.environ.get(METRICS_FILE_ENV):
         _append_json_line(path, values, step, now)
-    elif url := os.environ.get(DB_URL_ENV):
-        _write_store(url, trial, values, step, now)
     else:
         _report_dbmanager(trial, values, now, timeout)
 
@@ -146,40 +144,13 @@ def _append_json_line(path: str, values: dict[str, str], step: int | None, now: 
     record.update(values)
     line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(fd, line)  # one write with O_APPEND: lines of parallel ranks never mix
         finally:
             os.close(fd)
     except OSError as e:
         raise PushError(f"cannot append metrics to {path} ({METRICS_FILE_ENV}): {e}") from e
-
-
-def _write_store(
-    url: str, trial: str, values: dict[str, str], step: int | None, now: float
-) -> None:
-    when = dt.datetime.fromtimestamp(now, dt.UTC)
-    try:
-        store = _cached_store(url)
-        counts = store.observation_counts(trial) if step is None else {}
-        store.add_observations(
-            trial,
-            [
-                Observation.of(name, text, counts.get(name, 0) if step is None else step, when)
-                for name, text in values.items()
-            ],
-        )
-    except (StoreError, ValueError) as e:
-        raise PushError(f"cannot store metrics of trial {trial} ({DB_URL_ENV}): {e}") from e
-
-
-def _cached_store(url: str) -> Any:
-    with _cache_lock:
-        if url not in _stores:
-            from tunery.store import open_store
-
-            _stores[url] = open_store(url)
-        return _stores[url]
 
 
 def _report_dbmanager(trial: str, values: dict[str, str], now: float, timeout: float) -> None:

@@ -4,8 +4,8 @@ Called by the local controller and by the Kubernetes sidecar; both hand the byte
 :class:`metrics_collector.collector.TrialCollector` (``sink=collector.feed``).
 
 - :class:`PipeReader` reads a child's stdout (stderr merged into it, as ``2>&1``), appends
-  every byte to the trial's log file *before* the collector parses it (so the log file is the
-  collector's write-ahead log), optionally echoes it, and feeds the collector.
+  every byte to the trial's log file (created 0600) *before* the collector parses it (so the
+  log file is the collector's write-ahead log), optionally echoes it, and feeds the collector.
 - :class:`FileTailer` follows a file while a writer appends to it (Katib's File collector; the
   sidecar; the local runner's log file; the ``TUNERY_METRICS_FILE`` of ``report_metrics``).
   It waits for the file to appear, survives truncation (``copytruncate``) and rotation (the
@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from tunery.files import open_private
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,7 @@ class PipeReader:
 
     def run(self) -> None:
         """Read until end of file (the child closed its output)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        log_fd = open_private(self.log_path, os.O_WRONLY | os.O_APPEND)
         sink_failed = False
         try:
             while True:
@@ -119,6 +120,10 @@ class FileTailer:
         on_reset: called when the file was truncated or replaced, before reading the new
             content (e.g. ``collector.end_of_input`` to end a partial line).
         poll_interval: sleep between checks at the end of the file.
+        end_offset: where the writer's output ended, once known (None before): asked after
+            each read, so bytes are fed only when they lie before the end or were read
+            while the end was not known yet; nothing beyond it is ever fed (e.g. output a
+            trial's leftover processes wrote after the trial ended).
     """
 
     def __init__(
@@ -131,6 +136,7 @@ class FileTailer:
         poll_interval: float = 0.05,
         read_size: int = 1 << 20,
         offset: int = 0,
+        end_offset: Callable[[], int | None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.sink = sink
@@ -139,6 +145,8 @@ class FileTailer:
         self.poll_interval = poll_interval
         self.read_size = read_size
         self.offset = offset
+        self.end_offset = end_offset
+        self._end: int | None = None
         self.rotations = 0
         self.truncations = 0
         self._stop = threading.Event()
@@ -185,6 +193,12 @@ class FileTailer:
                     if st.st_size < self.offset:  # shrank while nobody watched
                         self._reset("truncated")
                 data = os.pread(fd, self.read_size, self.offset)
+                if data and self.end_offset is not None:
+                    end = self._known_end()
+                    if end is not None:
+                        data = data[: max(0, end - self.offset)]
+                        if not data:
+                            return  # everything up to the writer's end was fed
                 if data:
                     self.offset += len(data)
                     self.sink(data)
@@ -217,6 +231,14 @@ class FileTailer:
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _known_end(self) -> int | None:
+        if self._end is None and self.end_offset is not None:
+            try:
+                self._end = self.end_offset()
+            except Exception:
+                log.exception("end_offset check of %s failed", self.path)
+        return self._end
 
     def _should_finish(self) -> bool:
         if self._stop.is_set():

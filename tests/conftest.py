@@ -179,3 +179,23 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def password_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL schema's URL with a password in it, for tests that search trial
+    environments and logs for it (the test server's trust authentication ignores it)."""
+    import sqlalchemy as sa
+
+    server = request.getfixturevalue("_postgres_server")
+    engine = server.engine()
+    schema = _unique_name()
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = server.url.set(password="tunery-Secret-pw-4711").update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        server.drop_later([f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], f"schema {schema}")

@@ -3,14 +3,25 @@
 Used by the local reconciler (``tunery run``). The container's ``command`` + ``args`` run as an
 argv list, never through a shell unless the template itself says ``sh -c`` (and then the
 templating module has shell-quoted every substituted value). ``env`` and ``workingDir`` apply
-(relative paths resolve against the Experiment YAML's folder); the image is ignored.
+(relative paths resolve against the Experiment YAML's folder); the image is ignored. The
+trial's environment is built by :mod:`controller.runners.trial_env`: it does not inherit the
+controller's (no ``TUNERY_DB_URL``, no credentials).
 
 Each trial runs in its own session and process group, its stdout and stderr appended to the
-trial's log file, which the collector tails. A tiny ``/bin/sh`` wrapper (argv passed as
-``"$@"``, nothing interpolated) records the process id before the trial starts and its exit
-status after it ends, so a controller that was killed and restarted re-attaches to trials
-still running and learns how the others ended. ``stop`` sends SIGTERM to the group and SIGKILL
-after the grace period. ``activeDeadlineSeconds`` (Job spec) is enforced in :meth:`poll`.
+trial's log file, which the collector tails. A tiny ``/bin/sh`` wrapper
+(:mod:`controller.runners.exit_record`) records the process id before the trial starts and its
+exit status and log end after it ends, so a controller that was killed and restarted
+re-attaches to trials still running and learns how the others ended. The log is created 0600
+in 0700 folders (:mod:`tunery.files`); the wrapper creates the pid, exit and metrics files under
+umask 077 and runs the trial with the controller's umask.
+
+A trial's whole process tree ends with it (:mod:`controller.runners.proctree`): when its main
+process exits, every process still carrying its tag (forked into other process groups,
+``setsid``, double-forked) is killed at once, as a container's processes end with its main
+process; ``stop`` sends SIGTERM to all of them and SIGKILL after the grace period. A pid is
+signalled only when the process carries the trial's tag (or is the recorded process, checked
+by start time), never on the word of a file someone else could write.
+``activeDeadlineSeconds`` (Job spec) is enforced in :meth:`poll`.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.gpus import visible_devices_env
+from controller.runners import exit_record, proctree
 from controller.runners.base import (
     NOT_STARTED,
     Handle,
@@ -37,32 +49,44 @@ from controller.runners.base import (
     TrialLaunch,
     TrialRunner,
 )
+from controller.runners.trial_env import trial_environment
 from controller.templating import primary_container
+from tunery.files import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 
-# $0 = exit-status file; "$@" = the trial's argv, expanded without any interpretation.
-_WRAPPER = 'echo $$ > "$0.pid"; "$@"; status=$?; echo $status > "$0"; exit $status'
 
-
-def _proc_start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (guards against pid reuse)."""
+def _umask() -> str:
+    """This process's umask, in octal (the trial runs with it; read, not set: thread-safe)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return line.split()[1].decode()
     except OSError:
-        return None
-    # the command name (field 2) may contain spaces: fields after the last ')' are fixed
-    return int(stat.rsplit(")", 1)[1].split()[19])
+        pass
+    return "022"
 
 
-def _alive(pid: int, start_ticks: int | None) -> bool:
-    ticks = _proc_start_ticks(pid)
-    if ticks is None:
+def open_log(path: Path) -> int:
+    """Open the trial's log for appending, creating it 0600 whatever the umask."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def _alive(pid: int, handle: Handle) -> bool:
+    """Whether ``pid`` is the trial's live wrapper (checked by start time or by tag)."""
+    info = proctree.proc_info(pid)
+    if info is None or info.zombie:  # zombie: exited, not yet reaped
         return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    if state == "Z":  # zombie: exited, not yet reaped
-        return False
-    return start_ticks is None or ticks == start_ticks
+    if handle.get("start_ticks") is not None:
+        return info.start_ticks == handle["start_ticks"]
+    tag = handle.get("tag")
+    return proctree.carries_tag(pid, tag) if tag else True
 
 
 def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
@@ -83,24 +107,36 @@ class LocalRunner(TrialRunner):
     """Runs trials as local processes."""
 
     def __init__(self, *, on_exit: Callable[[], None] | None = None) -> None:
-        """``on_exit`` is called (from a watcher thread) whenever a started trial exits."""
+        """``on_exit`` is called (from a watcher thread) whenever a started trial exits, after
+        the rest of its process tree was killed."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._prepared: dict[str, Handle] = {}
         self._lock = threading.Lock()
+        self._tree_locks: dict[str, threading.Lock] = {}
+        self._trees_ended: set[str] = set()
         self._on_exit = on_exit
+        proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
 
     def prepare_handle(self, launch: TrialLaunch) -> Handle:
         status_file = launch.log_path.with_suffix(".exit")
         deadline = (launch.job.get("spec") or {}).get("activeDeadlineSeconds")
-        return {
+        handle = {
             "log": str(launch.log_path),
             "status_file": str(status_file),
             "gpus": list(launch.gpus),
             "deadline_seconds": deadline,
+            "tag": proctree.new_tag(),
+            "boot": proctree.boot_id(),
         }
+        with self._lock:  # start() uses the same tag as the handle recorded before it
+            self._prepared[str(launch.log_path)] = handle
+        return handle
 
-    def command_for(self, launch: TrialLaunch) -> tuple[list[str], dict[str, str], Path]:
+    def command_for(
+        self, launch: TrialLaunch, tag: str = ""
+    ) -> tuple[list[str], dict[str, str], Path]:
         """The argv, environment and working directory of the trial's primary container.
 
         Raises:
@@ -117,15 +153,19 @@ class LocalRunner(TrialRunner):
                 f"container {launch.primary_container_name!r} has no command: the local runner "
                 "cannot run an image's entrypoint; set command (and args) in the trialTemplate"
             )
-        env = dict(os.environ)
+        container_env: dict[str, str] = {}
         for entry in container.get("env") or []:
             if "value" not in entry and "valueFrom" in entry:
                 raise LaunchError(
                     f"env {entry.get('name')!r}: valueFrom is not supported by the local runner"
                 )
-            env[str(entry["name"])] = str(entry.get("value", ""))
-        env.update(launch.env)
-        env.update(visible_devices_env(launch.gpus))
+            container_env[str(entry["name"])] = str(entry.get("value", ""))
+        tunery_env = dict(launch.env)
+        if tag:
+            tunery_env[proctree.TAG_ENV] = tag
+        env = trial_environment(
+            os.environ, container_env, tunery_env, visible_devices_env(launch.gpus)
+        )
         workdir = Path(container.get("workingDir") or ".")
         cwd = workdir if workdir.is_absolute() else launch.base_dir / workdir
         if not cwd.is_dir():
@@ -140,53 +180,63 @@ class LocalRunner(TrialRunner):
         return argv, env, cwd
 
     def start(self, launch: TrialLaunch) -> Handle:
-        argv, env, cwd = self.command_for(launch)
-        handle = dict(self.prepare_handle(launch))
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            prepared = self._prepared.pop(str(launch.log_path), None)
+        handle = dict(prepared or self.prepare_handle(launch))
+        with self._lock:
+            self._prepared.pop(str(launch.log_path), None)
+        argv, env, cwd = self.command_for(launch, handle["tag"])
         status_file = Path(handle["status_file"])
-        status_file.unlink(missing_ok=True)
-        with open(launch.log_path, "ab") as log_file:
+        status_file.unlink(missing_ok=True)  # a stale record would end the new run's output
+        private_dir(launch.log_path.parent)
+        log_fd = open_log(launch.log_path)
+        try:
+            log_start = os.fstat(log_fd).st_size
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, str(status_file), *argv],
+                ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=log_file,
+                stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
                 close_fds=True,
             )
+        finally:
+            os.close(log_fd)
+        info = proctree.proc_info(proc.pid)
+        handle.update(
+            pid=proc.pid,
+            start_ticks=info.start_ticks if info is not None else None,
+            started_at=time.time(),
+            log_start=log_start,
+        )
         with self._lock:
             self._procs[proc.pid] = proc
         if self._on_exit is not None:
             threading.Thread(
-                target=self._notify_exit, args=(proc,), name=f"exit-{proc.pid}", daemon=True
+                target=self._notify_exit,
+                args=(proc, dict(handle)),
+                name=f"exit-{proc.pid}",
+                daemon=True,
             ).start()
-        handle.update(
-            pid=proc.pid, start_ticks=_proc_start_ticks(proc.pid), started_at=time.time()
-        )
         return handle
 
-    def _notify_exit(self, proc: subprocess.Popen[bytes]) -> None:
+    def _notify_exit(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
         proc.wait()
+        self._end_tree(handle)
         assert self._on_exit is not None
         self._on_exit()
 
     # -- observing ----------------------------------------------------------------------------
 
-    def _recorded_status(self, handle: Handle) -> int | None:
-        try:
-            return int(Path(handle["status_file"]).read_text().strip())
-        except (OSError, ValueError, KeyError):
-            return None
-
     def _pid(self, handle: Handle) -> int | None:
         if handle.get("pid"):
             return int(handle["pid"])
-        try:  # crashed between start and recording the handle: the wrapper wrote its pid
-            return int(Path(str(handle["status_file"]) + ".pid").read_text().strip())
-        except (OSError, ValueError, KeyError):
-            return None
+        # crashed between start and recording the handle: the wrapper wrote its pid. The file
+        # counts only when nobody else could have written it; the pid is never signalled on
+        # its word (stopping finds the processes by the trial's tag).
+        return exit_record.read_pid(handle.get("status_file") or "")
 
     def poll(self, handle: Handle) -> RunState:
         pid = self._pid(handle)
@@ -200,10 +250,13 @@ class LocalRunner(TrialRunner):
                 return self._check_deadline(handle)
             with self._lock:
                 self._procs.pop(pid, None)
+            self._end_tree(handle)
             return self._finished(code)
-        if _alive(pid, handle.get("start_ticks")):
+        if _alive(pid, handle):
             return self._check_deadline(handle)
-        return self._finished(self._recorded_status(handle))
+        self._end_tree(handle)  # ended while nobody watched: its leftovers may still run
+        record = exit_record.read_exit(handle.get("status_file") or "")
+        return self._finished(record.status if record is not None else None)
 
     @staticmethod
     def _finished(code: int | None) -> RunState:
@@ -229,6 +282,45 @@ class LocalRunner(TrialRunner):
             )
         return RunState(RunPhase.RUNNING)
 
+    # -- ending the process tree --------------------------------------------------------------
+
+    @staticmethod
+    def _processes(handle: Handle) -> proctree.TrialProcesses | None:
+        tag = handle.get("tag")
+        if not tag:
+            return None
+        pid = handle.get("pid")
+        return proctree.TrialProcesses(
+            tag=str(tag),
+            leader=int(pid) if pid else None,
+            leader_ticks=handle.get("start_ticks"),
+            boot=str(handle.get("boot") or ""),
+        )
+
+    def _end_tree(self, handle: Handle, grace_seconds: float = 0.0) -> None:
+        """Kill what is left of the trial's processes (once per trial and runner)."""
+        trial = self._processes(handle)
+        if trial is None:
+            return
+        with self._lock:
+            if trial.tag in self._trees_ended:
+                return
+            lock = self._tree_locks.setdefault(trial.tag, threading.Lock())
+        with lock:
+            with self._lock:
+                if trial.tag in self._trees_ended:
+                    return
+            try:
+                killed = proctree.end(trial, grace_seconds=grace_seconds)
+            except Exception:  # never let a /proc surprise break the reconcile loop
+                log.exception("could not end the processes of trial %s", handle.get("log"))
+                killed = 0
+            if killed:
+                log.info("ended %d process(es) of trial %s", killed, handle.get("log"))
+            with self._lock:
+                self._trees_ended.add(trial.tag)
+                self._tree_locks.pop(trial.tag, None)
+
     # -- stopping -----------------------------------------------------------------------------
 
     def stop(self, handle: Handle, grace_seconds: float = 10.0) -> None:
@@ -237,22 +329,30 @@ class LocalRunner(TrialRunner):
             return
         with self._lock:
             proc = self._procs.get(pid)
-        if not _alive(pid, handle.get("start_ticks")) and proc is None:
-            return
+        if self._processes(handle) is not None:
+            self._end_tree(handle, grace_seconds)
+        elif _alive(pid, handle) or proc is not None:
+            self._stop_group(pid, handle, proc, grace_seconds)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+    @staticmethod
+    def _stop_group(
+        pid: int, handle: Handle, proc: subprocess.Popen[bytes] | None, grace_seconds: float
+    ) -> None:
+        """Handles recorded before trials were tagged: signal the process group."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 break
-            if proc is None and not _alive(pid, handle.get("start_ticks")):
+            if proc is None and not _alive(pid, handle):
                 break
             time.sleep(0.02)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)  # also reaps stragglers that left the leader
-        if proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+            os.killpg(pid, signal.SIGKILL)
 
     def log_path(self, handle: Mapping[str, Any]) -> Path:
         return Path(handle["log"])

@@ -57,23 +57,39 @@ def test_local_mode_appends_json_lines(tmp_path: Path, monkeypatch: pytest.Monke
         report_metrics({"step": 1.0})
 
 
-def test_store_mode_continues_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunery.store import open_store
-
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    monkeypatch.setenv("KATIB_TRIAL_NAME", "katib-trial")
-    monkeypatch.setenv("TUNERY_DB_URL", url)
-    report_metrics({"loss": 1.5})
-    report_metrics({"loss": 1.25, "accuracy": 0.5})
-    report_metrics({"loss": float("nan")}, step=10)
-    store = open_store(url)
+def test_a_database_url_is_never_a_destination(
+    sqlite_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial pushes through the DBManager (or the local metrics file), never to a database
+    URL it might have: TUNERY_DB_URL in its environment is ignored."""
+    stray = tmp_path / "stray.sqlite"
+    monkeypatch.setenv("TUNERY_DB_URL", f"sqlite:///{stray}")
+    server, port = create_dbmanager_server("127.0.0.1:0", sqlite_store, max_workers=2)
+    server.start()
     try:
-        rows = [(o.metric_name, o.value, o.step) for o in store.get_observations("katib-trial")]
+        monkeypatch.setenv("TUNERY_TRIAL_NAME", "t")
+        monkeypatch.setenv("TUNERY_DBMANAGER_ADDRESS", f"127.0.0.1:{port}")
+        report_metrics({"loss": 0.5})
     finally:
-        store.close()
-    assert sorted(rows) == sorted(
-        [("loss", "1.5", 0), ("loss", "1.25", 1), ("accuracy", "0.5", 0), ("loss", "nan", 10)]
-    )
+        server.stop(None).wait()
+    assert [(o.metric_name, o.value) for o in sqlite_store.get_observations("t")] == [
+        ("loss", "0.5")
+    ]
+    assert not stray.exists()
+
+
+def test_metrics_file_is_created_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "push.jsonl"
+    monkeypatch.setenv("TUNERY_TRIAL_NAME", "t")
+    monkeypatch.setenv("TUNERY_METRICS_FILE", str(path))
+    old = os.umask(0)
+    try:
+        report_metrics({"loss": 0.5})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_dbmanager_mode(sqlite_store, monkeypatch: pytest.MonkeyPatch) -> None:

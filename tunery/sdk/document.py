@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import os
 import re
 import secrets
 import string
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunery.files import write_private
 from tunery.pythonpath import child_pythonpath
 from tunery.sdk import trial_entry as _trial_entry
 from tunery.sdk.errors import InvalidArgumentError, ObjectiveSerializationError
@@ -430,8 +430,7 @@ def local_payload(
 def write_files(files: Mapping[Path, bytes]) -> None:
     """Write each file atomically, so a trial starting meanwhile reads a whole file."""
     for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        write_private(path, data)  # 0600 in 0700 folders: a trial unpickles what it reads
 
 
 def write_local_payload(
@@ -441,12 +440,6 @@ def write_local_payload(
     files, spec_path = local_payload(spec, objective, folder)
     write_files(files)
     return spec_path, folder / "objective.pkl"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # -- kubernetes -----------------------------------------------------------------------------------

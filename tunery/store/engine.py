@@ -28,6 +28,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from tunery.files import private_dir, private_file
+
 ENV_DB_URL = "TUNERY_DB_URL"
 """Environment variable naming the database URL when none is given."""
 
@@ -131,8 +133,8 @@ def is_sqlite_memory(url: URL) -> bool:
 def create_engine(url: URL) -> sa.Engine:
     """An engine for ``url`` (as returned by :func:`resolve_url`) with tunery's settings.
 
-    Creates the parent directories of a SQLite file. Connects lazily: nothing is contacted
-    until first use.
+    Creates a missing SQLite file owner-only (0600, folders 0700). Connects lazily: nothing is
+    contacted until first use.
     """
     backend = url.get_backend_name()
     options: dict[str, Any] = {"pool_pre_ping": True, "json_deserializer": loads_json}
@@ -143,7 +145,7 @@ def create_engine(url: URL) -> sa.Engine:
             options["poolclass"] = StaticPool  # one shared connection, or each sees a new db
         else:
             assert url.database is not None
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_sqlite_file(Path(url.database).expanduser(), uri="uri" in url.query)
     elif backend == "postgresql":
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
@@ -159,6 +161,16 @@ def create_engine(url: URL) -> sa.Engine:
     elif backend in ("mysql", "mariadb"):
         _install_mysql_hooks(engine)
     return engine
+
+
+def _create_sqlite_file(path: Path, *, uri: bool) -> None:
+    """Create the database file 0600 in 0700 folders (whatever the umask) before SQLite opens
+    it: SQLite gives its -wal and -shm files the database file's mode, so all three stay
+    owner-only. An existing file keeps its mode; a ``file:`` URI is left to SQLite."""
+    if uri:
+        return
+    private_dir(path.parent)
+    private_file(path)
 
 
 def _install_sqlite_hooks(engine: sa.Engine) -> None:
