@@ -36,6 +36,7 @@ from controller.local import (
 )
 from controller.reconcile import StepResult
 from tunery.experiment import Experiment
+from tunery.files import is_private_file, open_private, private_dir, write_private
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
 
 DEFAULT_WORKDIR = Path(".tunery")
@@ -151,12 +152,19 @@ class LocalBackend:
         return self._pidfile(name).exists()
 
     def driver_pid(self, name: str) -> int | None:
-        """The pid of the experiment's background driver while it runs, else None."""
+        """The pid of the experiment's background driver while it runs, else None.
+
+        The pid file is believed only when nobody else could have written it (owner-only,
+        ours) and the process still has the start time recorded beside its pid, so a stop never
+        signals a process the file merely names."""
         proc = self._drivers.get(name)
         if proc is not None and proc.poll() is not None:
             self._drivers.pop(name, None)
+        pidfile = self._pidfile(name)
+        if not is_private_file(pidfile):  # someone else could have written it: not ours
+            return None
         try:
-            pid_text, ticks_text = self._pidfile(name).read_text().split()
+            pid_text, ticks_text = pidfile.read_text().split()
             pid, ticks = int(pid_text), int(ticks_text)
         except (OSError, ValueError):
             return None
@@ -167,8 +175,7 @@ class LocalBackend:
         running = self.driver_pid(name)
         if running is not None:
             return running
-        folder = self.experiment_dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.experiment_dir(name))
         command = [
             sys.executable,
             "-m",
@@ -180,7 +187,8 @@ class LocalBackend:
             "--output",
             "json",
         ]
-        with open(self.driver_log(name), "ab") as log:
+        log_fd = open_private(self.driver_log(name), os.O_WRONLY | os.O_APPEND)
+        with open(log_fd, "ab") as log:
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -193,7 +201,9 @@ class LocalBackend:
             )
         self._drivers[name] = proc
         ticks = _proc_start_ticks(proc.pid)
-        self._pidfile(name).write_text(f"{proc.pid} {ticks if ticks is not None else -1}\n")
+        write_private(
+            self._pidfile(name), f"{proc.pid} {ticks if ticks is not None else -1}\n".encode()
+        )
         return proc.pid
 
     def _driver_env(self) -> dict[str, str]:
