@@ -37,7 +37,6 @@ import math
 import os
 import re
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -50,7 +49,7 @@ from pydantic import (
     field_validator,
 )
 
-from tunery.experiment import crd
+from tunery.experiment import crd, reading
 from tunery.experiment.base import FreeForm, Goal, Node, Text, choice, plain
 from tunery.experiment.collector import (
     DEFAULT_METRICS_FILE_PATH,
@@ -105,6 +104,8 @@ __all__ = [
     "KUBEFLOW_JOB_KINDS",
     "KUBEFLOW_JOB_PRIMARY_POD_LABELS",
     "KUBEFLOW_JOB_SUCCESS_CONDITION",
+    "INT32_MAX",
+    "INT_PARAMETER_LIMIT",
     "MAX_NAME_LENGTH",
     "TRAINJOB_PRIMARY_POD_LABELS",
     "AlgorithmSetting",
@@ -150,6 +151,10 @@ KIND = "Experiment"
 DEFAULT_PARALLEL_TRIAL_COUNT = 3
 
 MAX_NAME_LENGTH = 40
+INT32_MAX = 2**31 - 1
+"""The largest trial count (parallelTrialCount, maxTrialCount...): Katib's counts are int32."""
+INT_PARAMETER_LIMIT = 2**53
+"""int parameters' bounds lie within ±2**53: the algorithms sample them as doubles."""
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -341,11 +346,23 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
                 problems.add(f"is required for {kind} parameters", "feasibleSpace", label)
             continue
         value, error = _number(text, integer)
+        if error is None and integer and abs(value) > INT_PARAMETER_LIMIT:
+            error = (
+                f"{show(text)} is out of range: int parameters lie within "
+                f"±{INT_PARAMETER_LIMIT} (2**53; the algorithms sample them as doubles)"
+            )
         if error is not None:
             problems.add(error, "feasibleSpace", label)
         else:
             parsed[label] = value
     low, high, step = parsed.get("min"), parsed.get("max"), parsed.get("step")
+    if not integer and low is not None and high is not None and not math.isfinite(high - low):
+        problems.add(
+            f"the range from min {show(fs.low)} to max {show(fs.high)} is too wide to sample: "
+            "max - min overflows a double",
+            "feasibleSpace",
+        )
+        return
     if low is not None and high is not None and (low > high or (low == high and not integer)):
         problems.add(
             f"{show(fs.low)} must be less than max {show(fs.high)}", "feasibleSpace", "min"
@@ -357,6 +374,19 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
             problems.add(
                 f"{show(fs.step)} is larger than the range from min {show(fs.low)} to max "
                 f"{show(fs.high)}",
+                "feasibleSpace",
+                "step",
+            )
+        elif (
+            not integer
+            and low is not None
+            and high is not None
+            and low < high
+            and not math.isfinite((high - low) / step)
+        ):
+            problems.add(
+                f"{show(fs.step)} is too small for the range from min {show(fs.low)} to max "
+                f"{show(fs.high)}: the number of steps overflows a double",
                 "feasibleSpace",
                 "step",
             )
@@ -655,14 +685,14 @@ class ExperimentSpec(Node):
     def _check_positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise custom_error(f"{show(value)} must be greater than 0")
-        return value
+        return _check_int32(value)
 
     @field_validator("max_failed_trial_count")
     @classmethod
     def _check_max_failed(cls, value: int | None) -> int | None:
         if value is not None and value < 0:
             raise custom_error(f"{show(value)} must not be negative")
-        return value
+        return _check_int32(value)
 
     def search_space(self) -> SearchSpace:
         """The typed search space of ``parameters``."""
@@ -678,6 +708,15 @@ class ExperimentSpec(Node):
             additional_metric_names=o.additional_metric_names,
             strategies={s.name: s.value for s in o.metric_strategies},
         )
+
+
+def _check_int32(value: int | None) -> int | None:
+    if value is not None and value > INT32_MAX:
+        raise custom_error(
+            f"{show(value)} is too large: Katib's trial counts are 32-bit integers "
+            f"(at most {INT32_MAX})"
+        )
+    return value
 
 
 def _spec_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -872,19 +911,16 @@ def load_experiment(
 
 def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
+        reading.check_data(source)
         return plain(source)  # type: ignore[no-any-return]
     if isinstance(source, os.PathLike):
-        text = Path(source).read_text(encoding="utf-8")
+        data = reading.read_file(source)
     elif isinstance(source, str):
-        text = Path(source).read_text(encoding="utf-8") if _is_file(source) else source
+        data = reading.read_file(source) if _is_file(source) else reading.read_text(source)
     else:
         raise TypeError(
             f"an Experiment source is YAML text, a path or a mapping, not {type(source).__name__}"
         )
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ExperimentError([FieldError("", _yaml_message(exc))]) from None
     if data is None:
         raise ExperimentError([FieldError("", "the document is empty")])
     if not isinstance(data, Mapping):
@@ -896,7 +932,7 @@ def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str
                 f"not {show(data)}"
             )
         raise ExperimentError([FieldError("", message)])
-    return plain(data)  # type: ignore[no-any-return]
+    return data  # type: ignore[return-value]
 
 
 def _is_file(text: str) -> bool:
@@ -906,15 +942,6 @@ def _is_file(text: str) -> bool:
         return os.path.isfile(text)
     except (OSError, ValueError):
         return False
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        problem = exc.problem or "syntax error"
-        what = f"{exc.context}, {problem}" if exc.context else problem
-        return f"invalid YAML: {what} (line {mark.line + 1}, column {mark.column + 1})"
-    return f"invalid YAML: {exc}"
 
 
 def crd_schema() -> dict[str, Any]:
