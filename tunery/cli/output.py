@@ -14,7 +14,7 @@ import click
 def experiment_summary(record: Any) -> dict[str, Any]:
     from controller import status as st
 
-    current = st.current_condition(record.status) or {}
+    current = st.shown_condition(record.status) or {}
     return {
         "name": record.name,
         "condition": current.get("type", "Created"),
