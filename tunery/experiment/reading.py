@@ -324,9 +324,7 @@ class _Builder:
     def _alias(self, event: AliasEvent) -> tuple[Any] | None:
         name = event.anchor
         if name in self.open_anchors:
-            raise self._error(
-                event.start_mark, f"alias *{name} refers to a node that contains it"
-            )
+            raise self._error(event.start_mark, f"alias *{name} refers to a node that contains it")
         if name not in self.anchors:
             raise self._error(event.start_mark, f"alias *{name} is not defined before its use")
         value, size = self.anchors[name]
