@@ -237,9 +237,7 @@ def current_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return max(true, key=lambda c: c.get("lastUpdateTime", ""), default=None)
 
 
-def mark_interrupted(
-    status: Mapping[str, Any], message: str, now: dt.datetime
-) -> dict[str, Any]:
+def mark_interrupted(status: Mapping[str, Any], message: str, now: dt.datetime) -> dict[str, Any]:
     """``status`` with the experiment marked interrupted: Katib's ``Running`` condition turned
     False with reason ``ExperimentInterrupted`` (no new condition type, so Katib's clients and
     ``kubectl`` read it). The next Running condition (on resume) turns it True again."""

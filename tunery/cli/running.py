@@ -135,7 +135,10 @@ def validate(file: str, endpoints: tuple[str, ...]) -> None:
     help="Override spec.parallelTrialCount.",
 )
 @click.option(
-    "--max-trials", type=click.IntRange(min=1, max=2**31 - 1), default=None, help="Override spec.maxTrialCount."
+    "--max-trials",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    default=None,
+    help="Override spec.maxTrialCount.",
 )
 @_with_run_options
 @_output_option

@@ -170,7 +170,9 @@ def check_containers(trial_spec: Mapping[str, Any], problems: Problems) -> None:
             _check_container(container, where, problems)
 
 
-def _check_container(c: Mapping[str, Any], where: tuple[str | int, ...], problems: Problems) -> None:
+def _check_container(
+    c: Mapping[str, Any], where: tuple[str | int, ...], problems: Problems
+) -> None:
     name = c.get("name")
     if name is not None and not isinstance(name, str):
         problems.add(f"{show(name)} is not a string", *where, "name")
@@ -285,7 +287,7 @@ def _check_resources(resources: Any, where: tuple[str | int, ...], problems: Pro
         for resource, quantity in value.items():
             if isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
                 problems.add(
-                    f"{show(quantity)} is not a quantity (e.g. 1, \"500m\", \"2Gi\")",
+                    f'{show(quantity)} is not a quantity (e.g. 1, "500m", "2Gi")',
                     *where,
                     key,
                     resource,
