@@ -4,8 +4,9 @@ Called by :func:`controller.local.run_until_done`, which serves ``tunery run``, 
 resume``, the background drivers and the SDK's local ``tune()``. While it runs, SIGTERM and
 SIGHUP (a ``kill``, a closed terminal, a batch scheduler's stop) do not end the process on the
 spot: :class:`SignalWatch` records the signal and wakes the reconcile loop, which stops the
-running trials, marks the experiment interrupted and raises :class:`SignalInterrupt` (a
-``KeyboardInterrupt``), so every caller handles them exactly as Ctrl-C. While the trials are
+running trials, marks the experiment interrupted and raises ``KeyboardInterrupt("SIGTERM")``
+(a plain KeyboardInterrupt whose argument names the signal: Python exits an uncaught one as it
+does for Ctrl-C), so every caller handles them exactly as Ctrl-C. While the trials are
 being stopped, :func:`shielded` defers further SIGINT/SIGTERM/SIGHUP so that the clean-up is
 not cut short. Handlers are installed only in the main thread, and restored on exit.
 """
@@ -23,16 +24,10 @@ WATCHED = (signal.SIGTERM, signal.SIGHUP)
 """Signals treated as Ctrl-C (SIGINT itself raises KeyboardInterrupt as Python does)."""
 
 
-class SignalInterrupt(KeyboardInterrupt):
-    """The run was interrupted by ``signum`` (SIGTERM or SIGHUP), after the trials stopped."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name
+def signal_name(exc: KeyboardInterrupt) -> str | None:
+    """The signal a KeyboardInterrupt raised here stands for (None: a plain Ctrl-C)."""
+    name = str(exc)
+    return name if name in {s.name for s in WATCHED} else None
 
 
 def _in_main_thread() -> bool:
@@ -65,7 +60,7 @@ class SignalWatch:
 
     def raise_if_received(self) -> None:
         if self.received is not None:
-            raise SignalInterrupt(self.received)
+            raise KeyboardInterrupt(signal.Signals(self.received).name)
 
 
 @contextlib.contextmanager

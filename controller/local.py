@@ -25,7 +25,7 @@ from controller.clients import (
 )
 from controller.collecting import LogWatcher
 from controller.gpus import TRIALS_PER_GPU_ANNOTATION, GpuAllocator, discover_gpus
-from controller.interrupts import SignalInterrupt, SignalWatch, shielded
+from controller.interrupts import SignalWatch, shielded, signal_name
 from controller.reconcile import Reconciler, StepResult, objective_from_spec
 from controller.runners.local import LocalRunner
 from tunery.store.base import Store, TrialRecord
@@ -209,8 +209,7 @@ def run_until_done(
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop the running trials (Killed), mark the
     experiment interrupted (:func:`controller.status.mark_interrupted`; it stays resumable)
-    and raise a KeyboardInterrupt (:class:`~controller.interrupts.SignalInterrupt` for
-    SIGTERM/SIGHUP).
+    and raise a KeyboardInterrupt (``KeyboardInterrupt("SIGTERM")`` for a signal).
 
     Raises:
         KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
@@ -239,8 +238,7 @@ def run_until_done(
                 wake.wait(settings.poll_interval)
                 wake.clear()
     except KeyboardInterrupt as exc:
-        why = f"interrupted ({exc.name})" if isinstance(exc, SignalInterrupt) else None
-        _interrupt(store, name, reconciler, why or "interrupted (Ctrl-C)")
+        _interrupt(store, name, reconciler, f"interrupted ({signal_name(exc) or 'Ctrl-C'})")
         raise
     finally:
         reconciler.close()

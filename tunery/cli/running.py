@@ -261,7 +261,9 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
         with view:
             result = backend.drive(name, settings, on_progress=view.update)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (controller.interrupts)
-        by = f" by {exc}" if str(exc) else ""
+        from controller.interrupts import signal_name
+
+        by = f" by {signal_name(exc)}" if signal_name(exc) else ""
         click.echo(
             f"\ninterrupted{by}: running trials were stopped; continue with "
             f"`tunery resume {name}`",
