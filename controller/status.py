@@ -260,14 +260,20 @@ def mark_interrupted(status: Mapping[str, Any], message: str, now: dt.datetime) 
 
 
 def is_interrupted(status: Mapping[str, Any]) -> bool:
-    """Whether the experiment's latest condition says its local run was interrupted."""
+    """Whether the experiment's local run was interrupted and nothing happened since: its
+    Running condition is False with reason ``ExperimentInterrupted`` and no True condition was
+    updated later (a resume turns Running True; completion sets Succeeded or Failed)."""
     conditions = status.get("conditions", [])
-    latest = max(conditions, key=lambda c: c.get("lastUpdateTime", ""), default=None)
-    return (
-        latest is not None
-        and latest.get("type") == "Running"
-        and latest.get("status") == "False"
-        and latest.get("reason") == ExperimentReason.INTERRUPTED
+    running = next((c for c in conditions if c.get("type") == "Running"), None)
+    if (
+        running is None
+        or running.get("status") != "False"
+        or running.get("reason") != ExperimentReason.INTERRUPTED
+    ):
+        return False
+    when = running.get("lastUpdateTime", "")
+    return not any(
+        c.get("status") == "True" and c.get("lastUpdateTime", "") > when for c in conditions
     )
 
 

@@ -213,3 +213,31 @@ def test_sigterm_to_a_tune_driver_interrupts_and_tune_again_finishes(tmp_path: P
     )
     assert again.returncode == 0, again.stderr
     assert "tune finished" in again.stdout
+
+
+def test_interrupted_is_katibs_running_condition_turned_false() -> None:
+    import datetime as dt
+
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    reason = status.ExperimentReason.RUNNING
+    conditions = status.set_condition([], "Created", "ExperimentCreated", "created", now=t0)
+    running = {
+        "conditions": status.set_condition(
+            conditions, "Running", reason, "running", now=t0 + dt.timedelta(seconds=1)
+        )
+    }
+    marked = status.mark_interrupted(running, "stopped", t0 + dt.timedelta(seconds=2))
+    assert status.is_interrupted(marked) and not status.is_completed(marked)
+    assert {c["type"] for c in marked["conditions"]} == {"Created", "Running"}
+    shown = status.shown_condition(marked)
+    assert shown is not None
+    assert (shown["type"], shown["reason"]) == ("Interrupted", "ExperimentInterrupted")
+    resumed = status.set_condition(
+        marked["conditions"], "Running", reason, "running", now=t0 + dt.timedelta(seconds=3)
+    )
+    assert not status.is_interrupted({"conditions": resumed})
+    shown = status.shown_condition({"conditions": resumed})
+    assert shown is not None and shown["type"] == "Running"
+    # interrupted before it ever ran: a Running condition (False) is added
+    only_created = status.mark_interrupted({"conditions": conditions}, "stopped", t0)
+    assert status.is_interrupted(only_created)
