@@ -290,6 +290,18 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "is not a quantity",
     ),
     (
+        "gpu-not-whole",
+        lambda: container_field('                resources: {limits: {nvidia.com/gpu: "abc"}}\n'),
+        CONTAINER + '.resources.limits["nvidia.com/gpu"]',
+        '"abc" is not a whole number of GPUs',
+    ),
+    (
+        "gpu-fraction",
+        lambda: container_field("                resources: {limits: {nvidia.com/gpu: 0.5}}\n"),
+        CONTAINER + '.resources.limits["nvidia.com/gpu"]',
+        "0.5 is not a whole number of GPUs",
+    ),
+    (
         "containers-not-list",
         lambda: replaced(
             "            containers:\n              - name: main\n                image: python\n"

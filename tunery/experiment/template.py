@@ -285,13 +285,34 @@ def _check_resources(resources: Any, where: tuple[str | int, ...], problems: Pro
             problems.add(f"{show(value)} is not a mapping of resource quantities", *where, key)
             continue
         for resource, quantity in value.items():
-            if isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
+            if resource == GPU_RESOURCE and not _whole_number(quantity):
+                problems.add(
+                    f"{show(quantity)} is not a whole number of GPUs (0, 1, 2...)",
+                    *where,
+                    key,
+                    resource,
+                )
+            elif isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
                 problems.add(
                     f'{show(quantity)} is not a quantity (e.g. 1, "500m", "2Gi")',
                     *where,
                     key,
                     resource,
                 )
+
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def _whole_number(quantity: object) -> bool:
+    """A non-negative integer GPU count (an int, a digit string, or a placeholder)."""
+    if isinstance(quantity, bool):
+        return False
+    if isinstance(quantity, int):
+        return quantity >= 0
+    return isinstance(quantity, str) and (
+        quantity.strip().isdigit() or PLACEHOLDER_PREFIX in quantity
+    )
 
 
 def _names(containers: list[Any]) -> list[str]:
