@@ -302,6 +302,16 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "0.5 is not a whole number of GPUs",
     ),
     (
+        "port-5000-digits",
+        lambda: replaced(
+            "  algorithm:",
+            "  metricsCollectorSpec:\n    collector: {kind: PrometheusMetric}\n    source:\n"
+            f'      httpGet: {{path: /m, port: "{"9" * 5000}"}}\n  algorithm:',
+        ),
+        "spec.metricsCollectorSpec.source.httpGet.port",
+        "must be a port number from 1 to 65535",
+    ),
+    (
         "containers-not-list",
         lambda: replaced(
             "            containers:\n              - name: main\n                image: python\n"
