@@ -932,7 +932,7 @@ def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str
                 f"not {show(data)}"
             )
         raise ExperimentError([FieldError("", message)])
-    return data  # type: ignore[return-value]
+    return plain(data)  # type: ignore[no-any-return]  # a tree: aliased parts are copied
 
 
 def _is_file(text: str) -> bool:

@@ -291,7 +291,9 @@ class _Builder:
 
     def _scalar(self, event: ScalarEvent) -> Any:
         tag = event.tag
-        if tag is None or tag == "!":
+        if tag == "!":  # the non-specific tag: a string
+            tag = _TAG + "str"
+        elif tag is None:
             tag = self.loader.resolve(ScalarNode, event.value, event.implicit)
         if tag == _MERGE_TAG:
             return _MERGE
@@ -302,7 +304,7 @@ class _Builder:
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             value = self.loader.yaml_constructors[tag](self.loader, node)
-        except (ValueError, OverflowError, TypeError, yaml.YAMLError):
+        except Exception:  # the constructors raise ValueError, KeyError, AttributeError...
             if tag == _TAG + "int":
                 digits = sum(c.isdigit() for c in event.value)
                 message = (
