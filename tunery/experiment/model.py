@@ -5,16 +5,20 @@ Kernel module: imports only ``tunery.space``, ``tunery.trials`` and its sibling 
 (``tunery run experiment.yaml``), the controller and the Kubernetes operator (which store and
 run an :class:`Experiment`), and the CRD generator (:func:`crd_schema`).
 
-:func:`load_experiment` reads YAML text, a file or a mapping and returns a frozen
-:class:`Experiment`, or raises :class:`ExperimentError` listing *every* problem as
-``path: message`` lines. Like Katib's admission webhooks it first applies Katib's defaults
-(parallelTrialCount 3, resumePolicy Never, metric strategies, trial-template conditions by job
-kind, metrics-collector paths, uniform distributions), then validates. Validation covers every
-Katib webhook rule that needs no cluster, plus tunery's stricter rules: numbers parse and are
-finite, min < max, step > 0, int bounds are integers, lists are non-empty and duplicate-free,
-unknown fields are rejected (except inside free-form Kubernetes objects: ``trialSpec``,
-``customCollector``, ``httpGet``, ``status``), every ``${trialParameters.x}`` placeholder is
-defined and every trial parameter used, and ``primaryContainerName`` names a container.
+:func:`load_experiment` reads YAML text, a file or a mapping (through
+:mod:`tunery.experiment.reading`, which bounds the cost and locates syntax problems by line and
+column) and returns a frozen :class:`Experiment`, or raises :class:`ExperimentError` listing
+*every* problem as ``path: message`` lines. Like Katib's admission webhooks it first applies
+Katib's defaults (parallelTrialCount 3, resumePolicy Never, metric strategies, trial-template
+conditions by job kind, metrics-collector paths, uniform distributions), then validates.
+Validation covers every Katib webhook rule that needs no cluster, plus tunery's stricter rules:
+numbers parse and are finite, min < max, step > 0, int bounds are integers within ±2**53, a
+double range and its step count fit in a double, trial counts are int32 as in Katib, the
+container fields the local runner reads have their Kubernetes types, lists are non-empty and
+duplicate-free, unknown fields are rejected (except inside free-form Kubernetes objects:
+``trialSpec``, ``customCollector``, ``httpGet``, ``status``), every ``${trialParameters.x}``
+placeholder is defined and every trial parameter used, and ``primaryContainerName`` names a
+container.
 
 Problems are collected, not raised one by one: type errors, unknown fields and rule checks of
 every node are reported together, with cross-field rules run on whichever fields are valid.
