@@ -519,3 +519,17 @@ def test_tunery_run_refuses_an_over_int32_count(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_tunery_run_of_an_invalid_document_stores_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/t.db"
+    for name in ("env-string", "count-over-int32", "int-4000-digits"):
+        make = {i: m for i, m, _, _ in CASES}[name]
+        file = tmp_path / f"{name}.yaml"
+        file.write_text(make())
+        result = _cli(["run", str(file), "--db", db], tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+    listing = _cli(["list", "--db", db], tmp_path)
+    assert listing.returncode == 0
+    assert "no experiments" in listing.stdout
