@@ -123,6 +123,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--markdown",),
         ("--trials", "2000", "--markdown"),
     ),
+    Bench(
+        "validate",
+        "Validation cost",
+        "bench.validate_cost",
+        ("--markdown",),
+        ("--mb", "1", "--repeat", "1", "--markdown"),
+    ),
 )
 
 

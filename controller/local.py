@@ -3,8 +3,8 @@
 Called by ``tunery run`` / ``tunery resume`` and by the SDK's local ``tune()``. Wires the
 embedded defaults together: the store (SQLite unless a URL is given), local processes with
 GPUs assigned, in-process suggestion and early-stopping services (or gRPC endpoints mapped per
-algorithm name), and a collector per trial tailing its log. A SIGINT/KeyboardInterrupt stops
-the running trials and leaves the experiment resumable.
+algorithm name), and a collector per trial tailing its log. SIGINT (KeyboardInterrupt), SIGTERM
+and SIGHUP stop the running trials and leave the experiment interrupted and resumable.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from controller.clients import (
 )
 from controller.collecting import LogWatcher
 from controller.gpus import TRIALS_PER_GPU_ANNOTATION, GpuAllocator, discover_gpus
+from controller.interrupts import SignalWatch, shielded, signal_name
 from controller.reconcile import Reconciler, StepResult, objective_from_spec
 from controller.runners.local import LocalRunner
 from tunery.store.base import Store, TrialRecord
@@ -209,7 +210,11 @@ def run_until_done(
     on_progress: ProgressCallback | None = None,
     stop_event: threading.Event | None = None,
 ) -> StepResult:
-    """Reconcile ``name`` until it completes (or ``stop_event`` is set / Ctrl-C).
+    """Reconcile ``name`` until it completes (or ``stop_event`` is set / a signal arrives).
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop the running trials (Killed), mark the
+    experiment interrupted (:func:`controller.status.mark_interrupted`; it stays resumable)
+    and raise a KeyboardInterrupt (``KeyboardInterrupt("SIGTERM")`` for a signal).
 
     Raises:
         KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
@@ -219,23 +224,39 @@ def run_until_done(
     runner = LocalRunner(on_exit=wake.set)
     reconciler = build_reconciler(store, name, settings, runner=runner)
     try:
-        if not status.is_completed(store.get_experiment(name).status):
-            reconciler.validate()
-        while True:
-            result = reconciler.step()
-            if on_progress is not None:
-                on_progress(result, result.trials)
-            if result.done:
-                return result
-            if stop_event is not None and stop_event.is_set():
-                reconciler.interrupt("stopped by the caller")
-                return result
-            if result.started or result.finished:
-                continue  # things moved: look again at once
-            wake.wait(settings.poll_interval)
-            wake.clear()
-    except KeyboardInterrupt:
-        reconciler.interrupt()
+        with SignalWatch(wake.set) as signals:
+            if not status.is_completed(store.get_experiment(name).status):
+                reconciler.validate()
+            while True:
+                signals.raise_if_received()
+                result = reconciler.step()
+                if on_progress is not None:
+                    on_progress(result, result.trials)
+                if result.done:
+                    return result
+                signals.raise_if_received()
+                if stop_event is not None and stop_event.is_set():
+                    _interrupt(store, name, reconciler, "stopped by the caller")
+                    return result
+                if result.started or result.finished:
+                    continue  # things moved: look again at once
+                wake.wait(settings.poll_interval)
+                wake.clear()
+    except KeyboardInterrupt as exc:
+        _interrupt(store, name, reconciler, f"interrupted ({signal_name(exc) or 'Ctrl-C'})")
         raise
     finally:
         reconciler.close()
+
+
+def _interrupt(store: Store, name: str, reconciler: Reconciler, why: str) -> None:
+    """Stop the running trials and mark the experiment interrupted; signals wait meanwhile."""
+    with shielded():
+        reconciler.interrupt(why)
+        record = store.get_experiment(name)
+        if not status.is_completed(record.status):
+            message = f"Experiment was {why}; it is resumable: tunery resume {name}"
+            store.update_experiment(
+                name,
+                status=status.mark_interrupted(record.status, message, dt.datetime.now(dt.UTC)),
+            )

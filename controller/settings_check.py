@@ -6,7 +6,8 @@ Called by ``tunery validate``, ``tunery run`` and the SDK's local ``tune()`` thr
 what the reconciler will ask their services (``ValidateAlgorithmSettings``,
 ``ValidateEarlyStoppingSettings``), and reports each problem at its field path, e.g.
 ``spec.algorithm.algorithmSettings[0].name: unknown setting gama for algorithm tpe; did you
-mean "gamma"?``, so a typo is an invalid document (exit 2, nothing stored) rather than an
+mean "gamma"?``, and refuses a grid whose parameters have more than :data:`MAX_GRID_VALUES`
+values each, so a typo is an invalid document (exit 2, nothing stored) rather than an
 experiment that fails after it was created. Algorithms served by a gRPC endpoint are left to
 that server, which the reconciler asks as Katib does. The trial template's shell scripts are
 checked too (:func:`controller.template_check.template_problems`).
@@ -32,6 +33,10 @@ from tunery.experiment import (
     load_experiment,
 )
 from tunery.settings import parse_settings
+
+MAX_GRID_VALUES = 100_000
+"""The most values one parameter may have under a grid (``finite``) algorithm; checked
+arithmetically, so a tiny step costs nothing to refuse."""
 
 
 def load_checked(
@@ -76,6 +81,11 @@ def settings_problems(
             "spec.algorithm.algorithmSettings",
         )
         problems += found
+        if "finite" in cls.capabilities:
+            grid_problems = grid_size_problems(experiment, name)
+            problems += grid_problems
+            if grid_problems:
+                parsed = None  # the algorithm's own check would enumerate the huge grid
         if parsed is not None:  # the settings parse: can the algorithm search this space?
             try:
                 cls.validate(
@@ -96,6 +106,29 @@ def settings_problems(
             "spec.earlyStopping.algorithmSettings",
         )
         problems += found
+    return problems
+
+
+def grid_size_problems(experiment: Experiment, algorithm: str) -> list[FieldError]:
+    """Each parameter whose grid has more than :data:`MAX_GRID_VALUES` values, computed
+    arithmetically (nothing is enumerated). Continuous doubles are left to the algorithm."""
+    problems = []
+    for i, spec in enumerate(experiment.spec.parameters or ()):
+        parameter = spec.to_parameter()
+        size = parameter.grid_size()
+        if size is None or size <= MAX_GRID_VALUES:
+            continue
+        fs = spec.feasible_space
+        step = fs.step if fs.step is not None else "1"
+        field = "step" if fs.step is not None else "max"
+        problems.append(
+            FieldError(
+                f"spec.parameters[{i}].feasibleSpace.{field}",
+                f"parameter {spec.name!r} has {size} grid values (min {fs.low}, max {fs.high}, "
+                f"step {step}); algorithm {algorithm} takes at most {MAX_GRID_VALUES} values "
+                "per parameter: use a larger step or a narrower range",
+            )
+        )
     return problems
 
 

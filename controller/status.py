@@ -25,6 +25,8 @@ class ExperimentReason:
     MAX_TRIALS_REACHED = "ExperimentMaxTrialsReached"
     SUGGESTION_END_REACHED = "ExperimentSuggestionEndReached"
     FAILED = "ExperimentFailed"
+    INTERRUPTED = "ExperimentInterrupted"
+    """tunery's own reason: the local run was stopped (Ctrl-C, SIGTERM, SIGHUP); resumable."""
 
 
 MESSAGES = {
@@ -233,6 +235,55 @@ def current_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The most recently updated condition whose status is True."""
     true = [c for c in status.get("conditions", []) if c.get("status") == "True"]
     return max(true, key=lambda c: c.get("lastUpdateTime", ""), default=None)
+
+
+def mark_interrupted(status: Mapping[str, Any], message: str, now: dt.datetime) -> dict[str, Any]:
+    """``status`` with the experiment marked interrupted: Katib's ``Running`` condition turned
+    False with reason ``ExperimentInterrupted`` (no new condition type, so Katib's clients and
+    ``kubectl`` read it). The next Running condition (on resume) turns it True again."""
+    out = dict(status)
+    conditions = [dict(c) for c in status.get("conditions", [])]
+    running = next((c for c in conditions if c["type"] == "Running"), None)
+    if running is None:
+        running = {"type": "Running"}
+        conditions.append(running)
+    if running.get("status") != "False":
+        running["lastTransitionTime"] = now.isoformat()
+    running.update(
+        status="False",
+        reason=ExperimentReason.INTERRUPTED,
+        message=message,
+        lastUpdateTime=now.isoformat(),
+    )
+    out["conditions"] = conditions
+    return out
+
+
+def is_interrupted(status: Mapping[str, Any]) -> bool:
+    """Whether the experiment's local run was interrupted and nothing happened since: its
+    Running condition is False with reason ``ExperimentInterrupted`` and no True condition was
+    updated later (a resume turns Running True; completion sets Succeeded or Failed)."""
+    conditions = status.get("conditions", [])
+    running = next((c for c in conditions if c.get("type") == "Running"), None)
+    if (
+        running is None
+        or running.get("status") != "False"
+        or running.get("reason") != ExperimentReason.INTERRUPTED
+    ):
+        return False
+    when = running.get("lastUpdateTime", "")
+    return not any(
+        c.get("status") == "True" and c.get("lastUpdateTime", "") > when for c in conditions
+    )
+
+
+def shown_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The condition to show a user: ``{"type": "Interrupted", ...}`` for an interrupted
+    experiment (resumable; not Running), else :func:`current_condition`."""
+    if is_interrupted(status):
+        running = next(c for c in status["conditions"] if c["type"] == "Running")
+        return {**running, "type": "Interrupted"}
+    return current_condition(status)
 
 
 def is_completed(status: Mapping[str, Any]) -> bool:

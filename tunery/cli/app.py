@@ -6,8 +6,8 @@ to messages and exit codes here, once; no traceback reaches a user. The command 
 
 Exit codes: 0 success; 1 the experiment failed (or a trial/experiment was not found);
 2 invalid input (usage, YAML, validation, a bad ``--db`` URL); 3 the database or a service is
-unavailable (a missing database driver included); 130 interrupted (Ctrl-C; the experiment
-stays resumable).
+unavailable (a missing database driver included); 130 interrupted (Ctrl-C, SIGTERM or SIGHUP;
+the trials are stopped and the experiment stays resumable).
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def experiment_summary(record: Any, trials: Sequence[Any] | None = None) -> dict
     shape documented in docs/cli.md). With ``trials``, counts every condition from them."""
     from controller import status as st
 
-    current = st.current_condition(record.status) or {}
+    current = st.shown_condition(record.status) or {}
     spec = record.spec["spec"]
     state = record.status
     counts = (

@@ -7,10 +7,11 @@ errors to exit codes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -42,12 +43,31 @@ def _load(path: str, endpoints: dict[str, str] | None = None):
     try:
         return load_checked(Path(path), served_elsewhere=set(endpoints or {}))
     except ExperimentError as exc:
-        click.echo(f"{path}: invalid Experiment ({len(exc.errors)} problem(s)):", err=True)
-        for error in exc.errors:
-            click.echo(f"  {error.path}: {error.message}", err=True)
-        sys.exit(EXIT_INVALID)
+        _report_invalid(path, exc)
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_INVALID) from None
+    except (KeyboardInterrupt, SystemExit, click.ClickException):
+        raise
+    except Exception as exc:  # last resort: a document must never produce a traceback
+        logging.getLogger(__name__).debug("unexpected error reading %s", path, exc_info=True)
+        raise CliError(
+            f"{path}: invalid Experiment: the document could not be read "
+            f"({type(exc).__name__}: {str(exc)[:200]})",
+            EXIT_INVALID,
+        ) from None
+
+
+_SHOWN_PROBLEMS = 50
+
+
+def _report_invalid(path: str, exc: Any) -> NoReturn:
+    """List the problems of an invalid document (the first 50) and exit 2."""
+    click.echo(f"{path}: invalid Experiment ({len(exc.errors)} problem(s)):", err=True)
+    for error in exc.errors[:_SHOWN_PROBLEMS]:
+        click.echo(f"  {error}", err=True)
+    if len(exc.errors) > _SHOWN_PROBLEMS:
+        click.echo(f"  ... and {len(exc.errors) - _SHOWN_PROBLEMS} more", err=True)
+    sys.exit(EXIT_INVALID)
 
 
 # -- options shared by validate, run and resume ------------------------------------------------
@@ -113,12 +133,15 @@ def validate(file: str, endpoints: tuple[str, ...]) -> None:
 @click.option("--name", default=None, help="Override metadata.name.")
 @click.option(
     "--parallel",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=2**31 - 1),
     default=None,
     help="Override spec.parallelTrialCount.",
 )
 @click.option(
-    "--max-trials", type=click.IntRange(min=1), default=None, help="Override spec.maxTrialCount."
+    "--max-trials",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    default=None,
+    help="Override spec.maxTrialCount.",
 )
 @_with_run_options
 @_output_option
@@ -168,7 +191,7 @@ def run(
 @_db_option
 @click.option(
     "--max-trials",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=2**31 - 1),
     default=None,
     help="Raise spec.maxTrialCount (continues a finished experiment).",
 )
@@ -192,11 +215,23 @@ def resume(
         document = dict(record.spec)
         if max_trials:
             document = {**document, "spec": {**document["spec"], "maxTrialCount": max_trials}}
+        _check_stored(name, document)
         try:
             backend.submit(document, backend.base_dir(record))
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
         _drive(backend, name, settings, output)
+
+
+def _check_stored(name: str, document: Any) -> None:
+    """Refuse to resume a stored document that is not valid (one stored by an older tunery
+    with laxer checks, or edited in the database): exit 2 with its problems."""
+    from tunery.experiment import ExperimentError, load_experiment
+
+    try:
+        load_experiment(document)
+    except ExperimentError as exc:
+        _report_invalid(f"experiment {name!r}", exc)
 
 
 def _backend(db_url: str | None, *, create: bool = False) -> Any:
@@ -257,9 +292,13 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
     try:
         with view:
             result = backend.drive(name, settings, on_progress=view.update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (controller.interrupts)
+        from controller.interrupts import signal_name
+
+        by = f" by {signal_name(exc)}" if signal_name(exc) else ""
         click.echo(
-            f"\ninterrupted: running trials were stopped; continue with `tunery resume {name}`",
+            f"\ninterrupted{by}: running trials were stopped; continue with "
+            f"`tunery resume {name}`",
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)

@@ -5,6 +5,8 @@ into a frozen :class:`Experiment` or raises :class:`ExperimentError` listing eve
 field path. The modules, one role each:
 
 - ``model``: the Experiment, its spec nodes, Katib's defaults and cross-field rules, loading
+- ``reading``: bytes, text or a file to plain data at a bounded cost (10 MB, strict UTF-8,
+  100,000 values with aliases expanded, 100 levels, no duplicate keys), errors located
 - ``base``: the base pydantic node and Katib's field conventions (strings, free-form objects)
 - ``errors``: :class:`FieldError`, :class:`ExperimentError` and pydantic error translation
 - ``collector``: the metrics-collector spec and its defaults per kind

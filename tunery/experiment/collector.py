@@ -230,7 +230,7 @@ def _check_absolute(path: str | None, problems: Problems) -> None:
 def _check_http_get(http: Mapping[str, Any], problems: Problems) -> None:
     port = http.get("port")
     number = port if isinstance(port, int) and not isinstance(port, bool) else None
-    if isinstance(port, str) and port.isascii() and port.isdigit():
+    if isinstance(port, str) and port.isascii() and port.isdigit() and len(port) <= 5:
         number = int(port)
     if number is None or not 0 < number < 65536:
         problems.add(

@@ -5,16 +5,20 @@ Kernel module: imports only ``tunery.space``, ``tunery.trials`` and its sibling 
 (``tunery run experiment.yaml``), the controller and the Kubernetes operator (which store and
 run an :class:`Experiment`), and the CRD generator (:func:`crd_schema`).
 
-:func:`load_experiment` reads YAML text, a file or a mapping and returns a frozen
-:class:`Experiment`, or raises :class:`ExperimentError` listing *every* problem as
-``path: message`` lines. Like Katib's admission webhooks it first applies Katib's defaults
-(parallelTrialCount 3, resumePolicy Never, metric strategies, trial-template conditions by job
-kind, metrics-collector paths, uniform distributions), then validates. Validation covers every
-Katib webhook rule that needs no cluster, plus tunery's stricter rules: numbers parse and are
-finite, min < max, step > 0, int bounds are integers, lists are non-empty and duplicate-free,
-unknown fields are rejected (except inside free-form Kubernetes objects: ``trialSpec``,
-``customCollector``, ``httpGet``, ``status``), every ``${trialParameters.x}`` placeholder is
-defined and every trial parameter used, and ``primaryContainerName`` names a container.
+:func:`load_experiment` reads YAML text, a file or a mapping (through
+:mod:`tunery.experiment.reading`, which bounds the cost and locates syntax problems by line and
+column) and returns a frozen :class:`Experiment`, or raises :class:`ExperimentError` listing
+*every* problem as ``path: message`` lines. Like Katib's admission webhooks it first applies
+Katib's defaults (parallelTrialCount 3, resumePolicy Never, metric strategies, trial-template
+conditions by job kind, metrics-collector paths, uniform distributions), then validates.
+Validation covers every Katib webhook rule that needs no cluster, plus tunery's stricter rules:
+numbers parse and are finite, min < max, step > 0, int bounds are integers within ±2**53, a
+double range and its step count fit in a double, trial counts are int32 as in Katib, the
+container fields the local runner reads have their Kubernetes types, lists are non-empty and
+duplicate-free, unknown fields are rejected (except inside free-form Kubernetes objects:
+``trialSpec``, ``customCollector``, ``httpGet``, ``status``), every ``${trialParameters.x}``
+placeholder is defined and every trial parameter used, and ``primaryContainerName`` names a
+container.
 
 Problems are collected, not raised one by one: type errors, unknown fields and rule checks of
 every node are reported together, with cross-field rules run on whichever fields are valid.
@@ -37,7 +41,6 @@ import math
 import os
 import re
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -50,7 +53,7 @@ from pydantic import (
     field_validator,
 )
 
-from tunery.experiment import crd
+from tunery.experiment import crd, reading
 from tunery.experiment.base import FreeForm, Goal, Node, Text, choice, plain
 from tunery.experiment.collector import (
     DEFAULT_METRICS_FILE_PATH,
@@ -98,6 +101,8 @@ __all__ = [
     "DEFAULT_PROMETHEUS_PATH",
     "DEFAULT_PROMETHEUS_PORT",
     "DEFAULT_TFEVENT_DIR_PATH",
+    "INT32_MAX",
+    "INT_PARAMETER_LIMIT",
     "JOB_FAILURE_CONDITION",
     "JOB_SUCCESS_CONDITION",
     "KIND",
@@ -150,6 +155,10 @@ KIND = "Experiment"
 DEFAULT_PARALLEL_TRIAL_COUNT = 3
 
 MAX_NAME_LENGTH = 40
+INT32_MAX = 2**31 - 1
+"""The largest trial count (parallelTrialCount, maxTrialCount...): Katib's counts are int32."""
+INT_PARAMETER_LIMIT = 2**53
+"""int parameters' bounds lie within ±2**53: the algorithms sample them as doubles."""
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -341,11 +350,23 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
                 problems.add(f"is required for {kind} parameters", "feasibleSpace", label)
             continue
         value, error = _number(text, integer)
+        if error is None and integer and abs(value) > INT_PARAMETER_LIMIT:
+            error = (
+                f"{show(text)} is out of range: int parameters lie within "
+                f"±{INT_PARAMETER_LIMIT} (2**53; the algorithms sample them as doubles)"
+            )
         if error is not None:
             problems.add(error, "feasibleSpace", label)
         else:
             parsed[label] = value
     low, high, step = parsed.get("min"), parsed.get("max"), parsed.get("step")
+    if not integer and low is not None and high is not None and not math.isfinite(high - low):
+        problems.add(
+            f"the range from min {show(fs.low)} to max {show(fs.high)} is too wide to sample: "
+            "max - min overflows a double",
+            "feasibleSpace",
+        )
+        return
     if low is not None and high is not None and (low > high or (low == high and not integer)):
         problems.add(
             f"{show(fs.low)} must be less than max {show(fs.high)}", "feasibleSpace", "min"
@@ -357,6 +378,19 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
             problems.add(
                 f"{show(fs.step)} is larger than the range from min {show(fs.low)} to max "
                 f"{show(fs.high)}",
+                "feasibleSpace",
+                "step",
+            )
+        elif (
+            not integer
+            and low is not None
+            and high is not None
+            and low < high
+            and not math.isfinite((high - low) / step)
+        ):
+            problems.add(
+                f"{show(fs.step)} is too small for the range from min {show(fs.low)} to max "
+                f"{show(fs.high)}: the number of steps overflows a double",
                 "feasibleSpace",
                 "step",
             )
@@ -663,14 +697,14 @@ class ExperimentSpec(Node):
     def _check_positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise custom_error(f"{show(value)} must be greater than 0")
-        return value
+        return _check_int32(value)
 
     @field_validator("max_failed_trial_count")
     @classmethod
     def _check_max_failed(cls, value: int | None) -> int | None:
         if value is not None and value < 0:
             raise custom_error(f"{show(value)} must not be negative")
-        return value
+        return _check_int32(value)
 
     def search_space(self) -> SearchSpace:
         """The typed search space of ``parameters``."""
@@ -686,6 +720,15 @@ class ExperimentSpec(Node):
             additional_metric_names=o.additional_metric_names,
             strategies={s.name: s.value for s in o.metric_strategies},
         )
+
+
+def _check_int32(value: int | None) -> int | None:
+    if value is not None and value > INT32_MAX:
+        raise custom_error(
+            f"{show(value)} is too large: Katib's trial counts are 32-bit integers "
+            f"(at most {INT32_MAX})"
+        )
+    return value
 
 
 def _spec_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -880,19 +923,16 @@ def load_experiment(
 
 def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
+        reading.check_data(source)
         return plain(source)  # type: ignore[no-any-return]
     if isinstance(source, os.PathLike):
-        text = Path(source).read_text(encoding="utf-8")
+        data = reading.read_file(source)
     elif isinstance(source, str):
-        text = Path(source).read_text(encoding="utf-8") if _is_file(source) else source
+        data = reading.read_file(source) if _is_file(source) else reading.read_text(source)
     else:
         raise TypeError(
             f"an Experiment source is YAML text, a path or a mapping, not {type(source).__name__}"
         )
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ExperimentError([FieldError("", _yaml_message(exc))]) from None
     if data is None:
         raise ExperimentError([FieldError("", "the document is empty")])
     if not isinstance(data, Mapping):
@@ -904,7 +944,7 @@ def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str
                 f"not {show(data)}"
             )
         raise ExperimentError([FieldError("", message)])
-    return plain(data)  # type: ignore[no-any-return]
+    return plain(data)  # type: ignore[no-any-return]  # a tree: aliased parts are copied
 
 
 def _is_file(text: str) -> bool:
@@ -914,15 +954,6 @@ def _is_file(text: str) -> bool:
         return os.path.isfile(text)
     except (OSError, ValueError):
         return False
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        problem = exc.problem or "syntax error"
-        what = f"{exc.context}, {problem}" if exc.context else problem
-        return f"invalid YAML: {what} (line {mark.line + 1}, column {mark.column + 1})"
-    return f"invalid YAML: {exc}"
 
 
 def crd_schema() -> dict[str, Any]:

@@ -138,6 +138,183 @@ def _container_lists(node: Any) -> Iterator[list[Any]]:
             yield from _container_lists(item)
 
 
+def _located_container_lists(
+    node: Any, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Like :func:`_container_lists`, with where each ``containers`` value sits (any type)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "containers":
+                yield (*loc, key), value
+            else:
+                yield from _located_container_lists(value, (*loc, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _located_container_lists(item, (*loc, i))
+
+
+def check_containers(trial_spec: Mapping[str, Any], problems: Problems) -> None:
+    """The container fields the local runner reads, against their Kubernetes types:
+    ``command``/``args`` lists of strings, ``env`` a list of ``{name, value | valueFrom}``,
+    ``envFrom`` a list of mappings, ``workingDir`` a string, ``resources`` ``{limits,
+    requests, claims}`` with quantity maps. Locations are relative to the trialSpec."""
+    for loc, containers in _located_container_lists(trial_spec, ()):
+        if not isinstance(containers, list):
+            problems.add(f"{show(containers)} is not a list of containers", "trialSpec", *loc)
+            continue
+        for i, container in enumerate(containers):
+            where = ("trialSpec", *loc, i)
+            if not isinstance(container, Mapping):
+                problems.add(f"{show(container)} is not a container (a mapping)", *where)
+                continue
+            _check_container(container, where, problems)
+
+
+def _check_container(
+    c: Mapping[str, Any], where: tuple[str | int, ...], problems: Problems
+) -> None:
+    name = c.get("name")
+    if name is not None and not isinstance(name, str):
+        problems.add(f"{show(name)} is not a string", *where, "name")
+    for key in ("command", "args"):
+        value = c.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            problems.add(f"{show(value)} is not a list of strings", *where, key)
+            continue
+        for j, item in enumerate(value):
+            if not isinstance(item, str):
+                problems.add(
+                    f"{show(item)} is not a string (Kubernetes takes strings here: quote it)",
+                    *where,
+                    key,
+                    j,
+                )
+    working_dir = c.get("workingDir")
+    if working_dir is not None and not isinstance(working_dir, str):
+        problems.add(f"{show(working_dir)} is not a string", *where, "workingDir")
+    _check_env(c.get("env"), (*where, "env"), problems)
+    env_from = c.get("envFrom")
+    if env_from is not None:
+        if not isinstance(env_from, list):
+            problems.add(f"{show(env_from)} is not a list", *where, "envFrom")
+        else:
+            for j, item in enumerate(env_from):
+                if not isinstance(item, Mapping):
+                    problems.add(
+                        f"{show(item)} is not a mapping (configMapRef, secretRef, prefix)",
+                        *where,
+                        "envFrom",
+                        j,
+                    )
+    _check_resources(c.get("resources"), (*where, "resources"), problems)
+
+
+_ENV_KEYS = ("name", "value", "valueFrom")
+
+
+def _check_env(env: Any, where: tuple[str | int, ...], problems: Problems) -> None:
+    if env is None:
+        return
+    if not isinstance(env, list):
+        problems.add(
+            f"{show(env)} is not a list of {{name, value}} entries, e.g. [{{name: A, value: "
+            '"1"}]',
+            *where,
+        )
+        return
+    for j, entry in enumerate(env):
+        if not isinstance(entry, Mapping):
+            problems.add(f"{show(entry)} is not a {{name, value}} mapping", *where, j)
+            continue
+        for key in entry:
+            if key not in _ENV_KEYS:
+                problems.add(
+                    f"unknown field (allowed here: {', '.join(_ENV_KEYS)})"
+                    f"{did_you_mean(str(key), _ENV_KEYS)}",
+                    *where,
+                    j,
+                    key,
+                )
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            message = "is required" if name is None else f"{show(name)} is not a non-empty string"
+            problems.add(message, *where, j, "name")
+        elif "=" in name or "\0" in name:
+            problems.add(f"{show(name)} must not contain = or NUL", *where, j, "name")
+        value = entry.get("value")
+        if value is not None and not isinstance(value, str):
+            problems.add(
+                f"{show(value)} is not a string (Kubernetes takes strings here: quote it)",
+                *where,
+                j,
+                "value",
+            )
+        elif isinstance(value, str) and "\0" in value:
+            problems.add("must not contain a NUL character", *where, j, "value")
+        value_from = entry.get("valueFrom")
+        if value_from is not None and not isinstance(value_from, Mapping):
+            problems.add(f"{show(value_from)} is not a mapping", *where, j, "valueFrom")
+        if value is not None and value_from is not None:
+            problems.add("give either value or valueFrom, not both", *where, j, "valueFrom")
+
+
+def _check_resources(resources: Any, where: tuple[str | int, ...], problems: Problems) -> None:
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping):
+        problems.add(f"{show(resources)} is not a mapping (limits, requests)", *where)
+        return
+    for key, value in resources.items():
+        if key == "claims":
+            if not isinstance(value, list):
+                problems.add(f"{show(value)} is not a list", *where, key)
+            continue
+        if key not in ("limits", "requests"):
+            problems.add(
+                f"unknown field (allowed here: limits, requests, claims)"
+                f"{did_you_mean(str(key), ('limits', 'requests', 'claims'))}",
+                *where,
+                key,
+            )
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            problems.add(f"{show(value)} is not a mapping of resource quantities", *where, key)
+            continue
+        for resource, quantity in value.items():
+            if resource == GPU_RESOURCE and not _whole_number(quantity):
+                problems.add(
+                    f"{show(quantity)} is not a whole number of GPUs (0, 1, 2...)",
+                    *where,
+                    key,
+                    resource,
+                )
+            elif isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
+                problems.add(
+                    f'{show(quantity)} is not a quantity (e.g. 1, "500m", "2Gi")',
+                    *where,
+                    key,
+                    resource,
+                )
+
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def _whole_number(quantity: object) -> bool:
+    """A non-negative integer GPU count (an int, a digit string, or a placeholder)."""
+    if isinstance(quantity, bool):
+        return False
+    if isinstance(quantity, int):
+        return quantity >= 0
+    return isinstance(quantity, str) and (
+        quantity.strip().isdigit() or PLACEHOLDER_PREFIX in quantity
+    )
+
+
 def _names(containers: list[Any]) -> list[str]:
     return [
         c["name"] for c in containers if isinstance(c, Mapping) and isinstance(c.get("name"), str)
@@ -394,6 +571,7 @@ def _check_trial_spec(t: TrialTemplate, names: Mapping[str, int], problems: Prob
                 "name",
             )
 
+    check_containers(spec, problems)
     if spec.get("kind") == "TrainJob":  # its containers come from the training runtime
         return
     containers = container_names(spec)
