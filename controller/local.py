@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,7 @@ def build_reconciler(
 
 
 ProgressCallback = Callable[[StepResult, list[TrialRecord]], None]
+GiveUpRule = Callable[[Sequence[TrialRecord]], str | None]
 
 
 def run_until_done(
@@ -203,8 +204,12 @@ def run_until_done(
     *,
     on_progress: ProgressCallback | None = None,
     stop_event: threading.Event | None = None,
+    give_up: GiveUpRule | None = None,
 ) -> StepResult:
     """Reconcile ``name`` until it completes (or ``stop_event`` is set / Ctrl-C).
+
+    ``give_up`` sees each step's trials; when it returns a message the running trials are
+    stopped and the experiment is marked Failed with it (the SDK's fail-fast).
 
     Raises:
         KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
@@ -218,6 +223,9 @@ def run_until_done(
             reconciler.validate()
         while True:
             result = reconciler.step()
+            why = None if give_up is None or result.done else give_up(result.trials)
+            if why:
+                result = reconciler.fail(why)
             if on_progress is not None:
                 on_progress(result, result.trials)
             if result.done:
