@@ -226,8 +226,9 @@ def fail_fast_rule(
         failed = sum(t.condition in bad for t in trials)
         if failed < threshold:
             return None
+        first = "the first trial" if failed == 1 else f"the first {failed} trials"
         return (
-            f"the first {failed} trials failed and none succeeded, so tune() stopped early "
+            f"{first} failed and none succeeded, so tune() stopped early "
             "(fail_fast=False runs every trial)"
         )
 
