@@ -186,7 +186,9 @@ def test_fail_fast_stops_once_the_first_trials_all_failed() -> None:
 
 def test_fail_fast_can_be_turned_off_or_set() -> None:
     with pytest.raises(NoResultError) as caught:
-        tune(always_raises, {"x": search.double(0, 1)}, max_trial_count=4, fail_fast=False, **QUIET)
+        tune(
+            always_raises, {"x": search.double(0, 1)}, max_trial_count=4, fail_fast=False, **QUIET
+        )
     assert [t.condition for t in caught.value.result.trials] == ["Failed"] * 4
     with pytest.raises(ExperimentFailedError, match="the first trial failed"):
         tune(
