@@ -3,6 +3,7 @@ folder, suggestions and early stopping run in-process."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sqlite3
@@ -304,6 +305,11 @@ def test_reported_printed_and_returned_metrics_are_all_collected() -> None:
     loss = sorted((o.step, o.numeric) for o in observations if o.metric_name == "loss")
     assert loss == [(0, pytest.approx(0.6)), (1, pytest.approx(0.4)), (2, 0.2), (3, 0.1)]
     assert [o.numeric for o in observations if o.metric_name == "acc"] == [0.8]
+    # the printed acc has no timestamp of its own: it gets the time it was read, not year 1
+    assert trial.start_time is not None and trial.completion_time is not None
+    for o in observations:
+        assert trial.start_time - dt.timedelta(seconds=1) <= o.time
+        assert o.time <= trial.completion_time + dt.timedelta(seconds=1)
     assert result.best_value == pytest.approx(0.1)  # min over all reports of the trial
     assert result.best_metrics["acc"] == pytest.approx(0.8)
 
