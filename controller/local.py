@@ -97,8 +97,8 @@ def submit(
         raise SubmitError(
             f"experiment {name!r} already exists with a different spec (changed: "
             f"{', '.join('spec.' + k for k in changed)}); only parallelTrialCount, "
-            f"maxTrialCount and maxFailedTrialCount may change. Use another name "
-            f"(--name) or `tunery delete {name}`"
+            f"maxTrialCount and maxFailedTrialCount may change. Use another name or delete "
+            "the experiment first"
         )
     new_status = dict(existing.status)
     current = status.current_condition(existing.status)

@@ -256,7 +256,12 @@ def _tune_local(
             "Client().wait_for_experiment_condition or delete it first"
         )
     files, _ = documents.local_payload(spec, objective, folder)  # pickling errors: now
-    name, created = backend.submit(document, backend.cwd)  # another spec: before any write
+    try:
+        name, created = backend.submit(document, backend.cwd)  # another spec: before any write
+    except AlreadyExistsError as exc:
+        raise AlreadyExistsError(
+            f"{exc}: pass another name= to tune(), or Client().delete_experiment({spec.name!r})"
+        ) from None
     documents.write_files(files)
     view = ProgressView(name, enabled=verbose)
     if verbose and not created:
