@@ -108,6 +108,7 @@ def test_every_client_method_of_katib_is_there() -> None:
         (sdk.DriverExitedError, RuntimeError),
         (sdk.BackendUnavailableError, ConnectionError),
         (sdk.UnsupportedError, NotImplementedError),
+        (sdk.MissingDependencyError, ImportError),
     ],
 )
 def test_one_error_tree(error: type[Exception], builtin: type[Exception]) -> None:

@@ -91,6 +91,24 @@ class TuneResult:
         """The trials whose condition is ``condition`` (e.g. ``"Failed"``)."""
         return tuple(t for t in self.trials if t.condition == condition)
 
+    def to_dataframe(self) -> Any:
+        """The trials as a pandas DataFrame: ``trial``, ``condition``, ``reason``, ``value``,
+        ``params.<name>``, ``metrics.<name>``, ``start_time``, ``completion_time`` and
+        ``duration`` (seconds). Needs pandas (``pip install 'tunery[pandas]'``).
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        from tunery.sdk.export import to_dataframe
+
+        return to_dataframe(self.trials)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a result as a table: how it ended, the best trial, the trials."""
+        from tunery.sdk.export import result_html
+
+        return result_html(self)
+
 
 # -- conversions ----------------------------------------------------------------------------------
 

@@ -27,7 +27,13 @@ from tunery.sdk.errors import (
     NoResultError,
     WaitTimeoutError,
 )
-from tunery.sdk.experiments import conditions, is_completed, load_document, store_error
+from tunery.sdk.experiments import (
+    conditions,
+    is_completed,
+    load_document,
+    objective_and_space,
+    store_error,
+)
 from tunery.sdk.local import LocalBackend
 from tunery.sdk.records import TuneResult
 from tunery.store.base import TrialRecord
@@ -263,7 +269,7 @@ def _tune_local(
             f"{exc}: pass another name= to tune(), or Client().delete_experiment({spec.name!r})"
         ) from None
     documents.write_files(files)
-    view = ProgressView(name, enabled=verbose)
+    view = ProgressView.of_experiment(backend.store, name, enabled=verbose)
     if verbose and not created:
         print(f"tunery: resuming experiment {name!r}", file=sys.stderr)
     try:
@@ -327,7 +333,11 @@ def _tune_kubernetes(
     from tunery.sdk.progress import ProgressView
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    with ProgressView(name, enabled=verbose) as view:
+    objective_spec, _ = objective_and_space(document)
+    view = ProgressView(
+        name, objective=objective_spec, max_trials=spec.max_trial_count, enabled=verbose
+    )
+    with view:
         try:
             while True:
                 experiment = client.get_experiment(name, spec.namespace)
