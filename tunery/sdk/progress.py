@@ -205,7 +205,7 @@ class ProgressView:
         if best is None or self.objective is None:
             return ""
         trial, value = best
-        return f"best {self.objective.metric_name}={value:.6g} ({trial.name})"
+        return f"best {self.objective.metric_name}={value:.4g} ({trial.name})"
 
     def _count(self, finished: int) -> str:
         return f"{finished}/{self.max_trials}" if self.max_trials else str(finished)
@@ -253,7 +253,7 @@ class ProgressView:
             lines.append(
                 Text.assemble(
                     "best so far: ",
-                    (f"{self.objective.metric_name}={value:.6g}", "bold green"),
+                    (f"{self.objective.metric_name}={value:.4g}", "bold green"),
                     f"  {trial.name}  {self._params(trial)}",
                 )
             )
