@@ -177,6 +177,7 @@ def test_fail_fast_stops_once_the_first_trials_all_failed() -> None:
     assert "the first 3 trials failed and none succeeded" in message
     assert "fail_fast=False runs every trial" in message
     assert "ModuleNotFoundError: No module named 'sklearn_is_not_installed_here'" in message
+    assert "Client().delete_experiment('doomed')" in message
     result = caught.value.result
     assert result.condition == "Failed" and result.best_trial is None
     assert len(result.trials_by_condition("Failed")) == 3

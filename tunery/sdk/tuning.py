@@ -377,9 +377,15 @@ def _finish(
     client: Client | None = None,
 ) -> TuneResult:
     if result.condition == "Failed":
+        again = (
+            f"\nTo run it again after a fix: pass another name= to tune(), or "
+            f"Client().delete_experiment({result.experiment_name!r}) first"
+            if client is None
+            else ""
+        )
         raise ExperimentFailedError(
             f"experiment {result.experiment_name!r} failed: {result.message}"
-            f"{_explain(result, spec)}",
+            f"{_explain(result, spec)}{again}",
             result,
         )
     if result.best_trial is None:
