@@ -1,6 +1,6 @@
 """Tune an SVM on scikit-learn's bundled breast-cancer data with tunery's Python SDK.
 
-Run it (no download, about 20 s on 2 cores)::
+Run it (no download, about 15 s on 2 cores)::
 
     python examples/sdk/sklearn_svc.py
 
