@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ def submit(
             f"experiment {name!r} already exists with a different spec (changed: "
             f"{', '.join('spec.' + k for k in changed)}); only parallelTrialCount, "
             f"maxTrialCount, maxFailedTrialCount and resumePolicy may change. Use another name "
-            f"(--name) or `tunery delete {name}`"
+            "or delete the experiment first"
         )
     new_status = dict(existing.status)
     current = status.current_condition(existing.status)
@@ -200,6 +200,7 @@ def build_reconciler(
 
 
 ProgressCallback = Callable[[StepResult, list[TrialRecord]], None]
+GiveUpRule = Callable[[Sequence[TrialRecord]], str | None]
 
 
 def run_until_done(
@@ -209,12 +210,16 @@ def run_until_done(
     *,
     on_progress: ProgressCallback | None = None,
     stop_event: threading.Event | None = None,
+    give_up: GiveUpRule | None = None,
 ) -> StepResult:
     """Reconcile ``name`` until it completes (or ``stop_event`` is set / a signal arrives).
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop the running trials (Killed), mark the
     experiment interrupted (:func:`controller.status.mark_interrupted`; it stays resumable)
     and raise a KeyboardInterrupt (``KeyboardInterrupt("SIGTERM")`` for a signal).
+
+    ``give_up`` sees each step's trials; when it returns a message the running trials are
+    stopped and the experiment is marked Failed with it (the SDK's fail-fast).
 
     Raises:
         KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
@@ -230,6 +235,9 @@ def run_until_done(
             while True:
                 signals.raise_if_received()
                 result = reconciler.step()
+                why = None if give_up is None or result.done else give_up(result.trials)
+                if why:
+                    result = reconciler.fail(why)
                 if on_progress is not None:
                     on_progress(result, result.trials)
                 if result.done:

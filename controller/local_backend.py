@@ -29,6 +29,7 @@ from typing import Any
 from controller import status
 from controller.local import (
     BASE_DIR_KEY,
+    GiveUpRule,
     LocalSettings,
     ProgressCallback,
     run_until_done,
@@ -257,15 +258,17 @@ class LocalBackend:
         settings: LocalSettings | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        give_up: GiveUpRule | None = None,
     ) -> StepResult:
-        """Run the experiment in this process until it completes.
+        """Run the experiment in this process until it completes (``give_up``: see
+        :func:`controller.local.run_until_done`).
 
         Raises:
             KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
             ReconcileError: the experiment failed validation or its suggestion service failed.
         """
         return run_until_done(
-            self.store, name, settings or self.settings(), on_progress=on_progress
+            self.store, name, settings or self.settings(), on_progress=on_progress, give_up=give_up
         )
 
     def create_experiment(self, experiment: Experiment, base_dir: Path) -> str:

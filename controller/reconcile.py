@@ -643,6 +643,15 @@ class Reconciler:
                 self.store.update_trial(trial.name, completion_time=self.clock())
             self.allocator.release(trial.name)
 
+    def fail(self, message: str) -> StepResult:
+        """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a
+        caller's rule gave up on it, e.g. the SDK's fail-fast)."""
+        self._stop_all(self.store.list_trials(self.name), f"experiment failed: {message}")
+        decision = ("Failed", status.ExperimentReason.FAILED, message)
+        trials = self.store.list_trials(self.name)
+        self._write_status(decision, trials)
+        return StepResult(True, *decision, trials=trials)
+
     def interrupt(self, why: str = "interrupted (Ctrl-C)") -> None:
         """Stop running trials (Killed); the experiment stays resumable."""
         self._stop_all(self.store.list_trials(self.name), why)

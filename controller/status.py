@@ -116,9 +116,16 @@ def trial_objective_value(trial: TrialRecord, objective: Objective) -> float | N
 def optimal_trial(
     trials: Sequence[TrialRecord], objective: Objective
 ) -> tuple[TrialRecord, float] | None:
-    """The best trial with a finite objective value (the first one wins ties, as in Katib)."""
+    """The best trial with a finite objective value (the first one wins ties, as in Katib).
+
+    A Failed trial is never the best: Katib ranks every trial with an observation, but a trial
+    that reported a metric and then crashed did not produce a usable result (its goal is not
+    reached either). Killed and EarlyStopped trials keep their metrics and count.
+    """
     best: tuple[TrialRecord, float] | None = None
     for trial in trials:
+        if trial.condition is TrialCondition.FAILED:
+            continue
         value = trial_objective_value(trial, objective)
         if value is None:
             continue

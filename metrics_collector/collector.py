@@ -37,6 +37,8 @@ ends.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime as dt
 import logging
 import os
 import threading
@@ -51,6 +53,7 @@ from metrics_collector.parsers import DEFAULT_FILTER, MetricsFormat, Parser, Par
 from metrics_collector.tail import DEFAULT_LINES, OutputTail
 from tunery.store.errors import StoreUnavailableError
 from tunery.trials import (
+    ZERO_TIME,
     MetricSummary,
     Objective,
     Observation,
@@ -438,9 +441,18 @@ class TrialCollector:
         return (obs.metric_name, obs.value)
 
     def _accept(self, observations: list[Observation]) -> int:
-        """Queue new observations and run the stop check; called under the feed lock."""
+        """Queue new observations and run the stop check; called under the feed lock.
+
+        A line without its own timestamp (Katib stores the zero time, year 1) gets the time it
+        was read: the output is collected as it is written."""
         if not observations:
             return 0
+        if any(o.time == ZERO_TIME for o in observations):
+            now = dt.datetime.now(dt.UTC)
+            observations = [
+                dataclasses.replace(o, time=now) if o.time == ZERO_TIME else o
+                for o in observations
+            ]
         new: Iterable[Observation] = observations
         if self._skip:
             new = [o for o in observations if not self._already_stored(o)]

@@ -1,6 +1,6 @@
 """Tune an SVM on scikit-learn's bundled breast-cancer data with tunery's Python SDK.
 
-Run it (no download, about 20 s on 2 cores)::
+Run it (no download, about 15 s on 2 cores)::
 
     python examples/sdk/sklearn_svc.py
 
@@ -50,7 +50,7 @@ def main() -> None:
         objective_metric_name="accuracy",
         objective_type="maximize",
         algorithm_name="tpe",
-        algorithm_settings={"random_state": 0},
+        seed=0,  # the algorithm's seed (docs/sdk.md, "Reproducibility")
         max_trial_count=args.trials,
         parallel_trial_count=args.parallel,
         env_per_trial={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},

@@ -1,9 +1,13 @@
 """Tune a PyTorch MLP on scikit-learn's bundled digits with early stopping, from Python.
 
-Run it (no download, under a minute on 2 CPU cores)::
+Run it (no download)::
 
-    python examples/sdk/torch_digits.py            # CPU
-    python examples/sdk/torch_digits.py --gpu      # one GPU per trial (CUDA_VISIBLE_DEVICES)
+    python examples/sdk/torch_digits.py                 # a GPU per trial if any, else CPU
+    python examples/sdk/torch_digits.py --device cpu    # CPU only
+    python examples/sdk/torch_digits.py --device gpu    # one GPU per trial (CUDA_VISIBLE_DEVICES)
+
+On a machine without GPUs the default runs on the CPU and says so; ``--device gpu`` there
+stops with an error instead of failing every trial.
 
 The model is the one of ``examples/pytorch-digits/train.py``. The objective reports the
 validation loss and accuracy after every epoch with ``report_metrics(..., step=epoch)``;
@@ -14,6 +18,7 @@ those worse than the median, so bad learning rates cost a few epochs instead of 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tunery import search, tune
 
@@ -30,6 +35,7 @@ def train(params: dict) -> dict:
     torch.manual_seed(params["seed"])
     torch.set_num_threads(1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"training on {device}", flush=True)  # in the trial's log
     x, y = load_digits(return_X_y=True)
     x_train, x_val, y_train, y_val = train_test_split(
         x / 16.0, y, test_size=0.25, random_state=0, stratify=y
@@ -66,14 +72,39 @@ def train(params: dict) -> dict:
     return metrics
 
 
+def gpus_per_trial(device: str) -> int:
+    """1 when trials get a GPU each, 0 for the CPU; says which on stderr.
+
+    The GPUs are the ones tunery hands to local trials (NVML, ``nvidia-smi``, or
+    ``TUNERY_GPUS``, which also serves as a fake inventory in tests)."""
+    from controller.gpus import discover_gpus
+
+    if device == "cpu":
+        return 0
+    found = len(discover_gpus())
+    if found:
+        print(f"{found} GPU(s) found: each trial gets one", file=sys.stderr)
+        return 1
+    if device == "gpu":
+        sys.exit("--device gpu: no GPU found (NVML, nvidia-smi, TUNERY_GPUS); use --device cpu")
+    print("no GPU found: the trials run on the CPU", file=sys.stderr)
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--gpu", action="store_true", help="give each trial one GPU")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="auto (default): one GPU per trial when this machine has GPUs, else the CPU",
+    )
     parser.add_argument("--name", default=None, help="experiment name (same name: resume)")
     args = parser.parse_args()
+    gpus = gpus_per_trial(args.device)
 
     result = tune(
         train,
@@ -89,14 +120,14 @@ def main() -> None:
         additional_metric_names=["loss"],
         objective_type="maximize",
         algorithm_name="tpe",
-        algorithm_settings={"random_state": 0},
+        seed=0,
         early_stopping={
             "algorithm_name": "medianstop",
             "algorithm_settings": {"min_trials_required": 2, "start_step": 3},
         },
         max_trial_count=args.trials,
         parallel_trial_count=args.parallel,
-        resources_per_trial={"gpu": 1} if args.gpu else None,
+        resources_per_trial={"gpu": gpus} if gpus else None,
         env_per_trial={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
     stopped = result.trials_by_condition("EarlyStopped")

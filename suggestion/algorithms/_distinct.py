@@ -29,6 +29,27 @@ def request_rng(seed: int, request: SuggestRequest, *salt: int) -> np.random.Gen
     return np.random.default_rng([seed, len(request.trials), *salt])
 
 
+def indexed_prior(
+    encoding: SpaceEncoding, count: int, seen: Collection[Key], seed: int, first_index: int
+) -> list[Assignment]:
+    """``count`` distinct draws from the prior for the trials ``first_index``,
+    ``first_index + 1``, ...: the k-th from a generator seeded by ``(seed, first_index + k)``.
+
+    A startup suggestion so depends only on the seed and the trial's index, not on how the
+    trials were batched into requests (which varies with timing when trials run in
+    parallel). At one trial per request this is exactly :func:`request_rng`'s draw. Only a
+    draw that repeats an existing trial is redrawn, from the same generator.
+
+    Raises:
+        SpaceExhaustedError: a finite space has fewer unused points than requested.
+    """
+    out: list[Assignment] = []
+    for k in range(count):
+        rng = np.random.default_rng([seed, first_index + k])
+        out = fill_distinct(encoding, len(out) + 1, seen, rng, chosen=out)
+    return out
+
+
 def fill_distinct(
     encoding: SpaceEncoding,
     count: int,

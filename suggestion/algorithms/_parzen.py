@@ -24,7 +24,7 @@ discrete kernels match the grid exactly; numeric coordinates are continuous othe
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,11 +254,17 @@ def tpe_suggest(
     count: int,
     rng: np.random.Generator,
     config: TpeConfig,
+    startup: Callable[[int], list[Assignment]] | None = None,
 ) -> list[Assignment]:
-    """``count`` distinct assignments by TPE with a constant liar (see the module docstring)."""
+    """``count`` distinct assignments by TPE with a constant liar (see the module docstring).
+
+    Before ``n_startup_trials`` trials completed, ``startup(count)`` draws them from the prior
+    (default: ``rng``'s draws)."""
     x, losses = history.x_completed, history.losses
     n = len(losses)
     if n < max(config.n_startup_trials, 1):
+        if startup is not None:
+            return startup(count)
         return fill_distinct(encoding, count, history.keys, rng)
     dims = encoding.dims
     order = np.argsort(losses, kind="stable")

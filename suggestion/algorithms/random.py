@@ -2,16 +2,17 @@
 
 Registered in ``suggestion.algorithms.REGISTRY``; called by the suggestion service. Draws
 uniform points of the unit cube (:mod:`suggestion.algorithms._encoding`, whose coordinates
-encode uniform/log/normal priors and steps) from a numpy Generator seeded with
-``(random_state, number of trials so far)``, so the output is a pure function of the request
-and a restarted server continues exactly where the old one was. Repeats of existing trials
+encode uniform/log/normal priors and steps); trial ``i`` is drawn from a numpy Generator
+seeded with ``(random_state, i)``, so the output is a pure function of the request, a
+restarted server continues exactly where the old one was, and the trials do not depend on how
+parallel requests were batched. Repeats of existing trials
 (pending included) and within the batch are rejected and redrawn; a finite space that runs
 out raises :class:`SpaceExhaustedError`. Setting: ``random_state``.
 """
 
 from __future__ import annotations
 
-from suggestion.algorithms._distinct import fill_distinct, request_rng
+from suggestion.algorithms._distinct import indexed_prior
 from suggestion.algorithms._encoding import encoding_for
 from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms.base import Algorithm, AlgorithmSettings, SuggestRequest
@@ -33,5 +34,6 @@ class RandomSearch(Algorithm):
         if changed or self._trials is None:
             self._trials = TrialCache(encoding)
         keys = self._trials.keys(request)
-        rng = request_rng(self.seed(request), request)
-        return fill_distinct(encoding, request.count, keys, rng)
+        return indexed_prior(
+            encoding, request.count, keys, self.seed(request), len(request.trials)
+        )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from suggestion.algorithms._distinct import request_rng
+from suggestion.algorithms._distinct import indexed_prior, request_rng
 from suggestion.algorithms._encoding import encoding_for
 from suggestion.algorithms._history import TrialCache
 from suggestion.algorithms._parzen import TpeConfig, tpe_suggest
@@ -101,5 +101,11 @@ class Tpe(Algorithm):
         if changed or self._trials is None:
             self._trials = TrialCache(encoding)
         history = self._trials.history(request)
-        rng = request_rng(self.seed(request), request)
-        return tpe_suggest(encoding, history, request.count, rng, self._config())
+        seed = self.seed(request)
+        rng = request_rng(seed, request)
+        first = len(request.trials)
+
+        def startup(count: int) -> list[Assignment]:  # a function of (seed, trial index)
+            return indexed_prior(encoding, count, history.keys, seed, first)
+
+        return tpe_suggest(encoding, history, request.count, rng, self._config(), startup)

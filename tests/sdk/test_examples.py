@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "sdk"
 
 
-def _run(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], cwd: Path, timeout: float = 240, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNERY_", "KATIB_"))}
+    env.update(extra_env)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     pythonpath = child_pythonpath(env)
     if pythonpath is not None:
@@ -62,9 +65,28 @@ def test_the_scikit_learn_example(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_torch_example_with_early_stopping(tmp_path: Path) -> None:
+def test_the_torch_example_runs_on_the_cpu_without_a_gpu(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    done = _run([str(EXAMPLES / "torch_digits.py"), "--trials", "3", "--epochs", "4"], tmp_path)
+    torch_digits = str(EXAMPLES / "torch_digits.py")
+    done = _run([torch_digits, "--trials", "3", "--epochs", "4"], tmp_path, TUNERY_GPUS="")
     assert done.returncode == 0, done.stderr
+    assert "no GPU found: the trials run on the CPU" in done.stderr
     assert "best accuracy 0." in done.stdout
     assert "3 trials" in done.stdout
+    logs = list((tmp_path / ".tunery" / "logs").rglob("*.log"))
+    assert logs and all("training on cpu" in p.read_text() for p in logs)
+    refused = _run([torch_digits, "--device", "gpu"], tmp_path, TUNERY_GPUS="")
+    assert refused.returncode == 1 and "--device gpu: no GPU found" in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_torch_example_gives_each_trial_a_gpu(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    done = _run(
+        [str(EXAMPLES / "torch_digits.py"), "--trials", "2", "--epochs", "2"],
+        tmp_path,
+        TUNERY_GPUS="0,1",  # a fake inventory: each trial gets CUDA_VISIBLE_DEVICES 0 or 1
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 GPU(s) found: each trial gets one" in done.stderr
+    assert "2 trials" in done.stdout

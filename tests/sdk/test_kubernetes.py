@@ -712,7 +712,7 @@ def test_tune_on_the_cluster_without_results(client: Client, cluster: FakeCustom
         }
 
     cluster.on_get = end
-    with pytest.raises(NoResultError, match="without any trial reporting the objective"):
+    with pytest.raises(NoResultError, match="no successful trial: none reported the objective"):
         tune(
             self_contained,
             {"lr": search.double(0.001, 0.1), "layers": 2, "opt": "adam"},

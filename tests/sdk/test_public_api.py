@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,8 @@ def test_the_sdk_names_are_exported_lazily() -> None:
         sdk.TuneResult,
     )
     assert tunery.search is search
-    assert set(tunery.__all__) <= set(dir(tunery))
+    assert dir(tunery) == sorted(tunery.__all__)  # no Any, annotations, importlib
+    assert dir(sdk) == sorted(sdk.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         tunery.nope  # noqa: B018
 
@@ -106,9 +108,50 @@ def test_every_client_method_of_katib_is_there() -> None:
         (sdk.DriverExitedError, RuntimeError),
         (sdk.BackendUnavailableError, ConnectionError),
         (sdk.UnsupportedError, NotImplementedError),
+        (sdk.MissingDependencyError, ImportError),
     ],
 )
 def test_one_error_tree(error: type[Exception], builtin: type[Exception]) -> None:
     assert issubclass(error, sdk.TuneryError) and issubclass(error, builtin)
     assert error.__name__ in (_sdk_errors.__doc__ or "")  # drawn in the module docstring
     assert str(sdk.NotFoundError("experiment 'x' not found")) == "experiment 'x' not found"
+
+
+def test_pytest_starts_without_deprecation_warnings() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error::pytest.PytestDeprecationWarning",
+            "tests/test_style.py",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Deprecation" not in done.stdout + done.stderr
+
+
+def test_sdk_errors_name_sdk_arguments_not_cli_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunery import tune
+    from tunery.sdk import AlreadyExistsError
+
+    monkeypatch.chdir(tmp_path)
+    tune(lambda p: p["x"], {"x": search.discrete([1])}, name="taken", max_trial_count=1,
+         algorithm_name="grid", verbose=False)  # fmt: skip
+    with pytest.raises(AlreadyExistsError) as caught:
+        tune(lambda p: p["x"], {"x": search.discrete([2])}, name="taken", max_trial_count=1,
+             algorithm_name="grid", verbose=False)  # fmt: skip
+    message = str(caught.value)
+    assert "name= to tune()" in message and "Client().delete_experiment('taken')" in message
+    assert "--" not in message and "tunery delete" not in message

@@ -3,6 +3,7 @@ folder, suggestions and early stopping run in-process."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sqlite3
@@ -154,11 +155,128 @@ def test_an_objective_that_never_reports_leaves_metrics_unavailable() -> None:
             parallel_trial_count=2,
             **QUIET,
         )
-    assert "without any trial reporting the objective metric 'loss'" in str(caught.value)
+    assert "with no successful trial" in str(caught.value)
+    assert "none reported the objective metric 'loss'" in str(caught.value)
     assert "tunery.report_metrics({'loss': value})" in str(caught.value)
     result = caught.value.result
     assert [t.condition for t in result.trials] == [TrialCondition.METRICS_UNAVAILABLE] * 2
     assert result.best_trial is None and result.best_parameters == {}
+
+
+def always_raises(p: dict) -> float:
+    import sklearn_is_not_installed_here  # noqa: F401  (the newcomer's base install)
+
+    return 0.0
+
+
+def test_fail_fast_stops_once_the_first_trials_all_failed() -> None:
+    started = time.monotonic()
+    with pytest.raises(ExperimentFailedError) as caught:
+        tune(always_raises, {"x": search.double(0, 1)}, name="doomed", max_trial_count=12, **QUIET)
+    message = str(caught.value)
+    assert "the first 3 trials failed and none succeeded" in message
+    assert "fail_fast=False runs every trial" in message
+    assert "ModuleNotFoundError: No module named 'sklearn_is_not_installed_here'" in message
+    assert "Client().delete_experiment('doomed')" in message
+    result = caught.value.result
+    assert result.condition == "Failed" and result.best_trial is None
+    assert len(result.trials_by_condition("Failed")) == 3
+    assert len(result.trials) <= 6  # 3 failed, the others killed at once: not 12 trials
+    assert {t.condition for t in result.trials} <= {"Failed", "Killed"}
+    assert time.monotonic() - started < 60
+
+
+def test_fail_fast_can_be_turned_off_or_set() -> None:
+    with pytest.raises(NoResultError) as caught:
+        tune(
+            always_raises, {"x": search.double(0, 1)}, max_trial_count=4, fail_fast=False, **QUIET
+        )
+    assert [t.condition for t in caught.value.result.trials] == ["Failed"] * 4
+    with pytest.raises(ExperimentFailedError, match="the first trial failed"):
+        tune(
+            always_raises,
+            {"x": search.double(0, 1)},
+            max_trial_count=4,
+            parallel_trial_count=1,
+            fail_fast=1,
+            **QUIET,
+        )
+    with pytest.raises(InvalidArgumentError, match="fail_fast must be"):
+        tune(always_raises, {"x": search.double(0, 1)}, fail_fast=-2, **QUIET)
+
+
+def reports_then_raises(p: dict) -> float:
+    from tunery import report_metrics
+
+    report_metrics({"objective": 100.0 if p["x"] == 1 else float(p["x"])})
+    if p["x"] == 1:
+        raise RuntimeError("crashed after reporting")
+    return float(p["x"])
+
+
+def test_a_trial_that_reported_and_then_crashed_is_never_best() -> None:
+    result = tune(
+        reports_then_raises,
+        {"x": search.discrete([1, 2, 3])},
+        algorithm_name="grid",
+        max_trial_count=3,
+        **QUIET,
+    )
+    by_x = {t.parameters["x"]: t for t in result.trials}
+    assert by_x[1].condition == "Failed" and by_x[1].value == 100.0  # its metric is kept
+    assert result.best_trial == by_x[3].name and result.best_value == 3.0
+    with Client() as client:
+        best = client.get_optimal_hyperparameters(result.experiment_name)
+    assert best is not None and best.best_trial_name == by_x[3].name
+    with pytest.raises(NoResultError, match="with no successful trial") as caught:
+        tune(
+            reports_then_raises,
+            {"x": search.discrete([1])},
+            algorithm_name="grid",
+            max_trial_count=1,
+            **QUIET,
+        )
+    assert caught.value.result.best_trial is None
+    assert caught.value.result.reason == "ExperimentMaxTrialsReached"
+
+
+def noisy(p: dict) -> float:
+    return (p["x"] - 0.3) ** 2 + p["n"] / 100
+
+
+def _trial_sets(
+    seed: int, parallel: int, algorithm: str, count: int, **settings: int
+) -> list[list[tuple]]:
+    return [
+        [
+            (t.parameters["x"], t.parameters["n"])
+            for t in tune(
+                noisy,
+                {"x": search.double(0, 1), "n": search.int(1, 9)},
+                objective_type="minimize",
+                algorithm_name=algorithm,
+                algorithm_settings=settings,
+                seed=seed,
+                max_trial_count=count,
+                parallel_trial_count=parallel,
+                **QUIET,
+            ).trials
+        ]
+        for _ in range(2)
+    ]
+
+
+def test_the_same_seed_gives_the_same_trials() -> None:
+    # parallel 1: every trial, model phase included (TPE starts its model after 2 trials)
+    first, second = _trial_sets(5, 1, "tpe", 4, n_startup_trials=2)
+    assert first == second and len(set(first)) == 4
+    # parallel 3: the startup phase is a function of (seed, trial index) whatever the timing
+    first, second = _trial_sets(5, 3, "random", 6)
+    assert first == second
+    with pytest.raises(InvalidArgumentError, match="disagree"):
+        tune(noisy, {"x": search.double(0, 1)}, seed=1, algorithm_settings={"random_state": 2})
+    with pytest.raises(InvalidArgumentError, match="seed must be a non-negative integer"):
+        tune(noisy, {"x": search.double(0, 1)}, seed=-1)
 
 
 def reporting(p: dict) -> float:
@@ -188,6 +306,11 @@ def test_reported_printed_and_returned_metrics_are_all_collected() -> None:
     loss = sorted((o.step, o.numeric) for o in observations if o.metric_name == "loss")
     assert loss == [(0, pytest.approx(0.6)), (1, pytest.approx(0.4)), (2, 0.2), (3, 0.1)]
     assert [o.numeric for o in observations if o.metric_name == "acc"] == [0.8]
+    # the printed acc has no timestamp of its own: it gets the time it was read, not year 1
+    assert trial.start_time is not None and trial.completion_time is not None
+    for o in observations:
+        assert trial.start_time - dt.timedelta(seconds=1) <= o.time
+        assert o.time <= trial.completion_time + dt.timedelta(seconds=1)
     assert result.best_value == pytest.approx(0.1)  # min over all reports of the trial
     assert result.best_metrics["acc"] == pytest.approx(0.8)
 

@@ -270,13 +270,12 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
 
 
 def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
-    from controller.reconcile import ReconcileError, objective_from_spec
+    from controller.reconcile import ReconcileError
     from controller.templating import find_containers
     from tunery.sdk.progress import ProgressView
 
     store = backend.store
     spec = store.get_experiment(name).spec["spec"]
-    objective = objective_from_spec(spec)
     images = sorted(
         {
             str(c["image"])
@@ -288,7 +287,7 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
         click.echo(
             f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
         )
-    view = ProgressView(name, objective=objective, enabled=output == "text")
+    view = ProgressView.of_experiment(store, name, enabled=output == "text")
     try:
         with view:
             result = backend.drive(name, settings, on_progress=view.update)

@@ -11,7 +11,8 @@ One module per role:
 - ``metrics``: :func:`report_metrics` from inside a trial
 - ``search``: the search-space helpers; ``document``: the Experiment that ``tune`` builds
 - ``trial_entry``: the program every ``tune`` trial runs; ``records``: result values;
-  ``experiments``: reading Experiment documents; ``progress``: the live view; ``errors``
+  ``experiments``: reading Experiment documents; ``progress``: the live view; ``export``:
+  trials as a DataFrame or an HTML table; ``errors``
 
 Every error raised here is a :class:`TuneryError` (see ``tunery.sdk.errors`` for the tree);
 errors of the store, controller, collector and Kubernetes client are mapped at this boundary.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         ExperimentFailedError,
         InvalidArgumentError,
         InvalidExperimentError,
+        MissingDependencyError,
         NoResultError,
         NotFoundError,
         ObjectiveSerializationError,
@@ -62,6 +64,7 @@ _EXPORTS = {
             "ExperimentFailedError",
             "InvalidArgumentError",
             "InvalidExperimentError",
+            "MissingDependencyError",
             "NoResultError",
             "NotFoundError",
             "ObjectiveSerializationError",
@@ -82,6 +85,7 @@ __all__ = [
     "ExperimentFailedError",
     "InvalidArgumentError",
     "InvalidExperimentError",
+    "MissingDependencyError",
     "NoResultError",
     "NotFoundError",
     "ObjectiveSerializationError",
@@ -108,4 +112,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """The public names only (not this module's imports)."""
+    return sorted(__all__)

@@ -326,6 +326,19 @@ class Client:
             for t in self._kube.list_trials(experiment_name, namespace)
         ]
 
+    def trials_dataframe(self, experiment_name: str, namespace: str | None = None) -> Any:
+        """The experiment's trials as a pandas DataFrame, one row per trial in creation
+        order (columns as :meth:`TuneResult.to_dataframe`). Needs pandas
+        (``pip install 'tunery[pandas]'``).
+
+        Raises:
+            NotFoundError: no such experiment.
+            MissingDependencyError: pandas is not installed.
+        """
+        from tunery.sdk.export import to_dataframe
+
+        return to_dataframe(self.list_trials(experiment_name, namespace))
+
     def get_trial(self, name: str, namespace: str | None = None) -> TrialInfo:
         """One trial.
 

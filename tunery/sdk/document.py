@@ -63,6 +63,7 @@ class TuneSpec:
     additional_metric_names: Sequence[str] = ()
     algorithm_name: str = "tpe"
     algorithm_settings: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    seed: int | None = None
     early_stopping: str | Mapping[str, Any] | None = None
     max_trial_count: int | None = None
     parallel_trial_count: int | None = None
@@ -133,6 +134,10 @@ def check(spec: TuneSpec) -> None:
                 f"{label}: {metric!r} must be a non-empty name of letters, digits, '_', '-' or "
                 "'|' (Katib's default metrics filter cannot parse other names)"
             )
+    if spec.seed is not None and (
+        isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0
+    ):
+        raise InvalidArgumentError(f"seed must be a non-negative integer, got {spec.seed!r}")
     if spec.objective_metric_name in spec.additional_metric_names:
         raise InvalidArgumentError(
             f"additional_metric_names must not repeat the objective metric "
@@ -175,6 +180,22 @@ def _settings(label: str, settings: Any) -> list[dict[str, str]]:
         f"{label} must be a dict of setting names to values (or Katib's list of name/value "
         f"mappings), got {settings!r}"
     )
+
+
+def _seeded(settings: list[dict[str, str]], seed: int | None) -> list[dict[str, str]]:
+    """``settings`` with ``random_state`` set to ``seed`` (the algorithms' seed setting).
+
+    Raises:
+        InvalidArgumentError: ``algorithm_settings`` sets another ``random_state``.
+    """
+    if seed is None:
+        return settings
+    given = [s["value"] for s in settings if s["name"] == "random_state"]
+    if given and given != [str(seed)]:
+        raise InvalidArgumentError(
+            f"seed={seed} and algorithm_settings random_state={given[0]!r} disagree; give one"
+        )
+    return settings if given else [*settings, {"name": "random_state", "value": str(seed)}]
 
 
 def _setting_text(value: Any) -> str:
@@ -293,7 +314,7 @@ def build_document(spec: TuneSpec, container: Mapping[str, Any]) -> dict[str, An
     if spec.additional_metric_names:
         objective["additionalMetricNames"] = list(spec.additional_metric_names)
     algorithm: dict[str, Any] = {"algorithmName": spec.algorithm_name}
-    settings = _settings("algorithm_settings", spec.algorithm_settings)
+    settings = _seeded(_settings("algorithm_settings", spec.algorithm_settings), spec.seed)
     if settings:
         algorithm["algorithmSettings"] = settings
     body: dict[str, Any] = {"objective": objective, "algorithm": algorithm}

@@ -23,7 +23,9 @@ callers catch one family::
      │                                                     process exited before it completed
      ├── BackendUnavailableError(TuneryError, ConnectionError)  the database or the cluster
      │                                                     cannot be reached (retrying may help)
-     └── UnsupportedError(TuneryError, NotImplementedError)  not available on this backend
+     ├── UnsupportedError(TuneryError, NotImplementedError)  not available on this backend
+     └── MissingDependencyError(TuneryError, ImportError)  an optional package is needed
+                                                           (the message names the extra)
 
 ``ExperimentFailedError`` and ``WaitTimeoutError`` keep Katib's contract for
 ``wait_for_experiment_condition`` (``RuntimeError`` on Failed, ``TimeoutError``).
@@ -103,3 +105,8 @@ class BackendUnavailableError(TuneryError, ConnectionError):
 
 class UnsupportedError(TuneryError, NotImplementedError):
     """The operation is not available on this backend; the message says what to use."""
+
+
+class MissingDependencyError(TuneryError, ImportError):
+    """An optional package is needed (e.g. pandas for a DataFrame); the message says which
+    extra to install (``pip install 'tunery[pandas]'``)."""

@@ -91,6 +91,24 @@ class TuneResult:
         """The trials whose condition is ``condition`` (e.g. ``"Failed"``)."""
         return tuple(t for t in self.trials if t.condition == condition)
 
+    def to_dataframe(self) -> Any:
+        """The trials as a pandas DataFrame: ``trial``, ``condition``, ``reason``, ``value``,
+        ``params.<name>``, ``metrics.<name>``, ``start_time``, ``completion_time`` and
+        ``duration`` (seconds). Needs pandas (``pip install 'tunery[pandas]'``).
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        from tunery.sdk.export import to_dataframe
+
+        return to_dataframe(self.trials)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a result as a table: how it ended, the best trial, the trials."""
+        from tunery.sdk.export import result_html
+
+        return result_html(self)
+
 
 # -- conversions ----------------------------------------------------------------------------------
 
@@ -293,8 +311,16 @@ def tune_result(
     objective: Objective,
     space: SearchSpace | None,
 ) -> TuneResult:
-    """The result of an experiment from its status and trials."""
+    """The result of an experiment from its status and trials.
+
+    The best trial is the status's ``currentOptimalTrial`` unless that trial Failed (Katib
+    ranks every trial with metrics; tunery's controller skips Failed ones): then it is the best
+    trial of ``trials`` that did not fail, or none.
+    """
     best = optimal_trial(status, objective, space)
+    failed = {t.name for t in trials if t.condition == TrialCondition.FAILED}
+    if best is not None and best.best_trial_name in failed:
+        best = _best_of(trials, objective)
     current = latest_condition(status.get("conditions") or [])
     return TuneResult(
         experiment_name=name,
@@ -306,4 +332,19 @@ def tune_result(
         condition=str((current or {}).get("type", "")),
         reason=str((current or {}).get("reason", "")),
         message=str((current or {}).get("message", "")),
+    )
+
+
+def _best_of(trials: Sequence[TrialInfo], objective: Objective) -> OptimalTrial | None:
+    """The best trial that did not fail (the first one wins ties)."""
+    best: TrialInfo | None = None
+    for trial in trials:
+        if trial.condition == TrialCondition.FAILED or trial.value is None:
+            continue
+        if best is None or objective.is_better(trial.value, best.value):
+            best = trial
+    if best is None:
+        return None
+    return OptimalTrial(
+        best.name, dict(best.parameters), best.value, dict(best.metrics), best.observation
     )

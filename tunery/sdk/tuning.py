@@ -27,9 +27,17 @@ from tunery.sdk.errors import (
     NoResultError,
     WaitTimeoutError,
 )
-from tunery.sdk.experiments import conditions, is_completed, load_document, store_error
+from tunery.sdk.experiments import (
+    conditions,
+    is_completed,
+    load_document,
+    objective_and_space,
+    store_error,
+)
 from tunery.sdk.local import LocalBackend
 from tunery.sdk.records import TuneResult
+from tunery.store.base import TrialRecord
+from tunery.trials import TrialCondition
 
 DEFAULT_BASE_IMAGE = (
     f"docker.io/library/python:{sys.version_info.major}.{sys.version_info.minor}-slim"
@@ -48,10 +56,12 @@ def tune(
     additional_metric_names: Sequence[str] = (),
     algorithm_name: str = "tpe",
     algorithm_settings: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    seed: int | None = None,
     early_stopping: str | Mapping[str, Any] | None = None,
     max_trial_count: int | None = 10,
     parallel_trial_count: int | None = None,
     max_failed_trial_count: int | None = None,
+    fail_fast: bool | int = True,
     resources_per_trial: Mapping[str, Any] | None = None,
     env_per_trial: Mapping[str, str] | None = None,
     backend: Backend = "local",
@@ -91,11 +101,19 @@ def tune(
         additional_metric_names: other metrics to collect.
         algorithm_name, algorithm_settings: the suggestion algorithm (``tpe``, ``random``,
             ``grid``, ``bayesianoptimization``, ``cmaes``, ...) and its settings (a dict).
+        seed: the algorithm's seed (its ``random_state`` setting). The same seed gives the
+            same trials at ``parallel_trial_count=1``, and the same startup-phase trials at
+            any parallelism (see docs/sdk.md, "Reproducibility"). Unset: derived from the
+            experiment name, which is random unless ``name`` is given.
         early_stopping: ``"medianstop"`` or ``{"algorithm_name": "medianstop",
             "algorithm_settings": {"min_trials_required": 3, "start_step": 4}}``.
         max_trial_count: trials to run in total (None: until the algorithm is exhausted).
         parallel_trial_count: trials at a time (default 3, at most ``max_trial_count``).
         max_failed_trial_count: fail the experiment after this many failed trials.
+        fail_fast: locally, stop as soon as the first trials all failed (Failed or
+            MetricsUnavailable) with none succeeded, and raise ExperimentFailedError with the
+            first failure's traceback. ``True``: after ``max(3, parallel_trial_count)``
+            failures; a number: after that many; ``False``: run every trial.
         resources_per_trial: ``{"gpu": 1, "cpu": 2, "memory": "4Gi"}``; locally GPUs are
             assigned through ``CUDA_VISIBLE_DEVICES``.
         env_per_trial: environment variables of every trial.
@@ -141,6 +159,7 @@ def tune(
     assert active is not None
     if parallel_trial_count is None:
         parallel_trial_count = 3 if max_trial_count is None else max(1, min(3, max_trial_count))
+    give_up = fail_fast_rule(fail_fast, parallel_trial_count)
     spec = documents.TuneSpec(
         name=documents.experiment_name(objective, name),
         parameters=parameters,
@@ -150,6 +169,7 @@ def tune(
         additional_metric_names=tuple(additional_metric_names),
         algorithm_name=algorithm_name,
         algorithm_settings=algorithm_settings,
+        seed=seed,
         early_stopping=early_stopping,
         max_trial_count=max_trial_count,
         parallel_trial_count=parallel_trial_count,
@@ -163,7 +183,7 @@ def tune(
     documents.check(spec)
     try:
         if active._local is not None:
-            return _tune_local(active._local, spec, objective, verbose)
+            return _tune_local(active._local, spec, objective, verbose, give_up)
         return _tune_kubernetes(
             active,
             spec,
@@ -181,8 +201,52 @@ def tune(
             owned.close()
 
 
+def fail_fast_rule(
+    fail_fast: bool | int, parallel: int
+) -> Callable[[Sequence[TrialRecord]], str | None] | None:
+    """The controller's give-up rule for ``fail_fast`` (None: never give up).
+
+    It gives up once ``threshold`` trials ended Failed or MetricsUnavailable while none
+    Succeeded or was EarlyStopped (which both mean the objective produced metrics).
+
+    Raises:
+        InvalidArgumentError: ``fail_fast`` is neither a bool nor a positive integer.
+    """
+    if isinstance(fail_fast, bool):
+        if not fail_fast:
+            return None
+        threshold = max(3, parallel)
+    elif isinstance(fail_fast, int) and fail_fast >= 1:
+        threshold = fail_fast
+    else:
+        raise InvalidArgumentError(
+            f"fail_fast must be True, False or a positive number of failed trials, got "
+            f"{fail_fast!r}"
+        )
+    ok = (TrialCondition.SUCCEEDED, TrialCondition.EARLY_STOPPED)
+    bad = (TrialCondition.FAILED, TrialCondition.METRICS_UNAVAILABLE)
+
+    def give_up(trials: Sequence[TrialRecord]) -> str | None:
+        if any(t.condition in ok for t in trials):
+            return None
+        failed = sum(t.condition in bad for t in trials)
+        if failed < threshold:
+            return None
+        first = "the first trial" if failed == 1 else f"the first {failed} trials"
+        return (
+            f"{first} failed and none succeeded, so tune() stopped early "
+            "(fail_fast=False runs every trial)"
+        )
+
+    return give_up
+
+
 def _tune_local(
-    backend: LocalBackend, spec: documents.TuneSpec, objective: Callable[..., Any], verbose: bool
+    backend: LocalBackend,
+    spec: documents.TuneSpec,
+    objective: Callable[..., Any],
+    verbose: bool,
+    give_up: Callable[[Sequence[TrialRecord]], str | None] | None,
 ) -> TuneResult:
     from controller.reconcile import ReconcileError
     from tunery.sdk.progress import ProgressView
@@ -198,14 +262,21 @@ def _tune_local(
             "Client().wait_for_experiment_condition or delete it first"
         )
     files, _ = documents.local_payload(spec, objective, folder)  # pickling errors: now
-    name, created = backend.submit(document, backend.cwd)  # another spec: before any write
+    try:
+        name, created = backend.submit(document, backend.cwd)  # another spec: before any write
+    except AlreadyExistsError as exc:
+        raise AlreadyExistsError(
+            f"{exc}: pass another name= to tune(), or Client().delete_experiment({spec.name!r})"
+        ) from None
     documents.write_files(files)
-    view = ProgressView(name, enabled=verbose)
+    view = ProgressView.of_experiment(backend.store, name, enabled=verbose)
     if verbose and not created:
         print(f"tunery: resuming experiment {name!r}", file=sys.stderr)
     try:
         with view:
-            backend.engine.drive(name, backend.settings(), on_progress=view.update)
+            backend.engine.drive(
+                name, backend.settings(), on_progress=view.update, give_up=give_up
+            )
     except KeyboardInterrupt:
         if verbose:
             print(
@@ -262,7 +333,11 @@ def _tune_kubernetes(
     from tunery.sdk.progress import ProgressView
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    with ProgressView(name, enabled=verbose) as view:
+    objective_spec, _ = objective_and_space(document)
+    view = ProgressView(
+        name, objective=objective_spec, max_trials=spec.max_trial_count, enabled=verbose
+    )
+    with view:
         try:
             while True:
                 experiment = client.get_experiment(name, spec.namespace)
@@ -302,16 +377,22 @@ def _finish(
     client: Client | None = None,
 ) -> TuneResult:
     if result.condition == "Failed":
+        again = (
+            f"\nTo run it again after a fix: pass another name= to tune(), or "
+            f"Client().delete_experiment({result.experiment_name!r}) first"
+            if client is None
+            else ""
+        )
         raise ExperimentFailedError(
             f"experiment {result.experiment_name!r} failed: {result.message}"
-            f"{_explain(result, spec)}",
+            f"{_explain(result, spec)}{again}",
             result,
         )
     if result.best_trial is None:
         raise NoResultError(
-            f"experiment {result.experiment_name!r} ended ({result.reason}) without any trial "
-            f"reporting the objective metric {spec.objective_metric_name!r}"
-            f"{_explain(result, spec)}",
+            f"experiment {result.experiment_name!r} ended ({result.reason}) with no successful "
+            f"trial: none reported the objective metric {spec.objective_metric_name!r} "
+            f"without failing{_explain(result, spec)}",
             result,
         )
     if verbose:
