@@ -111,19 +111,22 @@ def _load(path: str, endpoints: dict[str, str] | None = None):
 # -- options shared by validate, run and resume ------------------------------------------------
 
 
-def _settings(logs_dir: str | None, endpoints: tuple[str, ...]):
+def _settings(logs_dir: str | None, endpoints: tuple[str, ...], outage_limit: float | None = None):
     from controller.clients import parse_endpoints
     from controller.local import LocalSettings
+    from tunery.retry import InvalidRetryPolicyError, RetryPolicy
 
     try:
         mapped = parse_endpoints(
             [*list(endpoints), os.environ.get("TUNERY_SUGGESTION_ENDPOINTS", "")]
         )
-    except ValueError as exc:
+        outage = RetryPolicy.from_env(limit=outage_limit)
+    except (ValueError, InvalidRetryPolicyError) as exc:
         raise CliError(str(exc), EXIT_INVALID) from None
     return LocalSettings(
         logs_dir=Path(logs_dir or ".tunery/logs").resolve(),
         endpoints=mapped,
+        outage=outage,
     )
 
 
@@ -143,6 +146,14 @@ _run_options = [
         help="Where trial logs go (default .tunery/logs).",
     ),
     _endpoint_option,
+    click.option(
+        "--outage-limit",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help="How long a database or suggestion-service outage is waited out before exiting 3 "
+        "(default 600; env TUNERY_OUTAGE_LIMIT).",
+    ),
 ]
 
 
@@ -188,10 +199,11 @@ def run(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
+    outage_limit: float | None,
     output: str,
 ) -> None:
     """Run the Experiment in FILE on this machine until it completes."""
-    settings = _settings(logs_dir, endpoints)
+    settings = _settings(logs_dir, endpoints, outage_limit)
     experiment = _load(file, dict(settings.endpoints))
     document = experiment.to_document()
     if name:
@@ -237,10 +249,11 @@ def resume(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
+    outage_limit: float | None,
     output: str,
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
-    settings = _settings(logs_dir, endpoints)
+    settings = _settings(logs_dir, endpoints, outage_limit)
     from controller.local import BASE_DIR_KEY, SubmitError, submit
 
     with _errors():
@@ -257,10 +270,12 @@ def resume(
 
 
 def _drive(store: Any, name: str, settings: Any, output: str) -> None:
+    from controller.clients import ServiceUnavailableError
     from controller.local import run_until_done
     from controller.reconcile import ReconcileError, objective_from_spec
     from controller.templating import find_containers
     from tunery.progress import ProgressView
+    from tunery.store.errors import StoreUnavailableError
 
     spec = store.get_experiment(name).spec["spec"]
     objective = objective_from_spec(spec)
@@ -288,6 +303,11 @@ def _drive(store: Any, name: str, settings: Any, output: str) -> None:
     except ReconcileError as exc:
         _print_summary(store, name, output)
         raise CliError(f"experiment {name!r} failed: {exc}", EXIT_FAILED) from None
+    except (ServiceUnavailableError, StoreUnavailableError) as exc:
+        raise CliError(
+            f"{exc}\nrunning trials keep running; continue with `tunery resume {name}`",
+            EXIT_UNAVAILABLE,
+        ) from None
     _print_summary(store, name, output)
     if result.condition == "Failed":
         sys.exit(EXIT_FAILED)
