@@ -17,6 +17,7 @@ observation lost, none doubled.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from typing import Any
 from controller.paths import local_metrics_path, push_metrics_path
 from controller.reconcile import CollectionResult, WatcherFactory
 from metrics_collector.collector import TrialCollector
+from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
 from metrics_collector.sources import FileTailer
 from tunery.store.base import Store, TrialRecord
 from tunery.trials import Objective, StopCheck, StopDecision
+
+log = logging.getLogger(__name__)
 
 UNSUPPORTED_LOCALLY = ("TensorFlowEvent", "PrometheusMetric", "Custom")
 
@@ -124,7 +128,12 @@ class LogWatcher:
         )
 
     def close(self) -> None:
+        """Stop at once (the controller is leaving). Rows not yet stored stay in the trial's
+        files, which the next watcher of this trial re-reads (after ``tunery resume``)."""
         for collector, tailer in self._pairs:
             tailer.stop(drain=False)
             tailer.join(timeout=5)
-            collector.close()
+            try:
+                collector.close(timeout=0)
+            except FlushError as exc:
+                log.warning("%s", exc)

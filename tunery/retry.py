@@ -47,7 +47,7 @@ class RetryPolicy:
     most ``limit`` seconds of continuous unavailability."""
 
     initial_delay: float = 0.5
-    max_delay: float = 5.0
+    max_delay: float = 2.0
     limit: float = DEFAULT_OUTAGE_LIMIT_S
 
     def __post_init__(self) -> None:
