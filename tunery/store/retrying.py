@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from tunery.retry import Outage, RetryPolicy
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
-from tunery.store.errors import AlreadyExistsError, StoreUnavailableError
+from tunery.store.errors import AlreadyExistsError, StoreError, StoreUnavailableError
 from tunery.trials import Observation, TrialCondition
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ class RetryingStore(Store):
                 log.warning("%s", outage.describe(delay, exc))
                 self._sleep(delay)
                 continue
+            except StoreError:
+                self._recovered()  # the database answered
+                raise
             self._recovered()
             return result
 
