@@ -5,7 +5,8 @@ controller and its collectors write through), by ``controller.clients`` (gRPC Su
 servers) and by the operator. :class:`RetryPolicy` is the value: first delay, longest delay,
 and how long an outage may last before the caller gives up (``$TUNERY_OUTAGE_LIMIT``, default
 600 s). :class:`Outage` is one outage in progress: it says when to try next and when it
-gives up, and words that for the logs.
+gives up, and words that for the logs. :class:`OutageWatch` shares one outage among threads:
+it starts at the first failure any of them sees and ends at the next success.
 
 ::
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -144,3 +146,29 @@ class Outage:
             f"{self.what} unavailable for {self.elapsed:.0f} s, longer than the outage limit of "
             f"{self.policy.limit:g} s ({ENV_OUTAGE_LIMIT} or --outage-limit): {cause}"
         )
+
+
+class OutageWatch:
+    """The outage of one resource as seen by many threads (thread-safe)."""
+
+    def __init__(
+        self, policy: RetryPolicy, what: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self.what = what
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outage: Outage | None = None
+
+    def failed(self) -> Outage:
+        """The outage in progress, started now if there was none."""
+        with self._lock:
+            if self._outage is None:
+                self._outage = Outage(self.policy, self.what, clock=self._clock)
+            return self._outage
+
+    def recovered(self) -> Outage | None:
+        """End the outage; returns it (to log how long it lasted), or None if there was none."""
+        with self._lock:
+            outage, self._outage = self._outage, None
+        return outage

@@ -23,12 +23,11 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from tunery.retry import Outage, RetryPolicy
+from tunery.retry import OutageWatch, RetryPolicy
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
 from tunery.store.errors import AlreadyExistsError, StoreError, StoreUnavailableError
 from tunery.trials import Observation, TrialCondition
@@ -52,10 +51,9 @@ class RetryingStore(Store):
         self.inner = inner
         self.policy = policy
         self._sleep = sleep
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._outage: Outage | None = None
-        self._what = f"database {getattr(inner, 'url', type(inner).__name__)}"
+        self._watch = OutageWatch(
+            policy, f"database {getattr(inner, 'url', type(inner).__name__)}", clock=clock
+        )
 
     def __repr__(self) -> str:
         return f"RetryingStore({self.inner!r}, limit={self.policy.limit:g}s)"
@@ -77,7 +75,7 @@ class RetryingStore(Store):
                         return landed
                 result = call()
             except StoreUnavailableError as exc:
-                outage = self._failed()
+                outage = self._watch.failed()
                 if outage.remaining <= 0:
                     raise StoreUnavailableError(outage.gave_up(exc)) from exc
                 delay = min(
@@ -95,17 +93,10 @@ class RetryingStore(Store):
             self._recovered()
             return result
 
-    def _failed(self) -> Outage:
-        with self._lock:
-            if self._outage is None:
-                self._outage = Outage(self.policy, self._what, clock=self._clock)
-            return self._outage
-
     def _recovered(self) -> None:
-        with self._lock:
-            outage, self._outage = self._outage, None
+        outage = self._watch.recovered()
         if outage is not None:
-            log.warning("%s available again after %.1f s", self._what, outage.elapsed)
+            log.warning("%s available again after %.1f s", outage.what, outage.elapsed)
 
     # -- experiments ----------------------------------------------------------------------------
     def create_experiment(self, name: str, spec: Mapping[str, Any]) -> ExperimentRecord:
