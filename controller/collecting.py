@@ -29,6 +29,7 @@ from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
 from metrics_collector.sources import FileTailer
 from tunery.store.base import Store, TrialRecord
+from tunery.store.errors import StoreUnavailableError
 from tunery.trials import Objective, StopCheck, StopDecision
 
 log = logging.getLogger(__name__)
@@ -111,12 +112,25 @@ class LogWatcher:
         return make
 
     def finish(self) -> CollectionResult:
+        """Drain every source and store the rest.
+
+        Raises:
+            StoreUnavailableError: the rest could not be stored. The store given to the
+                watcher is expected to wait out outages itself (the local controller's
+                :class:`~tunery.store.retrying.RetryingStore`), so this is not retried here;
+                the trial's files keep the rows for the next watcher.
+        """
         for _, tailer in self._pairs:
             tailer.stop(drain=True)
         for collector, tailer in self._pairs:
             tailer.join()
             collector.end_of_input()
-            collector.close()
+            try:
+                collector.close(timeout=0)
+            except FlushError as exc:
+                if isinstance(exc.__cause__, StoreUnavailableError):
+                    raise StoreUnavailableError(str(exc)) from exc
+                raise
         primary = self._pairs[0][0]
         summary = primary.summarize()
         return CollectionResult(
