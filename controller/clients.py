@@ -266,7 +266,8 @@ class GrpcSuggestionClient:
         delay = self._outage.next_delay()
         if delay is None:
             raise ServiceUnavailableError(self._what, self._outage.gave_up(exc.details)) from None
-        log.warning("%s", self._outage.describe(delay, f"{exc.code.name}: {exc.details}"))
+        level = logging.WARNING if self._outage.worth_logging() else logging.DEBUG
+        log.log(level, "%s", self._outage.describe(delay, f"{exc.code.name}: {exc.details}"))
         self._next_try = self._clock() + delay
 
     def close(self) -> None:

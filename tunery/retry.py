@@ -38,6 +38,9 @@ ENV_OUTAGE_LIMIT = "TUNERY_OUTAGE_LIMIT"
 
 DEFAULT_OUTAGE_LIMIT_S = 600.0
 
+LOG_EVERY_S = 30.0
+"""While an outage lasts, how often its waiting is logged (after the first time)."""
+
 
 class InvalidRetryPolicyError(ValueError):
     """A limit or delay is not a usable number of seconds; the message names it."""
@@ -109,6 +112,16 @@ class Outage:
         self._clock = clock
         self.started = clock()
         self.attempts = 0
+        self._logged_at: float | None = None
+
+    def worth_logging(self, every: float = LOG_EVERY_S) -> bool:
+        """True for the first wait of the outage, then once per ``every`` seconds, so that
+        many threads waiting on one outage do not flood the log."""
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < every:
+            return False
+        self._logged_at = now
+        return True
 
     @property
     def elapsed(self) -> float:

@@ -50,3 +50,13 @@ def test_the_wait_message_says_what_why_when() -> None:
     text = outage.describe(2.0, "connection refused")
     assert text.startswith("database postgresql://u:***@h/db unavailable (connection refused)")
     assert "retrying in 2.0 s, giving up at" in text and "UTC" in text
+
+
+def test_waiting_is_worth_logging_once_per_30_seconds() -> None:
+    now = [0.0]
+    outage = Outage(RetryPolicy(), "db", clock=lambda: now[0])
+    seen = []
+    for _ in range(40):
+        seen.append(outage.worth_logging())
+        now[0] += 2.0
+    assert [i * 2 for i, s in enumerate(seen) if s] == [0, 30, 60]

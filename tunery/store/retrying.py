@@ -84,7 +84,8 @@ class RetryingStore(Store):
                     outage.remaining,
                 )
                 attempts += 1
-                log.warning("%s", outage.describe(delay, exc))
+                level = logging.WARNING if outage.worth_logging() else logging.DEBUG
+                log.log(level, "%s", outage.describe(delay, exc))
                 self._sleep(delay)
                 continue
             except StoreError:
