@@ -305,7 +305,8 @@ def _drive(store: Any, name: str, settings: Any, output: str) -> None:
         raise CliError(f"experiment {name!r} failed: {exc}", EXIT_FAILED) from None
     except (ServiceUnavailableError, StoreUnavailableError) as exc:
         raise CliError(
-            f"{exc}\nrunning trials keep running; continue with `tunery resume {name}`",
+            f"{exc}\nthe experiment is kept (trials already started keep running): continue "
+            f"with `tunery resume {name}` once it is back",
             EXIT_UNAVAILABLE,
         ) from None
     _print_summary(store, name, output)
