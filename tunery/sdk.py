@@ -1092,10 +1092,13 @@ def _tune_local(
             f"experiment {name!r} failed: {exc}", backend.result(name)
         ) from None
     except Exception as exc:
+        from controller.clients import ServiceUnavailableError
         from tunery.store.errors import StoreError
 
         if isinstance(exc, StoreError):
             raise _store_error(exc) from exc
+        if isinstance(exc, ServiceUnavailableError):
+            raise BackendUnavailableError(str(exc)) from exc
         raise
     return _finish(backend.result(name), spec, verbose)
 
