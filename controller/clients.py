@@ -5,11 +5,21 @@ the servicer's RPC methods directly with a local call context (no network, no se
 the gRPC form reaches any Katib-compatible server (a custom algorithm in any language). Either
 way a failed call raises :class:`ServiceCallError` carrying the gRPC status code and the
 server's message, so the reconciler handles both paths identically.
+
+A gRPC Suggestion server that is down is waited for, not fatal: the first contact waits up to
+:data:`FIRST_CONTACT_LIMIT_S` (or the outage limit, if shorter) for the server to answer;
+after that an UNAVAILABLE (or timed-out) call starts an outage that is retried with backoff
+(:class:`tunery.retry.RetryPolicy`) without blocking the caller: until the next try is due,
+calls fail at once with a retryable :class:`ServiceCallError`, so the reconciler keeps
+finishing running trials meanwhile. Past either limit the client raises
+:class:`ServiceUnavailableError` naming the endpoint (``tunery run`` exits 3).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,9 +27,21 @@ from typing import Any, Protocol
 import grpc
 
 from tunery.api import api_pb2, api_pb2_grpc
+from tunery.retry import Outage, RetryPolicy
 from tunery.tls import open_channel
 
+log = logging.getLogger(__name__)
+
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+FIRST_CONTACT_LIMIT_S = 20.0
+"""How long the first call waits for a gRPC server that has never answered."""
+
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),  # gRPC's default, 120 s, outlasts short outages
+)
 
 
 class ServiceCallError(Exception):
@@ -34,6 +56,23 @@ class ServiceCallError(Exception):
     @property
     def retryable(self) -> bool:
         return self.code in RETRYABLE
+
+
+class ServiceUnavailableError(ServiceCallError):
+    """A gRPC service never answered, or stayed unavailable past the outage limit; the
+    message names the endpoint. Not retried by the reconciler: the run stops (exit 3) and the
+    experiment stays resumable."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(service, grpc.StatusCode.UNAVAILABLE, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.details
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class _LocalContext:
@@ -74,9 +113,16 @@ def _call_local(service: str, method: Callable[[Any, Any], Any], request: Any) -
     return reply
 
 
-def _call_remote(service: str, method: Callable[..., Any], request: Any, timeout: float) -> Any:
+def _call_remote(
+    service: str,
+    method: Callable[..., Any],
+    request: Any,
+    timeout: float,
+    *,
+    wait_for_ready: bool = True,
+) -> Any:
     try:
-        return method(request, timeout=timeout, wait_for_ready=True)
+        return method(request, timeout=timeout, wait_for_ready=wait_for_ready)
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
         details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -131,35 +177,99 @@ class InProcessSuggestionClient:
 
 
 class GrpcSuggestionClient:
-    """Talks to a Katib-compatible Suggestion server at ``address`` (``host:port``)."""
+    """Talks to a Katib-compatible Suggestion server at ``address`` (``host:port``), waiting
+    out outages as the module docstring says. ``timeout`` bounds one call to a server that is
+    up (an algorithm may think for minutes); ``name`` is the algorithm, for messages."""
 
-    def __init__(self, address: str, *, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str = "",
+        timeout: float = 600.0,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.address = address
-        self._channel = open_channel(address)
+        self.policy = policy or RetryPolicy.from_env()
+        self._what = f"Suggestion service {name + ' ' if name else ''}at {address}"
+        self._channel = open_channel(address, options=CHANNEL_OPTIONS)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)
         self._timeout = timeout
+        self._clock = clock
+        self._contacted = False
+        self._outage: Outage | None = None
+        self._next_try = 0.0
 
     def get_suggestions(
         self, request: api_pb2.GetSuggestionsRequest
     ) -> api_pb2.GetSuggestionsReply:
-        reply: api_pb2.GetSuggestionsReply = _call_remote(
-            f"Suggestion at {self.address}", self._stub.GetSuggestions, request, self._timeout
-        )
+        reply: api_pb2.GetSuggestionsReply = self._call(self._stub.GetSuggestions, request)
         return reply
 
     def validate_algorithm_settings(
         self, request: api_pb2.ValidateAlgorithmSettingsRequest
     ) -> None:
         try:
-            _call_remote(
-                f"Suggestion at {self.address}",
-                self._stub.ValidateAlgorithmSettings,
-                request,
-                self._timeout,
-            )
+            self._call(self._stub.ValidateAlgorithmSettings, request, block=True)
         except ServiceCallError as exc:
             if exc.code is not grpc.StatusCode.UNIMPLEMENTED:  # Katib: unimplemented = valid
                 raise
+
+    def _call(self, method: Callable[..., Any], request: Any, *, block: bool = False) -> Any:
+        """One call. During an outage, ``block`` waits for each next try (validation, before
+        anything runs); otherwise a call before the next try is due fails at once."""
+        while True:
+            try:
+                return self._try(method, request)
+            except ServiceUnavailableError:
+                raise
+            except ServiceCallError as exc:
+                if not (block and exc.retryable):
+                    raise
+                time.sleep(max(0.0, self._next_try - self._clock()))
+
+    def _try(self, method: Callable[..., Any], request: Any) -> Any:
+        if not self._contacted:
+            self._first_contact()
+        if self._outage is not None and self._clock() < self._next_try:
+            raise ServiceCallError(
+                self._what, grpc.StatusCode.UNAVAILABLE, "waiting to retry (see the log)"
+            )
+        try:
+            reply = _call_remote(self._what, method, request, self._timeout, wait_for_ready=False)
+        except ServiceCallError as exc:
+            if exc.retryable:
+                self._failed(exc)
+            raise
+        if self._outage is not None:
+            log.warning("%s available again after %.1f s", self._what, self._outage.elapsed)
+            self._outage = None
+        return reply
+
+    def _first_contact(self) -> None:
+        """Wait until the server accepts a connection, up to the first-contact limit."""
+        limit = min(FIRST_CONTACT_LIMIT_S, self.policy.limit)
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=limit)
+        except grpc.FutureTimeoutError:
+            raise ServiceUnavailableError(
+                self._what,
+                f"{self._what} did not answer within {limit:g} s: is the server running and "
+                "is the endpoint right?",
+            ) from None
+        self._contacted = True
+
+    def _failed(self, exc: ServiceCallError) -> None:
+        """Start or continue the outage; raise ServiceUnavailableError past its limit."""
+        if self._outage is None:
+            self._outage = Outage(self.policy, self._what, clock=self._clock)
+        delay = self._outage.next_delay()
+        if delay is None:
+            raise ServiceUnavailableError(self._what, self._outage.gave_up(exc.details)) from None
+        level = logging.WARNING if self._outage.worth_logging() else logging.DEBUG
+        log.log(level, "%s", self._outage.describe(delay, f"{exc.code.name}: {exc.details}"))
+        self._next_try = self._clock() + delay
 
     def close(self) -> None:
         self._channel.close()
@@ -246,10 +356,12 @@ def parse_endpoints(entries: list[str] | tuple[str, ...] | str | None) -> dict[s
     return out
 
 
-def suggestion_client(algorithm_name: str, endpoints: Mapping[str, str]) -> SuggestionClient:
+def suggestion_client(
+    algorithm_name: str, endpoints: Mapping[str, str], policy: RetryPolicy | None = None
+) -> SuggestionClient:
     """gRPC client when ``algorithm_name`` is mapped to an endpoint, else in-process."""
     if algorithm_name in endpoints:
-        return GrpcSuggestionClient(endpoints[algorithm_name])
+        return GrpcSuggestionClient(endpoints[algorithm_name], name=algorithm_name, policy=policy)
     from suggestion.service import SuggestionServicer
 
     return InProcessSuggestionClient(SuggestionServicer())

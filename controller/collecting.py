@@ -19,6 +19,7 @@ controller crash exact: no observation lost, none doubled.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,14 @@ from controller.paths import local_metrics_path, push_metrics_path
 from controller.reconcile import CollectionResult, WatcherFactory
 from controller.runners import exit_record
 from metrics_collector.collector import TrialCollector
+from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
 from metrics_collector.sources import FileTailer
 from tunery.store.base import Store, TrialRecord
+from tunery.store.errors import StoreUnavailableError
 from tunery.trials import Objective, StopCheck, StopDecision
+
+log = logging.getLogger(__name__)
 
 UNSUPPORTED_LOCALLY = ("TensorFlowEvent", "PrometheusMetric", "Custom")
 
@@ -119,12 +124,25 @@ class LogWatcher:
         return make
 
     def finish(self) -> CollectionResult:
+        """Drain every source and store the rest.
+
+        Raises:
+            StoreUnavailableError: the rest could not be stored. The store given to the
+                watcher is expected to wait out outages itself (the local controller's
+                :class:`~tunery.store.retrying.RetryingStore`), so this is not retried here;
+                the trial's files keep the rows for the next watcher.
+        """
         for _, tailer in self._pairs:
             tailer.stop(drain=True)
         for collector, tailer in self._pairs:
             tailer.join()
             collector.end_of_input()
-            collector.close()
+            try:
+                collector.close(timeout=0)
+            except FlushError as exc:
+                if isinstance(exc.__cause__, StoreUnavailableError):
+                    raise StoreUnavailableError(str(exc)) from exc
+                raise
         primary = self._pairs[0][0]
         summary = primary.summarize()
         return CollectionResult(
@@ -136,7 +154,12 @@ class LogWatcher:
         )
 
     def close(self) -> None:
+        """Stop at once (the controller is leaving). Rows not yet stored stay in the trial's
+        files, which the next watcher of this trial re-reads (after ``tunery resume``)."""
         for collector, tailer in self._pairs:
             tailer.stop(drain=False)
             tailer.join(timeout=5)
-            collector.close()
+            try:
+                collector.close(timeout=0)
+            except FlushError as exc:
+                log.warning("%s", exc)

@@ -28,8 +28,10 @@ from controller.gpus import TRIALS_PER_GPU_ANNOTATION, GpuAllocator, discover_gp
 from controller.interrupts import SignalWatch, shielded, signal_name
 from controller.reconcile import Reconciler, StepResult, objective_from_spec
 from controller.runners.local import LocalRunner
+from tunery.retry import RetryPolicy
 from tunery.store.base import Store, TrialRecord
 from tunery.store.errors import NotFoundError
+from tunery.store.retrying import RetryingStore
 from tunery.trials import Objective, StopCheck
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class LocalSettings:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     poll_interval: float = 0.5
     stop_grace_seconds: float = 10.0
+    outage: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    """How long a database or suggestion-service outage is waited out (docs/local.md)."""
 
 
 def submit(
@@ -188,7 +192,7 @@ def build_reconciler(
         store,
         name,
         runner=runner or LocalRunner(),
-        suggestions=suggestion_client(algorithm, settings.endpoints),
+        suggestions=suggestion_client(algorithm, settings.endpoints, settings.outage),
         early_stopping=_early_stopping_client(store, spec, settings),
         watcher_factory=LogWatcher.factory(store, record.spec),
         stopper_factory=_stopper_factory(store, name, spec, objective),
@@ -224,7 +228,11 @@ def run_until_done(
     Raises:
         KeyboardInterrupt: after stopping the running trials (the experiment is resumable).
         ReconcileError: the experiment failed validation or its suggestion service failed.
+        StoreUnavailableError, ServiceUnavailableError: an outage outlasted
+            ``settings.outage.limit``; running trials keep running (resume picks them up).
     """
+    if not isinstance(store, RetryingStore):
+        store = RetryingStore(store, settings.outage)
     wake = threading.Event()
     runner = LocalRunner(on_exit=wake.set)
     reconciler = build_reconciler(store, name, settings, runner=runner)

@@ -30,7 +30,12 @@ from typing import Any, Protocol
 import grpc
 
 from controller import paths, protos, status
-from controller.clients import EarlyStoppingClient, ServiceCallError, SuggestionClient
+from controller.clients import (
+    EarlyStoppingClient,
+    ServiceCallError,
+    ServiceUnavailableError,
+    SuggestionClient,
+)
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
     NOT_STARTED,
@@ -188,7 +193,7 @@ class Reconciler:
                     )
                 )
         except ServiceCallError as exc:
-            if exc.retryable:
+            if exc.retryable or isinstance(exc, ServiceUnavailableError):
                 raise
             kind = "Algorithm" if exc.service.startswith("Suggestion") else "EarlyStopping"
             self._fail(f"Validation failed: Validate{kind}Settings Error: {exc.details}")
@@ -315,8 +320,10 @@ class Reconciler:
                         break
                     made += one
                 return made
-            if exc.retryable:
-                log.warning("suggestion service unavailable, will retry: %s", exc.details)
+            if isinstance(exc, ServiceUnavailableError):
+                raise  # the outage outlasted its limit: stop here, resumable
+            if exc.retryable:  # the client logs the outage and when it tries again
+                log.debug("suggestion service unavailable, will retry: %s", exc.details)
                 return []
             self._fail(f"Suggestion has failed: {exc.details}")
         assignments = list(reply.parameter_assignments)

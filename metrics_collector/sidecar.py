@@ -58,6 +58,7 @@ from metrics_collector.stoprules import (
     objective_for,
 )
 from tunery.api import api_pb2, api_pb2_grpc
+from tunery.retry import DEFAULT_OUTAGE_LIMIT_S, InvalidRetryPolicyError, RetryPolicy
 from tunery.store.errors import StoreUnavailableError
 from tunery.tls import open_channel
 from tunery.trials import UNAVAILABLE, ZERO_TIME, ObjectiveType, Observation, StopDecision
@@ -95,7 +96,8 @@ class SidecarConfig:
     poll_interval: float = 0.1
     echo: bool = False
     kill_grace: float = 10.0
-    flush_timeout: float = 120.0
+    flush_timeout: float = DEFAULT_OUTAGE_LIMIT_S
+    """How long the last observations wait for an unavailable DBManager (the outage limit)."""
     rpc_timeout: float = 60.0
 
     @property
@@ -423,7 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--poll-interval", type=float, default=0.1)
     add("--echo", action="store_true", help="copy the tailed output to stdout")
     add("--kill-grace", type=float, default=10.0)
-    add("--flush-timeout", type=float, default=120.0)
+    add(
+        "--flush-timeout",
+        type=float,
+        default=None,
+        help="seconds the last observations wait for an unavailable DBManager "
+        "(default: $TUNERY_OUTAGE_LIMIT, else 600)",
+    )
     add("-v", "--verbose", action="store_true")
     return p
 
@@ -448,6 +456,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
         parser.error(str(e))
     except ValueError:
         parser.error(f"-format must be TEXT or JSON, got {ns.format!r}")
+    try:
+        flush_timeout = RetryPolicy.from_env(limit=ns.flush_timeout).limit
+    except InvalidRetryPolicyError as e:
+        parser.error(str(e))
     config = SidecarConfig(
         trial_name=ns.trial_name,
         metric_names=names,
@@ -465,7 +477,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
         poll_interval=ns.poll_interval,
         echo=ns.echo,
         kill_grace=ns.kill_grace,
-        flush_timeout=ns.flush_timeout,
+        flush_timeout=flush_timeout,
     )
     return config, ns.verbose
 

@@ -5,7 +5,10 @@ create/resume/spec-update -> ``admit``, a timer per Experiment -> ``reconcile``,
 ``delete`` (behind the finalizer ``tunery.io/finalizer``). kopf keeps its own bookkeeping in
 annotations prefixed ``tunery.io``; the operator keeps everything else in the store, so a
 restarted operator resumes every experiment. Transient failures (API server or database
-unreachable) become kopf temporary errors and are retried.
+unreachable) become kopf temporary errors, retried with backoff (:class:`tunery.retry.
+RetryPolicy`, ``$TUNERY_OUTAGE_LIMIT``); the message says what is awaited. An operator is a
+service, so past the outage limit it says so as an error and keeps retrying at the longest
+delay (its readiness follows the database through the DBManager, not its own exit).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from kubernetes import client as k8s_client
 from controller.operator.core import ExperimentOperator, OperatorSettings
 from controller.operator.mirror import GROUP, VERSION
 from controller.runners.kubernetes import KubeUnavailableError
+from tunery.retry import OutageWatch, RetryPolicy
 from tunery.store.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,20 @@ def connection_info(config: k8s_client.Configuration) -> kopf.ConnectionInfo:
     )
 
 
+def temporary_error(outages: OutageWatch, exc: Exception) -> kopf.TemporaryError:
+    """The kopf retry for a transient failure: backoff within the outage, then the longest
+    delay once the outage limit has passed (logged as an error)."""
+    outage = outages.failed()
+    delay = outage.next_delay()
+    if delay is None:
+        log.error("%s", outage.gave_up(exc))
+        return kopf.TemporaryError(
+            f"{exc}; still retrying every {outage.policy.max_delay:g} s",
+            delay=outage.policy.max_delay,
+        )
+    return kopf.TemporaryError(outage.describe(delay, exc), delay=delay)
+
+
 def build_registry(
     operator: ExperimentOperator,
     settings: OperatorSettings,
@@ -54,14 +72,19 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """A kopf registry with the Experiment handlers bound to ``operator``."""
     registry = kopf.OperatorRegistry()
+    outages = OutageWatch(RetryPolicy.from_env(), "the database or the Kubernetes API")
 
     def transient(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)  # kopf derives handler ids from the qualified name
         def wrapper(**kwargs: Any) -> Any:
             try:
-                return fn(**kwargs)
+                result = fn(**kwargs)
             except (KubeUnavailableError, StoreUnavailableError) as exc:
-                raise kopf.TemporaryError(str(exc), delay=settings.interval_seconds) from exc
+                raise temporary_error(outages, exc) from exc
+            ended = outages.recovered()
+            if ended is not None:
+                log.warning("%s available again after %.1f s", ended.what, ended.elapsed)
+            return result
 
         return wrapper
 

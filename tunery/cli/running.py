@@ -19,6 +19,7 @@ from tunery.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
+    EXIT_UNAVAILABLE,
     CliError,
     F,
     _db_option,
@@ -73,19 +74,24 @@ def _report_invalid(path: str, exc: Any) -> NoReturn:
 # -- options shared by validate, run and resume ------------------------------------------------
 
 
-def _settings(logs_dir: str | None, endpoints: tuple[str, ...]):
+def _settings(
+    logs_dir: str | None, endpoints: tuple[str, ...], outage_limit: float | None = None
+) -> Any:
     from controller.clients import parse_endpoints
     from controller.local import LocalSettings
+    from tunery.retry import InvalidRetryPolicyError, RetryPolicy
 
     try:
         mapped = parse_endpoints(
             [*list(endpoints), os.environ.get("TUNERY_SUGGESTION_ENDPOINTS", "")]
         )
-    except ValueError as exc:
+        outage = RetryPolicy.from_env(limit=outage_limit)
+    except (ValueError, InvalidRetryPolicyError) as exc:
         raise CliError(str(exc), EXIT_INVALID) from None
     return LocalSettings(
         logs_dir=Path(logs_dir or ".tunery/logs").resolve(),
         endpoints=mapped,
+        outage=outage,
     )
 
 
@@ -105,6 +111,14 @@ _run_options = [
         help="Where trial logs go (default .tunery/logs).",
     ),
     _endpoint_option,
+    click.option(
+        "--outage-limit",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help="How long a database or suggestion-service outage is waited out before exiting 3 "
+        "(default 600; env TUNERY_OUTAGE_LIMIT).",
+    ),
 ]
 
 
@@ -153,10 +167,11 @@ def run(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
+    outage_limit: float | None,
     output: str,
 ) -> None:
     """Run the Experiment in FILE on this machine until it completes."""
-    settings = _settings(logs_dir, endpoints)
+    settings = _settings(logs_dir, endpoints, outage_limit)
     experiment = _load(file, dict(settings.endpoints))
     document = experiment.to_document()
     if name:
@@ -203,10 +218,11 @@ def resume(
     max_trials: int | None,
     logs_dir: str | None,
     endpoints: tuple[str, ...],
+    outage_limit: float | None,
     output: str,
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
-    settings = _settings(logs_dir, endpoints)
+    settings = _settings(logs_dir, endpoints, outage_limit)
     from controller.local import SubmitError
 
     with _errors(db_url):
@@ -270,9 +286,11 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
 
 
 def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
+    from controller.clients import ServiceUnavailableError
     from controller.reconcile import ReconcileError
     from controller.templating import find_containers
     from tunery.sdk.progress import ProgressView
+    from tunery.store.errors import StoreUnavailableError
 
     store = backend.store
     spec = store.get_experiment(name).spec["spec"]
@@ -304,6 +322,12 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
     except ReconcileError as exc:
         print_summary(store, name, output)
         raise CliError(f"experiment {name!r} failed: {exc}", EXIT_FAILED) from None
+    except (ServiceUnavailableError, StoreUnavailableError) as exc:
+        raise CliError(
+            f"{exc}\nthe experiment is kept (trials already started keep running): continue "
+            f"with `tunery resume {name}` once it is back",
+            EXIT_UNAVAILABLE,
+        ) from None
     print_summary(store, name, output)
     if result.condition == "Failed":
         sys.exit(EXIT_FAILED)

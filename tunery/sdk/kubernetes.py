@@ -239,9 +239,10 @@ class KubernetesBackend:
         import grpc
 
         from tunery.api import api_pb2, api_pb2_grpc
+        from tunery.tls import open_channel
 
         self.get_trial(name, namespace)  # NotFoundError for an unknown trial
-        channel = grpc.insecure_channel(self.db_manager_address)
+        channel = open_channel(self.db_manager_address)  # TLS when TUNERY_TLS_CA is set
         try:
             reply = api_pb2_grpc.DBManagerStub(channel).GetObservationLog(
                 api_pb2.GetObservationLogRequest(trial_name=name), timeout=self.request_timeout

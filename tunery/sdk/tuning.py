@@ -22,6 +22,7 @@ from tunery.sdk import records
 from tunery.sdk.client import Backend, Client
 from tunery.sdk.errors import (
     AlreadyExistsError,
+    BackendUnavailableError,
     ExperimentFailedError,
     InvalidArgumentError,
     NoResultError,
@@ -291,10 +292,13 @@ def _tune_local(
             f"experiment {name!r} failed: {exc}", backend.result(name)
         ) from None
     except Exception as exc:
+        from controller.clients import ServiceUnavailableError
         from tunery.store.errors import StoreError
 
         if isinstance(exc, StoreError):
             raise store_error(exc) from exc
+        if isinstance(exc, ServiceUnavailableError):
+            raise BackendUnavailableError(str(exc)) from exc
         raise
     return _finish(backend.result(name), spec, verbose)
 

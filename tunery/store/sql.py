@@ -7,10 +7,12 @@ used by the controller, the metrics collector's DBManager service, the SDK and t
 Every public method is one transaction (:meth:`SqlStore.session_scope`), and reads use
 column selects, never ORM objects, so listing ten thousand trials stays cheap; trials and
 observation logs are separate tables, and no trial query touches the logs. Database errors
-are translated once, in ``session_scope``: connection and operational failures become
+are translated once, in ``session_scope``: failures that mean the database cannot serve now
+(:func:`is_unavailable`: disconnects, shutdowns, lock timeouts) become
 :class:`StoreUnavailableError` (retryable; deadlocks and serialisation failures are retried
-here first), name clashes :class:`AlreadyExistsError`, missing rows :class:`NotFoundError`.
-Messages name the database with its password hidden.
+here first), other database errors :class:`StoreError`, name clashes
+:class:`AlreadyExistsError`, missing rows :class:`NotFoundError`. Messages name the
+database with its password hidden.
 
 Timestamps: callers pass tz-aware datetimes (naive ones are rejected, as their zone is
 unknown); the database holds naive UTC; results are tz-aware UTC.
@@ -635,18 +637,52 @@ def _translate(exc: sa_exc.SQLAlchemyError, url: URL, what: str) -> StoreError:
     if url.password:
         detail = detail.replace(str(url.password), "***")
     where = describe_url(url)
-    if isinstance(
-        exc,
-        sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.DisconnectionError
-        | sa_exc.TimeoutError,
-    ) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+    if is_unavailable(exc):
         return StoreUnavailableError(f"{what}: database {where} unavailable: {detail}")
     if isinstance(exc, sa_exc.StatementError) and isinstance(original, TypeError | ValueError):
         # Raised before the database saw anything, e.g. a value JSON cannot encode.
         return StoreError(f"{what}: cannot store the value: {detail}")
     return StoreError(f"{what}: database {where} failed: {detail}")
+
+
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+"""SQLSTATE classes of a database that cannot serve now: connection exception, insufficient
+resources, operator intervention (shutdown, restart), system error."""
+_UNAVAILABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+"""Serialisation failure, deadlock, lock not available."""
+_MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1077, 1205, 1213, 1927, 4031})
+"""Too many connections, server shutdown, lock wait timeout, deadlock, connection killed,
+disconnected for inactivity; the client's own errors (2000 and up: cannot connect, server gone
+away, lost connection) are unavailable too."""
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 14})
+"""SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_CANTOPEN (primary result codes)."""
+
+
+def is_unavailable(exc: sa_exc.SQLAlchemyError) -> bool:
+    """True when ``exc`` means the database cannot serve now (retrying may help), False for a
+    real error in what was asked (a missing table, a refused login, bad SQL).
+
+    Disconnects (SQLAlchemy's ``connection_invalidated``), pool timeouts and interface errors
+    are unavailable; an operational error is decided by its SQLSTATE, MySQL error number or
+    SQLite result code, and one without any (a failure to connect, before the server said
+    anything) is unavailable.
+    """
+    if isinstance(exc, sa_exc.InterfaceError | sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    original = getattr(exc, "orig", None)
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
+    sqlstate, errno = _error_code(exc)
+    if errno is not None:
+        return errno in _MYSQL_UNAVAILABLE or errno >= 2000
+    if sqlstate:
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+    return True
 
 
 def _error_code(exc: BaseException | None) -> tuple[str | None, int | None]:

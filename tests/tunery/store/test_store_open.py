@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tunery.store import SqlStore, StoreUnavailableError, open_store, resolve_db_url
+from tunery.store import SqlStore, StoreError, StoreUnavailableError, open_store, resolve_db_url
 from tunery.store.engine import ENV_DB_URL, create_engine, resolve_url
 
 
@@ -141,14 +141,15 @@ def test_sqlalchemy_is_not_imported_by_the_records_and_errors() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
 
 
-def test_database_down_after_open_is_unavailable(tmp_path: Path) -> None:
+def test_schema_gone_after_open_is_a_store_error_not_an_outage(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
-        engine = store._engine  # simulate the database vanishing under an open store
+        engine = store._engine  # the schema vanishes under an open store: waiting won't help
         with engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE trials"))
-        with pytest.raises(StoreUnavailableError, match=r"trial 'x'.*no such table"):
+        with pytest.raises(StoreError, match=r"trial 'x'.*no such table") as caught:
             store.get_trial("x")
+        assert not isinstance(caught.value, StoreUnavailableError)
     finally:
         store.close()
 

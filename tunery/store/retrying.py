@@ -1,0 +1,222 @@
+"""RetryingStore: a :class:`Store` that waits out a database outage instead of failing.
+
+Used by the local controller (``controller.local``), which hands it to everything it runs:
+the reconcile step, the trials' metric collectors and the in-process early stopper. Each call
+that fails with :class:`StoreUnavailableError` is tried again with backoff
+(:class:`tunery.retry.RetryPolicy`), logging what it waits for (the database URL, password
+hidden) and when it gives up; only once the database has been unavailable for longer than the
+policy's limit does the error reach the caller. Every other error passes through at once.
+
+The outage is shared by all threads using the store: it starts at the first failure and ends
+at the next success, so a collector that waited first does not make the controller wait a
+whole limit more.
+
+Nothing is done twice: every Store method is one transaction, so a failed one is retried
+whole. A connection can also break after the database committed but before it answered; the
+two writes that are not idempotent are checked before they are re-run: a trial or experiment
+created by the lost attempt is returned as it is stored, and observations the lost attempt
+wrote (same metric, step, value and time) are not written again.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from tunery.retry import OutageWatch, RetryPolicy
+from tunery.store.base import ExperimentRecord, Store, TrialRecord
+from tunery.store.errors import AlreadyExistsError, StoreError, StoreUnavailableError
+from tunery.trials import Observation, TrialCondition
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+class RetryingStore(Store):
+    """Wraps ``inner``; see the module docstring. ``sleep`` and ``clock`` are for tests."""
+
+    def __init__(
+        self,
+        inner: Store,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy
+        self._sleep = sleep
+        self._watch = OutageWatch(
+            policy, f"database {getattr(inner, 'url', type(inner).__name__)}", clock=clock
+        )
+
+    def __repr__(self) -> str:
+        return f"RetryingStore({self.inner!r}, limit={self.policy.limit:g}s)"
+
+    def __getattr__(self, name: str) -> Any:  # url, backend, session_scope of a SqlStore
+        return getattr(self.inner, name)
+
+    # -- the retry loop -------------------------------------------------------------------------
+    def _call(self, call: Callable[[], R], on_retry: Callable[[], R | None] | None = None) -> R:
+        """``call()``, retried while the database is unavailable. Before a retry,
+        ``on_retry()`` may return the result of an attempt that did land."""
+        attempts = 0  # this call's own backoff; the deadline is the shared outage's
+        while True:
+            try:
+                if attempts and on_retry is not None:
+                    landed = on_retry()
+                    if landed is not None:
+                        self._recovered()
+                        return landed
+                result = call()
+            except StoreUnavailableError as exc:
+                outage = self._watch.failed()
+                if outage.remaining <= 0:
+                    raise StoreUnavailableError(outage.gave_up(exc)) from exc
+                delay = min(
+                    self.policy.initial_delay * 2**attempts,
+                    self.policy.max_delay,
+                    outage.remaining,
+                )
+                attempts += 1
+                level = logging.WARNING if outage.worth_logging() else logging.DEBUG
+                log.log(level, "%s", outage.describe(delay, exc))
+                self._sleep(delay)
+                continue
+            except StoreError:
+                self._recovered()  # the database answered
+                raise
+            self._recovered()
+            return result
+
+    def _recovered(self) -> None:
+        outage = self._watch.recovered()
+        if outage is not None:
+            log.warning("%s available again after %.1f s", outage.what, outage.elapsed)
+
+    # -- experiments ----------------------------------------------------------------------------
+    def create_experiment(self, name: str, spec: Mapping[str, Any]) -> ExperimentRecord:
+        retried = False
+
+        def create() -> ExperimentRecord:
+            nonlocal retried
+            try:
+                return self.inner.create_experiment(name, spec)
+            except AlreadyExistsError:
+                if not retried:
+                    raise
+                existing = self.inner.get_experiment(name)  # written by the lost attempt?
+                if dict(existing.spec) != dict(spec):
+                    raise
+                return existing
+            except StoreUnavailableError:
+                retried = True
+                raise
+
+        return self._call(create)
+
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        return self._call(lambda: self.inner.get_experiment(name))
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        return self._call(self.inner.list_experiments)
+
+    def update_experiment(
+        self,
+        name: str,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        status: Mapping[str, Any] | None = None,
+    ) -> ExperimentRecord:
+        return self._call(lambda: self.inner.update_experiment(name, spec=spec, status=status))
+
+    def delete_experiment(self, name: str) -> None:
+        self._call(lambda: self.inner.delete_experiment(name))
+
+    # -- trials ---------------------------------------------------------------------------------
+    def create_trial(self, trial: TrialRecord) -> TrialRecord:
+        retried = False
+
+        def create() -> TrialRecord:
+            nonlocal retried
+            try:
+                return self.inner.create_trial(trial)
+            except AlreadyExistsError:
+                if not retried:
+                    raise
+                existing = self.inner.get_trial(trial.name)  # written by the lost attempt?
+                if dict(existing.assignment) != dict(trial.assignment):
+                    raise
+                return existing
+            except StoreUnavailableError:
+                retried = True
+                raise
+
+        return self._call(create)
+
+    def get_trial(self, name: str) -> TrialRecord:
+        return self._call(lambda: self.inner.get_trial(name))
+
+    def list_trials(
+        self, experiment_name: str, conditions: Iterable[TrialCondition] | None = None
+    ) -> list[TrialRecord]:
+        wanted = None if conditions is None else list(conditions)
+        return self._call(lambda: self.inner.list_trials(experiment_name, wanted))
+
+    def update_trial(self, name: str, **fields: Any) -> TrialRecord:
+        if fields.get("expect_condition") is not None:
+            fields["expect_condition"] = list(fields["expect_condition"])
+        return self._call(lambda: self.inner.update_trial(name, **fields))
+
+    # -- observation logs -----------------------------------------------------------------------
+    def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
+        batch = list(observations)
+
+        def landed() -> int | None:
+            stored = collections.Counter(map(_key, self.inner.get_observations(trial_name)))
+            wanted = collections.Counter(map(_key, batch))
+            return len(batch) if all(stored[k] >= n for k, n in wanted.items()) else None
+
+        return self._call(lambda: self.inner.add_observations(trial_name, batch), landed)
+
+    def get_observations(
+        self,
+        trial_name: str,
+        metric_name: str | None = None,
+        start_time: dt.datetime | None = None,
+        end_time: dt.datetime | None = None,
+    ) -> list[Observation]:
+        return self._call(
+            lambda: self.inner.get_observations(trial_name, metric_name, start_time, end_time)
+        )
+
+    def observation_counts(self, trial_name: str) -> dict[str, int]:
+        return self._call(lambda: self.inner.observation_counts(trial_name))
+
+    def delete_observations(self, trial_name: str) -> None:
+        self._call(lambda: self.inner.delete_observations(trial_name))
+
+    def count_trials(self, experiment_name: str) -> dict[TrialCondition, int]:
+        return self._call(lambda: self.inner.count_trials(experiment_name))
+
+    def get_observations_for_trials(
+        self, trial_names: Iterable[str], metric_name: str | None = None
+    ) -> dict[str, list[Observation]]:
+        names = list(trial_names)
+        return self._call(lambda: self.inner.get_observations_for_trials(names, metric_name))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def ping(self) -> None:
+        self.inner.ping()  # a probe: answers now, never waits
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _key(obs: Observation) -> tuple[str, int, str, dt.datetime]:
+    return (obs.metric_name, obs.step, obs.value, obs.time)
