@@ -38,6 +38,7 @@ from controller.clients import (
 )
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.runners.base import (
+    JOB_NOT_FOUND,
     NOT_STARTED,
     Handle,
     LaunchError,
@@ -370,14 +371,7 @@ class Reconciler:
     def _launch(self, trial: TrialRecord, gpus: Sequence[str]) -> TrialLaunch:
         template = self.spec["trialTemplate"]
         job_template = template["trialSpec"]
-        meta = TrialMeta(
-            name=trial.name,
-            namespace=self.namespace,
-            kind=str(job_template.get("kind", "")),
-            api_version=str(job_template.get("apiVersion", "")),
-            labels=trial.labels,
-            annotations={},
-        )
+        meta = TrialMeta.of_template(trial.name, self.namespace, job_template)
         job = render_trial_job(
             job_template, template.get("trialParameters") or [], trial.assignment, meta
         )
@@ -544,6 +538,8 @@ class Reconciler:
                 self._watch(trial)
                 try:
                     state = self.runner.poll(trial.runner_handle)
+                    if state.reason == JOB_NOT_FOUND and self._recreate(trial):
+                        continue
                 except RunnerUnavailableError as exc:
                     log.warning("cannot poll %s: %s", trial.name, exc)
                     continue
@@ -579,6 +575,18 @@ class Reconciler:
             self.allocator.release(trial.name)
             self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
         return len(ended)
+
+    def _recreate(self, trial: TrialRecord) -> bool:
+        """Whether the vanished job of a still-Running trial was created again (as Katib
+        does for a Job deleted by hand); the runner bounds how often."""
+        if self.store.get_trial(trial.name).condition is not TrialCondition.RUNNING:
+            return False
+        handle = self.runner.recreate(trial.runner_handle)
+        if handle is None:
+            return False
+        log.warning("the job of %s vanished; created it again", trial.name)
+        self.store.update_trial(trial.name, runner_handle=handle)
+        return True
 
     def _conclude(
         self, name: str, state: RunState, result: CollectionResult, log_path: str | None = None
@@ -659,9 +667,12 @@ class Reconciler:
         self._write_status(decision, trials)
         return StepResult(True, *decision, trials=trials)
 
-    def interrupt(self, why: str = "interrupted (Ctrl-C)") -> None:
-        """Stop running trials (Killed); the experiment stays resumable."""
-        self._stop_all(self.store.list_trials(self.name), why)
+    def interrupt(
+        self, why: str = "interrupted (Ctrl-C)", trials: Sequence[TrialRecord] | None = None
+    ) -> None:
+        """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
+        resumable."""
+        self._stop_all(self.store.list_trials(self.name) if trials is None else trials, why)
         self._write_status(None)
 
     def close(self) -> None:

@@ -38,7 +38,11 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True)
 class TrialMeta:
-    """What ``${trialSpec.X}`` references resolve to for one trial."""
+    """What ``${trialSpec.X}`` references resolve to for one trial.
+
+    ``labels`` and ``annotations`` are the trial template's own ``metadata`` (Katib reads
+    ``${trialSpec.Labels[k]}`` from there); :meth:`of_template` builds one that way.
+    """
 
     name: str
     namespace: str = "default"
@@ -46,6 +50,19 @@ class TrialMeta:
     api_version: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_template(cls, name: str, namespace: str, job_template: Mapping[str, Any]) -> TrialMeta:
+        """The meta of trial ``name`` rendered from ``job_template`` (the trialSpec)."""
+        metadata = job_template.get("metadata") or {}
+        return cls(
+            name=name,
+            namespace=namespace,
+            kind=str(job_template.get("kind", "")),
+            api_version=str(job_template.get("apiVersion", "")),
+            labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+            annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
+        )
 
     def resolve(self, key: str) -> str:
         simple = {
@@ -62,7 +79,8 @@ class TrialMeta:
             if indexed.group(2) in source:
                 return source[indexed.group(2)]
             raise TemplateError(
-                f"${{trialSpec.{key}}}: the trial has no such {indexed.group(1)[:-1].lower()}"
+                f"${{trialSpec.{key}}}: the trial template's metadata has no such "
+                f"{indexed.group(1)[:-1].lower()}"
             )
         raise TemplateError(f"${{trialSpec.{key}}} is not a known trial meta reference")
 

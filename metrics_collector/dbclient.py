@@ -33,6 +33,11 @@ DEFAULT_TIMEOUT = 60.0
 KATIB_DB_MANAGER_SERVICE = "katib-db-manager"
 KATIB_DEFAULT_NAMESPACE = "kubeflow"
 DEFAULT_PORT = 6789
+ADDRESS_ENV = "TUNERY_DB_MANAGER_ADDRESS"
+"""The one variable naming the DBManager (the operator sets it on trial containers; the
+early-stopping service's ``--db-manager-address`` reads it too)."""
+DEPRECATED_ADDRESS_ENV = "TUNERY_DBMANAGER_ADDRESS"
+"""The name docs/sdk.md used to give; still read when the new one is unset."""
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -42,14 +47,16 @@ _RETRYABLE = {
 
 
 def default_dbmanager_address(environ: Mapping[str, str] | None = None) -> str:
-    """``$TUNERY_DBMANAGER_ADDRESS``, else Katib's: ``katib-db-manager.kubeflow:6789``.
+    """``$TUNERY_DB_MANAGER_ADDRESS``, else Katib's: ``katib-db-manager.kubeflow:6789``.
 
-    Katib's overrides apply: ``KATIB_DB_MANAGER_SERVICE_IP`` (host),
-    ``KATIB_DB_MANAGER_SERVICE_PORT`` and ``KATIB_DB_MANAGER_SERVICE_NAMESPACE``.
+    The deprecated ``$TUNERY_DBMANAGER_ADDRESS`` is read when the first is unset. Katib's
+    overrides apply: ``KATIB_DB_MANAGER_SERVICE_IP`` (host), ``KATIB_DB_MANAGER_SERVICE_PORT``
+    and ``KATIB_DB_MANAGER_SERVICE_NAMESPACE``.
     """
     env = os.environ if environ is None else environ
-    if env.get("TUNERY_DBMANAGER_ADDRESS"):
-        return env["TUNERY_DBMANAGER_ADDRESS"]
+    for key in (ADDRESS_ENV, DEPRECATED_ADDRESS_ENV):
+        if env.get(key):
+            return env[key]
     namespace = env.get("KATIB_DB_MANAGER_SERVICE_NAMESPACE") or KATIB_DEFAULT_NAMESPACE
     host = env.get("KATIB_DB_MANAGER_SERVICE_IP") or f"{KATIB_DB_MANAGER_SERVICE}.{namespace}"
     port = env.get("KATIB_DB_MANAGER_SERVICE_PORT") or str(DEFAULT_PORT)

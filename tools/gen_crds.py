@@ -47,13 +47,23 @@ RULES = {
         },
     },
 }
-STATUS_COLUMN = {
-    "name": "Status",
-    "type": "string",
-    "jsonPath": ".status.conditions[-1:].type",
-    "description": "The current condition",
-}
 AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+KATIB_COLUMNS = [
+    {
+        "name": "Type",
+        "type": "string",
+        "jsonPath": ".status.conditions[-1:].type",
+        "description": "The current condition",
+    },
+    {
+        "name": "Status",
+        "type": "string",
+        "jsonPath": ".status.conditions[-1:].status",
+        "description": "Whether the current condition holds",
+    },
+]
+"""Katib's own columns (its CRDs' order), first, so scripts reading Katib's output still work;
+tunery's follow."""
 
 
 def trial_schema() -> dict[str, Any]:
@@ -155,7 +165,8 @@ def definitions() -> dict[str, dict[str, Any]]:
             "experiments",
             crd_schema(),
             [
-                STATUS_COLUMN,
+                *KATIB_COLUMNS,
+                AGE_COLUMN,
                 {
                     "name": "Best",
                     "type": "string",
@@ -170,7 +181,6 @@ def definitions() -> dict[str, dict[str, Any]]:
                     "priority": 1,
                     "jsonPath": ".status.currentOptimalTrial.bestTrialName",
                 },
-                AGE_COLUMN,
             ],
             ["exp"],
         ),
@@ -179,14 +189,14 @@ def definitions() -> dict[str, dict[str, Any]]:
             "trials",
             trial_schema(),
             [
-                STATUS_COLUMN,
+                *KATIB_COLUMNS,
+                AGE_COLUMN,
                 {
                     "name": "Objective",
                     "type": "string",
                     "jsonPath": ".status.objectiveValue",
                     "description": "The objective value by its metric strategy",
                 },
-                AGE_COLUMN,
             ],
             ["tr"],
         ),
@@ -195,7 +205,7 @@ def definitions() -> dict[str, dict[str, Any]]:
             "suggestions",
             suggestion_schema(),
             [
-                STATUS_COLUMN,
+                *KATIB_COLUMNS,
                 {"name": "Requested", "type": "integer", "jsonPath": ".spec.requests"},
                 {"name": "Assigned", "type": "integer", "jsonPath": ".status.suggestionCount"},
                 AGE_COLUMN,

@@ -1,7 +1,8 @@
 """The kopf application: Experiment handlers that drive :class:`ExperimentOperator`.
 
 Called by :func:`controller.operator.run_operator` (``tunery operator``). Handlers are thin:
-create/resume/spec-update -> ``admit``, a timer per Experiment -> ``reconcile``, delete ->
+create/resume/spec-update -> ``admit``, a timer per unfinished Experiment -> ``reconcile``
+(a Succeeded or Failed one has none: it goes quiet until a budget edit restarts it), delete ->
 ``delete`` (behind the finalizer ``tunery.io/finalizer``). kopf keeps its own bookkeeping in
 annotations prefixed ``tunery.io``; the operator keeps everything else in the store, so a
 restarted operator resumes every experiment. Transient failures (API server or database
@@ -21,7 +22,7 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s_client
 
-from controller.operator.core import ExperimentOperator, OperatorSettings
+from controller.operator.core import ExperimentOperator, OperatorSettings, is_finished
 from controller.operator.mirror import GROUP, VERSION
 from controller.runners.kubernetes import KubeUnavailableError
 from tunery.retry import OutageWatch, RetryPolicy
@@ -109,7 +110,12 @@ def build_registry(
     def admit(body: kopf.Body, **_: Any) -> None:
         operator.admit(dict(body))
 
-    @kopf.timer(**EXPERIMENTS, interval=settings.interval_seconds, registry=registry)
+    @kopf.timer(
+        **EXPERIMENTS,
+        interval=settings.interval_seconds,
+        when=lambda body, **_: not is_finished(body),
+        registry=registry,
+    )
     @transient
     def reconcile(body: kopf.Body, **_: Any) -> None:
         operator.reconcile(dict(body))

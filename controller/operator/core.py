@@ -56,8 +56,9 @@ from controller.reconcile import (
 from controller.runners.kubernetes import KubeApi, KubeError, KubernetesRunner, owner_reference
 from controller.sidecar import EXPERIMENT_LABEL, CollectorSettings
 from controller.template_check import template_problems
+from metrics_collector.dbclient import ADDRESS_ENV as DB_MANAGER_ENV
 from tunery.experiment import ExperimentError, load_experiment
-from tunery.store.base import Store, TrialRecord, utcnow
+from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
 from tunery.store.errors import NotFoundError
 from tunery.trials import UNAVAILABLE, Objective, TrialCondition, summarize_metrics
 
@@ -88,6 +89,10 @@ class OperatorSettings:
     interval_seconds: float = 5.0
     stop_grace_seconds: float = 30.0
     liveness_endpoint: str | None = None
+    template_namespaces: tuple[str, ...] = ()
+    """Namespaces besides an Experiment's own whose ConfigMaps its trialTemplate.configMap
+    may name (``*``: any); empty by default, so a user cannot make the operator read another
+    namespace's ConfigMap."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -116,7 +121,7 @@ class OperatorSettings:
             early_stopping_address=pick(
                 "TUNERY_EARLYSTOP_ADDRESS", defaults.early_stopping_address
             ),
-            db_manager_address=pick("TUNERY_DB_MANAGER_ADDRESS", defaults.db_manager_address),
+            db_manager_address=pick(DB_MANAGER_ENV, defaults.db_manager_address),
             collector_image=pick("TUNERY_COLLECTOR_IMAGE", defaults.collector_image),
             native_sidecar=env.get("TUNERY_NATIVE_SIDECAR", "true").lower()
             not in ("0", "false", "no"),
@@ -124,6 +129,10 @@ class OperatorSettings:
                 pick("TUNERY_RECONCILE_INTERVAL", str(defaults.interval_seconds))
             ),
             liveness_endpoint=env.get("TUNERY_LIVENESS_ENDPOINT") or None,
+            template_namespaces=tuple(
+                n.strip() for n in env.get("TUNERY_TEMPLATE_NAMESPACES", "").split(",")
+                if n.strip()
+            ),
         )
 
     def collector(self) -> CollectorSettings:
@@ -321,6 +330,14 @@ class ExperimentOperator:
     def _resolve_config_map(self, template: Mapping[str, Any], namespace: str) -> dict[str, Any]:
         ref = template["configMap"]
         ns = ref.get("configMapNamespace") or namespace
+        allowed = self.settings.template_namespaces
+        if ns != namespace and ns not in allowed and "*" not in allowed:
+            raise ValueError(
+                f"spec.trialTemplate.configMap.configMapNamespace: {ns!r} is not the "
+                f"experiment's namespace {namespace!r}; the operator reads trial-template "
+                "ConfigMaps only there unless a cluster admin lists the namespace in "
+                "TUNERY_TEMPLATE_NAMESPACES"
+            )
         try:
             cm = self.api.get("v1", "ConfigMap", ns, ref["configMapName"])
         except KubeError as exc:
@@ -443,8 +460,13 @@ class ExperimentOperator:
             new_status.pop("completionTime", None)
             new_status.pop("suggestionEndReached", None)
             self.event(body, reason, experiment_status.MESSAGES[reason])
-        self.store.update_experiment(name, spec={**stored, "spec": new}, status=new_status)
+        record = self.store.update_experiment(
+            name, spec={**stored, "spec": new}, status=new_status
+        )
         self._forget(name)  # the reconciler re-reads the spec
+        if experiment_status.is_completed(stored_status):
+            # a finished Experiment has no timer (is_finished): its status wakes it up
+            self._write_experiment_status(body, record)
         return True
 
     # -- reconciling ----------------------------------------------------------------------------
@@ -474,7 +496,7 @@ class ExperimentOperator:
             stop_rules=lambda trial_name: list(
                 self.store.get_trial(trial_name).early_stopping_rules
             ),
-            extra_env={"TUNERY_DB_MANAGER_ADDRESS": self.settings.db_manager_address},
+            extra_env={DB_MANAGER_ENV: self.settings.db_manager_address},
         )
         objective = objective_from_spec(spec)
         reconciler = Reconciler(
@@ -533,6 +555,8 @@ class ExperimentOperator:
             return None
         result: StepResult | None = None
         with self._lock(name):
+            if experiment_status.is_completed(record.status) and is_finished(body):
+                return None  # mirrored when it finished: a finished experiment goes quiet
             trials = self.store.list_trials(name)
             done = experiment_status.is_completed(record.status) and not any(
                 t.condition.is_active for t in trials
@@ -540,6 +564,7 @@ class ExperimentOperator:
             if not done:
                 try:
                     reconciler = self._reconciler(name, namespace, body)
+                    self._trim_parallel(reconciler, trials)
                     result = reconciler.step()
                 except ReconcileError as exc:
                     log.warning("experiment %s failed: %s", name, exc)
@@ -548,6 +573,21 @@ class ExperimentOperator:
                     log.warning("experiment %s: service unavailable: %s", name, exc)
             self.sync(body)
         return result
+
+    def _trim_parallel(self, reconciler: Reconciler, trials: Sequence[TrialRecord]) -> None:
+        """Stop the newest active trials beyond a lowered parallelTrialCount (Killed, with a
+        message saying why), as Katib deletes the newest extra trials."""
+        spec = self.store.get_experiment(reconciler.name).spec["spec"]
+        parallel = int(spec.get("parallelTrialCount") or 3)
+        active = [
+            t for t in trials if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING)
+        ]
+        if len(active) <= parallel:
+            return
+        extra = active[parallel:]  # creation order: the newest are last
+        log.info("experiment %s: stopping %d trial(s) over parallelTrialCount %d",
+                 reconciler.name, len(extra), parallel)  # fmt: skip
+        reconciler.interrupt(f"parallelTrialCount was lowered to {parallel}", extra)
 
     # -- mirroring ------------------------------------------------------------------------------
 
@@ -604,18 +644,26 @@ class ExperimentOperator:
             if _differs(previous, new_status):
                 self.api.patch(
                     mirror.API_VERSION, "Trial", namespace, trial.name,
-                    {"status": new_status}, subresource="status",
+                    {"status": merge_patch(previous, new_status)}, subresource="status",
                 )  # fmt: skip
                 self._trial_event(cr, previous, trial)
             if trial.condition.is_terminal and trial.completion_time and not retain:
                 self._delete_job(trial)
         self._sync_suggestion(body, document, trials, now)
-        status_doc = mirror.experiment_status_document(record, objective)
+        self._write_experiment_status(body, record)
+
+    def _write_experiment_status(self, body: Mapping[str, Any], record: ExperimentRecord) -> None:
+        """Mirror the stored status onto the Experiment CR (with an event when it moved)."""
+        meta = body["metadata"]
+        status_doc = mirror.experiment_status_document(
+            record, objective_from_spec(record.spec["spec"])
+        )
         previous = body.get("status") or {}
         if _differs(previous, status_doc):
             self.api.patch(
-                mirror.API_VERSION, "Experiment", namespace, name,
-                {"status": status_doc}, subresource="status",
+                mirror.API_VERSION, "Experiment", meta.get("namespace") or "default",
+                meta["name"], {"status": merge_patch(previous, status_doc)},
+                subresource="status",
             )  # fmt: skip
             self._experiment_event(body, previous, status_doc)
 
@@ -630,7 +678,8 @@ class ExperimentOperator:
         except KubeError as exc:
             log.warning("cannot delete the job of %s: %s", trial.name, exc)
             return
-        self.store.update_trial(trial.name, runner_handle={**handle, "deleted": True})
+        kept = {k: v for k, v in handle.items() if k != "job"}  # no re-creation after the end
+        self.store.update_trial(trial.name, runner_handle={**kept, "deleted": True})
 
     def _sync_suggestion(
         self,
@@ -664,7 +713,8 @@ class ExperimentOperator:
         ):
             self.api.patch(
                 mirror.API_VERSION, "Suggestion", namespace, name,
-                {"status": new_status}, subresource="status",
+                {"status": merge_patch(current.get("status") or {}, new_status)},
+                subresource="status",
             )  # fmt: skip
 
     def _trial_event(
@@ -765,6 +815,14 @@ class _NoSuggestions:
         return None
 
 
+def is_finished(body: Mapping[str, Any]) -> bool:
+    """Whether the Experiment resource ``body`` shows Succeeded or Failed: kopf runs no timer
+    for it (nothing is listed or fetched for it again) until its status moves (a raised
+    maxTrialCount restarts it and writes Restarting)."""
+    current = _cr_current(body.get("status") or {})
+    return current is not None and current.get("type") in ("Succeeded", "Failed")
+
+
 def _cr_current(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The current condition of a status the operator wrote: the last one that is True
     (timestamps have one-second resolution there, so they cannot order conditions)."""
@@ -783,15 +841,26 @@ def _condition_types(status: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     ]
 
 
+def merge_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning the status ``previous`` into ``new``: the new
+    keys, and ``null`` for every key ``new`` no longer has (completionTime after a restart)."""
+    patch = dict(new)
+    for key in previous:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
 def _differs(
     previous: Mapping[str, Any],
     new: Mapping[str, Any],
     ignore: Sequence[str] = ("lastReconcileTime",),
 ) -> bool:
-    """True when ``new`` changes something in ``previous`` (ignoring timestamps of passes)."""
+    """True when ``new`` changes something in ``previous`` (ignoring timestamps of passes),
+    or drops one of its keys."""
     for key, value in new.items():
         if key in ignore:
             continue
         if previous.get(key) != value:
             return True
-    return False
+    return any(key not in new for key in previous)

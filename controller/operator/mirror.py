@@ -21,6 +21,13 @@ from tunery.trials import Objective, TrialCondition
 API_VERSION = "kubeflow.org/v1beta1"
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 _INTERNAL_STATUS_KEYS = frozenset({"suggestionEndReached", "localBaseDir"})
+TRIAL_LIST_LIMIT = 500
+"""At most this many names per trial list of an Experiment's status (the newest); the counts
+(``trialsSucceeded``, ...) stay exact and the store keeps every trial. etcd refuses objects
+over 1.5 MiB, so a mirrored status must not grow with the experiment."""
+SUGGESTION_LIMIT = 100
+"""At most this many entries in ``Suggestion.status.suggestions``: the newest, plus any trial
+still active; ``suggestionCount`` stays the total."""
 
 
 def rfc3339(value: dt.datetime | str | None) -> str | None:
@@ -72,6 +79,9 @@ def experiment_status_document(record: ExperimentRecord, objective: Objective) -
         if out.get(key):
             out[key] = rfc3339(out[key])
     out["conditions"] = _k8s_conditions(stored.get("conditions", []))
+    for key, value in stored.items():
+        if key.endswith("TrialList") and isinstance(value, list):
+            out[key] = value[-TRIAL_LIST_LIMIT:]
     optimal = stored.get("currentOptimalTrial") or {}
     best = objective_value(optimal.get("observation") or {}, objective)
     out["bestObjectiveValue"] = best
@@ -214,7 +224,8 @@ def suggestion_status_document(
     previous: Mapping[str, Any],
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """The Suggestion's status: every suggestion made so far and whether it still runs."""
+    """The Suggestion's status: the count of suggestions made so far, the newest
+    :data:`SUGGESTION_LIMIT` of them (and every active one), and whether it still runs."""
     current = experiment_status.current_condition(experiment_status_doc) or {}
     done = current.get("type") in ("Succeeded", "Failed")
     conditions = experiment_status.set_condition(
@@ -233,7 +244,14 @@ def suggestion_status_document(
                 "earlyStoppingRules": list(t.early_stopping_rules or []),
                 "labels": dict(t.labels),
             }
-            for t in trials
+            for t in _newest(trials, SUGGESTION_LIMIT)
         ],
         "conditions": _k8s_conditions(conditions),
     }
+
+
+def _newest(trials: Sequence[TrialRecord], limit: int) -> list[TrialRecord]:
+    """The last ``limit`` trials (creation order), with any older one still active kept."""
+    recent = list(trials[-limit:]) if limit > 0 else []
+    older = [t for t in trials[: max(0, len(trials) - limit)] if t.condition.is_active]
+    return [*older, *recent]

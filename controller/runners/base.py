@@ -42,6 +42,12 @@ NOT_STARTED = "NotStarted"
 between): the reconciler starts the trial again, which cannot run it twice."""
 
 
+JOB_NOT_FOUND = "JobNotFound"
+"""RunState reason for a job that was created (its creation confirmed) and has vanished before
+it finished (deleted by hand): the reconciler asks :meth:`TrialRunner.recreate` for a new one
+while the trial is Running, and fails the trial only when the runner gives up."""
+
+
 class RunPhase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -103,6 +109,15 @@ class TrialRunner(abc.ABC):
     @abc.abstractmethod
     def stop(self, handle: Handle, grace_seconds: float = 10.0) -> None:
         """Stop the job: politely, then forcibly after ``grace_seconds``. Idempotent."""
+
+    def recreate(self, handle: Handle) -> Handle | None:
+        """Create again the vanished job of ``handle`` (state :data:`JOB_NOT_FOUND`); the new
+        handle to record, or None when this runner cannot (or will not again): the trial fails.
+
+        Raises:
+            RunnerUnavailableError: retry later.
+        """
+        return None
 
     def prepare_handle(self, launch: TrialLaunch) -> Handle:
         """The handle to record BEFORE :meth:`start`, so a crash in between is recoverable."""

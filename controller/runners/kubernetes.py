@@ -6,7 +6,11 @@ the trial labels, ``KATIB_TRIAL_NAME`` and the metrics collector (``controller.s
 sets the Trial custom resource as its controlling owner, and creates it. ``nvidia.com/gpu``
 requests and limits pass through unchanged: the scheduler places GPUs in a cluster.
 :meth:`poll` reads the object and evaluates the trial template's GJSON failure condition, then
-its success condition, on it (Katib's order); :meth:`stop` and :meth:`delete_job` delete it with
+its success condition, on it (Katib's order). A job whose creation was never confirmed (the
+handle has no ``uid``: the operator stopped between recording and creating it) is
+``NOT_STARTED``, so the trial starts again; a created job that vanished (deleted by hand) is
+``JOB_NOT_FOUND`` and :meth:`recreate` creates it again from the recorded body, at most
+:data:`MAX_RECREATIONS` times, as Katib re-creates a Trial's missing job; :meth:`stop` and :meth:`delete_job` delete it with
 foreground propagation, so its pods go first.
 
 Any kind works: the REST path comes from a table of the usual training kinds or, for others,
@@ -33,6 +37,8 @@ from kubernetes import client as k8s_client
 
 from controller import gjson
 from controller.runners.base import (
+    JOB_NOT_FOUND,
+    NOT_STARTED,
     Handle,
     LaunchError,
     RunnerUnavailableError,
@@ -70,6 +76,10 @@ KNOWN_PLURALS: Mapping[tuple[str, str], str] = {
     ("", "ConfigMap"): "configmaps",
 }
 """(API group, kind) -> resource plural, so the usual kinds need no discovery request."""
+
+MAX_RECREATIONS = 3
+"""How often a trial's job that vanished while it ran (deleted by hand) is created again
+before the trial fails with JobNotFound."""
 
 # Variables of the local runner that mean nothing inside a pod.
 _LOCAL_ONLY_ENV = frozenset({"TUNERY_METRICS_FILE", "CUDA_VISIBLE_DEVICES"})
@@ -387,13 +397,8 @@ class KubernetesRunner(TrialRunner):
             job["metadata"]["ownerReferences"] = [dict(owner)]
         handle = dict(self.prepare_handle(launch))
         try:
-            created = self.api.create(job)
-        except KubeUnavailableError as exc:
-            raise RunnerUnavailableError(str(exc)) from None
+            created = self._create(job)
         except KubeError as exc:
-            if exc.conflict:  # created before a restart: adopt it
-                log.info("job %s/%s exists already; adopting it", self.namespace, handle["name"])
-                return handle
             if exc.not_found:
                 raise LaunchError(
                     f"the cluster does not serve {job['apiVersion']} {job['kind']}: install "
@@ -403,7 +408,42 @@ class KubernetesRunner(TrialRunner):
                 f"the API server rejected the {job['kind']}: {exc.message}"
             ) from None
         handle["uid"] = (created or {}).get("metadata", {}).get("uid", "")
+        handle["job"] = job  # what recreate() creates again; dropped once the trial ends
         return handle
+
+    def _create(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """Create ``job``; one of that name created before a restart is adopted (read back).
+
+        Raises:
+            RunnerUnavailableError: the API server is unreachable.
+            KubeError: refused.
+        """
+        meta = job["metadata"]
+        try:
+            try:
+                return self.api.create(job)
+            except KubeError as exc:
+                if not exc.conflict or isinstance(exc, KubeUnavailableError):
+                    raise
+            log.info("job %s/%s exists already; adopting it", self.namespace, meta["name"])
+            return self.api.get(job["apiVersion"], job["kind"], self.namespace, meta["name"])
+        except KubeUnavailableError as exc:
+            raise RunnerUnavailableError(str(exc)) from None
+
+    def recreate(self, handle: Handle) -> Handle | None:
+        """Create the vanished job again from the body :meth:`start` recorded, at most
+        :data:`MAX_RECREATIONS` times per trial."""
+        restarts = int(handle.get("restarts", 0))
+        job = handle.get("job")
+        if not isinstance(job, Mapping) or restarts >= MAX_RECREATIONS:
+            return None
+        try:
+            created = self._create(job)
+        except KubeError as exc:
+            log.warning("cannot create the job %s again: %s", handle.get("name"), exc)
+            return None
+        uid = (created or {}).get("metadata", {}).get("uid", "")
+        return {**handle, "uid": uid, "restarts": restarts + 1}
 
     def read(self, handle: Handle) -> dict[str, Any] | None:
         """The job object, or None when it does not exist."""
@@ -420,12 +460,17 @@ class KubernetesRunner(TrialRunner):
 
     def poll(self, handle: Handle) -> RunState:
         job = self.read(handle)
+        if job is None and not handle.get("uid"):
+            # recorded Running but the operator stopped before the create was confirmed
+            return RunState(RunPhase.FAILED, NOT_STARTED, "the job was never created")
         if job is None:
+            restarts = int(handle.get("restarts", 0))
+            again = f", after it was created again {restarts} time(s)" if restarts else ""
             return RunState(
                 RunPhase.FAILED,
-                "JobNotFound",
-                f"the {handle.get('kind', 'job')} {handle.get('name')} does not exist "
-                "(deleted before it finished, or never created)",
+                JOB_NOT_FOUND,
+                f"the {handle.get('kind', 'job')} {handle.get('name')} was deleted before it "
+                f"finished{again}",
             )
         uid = handle.get("uid")
         if uid and job.get("metadata", {}).get("uid") not in (None, uid):
