@@ -171,10 +171,12 @@ def test_the_install_doc_creates_the_secret_the_pods_need() -> None:
 # -- PodSecurity restricted -------------------------------------------------------------------
 
 
-def test_the_namespace_enforces_restricted() -> None:
-    (namespace,) = [d for d in _documents() if d["kind"] == "Namespace"]
-    labels = namespace["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+def test_the_namespaces_enforce_restricted() -> None:
+    namespaces = [d for d in _documents() if d["kind"] == "Namespace"]
+    assert {n["metadata"]["name"] for n in namespaces} == {"tunery-system", "kubeflow"}
+    for namespace in namespaces:
+        labels = namespace["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 @pytest.mark.parametrize("workload", sorted(_workloads()))
