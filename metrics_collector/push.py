@@ -9,7 +9,8 @@ or by Katib (``kind: Push``). The trial is named by ``$TUNERY_TRIAL_NAME``, else
    pushed metrics also drive early stopping, and survive a controller crash like printed ones.
 2. A DBManager over gRPC (``ReportObservationLog``, as ``katib.report_metrics``):
    ``$TUNERY_DB_MANAGER_ADDRESS`` (the deprecated ``$TUNERY_DBMANAGER_ADDRESS`` still works),
-   else Katib's ``katib-db-manager.kubeflow:6789``. Katib's wire has no step: the server numbers rows in arrival order.
+   else Katib's ``katib-db-manager.kubeflow:6789``. Katib's wire has no step: the server
+   numbers rows in arrival order.
 
 Values must be numbers (ints, floats, numpy/torch scalars, or numeric strings as Katib
 accepts); NaN and infinities are stored but never chosen as best.

@@ -15,7 +15,12 @@ on every transition. Finished jobs are deleted unless ``trialTemplate.retain``.
 
 Nothing lives only in memory: the store holds experiments, trials, job handles and
 observations, the custom resources hold what was last mirrored (so events are emitted once),
-and a restarted operator continues every experiment where it was.
+and a restarted operator continues every experiment where it was. Status is written as a JSON
+merge patch that nulls keys the new status no longer has (:func:`merge_patch`), and stays
+bounded (``controller.operator.mirror``). A finished experiment whose resource shows it
+(:func:`is_finished`) costs nothing per pass; a lowered parallelTrialCount stops the newest
+extra active trials; a trialTemplate ConfigMap is read only in the experiment's namespace
+unless ``OperatorSettings.template_namespaces`` allows another.
 
 Experiment names are unique per tunery database (trial names derive from them, and Katib's
 observation log is keyed by trial name alone): a second Experiment with the name of one in
@@ -130,7 +135,8 @@ class OperatorSettings:
             ),
             liveness_endpoint=env.get("TUNERY_LIVENESS_ENDPOINT") or None,
             template_namespaces=tuple(
-                n.strip() for n in env.get("TUNERY_TEMPLATE_NAMESPACES", "").split(",")
+                n.strip()
+                for n in env.get("TUNERY_TEMPLATE_NAMESPACES", "").split(",")
                 if n.strip()
             ),
         )

@@ -10,8 +10,8 @@ its success condition, on it (Katib's order). A job whose creation was never con
 handle has no ``uid``: the operator stopped between recording and creating it) is
 ``NOT_STARTED``, so the trial starts again; a created job that vanished (deleted by hand) is
 ``JOB_NOT_FOUND`` and :meth:`recreate` creates it again from the recorded body, at most
-:data:`MAX_RECREATIONS` times, as Katib re-creates a Trial's missing job; :meth:`stop` and :meth:`delete_job` delete it with
-foreground propagation, so its pods go first.
+:data:`MAX_RECREATIONS` times, as Katib re-creates a Trial's missing job. :meth:`stop` and
+:meth:`delete_job` delete it with foreground propagation, so its pods go first.
 
 Any kind works: the REST path comes from a table of the usual training kinds or, for others,
 API discovery. :class:`KubeApi` is the small raw-JSON client both this module and the operator

@@ -232,9 +232,7 @@ def test_trial_meta_of_template_names_a_missing_label() -> None:
 # -- 4 + 11: a restart nulls completionTime and wakes a quiet experiment ----------------------
 
 
-def test_restart_removes_completion_time_from_the_resource(
-    api, namespace, k8s_store, suggestions
-):
+def test_restart_removes_completion_time_from_the_resource(api, namespace, k8s_store, suggestions):
     api.create(experiment_body(namespace, maxTrialCount=2, resumePolicy="LongRunning"))
     op = make_operator(api, k8s_store, suggestions)
     step(op, api, namespace)
