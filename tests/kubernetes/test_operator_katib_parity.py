@@ -98,6 +98,18 @@ def test_one_db_manager_variable_from_operator_to_report_metrics(
     assert default_dbmanager_address(both) == "new:2"
 
 
+def test_the_sdk_cluster_client_reads_the_same_variable(monkeypatch) -> None:
+    from tunery.sdk.kubernetes import KubernetesBackend
+
+    def backend() -> KubernetesBackend:
+        return KubernetesBackend(namespace="ns", custom_objects_api=object(), core_api=object())
+
+    monkeypatch.setenv("TUNERY_DBMANAGER_ADDRESS", "old:1")
+    assert backend().db_manager_address == "old:1"
+    monkeypatch.setenv(ADDRESS_ENV, "new:2")
+    assert backend().db_manager_address == "new:2"
+
+
 def test_deploy_serves_katib_db_manager_for_katib_sdk() -> None:
     kustomization = yaml.safe_load((ROOT / "deploy/kustomization.yaml").read_text())
     assert "katib-compat.yaml" in kustomization["resources"]

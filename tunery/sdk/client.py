@@ -80,7 +80,7 @@ class Client:
         config_file, context, client_configuration: kubernetes: which cluster (kube config).
         custom_objects_api, core_api: kubernetes: API objects to use instead (tests).
         db_manager_address: kubernetes: the DBManager for trial metrics
-            (``$TUNERY_DBMANAGER_ADDRESS``, else Katib's ``katib-db-manager.kubeflow:6789``).
+            (``$TUNERY_DB_MANAGER_ADDRESS``, else Katib's ``katib-db-manager.kubeflow:6789``).
 
         Raises:
             InvalidArgumentError: an unknown backend.

@@ -90,7 +90,8 @@ class KubernetesBackend:
         self.namespace = namespace or default_namespace(context_namespace)
         self.db_manager_address = (
             db_manager_address
-            or os.environ.get("TUNERY_DBMANAGER_ADDRESS")
+            or os.environ.get("TUNERY_DB_MANAGER_ADDRESS")
+            or os.environ.get("TUNERY_DBMANAGER_ADDRESS")  # deprecated name
             or DEFAULT_DB_MANAGER_ADDRESS
         )
         self.request_timeout = request_timeout
