@@ -612,8 +612,8 @@ def build_app(storage: Storage | None = None) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app["storage"] = storage
     app.router.add_get("/version", _version)
-    app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
-    app.router.add_get("/readyz", lambda _r: web.Response(text="ok"))
+    app.router.add_get("/healthz", _ok)
+    app.router.add_get("/readyz", _ok)
     app.router.add_get("/api", _core_versions)
     app.router.add_get("/apis", _groups)
     app.router.add_route("*", "/api/{version}{rest:.*}", _core)
@@ -627,6 +627,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)  # type: ignore[no-any-return]
     except ApiError as exc:
         return _json(exc.status(), exc.code)
+
+
+async def _ok(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 async def _version(_request: web.Request) -> web.Response:
