@@ -57,21 +57,47 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, *argv], cwd=ROOT, env=env or self.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self) -> None:
-        self._spawn("apiserver", ["-m", "tests.kubernetes.fake_cluster", "--port", "0",
-                                  "--kubeconfig", str(self.kubeconfig)])  # fmt: skip
-        self._spawn("suggestion", ["-m", "tunery.cli", "serve", "suggestion",
-                                   "--port", str(self.suggestion_port)])  # fmt: skip
-        self._spawn("dbmanager", ["-m", "tunery.cli", "serve", "dbmanager",
-                                  "--port", str(self.dbmanager_port), "--db", self.db_url])  # fmt: skip
+        self._spawn(
+            "apiserver",
+            [
+                "-m",
+                "tests.kubernetes.fake_cluster",
+                "--port",
+                "0",
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ],
+        )
+        self._spawn(
+            "suggestion",
+            ["-m", "tunery.cli", "serve", "suggestion", "--port", str(self.suggestion_port)],
+        )
+        self._spawn(
+            "dbmanager",
+            [
+                "-m",
+                "tunery.cli",
+                "serve",
+                "dbmanager",
+                "--port",
+                str(self.dbmanager_port),
+                "--db",
+                self.db_url,
+            ],
+        )
         deadline = time.monotonic() + 30
         while not (match := re.search(r"serving on (\S+)", self.log("apiserver"))):
             if time.monotonic() > deadline or self.processes["apiserver"].poll() is not None:
@@ -98,7 +124,7 @@ class Stack:
         process.wait(timeout=10)
 
     def stop(self) -> None:
-        for name, process in list(self.processes.items()):
+        for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
@@ -118,11 +144,13 @@ class Stack:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         request = api_pb2.ReportObservationLogRequest(
             trial_name=trial,
-            observation_log=api_pb2.ObservationLog(metric_logs=[
-                api_pb2.MetricLog(time_stamp=now, metric=api_pb2.Metric(name=k, value=str(v)))
-                for k, v in metrics.items()
-            ]),
-        )  # fmt: skip
+            observation_log=api_pb2.ObservationLog(
+                metric_logs=[
+                    api_pb2.MetricLog(time_stamp=now, metric=api_pb2.Metric(name=k, value=str(v)))
+                    for k, v in metrics.items()
+                ]
+            ),
+        )
         with grpc.insecure_channel(f"127.0.0.1:{self.dbmanager_port}") as channel:
             api_pb2_grpc.DBManagerStub(channel).ReportObservationLog(request, timeout=10)
 
@@ -191,10 +219,16 @@ class Kubelet:
             args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
             parameters = dict(re.findall(r"--([\w-]+)=(\S+)", args))
             self.stack.report_metrics(name, self.metrics(parameters))
-            condition = {"type": "Complete", "status": "True", "lastProbeTime": _now(),
-                         "lastTransitionTime": _now()}  # fmt: skip
-            self._status(name, {"active": 0, "succeeded": 1, "completionTime": _now(),
-                                "conditions": [condition]})  # fmt: skip
+            condition = {
+                "type": "Complete",
+                "status": "True",
+                "lastProbeTime": _now(),
+                "lastTransitionTime": _now(),
+            }
+            self._status(
+                name,
+                {"active": 0, "succeeded": 1, "completionTime": _now(), "conditions": [condition]},
+            )
             self.finished.append(name)
 
     def _status(self, name: str, status: dict[str, Any]) -> None:
@@ -205,7 +239,9 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, *, stack: Stack | None = None) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 20.0, *, stack: Stack | None = None
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` (with the
     operator's log tail) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

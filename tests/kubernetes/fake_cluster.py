@@ -10,7 +10,8 @@ Two ways to run it:
   namespaces besides the system ones, writes a kubeconfig naming it (``KUBECONFIG=...``
   then works for ``kubectl``, the ``kubernetes`` client, kopf and ``tunery operator``) and
   prints ``serving on http://127.0.0.1:PORT``. ``--port 0`` picks a free port (read it from
-  the kubeconfig or that line). SIGTERM or Ctrl-C stops it.
+  the kubeconfig or that line). Every refused request is printed to stderr with its status
+  and message. SIGTERM or Ctrl-C stops it.
 - :class:`FakeCluster`, a context manager serving from a background thread (tests of the
   server itself).
 """
@@ -30,8 +31,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # siblings, also under ``python -m``
 
-from aiohttp import web  # noqa: E402
-from fake_apiserver import Storage, build_app  # noqa: E402
+from aiohttp import web
+from fake_apiserver import Storage, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = ROOT / "deploy" / "crds"
@@ -56,8 +57,9 @@ def prepare(crds: Iterable[dict[str, Any]], namespaces: Sequence[str] = ()) -> S
         storage.create(crd_type, None, crd)
     ns_type = storage.type_of("", "v1", "namespaces")
     for name in namespaces:
-        storage.create(ns_type, None, {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": name}})  # fmt: skip
+        storage.create(
+            ns_type, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
     return storage
 
 
@@ -73,8 +75,11 @@ def kubeconfig(url: str) -> dict[str, Any]:
     }
 
 
-async def _start(storage: Storage, port: int, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(build_app(storage), handle_signals=False, shutdown_timeout=0.5)
+async def _start(
+    storage: Storage, port: int, host: str = "127.0.0.1", *, log_refusals: bool = False
+) -> tuple[web.AppRunner, str]:
+    app = build_app(storage, log_refusals=log_refusals)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -85,7 +90,9 @@ async def _start(storage: Storage, port: int, host: str = "127.0.0.1") -> tuple[
 class FakeCluster:
     """The fake API server on 127.0.0.1, served from a background event-loop thread."""
 
-    def __init__(self, crds: Iterable[dict[str, Any]] | None = None, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self, crds: Iterable[dict[str, Any]] | None = None, namespaces: Sequence[str] = ()
+    ) -> None:
         self.storage = prepare(load_crds(DEFAULT_CRDS) if crds is None else crds, namespaces)
         self.url = ""
         self._loop = asyncio.new_event_loop()
@@ -132,7 +139,7 @@ class FakeCluster:
 
 
 async def _serve_until_stopped(storage: Storage, port: int, kubeconfig_path: Path | None) -> None:
-    runner, url = await _start(storage, port)
+    runner, url = await _start(storage, port, log_refusals=True)
     if kubeconfig_path is not None:
         kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url)))
     print(f"serving on {url}", flush=True)
@@ -152,8 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Serve the fake Kubernetes API server until killed.",
     )
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
-    parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig naming the server here")
-    parser.add_argument("--crds", type=Path, default=DEFAULT_CRDS, help="install the CRDs found here")
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="write a kubeconfig naming the server here"
+    )
+    parser.add_argument(
+        "--crds", type=Path, default=DEFAULT_CRDS, help="install the CRDs found here"
+    )
     parser.add_argument("--namespace", action="append", default=[], help="create this namespace")
     args = parser.parse_args(argv)
     try:

@@ -29,7 +29,9 @@ class FieldError:
     """One invalid field: the path (``spec.parameters[0].name``), the kind, the message."""
 
     field: str
-    reason: str  # FieldValueRequired, FieldValueInvalid, FieldValueNotSupported, FieldValueTypeInvalid
+    reason: (
+        str  # FieldValueRequired, FieldValueInvalid, FieldValueNotSupported, FieldValueTypeInvalid
+    )
     message: str
 
 
@@ -103,9 +105,14 @@ def validate(obj: Any, schema: Schema, path: str = "") -> list[FieldError]:
 def _check(value: Any, schema: Schema, path: str, errors: list[FieldError], root: bool) -> None:
     if value is None:
         if not schema.get("nullable") and schema.get("type"):
-            errors.append(FieldError(path, "FieldValueTypeInvalid",
-                                     f"{path}: Invalid value: \"null\": {path or 'body'} in body "
-                                     f"must be of type {schema['type']}: \"null\""))  # fmt: skip
+            errors.append(
+                FieldError(
+                    path,
+                    "FieldValueTypeInvalid",
+                    f'{path}: Invalid value: "null": {path or "body"} in body '
+                    f'must be of type {schema["type"]}: "null"',
+                )
+            )
         return
     before = len(errors)
     kind = schema.get("type")
@@ -114,33 +121,56 @@ def _check(value: Any, schema: Schema, path: str, errors: list[FieldError], root
             errors.append(_invalid(path, value, "must be an integer or a string"))
             return
     elif kind and not _TYPES.get(kind, lambda v: True)(value):
-        errors.append(FieldError(path, "FieldValueTypeInvalid",
-                                 f"{path}: Invalid value: \"{_type_name(value)}\": "
-                                 f"{path or 'body'} in body must be of type {kind}: "
-                                 f"\"{_type_name(value)}\""))  # fmt: skip
+        errors.append(
+            FieldError(
+                path,
+                "FieldValueTypeInvalid",
+                f'{path}: Invalid value: "{_type_name(value)}": '
+                f"{path or 'body'} in body must be of type {kind}: "
+                f'"{_type_name(value)}"',
+            )
+        )
         return
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(_shown(v) for v in schema["enum"])
-        errors.append(FieldError(path, "FieldValueNotSupported",
-                                 f"{path}: Unsupported value: {_shown(value)}: supported values: "
-                                 f"{allowed}"))  # fmt: skip
+        errors.append(
+            FieldError(
+                path,
+                "FieldValueNotSupported",
+                f"{path}: Unsupported value: {_shown(value)}: supported values: {allowed}",
+            )
+        )
     if _TYPES["number"](value):
         _check_number(value, schema, path, errors)
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(_invalid(path, value, f"should be at least {schema['minLength']} chars long"))
+            errors.append(
+                _invalid(path, value, f"should be at least {schema['minLength']} chars long")
+            )
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(FieldError(path, "FieldValueTooLong",
-                                     f"{path}: Too long: may not be longer than {schema['maxLength']}"))  # fmt: skip
+            errors.append(
+                FieldError(
+                    path,
+                    "FieldValueTooLong",
+                    f"{path}: Too long: may not be longer than {schema['maxLength']}",
+                )
+            )
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append(_invalid(path, value, f"should match '{schema['pattern']}'"))
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(_invalid(path, value, f"should have at least {schema['minItems']} items"))
+            errors.append(
+                _invalid(path, value, f"should have at least {schema['minItems']} items")
+            )
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(FieldError(path, "FieldValueTooMany",
-                                     f"{path}: Too many: {len(value)}: must have at most "
-                                     f"{schema['maxItems']} items"))  # fmt: skip
+            errors.append(
+                FieldError(
+                    path,
+                    "FieldValueTooMany",
+                    f"{path}: Too many: {len(value)}: must have at most "
+                    f"{schema['maxItems']} items",
+                )
+            )
         if isinstance(schema.get("items"), Mapping):
             for i, item in enumerate(value):
                 _check(item, schema["items"], f"{path}[{i}]", errors, root=False)
@@ -175,7 +205,11 @@ def _check_number(value: float, schema: Schema, path: str, errors: list[FieldErr
     if "minimum" in schema:
         low = schema["minimum"]
         if value < low or (schema.get("exclusiveMinimum") is True and value == low):
-            op = "greater than" if schema.get("exclusiveMinimum") is True else "greater than or equal to"
+            op = (
+                "greater than"
+                if schema.get("exclusiveMinimum") is True
+                else "greater than or equal to"
+            )
             errors.append(_invalid(path, value, f"should be {op} {low}"))
     if "maximum" in schema:
         high = schema["maximum"]

@@ -34,7 +34,9 @@ class Http:
     def __call__(self, method: str, path: str, body: Any = None, **kw: Any) -> requests.Response:
         data = None if body is None else json.dumps(body)
         headers = kw.pop("headers", {"Content-Type": "application/json"})
-        return requests.request(method, self.url + path, data=data, headers=headers, timeout=10, **kw)
+        return requests.request(
+            method, self.url + path, data=data, headers=headers, timeout=10, **kw
+        )
 
 
 @pytest.fixture()
@@ -43,22 +45,36 @@ def http(server: FakeCluster) -> Http:
 
 
 def configmap(name: str, **extra: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **extra},
-            "data": {"k": "v"}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, **extra},
+        "data": {"k": "v"},
+    }
 
 
 def experiment(name: str, **spec: Any) -> dict[str, Any]:
     body = {
-        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
         "spec": {
             "objective": {"type": "minimize", "objectiveMetricName": "loss"},
             "algorithm": {"algorithmName": "random"},
-            "parameters": [{"name": "lr", "parameterType": "double",
-                            "feasibleSpace": {"min": "0.1", "max": "0.2"}}],
-            "trialTemplate": {"primaryContainerName": "main", "trialSpec": {"kind": "Job"},
-                              "trialParameters": [{"name": "lr", "reference": "lr"}]},
+            "parameters": [
+                {
+                    "name": "lr",
+                    "parameterType": "double",
+                    "feasibleSpace": {"min": "0.1", "max": "0.2"},
+                }
+            ],
+            "trialTemplate": {
+                "primaryContainerName": "main",
+                "trialSpec": {"kind": "Job"},
+                "trialParameters": [{"name": "lr", "reference": "lr"}],
+            },
         },
-    }  # fmt: skip
+    }
     body["spec"].update(spec)
     return body
 
@@ -101,8 +117,10 @@ def test_update_needs_the_current_resource_version(http: Http) -> None:
 
 def test_a_failed_json_patch_test_is_422_and_changes_nothing(http: Http) -> None:
     obj = http("POST", CONFIGMAPS, configmap("cm-jp", finalizers=["a/b"])).json()
-    ops = [{"op": "test", "path": "/metadata/finalizers/0", "value": "other"},
-           {"op": "remove", "path": "/metadata/finalizers/0"}]  # fmt: skip
+    ops = [
+        {"op": "test", "path": "/metadata/finalizers/0", "value": "other"},
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+    ]
     failed = http("PATCH", f"{CONFIGMAPS}/cm-jp", ops, headers=JSON_PATCH)
     assert failed.status_code == 422 and failed.json()["reason"] == "Invalid"
     after = http("GET", f"{CONFIGMAPS}/cm-jp").json()
@@ -132,16 +150,40 @@ def test_discovery_serves_core_batch_apiextensions_and_the_crds(http: Http) -> N
 
 
 def test_a_new_crd_is_served_and_its_removal_takes_its_objects(http: Http) -> None:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "widgets.example.com"},
-           "spec": {"group": "example.com", "scope": "Namespaced",
-                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True,
-                                  "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                                      "size": {"type": "integer", "minimum": 1}}}}}]}}  # fmt: skip
-    assert http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"size": {"type": "integer", "minimum": 1}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    assert (
+        http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code
+        == 201
+    )
     path = "/apis/example.com/v1/namespaces/default/widgets"
-    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "size": 0}
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "size": 0,
+    }
     small = http("POST", path, widget)
     assert small.status_code == 422 and small.json()["details"]["causes"][0]["field"] == "size"
     widget["size"] = 2
@@ -161,28 +203,44 @@ def test_custom_resources_are_pruned_defaulted_and_validated(http: Http) -> None
     assert spec["parallelTrialCount"] == 3 and spec["resumePolicy"] == "Never"  # defaulted
     assert spec["parameters"][0]["feasibleSpace"]["distribution"] == "uniform"
     assert "status" not in created.json()  # the status subresource owns status
-    bad = http("POST", EXPERIMENTS, experiment("exp-bad", parallelTrialCount="two",
-                                               resumePolicy="Sometimes"))  # fmt: skip
+    bad = http(
+        "POST",
+        EXPERIMENTS,
+        experiment("exp-bad", parallelTrialCount="two", resumePolicy="Sometimes"),
+    )
     assert bad.status_code == 422
     causes = {c["field"]: c for c in bad.json()["details"]["causes"]}
     assert causes["spec.parallelTrialCount"]["reason"] == "FieldValueTypeInvalid"
     assert causes["spec.resumePolicy"]["reason"] == "FieldValueNotSupported"
-    patched = http("PATCH", f"{EXPERIMENTS}/exp-schema", {"spec": {"maxTrialCount": "x"}},
-                   headers=MERGE)  # fmt: skip
+    patched = http(
+        "PATCH", f"{EXPERIMENTS}/exp-schema", {"spec": {"maxTrialCount": "x"}}, headers=MERGE
+    )
     assert patched.status_code == 422
-    smp = http("PATCH", f"{EXPERIMENTS}/exp-schema", {"spec": {}},
-               headers={"Content-Type": "application/strategic-merge-patch+json"})  # fmt: skip
+    smp = http(
+        "PATCH",
+        f"{EXPERIMENTS}/exp-schema",
+        {"spec": {}},
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
     assert smp.status_code == 415
 
 
 def test_the_status_subresource(http: Http) -> None:
     created = http("POST", EXPERIMENTS, experiment("exp-status")).json()
-    main = http("PATCH", f"{EXPERIMENTS}/exp-status",
-                {"status": {"trials": 1}, "spec": {"maxTrialCount": 7}}, headers=MERGE).json()  # fmt: skip
+    main = http(
+        "PATCH",
+        f"{EXPERIMENTS}/exp-status",
+        {"status": {"trials": 1}, "spec": {"maxTrialCount": 7}},
+        headers=MERGE,
+    ).json()
     assert "status" not in main and main["spec"]["maxTrialCount"] == 7
     assert main["metadata"]["generation"] == created["metadata"]["generation"] + 1
-    status = http("PATCH", f"{EXPERIMENTS}/exp-status/status",
-                  {"status": {"trials": 2}, "spec": {"maxTrialCount": 1}}, headers=MERGE).json()  # fmt: skip
+    status = http(
+        "PATCH",
+        f"{EXPERIMENTS}/exp-status/status",
+        {"status": {"trials": 2}, "spec": {"maxTrialCount": 1}},
+        headers=MERGE,
+    ).json()
     assert status["status"]["trials"] == 2 and status["spec"]["maxTrialCount"] == 7
     assert status["metadata"]["generation"] == main["metadata"]["generation"]
 
@@ -204,34 +262,54 @@ def test_watches_resume_from_a_resource_version_and_send_bookmarks(http: Http) -
     http("POST", CONFIGMAPS, configmap("cm-w1", labels={"watch": "me"}))
     http("POST", CONFIGMAPS, configmap("cm-other"))
     http("DELETE", f"{CONFIGMAPS}/cm-w1")
-    events = _watch(http, CONFIGMAPS, f"resourceVersion={since}&labelSelector=watch%3Dme"
-                    "&allowWatchBookmarks=true", stop_after=3)  # fmt: skip
+    events = _watch(
+        http,
+        CONFIGMAPS,
+        f"resourceVersion={since}&labelSelector=watch%3Dme&allowWatchBookmarks=true",
+        stop_after=3,
+    )
     assert [(e["type"], e["object"]["metadata"].get("name")) for e in events] == [
-        ("ADDED", "cm-w1"), ("DELETED", "cm-w1"), ("BOOKMARK", None)]  # fmt: skip
+        ("ADDED", "cm-w1"),
+        ("DELETED", "cm-w1"),
+        ("BOOKMARK", None),
+    ]
     assert int(events[2]["object"]["metadata"]["resourceVersion"]) >= int(since) + 3
     fresh = _watch(http, CONFIGMAPS, "fieldSelector=metadata.name%3Dcm-other", stop_after=1)
     assert fresh[0]["type"] == "ADDED" and fresh[0]["object"]["metadata"]["name"] == "cm-other"
-    timed = requests.get(f"{http.url}{CONFIGMAPS}?watch=true&timeoutSeconds=1&resourceVersion="
-                         f"{10**9}", timeout=10)  # fmt: skip
+    timed = requests.get(
+        f"{http.url}{CONFIGMAPS}?watch=true&timeoutSeconds=1&resourceVersion={10**9}", timeout=10
+    )
     assert timed.status_code == 200 and timed.text == ""  # ends after timeoutSeconds
 
 
 def test_finalizers_hold_a_deletion_and_their_release_collects_the_dependents(http: Http) -> None:
     owner = http("POST", CONFIGMAPS, configmap("owner", finalizers=["x.io/hold"])).json()
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
-           "uid": owner["metadata"]["uid"]}  # fmt: skip
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner["metadata"]["uid"],
+    }
     http("POST", CONFIGMAPS, configmap("child", ownerReferences=[ref]))
-    grandchild_ref = {**ref, "name": "child",
-                      "uid": http("GET", f"{CONFIGMAPS}/child").json()["metadata"]["uid"]}  # fmt: skip
+    grandchild_ref = {
+        **ref,
+        "name": "child",
+        "uid": http("GET", f"{CONFIGMAPS}/child").json()["metadata"]["uid"],
+    }
     http("POST", CONFIGMAPS, configmap("grandchild", ownerReferences=[grandchild_ref]))
     deleting = http("DELETE", f"{CONFIGMAPS}/owner").json()
     assert deleting["metadata"]["deletionTimestamp"]
     assert http("GET", f"{CONFIGMAPS}/child").status_code == 200  # the owner still exists
-    added = http("PATCH", f"{CONFIGMAPS}/owner",
-                 {"metadata": {"finalizers": ["x.io/hold", "y.io/new"]}}, headers=MERGE)  # fmt: skip
+    added = http(
+        "PATCH",
+        f"{CONFIGMAPS}/owner",
+        {"metadata": {"finalizers": ["x.io/hold", "y.io/new"]}},
+        headers=MERGE,
+    )
     assert added.status_code == 422  # no new finalizers while deleting
-    released = http("PATCH", f"{CONFIGMAPS}/owner", {"metadata": {"finalizers": None}},
-                    headers=MERGE)  # fmt: skip
+    released = http(
+        "PATCH", f"{CONFIGMAPS}/owner", {"metadata": {"finalizers": None}}, headers=MERGE
+    )
     assert released.status_code == 200
     for name in ("owner", "child", "grandchild"):
         assert http("GET", f"{CONFIGMAPS}/{name}").status_code == 404, name
@@ -239,8 +317,13 @@ def test_finalizers_hold_a_deletion_and_their_release_collects_the_dependents(ht
 
 def test_foreground_and_orphan_propagation(http: Http) -> None:
     owner = http("POST", CONFIGMAPS, configmap("fg-owner")).json()
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "fg-owner",
-           "uid": owner["metadata"]["uid"], "blockOwnerDeletion": True}  # fmt: skip
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "fg-owner",
+        "uid": owner["metadata"]["uid"],
+        "blockOwnerDeletion": True,
+    }
     http("POST", CONFIGMAPS, configmap("fg-child", ownerReferences=[ref], finalizers=["z/hold"]))
     deleting = http("DELETE", f"{CONFIGMAPS}/fg-owner", {"propagationPolicy": "Foreground"}).json()
     assert "foregroundDeletion" in deleting["metadata"]["finalizers"]
@@ -260,15 +343,21 @@ def test_delete_preconditions(http: Http) -> None:
     obj = http("POST", CONFIGMAPS, configmap("cm-pre")).json()
     wrong = http("DELETE", f"{CONFIGMAPS}/cm-pre", {"preconditions": {"uid": "nope"}})
     assert wrong.status_code == 409
-    right = http("DELETE", f"{CONFIGMAPS}/cm-pre",
-                 {"preconditions": {"resourceVersion": obj["metadata"]["resourceVersion"]}})  # fmt: skip
+    right = http(
+        "DELETE",
+        f"{CONFIGMAPS}/cm-pre",
+        {"preconditions": {"resourceVersion": obj["metadata"]["resourceVersion"]}},
+    )
     assert right.status_code == 200 and http("GET", f"{CONFIGMAPS}/cm-pre").status_code == 404
 
 
 def test_built_in_kinds_are_validated_against_the_kubernetes_schema(http: Http) -> None:
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
-           "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i",
-                                                          "cpu": 1}]}}}}  # fmt: skip
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i", "cpu": 1}]}}},
+    }
     refused = http("POST", "/apis/batch/v1/namespaces/default/jobs", job)
     assert refused.status_code == 422 and refused.json()["reason"] == "Invalid"
 

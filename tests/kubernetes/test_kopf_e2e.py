@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +56,12 @@ def crs(stack: Stack) -> k8s_client.CustomObjectsApi:
 def experiment(name: str, **spec: Any) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "examples/quickstart/experiment.yaml").read_text())
     doc["metadata"] = {"name": name}
-    doc["spec"].update(parallelTrialCount=1, maxTrialCount=3, maxFailedTrialCount=1,
-                       metricsCollectorSpec={"collector": {"kind": "Push"}})  # fmt: skip
+    doc["spec"].update(
+        parallelTrialCount=1,
+        maxTrialCount=3,
+        maxFailedTrialCount=1,
+        metricsCollectorSpec={"collector": {"kind": "Push"}},
+    )
     doc["spec"].update(spec)
     return doc
 
@@ -68,7 +71,9 @@ def loss_of(parameters: dict[str, str]) -> dict[str, float]:
     return {"loss": lr, "accuracy": 1 - lr}
 
 
-def get(crs: k8s_client.CustomObjectsApi, namespace: str, plural: str, name: str) -> dict[str, Any]:
+def get(
+    crs: k8s_client.CustomObjectsApi, namespace: str, plural: str, name: str
+) -> dict[str, Any]:
     return crs.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
 
 
@@ -98,18 +103,27 @@ def test_created_running_succeeded(stack: Stack, namespace: str, crs: Any) -> No
     assert FINALIZER in body["metadata"]["finalizers"]
     owned = trials(crs, namespace)
     assert {t["metadata"]["name"] for t in owned} == set(kubelet.seen)
-    assert all(t["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"] for t in owned)
+    assert all(
+        t["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"] for t in owned
+    )
     best = min(owned, key=lambda t: float(t["status"]["observation"]["metrics"][0]["latest"]))
     assert status["currentOptimalTrial"]["bestTrialName"] == best["metadata"]["name"]
-    wait_for("finished Jobs deleted", lambda: not k8s_client.BatchV1Api(
-        stack.api_client()).list_namespaced_job(namespace).items, 10, stack=stack)  # fmt: skip
+    wait_for(
+        "finished Jobs deleted",
+        lambda: not k8s_client.BatchV1Api(stack.api_client()).list_namespaced_job(namespace).items,
+        10,
+        stack=stack,
+    )
 
 
 def test_budget_lowered_then_raised(stack: Stack, namespace: str, crs: Any) -> None:
     crs.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "experiments",
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
         experiment("budget", maxTrialCount=5, resumePolicy="LongRunning"),
-    )  # fmt: skip
+    )
     with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
         wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
         kubelet.release()
@@ -118,7 +132,9 @@ def test_budget_lowered_then_raised(stack: Stack, namespace: str, crs: Any) -> N
             GROUP, VERSION, namespace, "experiments", "budget", {"spec": {"maxTrialCount": 2}}
         )
         kubelet.release()
-        body = wait_for("Succeeded at 2", lambda: finished(crs, namespace, "budget"), 15, stack=stack)
+        body = wait_for(
+            "Succeeded at 2", lambda: finished(crs, namespace, "budget"), 15, stack=stack
+        )
         assert body["status"]["trialsSucceeded"] == 2
         time.sleep(1.5)  # three passes: no third trial is started
         assert len(kubelet.seen) == 2 and len(trials(crs, namespace)) == 2
@@ -130,9 +146,14 @@ def test_budget_lowered_then_raised(stack: Stack, namespace: str, crs: Any) -> N
         kubelet.release()
         body = wait_for(
             "Succeeded at 3",
-            lambda: (b := finished(crs, namespace, "budget")) and b["status"].get("trialsSucceeded") == 3 and b,
-            15, stack=stack,
-        )  # fmt: skip
+            lambda: (
+                (b := finished(crs, namespace, "budget"))
+                and b["status"].get("trialsSucceeded") == 3
+                and b
+            ),
+            15,
+            stack=stack,
+        )
     assert not kubelet.errors
     assert len(trials(crs, namespace)) == 3
 
@@ -161,7 +182,9 @@ def test_deletion_through_the_finalizer(stack: Stack, namespace: str, crs: Any) 
     assert elapsed < 5, f"finalizer released after {elapsed:.1f} s"
     assert trials(crs, namespace) == []  # garbage-collected with their owner
     assert batch.list_namespaced_job(namespace).items == []
-    assert crs.list_namespaced_custom_object(GROUP, VERSION, namespace, "suggestions")["items"] == []
+    assert (
+        crs.list_namespaced_custom_object(GROUP, VERSION, namespace, "suggestions")["items"] == []
+    )
     store = open_store(stack.db_url)
     try:
         with pytest.raises(NotFoundError):
@@ -170,7 +193,9 @@ def test_deletion_through_the_finalizer(stack: Stack, namespace: str, crs: Any) 
         store.close()
 
 
-def test_operator_killed_mid_experiment_and_restarted(stack: Stack, namespace: str, crs: Any) -> None:
+def test_operator_killed_mid_experiment_and_restarted(
+    stack: Stack, namespace: str, crs: Any
+) -> None:
     crs.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "experiments", experiment("phoenix", maxTrialCount=3)
     )
