@@ -79,6 +79,10 @@ class Stack:
                 "0",
                 "--kubeconfig",
                 str(self.kubeconfig),
+                "--crds",
+                "deploy/crds",
+                "--crds",
+                "tests/kubernetes/crds",
             ],
         )
         self._spawn(

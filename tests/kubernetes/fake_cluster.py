@@ -6,14 +6,16 @@ Two ways to run it:
 
       python -m tests.kubernetes.fake_cluster --port 8001 --kubeconfig /tmp/fake.kubeconfig
 
-  installs the CRDs of ``deploy/crds`` (``--crds DIR`` for others), creates ``--namespace``
+  installs the CRDs of ``deploy/crds`` (``--crds DIR``, repeatable, for others: ``--crds
+  deploy/crds --crds tests/kubernetes/crds`` adds stand-ins of the training operator's
+  kinds), creates ``--namespace``
   namespaces besides the system ones, writes a kubeconfig naming it (``KUBECONFIG=...``
   then works for ``kubectl``, the ``kubernetes`` client, kopf and ``tunery operator``) and
   prints ``serving on http://127.0.0.1:PORT``. ``--port 0`` picks a free port (read it from
   the kubeconfig or that line). Every refused request is printed to stderr with its status
   and message. SIGTERM or Ctrl-C stops it.
-- :class:`FakeCluster`, a context manager serving from a background thread (tests of the
-  server itself).
+- :class:`FakeCluster`, a context manager serving from a background thread (the ``cluster``
+  fixture of the operator tests; by default with ``deploy/crds`` and the stand-ins).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from fake_apiserver import Storage, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = ROOT / "deploy" / "crds"
+TRAINING_CRDS = Path(__file__).resolve().parent / "crds"  # stand-ins: PyTorchJob, TFJob, ...
 
 
 def load_crds(directory: Path) -> list[dict[str, Any]]:
@@ -93,7 +96,9 @@ class FakeCluster:
     def __init__(
         self, crds: Iterable[dict[str, Any]] | None = None, namespaces: Sequence[str] = ()
     ) -> None:
-        self.storage = prepare(load_crds(DEFAULT_CRDS) if crds is None else crds, namespaces)
+        if crds is None:
+            crds = load_crds(DEFAULT_CRDS) + load_crds(TRAINING_CRDS)
+        self.storage = prepare(crds, namespaces)
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -163,12 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--kubeconfig", type=Path, help="write a kubeconfig naming the server here"
     )
     parser.add_argument(
-        "--crds", type=Path, default=DEFAULT_CRDS, help="install the CRDs found here"
+        "--crds",
+        type=Path,
+        action="append",
+        help="install the CRDs of the YAML files in this folder (repeatable; default deploy/crds)",
     )
     parser.add_argument("--namespace", action="append", default=[], help="create this namespace")
     args = parser.parse_args(argv)
     try:
-        storage = prepare(load_crds(args.crds), args.namespace)
+        folders = args.crds or [DEFAULT_CRDS]
+        storage = prepare([crd for folder in folders for crd in load_crds(folder)], args.namespace)
     except Exception as exc:  # a CRD or namespace the server itself refuses
         print(f"fake_cluster: cannot install {args.crds}: {exc}", file=sys.stderr)
         return 2
