@@ -23,6 +23,8 @@ against it. What it does as kube-apiserver does:
   preconditions (uid, resourceVersion); propagation Orphan, Background, Foreground;
 - garbage collection after every removal, whatever removed it (a DELETE or a finalizer
   release): objects all of whose ``ownerReferences`` are gone are deleted, transitively;
+- ``kubectl get`` columns: a ``Table`` (``Accept: ...;as=Table``) with the CRD's
+  additionalPrinterColumns (:mod:`fake_tables`);
 - list and watch with ``labelSelector`` and ``fieldSelector`` (metadata.name/namespace);
   watches start from a ``resourceVersion`` (replaying the history after it, 410 Expired when it
   is too old), or with the current objects as ADDED when it is absent or "0"; BOOKMARK events
@@ -41,6 +43,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import fake_tables
 import jsonpatch
 from aiohttp import web
 from fake_storage import (
@@ -191,7 +194,16 @@ async def _dispatch(
         if method == "GET":
             if request.query.get("watch") in ("true", "1"):
                 return await _watch(request, storage, rtype, namespace)
-            return _json(_list(request, storage, rtype, namespace))
+            listing = _list(request, storage, rtype, namespace)
+            if _wants_table(request):
+                return _json(
+                    fake_tables.table(
+                        listing["items"],
+                        rtype.printer_columns,
+                        listing["metadata"]["resourceVersion"],
+                    )
+                )
+            return _json(listing)
         if method == "POST":
             if rtype.namespaced and namespace is None:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace in the URL")
@@ -205,6 +217,9 @@ async def _dispatch(
         obj = storage.get(rtype, namespace, name)
         if subresource == "status" and not rtype.status_subresource:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if _wants_table(request):
+            version = obj["metadata"]["resourceVersion"]
+            return _json(fake_tables.table([obj], rtype.printer_columns, version))
         return _json(obj)
     if method == "PUT":
         body = await _body(request)
@@ -252,6 +267,10 @@ async def _dispatch(
                 options[key] = request.query[key]
         return _json(storage.delete(rtype, namespace, name, options))
     raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+
+
+def _wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
 
 
 async def _body(request: web.Request, *, optional: bool = False) -> Any:

@@ -63,6 +63,7 @@ class ResourceType:
     builtin: bool = True
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    printer_columns: tuple[Mapping[str, Any], ...] = ()  # a CRD's additionalPrinterColumns
     default_propagation: str = "Background"
 
     @property
@@ -260,6 +261,7 @@ class Storage:
                     builtin=False,
                     short_names=tuple(names.get("shortNames") or ()),
                     categories=tuple(names.get("categories") or ()),
+                    printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
                 )
             )
 

@@ -372,3 +372,25 @@ def test_the_server_runs_while_a_watch_is_open(server: FakeCluster, http: Http) 
     threading.Thread(target=hold, daemon=True).start()
     assert http("GET", "/version").status_code == 200
     assert done.wait(5)
+
+
+def test_kubectl_get_gets_a_table_with_the_crd_columns(http: Http) -> None:
+    http("POST", EXPERIMENTS, experiment("exp-table"))
+    status = {
+        "conditions": [
+            {"type": "Created", "status": "True"},
+            {"type": "Running", "status": "True"},
+        ],
+        "bestObjectiveValue": "0.3",
+    }
+    http("PATCH", f"{EXPERIMENTS}/exp-table/status", {"status": status}, headers=MERGE)
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    got = http("GET", f"{EXPERIMENTS}/exp-table", headers=accept).json()
+    assert got["kind"] == "Table"
+    names = [c["name"] for c in got["columnDefinitions"]]
+    assert names[0] == "Name" and names[-1] == "Age"
+    row = dict(zip(names, got["rows"][0]["cells"], strict=True))
+    assert (row["Name"], row["Status"], row["Best"]) == ("exp-table", "Running", "0.3")
+    assert row["Age"].endswith("s")
+    plain = http("GET", CONFIGMAPS, headers=accept).json()
+    assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Age"]
