@@ -165,7 +165,8 @@ class Kubelet:
     New Jobs become active at once. With ``hold`` a Job finishes only after :meth:`release`
     (one at a time, oldest first); without, it finishes at the next tick. A finishing Job's
     metrics (``metrics(parameters)``, parameters parsed from ``--name=value`` arguments) are
-    pushed before its status says Complete, as a trial's would be.
+    pushed (``push``, default :meth:`Stack.report_metrics`) before its status says Complete, as
+    a trial's would be.
     """
 
     def __init__(
@@ -175,8 +176,10 @@ class Kubelet:
         metrics: Callable[[dict[str, str]], dict[str, float]],
         *,
         hold: bool = False,
+        push: Callable[[str, dict[str, float]], None] | None = None,
     ) -> None:
         self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
+        self.push = push or stack.report_metrics
         self.batch = k8s_client.BatchV1Api(stack.api_client())
         self.seen: dict[str, str] = {}  # job name -> uid
         self.finished: list[str] = []
@@ -222,7 +225,7 @@ class Kubelet:
             containers = job.spec.template.spec.containers
             args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
             parameters = dict(re.findall(r"--([\w-]+)=(\S+)", args))
-            self.stack.report_metrics(name, self.metrics(parameters))
+            self.push(name, self.metrics(parameters))
             condition = {
                 "type": "Complete",
                 "status": "True",

@@ -10,9 +10,13 @@ restarted.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,3 +221,66 @@ def test_operator_killed_mid_experiment_and_restarted(
 
 
 FINALIZER = "tunery.io/finalizer"
+
+
+KATIB_SDK = ("kubeflow-katib==0.19.0", "kubernetes==31.0.0")  # the client the SDK supports
+
+
+@pytest.fixture(scope="module")
+def katib_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with Katib's SDK, made for this run (skipped when no index answers)."""
+    venv = tmp_path_factory.mktemp("katib-sdk") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *KATIB_SDK],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"cannot install {' '.join(KATIB_SDK)}: {install.stderr.strip()[-300:]}")
+    return python
+
+
+def test_katibs_sdk_drives_the_operator(
+    stack: Stack, namespace: str, crs: Any, katib_python: Path, tmp_path: Path
+) -> None:
+    def push_with_katib(trial: str, metrics: dict[str, float]) -> None:
+        code = (  # in a pod, the namespace comes from the service account's mounted file
+            "import sys, json, kubeflow.katib as k, kubeflow.katib.utils.utils as u; "
+            "u.get_current_k8s_namespace = lambda: sys.argv[3]; "
+            "k.report_metrics(json.loads(sys.argv[1]), db_manager_address=sys.argv[2])"
+        )
+        address = f"127.0.0.1:{stack.dbmanager_port}"
+        env = {**stack.env, "KATIB_TRIAL_NAME": trial}
+        subprocess.run(
+            [str(katib_python), "-c", code, json.dumps(metrics), address, namespace],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+
+    document = experiment("sdk", maxTrialCount=2, resumePolicy="LongRunning")
+    document["metadata"]["namespace"] = namespace
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(document))
+    script = Path(__file__).parent / "katib_sdk_script.py"
+    with Kubelet(stack, namespace, loss_of, push=push_with_katib) as kubelet:
+        run = subprocess.run(
+            [str(katib_python), str(script), namespace, str(path)],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr[-3000:] + stack.log("operator")[-2000:]
+    assert not kubelet.errors, kubelet.errors
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["created"] and seen["deleted"]
+    assert seen["trials"] == seen["success_trials"] and len(seen["trials"]) == 2
+    assert seen["best_trial"] in seen["trials"] and set(seen["best_parameters"]) == {
+        "lr",
+        "momentum",
+    }
+    assert seen["trials_after_edit"] == 3
