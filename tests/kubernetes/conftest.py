@@ -1,8 +1,8 @@
 """Fixtures for the Kubernetes tests: a fake API server, a store, a deterministic algorithm.
 
-- ``cluster``: :class:`k8s_fakeapi.FakeCluster` (kmock's emulator plus API-server behaviour) on
-  a local port, a fresh one per test; ``api`` a :class:`KubeApi` on it; ``namespace`` a fresh
-  namespace per test, so tests never see each other's objects.
+- ``cluster``: :class:`fake_cluster.FakeCluster` (the honest fake API server, deploy/crds
+  installed) on a local port, a fresh one per test; ``api`` a :class:`KubeApi` on it;
+  ``namespace`` a fresh namespace created in it, so tests never see each other's objects.
 - ``k8s_store``: the SQL store on a temporary SQLite file when ``tunery.store.open_store``
   exists, else the in-memory store of ``k8s_memstore``.
 - ``suggestions``: an in-process Suggestion client over :class:`ScriptedAlgorithm`, which
@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from k8s_fakeapi import FakeCluster
+from fake_cluster import FakeCluster
 from k8s_memstore import MemoryStore
 
 from controller.clients import InProcessSuggestionClient
@@ -43,8 +43,10 @@ def api(cluster: FakeCluster) -> KubeApi:
 
 
 @pytest.fixture()
-def namespace() -> str:
-    return f"ns-{uuid.uuid4().hex[:8]}"
+def namespace(api: KubeApi) -> str:
+    name = f"ns-{uuid.uuid4().hex[:8]}"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
 
 
 @pytest.fixture()

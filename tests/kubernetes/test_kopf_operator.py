@@ -1,6 +1,7 @@
 """The kopf wiring: which handlers the operator registers and how they call the logic.
 
-Not covered here (see docs/kubernetes.md): kopf watching the fake API server end to end.
+kopf watching the fake API server end to end, with ``tunery operator`` as its own process, is
+tested in ``test_kopf_e2e.py``.
 """
 
 from __future__ import annotations

@@ -101,9 +101,13 @@ def condition_types(status: dict[str, Any]) -> list[str]:
 
 
 def events(api: KubeApi, namespace: str) -> list[tuple[str, str, str]]:
+    """The events in the order they were posted (a list is ordered by name, and event names
+    are generated: the fake server's resourceVersions count writes)."""
+    posted = sorted(
+        api.list("v1", "Event", namespace), key=lambda e: int(e["metadata"]["resourceVersion"])
+    )
     return [
-        (e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"])
-        for e in api.list("v1", "Event", namespace)
+        (e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in posted
     ]
 
 
@@ -296,6 +300,7 @@ def test_an_unanalysable_shell_template_is_marked_failed(api, namespace, k8s_sto
 
 def test_the_same_name_in_two_namespaces_is_refused(api, namespace, k8s_store, suggestions):
     other = namespace + "-b"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     api.create(experiment_body(namespace))
     api.create(experiment_body(other))
     op = make_operator(api, k8s_store, suggestions)

@@ -1,0 +1,262 @@
+"""The processes of the kopf end-to-end tests, and the test's kubelet.
+
+Used by ``test_kopf_e2e.py``. :class:`Stack` starts, each as its own process, the fake API
+server (``python -m tests.kubernetes.fake_cluster``), tunery's Suggestion and DBManager gRPC
+services on one SQLite store, and ``tunery operator`` (real kopf, real watches) pointed at
+them; the operator can be killed (SIGKILL) and started again. :class:`Kubelet` plays the
+kubelet and Job controller for one namespace: it marks new Jobs active, and for each Job it
+releases, pushes the trial's metrics through the DBManager exactly as Katib's
+``katib.report_metrics`` does (one ``ReportObservationLog``, string values, RFC 3339 time),
+then writes the Job's ``Complete`` status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from kubernetes import client as k8s_client
+
+from tunery.api import api_pb2, api_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+V1B1 = "kubeflow.org/v1beta1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """Fake cluster + Suggestion + DBManager + operator, as processes, under ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.db_url = f"sqlite:///{workdir / 'tunery.db'}"
+        self.suggestion_port = free_port()
+        self.dbmanager_port = free_port()
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": str(self.kubeconfig)}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.url = ""
+        self.operator_starts = 0
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> None:
+        self._spawn(
+            "apiserver",
+            [
+                "-m",
+                "tests.kubernetes.fake_cluster",
+                "--port",
+                "0",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--crds",
+                "deploy/crds",
+                "--crds",
+                "tests/kubernetes/crds",
+            ],
+        )
+        self._spawn(
+            "suggestion",
+            ["-m", "tunery.cli", "serve", "suggestion", "--port", str(self.suggestion_port)],
+        )
+        self._spawn(
+            "dbmanager",
+            [
+                "-m",
+                "tunery.cli",
+                "serve",
+                "dbmanager",
+                "--port",
+                str(self.dbmanager_port),
+                "--db",
+                self.db_url,
+            ],
+        )
+        deadline = time.monotonic() + 30
+        while not (match := re.search(r"serving on (\S+)", self.log("apiserver"))):
+            if time.monotonic() > deadline or self.processes["apiserver"].poll() is not None:
+                raise RuntimeError(f"the fake API server did not start:\n{self.log('apiserver')}")
+            time.sleep(0.05)
+        self.url = match.group(1)
+        self.start_operator()
+
+    def start_operator(self) -> None:
+        self.operator_starts += 1
+        env = {
+            **self.env,
+            "TUNERY_SUGGESTION_ADDRESS": f"127.0.0.1:{self.suggestion_port}",
+            "TUNERY_DB_MANAGER_ADDRESS": f"127.0.0.1:{self.dbmanager_port}",
+            "TUNERY_RECONCILE_INTERVAL": "0.5",
+            "TUNERY_COLLECTOR_IMAGE": "tunery:e2e",
+        }
+        self._spawn("operator", ["-m", "tunery.cli", "operator", "--db", self.db_url], env)
+
+    def kill_operator(self) -> None:
+        """SIGKILL: no cleanup handler runs, as when a node dies."""
+        process = self.processes.pop("operator")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self.processes.clear()
+
+    def api_client(self) -> k8s_client.ApiClient:
+        config = k8s_client.Configuration()
+        config.host = self.url
+        return k8s_client.ApiClient(config)
+
+    def report_metrics(self, trial: str, metrics: dict[str, float]) -> None:
+        """What ``katib.report_metrics(metrics)`` sends from inside trial ``trial``."""
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        request = api_pb2.ReportObservationLogRequest(
+            trial_name=trial,
+            observation_log=api_pb2.ObservationLog(
+                metric_logs=[
+                    api_pb2.MetricLog(time_stamp=now, metric=api_pb2.Metric(name=k, value=str(v)))
+                    for k, v in metrics.items()
+                ]
+            ),
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{self.dbmanager_port}") as channel:
+            api_pb2_grpc.DBManagerStub(channel).ReportObservationLog(request, timeout=10)
+
+
+class Kubelet:
+    """The kubelet and Job controller of one namespace, in a background thread.
+
+    New Jobs become active at once. With ``hold`` a Job finishes only after :meth:`release`
+    (one at a time, oldest first); without, it finishes at the next tick. A finishing Job's
+    metrics (``metrics(parameters)``, parameters parsed from ``--name=value`` arguments) are
+    pushed (``push``, default :meth:`Stack.report_metrics`) before its status says Complete, as
+    a trial's would be.
+    """
+
+    def __init__(
+        self,
+        stack: Stack,
+        namespace: str,
+        metrics: Callable[[dict[str, str]], dict[str, float]],
+        *,
+        hold: bool = False,
+        push: Callable[[str, dict[str, float]], None] | None = None,
+    ) -> None:
+        self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
+        self.push = push or stack.report_metrics
+        self.batch = k8s_client.BatchV1Api(stack.api_client())
+        self.seen: dict[str, str] = {}  # job name -> uid
+        self.finished: list[str] = []
+        self._releases = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name=f"kubelet-{namespace}", daemon=True)
+
+    def __enter__(self) -> Kubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def release(self, count: int = 1) -> None:
+        with self._lock:
+            self._releases += count
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self._tick()
+            except BaseException as exc:  # surfaced by the test through .errors
+                self.errors.append(exc)
+
+    def _tick(self) -> None:
+        jobs = self.batch.list_namespaced_job(self.namespace).items
+        for job in sorted(jobs, key=lambda j: j.metadata.creation_timestamp):
+            name = job.metadata.name
+            if job.metadata.deletion_timestamp or name in self.finished:
+                continue
+            if name not in self.seen:
+                self.seen[name] = job.metadata.uid
+                self._status(name, {"active": 1, "startTime": _now()})
+                continue
+            with self._lock:
+                if self.hold and self._releases <= 0:
+                    return
+                self._releases -= 1
+            containers = job.spec.template.spec.containers
+            args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
+            parameters = dict(re.findall(r"--([\w-]+)=(\S+)", args))
+            self.push(name, self.metrics(parameters))
+            condition = {
+                "type": "Complete",
+                "status": "True",
+                "lastProbeTime": _now(),
+                "lastTransitionTime": _now(),
+            }
+            self._status(
+                name,
+                {"active": 0, "succeeded": 1, "completionTime": _now(), "conditions": [condition]},
+            )
+            self.finished.append(name)
+
+    def _status(self, name: str, status: dict[str, Any]) -> None:
+        self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 20.0, *, stack: Stack | None = None
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` (with the
+    operator's log tail) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            tail = stack.log("operator")[-4000:] if stack else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
+        time.sleep(0.1)

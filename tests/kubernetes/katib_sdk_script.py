@@ -1,0 +1,57 @@
+"""Katib's own SDK (kubeflow-katib, pinned) driving an experiment; run by ``test_kopf_e2e.py``
+with the virtualenv's Python, so it imports nothing from tunery.
+
+Usage: ``python katib_sdk_script.py NAMESPACE EXPERIMENT.json`` with ``$KUBECONFIG`` set. It
+creates the experiment, waits for Succeeded, reads the optimal parameters and the trials,
+raises the budget by one and waits again, then deletes it; prints one JSON document of what it
+saw (the test checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import kubeflow.katib as katib
+
+
+def main(namespace: str, path: str) -> None:
+    with open(path) as handle:
+        document = json.load(handle)
+    client = katib.KatibClient(namespace=namespace)
+    experiment = katib.ApiClient()._ApiClient__deserialize(document, "V1beta1Experiment")
+    name = document["metadata"]["name"]
+    seen: dict[str, object] = {}
+    client.create_experiment(experiment, namespace=namespace)
+    deadline = time.monotonic() + 15  # the operator admits it within a pass
+    while not client.is_experiment_created(name, namespace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    seen["created"] = client.is_experiment_created(name, namespace)
+    client.wait_for_experiment_condition(
+        name, namespace, "Succeeded", timeout=60, polling_interval=1
+    )
+    best = client.get_optimal_hyperparameters(name, namespace)
+    seen["best_trial"] = best.best_trial_name
+    seen["best_parameters"] = {p.name: p.value for p in best.parameter_assignments}
+    seen["trials"] = sorted(t.metadata.name for t in client.list_trials(name, namespace))
+    seen["success_trials"] = sorted(
+        t["name"] for t in client.get_success_trial_details(name, namespace)
+    )
+    budget = len(seen["trials"]) + 1
+    client.edit_experiment_budget(name, namespace, max_trial_count=budget)
+    deadline = time.monotonic() + 60
+    while len(client.list_trials(name, namespace)) < budget or not client.is_experiment_succeeded(
+        name, namespace
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit("the raised budget was never used")
+        time.sleep(0.5)
+    seen["trials_after_edit"] = len(client.list_trials(name, namespace))
+    client.delete_experiment(name, namespace)
+    seen["deleted"] = True
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

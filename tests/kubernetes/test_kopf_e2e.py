@@ -1,0 +1,286 @@
+"""``tunery operator`` as its own process (real kopf, real watches) on the fake API server.
+
+The fake cluster, the Suggestion and DBManager services and the operator run as processes
+(:class:`e2e_stack.Stack`, shared by the module); each test has its own namespace and plays the
+kubelet (:class:`e2e_stack.Kubelet`): Jobs complete, metrics arrive through the DBManager as
+Katib's ``report_metrics`` sends them. Scenarios: Created -> Running -> Succeeded; the budget
+lowered and raised; deletion through the finalizer; the operator killed mid-experiment and
+restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_stack import ROOT, Kubelet, Stack, wait_for
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+
+from tunery.store import open_store
+from tunery.store.errors import NotFoundError
+
+pytestmark = pytest.mark.slow
+
+GROUP, VERSION = "kubeflow.org", "v1beta1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("e2e"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture()
+def namespace(stack: Stack) -> str:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    k8s_client.CoreV1Api(stack.api_client()).create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    return name
+
+
+@pytest.fixture()
+def crs(stack: Stack) -> k8s_client.CustomObjectsApi:
+    return k8s_client.CustomObjectsApi(stack.api_client())
+
+
+def experiment(name: str, **spec: Any) -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "examples/quickstart/experiment.yaml").read_text())
+    doc["metadata"] = {"name": name}
+    doc["spec"].update(
+        parallelTrialCount=1,
+        maxTrialCount=3,
+        maxFailedTrialCount=1,
+        metricsCollectorSpec={"collector": {"kind": "Push"}},
+    )
+    doc["spec"].update(spec)
+    return doc
+
+
+def loss_of(parameters: dict[str, str]) -> dict[str, float]:
+    lr = float(parameters["lr"])
+    return {"loss": lr, "accuracy": 1 - lr}
+
+
+def get(
+    crs: k8s_client.CustomObjectsApi, namespace: str, plural: str, name: str
+) -> dict[str, Any]:
+    return crs.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def finished(crs: k8s_client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
+    body = get(crs, namespace, "experiments", name)
+    return body if conditions(body).get("Succeeded") == "True" else None
+
+
+def trials(crs: k8s_client.CustomObjectsApi, namespace: str) -> list[dict[str, Any]]:
+    return crs.list_namespaced_custom_object(GROUP, VERSION, namespace, "trials")["items"]
+
+
+def test_created_running_succeeded(stack: Stack, namespace: str, crs: Any) -> None:
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("quick", parallelTrialCount=2)
+    )
+    with Kubelet(stack, namespace, loss_of) as kubelet:
+        body = wait_for("Succeeded", lambda: finished(crs, namespace, "quick"), 30, stack=stack)
+    assert not kubelet.errors
+    assert set(conditions(body)) >= {"Created", "Running", "Succeeded"}
+    status = body["status"]
+    assert status["trialsSucceeded"] == 3 and len(kubelet.seen) == 3
+    assert FINALIZER in body["metadata"]["finalizers"]
+    owned = trials(crs, namespace)
+    assert {t["metadata"]["name"] for t in owned} == set(kubelet.seen)
+    assert all(
+        t["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"] for t in owned
+    )
+    best = min(owned, key=lambda t: float(t["status"]["observation"]["metrics"][0]["latest"]))
+    assert status["currentOptimalTrial"]["bestTrialName"] == best["metadata"]["name"]
+    wait_for(
+        "finished Jobs deleted",
+        lambda: not k8s_client.BatchV1Api(stack.api_client()).list_namespaced_job(namespace).items,
+        10,
+        stack=stack,
+    )
+
+
+def test_budget_lowered_then_raised(stack: Stack, namespace: str, crs: Any) -> None:
+    crs.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "experiments",
+        experiment("budget", maxTrialCount=5, resumePolicy="LongRunning"),
+    )
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
+        kubelet.release()
+        wait_for("the second Job", lambda: len(kubelet.seen) == 2, 15, stack=stack)
+        crs.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "experiments", "budget", {"spec": {"maxTrialCount": 2}}
+        )
+        kubelet.release()
+        body = wait_for(
+            "Succeeded at 2", lambda: finished(crs, namespace, "budget"), 15, stack=stack
+        )
+        assert body["status"]["trialsSucceeded"] == 2
+        time.sleep(1.5)  # three passes: no third trial is started
+        assert len(kubelet.seen) == 2 and len(trials(crs, namespace)) == 2
+
+        crs.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "experiments", "budget", {"spec": {"maxTrialCount": 3}}
+        )
+        wait_for("a third Job", lambda: len(kubelet.seen) == 3, 15, stack=stack)
+        kubelet.release()
+        body = wait_for(
+            "Succeeded at 3",
+            lambda: (
+                (b := finished(crs, namespace, "budget"))
+                and b["status"].get("trialsSucceeded") == 3
+                and b
+            ),
+            15,
+            stack=stack,
+        )
+    assert not kubelet.errors
+    assert len(trials(crs, namespace)) == 3
+
+
+def test_deletion_through_the_finalizer(stack: Stack, namespace: str, crs: Any) -> None:
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("doomed", parallelTrialCount=2)
+    )
+    batch = k8s_client.BatchV1Api(stack.api_client())
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("two running Jobs", lambda: len(kubelet.seen) == 2, 15, stack=stack)
+        body = get(crs, namespace, "experiments", "doomed")
+        assert FINALIZER in body["metadata"]["finalizers"]
+        started = time.monotonic()
+        crs.delete_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", "doomed")
+
+        def gone() -> bool:
+            try:
+                get(crs, namespace, "experiments", "doomed")
+            except ApiException as exc:
+                return exc.status == 404
+            return False
+
+        wait_for("the Experiment removed", gone, 15, stack=stack)
+        elapsed = time.monotonic() - started
+    print(f"deletion through the finalizer: {elapsed:.2f} s")  # docs/kubernetes.md quotes it
+    assert elapsed < 5, f"finalizer released after {elapsed:.1f} s"
+    assert trials(crs, namespace) == []  # garbage-collected with their owner
+    assert batch.list_namespaced_job(namespace).items == []
+    assert (
+        crs.list_namespaced_custom_object(GROUP, VERSION, namespace, "suggestions")["items"] == []
+    )
+    store = open_store(stack.db_url)
+    try:
+        with pytest.raises(NotFoundError):
+            store.get_experiment("doomed")
+    finally:
+        store.close()
+
+
+def test_operator_killed_mid_experiment_and_restarted(
+    stack: Stack, namespace: str, crs: Any
+) -> None:
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("phoenix", maxTrialCount=3)
+    )
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
+        stack.kill_operator()
+        kubelet.release()  # the trial finishes while no operator runs
+        wait_for("the first Job complete", lambda: kubelet.finished, 5)
+        stack.start_operator()
+        kubelet.release(2)
+        body = wait_for("Succeeded", lambda: finished(crs, namespace, "phoenix"), 30, stack=stack)
+    assert not kubelet.errors
+    assert body["status"]["trialsSucceeded"] == 3
+    assert len(kubelet.seen) == 3  # no Job launched twice, none lost
+    for trial in trials(crs, namespace):
+        assert conditions(trial).get("Succeeded") == "True", trial["status"]
+        assert "True" not in {conditions(trial).get("Failed"), conditions(trial).get("Running")}
+
+
+FINALIZER = "tunery.io/finalizer"
+
+
+KATIB_SDK = ("kubeflow-katib==0.19.0", "kubernetes==31.0.0")  # the client the SDK supports
+
+
+@pytest.fixture(scope="module")
+def katib_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with Katib's SDK, made for this run (skipped when no index answers)."""
+    venv = tmp_path_factory.mktemp("katib-sdk") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *KATIB_SDK],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"cannot install {' '.join(KATIB_SDK)}: {install.stderr.strip()[-300:]}")
+    return python
+
+
+def test_katibs_sdk_drives_the_operator(
+    stack: Stack, namespace: str, crs: Any, katib_python: Path, tmp_path: Path
+) -> None:
+    def push_with_katib(trial: str, metrics: dict[str, float]) -> None:
+        code = (  # in a pod, the namespace comes from the service account's mounted file
+            "import sys, json, kubeflow.katib as k, kubeflow.katib.utils.utils as u; "
+            "u.get_current_k8s_namespace = lambda: sys.argv[3]; "
+            "k.report_metrics(json.loads(sys.argv[1]), db_manager_address=sys.argv[2])"
+        )
+        address = f"127.0.0.1:{stack.dbmanager_port}"
+        env = {**stack.env, "KATIB_TRIAL_NAME": trial}
+        subprocess.run(
+            [str(katib_python), "-c", code, json.dumps(metrics), address, namespace],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+
+    document = experiment("sdk", maxTrialCount=2, resumePolicy="LongRunning")
+    document["metadata"]["namespace"] = namespace
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(document))
+    script = Path(__file__).parent / "katib_sdk_script.py"
+    with Kubelet(stack, namespace, loss_of, push=push_with_katib) as kubelet:
+        run = subprocess.run(
+            [str(katib_python), str(script), namespace, str(path)],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 0, run.stderr[-3000:] + stack.log("operator")[-2000:]
+    assert not kubelet.errors, kubelet.errors
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["created"] and seen["deleted"]
+    assert seen["trials"] == seen["success_trials"] and len(seen["trials"]) == 2
+    assert seen["best_trial"] in seen["trials"] and set(seen["best_parameters"]) == {
+        "lr",
+        "momentum",
+    }
+    assert seen["trials_after_edit"] == 3
