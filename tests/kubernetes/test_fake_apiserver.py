@@ -388,9 +388,14 @@ def test_kubectl_get_gets_a_table_with_the_crd_columns(http: Http) -> None:
     got = http("GET", f"{EXPERIMENTS}/exp-table", headers=accept).json()
     assert got["kind"] == "Table"
     names = [c["name"] for c in got["columnDefinitions"]]
-    assert names[0] == "Name" and names[-1] == "Age"
+    assert names[:4] == ["Name", "Type", "Status", "Age"]  # Katib's columns first (issue 16)
     row = dict(zip(names, got["rows"][0]["cells"], strict=True))
-    assert (row["Name"], row["Status"], row["Best"]) == ("exp-table", "Running", "0.3")
+    assert (row["Name"], row["Type"], row["Status"], row["Best"]) == (
+        "exp-table",
+        "Running",
+        "True",
+        "0.3",
+    )
     assert row["Age"].endswith("s")
     plain = http("GET", CONFIGMAPS, headers=accept).json()
     assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Age"]

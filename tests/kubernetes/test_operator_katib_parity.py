@@ -407,6 +407,7 @@ def test_the_operator_stays_inside_its_rbac(api, rec_api, namespace, k8s_store, 
 
 def test_a_config_map_of_another_namespace_is_refused(api, namespace, k8s_store, suggestions):
     other = namespace + "-shared"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     body = experiment_body(namespace)
     trial_spec = body["spec"]["trialTemplate"].pop("trialSpec")
     api.create(
