@@ -73,11 +73,15 @@ def matches(metric_name: str, tag: str, event_dir: str) -> bool:
     return not folder or event_dir.rstrip("/").endswith(folder)
 
 
-def scalar_value(value: Any) -> float | None:
-    """The float of a ``Summary.Value``: ``simple_value`` or a one-element numeric tensor."""
+def scalar_value(value: Any) -> str | None:
+    """The number of a ``Summary.Value`` as text: ``simple_value`` or a one-element numeric
+    tensor. A 32-bit float is written as the shortest text that reads back as the same
+    float32 (``0.9``, not ``0.8999999761581421``)."""
+    import numpy as np
+
     kind = value.WhichOneof("value")
     if kind == "simple_value":
-        return float(value.simple_value)
+        return str(np.float32(value.simple_value))
     if kind != "tensor":
         return None
     from tensorboard.util import tensor_util
@@ -88,7 +92,8 @@ def scalar_value(value: Any) -> float | None:
         return None
     if array.size != 1 or array.dtype.kind not in "biuf":
         return None
-    return float(array.reshape(()))
+    number = array.reshape(())[()]
+    return str(number) if array.dtype.kind == "f" else str(int(number))
 
 
 class TFEventReader:
@@ -147,8 +152,8 @@ class TFEventReader:
             wanted = [m for m in self.metric_names if matches(m, value.tag, event_dir)]
             if not wanted:
                 continue
-            number = scalar_value(value)
-            if number is None:
+            text = scalar_value(value)
+            if text is None:
                 continue
-            out.extend(Observation.of(m, number, int(event.step), time) for m in wanted)
+            out.extend(Observation.of(m, text, int(event.step), time) for m in wanted)
         return out
