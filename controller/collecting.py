@@ -135,7 +135,7 @@ class LogWatcher:
                 fmt_filters = () if file_format.upper() == "JSON" else filters
                 sources.append((local_metrics_path(log_path), file_format, fmt_filters))
             sources.append((push_metrics_path(log_path), "JSON", ()))
-            polled = polled_source(document, log_path, objective.metric_names)
+            polled = polled_source(document, log_path, objective.metric_names, trial.start_time)
             return cls(store, trial, objective, sources, make_stop_check, on_stop, polled=polled)
 
         return make

@@ -11,8 +11,8 @@ and the trial's log path, so the reconciler and the watcher agree without storin
   command, args or env values (e.g. ``--log-path=/logs`` for ``path: /logs/test``, as in
   Katib's TFJob-with-summaries example) is replaced there by a per-trial folder
   (:func:`controller.paths.local_tfevent_dir`), and the collector reads the matching subfolder
-  of it. When none appears, the configured folder itself is read, and only event files that
-  appear after the trial started count (files left there by earlier trials are not read).
+  of it. When none appears, the configured folder itself is read, and only event files
+  written since the trial started count (files left there by earlier trials are not read).
 - **PrometheusMetric**: the trial's endpoint is ``http://127.0.0.1:<port><path>`` from
   ``source.httpGet``. Trials share the machine's ports, so local runs take one trial at a time
   (``parallelTrialCount`` 1).
@@ -21,6 +21,7 @@ and the trial's log path, so the reconciler and the watcher agree without storin
 
 from __future__ import annotations
 
+import datetime as dt
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -146,9 +147,15 @@ class PolledSource:
 
 
 def polled_source(
-    document: Mapping[str, Any], log_path: Path, metric_names: tuple[str, ...]
+    document: Mapping[str, Any],
+    log_path: Path,
+    metric_names: tuple[str, ...],
+    started: dt.datetime | None = None,
 ) -> PolledSource | None:
     """The TensorFlowEvent or PrometheusMetric source of a trial; None for other kinds.
+
+    ``started``: the trial's start; in a shared event folder, files last written before it
+    are not the trial's.
 
     Raises:
         MissingDependencyError: tensorboard is not installed (TensorFlowEvent).
@@ -156,7 +163,11 @@ def polled_source(
     """
     plan = tfevent_plan(document, log_path)
     if plan is not None:
-        reader = TFEventReader(plan.directory, metric_names, ignore_existing=plan.shared)
+        since = None
+        if plan.shared and started is not None:
+            aware = started if started.tzinfo else started.replace(tzinfo=dt.UTC)  # stored as UTC
+            since = aware.timestamp()
+        reader = TFEventReader(plan.directory, metric_names, ignore_before=since)
         return PolledSource(
             reader.poll,
             f"scalar summaries tagged {metric_names[0]!r} in TensorFlow event files under "

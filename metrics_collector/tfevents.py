@@ -99,8 +99,9 @@ def scalar_value(value: Any) -> str | None:
 class TFEventReader:
     """Reads new scalar summaries of ``metric_names`` from event files under ``directory``.
 
-    Not thread-safe: one poller at a time. ``ignore_existing``: event files present when the
-    reader is created belong to someone else (a shared directory) and are never read.
+    Not thread-safe: one poller at a time. ``ignore_before`` (seconds since the epoch): an
+    event file last written before then belongs to someone else (an earlier trial writing into
+    a shared folder) and is never read.
     """
 
     def __init__(
@@ -108,15 +109,14 @@ class TFEventReader:
         directory: str | os.PathLike[str],
         metric_names: Sequence[str],
         *,
-        ignore_existing: bool = False,
+        ignore_before: float | None = None,
     ) -> None:
         self._loader = _loader_class()
         self.directory = Path(directory)
         self.metric_names = tuple(dict.fromkeys(metric_names))
         self._loaders: dict[Path, Any] = {}
-        self._ignored: frozenset[Path] = (
-            frozenset(self._event_files()) if ignore_existing else frozenset()
-        )
+        self.ignore_before = ignore_before
+        self._ignored: set[Path] = set()
         self.files_read = 0
 
     def _event_files(self) -> Iterable[Path]:
@@ -133,6 +133,9 @@ class TFEventReader:
                 continue
             loader = self._loaders.get(path)
             if loader is None:
+                if self._older(path):
+                    self._ignored.add(path)
+                    continue
                 log.info("reading TensorFlow events from %s", path)
                 loader = self._loaders[path] = self._loader(str(path))
                 self.files_read += 1
@@ -142,6 +145,14 @@ class TFEventReader:
             except OSError as e:  # removed while read: what was read is kept
                 log.warning("cannot read %s: %s", path, e)
         return out
+
+    def _older(self, path: Path) -> bool:
+        if self.ignore_before is None:
+            return False
+        try:
+            return path.stat().st_mtime < self.ignore_before
+        except OSError:
+            return True
 
     def _observations(self, event: Any, event_dir: str) -> list[Observation]:
         if not event.HasField("summary"):

@@ -232,3 +232,27 @@ def test_a_trial_that_writes_no_event_file_ends_metrics_unavailable(cli, tmp_pat
     trials = json.loads(cli("trials", "tfevents", "-o", "json").output)
     assert [t["condition"] for t in trials] == ["MetricsUnavailable"]
     assert "scalar summaries tagged 'accuracy' in TensorFlow event files" in json.dumps(trials)
+
+
+def test_a_shared_event_folder_gives_each_trial_only_its_own_files(cli, tmp_path) -> None:
+    shared = tmp_path / "shared"  # named in the script, not in the command: read as is
+    script = TFEVENT_SCRIPT.replace(
+        'log_path = sys.argv[1].split("=", 1)[1]', f"log_path = {str(shared)!r}"
+    )
+    (tmp_path / "train.py").write_text(script)
+    yaml = (
+        TFEVENT_EXPERIMENT.replace("PYTHON", sys.executable)
+        .replace("/mnist-with-summaries-logs/test", f"{shared}/test")
+        .replace("--log-path=/mnist-with-summaries-logs", "--unused")
+        .replace("parallelTrialCount: 2", "parallelTrialCount: 1")
+        .replace("maxTrialCount: 3", "maxTrialCount: 2")
+    )
+    (tmp_path / "exp.yaml").write_text(yaml)
+    assert cli("run", "exp.yaml").exit_code == 0
+    observed = _observations(tmp_path, "tfevents")
+    assert len(observed) == 2
+    for x, metrics in observed.items():
+        assert [round(v, 6) for _, v in sorted(metrics["accuracy"])] == [
+            round(int(x) / 10 + step / 100, 6) for step in range(3)
+        ]
+    assert len(list(shared.glob("test/events.out.tfevents.*"))) == 2

@@ -100,12 +100,18 @@ def test_a_record_half_written_is_read_once_complete(tmp_path: Path) -> None:
     assert [o.step for o in reader.poll()] == [1]
 
 
-def test_files_present_before_a_shared_folder_is_watched_are_ignored(tmp_path: Path) -> None:
-    _write(tmp_path, _event(0, accuracy=0.1)).close()
-    reader = TFEventReader(tmp_path, ["accuracy"], ignore_existing=True)
-    time.sleep(1.1)
-    _write(tmp_path, _event(5, accuracy=0.5))
+def test_files_last_written_before_the_trial_started_are_ignored(tmp_path: Path) -> None:
+    _write(tmp_path, _event(0, accuracy=0.1)).close()  # an earlier trial's
+    time.sleep(0.05)
+    started = time.time()
+    mine = _write(tmp_path / "mine", _event(5, accuracy=0.5))
+    reader = TFEventReader(tmp_path, ["accuracy"], ignore_before=started)
     assert [o.step for o in reader.poll()] == [5]
+    mine.add_event(_event(6, accuracy=0.6))
+    mine.flush()
+    # re-attached later (controller restart): the trial's own file is still read
+    again = TFEventReader(tmp_path, ["accuracy"], ignore_before=started)
+    assert [o.step for o in again.poll()] == [5, 6]
 
 
 def test_other_files_are_not_opened(tmp_path: Path) -> None:
