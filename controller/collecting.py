@@ -21,6 +21,7 @@ controller crash exact: no observation lost, none doubled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
 from metrics_collector.polling import Poller
 from metrics_collector.sources import FileTailer
+from metrics_collector.tail import read_last_lines
 from tunery.store.base import Store, TrialRecord
 from tunery.store.errors import StoreUnavailableError
 from tunery.trials import Objective, StopCheck, StopDecision
@@ -73,6 +75,7 @@ class LogWatcher:
         ``runner_handle["log"]``) is cut at the trial's recorded output end. ``polled``: a
         polled source (event files, an endpoint), the primary one when given."""
         self.trial_name = trial.name
+        self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer | Poller]] = []
         if polled is not None:
             collector = TrialCollector(
@@ -162,6 +165,13 @@ class LogWatcher:
                 raise
         primary = self._pairs[0][0]
         summary = primary.summarize()
+        if self._log_path is not None and not summary.last_lines:
+            # a polled source (event files, an endpoint) has no output of its own: quote the log
+            try:
+                lines = tuple(read_last_lines(self._log_path))
+            except OSError:
+                lines = ()
+            summary = dataclasses.replace(summary, last_lines=lines)
         return CollectionResult(
             metrics=summary.observation["metrics"],
             objective_available=not summary.objective_missing,

@@ -101,6 +101,8 @@ class CollectionSummary:
     stop_decision: StopDecision | None = None
     last_lines: tuple[str, ...] = ()
     source_hint: str = ""
+    missing: str = "no output line reported it"
+    """Why the objective is missing when the parser saw nothing wrong."""
 
     @property
     def objective_missing(self) -> bool:
@@ -126,7 +128,7 @@ class CollectionSummary:
         if chosen != "unavailable":
             detail = f"its {strategy.value} value {chosen!r} is not a finite number"
         else:
-            detail = self.stats.describe(name) or "no output line reported it"
+            detail = self.stats.describe(name) or self.missing
             if self.source_hint:
                 detail += f"; expected {self.source_hint}"
         return metrics_unavailable_message(name, self.last_lines, detail=detail)
@@ -177,7 +179,8 @@ class TrialCollector:
         batch_size: rows per insert; a full batch is written at once.
         tail_lines: how many output lines ``last_lines`` keeps.
         hint: how the objective is expected to be reported, for the MetricsUnavailable
-            message (default: from the parser), e.g. for a source fed through :meth:`add`.
+            message (default: from the parser), for a source fed through :meth:`add`: the
+            message then says the source never held the objective, not "no output line".
     """
 
     def __init__(
@@ -418,6 +421,7 @@ class TrialCollector:
             stop_decision=self._stop_decision,
             last_lines=tuple(self.last_lines()),
             source_hint=source_hint(self.parser) if self._hint is None else self._hint,
+            **({} if self._hint is None else {"missing": "nothing was found"}),
         )
 
     def finish(self, timeout: float = 30.0) -> CollectionSummary:
