@@ -30,9 +30,9 @@ from typing import Any
 
 from controller.paths import local_tfevent_dir
 from controller.templating import TemplateError, primary_container
-from metrics_collector.errors import MetricsFormatError
+from metrics_collector.errors import MissingDependencyError
 from metrics_collector.polling import Poll
-from metrics_collector.prometheus import PrometheusScraper, Selector, endpoint_url
+from metrics_collector.prometheus import PrometheusScraper, endpoint_url
 from metrics_collector.tfevents import TFEventReader, require_tensorboard
 from tunery.experiment import FieldError
 from tunery.experiment.collector import (
@@ -114,22 +114,17 @@ def local_problems(document: Mapping[str, Any]) -> list[FieldError]:
                 "locally use StdOut, File, TensorFlowEvent, PrometheusMetric or Push",
             )
         ]
-    if kind == "PrometheusMetric":
-        problems = _prometheus_name_problems(document["spec"].get("objective") or {})
-        parallel = document["spec"].get("parallelTrialCount") or 1
-        if int(parallel) > 1:
-            problems.append(
-                FieldError(
-                    "spec.parallelTrialCount",
-                    f"{parallel}: with the PrometheusMetric collector local trials take one "
-                    "at a time (every trial would serve its metrics on the same port); set 1, "
-                    "or run the experiment on Kubernetes",
-                )
+    parallel = document["spec"].get("parallelTrialCount") or 1
+    if kind == "PrometheusMetric" and int(parallel) > 1:
+        return [
+            FieldError(
+                "spec.parallelTrialCount",
+                f"{parallel}: with the PrometheusMetric collector local trials take one "
+                "at a time (every trial would serve its metrics on the same port); set 1, "
+                "or run the experiment on Kubernetes",
             )
-        return problems
+        ]
     if kind == "TensorFlowEvent":
-        from metrics_collector.errors import MissingDependencyError
-
         try:
             require_tensorboard()
         except MissingDependencyError as e:
@@ -180,19 +175,3 @@ def polled_source(
             scraper.poll, f"a sample {metric_names[0]!r} served at {url} while the trial ran"
         )
     return None
-
-
-def _prometheus_name_problems(objective: Mapping[str, Any]) -> list[FieldError]:
-    """Each objective metric name that is not a Prometheus sample name (with labels)."""
-    named = [("spec.objective.objectiveMetricName", objective.get("objectiveMetricName"))]
-    named += [
-        (f"spec.objective.additionalMetricNames[{i}]", name)
-        for i, name in enumerate(objective.get("additionalMetricNames") or [])
-    ]
-    problems = []
-    for where, name in named:
-        try:
-            Selector.parse(str(name))
-        except MetricsFormatError as e:
-            problems.append(FieldError(where, str(e)))
-    return problems
