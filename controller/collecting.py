@@ -8,6 +8,8 @@ re-attaches to. Which files are tailed follows the Experiment's ``metricsCollect
 - ``File``: the trial's own copy of ``fileSystemPath.path`` (see
   ``controller.paths.local_metrics_path``), TEXT or JSON;
 - ``Push``: nothing is parsed from the output;
+- ``TensorFlowEvent`` / ``PrometheusMetric``: the trial's event files or its metrics endpoint,
+  polled (:mod:`controller.local_collectors`);
 
 plus, always, the JSON-lines file ``report_metrics`` appends to (``TUNERY_METRICS_FILE``), so
 pushed metrics also drive early stopping. The log is read only up to where the trial's output
@@ -19,25 +21,27 @@ controller crash exact: no observation lost, none doubled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from controller.local_collectors import PolledSource, polled_source
 from controller.paths import local_metrics_path, push_metrics_path
 from controller.reconcile import CollectionResult, WatcherFactory
 from controller.runners import exit_record
 from metrics_collector.collector import TrialCollector
 from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
+from metrics_collector.polling import Poller
 from metrics_collector.sources import FileTailer
+from metrics_collector.tail import read_last_lines
 from tunery.store.base import Store, TrialRecord
 from tunery.store.errors import StoreUnavailableError
 from tunery.trials import Objective, StopCheck, StopDecision
 
 log = logging.getLogger(__name__)
-
-UNSUPPORTED_LOCALLY = ("TensorFlowEvent", "PrometheusMetric", "Custom")
 
 
 def collector_kind(document: Mapping[str, Any]) -> str:
@@ -65,11 +69,26 @@ class LogWatcher:
         make_stop_check: Callable[[], StopCheck | None],
         on_stop: Callable[[StopDecision], None],
         poll_interval: float = 0.05,
+        polled: PolledSource | None = None,
     ) -> None:
         """``sources``: (path, format, filters) of each file to tail; the trial's log (its
-        ``runner_handle["log"]``) is cut at the trial's recorded output end."""
+        ``runner_handle["log"]``) is cut at the trial's recorded output end. ``polled``: a
+        polled source (event files, an endpoint), the primary one when given."""
         self.trial_name = trial.name
-        self._pairs: list[tuple[TrialCollector, FileTailer]] = []
+        self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
+        self._pairs: list[tuple[TrialCollector, FileTailer | Poller]] = []
+        if polled is not None:
+            collector = TrialCollector(
+                store,
+                trial.name,
+                objective,
+                make_parser(objective.metric_names),
+                stop_check=make_stop_check(),
+                on_stop=on_stop,
+                hint=polled.hint,
+            )
+            collector.resume()  # re-attaching: skip what the store holds
+            self._pairs.append((collector, Poller(polled.poll, collector.add).start()))
         handle = trial.runner_handle
         log_path = Path(handle["log"]) if handle.get("log") else None
         for path, fmt, filters in sources:
@@ -119,7 +138,8 @@ class LogWatcher:
                 fmt_filters = () if file_format.upper() == "JSON" else filters
                 sources.append((local_metrics_path(log_path), file_format, fmt_filters))
             sources.append((push_metrics_path(log_path), "JSON", ()))
-            return cls(store, trial, objective, sources, make_stop_check, on_stop)
+            polled = polled_source(document, log_path, objective.metric_names, trial.start_time)
+            return cls(store, trial, objective, sources, make_stop_check, on_stop, polled=polled)
 
         return make
 
@@ -145,6 +165,13 @@ class LogWatcher:
                 raise
         primary = self._pairs[0][0]
         summary = primary.summarize()
+        if self._log_path is not None and not summary.last_lines:
+            # a polled source (event files, an endpoint) has no output of its own: quote the log
+            try:
+                lines = tuple(read_last_lines(self._log_path))
+            except OSError:
+                lines = ()
+            summary = dataclasses.replace(summary, last_lines=lines)
         return CollectionResult(
             metrics=summary.observation["metrics"],
             objective_available=not summary.objective_missing,

@@ -20,3 +20,9 @@ def local_metrics_path(log_path: Path) -> Path:
     """The trial's private copy of a File collector's ``fileSystemPath.path``
     (``TUNERY_METRICS_PATH``)."""
     return log_path.with_suffix(".metrics")
+
+
+def local_tfevent_dir(log_path: Path) -> Path:
+    """The trial's own folder for a TensorFlowEvent collector's event files
+    (:mod:`controller.local_collectors`)."""
+    return log_path.with_suffix(".tfevents")

@@ -37,6 +37,7 @@ from controller.clients import (
     SuggestionClient,
 )
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
+from controller.local_collectors import tfevent_plan
 from controller.runners.base import (
     JOB_NOT_FOUND,
     NOT_STARTED,
@@ -390,6 +391,11 @@ class Reconciler:
                 primary_container(job, template["primaryContainerName"]), metrics_path, private
             )
             env["TUNERY_METRICS_PATH"] = private
+        tfevents = tfevent_plan({"spec": self.spec}, log_path)
+        if tfevents is not None and tfevents.replace is not None:
+            _replace_in_container(
+                primary_container(job, template["primaryContainerName"]), *tfevents.replace
+            )
         return TrialLaunch(
             trial_name=trial.name,
             experiment_name=self.name,

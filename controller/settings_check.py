@@ -10,7 +10,9 @@ mean "gamma"?``, and refuses a grid whose parameters have more than :data:`MAX_G
 values each, so a typo is an invalid document (exit 2, nothing stored) rather than an
 experiment that fails after it was created. Algorithms served by a gRPC endpoint are left to
 that server, which the reconciler asks as Katib does. The trial template's shell scripts are
-checked too (:func:`controller.template_check.template_problems`).
+checked too (:func:`controller.template_check.template_problems`), the metric names the
+collector must read (:func:`controller.collector_check.collector_problems`), and what the
+collector kind asks of a local run (:func:`controller.local_collectors.local_problems`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from controller.collector_check import collector_problems
+from controller.local_collectors import local_problems
 from controller.template_check import template_problems
 from earlystop import REGISTRY as EARLY_STOPPERS
 from earlystop import get_early_stopper
@@ -56,6 +60,8 @@ def load_checked(
         early_stopping_names=set(EARLY_STOPPERS),
     )
     problems = settings_problems(experiment, served_elsewhere) + template_problems(experiment)
+    document = experiment.to_document()
+    problems += collector_problems(document) + local_problems(document)
     if problems:
         raise ExperimentError(problems)
     return experiment

@@ -12,7 +12,8 @@ whose pods carry ``primaryPodLabels``, by default the master/chief/launcher repl
   ``katib.kubeflow.org/experiment``; the primary container gets ``KATIB_TRIAL_NAME`` (and
   tunery's own variables) whatever the collector kind, ``Push`` included;
 - unless the collector kind is ``Push``: an emptyDir ``metrics-volume`` mounted at the metrics
-  file's folder in the primary container and in the collector; the collector itself
+  file's folder (TensorFlowEvent: the event folder; PrometheusMetric: :data:`MARKER_DIR`, for
+  the wrapper's marks only) in the primary container and in the collector; the collector itself
   (``python -m metrics_collector`` with Katib's flags) as a native sidecar (an init container
   with ``restartPolicy: Always``, stopped by the kubelet once the trial's containers exit) or,
   for clusters older than 1.29, as a plain container;
@@ -51,6 +52,10 @@ EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 METRICS_VOLUME = "metrics-volume"
 DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"
 DEFAULT_TFEVENT_DIR = "/var/log/katib/tfevent/"
+DEFAULT_PROMETHEUS_PORT = 8080
+DEFAULT_PROMETHEUS_PATH = "/metrics"
+MARKER_DIR = "/var/log/katib"
+"""PrometheusMetric reads no file: the volume at this folder carries only the wrapper's marks."""
 MAIN_PID_FILE = "main.pid"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
@@ -206,14 +211,18 @@ class CollectorPlan:
 
     kind: str
     path: str = ""
+    """The file to tail; the event folder (TensorFlowEvent); the URL (PrometheusMetric)."""
     format: str = ""
     filters: tuple[str, ...] = ()
     custom: Mapping[str, Any] | None = None
 
     @property
     def directory(self) -> str:
+        """The shared volume's mount path, where the wrapper leaves its marks."""
         if self.kind == "TensorFlowEvent":
             return self.path.rstrip("/") or "/"
+        if self.kind == "PrometheusMetric":
+            return MARKER_DIR
         return posixpath.dirname(self.path.rstrip("/")) or "/"
 
     @property
@@ -229,7 +238,7 @@ def collector_plan(spec: Mapping[str, Any]) -> CollectorPlan:
     """The collector for an Experiment ``spec`` (defaulted the way Katib's webhook does).
 
     Raises:
-        SidecarError: a kind tunery cannot run in a cluster (PrometheusMetric).
+        SidecarError: an unknown kind, or a Custom collector without its container.
     """
     mc = spec.get("metricsCollectorSpec") or {}
     kind = (mc.get("collector") or {}).get("kind") or "StdOut"
@@ -244,6 +253,11 @@ def collector_plan(spec: Mapping[str, Any]) -> CollectorPlan:
         )
     if kind == "TensorFlowEvent":
         return CollectorPlan(kind, fs.get("path") or DEFAULT_TFEVENT_DIR)
+    if kind == "PrometheusMetric":
+        http = source.get("httpGet") or {}
+        port = http.get("port") or DEFAULT_PROMETHEUS_PORT
+        path = http.get("path") or DEFAULT_PROMETHEUS_PATH
+        return CollectorPlan(kind, f"http://127.0.0.1:{port}{path}")
     if kind == "Push":
         return CollectorPlan(kind)
     if kind == "Custom":
@@ -253,7 +267,7 @@ def collector_plan(spec: Mapping[str, Any]) -> CollectorPlan:
         return CollectorPlan(kind, fs.get("path") or "", fs.get("format") or "", filters, custom)
     raise SidecarError(
         f"metricsCollectorSpec.collector.kind {kind!r} is not supported on Kubernetes: use "
-        "StdOut, File, TensorFlowEvent, Custom or Push (report_metrics)"
+        "StdOut, File, TensorFlowEvent, PrometheusMetric, Custom or Push (report_metrics)"
     )
 
 
@@ -274,9 +288,11 @@ def collector_args(
         "-o-type", str(objective.get("type", "minimize")),
         "-s-db", settings.db_manager_address,
         "-path", plan.path,
-        "--pid-file", posixpath.join(posixpath.dirname(plan.path), MAIN_PID_FILE),
-        "--marker-dir", posixpath.dirname(plan.path),
+        "--pid-file", posixpath.join(plan.directory, MAIN_PID_FILE),
+        "--marker-dir", plan.directory,
     ]  # fmt: skip
+    if plan.kind in ("TensorFlowEvent", "PrometheusMetric"):
+        args += ["--kind", plan.kind]
     if plan.filters:
         args += ["-f", ";".join(plan.filters)]
     if plan.format:
@@ -370,9 +386,10 @@ def inject_collector(
     if plan.kind != "Push":
         env.update(
             TUNERY_METRICS_DIR=plan.directory,
-            TUNERY_METRICS_FILE=plan.path,
             TUNERY_TEE_OUTPUT="1" if plan.kind == "StdOut" else "0",
         )
+        if plan.kind in ("StdOut", "File"):
+            env["TUNERY_METRICS_FILE"] = plan.path
     found = False
     for t in primaries:
         containers = [c for c in _containers(t.template) if c.get("name") == primary_name]
@@ -383,7 +400,7 @@ def inject_collector(
         _set_env(container, env)
         if plan.kind == "Push":
             continue
-        if plan.kind in ("StdOut", "File", "TensorFlowEvent") and (
+        if plan.kind in ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric") and (
             plan.kind == "StdOut" or container.get("command")
         ):
             wrap_command(container)

@@ -101,6 +101,8 @@ class CollectionSummary:
     stop_decision: StopDecision | None = None
     last_lines: tuple[str, ...] = ()
     source_hint: str = ""
+    missing: str = "no output line reported it"
+    """Why the objective is missing when the parser saw nothing wrong."""
 
     @property
     def objective_missing(self) -> bool:
@@ -126,7 +128,7 @@ class CollectionSummary:
         if chosen != "unavailable":
             detail = f"its {strategy.value} value {chosen!r} is not a finite number"
         else:
-            detail = self.stats.describe(name) or "no output line reported it"
+            detail = self.stats.describe(name) or self.missing
             if self.source_hint:
                 detail += f"; expected {self.source_hint}"
         return metrics_unavailable_message(name, self.last_lines, detail=detail)
@@ -176,6 +178,9 @@ class TrialCollector:
         flush_interval: the longest a parsed observation waits before being written.
         batch_size: rows per insert; a full batch is written at once.
         tail_lines: how many output lines ``last_lines`` keeps.
+        hint: how the objective is expected to be reported, for the MetricsUnavailable
+            message (default: from the parser), for a source fed through :meth:`add`: the
+            message then says the source never held the objective, not "no output line".
     """
 
     def __init__(
@@ -191,6 +196,7 @@ class TrialCollector:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         tail_lines: int = DEFAULT_LINES,
+        hint: str | None = None,
     ) -> None:
         if flush_interval <= 0 or batch_size < 1:
             raise ValueError(
@@ -208,6 +214,7 @@ class TrialCollector:
         self._stop_metrics = frozenset(stop_metrics or (objective.metric_name,))
         self._keeps_steps = bool(getattr(store, "keeps_steps", True))
         self._tail = OutputTail(tail_lines)
+        self._hint = hint
 
         self._feed_lock = threading.Lock()  # parser, tail, stop state; taken first
         self._write_lock = threading.Lock()  # one writer at a time; taken second
@@ -258,6 +265,23 @@ class TrialCollector:
         self._fed_bytes += len(chunk)
         self._tail.feed(chunk)
         return self._accept(self.parser.feed(chunk))
+
+    def add(self, observations: list[Observation]) -> int:
+        """Queue observations a source read itself (event files, a scrape), as if parsed.
+
+        Returns how many were queued (rows the store already holds after :meth:`resume` are
+        skipped).
+
+        Raises:
+            CollectorError: the collector is closed.
+        """
+        with self._feed_lock:
+            if self._closed:
+                raise CollectorError(f"collector of trial {self.trial_name} is closed")
+            self._fed = True
+            queued = self._accept(list(observations))
+        self._deliver_stop()
+        return queued
 
     def end_of_input(self) -> int:
         """The source ended: parse its last line even without a line terminator."""
@@ -396,7 +420,8 @@ class TrialCollector:
             written=self._written,
             stop_decision=self._stop_decision,
             last_lines=tuple(self.last_lines()),
-            source_hint=source_hint(self.parser),
+            source_hint=source_hint(self.parser) if self._hint is None else self._hint,
+            **({} if self._hint is None else {"missing": "nothing was found"}),
         )
 
     def finish(self, timeout: float = 30.0) -> CollectionSummary:

@@ -11,6 +11,7 @@ controller to trial conditions. Store errors (``tunery.store.errors``) pass thro
      ├── InvalidTimestampError(CollectorError, ValueError)    not an RFC3339 timestamp
      ├── InvalidRequestError(CollectorError, ValueError)      DBManager: empty trial/metric
      ├── InvalidStopRuleError(CollectorError, ValueError)     sidecar: bad -stop-rule
+     ├── MissingDependencyError(CollectorError, ImportError)  TensorFlowEvent without tensorboard
      ├── PushError(CollectorError, RuntimeError)              report_metrics: no trial name, or
      │                                                        the destination refused/unreachable
      └── FlushError(CollectorError)                           observations could not be written;
@@ -43,6 +44,10 @@ class InvalidRequestError(CollectorError, ValueError):
 
 class InvalidStopRuleError(CollectorError, ValueError):
     """An early-stopping rule does not parse; the message quotes it."""
+
+
+class MissingDependencyError(CollectorError, ImportError):
+    """A collector kind needs a package that is not installed; the message says which."""
 
 
 class PushError(CollectorError, RuntimeError):

@@ -29,6 +29,13 @@ trials as ``sh -c WRAPPER tunery-trial <command...>``). Pods need
 ``shareProcessNamespace: true`` for ``/proc`` and signals to reach it; without it the sidecar
 still collects and ends on ``tunery.exit`` or SIGTERM, but cannot stop the trial.
 
+``--kind`` picks the source (default ``File``: ``-path`` is a file to tail, Katib's
+StdOut and File collectors): ``TensorFlowEvent`` reads the TensorBoard event files under the
+folder ``-path`` as they are written (:mod:`metrics_collector.tfevents`; Katib's metric naming,
+``test/accuracy`` for the ``accuracy`` tag under ``test/``); ``PrometheusMetric`` scrapes the
+URL ``-path`` (``http://127.0.0.1:<port><path>``: the sidecar shares the pod's network) every
+second while the trial runs (:mod:`metrics_collector.prometheus`). Both need ``--marker-dir``.
+
 Exit codes: 0 done; 1 observations could not be pushed; 2 bad arguments.
 """
 
@@ -49,14 +56,22 @@ import grpc
 
 from metrics_collector.collector import TrialCollector
 from metrics_collector.dbclient import DBManagerClient, default_dbmanager_address
-from metrics_collector.errors import FlushError, InvalidStopRuleError, MetricsFormatError
+from metrics_collector.errors import (
+    FlushError,
+    InvalidStopRuleError,
+    MetricsFormatError,
+    MissingDependencyError,
+)
 from metrics_collector.parsers import MetricsFormat, make_parser
+from metrics_collector.polling import Poller
+from metrics_collector.prometheus import PrometheusScraper
 from metrics_collector.sources import FileTailer
 from metrics_collector.stoprules import (
     KatibStopRules,
     StopRule,
     objective_for,
 )
+from metrics_collector.tfevents import TFEventReader
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.retry import DEFAULT_OUTAGE_LIMIT_S, InvalidRetryPolicyError, RetryPolicy
 from tunery.store.errors import StoreUnavailableError
@@ -74,6 +89,12 @@ EXIT_FILE = "tunery.exit"
 WRAPPER_ARGV0 = "tunery-trial"
 """The operator runs the trial as ``sh -c WRAPPER tunery-trial <command...>``."""
 MAIN_EXIT_WAIT = 60.0
+FILE_KIND = "File"
+TFEVENT_KIND = "TensorFlowEvent"
+PROMETHEUS_KIND = "PrometheusMetric"
+KINDS = ("StdOut", FILE_KIND, TFEVENT_KIND, PROMETHEUS_KIND)
+POLL_INTERVAL = 1.0
+"""Seconds between two reads of the event files or two scrapes of the endpoint."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,10 @@ class SidecarConfig:
     trial_name: str
     metric_names: tuple[str, ...]
     path: Path
+    kind: str = FILE_KIND
+    """``StdOut``/``File``: tail ``path``; ``TensorFlowEvent``: read the event files under the
+    folder ``path``; ``PrometheusMetric``: scrape ``url``."""
+    url: str = ""
     objective_type: ObjectiveType = ObjectiveType.MAXIMIZE
     dbmanager_address: str = field(default_factory=default_dbmanager_address)
     format: MetricsFormat = MetricsFormat.TEXT
@@ -315,13 +340,25 @@ class Sidecar:
             on_stop=self._on_stop,
             stop_metrics=self.rules.metric_names if self.rules else None,
         )
-        self.tailer = FileTailer(
-            config.path,
-            self._feed,
-            is_done=self.main.is_done,
-            on_reset=self.collector.end_of_input,
-            poll_interval=config.poll_interval,
-        )
+        self.tailer: FileTailer | Poller
+        if config.kind == TFEVENT_KIND:
+            reader = TFEventReader(config.path, config.metric_names)
+            self.tailer = Poller(
+                reader.poll, self.collector.add, is_done=self.main.is_done, interval=POLL_INTERVAL
+            )
+        elif config.kind == PROMETHEUS_KIND:
+            scraper = PrometheusScraper(config.url, config.metric_names)
+            self.tailer = Poller(
+                scraper.poll, self.collector.add, is_done=self.main.is_done, interval=POLL_INTERVAL
+            )
+        else:
+            self.tailer = FileTailer(
+                config.path,
+                self._feed,
+                is_done=self.main.is_done,
+                on_reset=self.collector.end_of_input,
+                poll_interval=config.poll_interval,
+            )
         self._stopper: threading.Thread | None = None
         self._terminated = threading.Event()
 
@@ -336,8 +373,8 @@ class Sidecar:
             "collecting %s of trial %s from %s (%s) into DBManager at %s",
             ",".join(c.metric_names),
             c.trial_name,
-            c.path,
-            c.format.value,
+            c.url or c.path,
+            c.kind if c.kind in (TFEVENT_KIND, PROMETHEUS_KIND) else c.format.value,
             c.dbmanager_address,
         )
         if not self._resume():
@@ -368,8 +405,11 @@ class Sidecar:
         delay = 1.0
         while not self._terminated.is_set():
             try:
-                size = self.config.path.stat().st_size if self.config.path.exists() else 0
-                found = self.collector.resume(size)
+                if self.config.kind in (TFEVENT_KIND, PROMETHEUS_KIND):
+                    found = self.collector.resume()  # the source has no byte offsets
+                else:
+                    path = self.config.path
+                    found = self.collector.resume(path.stat().st_size if path.exists() else 0)
                 if found:
                     log.info("DBManager already holds %d observation(s) of this trial", found)
                 return True
@@ -411,7 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("-m", "--metric-names", required=True, help="metric names, ';'-separated, objective first")
     add("-o-type", "--objective-type", default="maximize", choices=["minimize", "maximize"])
     add("-s-db", "-s", "--db-manager", dest="db_manager", default=None, help="DBManager host:port")
-    add("-path", "--path", required=True, help="file to tail (the trial's output)")
+    add(
+        "-path",
+        "--path",
+        required=True,
+        help="file to tail (the trial's output); the event folder (TensorFlowEvent); the URL "
+        "to scrape (PrometheusMetric)",
+    )
+    add("--kind", default=FILE_KIND, choices=KINDS, help="collector kind (default File)")
     add("-f", "--metrics-format", default="", help="regex filters, ';'-separated (Katib)")
     add("--filter", action="append", default=[], help="one regex filter (not split on ';')")
     add("-format", "--format", default="TEXT", help="TEXT or JSON")
@@ -456,6 +503,22 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
         parser.error(str(e))
     except ValueError:
         parser.error(f"-format must be TEXT or JSON, got {ns.format!r}")
+    url = ""
+    if ns.kind in (TFEVENT_KIND, PROMETHEUS_KIND) and ns.marker_dir is None:
+        parser.error(f"--kind {ns.kind} needs --marker-dir (where the trial's wrapper marks)")
+    if ns.kind == PROMETHEUS_KIND:
+        url = ns.path
+        if not url.startswith("http://"):
+            parser.error(f"-path must be an http:// URL for --kind {PROMETHEUS_KIND}, got {url!r}")
+        try:
+            PrometheusScraper(url, names)
+        except MetricsFormatError as e:
+            parser.error(str(e))
+    if ns.kind == TFEVENT_KIND:
+        try:
+            TFEventReader(ns.path, names)
+        except MissingDependencyError as e:
+            parser.error(str(e))
     try:
         flush_timeout = RetryPolicy.from_env(limit=ns.flush_timeout).limit
     except InvalidRetryPolicyError as e:
@@ -463,7 +526,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
     config = SidecarConfig(
         trial_name=ns.trial_name,
         metric_names=names,
-        path=Path(ns.path),
+        path=Path(ns.path) if ns.kind != PROMETHEUS_KIND else Path(),
+        kind=ns.kind,
+        url=url,
         objective_type=ObjectiveType(ns.objective_type),
         dbmanager_address=ns.db_manager or default_dbmanager_address(),
         format=fmt,

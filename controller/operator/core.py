@@ -48,6 +48,7 @@ from controller.clients import (
     ServiceCallError,
     SuggestionClient,
 )
+from controller.collector_check import collector_problems
 from controller.gpus import GpuAllocator
 from controller.operator import mirror
 from controller.reconcile import (
@@ -323,7 +324,7 @@ class ExperimentOperator:
             raw = {**raw, "spec": {**raw["spec"], "trialTemplate": self._resolve_config_map(
                 template, meta.get("namespace") or "default")}}  # fmt: skip
         document = load_experiment(raw).to_document()
-        unsafe = template_problems(document)
+        unsafe = template_problems(document) + collector_problems(document)
         if unsafe:
             raise ExperimentError(unsafe)
         document.pop("status", None)

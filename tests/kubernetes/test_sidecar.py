@@ -124,8 +124,8 @@ def test_errors_name_the_problem() -> None:
                 "spec": {"trainer": {"command": ["python"]}}}  # fmt: skip
     with pytest.raises(SidecarError, match="Push"):
         inject(trainjob)
-    with pytest.raises(SidecarError, match="PrometheusMetric"):
-        collector_plan({"metricsCollectorSpec": {"collector": {"kind": "PrometheusMetric"}}})
+    with pytest.raises(SidecarError, match="PrometheusMetric, Custom or Push"):
+        collector_plan({"metricsCollectorSpec": {"collector": {"kind": "Unknown"}}})
 
 
 def run_wrapper(

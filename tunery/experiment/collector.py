@@ -243,6 +243,30 @@ def _check_http_get(http: Mapping[str, Any], problems: Problems) -> None:
     path = http.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         problems.add(f"{show(path)} must be a path starting with /", "source", "httpGet", "path")
+    scheme = http.get("scheme")
+    if scheme not in (None, "") and str(scheme).upper() != "HTTP":
+        problems.add(
+            f"{show(scheme)} is not supported: the collector scrapes plain HTTP",
+            "source",
+            "httpGet",
+            "scheme",
+        )
+    host = http.get("host")
+    if host not in (None, "", "127.0.0.1", "localhost"):
+        problems.add(
+            f"{show(host)} is not supported: the collector scrapes the trial's own address "
+            "(127.0.0.1, in the pod's network); omit host",
+            "source",
+            "httpGet",
+            "host",
+        )
+    if http.get("httpHeaders"):
+        problems.add(
+            "are not supported: the collector sends no headers; serve the metrics without them",
+            "source",
+            "httpGet",
+            "httpHeaders",
+        )
 
 
 def _check_filter(flt: FilterSpec, problems: Problems) -> None:
