@@ -318,7 +318,7 @@ def run_ours(
 # -- baselines in-process (each in its own process) ---------------------------------------------
 
 
-def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
+def _baseline_worker(label: str, batch: int, n_trials: int, seed: int, prefill: int = 0) -> Run:
     warnings.filterwarnings("ignore")
     run = Run(f"{label} (in-process)", batch)
     names = [f"x{i}" for i in range(6)]
@@ -340,15 +340,26 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
         }
         study = optuna.create_study(sampler=samplers[label]())
         dists = {n: FloatDistribution(0.0, 1.0) for n in names}
-        done = 0
+        rng = np.random.default_rng(seed)  # the same prefill as our server gets
+        for point in rng.random((prefill, 6)).tolist():
+            params = dict(zip(names, point, strict=True))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=hartmann6(params)
+                )
+            )
+        done = prefill
         while done < n_trials:
             count = min(batch, n_trials - done)
             t0 = time.perf_counter()
             asked = [study.ask(dists) for _ in range(count)]
-            run.samples.append((done, time.perf_counter() - t0))
+            if done > prefill or not prefill:  # as for ours: the first after a prefill is cold
+                run.samples.append((done, time.perf_counter() - t0))
             for trial in asked:
                 study.tell(trial, hartmann6(trial.params))
             done += count
+    elif prefill:
+        raise ValueError(f"{label}: --prefill is supported for optuna baselines only")
     elif label == "hyperopt TPE":
         from hyperopt import Domain, Trials, base, hp, tpe
 
@@ -378,11 +389,12 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
     return run
 
 
-def run_baseline(label: str, batch: int, n_trials: int, seed: int) -> Run:
+def run_baseline(label: str, batch: int, n_trials: int, seed: int, prefill: int = 0) -> Run:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
-            return pool.submit(_baseline_worker, label, batch, n_trials, seed).result()
+            future = pool.submit(_baseline_worker, label, batch, n_trials, seed, prefill)
+            return future.result()
         except Exception as exc:
             return Run(f"{label} (in-process)", batch, error=f"{type(exc).__name__}: {exc}")
 
@@ -653,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             for label in baselines:
                 t0 = time.time()
                 n = min(n_trials, args.gp_trials if label in GP_BASELINES else n_trials)
-                report(run_baseline(label, batch, n, args.seed + repeat), time.time() - t0)
+                run = run_baseline(label, batch, n, args.seed + repeat, args.prefill)
+                report(run, time.time() - t0)
     sys.stdout.flush()
     print()
     print(render(latency_table(runs), False))
