@@ -35,10 +35,10 @@ Determinism and caching: every random choice is seeded by the experiment's seed
 state an instance keeps is a memo of fitted hyperparameters keyed by the exact data they
 were fitted on, so a fresh instance given the same request returns the same assignments as a
 warm one; besides it, each trial's encoded row is kept by name (a request with N known
-trials and k new ones encodes k). Hyperparameters are refitted at every completed trial up to 30, then on a schedule
-(about every 7% growth of the history) on the history's prefix up to that point; between
-refits a request only refactorises the kernel. Beyond 400 completed trials the GP sees the
-best 200 and the 200 most recent, so latency stays bounded.
+trials and k new ones encodes k). Hyperparameters are refitted at every completed trial up
+to 30, then on a schedule (about every 7% growth of the history) on the history's prefix up
+to that point; between refits a request only refactorises the kernel. Beyond 400 completed
+trials the GP sees the best 200 and the 200 most recent, so latency stays bounded.
 
 Objective values: minimised objectives are negated into a maximised score; NaN and infinite
 values count as the worst finite value seen (so the search avoids where they happened);
