@@ -9,7 +9,7 @@ subprocess, in ``--baseline-root``; prints how many proposals differ (exit statu
 Usage::
 
     git archive <commit> | tar -x -C /tmp/base
-    python -m bench.same_proposals --baseline-root /tmp/base
+    python tools/same_proposals.py --baseline-root /tmp/base
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> None:
         return
     if args.baseline_root is None:
         parser.error("--baseline-root is required")
+    sys.path.insert(0, str(ROOT))  # this tree's code, whatever is installed
     root = args.baseline_root.resolve()
     env = dict(os.environ, PYTHONPATH=str(root))
     command = [sys.executable, str(Path(__file__).resolve()), "--print-json"]
