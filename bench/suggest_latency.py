@@ -4,10 +4,18 @@ Latency: starts ``python -m suggestion.server`` in a subprocess (one per algorit
 peak RSS is its own), and drives it like a controller: every ``GetSuggestions`` request
 carries the experiment and all trials so far (completed, with their objective), asks for 1 or
 8 assignments, the objective (Hartmann6, 6-D) is evaluated, and the loop repeats up to
-``--trials`` trials (GP: 200). Latency is the client's round trip (request serialisation,
-transport, server work, reply). The same loop runs against the libraries called in-process
-(optuna ask/tell, hyperopt ``tpe.suggest``; optuna's GPSampler beside the GP, to 200 trials),
-each in its own subprocess, timing the ask only.
+``--trials`` trials (GP: 200, ``--gp-trials``). Latency is the client's round trip (request
+encoding, transport, server work, reply). The client encodes each trial once and sends the
+bytes it keeps (``--encode incremental``, the default: what a controller that caches each
+trial's encoding pays, O(k) per request) or re-serialises the whole request every time
+(``--encode full``, what a client holding one protobuf message pays, O(N) per request).
+``--prefill N`` starts the experiment with N completed random trials (one cold request, as
+after a server restart, then the loop), so long histories are measured in minutes;
+``--baseline-root DIR`` also runs, alternating with ours in every repeat, the server of
+another tree (e.g. ``git archive <commit> | tar -x -C /tmp/base``) with the same client.
+The same loop runs against the libraries called in-process (optuna ask/tell, hyperopt
+``tpe.suggest``; optuna's GPSampler beside the GP, to ``--gp-trials``), each in its own
+subprocess, timing the ask only.
 Reports p50/p95 per history window (medians over ``--repeats`` interleaved runs, so a burst
 of load from other processes spoils one repeat, not the result), the server's (or baseline
 process's) peak RSS (VmHWM), duplicate assignments, and our speed-up over each like-for-like
@@ -22,6 +30,8 @@ Usage (math threads are pinned to 1 here and in every child process)::
     python -m bench.suggest_latency --quick         # a few minutes
     python -m bench.suggest_latency --algorithms tpe,random --batches 1 --markdown out.md
     python -m bench.suggest_latency --quality --seeds 20
+    python -m bench.suggest_latency --algorithms tpe,random --batches 1 --baselines '' \
+        --prefill 9000 --trials 10000 --baseline-root /tmp/base      # history 10,000
 """
 
 from __future__ import annotations
@@ -50,9 +60,10 @@ import numpy as np  # noqa: E402
 from bench.problems import branin, hartmann6  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-WINDOWS = ((0, 10), (10, 100), (100, 500), (500, 1000))
-GP_ALGORITHMS = {"bayesianoptimization": 200}
-"""Algorithms whose run stops earlier (trials), as benchmarks.md asks for the GP."""
+WINDOWS = ((0, 10), (10, 100), (100, 500), (500, 1000), (1000, 9000), (9000, 10000))
+"""History windows; the tables show those that hold samples."""
+GP_ALGORITHMS = frozenset({"bayesianoptimization"})
+"""Algorithms whose run stops at ``--gp-trials``, as benchmarks.md asks for the GP."""
 
 # our algorithm -> the in-process baselines it is compared with
 PAIRS = {
@@ -70,8 +81,8 @@ BASELINES = (
     "hyperopt TPE",
     "optuna GPSampler",
 )
-GP_BASELINES = {"optuna GPSampler": 200}
-"""Baselines that stop at 200 trials (and run only when the GP is benchmarked)."""
+GP_BASELINES = frozenset({"optuna GPSampler"})
+"""Baselines that stop at ``--gp-trials`` (and run only when the GP is benchmarked)."""
 
 # -- objectives (bench.problems) ------------------------------------------------------------------
 
@@ -153,16 +164,16 @@ def _vm_hwm_mb(pid: int | str = "self") -> float:
 # -- our service over gRPC ----------------------------------------------------------------------
 
 
-def _start_server() -> tuple[subprocess.Popen[str], int]:
+def _start_server(root: Path = ROOT) -> tuple[subprocess.Popen[str], int]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
         [
             sys.executable,
             *("-m", "suggestion.server", "--port", "0", "--host", "127.0.0.1"),
             "--no-preload",  # the peak RSS then holds only the algorithm under test
         ],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -176,13 +187,37 @@ def _start_server() -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[-1])
 
 
-def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (what a cached trial encoding looks like)."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def run_ours(
+    algorithm: str,
+    batch: int,
+    n_trials: int,
+    seed: int,
+    *,
+    root: Path = ROOT,
+    name: str = "tunery",
+    encode: str = "incremental",
+    prefill: int = 0,
+) -> Run:
     import grpc
 
-    from tunery.api import api_pb2, api_pb2_grpc
+    from tunery.api import api_pb2
 
-    run = Run(f"tunery {algorithm} (gRPC)", batch)
-    proc, port = _start_server()
+    run = Run(f"{name} {algorithm} (gRPC)", batch)
+    proc, port = _start_server(root)
     try:
         channel = grpc.insecure_channel(
             f"127.0.0.1:{port}",
@@ -192,7 +227,17 @@ def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
             ],
         )
         grpc.channel_ready_future(channel).result(timeout=30)
-        stub = api_pb2_grpc.SuggestionStub(channel)
+        method = "/api.v1.beta1.Suggestion/"
+        validate_call = channel.unary_unary(
+            method + "ValidateAlgorithmSettings",
+            request_serializer=api_pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
+            response_deserializer=api_pb2.ValidateAlgorithmSettingsReply.FromString,
+        )
+        suggest_call = channel.unary_unary(  # takes the request already encoded
+            method + "GetSuggestions",
+            request_serializer=None,
+            response_deserializer=api_pb2.GetSuggestionsReply.FromString,
+        )
         step = "0.01" if algorithm == "grid" else ""  # grid needs steps: 101^6 points
         params = [
             api_pb2.ParameterSpec(
@@ -217,27 +262,44 @@ def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
             ),
         )
         # as Katib's controller does first; this also imports the algorithm's libraries
-        stub.ValidateAlgorithmSettings(
-            api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=60
-        )
+        validate_call(api_pb2.ValidateAlgorithmSettingsRequest(experiment=experiment), timeout=60)
         request = api_pb2.GetSuggestionsRequest(experiment=experiment)
+        encoded = bytearray(_field(1, experiment.SerializeToString()))  # experiment + trials
         seen: set[tuple[float, ...]] = set()
+
+        def add_trial(assignments: Sequence[api_pb2.ParameterAssignment]) -> None:
+            values = {a.name: float(a.value) for a in assignments}
+            key = tuple(values[f"x{i}"] for i in range(6))
+            run.duplicates += key in seen
+            seen.add(key)
+            trial = request.trials.add(name=f"{experiment.name}-{len(request.trials):06d}")
+            trial.spec.parameter_assignments.assignments.extend(assignments)
+            trial.status.condition = api_pb2.TrialStatus.SUCCEEDED
+            trial.status.observation.metrics.add(name="loss", value=repr(hartmann6(values)))
+            encoded.extend(_field(2, trial.SerializeToString()))
+
+        rng = np.random.default_rng(seed)
+        for point in rng.random((prefill, 6)).tolist():
+            add_trial(
+                [
+                    api_pb2.ParameterAssignment(name=f"x{i}", value=repr(v))
+                    for i, v in enumerate(point)
+                ]
+            )
         while len(request.trials) < n_trials:
             count = min(batch, n_trials - len(request.trials))
-            request.current_request_number = count
             history = len(request.trials)
             t0 = time.perf_counter()
-            reply = stub.GetSuggestions(request, timeout=600)
-            run.samples.append((history, time.perf_counter() - t0))
+            if encode == "full":
+                request.current_request_number = count
+                data = request.SerializeToString()
+            else:  # field 4, current_request_number, after the cached trials
+                data = bytes(encoded) + _varint(4 << 3) + _varint(count)
+            reply = suggest_call(data, timeout=600)
+            if history > prefill or not prefill:  # the first after a prefill runs cold
+                run.samples.append((history, time.perf_counter() - t0))
             for pa in reply.parameter_assignments:
-                values = {a.name: float(a.value) for a in pa.assignments}
-                key = tuple(values[f"x{i}"] for i in range(6))
-                run.duplicates += key in seen
-                seen.add(key)
-                trial = request.trials.add(name=f"{experiment.name}-{len(request.trials):05d}")
-                trial.spec.parameter_assignments.assignments.extend(pa.assignments)
-                trial.status.condition = api_pb2.TrialStatus.SUCCEEDED
-                trial.status.observation.metrics.add(name="loss", value=repr(hartmann6(values)))
+                add_trial(pa.assignments)
         run.trials = len(request.trials)
         run.peak_rss_mb = _vm_hwm_mb(proc.pid)
         channel.close()
@@ -256,7 +318,7 @@ def run_ours(algorithm: str, batch: int, n_trials: int, seed: int) -> Run:
 # -- baselines in-process (each in its own process) ---------------------------------------------
 
 
-def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
+def _baseline_worker(label: str, batch: int, n_trials: int, seed: int, prefill: int = 0) -> Run:
     warnings.filterwarnings("ignore")
     run = Run(f"{label} (in-process)", batch)
     names = [f"x{i}" for i in range(6)]
@@ -278,15 +340,26 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
         }
         study = optuna.create_study(sampler=samplers[label]())
         dists = {n: FloatDistribution(0.0, 1.0) for n in names}
-        done = 0
+        rng = np.random.default_rng(seed)  # the same prefill as our server gets
+        for point in rng.random((prefill, 6)).tolist():
+            params = dict(zip(names, point, strict=True))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=hartmann6(params)
+                )
+            )
+        done = prefill
         while done < n_trials:
             count = min(batch, n_trials - done)
             t0 = time.perf_counter()
             asked = [study.ask(dists) for _ in range(count)]
-            run.samples.append((done, time.perf_counter() - t0))
+            if done > prefill or not prefill:  # as for ours: the first after a prefill is cold
+                run.samples.append((done, time.perf_counter() - t0))
             for trial in asked:
                 study.tell(trial, hartmann6(trial.params))
             done += count
+    elif prefill:
+        raise ValueError(f"{label}: --prefill is supported for optuna baselines only")
     elif label == "hyperopt TPE":
         from hyperopt import Domain, Trials, base, hp, tpe
 
@@ -316,11 +389,12 @@ def _baseline_worker(label: str, batch: int, n_trials: int, seed: int) -> Run:
     return run
 
 
-def run_baseline(label: str, batch: int, n_trials: int, seed: int) -> Run:
+def run_baseline(label: str, batch: int, n_trials: int, seed: int, prefill: int = 0) -> Run:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
-            return pool.submit(_baseline_worker, label, batch, n_trials, seed).result()
+            future = pool.submit(_baseline_worker, label, batch, n_trials, seed, prefill)
+            return future.result()
         except Exception as exc:
             return Run(f"{label} (in-process)", batch, error=f"{type(exc).__name__}: {exc}")
 
@@ -334,21 +408,28 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}" if x < 10 else f"{x:.0f}" if x >= 100 else f"{x:.1f}"
 
 
+def windows(runs: Sequence[Run]) -> list[tuple[int, int]]:
+    """The windows in which some run has samples."""
+    return [(lo, hi) for lo, hi in WINDOWS if any(len(r.window(lo, hi)) for r in runs)]
+
+
 def latency_table(runs: Sequence[Run]) -> list[list[str]]:
     """p50 / p95 per window (medians over repeats), peak RSS, duplicates."""
+    shown = windows(runs)
     header = ["implementation", "batch"]
-    header += [f"{lo}-{hi} p50 / p95 ms" for lo, hi in WINDOWS]
+    header += [f"{lo}-{hi} p50 / p95 ms" for lo, hi in shown]
     header += ["peak RSS MB", "duplicates"]
     rows = [header]
     for r in group(runs):
         if r.error:
-            rows.append([r.label, str(r.batch), f"error: {r.error}", "", "", "", "", ""])
+            rows.append([r.label, str(r.batch), f"error: {r.error}"] + [""] * (len(header) - 3))
             continue
         cells = [r.label, str(r.batch)]
-        for lo, hi in WINDOWS:
+        for lo, hi in shown:
             p50, p95 = r.stat(lo, hi, 50), r.stat(lo, hi, 95)
             cells.append("-" if math.isnan(p50) else f"{_fmt(p50)} / {_fmt(p95)}")
-        cells += [_fmt(r.peak_rss_mb), str(r.duplicates) if r.label.startswith("tunery") else "-"]
+        ours = "(gRPC)" in r.label
+        cells += [_fmt(r.peak_rss_mb), str(r.duplicates) if ours else "-"]
         rows.append(cells)
     return rows
 
@@ -356,19 +437,22 @@ def latency_table(runs: Sequence[Run]) -> list[list[str]]:
 def ratio_table(runs: Sequence[Run]) -> list[list[str]]:
     """Baseline p50 / our p50 per window (how many times faster we are)."""
     by_label = {(r.label, r.batch): r for r in group(runs) if not r.error}
-    header = ["ours", "baseline", "batch"] + [f"{lo}-{hi} speed-up" for lo, hi in WINDOWS]
+    shown = windows(runs)
+    header = ["ours", "baseline", "batch"] + [f"{lo}-{hi} speed-up" for lo, hi in shown]
     rows = [header]
     for ours, baselines in PAIRS.items():
         for batch in sorted({r.batch for r in runs}):
             mine = by_label.get((f"tunery {ours} (gRPC)", batch))
             if mine is None:
                 continue
-            for b in baselines:
-                other = by_label.get((f"{b} (in-process)", batch))
+            others = [(b, f"{b} (in-process)") for b in baselines]
+            others.append((f"baseline {ours} (gRPC)", f"baseline {ours} (gRPC)"))
+            for b, label in others:
+                other = by_label.get((label, batch))
                 if other is None:
                     continue
                 cells = [ours, b, str(batch)]
-                for lo, hi in WINDOWS:
+                for lo, hi in shown:
                     a, o = mine.stat(lo, hi, 50), other.stat(lo, hi, 50)
                     cells.append("-" if math.isnan(a) or math.isnan(o) else f"{o / a:.1f}")
                 rows.append(cells)
@@ -499,6 +583,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES), help="'' for none")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument(
+        "--gp-trials", type=int, default=200, help="trials of the GP and optuna's GPSampler"
+    )
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="start with this many random completed trials"
+    )
+    parser.add_argument(
+        "--encode", choices=("incremental", "full"), default="incremental", help="see above"
+    )
+    parser.add_argument(
+        "--baseline-root", type=Path, help="also run the server of this checkout, alternating"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per configuration (medians are shown)"
@@ -537,8 +633,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def report(run: Run, seconds: float) -> None:
         runs.append(run)
-        tail = run.stat(500, 1000, 50)
-        note = run.error or (f"p50 500-1000 {tail:.2f} ms" if not math.isnan(tail) else "")
+        shown = windows([run])
+        lo, hi = shown[-1] if shown else (0, 0)
+        tail = run.stat(lo, hi, 50)
+        note = run.error or (f"p50 {lo}-{hi} {tail:.2f} ms" if not math.isnan(tail) else "")
         load = os.getloadavg()[0]
         print(
             f"  {run.label} batch {run.batch}: {seconds:.0f}s {note} (load {load:.1f})", flush=True
@@ -547,13 +645,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     for repeat in range(args.repeats):  # repeats interleave, so a load burst hits one only
         for batch in batches:
             for algorithm in algorithms:
-                n = min(n_trials, GP_ALGORITHMS.get(algorithm, n_trials))
-                t0 = time.time()
-                report(run_ours(algorithm, batch, n, args.seed + repeat), time.time() - t0)
+                n = min(n_trials, args.gp_trials if algorithm in GP_ALGORITHMS else n_trials)
+                roots = [(ROOT, "tunery")]
+                if args.baseline_root is not None:
+                    roots.append((args.baseline_root.resolve(), "baseline"))
+                for root, name in roots if repeat % 2 == 0 else roots[::-1]:
+                    t0 = time.time()
+                    run = run_ours(
+                        algorithm,
+                        batch,
+                        n,
+                        args.seed + repeat,
+                        root=root,
+                        name=name,
+                        encode=args.encode,
+                        prefill=args.prefill,
+                    )
+                    report(run, time.time() - t0)
             for label in baselines:
                 t0 = time.time()
-                n = min(n_trials, GP_BASELINES.get(label, n_trials))
-                report(run_baseline(label, batch, n, args.seed + repeat), time.time() - t0)
+                n = min(n_trials, args.gp_trials if label in GP_BASELINES else n_trials)
+                run = run_baseline(label, batch, n, args.seed + repeat, args.prefill)
+                report(run, time.time() - t0)
     sys.stdout.flush()
     print()
     print(render(latency_table(runs), False))

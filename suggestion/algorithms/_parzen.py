@@ -116,6 +116,8 @@ class ParzenEstimator:
         self.sigmas = np.hstack([sigmas, np.ones_like(prior)])
         self.log_z = _log_unit_mass(self.mus, self.sigmas)
         self.log_norm = -np.log(self.sigmas) - _LOG_SQRT_2PI - self.log_z  # (m, K)
+        self._scale = math.sqrt(0.5) / self.sigmas
+        self._coef = np.exp(self.log_norm) * self.weights
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -172,12 +174,37 @@ class ParzenEstimator:
         """(c, d) log density of each coordinate's own mixture (univariate TPE)."""
         out = np.empty(cand.u.shape)
         if self.numeric:
-            terms = self._numeric_log_terms(cand)
-            np.maximum(terms, _EXP_FLOOR, out=terms)  # exp() of underflows is ~5x slower
-            np.exp(terms, out=terms)
-            out[:, self.numeric] = np.log(terms @ self.weights).T
+            out[:, self.numeric] = np.log(self._numeric_densities(cand)).T
         for j, probs in self.probs.items():
             out[:, j] = np.log((self.weights @ probs)[cand.categories[j]])
+        return out
+
+    def _numeric_densities(self, cand: Candidates) -> np.ndarray:
+        """(m, c) mixture density of each numeric coordinate at each candidate.
+
+        The hot loop of univariate TPE at long histories (m x c x K terms). A continuous
+        coordinate takes ``sum_k coef_k exp(-t_k^2)`` with ``t = (u - mu) sqrt(1/2) / sigma``
+        and ``coef = weight * exp(log_norm)`` precomputed per kernel: four passes over a
+        (c, K) buffer that is reused from coordinate to coordinate (it stays in cache, and no
+        fresh memory is faulted in per call), the same sum as the log-space form up to
+        rounding in the last bits."""
+        c = cand.u.shape[0]
+        out = np.empty((len(self.numeric), c))
+        buf = np.empty((c, self.n_kernels))
+        for i, j in enumerate(self.numeric):
+            if j in cand.cells:  # a stepped coordinate: the mass of its whole cell
+                terms = self._cell_log_mass(i, *cand.cells[j])
+                np.maximum(terms, _EXP_FLOOR, out=terms)
+                np.exp(terms, out=terms)
+                out[i] = terms @ self.weights
+                continue
+            np.subtract(cand.u[:, j, None], self.mus[i], out=buf)
+            buf *= self._scale[i]
+            np.square(buf, out=buf)
+            np.minimum(buf, -_EXP_FLOOR, out=buf)  # exp() of underflows is ~5x slower
+            np.negative(buf, out=buf)
+            np.exp(buf, out=buf)
+            out[i] = buf @ self._coef[i]
         return out
 
     def log_density(self, cand: Candidates) -> np.ndarray:
@@ -248,6 +275,17 @@ class TpeConfig:
     multivariate: bool
 
 
+def split(losses: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (ascending) of the ``k`` lowest losses, ties going to the earlier trial (as a
+    stable sort would), and of the others; O(n) by partition instead of a full sort."""
+    if k >= len(losses):
+        return np.arange(len(losses)), np.arange(0)
+    kth = np.partition(losses, k - 1)[k - 1]
+    good = losses < kth
+    good[np.flatnonzero(losses == kth)[: k - int(good.sum())]] = True
+    return np.flatnonzero(good), np.flatnonzero(~good)
+
+
 def tpe_suggest(
     encoding: SpaceEncoding,
     history: History,
@@ -267,10 +305,7 @@ def tpe_suggest(
             return startup(count)
         return fill_distinct(encoding, count, history.keys, rng)
     dims = encoding.dims
-    order = np.argsort(losses, kind="stable")
-    k = n_below(n, config.gamma)
-    below = np.sort(order[:k])
-    above = np.sort(order[k:])
+    below, above = split(losses, n_below(n, config.gamma))
     good = ParzenEstimator(
         x[below], dims, prior_weight=config.prior_weight, multivariate=config.multivariate
     )

@@ -34,10 +34,11 @@ Determinism and caching: every random choice is seeded by the experiment's seed
 (``random_state``, or derived from the experiment name) and the request. The only model
 state an instance keeps is a memo of fitted hyperparameters keyed by the exact data they
 were fitted on, so a fresh instance given the same request returns the same assignments as a
-warm one. Hyperparameters are refitted at every completed trial up to 30, then on a schedule
-(about every 7% growth of the history) on the history's prefix up to that point; between
-refits a request only refactorises the kernel. Beyond 400 completed trials the GP sees the
-best 200 and the 200 most recent, so latency stays bounded.
+warm one; besides it, each trial's encoded row is kept by name (a request with N known
+trials and k new ones encodes k). Hyperparameters are refitted at every completed trial up
+to 30, then on a schedule (about every 7% growth of the history) on the history's prefix up
+to that point; between refits a request only refactorises the kernel. Beyond 400 completed
+trials the GP sees the best 200 and the 200 most recent, so latency stays bounded.
 
 Objective values: minimised objectives are negated into a maximised score; NaN and infinite
 values count as the worst finite value seen (so the search avoids where they happened);
@@ -80,7 +81,7 @@ from suggestion.algorithms.base import (
     SuggestRequest,
 )
 from tunery.space import Assignment, SearchSpace
-from tunery.trials import Objective, ObjectiveType
+from tunery.trials import Objective, ObjectiveType, TrialResult
 
 BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps")
@@ -152,23 +153,54 @@ class _History:
     pending: np.ndarray
 
 
-def _history(request: SuggestRequest, cube: UnitCube) -> _History:
+class _EncodedRows:
+    """Each trial's encoded row, kept between requests: a request with N known trials and k
+    new ones encodes k (the service hands back the same assignment objects for unchanged
+    trials; an equal assignment under the same name also hits). Not thread-safe: the
+    service serialises an experiment's requests."""
+
+    def __init__(self, cube: UnitCube) -> None:
+        self.cube = cube
+        self._rows: dict[str, tuple[Assignment, np.ndarray | None]] = {}
+
+    def row(self, trial: TrialResult) -> np.ndarray | None:
+        if not trial.name:
+            return self.cube.encode(trial.assignment)
+        hit = self._rows.get(trial.name)
+        if hit is not None and (hit[0] is trial.assignment or hit[0] == trial.assignment):
+            return hit[1]
+        row = self.cube.encode(trial.assignment)
+        if row is not None:
+            row.flags.writeable = False  # shared between requests
+        self._rows[trial.name] = (trial.assignment, row)
+        return row
+
+    def forget_unless(self, trials: Sequence[TrialResult]) -> None:
+        """Drop the rows of trials no longer sent (called when the memo has grown)."""
+        if len(self._rows) > 2 * len(trials) + 64:
+            names = {t.name for t in trials}
+            self._rows = {k: v for k, v in self._rows.items() if k in names}
+
+
+def _history(request: SuggestRequest, rows_of: _EncodedRows) -> _History:
     sign = -1.0 if request.objective.type is ObjectiveType.MINIMIZE else 1.0
+    encode = rows_of.row
     rows: list[np.ndarray] = []
     scores: list[float] = []
     pending: list[np.ndarray] = []
     for trial in request.trials:
         if trial.is_completed_with_value:
-            row = cube.encode(trial.assignment)
+            row = encode(trial)
             if row is not None:
                 rows.append(row)
                 assert trial.value is not None
                 scores.append(sign * float(trial.value))
         elif trial.is_pending:
-            row = cube.encode(trial.assignment)
+            row = encode(trial)
             if row is not None:
                 pending.append(row)
-    dim = cube.dim
+    rows_of.forget_unless(request.trials)
+    dim = rows_of.cube.dim
     return _History(
         np.array(rows).reshape(-1, dim),
         np.array(scores, dtype=float),
@@ -266,6 +298,7 @@ class BayesianOptimization(Algorithm):
         self._cube: UnitCube | None = None
         self._cache: dict[str, object] = {}
         self._trials: TrialCache | None = None
+        self._rows: _EncodedRows | None = None
 
     @classmethod
     def validate(
@@ -302,7 +335,9 @@ class BayesianOptimization(Algorithm):
             # (Nearly) used up: the shared helper takes what is left or says it is exhausted.
             return fill_distinct(encoding, request.count, keys, rng)
         cube = self._cube_for(request.space)
-        history = _history(request, cube)
+        if self._rows is None or self._rows.cube is not cube:
+            self._rows = _EncodedRows(cube)
+        history = _history(request, self._rows)
         initial = _InitialDesign(cube, seed, cursor=len(request.trials))
         in_flight = len(history.x) + len(history.pending)
         model_ready = len(history.x) >= _MIN_OBSERVATIONS

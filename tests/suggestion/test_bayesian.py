@@ -585,3 +585,32 @@ def test_no_torch_is_imported() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_request_encodes_only_its_new_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history of N known trials and k new ones encodes k rows (issue 17: the GP at
+    history 1,000 spent most of a request re-encoding every trial), and the answer is the
+    one a fresh instance gives."""
+    space = SearchSpace((Parameter.double("x", 0.0, 1.0), Parameter.double("y", 0.0, 1.0)))
+    objective = Objective(ObjectiveType.MINIMIZE, "loss")
+    rng = np.random.default_rng(5)
+    trials = [
+        TrialResult(f"t{i}", {"x": float(a), "y": float(b)}, TrialCondition.SUCCEEDED, a + b)
+        for i, (a, b) in enumerate(rng.random((40, 2)))
+    ]
+    cls = get_algorithm("bayesianoptimization")
+    settings = parse_settings(cls.settings_type, {"random_state": "3"}, "bayesianoptimization")
+    warm = cls(settings)
+    warm.suggest(SuggestRequest(space, objective, trials, 1, experiment_name="e"))
+    calls = []
+    encode = UnitCube.encode
+    monkeypatch.setattr(UnitCube, "encode", lambda self, a: calls.append(a) or encode(self, a))
+    more = [*trials, TrialResult("t40", {"x": 0.5, "y": 0.25}, TrialCondition.SUCCEEDED, 0.75)]
+    more.append(TrialResult("t41", {"x": 0.125, "y": 0.5}, TrialCondition.RUNNING, None))
+    request = SuggestRequest(space, objective, more, 1, experiment_name="e")
+    got = warm.suggest(request)
+    history_encodes = [a for a in calls if a in ({"x": 0.5, "y": 0.25}, {"x": 0.125, "y": 0.5})]
+    assert len(history_encodes) == 2
+    assert len(calls) <= 3  # the two new trials, and the chosen point
+    monkeypatch.setattr(UnitCube, "encode", encode)
+    assert got == cls(settings).suggest(request)

@@ -82,7 +82,7 @@ def test_joint_density_equals_optunas(optuna_pe, n: int) -> None:  # type: ignor
     np.testing.assert_allclose(got, theirs.log_pdf(points), rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("n", [2, 30])
+@pytest.mark.parametrize("n", [2, 30, 2000])  # 2000: a long history's minimum widths
 def test_per_parameter_densities_equal_optunas(optuna_pe, n: int) -> None:  # type: ignore[no-untyped-def]
     observations, unit = data(n, seed=n)
     points, unit_points = data(40, seed=200 + n)
@@ -104,3 +104,17 @@ def test_samples_follow_the_mixture() -> None:
     assert np.median(draws[:, 0]) == pytest.approx(0.2, abs=0.05)
     assert np.median(draws[:, 1]) == pytest.approx(0.8, abs=0.05)
     assert np.mean(np.isclose(draws[:, 2], 0.5)) > 0.9  # the observed category's cell
+
+
+@pytest.mark.parametrize("k", [1, 3, 25, 200, 400])
+def test_split_equals_a_stable_sort(k: int) -> None:
+    """The good/bad split by partition takes the same trials as a stable argsort would,
+    ties (a plateau of equal losses) going to the earlier trials."""
+    from suggestion.algorithms._parzen import split
+
+    rng = np.random.default_rng(k)
+    losses = rng.integers(0, 12, 300).astype(float)  # many ties
+    order = np.argsort(losses, kind="stable")
+    below, above = split(losses, k)
+    np.testing.assert_array_equal(below, np.sort(order[:k]))
+    np.testing.assert_array_equal(above, np.sort(order[k:]))
