@@ -24,6 +24,8 @@ PUBLIC_FACE = (
     "tunery.sdk.trial_entry",
     "tunery.sdk.search",
     "tunery.sdk.progress",
+    "tunery.dashboard",
+    "tunery.visualization",
 )
 
 # package -> project packages it may import
