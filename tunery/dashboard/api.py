@@ -9,18 +9,22 @@ trials, columns and parameters; none of it reaches SQL other than as bound value
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from controller.local_backend import LocalBackend
 from tunery.dashboard.cache import SnapshotCache
 from tunery.dashboard.security import ACTION_HEADER, log_file
 from tunery.visualization import data, figures
+from tunery.visualization.data import DataError
 
 LOG_CHUNK = 256 * 1024
 """Most bytes of a trial's output one request returns."""
@@ -31,6 +35,12 @@ LOG_TAIL = 64 * 1024
 PlotKind = Literal[
     "history", "intermediate", "parallel", "importance", "slice", "contour", "edf", "timeline"
 ]
+PLOT_KINDS: tuple[str, ...] = PlotKind.__args__
+
+WARM_EXPERIMENTS = 5
+"""How many of the latest experiments :func:`warm_up` prepares."""
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 
@@ -58,8 +68,10 @@ def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) ->
         return data.optimization_history(snapshot)
     if kind == "intermediate":
         return data.intermediate_values(ctx.cache.store, snapshot)
-    if kind in ("parallel", "slice"):
+    if kind == "parallel":
         return data.parallel_coordinates(snapshot)
+    if kind == "slice":
+        return data.slices(snapshot)
     if kind == "importance":
         return data.importance(snapshot)
     if kind == "contour":
@@ -94,16 +106,20 @@ def list_experiments(ctx: Ctx) -> list[dict[str, Any]]:
     return [data.experiment_summary(r) for r in ctx.cache.experiments()]
 
 
-@router.get("/experiments/{name}", summary="One experiment: summary, parameters, document")
+@router.get("/experiments/{name}", summary="One experiment: summary, counts, parameters")
 def get_experiment(name: str, ctx: Ctx) -> dict[str, Any]:
     snapshot = ctx.cache.get(name)
-    summary = data.experiment_summary(snapshot.record)
+    return snapshot.memo("summary", lambda: _detail(snapshot))
+
+
+def _detail(snapshot: data.Snapshot) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for condition in snapshot.conditions:
         counts[condition] = counts.get(condition, 0) + 1
     return {
-        **summary,
+        **data.experiment_summary(snapshot.record, snapshot.now),
         "trials": len(snapshot.trials),
+        "running": counts.get("Running", 0),
         "counts": counts,
         "parameters": [
             {"name": p.name, "type": p.type, "log": p.log, "choices": list(p.choices)}
@@ -113,10 +129,13 @@ def get_experiment(name: str, ctx: Ctx) -> dict[str, Any]:
     }
 
 
-@router.get("/experiments/{name}/yaml", summary="The Experiment document as YAML")
+@router.get("/experiments/{name}/yaml", summary="The Experiment document (spec) as YAML")
 def get_yaml(name: str, ctx: Ctx) -> PlainTextResponse:
-    document = ctx.backend.document(ctx.cache.get(name).record)
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    snapshot = ctx.cache.get(name)
+    text = snapshot.memo(
+        "yaml",
+        lambda: yaml.safe_dump(dict(snapshot.record.spec), sort_keys=False, allow_unicode=True),
+    )
     return PlainTextResponse(text, media_type="application/yaml")
 
 
@@ -153,15 +172,44 @@ def get_data(
     return _series(ctx, name, kind, x, y)
 
 
-@router.get("/experiments/{name}/plots/{kind}", summary="A plot as a plotly figure (JSON)")
+@router.get(
+    "/experiments/{name}/plots/{kind}",
+    summary="A plot as a plotly figure (JSON: data and layout)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
 def get_plot(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
     x: Annotated[str | None, Query(description="contour: x parameter")] = None,
     y: Annotated[str | None, Query(description="contour: y parameter")] = None,
-) -> dict[str, Any]:
-    return _FIGURES[kind](_series(ctx, name, kind, x, y))
+) -> Response:
+    return Response(figure_json(ctx, name, kind, x, y), media_type="application/json")
+
+
+def figure_json(ctx: Context, name: str, kind: str, x: str | None, y: str | None) -> bytes:
+    """The figure as JSON, serialised once per snapshot (figures are large: 10,000 points)."""
+    snapshot = ctx.cache.get(name)
+    return snapshot.memo(
+        ("json", kind, x, y),
+        lambda: json.dumps(_FIGURES[kind](_series(ctx, name, kind, x, y))).encode(),
+    )
+
+
+def warm_up(ctx: Context, kinds: tuple[str, ...] = PLOT_KINDS) -> None:
+    """Import the numeric libraries and compute every plot of the latest experiments, so the
+    first page load finds them ready. Runs in a background thread; failures only log."""
+    try:
+        import scipy.interpolate  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+
+        for record in ctx.cache.experiments()[-WARM_EXPERIMENTS:][::-1]:
+            for kind in kinds:
+                with contextlib.suppress(DataError):
+                    figure_json(ctx, record.name, kind, None, None)
+    except Exception:  # a background nicety: the requests themselves report errors
+        logger.warning("dashboard warm-up failed", exc_info=True)
 
 
 @router.get("/trials/{name}", summary="One trial: parameters, metrics, condition, times")

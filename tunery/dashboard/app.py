@@ -8,6 +8,7 @@ a refused submission 409, the database unavailable 503.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 class DashboardSettings:
     """How the dashboard serves: where it binds, its token, whether actions are allowed, the
     work directory whose ``logs`` folder holds trial output, how stale a running
-    experiment's data may be."""
+    experiment's data may be, whether to prepare the latest experiments' plots at start."""
 
     host: str = "127.0.0.1"
     token: str | None = None
     allow_actions: bool = False
     workdir: Path = DEFAULT_WORKDIR
     max_age_s: float = DEFAULT_MAX_AGE_S
+    warm_up: bool = True
 
 
 def plotly_js() -> Path:
@@ -77,6 +79,10 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
         backend=backend,
         allow_actions=settings.allow_actions,
     )
+    if settings.warm_up:
+        threading.Thread(
+            target=api.warm_up, args=(app.state.context,), name="dashboard-warm-up", daemon=True
+        ).start()
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -56,6 +56,8 @@ class SnapshotCache:
                     self._entries[name] = _Entry(entry.snapshot, now)
                     return entry.snapshot
             snapshot = load_snapshot(self.store, name)
+            if entry is not None:
+                snapshot.inherit(entry.snapshot)
             self._entries[name] = _Entry(snapshot, time.monotonic())
             return snapshot
 

@@ -22,18 +22,22 @@ router = APIRouter(include_in_schema=False)
 PLOTS = (
     ("history", "Optimization history"),
     ("intermediate", "Intermediate values"),
-    ("parallel", "Parallel coordinates"),
     ("importance", "Parameter importance"),
+    ("edf", "EDF"),
+    ("parallel", "Parallel coordinates"),
     ("slice", "Slice"),
     ("contour", "Contour"),
-    ("edf", "EDF"),
     ("timeline", "Timeline"),
 )
 
 
 def _page(title: str, page: str, crumbs: str, body: str, **attrs: str) -> HTMLResponse:
     data = "".join(f' data-{k}="{escape(v)}"' for k, v in attrs.items())
-    plotly = '<script src="/vendor/plotly.min.js"></script>' if page != "experiments" else ""
+    plotly = (
+        '<link rel="preload" href="/vendor/plotly.min.js" as="script">'
+        if page in ("experiment", "trial")
+        else ""
+    )
     return HTMLResponse(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -75,14 +79,13 @@ def experiment_page(name: str, request: Request) -> HTMLResponse:
         context(request).cache.get(name)
     except NotFoundError:
         return _not_found("experiment", name)
+    selectors = (
+        '<figcaption>contour axes: <select id="contour-x"></select> vs '
+        '<select id="contour-y"></select></figcaption>'
+    )
     plots = "\n".join(
-        f'<figure class="plot" id="plot-{kind}" data-kind="{kind}"><figcaption>{label}'
-        + (
-            ' <select id="contour-x"></select> vs <select id="contour-y"></select>'
-            if kind == "contour"
-            else ""
-        )
-        + '</figcaption><div class="chart"></div></figure>'
+        f'<figure class="plot" id="plot-{kind}" data-kind="{kind}" aria-label="{label}">'
+        f'{selectors if kind == "contour" else ""}<div class="chart"></div></figure>'
         for kind, label in PLOTS
     )
     crumbs = f'<a href="/">experiments</a> / {escape(name)}'

@@ -80,11 +80,16 @@ def plot_optimization_history(
 
 
 def plot_parallel_coordinate(
-    experiment: Experiment, *, db: str | None = None, store: Store | None = None
+    experiment: Experiment,
+    *,
+    db: str | None = None,
+    store: Store | None = None,
+    limit: int | None = _data.PARALLEL_TRIALS,
 ) -> go.Figure:
-    """Every parameter and the objective as parallel axes, one line per trial."""
+    """Every parameter and the objective as parallel axes, one line per trial (beyond
+    ``limit`` trials the best half and a sample; ``limit=None`` draws all)."""
     with _opened(experiment, db, store) as (_, snap):
-        return _figure(_figures.parallel_figure(_data.parallel_coordinates(snap)))
+        return _figure(_figures.parallel_figure(_data.parallel_coordinates(snap, limit)))
 
 
 def plot_param_importances(
@@ -126,7 +131,7 @@ def plot_contour(
     db: str | None = None,
     store: Store | None = None,
 ) -> go.Figure:
-    """The objective interpolated over two parameters (default: the two most important)."""
+    """The objective interpolated over two parameters (default: the spec's first two)."""
     with _opened(experiment, db, store) as (_, snap):
         return _figure(_figures.contour_figure(_data.contour(snap, x, y)))
 

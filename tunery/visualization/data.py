@@ -32,11 +32,17 @@ INTERMEDIATE_TRIALS = 60
 THRESHOLD_TRIALS = 200
 """Most completed trials the drawn median-stop threshold is computed from."""
 
+PARALLEL_TRIALS = 2000
+"""Most lines the parallel-coordinates plot draws (WebGL in software takes ~1 s per 3,000)."""
+
 IMPORTANCE_ROWS = 2000
 """Most trials the importance model is fitted on (a fixed-seed sample beyond that)."""
 
 CONTOUR_GRID = 60
 """Grid points per axis of the interpolated contour."""
+
+CONTOUR_POINTS = 3000
+"""Most trials the contour is interpolated from (a fixed-seed sample beyond that)."""
 
 T = TypeVar("T")
 
@@ -163,6 +169,18 @@ class Snapshot:
         value = compute()
         with self._lock:
             return self._memo.setdefault(key, value)  # type: ignore[no-any-return]
+
+    def inherit(self, previous: Snapshot) -> None:
+        """Reuse ``previous``'s parameter importance while the trials with a value grew by
+        under 5 % (over 100 of them): refitting the forest on every poll of a big running
+        experiment would cost a core."""
+        before = int(np.count_nonzero(~np.isnan(previous.values)))
+        now = int(np.count_nonzero(~np.isnan(self.values)))
+        with previous._lock:
+            found = previous._memo.get("importance")
+        if found is not None and before >= 100 and before <= now <= before * 1.05:
+            with self._lock:
+                self._memo.setdefault("importance", found)
 
     def parameter(self, name: str) -> ParameterInfo:
         for p in self.parameters:
@@ -342,7 +360,7 @@ def trials_table(
 ) -> dict[str, Any]:
     """A page of the trial table: filtered by condition and a case-insensitive search of the
     name, reason, message and parameter values; sorted by any column (absent values last)."""
-    indices = range(len(snapshot.trials))
+    indices: list[int] | None = None  # None: every trial
     if condition:
         wanted = {c.strip() for c in condition.split(",") if c.strip()}
         known = {c.value for c in TrialCondition}
@@ -351,15 +369,16 @@ def trials_table(
             raise DataError(
                 f"unknown condition {unknown[0]!r} (conditions: {', '.join(sorted(known))})"
             )
-        indices = [i for i in indices if snapshot.conditions[i] in wanted]
+        indices = [i for i, c in enumerate(snapshot.conditions) if c in wanted]
     if search:
         needle = search.lower()
-        indices = [i for i in indices if needle in _haystack(snapshot, i)]
-    key = _sort_key(snapshot, sort)
-    ordered = sorted(indices, key=key)
-    if descending:  # absent values stay last
-        present = [i for i in ordered if not _absent(key(i))]
-        ordered = present[::-1] + [i for i in ordered if _absent(key(i))]
+        haystack = _haystacks(snapshot)
+        indices = [i for i in (indices or range(len(haystack))) if needle in haystack[i]]
+    present, absent = snapshot.memo(("order", sort), lambda: _order(snapshot, sort))
+    ordered = (present[::-1] if descending else present) + absent  # absent values stay last
+    if indices is not None:
+        keep = set(indices)
+        ordered = [i for i in ordered if i in keep]
     page = ordered[offset : None if limit is None else offset + limit]
     return {
         "total": len(snapshot.trials),
@@ -370,11 +389,24 @@ def trials_table(
     }
 
 
+def _order(snapshot: Snapshot, column: str) -> tuple[list[int], list[int]]:
+    """Trial indices sorted ascending by ``column``: those with a value, then those without."""
+    key = _sort_key(snapshot, column)
+    ordered = sorted(range(len(snapshot.trials)), key=key)
+    absent = [i for i in ordered if _absent(key(i))]
+    if not absent:
+        return ordered, []
+    gone = set(absent)
+    return [i for i in ordered if i not in gone], absent
+
+
 def _absent(key: Any) -> bool:
     return isinstance(key, tuple) and bool(key[0]) is True
 
 
-def _haystack(snapshot: Snapshot, i: int) -> str:
+def _haystacks(snapshot: Snapshot) -> list[str]:
+    """Per trial, the lower-cased text the table's search looks in."""
+
     def build() -> list[str]:
         return [
             " ".join(
@@ -383,7 +415,7 @@ def _haystack(snapshot: Snapshot, i: int) -> str:
             for t in snapshot.trials
         ]
 
-    return snapshot.memo("haystack", build)[i]
+    return snapshot.memo("haystack", build)
 
 
 # -- optimization history, EDF ------------------------------------------------------------------
@@ -436,20 +468,40 @@ def _valued(snapshot: Snapshot) -> np.ndarray:
     return np.flatnonzero(~np.isnan(snapshot.values))
 
 
-def parallel_coordinates(snapshot: Snapshot) -> dict[str, Any]:
+def parallel_coordinates(
+    snapshot: Snapshot, limit: int | None = PARALLEL_TRIALS
+) -> dict[str, Any]:
     """Per parameter the (encoded) values of the trials with an objective value, and those
-    values; categorical parameters carry their labels."""
+    values; categorical parameters carry their labels. Beyond ``limit`` trials: the best
+    half of ``limit`` and a fixed-seed sample of the others (``trials`` says how many had a
+    value)."""
 
     def compute() -> dict[str, Any]:
         rows = _valued(snapshot)
-        return {
-            "objective": snapshot.objective.metric_name,
-            "number": rows.tolist(),
-            "value": snapshot.values[rows].tolist(),
-            "parameters": [_dimension(snapshot, p, rows) for p in snapshot.parameters],
-        }
+        total = len(rows)
+        if limit is not None and total > limit:
+            order = rows[np.argsort(snapshot.values[rows], kind="stable")]
+            ranked = order if snapshot.minimize else order[::-1]
+            best, rest = ranked[: limit // 2], ranked[limit // 2 :]
+            sample = np.random.default_rng(0).choice(rest, limit - len(best), replace=False)
+            rows = np.sort(np.concatenate([best, sample]))
+        return {**_table(snapshot, rows), "trials": total}
 
-    return snapshot.memo("parallel", compute)
+    return snapshot.memo(("parallel", limit), compute)
+
+
+def slices(snapshot: Snapshot) -> dict[str, Any]:
+    """The objective against each parameter, every trial with a value."""
+    return snapshot.memo("slices", lambda: _table(snapshot, _valued(snapshot)))
+
+
+def _table(snapshot: Snapshot, rows: np.ndarray) -> dict[str, Any]:
+    return {
+        "objective": snapshot.objective.metric_name,
+        "number": rows.tolist(),
+        "value": snapshot.values[rows].tolist(),
+        "parameters": [_dimension(snapshot, p, rows) for p in snapshot.parameters],
+    }
 
 
 def _dimension(snapshot: Snapshot, p: ParameterInfo, rows: np.ndarray) -> dict[str, Any]:
@@ -463,24 +515,17 @@ def _dimension(snapshot: Snapshot, p: ParameterInfo, rows: np.ndarray) -> dict[s
     }
 
 
-def slices(snapshot: Snapshot) -> dict[str, Any]:
-    """Objective against each parameter (same rows as :func:`parallel_coordinates`)."""
-    return parallel_coordinates(snapshot)
-
-
 # -- contour ------------------------------------------------------------------------------------
 
 
 def contour(snapshot: Snapshot, x: str | None = None, y: str | None = None) -> dict[str, Any]:
     """The objective interpolated (linearly, scipy's ``griddata``) on a grid over two
-    parameters, with the trials' points. Defaults: the two most important parameters."""
+    parameters, with the trials' points. Defaults: the first two parameters of the spec."""
     if len(snapshot.parameters) < 2:
         raise DataError("a contour plot needs two parameters")
-    if x is None or y is None:
-        ranked = [r["name"] for r in importance(snapshot)["importances"]]
-        ranked += [p.name for p in snapshot.parameters if p.name not in ranked]
-        x = x or next(n for n in ranked if n != y)
-        y = y or next(n for n in ranked if n != x)
+    names = [p.name for p in snapshot.parameters]
+    x = x or next(n for n in names if n != y)
+    y = y or next(n for n in names if n != x)
     px, py = snapshot.parameter(x), snapshot.parameter(y)
     if px.name == py.name:
         raise DataError(f"x and y are the same parameter {x!r}")
@@ -502,11 +547,14 @@ def _contour(snapshot: Snapshot, px: ParameterInfo, py: ParameterInfo) -> dict[s
             "x": xs.tolist(),
             "y": ys.tolist(),
             "value": zs.tolist(),
-        },
+        },  # every trial; the grid below may come from a sample
         "grid": None,
     }
     tx, ty = _warp(px, xs), _warp(py, ys)
-    if len(rows) >= 3 and np.ptp(tx) > 0 and np.ptp(ty) > 0:
+    if len(tx) > CONTOUR_POINTS:  # interpolate from a fixed-seed sample; draw every point
+        keep = np.random.default_rng(0).choice(len(tx), CONTOUR_POINTS, replace=False)
+        tx, ty, zs = tx[keep], ty[keep], zs[keep]
+    if len(tx) >= 3 and np.ptp(tx) > 0 and np.ptp(ty) > 0:
         from scipy.interpolate import griddata
         from scipy.spatial import QhullError
 

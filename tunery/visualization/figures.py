@@ -3,7 +3,8 @@
 Plain JSON-ready dicts, so the dashboard's API sends them as they are and the browser draws
 them with ``Plotly.react``, while :mod:`tunery.visualization` wraps the same dicts in
 ``plotly.graph_objects.Figure`` for Python and Jupyter. Large experiments use WebGL traces
-(``scattergl``) and ``parcoords``, which stay fast at 10,000 trials.
+(``scattergl``) where that is faster (:data:`GL_POINTS`), and parallel coordinates draw a
+sample of at most :data:`~tunery.visualization.data.PARALLEL_TRIALS` lines.
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ CONDITION_COLORS: Mapping[str, str] = {
 
 COLORSCALE = "Viridis"
 
+GL_POINTS = 3000
+"""Above this many trials, slice, contour and timeline points are drawn with WebGL
+(``scattergl``): faster than SVG for many points, slower for few (measured in headless
+Chromium; history, EDF and intermediate values stay SVG, which is faster for them)."""
+
+
+def _gl(points: int) -> str:
+    return "scattergl" if points > GL_POINTS else "scatter"
+
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     return {
         "title": {"text": title},
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
         "template": "plotly_white",
         "hovermode": "closest",
         **extra,
@@ -56,7 +66,7 @@ def history_figure(data: Mapping[str, Any]) -> Figure:
     objective = data["objective"]
     traces: list[dict[str, Any]] = [
         {
-            "type": "scattergl",
+            "type": "scatter",
             "mode": "markers",
             "name": objective,
             "x": data["number"],
@@ -69,7 +79,7 @@ def history_figure(data: Mapping[str, Any]) -> Figure:
             "hovertemplate": "%{text}<br>trial %{x}<br>" + objective + " %{y}<extra></extra>",
         },
         {
-            "type": "scattergl",
+            "type": "scatter",
             "mode": "lines",
             "name": "best so far",
             "x": data["number"],
@@ -80,7 +90,7 @@ def history_figure(data: Mapping[str, Any]) -> Figure:
     if data.get("goal") is not None:
         traces.append(
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "mode": "lines",
                 "name": "goal",
                 "x": [data["number"][0], data["number"][-1]],
@@ -103,7 +113,7 @@ def edf_figure(data: Mapping[str, Any]) -> Figure:
     return {
         "data": [
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "mode": "lines",
                 "name": data["objective"],
                 "x": data["value"],
@@ -120,17 +130,14 @@ def edf_figure(data: Mapping[str, Any]) -> Figure:
 
 
 def _dimension(p: Mapping[str, Any]) -> dict[str, Any]:
-    values = [math.nan if v is None else v for v in p["values"]]
-    dim: dict[str, Any] = {"label": p["name"]}
+    """A parcoords axis; absent values stay ``None`` (JSON null), log axes in decades."""
+    values = list(p["values"])
+    dim: dict[str, Any] = {"label": p["name"], "values": values}
     if p["type"] == "categorical":
-        dim.update(
-            values=values,
-            tickvals=list(range(len(p["choices"]))),
-            ticktext=p["choices"],
-        )
-    elif p["log"] and values and all(v > 0 for v in values if not math.isnan(v)):
-        logs = [math.log10(v) if not math.isnan(v) else math.nan for v in values]
-        finite = [v for v in logs if not math.isnan(v)]
+        dim.update(tickvals=list(range(len(p["choices"]))), ticktext=p["choices"])
+    elif p["log"] and all(v > 0 for v in values if v is not None):
+        logs = [None if v is None else math.log10(v) for v in values]
+        finite = [v for v in logs if v is not None]
         lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
         ticks = list(range(math.floor(lo), math.ceil(hi) + 1))
         dim.update(
@@ -139,8 +146,6 @@ def _dimension(p: Mapping[str, Any]) -> dict[str, Any]:
             ticktext=[f"1e{t}" for t in ticks],
             label=f"{p['name']} (log)",
         )
-    else:
-        dim["values"] = values
     return dim
 
 
@@ -163,7 +168,13 @@ def parallel_figure(data: Mapping[str, Any]) -> Figure:
                 },
             }
         ],
-        "layout": _layout(title, margin={"l": 70, "r": 70, "t": 70, "b": 30}),
+        "layout": _layout(
+            title
+            if len(data["value"]) == data["trials"]
+            else f"{title}<br><sup>"
+            f"{len(data['value'])} of {data['trials']} trials: the best half and a sample</sup>",
+            margin={"l": 70, "r": 70, "t": 80, "b": 30},
+        ),
     }
 
 
@@ -185,20 +196,9 @@ def importance_figure(data: Mapping[str, Any]) -> Figure:
             }
         ],
         "layout": _layout(
-            title,
+            f"{title}<br><sup>random forest, mean decrease in impurity, "
+            f"{data['trials']} trials</sup>",
             xaxis={"title": {"text": f"importance for {data['objective']}"}},
-            annotations=[
-                {
-                    "text": f"random forest, mean decrease in impurity, {data['trials']} trials",
-                    "showarrow": False,
-                    "xref": "paper",
-                    "yref": "paper",
-                    "x": 1,
-                    "y": -0.18,
-                    "xanchor": "right",
-                    "font": {"size": 10, "color": "#666"},
-                }
-            ],
         ),
     }
 
@@ -221,7 +221,7 @@ def slice_figure(data: Mapping[str, Any]) -> Figure:
         suffix = "" if k == 1 else str(k)
         traces.append(
             {
-                "type": "scattergl",
+                "type": _gl(len(data["number"])),
                 "mode": "markers",
                 "x": [
                     p["choices"][int(v)] if p["choices"] and v is not None else v
@@ -276,7 +276,7 @@ def contour_figure(data: Mapping[str, Any]) -> Figure:
         )
     traces.append(
         {
-            "type": "scattergl",
+            "type": _gl(len(points["number"])),
             "mode": "markers",
             "x": points["x"],
             "y": points["y"],
@@ -326,7 +326,7 @@ def timeline_figure(data: Mapping[str, Any]) -> Figure:
         series["text"] += [label, label, None]
     traces = [
         {
-            "type": "scattergl",
+            "type": _gl(len(data["number"])),
             "mode": "lines+markers",
             "name": cond,
             "x": s["x"],
@@ -362,7 +362,7 @@ def intermediate_figure(data: Mapping[str, Any]) -> Figure:
         steps = list(range(1, len(values) + 1))
         traces.append(
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "mode": "lines",
                 "name": f"{curve['trial']} ({curve['condition']})",
                 "legendgroup": curve["condition"],
@@ -378,7 +378,7 @@ def intermediate_figure(data: Mapping[str, Any]) -> Figure:
             if last is not None:
                 traces.append(
                     {
-                        "type": "scattergl",
+                        "type": "scatter",
                         "mode": "markers",
                         "name": "early stopped",
                         "legendgroup": "EarlyStopped",
@@ -394,7 +394,7 @@ def intermediate_figure(data: Mapping[str, Any]) -> Figure:
     for cond in sorted(shown):  # one legend entry per condition
         traces.append(
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "mode": "lines",
                 "name": cond,
                 "legendgroup": cond,
@@ -407,7 +407,7 @@ def intermediate_figure(data: Mapping[str, Any]) -> Figure:
     if threshold and any(v is not None for v in threshold["value"]):
         traces.append(
             {
-                "type": "scattergl",
+                "type": "scatter",
                 "mode": "lines",
                 "name": f"median-stop threshold ({threshold['usedTrials']} completed trials)",
                 "x": threshold["step"],
@@ -419,20 +419,8 @@ def intermediate_figure(data: Mapping[str, Any]) -> Figure:
     return {
         "data": traces,
         "layout": _layout(
-            title,
+            f"{title}<br><sup>{note}</sup>",
             xaxis={"title": {"text": "step (report number)"}},
             yaxis={"title": {"text": data["objective"]}},
-            annotations=[
-                {
-                    "text": note,
-                    "showarrow": False,
-                    "xref": "paper",
-                    "yref": "paper",
-                    "x": 1,
-                    "y": 1.08,
-                    "xanchor": "right",
-                    "font": {"size": 10, "color": "#666"},
-                }
-            ],
         ),
     }

@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 2000;
+const LAZY_MARGIN_PX = 0;
 const PAGE_SIZE = 50;
 const body = document.body;
 
@@ -56,6 +57,26 @@ function badge(condition) {
 function setLive(on) {
   const live = document.getElementById("live");
   if (live) live.textContent = on ? "● live" : "";
+}
+
+// plotly.js (from the plotly Python package) loads in parallel with the first API calls.
+let plotlyPromise = null;
+function plotlyReady() {
+  if (!plotlyPromise) {
+    plotlyPromise = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/vendor/plotly.min.js";
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("plotly.js did not load"));
+      document.head.append(script);
+    });
+  }
+  return plotlyPromise;
+}
+
+function inView(node) {
+  const box = node.getBoundingClientRect();
+  return box.bottom >= -LAZY_MARGIN_PX && box.top <= window.innerHeight + LAZY_MARGIN_PX;
 }
 
 function markReady() {
@@ -137,6 +158,7 @@ function experimentsPage() {
 function experimentPage() {
   const name = body.dataset.name;
   const base = `/api/experiments/${body.dataset.url}`;
+  plotlyReady();
   const table = { sort: "number", order: "asc", offset: 0, condition: "", search: "" };
   let signature = null;
   let summary = null;
@@ -151,8 +173,11 @@ function experimentPage() {
       query = `?x=${encodeURIComponent(contourChoice.x)}&y=${encodeURIComponent(contourChoice.y)}`;
     }
     try {
-      const fig = await api(`${base}/plots/${kind}${query}`);
+      const started = performance.now();
+      const [fig, Plotly] = await Promise.all([api(`${base}/plots/${kind}${query}`), plotlyReady()]);
+      const fetched = performance.now();
       await Plotly.react(chart, fig.data, fig.layout, { responsive: true, displaylogo: false });
+      figure.dataset.timing = `${Math.round(fetched - started)}+${Math.round(performance.now() - fetched)}`;
       figure.dataset.rendered = String(fig.data.length);
       figure.dataset.error = "";
     } catch (error) {
@@ -170,7 +195,7 @@ function experimentPage() {
       stat("status", badge(s.condition)),
       stat("algorithm", s.algorithm + (s.earlyStopping ? ` + ${s.earlyStopping}` : "")),
       stat("objective", `${s.type} ${s.objective}` + (s.goal !== null ? ` (goal ${fmt(s.goal)})` : "")),
-      stat("trials", `${s.trials}/${s.maxTrials ?? "∞"} (${s.running} running)`),
+      stat("trials", `${s.trials}/${s.maxTrials ?? "∞"}` + (s.running ? ` (${s.running} running)` : "")),
       stat("best", best),
       stat("started", when(s.start)),
       stat("duration", duration(s.durationSeconds)),
@@ -253,10 +278,29 @@ function experimentPage() {
       api(`${base}/yaml`).then((text) => { document.getElementById("yaml").textContent = text; });
     }
     if (changed || (!summary.completed && summary.running > 0)) {
-      const kinds = [...document.querySelectorAll(".plots figure")].map((f) => f.dataset.kind);
-      await Promise.all([...kinds.map(plot), loadTable().catch((e) => showError(document.querySelector("#trials tbody"), e))]);
+      // Plots are drawn when on screen (a 10,000-trial parallel-coordinates plot takes a
+      // while); the others are marked stale and drawn when scrolled to.
+      const figures = [...document.querySelectorAll(".plots figure")];
+      figures.forEach((f) => { f.dataset.stale = "1"; });
+      const visible = figures.filter((f) => f.dataset.visible === "1" || (first && inView(f)));
+      await Promise.all([...visible.map(drawIfStale), loadTable().catch((e) => showError(document.querySelector("#trials tbody"), e))]);
     }
-    if (first) markReady();
+    if (first) {
+      markReady();
+      const observer = new IntersectionObserver((entries) => {
+        for (const entry of entries) {
+          entry.target.dataset.visible = entry.isIntersecting ? "1" : "0";
+          if (entry.isIntersecting) drawIfStale(entry.target);
+        }
+      }, { rootMargin: `${LAZY_MARGIN_PX}px` });
+      document.querySelectorAll(".plots figure").forEach((f) => observer.observe(f));
+    }
+  }
+
+  function drawIfStale(figure) {
+    if (figure.dataset.stale !== "1") return Promise.resolve();
+    figure.dataset.stale = "0";
+    return plot(figure.dataset.kind);
   }
 
   function setupActions() {
@@ -307,6 +351,7 @@ function experimentPage() {
 
 function trialPage() {
   const base = `/api/trials/${body.dataset.url}`;
+  plotlyReady();
   let logNext = null;
   let logComplete = false;
   let observationsShown = -1;
@@ -344,6 +389,7 @@ function trialPage() {
     });
     const traces = [...byMetric].map(([metric, s]) => ({ type: "scatter", mode: "lines+markers", name: metric, x: s.x, y: s.y }));
     const figure = document.getElementById("plot-observations");
+    const Plotly = await plotlyReady();
     await Plotly.react(figure.querySelector(".chart"), traces, {
       title: { text: "Reported metrics" }, template: "plotly_white", margin: { l: 60, r: 20, t: 40, b: 50 },
       xaxis: { title: { text: "report number" } },
