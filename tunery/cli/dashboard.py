@@ -63,7 +63,7 @@ def dashboard(
         ) from None
     token = os.environ.get(TOKEN_ENV) or None
     settings = DashboardSettings(
-        host=host, token=token, allow_actions=allow_actions, workdir=workdir
+        host=host, db_url=db_url, token=token, allow_actions=allow_actions, workdir=workdir
     )
     with _errors(db_url):
         store = _open_store(db_url)

@@ -38,11 +38,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    """How the dashboard serves: where it binds, its token, whether actions are allowed, the
+    """How the dashboard serves: where it binds, the store's URL (given to the drivers an
+    action starts; None: as ``tunery`` resolves it), its token, whether actions are allowed, the
     work directory whose ``logs`` folder holds trial output, how stale a running
     experiment's data may be, whether to prepare the latest experiments' plots at start."""
 
     host: str = "127.0.0.1"
+    db_url: str | None = None
     token: str | None = None
     allow_actions: bool = False
     workdir: Path = DEFAULT_WORKDIR
@@ -73,7 +75,7 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
         docs_url="/api/docs",
         redoc_url=None,
     )
-    backend = LocalBackend(store=store, workdir=settings.workdir)
+    backend = LocalBackend(db=settings.db_url, store=store, workdir=settings.workdir)
     app.state.context = api.Context(
         cache=SnapshotCache(store, settings.max_age_s),
         backend=backend,
