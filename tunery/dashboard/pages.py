@@ -43,6 +43,7 @@ def _page(title: str, page: str, crumbs: str, body: str, **attrs: str) -> HTMLRe
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · tunery</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 {plotly}
 <script defer src="/static/dashboard.js"></script>

@@ -423,7 +423,11 @@ function trialPage() {
       const trial = await api(base);
       renderTrial(trial);
       setLive(!trial.done);
-      await Promise.all([loadObservations(), loadLog(trial.done)]);
+      const logState = document.getElementById("log-state");
+      await Promise.all([
+        loadObservations(),
+        loadLog(trial.done).catch((error) => { logState.textContent = `(${error.message})`; logComplete = true; }),
+      ]);
       finished = trial.done && logComplete;
     } catch (error) {
       showError(document.getElementById("trial-summary"), error);
