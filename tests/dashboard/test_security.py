@@ -57,6 +57,9 @@ def test_a_token_is_required_and_accepted_three_ways(run_store: Store, finished_
     assert "httponly" in opened.headers["set-cookie"].lower()
     assert client.get("/api/experiments").status_code == 200  # the cookie now
     assert client.get("/vendor/plotly.min.js").status_code == 200
+    bare = TestClient(served, base_url="http://10.0.0.7:8080")
+    assert bare.get("/healthz").text == "ok"  # the kubelet's probe needs no token
+    assert bare.get("/api/experiments").status_code == 401
 
 
 def test_loopback_host_headers() -> None:

@@ -34,6 +34,8 @@ from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
 from tunery.visualization.data import DataError
 
 STATIC_DIR = Path(__file__).parent / "static"
+HEALTH_PATH = "/healthz"
+"""Answers ``ok`` to anyone (the kubelet's probes); reads nothing."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    @app.get(HEALTH_PATH, include_in_schema=False)
+    def health() -> Response:
+        return Response("ok", media_type="text/plain")
+
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def vendor_plotly() -> Response:
         from fastapi.responses import FileResponse
@@ -109,6 +115,8 @@ def _add_access_control(app: FastAPI, settings: DashboardSettings) -> None:
 
     @app.middleware("http")
     async def access(request: Request, call_next: Any) -> Response:
+        if request.url.path == HEALTH_PATH:  # the kubelet's probe: no data, no token
+            return await call_next(request)  # type: ignore[no-any-return]
         if token is None:
             if not host_is_loopback(request.headers.get("host")):
                 return JSONResponse(
