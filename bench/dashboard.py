@@ -175,7 +175,7 @@ def seed(store: Store, trials: int, observations: int) -> None:
         store.add_observations(record.name, curve)
     now = T0 + dt.timedelta(seconds=30 * (trials // 8 + 1))
     status = build_status(
-        {},
+        {"startTime": T0.isoformat()},
         records,
         load_experiment(document).objective(),
         ("Succeeded", "ExperimentMaxTrialsReached", "Experiment has succeeded"),

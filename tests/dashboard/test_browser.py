@@ -138,6 +138,7 @@ def test_experiment_page_draws_every_plot(served: tuple[str, Run], page: Any) ->
     base, _ = served
     open_page(page, f"{base}/experiments/{NAME}")
     assert "Succeeded" in page.inner_text("#summary")
+    assert not page.is_visible("#actions")  # read-only: no action buttons
     for kind in KINDS:
         figure = page.locator(f"#plot-{kind}")
         figure.scroll_into_view_if_needed()

@@ -173,7 +173,7 @@ def parallel_figure(data: Mapping[str, Any]) -> Figure:
             if len(data["value"]) == data["trials"]
             else f"{title}<br><sup>"
             f"{len(data['value'])} of {data['trials']} trials: the best half and a sample</sup>",
-            margin={"l": 70, "r": 70, "t": 80, "b": 30},
+            margin={"l": 70, "r": 70, "t": 110, "b": 30},
         ),
     }
 
