@@ -74,7 +74,7 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
         version="1",
         description="Read-only JSON API over a tunery store (actions with --allow-actions).",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI would load its assets from a CDN
         redoc_url=None,
     )
     backend = LocalBackend(db=settings.db_url, store=store, workdir=settings.workdir)
