@@ -1,8 +1,8 @@
 """Dashboard speed on a big experiment: 10,000 trials x 100 observations (issue 18, point 5).
 
 Seeds a SQLite store through the Store API (an experiment with four parameters, medianstop,
-every trial Succeeded or EarlyStopped with 100 reports; kept in ``--store`` and reused when
-it already holds the experiment), serves it with ``tunery dashboard`` in a subprocess, then
+every trial Succeeded or EarlyStopped, each with 100 reports: 1,000,000 observation rows;
+kept in ``--store`` and reused when it already holds the experiment), serves it with ``tunery dashboard`` in a subprocess, then
 
 - API latency: each endpoint the experiment page calls, ``--requests`` times over one
   connection; p50 / p95 / max, plus the first (cold) request, which reads the trials and
@@ -130,8 +130,8 @@ def seed(store: Store, trials: int, observations: int) -> None:
         optimizer = rng.choice(["sgd", "adam", "rmsprop"])
         floor = 0.05 + 0.3 * (abs(lr - 0.01) ** 0.5) + 0.2 * dropout + 0.02 * abs(layers - 4)
         floor += {"sgd": 0.1, "adam": 0.0, "rmsprop": 0.05}[optimizer]
-        stopped = i > 20 and rng.random() < 0.4
-        steps = observations // 5 if stopped else observations
+        stopped = i > 20 and rng.random() < 0.4  # marked EarlyStopped; same log length
+        steps = observations
         start = T0 + dt.timedelta(seconds=30 * (i // 8))
         curve = [
             Observation.of(
