@@ -2,7 +2,8 @@
 
 Seeds a SQLite store through the Store API (an experiment with four parameters, medianstop,
 every trial Succeeded or EarlyStopped, each with 100 reports: 1,000,000 observation rows;
-kept in ``--store`` and reused when it already holds the experiment), serves it with ``tunery dashboard`` in a subprocess, then
+kept in ``--store`` and reused when it already holds the experiment), serves it with
+``tunery dashboard`` in a subprocess, then
 
 - API latency: each endpoint the experiment page calls, ``--requests`` times over one
   connection; p50 / p95 / max, plus the first (cold) request, which reads the trials and
@@ -13,7 +14,8 @@ kept in ``--store`` and reused when it already holds the experiment), serves it 
   ``--loads`` warm loads (browser cache cleared each time, so plotly.js is fetched again).
 
 Run: ``python -m bench.dashboard [--trials 10000] [--observations 100] [--store PATH]
-[--requests 50] [--loads 5] [--markdown]``.
+[--requests 50] [--loads 5] [--markdown]``; the report is Markdown either way. The store is
+kept in the temp dir (``--store`` to choose), seeded once per size.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -298,19 +301,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=10000)
     parser.add_argument("--observations", type=int, default=100)
-    parser.add_argument("--store", type=Path, default=Path(".bench-dashboard.db"))
+    parser.add_argument("--store", type=Path, default=None, help="default: in the temp dir")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
-    url, seeded = ensure_store(args.store.resolve(), args.trials, args.observations)
+    store_path = args.store or Path(tempfile.gettempdir()) / (
+        f"tunery-bench-dashboard-{args.trials}x{args.observations}.db"
+    )
+    url, seeded = ensure_store(store_path.resolve(), args.trials, args.observations)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = serve(url, port)
     try:
         wait_up(base)
-        loads = page_loads(base, args.loads)
+        loads = page_loads(base, args.loads) if Path(CHROMIUM).exists() else []
         server.terminate()
         server.wait(10)
         server = serve(url, port)  # a fresh server: the API's first requests are cold again
@@ -344,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     worst = max(row["p95"] for row in latency)
     print(f"\nWorst p95: {worst:.1f} ms (target <= 100 ms).\n")
+    if not loads:
+        print(f"No page timings: Chromium is not installed at {CHROMIUM}.")
+        return
     print("Experiment page in headless Chromium (seconds from navigation start):\n")
     print("| load | interactive, first visit | every plot drawn | interactive, repeat visit |")
     print("| --- | ---: | ---: | ---: |")

@@ -123,6 +123,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--markdown",),
         ("--trials", "2000", "--markdown"),
     ),
+    Bench(
+        "dashboard",
+        "Dashboard",
+        "bench.dashboard",
+        ("--markdown",),
+        ("--trials", "2000", "--requests", "10", "--loads", "1", "--markdown"),
+    ),
 )
 
 
