@@ -194,6 +194,22 @@ def test_trial_table_sorts_filters_and_links_to_trials(served: tuple[str, Run], 
     page.wait_for_selector("#plot-observations[data-rendered='1']")
 
 
+def running_trials(run: Run, name: str, timeout: float = 30.0) -> list[str]:
+    """The names of ``name``'s running trials, waiting until there is one."""
+    store = open_store(run.db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KeyError):  # not created yet
+                found = [t.name for t in store.list_trials(name) if t.condition.value == "Running"]
+                if found:
+                    return found
+            time.sleep(0.1)
+    finally:
+        store.close()
+    raise AssertionError(f"{name} has no running trial after {timeout} s")
+
+
 def test_a_running_experiment_updates_live(served: tuple[str, Run], browser: Any) -> None:
     base, run = served
     document = yaml.safe_load((EXAMPLE / "median-stop.yaml").read_text())
@@ -202,32 +218,20 @@ def test_a_running_experiment_updates_live(served: tuple[str, Run], browser: Any
     spec.update(maxTrialCount=2, parallelTrialCount=1)
     spec.pop("earlyStopping")
     container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
-    container["command"] = [*container["command"], "--epochs=40"]  # 0.1 s per epoch
+    container["command"] = [*container["command"], "--epochs=80"]  # 0.1 s per epoch
     (run.folder / "live.yaml").write_text(yaml.safe_dump(document))
     proc = run_experiment(run.folder, "live.yaml", wait=False)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
-        store = open_store(run.db_url)
-        try:
-            deadline = time.monotonic() + 30
-            running: list[str] = []
-            while not running and time.monotonic() < deadline:
-                with contextlib.suppress(KeyError):  # not created yet
-                    running = [
-                        t.name for t in store.list_trials("live") if t.condition.value == "Running"
-                    ]
-                time.sleep(0.1)
-            assert running, "the live experiment did not start a trial"
-        finally:
-            store.close()
+        running_trials(run, "live")
         experiment = context.new_page()
-        experiment.set_default_timeout(30000)
+        experiment.set_default_timeout(60000)
         open_page(experiment, f"{base}/experiments/live")
         assert "Running" in experiment.inner_text("#summary")
 
         trial = context.new_page()
-        trial.set_default_timeout(30000)
-        open_page(trial, f"{base}/trials/{running[0]}")
+        trial.set_default_timeout(60000)
+        open_page(trial, f"{base}/trials/{running_trials(run, 'live')[0]}")
         trial.wait_for_function(
             "document.getElementById('log-state').textContent === '(live tail)'"
         )
@@ -235,14 +239,14 @@ def test_a_running_experiment_updates_live(served: tuple[str, Run], browser: Any
         trial.wait_for_function(
             "n => document.getElementById('log').textContent.length > n + 40", arg=len(first)
         )  # the output grew while we watched
-        trial.wait_for_function("document.getElementById('log').textContent.includes('epoch=40 ')")
+        trial.wait_for_function("document.getElementById('log').textContent.includes('epoch=80 ')")
 
         experiment.wait_for_function(
-            "document.querySelector('#summary .badge').textContent === 'Succeeded'", timeout=60000
-        )
+            "document.querySelector('#summary .badge').textContent === 'Succeeded'"
+        )  # the page followed the run without a reload
         experiment.wait_for_function("document.querySelectorAll('#trials tbody tr').length === 2")
-        assert experiment.locator("#plot-history").get_attribute("data-rendered") not in ("error",)
-        proc.wait(30)
+        assert experiment.locator("#plot-history").get_attribute("data-rendered") != "error"
+        proc.wait(60)
         assert proc.returncode == 0
     finally:
         if proc.poll() is None:

@@ -20,7 +20,7 @@ import yaml
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from controller.local_backend import LocalBackend
+from controller.local_backend import LocalBackend, is_completed
 from tunery.dashboard.cache import SnapshotCache
 from tunery.dashboard.security import ACTION_HEADER, log_file
 from tunery.visualization import data, figures
@@ -328,16 +328,12 @@ def raise_budget(
         )
     was_completed = data.experiment_summary(record)["completed"]
     document = backend.edit_budget(name, {"maxTrialCount": max_trial_count})
-    if was_completed and not backend.driver_pid(name) and not document_completed(document):
+    # A finished experiment the raise reopens needs a driver; a running one has its own
+    # (a background driver, or the `tunery run` in a terminal): starting a second is wrong.
+    if was_completed and not backend.driver_pid(name) and not is_completed(document):
         backend.start_driver(name)
     ctx.cache.forget(name)
     return {"name": name, "maxTrialCount": max_trial_count}
-
-
-def document_completed(document: dict[str, Any]) -> bool:
-    from controller.local_backend import is_completed
-
-    return is_completed(document)
 
 
 @router.delete("/experiments/{name}", summary="Delete the experiment, its trials and files")
