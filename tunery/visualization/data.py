@@ -245,6 +245,9 @@ def experiment_summary(record: ExperimentRecord, now: dt.datetime | None = None)
         "running": int(state.get("trialsRunning", 0)),
         "failed": int(state.get("trialsFailed", 0)),
         "earlyStopped": int(state.get("trialsEarlyStopped", 0)),
+        "finishedTrials": int(state.get("trials", 0))
+        - int(state.get("trialsRunning", 0))
+        - int(state.get("trialsPending", 0)),
         "bestTrial": best.get("bestTrialName") or None,
         "bestValue": best_value,
         "bestParameters": {

@@ -114,7 +114,7 @@ function experimentsPage() {
     });
     tbody.replaceChildren(...shown.map((r) => {
       const max = r.maxTrials || r.trials;
-      const done = r.succeeded + r.failed + r.earlyStopped;
+      const done = r.finishedTrials;
       const bar = el("progress", { max: Math.max(max, 1), value: Math.min(done, max) });
       return el("tr", { "data-name": r.name },
         el("td", {}, el("a", { href: `/experiments/${encodeURIComponent(r.name)}` }, r.name)),
