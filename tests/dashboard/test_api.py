@@ -41,7 +41,7 @@ def test_experiments_list_summarises_the_run(client: TestClient, run_store: Stor
     [row] = client.get("/api/experiments").json()
     assert row["name"] == NAME
     assert row["condition"] == "Succeeded"
-    assert (row["trials"], row["maxTrials"]) == (10, 10)
+    assert (row["trials"], row["maxTrials"], row["finishedTrials"]) == (10, 10, 10)
     assert row["algorithm"] == "random" and row["earlyStopping"] == "medianstop"
     best = max(accuracies(run_store).values())
     assert row["bestValue"] == pytest.approx(best)
