@@ -130,6 +130,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--markdown",),
         ("--mb", "1", "--repeat", "1", "--markdown"),
     ),
+    Bench(
+        "dashboard",
+        "Dashboard",
+        "bench.dashboard",
+        ("--markdown",),
+        ("--trials", "2000", "--requests", "10", "--loads", "1", "--markdown"),
+    ),
 )
 
 

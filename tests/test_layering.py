@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tunery", "suggestion", "earlystop", "metrics_collector", "controller")
-PUBLIC_FACE = ("tunery.cli", "tunery.sdk")  # packages: the public face
+PUBLIC_FACE = ("tunery.cli", "tunery.sdk", "tunery.dashboard", "tunery.visualization")
 
 # package -> project packages it may import
 ALLOWED: dict[str, set[str]] = {

@@ -130,10 +130,12 @@ def test_every_secret_reference_is_required() -> None:
         "tunery-operator",
         "tunery-db-manager",
         "tunery-earlystop",
+        "tunery-dashboard",
     }
     for workload, path, ref in references:
         assert ref.get("optional") is not True, f"{workload}{path} is optional"
-        assert (ref.get("name"), ref.get("key")) == ("tunery-db", "password"), (workload, path)
+        keys = ("password", "dashboard-token") if workload == "tunery-dashboard" else ("password",)
+        assert ref.get("name") == "tunery-db" and ref.get("key") in keys, (workload, path)
 
 
 def test_every_database_url_takes_its_password_from_the_secret() -> None:
@@ -371,6 +373,7 @@ EXPECTED = {
     ("operator", "postgres"),
     ("db-manager", "postgres"),
     ("earlystop", "postgres"),
+    ("dashboard", "postgres"),
 }
 
 

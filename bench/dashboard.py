@@ -1,0 +1,374 @@
+"""Dashboard speed on a big experiment: 10,000 trials x 100 observations (issue 18, point 5).
+
+Seeds a SQLite store through the Store API (an experiment with four parameters, medianstop,
+every trial Succeeded or EarlyStopped, each with 100 reports: 1,000,000 observation rows;
+kept in ``--store`` and reused when it already holds the experiment), serves it with
+``tunery dashboard`` in a subprocess, then
+
+- API latency: each endpoint the experiment page calls, ``--requests`` times over one
+  connection; p50 / p95 / max, plus the first (cold) request, which reads the trials and
+  computes the series the later ones share;
+- time to interactive of the experiment page in headless Chromium (``/usr/bin/chromium``,
+  driven by Playwright): from navigation start until every plot is drawn and the trial table
+  filled (the page sets ``window.tuneryReady``), for a cold server (first load) and then
+  ``--loads`` warm loads (browser cache cleared each time, so plotly.js is fetched again).
+
+Run: ``python -m bench.dashboard [--trials 10000] [--observations 100] [--store PATH]
+[--requests 50] [--loads 5] [--markdown]``; the report is Markdown either way. The store is
+kept in the temp dir (``--store`` to choose), seeded once per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from controller.status import build_status
+from tunery.experiment import load_experiment
+from tunery.store import open_store
+from tunery.store.base import Store, TrialRecord
+from tunery.trials import Observation, TrialCondition, summarize_metrics
+
+NAME = "big"
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCUMENT = {
+    "apiVersion": "kubeflow.org/v1beta1",
+    "kind": "Experiment",
+    "metadata": {"name": NAME},
+    "spec": {
+        "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+        "algorithm": {"algorithmName": "random"},
+        "earlyStopping": {"algorithmName": "medianstop"},
+        "parallelTrialCount": 8,
+        "maxTrialCount": 10000,
+        "parameters": [
+            {
+                "name": "lr",
+                "parameterType": "double",
+                "feasibleSpace": {"min": "0.00001", "max": "1", "distribution": "logUniform"},
+            },
+            {
+                "name": "dropout",
+                "parameterType": "double",
+                "feasibleSpace": {"min": "0", "max": "0.8"},
+            },
+            {"name": "layers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "8"}},
+            {
+                "name": "optimizer",
+                "parameterType": "categorical",
+                "feasibleSpace": {"list": ["sgd", "adam", "rmsprop"]},
+            },
+        ],
+        "trialTemplate": {
+            "primaryContainerName": "main",
+            "trialParameters": [{"name": "lr", "reference": "lr"}],
+            "trialSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "x",
+                                    "command": ["train", "${trialParameters.lr}"],
+                                }
+                            ],
+                            "restartPolicy": "Never",
+                        }
+                    }
+                },
+            },
+        },
+    },
+}
+ENDPOINTS = (
+    "",
+    "/trials?sort=number&order=asc&offset=0&limit=50",
+    "/trials?sort=metrics.loss&order=desc&offset=0&limit=50",
+    "/plots/history",
+    "/plots/intermediate",
+    "/plots/parallel",
+    "/plots/importance",
+    "/plots/slice",
+    "/plots/contour",
+    "/plots/edf",
+    "/plots/timeline",
+    "/yaml",
+)
+
+
+def seed(store: Store, trials: int, observations: int) -> None:
+    """The experiment with ``trials`` finished trials of ``observations`` reports each."""
+    document = load_experiment(DOCUMENT).to_document()
+    store.create_experiment(NAME, document)
+    rng = random.Random(0)
+    records = []
+    for i in range(trials):
+        lr = 10 ** rng.uniform(-5, 0)
+        dropout = rng.uniform(0, 0.8)
+        layers = rng.randint(1, 8)
+        optimizer = rng.choice(["sgd", "adam", "rmsprop"])
+        floor = 0.05 + 0.3 * (abs(lr - 0.01) ** 0.5) + 0.2 * dropout + 0.02 * abs(layers - 4)
+        floor += {"sgd": 0.1, "adam": 0.0, "rmsprop": 0.05}[optimizer]
+        stopped = i > 20 and rng.random() < 0.4  # marked EarlyStopped; same log length
+        steps = observations
+        start = T0 + dt.timedelta(seconds=30 * (i // 8))
+        curve = [
+            Observation.of(
+                "loss",
+                floor + 2.0 / (step + 1) + rng.gauss(0, 0.01),
+                step,
+                start + dt.timedelta(seconds=step * 0.2),
+            )
+            for step in range(steps)
+        ]
+        summary = summarize_metrics(curve, ["loss"])["loss"]
+        condition = TrialCondition.EARLY_STOPPED if stopped else TrialCondition.SUCCEEDED
+        record = TrialRecord(
+            f"{NAME}-{i:05d}",
+            NAME,
+            {
+                "lr": repr(lr),
+                "dropout": repr(dropout),
+                "layers": str(layers),
+                "optimizer": optimizer,
+            },
+            condition=condition,
+            reason="TrialEarlyStopped" if stopped else "TrialSucceeded",
+            message="stopped by medianstop" if stopped else "Trial has succeeded",
+            created_at=start,
+            start_time=start,
+            completion_time=start + dt.timedelta(seconds=steps * 0.2 + 1),
+            runner_handle={"gpus": [i % 8]},
+            observation={
+                "metrics": [
+                    {
+                        "name": "loss",
+                        "min": summary.min,
+                        "max": summary.max,
+                        "latest": summary.latest,
+                    }
+                ]
+            },
+        )
+        records.append(store.create_trial(record))
+        store.add_observations(record.name, curve)
+    now = T0 + dt.timedelta(seconds=30 * (trials // 8 + 1))
+    status = build_status(
+        {"startTime": T0.isoformat()},
+        records,
+        load_experiment(document).objective(),
+        ("Succeeded", "ExperimentMaxTrialsReached", "Experiment has succeeded"),
+        now,
+    )
+    store.update_experiment(NAME, status=status)
+
+
+def ensure_store(path: Path, trials: int, observations: int) -> tuple[str, float | None]:
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    try:
+        try:
+            if len(store.list_trials(NAME)) == trials:
+                return url, None
+            store.delete_experiment(NAME)
+        except KeyError:
+            pass
+        started = time.perf_counter()
+        seed(store, trials, observations)
+        return url, time.perf_counter() - started
+    finally:
+        store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(base: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/api/config", timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the dashboard did not answer at {base}")
+
+
+def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunery.cli", "dashboard", "--db", url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def api_latency(base: str, requests: int) -> list[dict[str, Any]]:
+    import httpx
+
+    rows = []
+    with httpx.Client(timeout=60) as client:
+        for endpoint in ENDPOINTS:
+            samples = []
+            for _ in range(requests + 1):
+                started = time.perf_counter()
+                client.get(f"{base}/api/experiments/{NAME}{endpoint}").raise_for_status()
+                samples.append(1000 * (time.perf_counter() - started))
+            cold, warm = samples[0], samples[1:]
+            rows.append(
+                {
+                    "endpoint": endpoint or "(summary)",
+                    "first": cold,
+                    "p50": statistics.median(warm),
+                    "p95": percentile(warm, 0.95),
+                    "max": max(warm),
+                }
+            )
+    return rows
+
+
+def page_loads(base: str, loads: int) -> list[tuple[float, float, float]]:
+    """Per load, in seconds: time to interactive on a first visit (fresh browser profile:
+    plotly.js fetched and compiled), time until every plot is drawn (scrolling to each), and
+    time to interactive on a repeat visit (plotly.js from the browser's cache).
+    The first load hits a cold server. Interactive: the summary, the trial table and the
+    plots on screen are drawn (``window.tuneryReady``); the others draw when scrolled to."""
+    from playwright.sync_api import sync_playwright
+
+    url = f"{base}/experiments/{NAME}"
+    ready = "window.tuneryReady !== undefined"
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for _ in range(loads + 1):
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = context.new_page()
+            page.goto(url)
+            page.wait_for_function(ready, timeout=60000)
+            first = page.evaluate("window.tuneryReady") / 1000
+            for figure in page.query_selector_all("figure.plot"):
+                figure.scroll_into_view_if_needed()
+                page.wait_for_function(
+                    "f => f.dataset.rendered && f.dataset.stale === '0'", arg=figure, timeout=60000
+                )
+                if figure.get_attribute("data-rendered") == "error":
+                    raise RuntimeError(f"{figure.get_attribute('id')} did not render")
+            every = page.evaluate("performance.now()") / 1000
+            page.evaluate("window.scrollTo(0, 0)")
+            page.goto(url)
+            page.wait_for_function(ready, timeout=60000)
+            times.append((first, every, page.evaluate("window.tuneryReady") / 1000))
+            context.close()
+        browser.close()
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=10000)
+    parser.add_argument("--observations", type=int, default=100)
+    parser.add_argument("--store", type=Path, default=None, help="default: in the temp dir")
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+
+    store_path = args.store or Path(tempfile.gettempdir()) / (
+        f"tunery-bench-dashboard-{args.trials}x{args.observations}.db"
+    )
+    url, seeded = ensure_store(store_path.resolve(), args.trials, args.observations)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = serve(url, port)
+    try:
+        wait_up(base)
+        loads = page_loads(base, args.loads) if Path(CHROMIUM).exists() else []
+        server.terminate()
+        server.wait(10)
+        server = serve(url, port)  # a fresh server: the API's first requests are cold again
+        wait_up(base)
+        latency = api_latency(base, args.requests)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    import fastapi
+    import plotly
+    import sklearn
+
+    print(
+        f"{dt.date.today()} · {platform.node()} ({os.cpu_count()} cores) · Python "
+        f"{platform.python_version()} · fastapi {fastapi.__version__} · plotly "
+        f"{plotly.__version__} · scikit-learn {sklearn.__version__} · SQLite store, "
+        f"{args.trials} trials x {args.observations} observations"
+        + (f" (seeded in {seeded:.0f} s)" if seeded else "")
+    )
+    print(
+        f"`python -m bench.dashboard --trials {args.trials} --observations {args.observations}"
+        f" --requests {args.requests} --loads {args.loads}`\n"
+    )
+    print("| endpoint (`/api/experiments/big...`) | first (cold) ms | p50 ms | p95 ms | max ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in latency:
+        print(
+            f"| `{row['endpoint']}` | {row['first']:.0f} | {row['p50']:.1f} | "
+            f"{row['p95']:.1f} | {row['max']:.1f} |"
+        )
+    worst = max(row["p95"] for row in latency)
+    print(f"\nWorst p95: {worst:.1f} ms (target <= 100 ms).\n")
+    if not loads:
+        print(f"No page timings: Chromium is not installed at {CHROMIUM}.")
+        return
+    print("Experiment page in headless Chromium (seconds from navigation start):\n")
+    print("| load | interactive, first visit | every plot drawn | interactive, repeat visit |")
+    print("| --- | ---: | ---: | ---: |")
+    for k, (first, every, repeat) in enumerate(loads):
+        label = "cold server" if k == 0 else f"warm server #{k}"
+        print(f"| {label} | {first:.2f} | {every:.2f} | {repeat:.2f} |")
+    warm = loads[1:]
+    if warm:
+        print(
+            f"\nWarm server, median of {len(warm)}: interactive "
+            f"{statistics.median(w[0] for w in warm):.2f} s"
+            f" on a first visit, {statistics.median(w[2] for w in warm):.2f} s on a repeat visit;"
+            f" every plot drawn {statistics.median(w[1] for w in warm):.2f} s (target: interactive"
+            " <= 1 s)."
+        )
+
+
+if __name__ == "__main__":
+    main()

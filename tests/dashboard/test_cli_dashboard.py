@@ -1,0 +1,75 @@
+"""``tunery dashboard``: refuses unsafe bindings, serves a store, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.dashboard.conftest import NAME, Run, tunery_env
+
+
+def tunery(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tunery.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or tunery_env(),
+        timeout=60,
+    )
+
+
+def test_another_host_without_a_token_exits_2(finished_run: Run) -> None:
+    done = tunery("dashboard", "--db", finished_run.db_url, "--host", "0.0.0.0")
+    assert done.returncode == 2
+    assert "TUNERY_DASHBOARD_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_store_is_named(tmp_path: object) -> None:
+    done = tunery("dashboard", "--db", f"sqlite:///{tmp_path}/none.db")
+    assert done.returncode == 1 and "no tunery store at" in done.stderr
+
+
+def test_a_bad_port_is_invalid_input() -> None:
+    assert tunery("dashboard", "--port", "99999").returncode == 2
+
+
+@pytest.mark.slow
+def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunery.cli",
+            "dashboard",
+            "--db",
+            finished_run.db_url,
+            "--port",
+            str(port),
+        ],
+        env=tunery_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/experiments", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        assert [e["name"] for e in response.json()] == [NAME]
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        _, err = proc.communicate(timeout=20)
+    assert "tunery dashboard on http://127.0.0.1:" in err and "read-only" in err
+    assert "Traceback" not in err

@@ -1,0 +1,82 @@
+"""tunery.visualization: plotly figures from the same data as the dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import plotly.graph_objects as go
+import pytest
+
+from tests.dashboard.conftest import NAME, Run
+from tunery import visualization
+from tunery.store import Store
+from tunery.store.base import TrialRecord
+from tunery.trials import TrialCondition
+from tunery.visualization import DataError, data, figures
+
+PLOTS = [
+    visualization.plot_optimization_history,
+    visualization.plot_parallel_coordinate,
+    visualization.plot_param_importances,
+    visualization.plot_intermediate_values,
+    visualization.plot_slice,
+    visualization.plot_contour,
+    visualization.plot_edf,
+    visualization.plot_timeline,
+]
+
+
+@pytest.mark.parametrize("plot", PLOTS, ids=[p.__name__ for p in PLOTS])
+def test_every_plot_reads_the_store_by_url(plot: object, finished_run: Run) -> None:
+    figure = plot(NAME, db=finished_run.db_url)  # type: ignore[operator]
+    assert isinstance(figure, go.Figure)
+    assert figure.data, "no trace"
+    assert figure.to_html(include_plotlyjs=False, full_html=False)  # renders (as Jupyter does)
+
+
+def test_figures_are_the_dashboard_figures(run_store: Store) -> None:
+    snapshot = data.load_snapshot(run_store, NAME)
+    figure = visualization.plot_optimization_history(snapshot, store=run_store)
+    spec = figures.history_figure(data.optimization_history(snapshot))
+    assert list(figure.data[0].y) == spec["data"][0]["y"]
+    assert list(figure.data[1].y) == spec["data"][1]["y"]
+
+
+def test_unknown_contour_parameter_names_the_known_ones(run_store: Store) -> None:
+    with pytest.raises(
+        DataError, match=r"unknown parameter 'momentum' \(parameters: lr, dropout\)"
+    ):
+        visualization.plot_contour(NAME, "momentum", "lr", store=run_store)
+
+
+def test_an_experiment_without_values_gives_empty_figures(run_store: Store) -> None:
+    record = run_store.get_experiment(NAME)
+    now = dt.datetime.now(dt.UTC)
+    trial = TrialRecord(
+        "fresh-0", NAME, {"lr": "0.1", "dropout": "0.2"}, TrialCondition.RUNNING, start_time=now
+    )
+    snapshot = data.Snapshot(record, [trial])
+    assert data.optimization_history(snapshot)["value"] == []
+    assert data.importance(snapshot)["importances"] == []
+    history = figures.history_figure(data.optimization_history(snapshot))
+    assert history["data"] == [] and "no trial" in history["layout"]["annotations"][0]["text"]
+    timeline = data.timeline(snapshot)
+    assert timeline["running"] == [True]
+
+
+def test_parallel_coordinates_keep_the_best_half_beyond_the_limit(run_store: Store) -> None:
+    snapshot = data.load_snapshot(run_store, NAME)
+    full = data.parallel_coordinates(snapshot, None)
+    capped = data.parallel_coordinates(snapshot, 4)
+    assert len(capped["value"]) == 4 and capped["trials"] == len(full["value"])
+    top2 = sorted(full["value"], reverse=True)[:2]  # maximize
+    assert set(top2) <= set(capped["value"])
+
+
+def test_intermediate_sample_keeps_running_best_and_stopped_trials(run_store: Store) -> None:
+    snapshot = data.load_snapshot(run_store, NAME)
+    chosen = data.intermediate_sample(snapshot, limit=4)
+    assert len(chosen) == 4
+    best = max(range(len(snapshot.values)), key=lambda i: snapshot.values[i])
+    assert best in chosen
+    assert any(snapshot.conditions[i] == "EarlyStopped" for i in chosen)

@@ -1,0 +1,426 @@
+"""Plotly figure specifications (``{"data": [...], "layout": {...}}``) built from the data layer.
+
+Plain JSON-ready dicts, so the dashboard's API sends them as they are and the browser draws
+them with ``Plotly.react``, while :mod:`tunery.visualization` wraps the same dicts in
+``plotly.graph_objects.Figure`` for Python and Jupyter. Large experiments use WebGL traces
+(``scattergl``) where that is faster (:data:`GL_POINTS`), and parallel coordinates draw a
+sample of at most :data:`~tunery.visualization.data.PARALLEL_TRIALS` lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Figure = dict[str, Any]
+
+CONDITION_COLORS: Mapping[str, str] = {
+    "Succeeded": "#2e7d32",
+    "EarlyStopped": "#ef6c00",
+    "Failed": "#c62828",
+    "MetricsUnavailable": "#6d4c41",
+    "Killed": "#757575",
+    "Running": "#1565c0",
+    "Created": "#90a4ae",
+}
+
+COLORSCALE = "Viridis"
+
+GL_POINTS = 3000
+"""Above this many trials, slice, contour and timeline points are drawn with WebGL
+(``scattergl``): faster than SVG for many points, slower for few (measured in headless
+Chromium; history, EDF and intermediate values stay SVG, which is faster for them)."""
+
+
+def _gl(points: int) -> str:
+    return "scattergl" if points > GL_POINTS else "scatter"
+
+
+def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "template": "plotly_white",
+        "hovermode": "closest",
+        **extra,
+    }
+
+
+def _empty(title: str, why: str) -> Figure:
+    return {
+        "data": [],
+        "layout": _layout(
+            title,
+            xaxis={"visible": False},
+            yaxis={"visible": False},
+            annotations=[{"text": why, "showarrow": False, "font": {"size": 14}}],
+        ),
+    }
+
+
+def history_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Optimization history"
+    if not data["value"]:
+        return _empty(title, "no trial has an objective value yet")
+    objective = data["objective"]
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": objective,
+            "x": data["number"],
+            "y": data["value"],
+            "text": data["trial"],
+            "marker": {
+                "size": 6,
+                "color": [CONDITION_COLORS.get(c, "#333") for c in data["condition"]],
+            },
+            "hovertemplate": "%{text}<br>trial %{x}<br>" + objective + " %{y}<extra></extra>",
+        },
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "best so far",
+            "x": data["number"],
+            "y": data["best"],
+            "line": {"shape": "hv", "color": "#d81b60", "width": 2},
+        },
+    ]
+    if data.get("goal") is not None:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "goal",
+                "x": [data["number"][0], data["number"][-1]],
+                "y": [data["goal"], data["goal"]],
+                "line": {"dash": "dot", "color": "#555"},
+            }
+        )
+    return {
+        "data": traces,
+        "layout": _layout(
+            title, xaxis={"title": {"text": "trial"}}, yaxis={"title": {"text": objective}}
+        ),
+    }
+
+
+def edf_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Empirical distribution (EDF)"
+    if not data["value"]:
+        return _empty(title, "no trial has an objective value yet")
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": data["objective"],
+                "x": data["value"],
+                "y": data["fraction"],
+                "line": {"shape": "hv"},
+            }
+        ],
+        "layout": _layout(
+            title,
+            xaxis={"title": {"text": data["objective"]}},
+            yaxis={"title": {"text": "fraction of trials ≤ value"}, "range": [0, 1.02]},
+        ),
+    }
+
+
+def _dimension(p: Mapping[str, Any]) -> dict[str, Any]:
+    """A parcoords axis; absent values stay ``None`` (JSON null), log axes in decades."""
+    values = list(p["values"])
+    dim: dict[str, Any] = {"label": p["name"], "values": values}
+    if p["type"] == "categorical":
+        dim.update(tickvals=list(range(len(p["choices"]))), ticktext=p["choices"])
+    elif p["log"] and all(v > 0 for v in values if v is not None):
+        logs = [None if v is None else math.log10(v) for v in values]
+        finite = [v for v in logs if v is not None]
+        lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        ticks = list(range(math.floor(lo), math.ceil(hi) + 1))
+        dim.update(
+            values=logs,
+            tickvals=ticks,
+            ticktext=[f"1e{t}" for t in ticks],
+            label=f"{p['name']} (log)",
+        )
+    return dim
+
+
+def parallel_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Parallel coordinates"
+    if not data["value"]:
+        return _empty(title, "no trial has an objective value yet")
+    dims = [_dimension(p) for p in data["parameters"]]
+    dims.append({"label": data["objective"], "values": data["value"]})
+    return {
+        "data": [
+            {
+                "type": "parcoords",
+                "dimensions": dims,
+                "line": {
+                    "color": data["value"],
+                    "colorscale": COLORSCALE,
+                    "showscale": True,
+                    "colorbar": {"title": {"text": data["objective"]}},
+                },
+            }
+        ],
+        "layout": _layout(
+            title
+            if len(data["value"]) == data["trials"]
+            else f"{title}<br><sup>"
+            f"{len(data['value'])} of {data['trials']} trials: the best half and a sample</sup>",
+            margin={"l": 70, "r": 70, "t": 110, "b": 30},
+        ),
+    }
+
+
+def importance_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Parameter importance"
+    if not data["importances"]:
+        return _empty(title, "needs two trials with an objective value")
+    ranked = list(reversed(data["importances"]))
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "x": [r["importance"] for r in ranked],
+                "y": [r["name"] for r in ranked],
+                "text": [f"{r['importance']:.2f}" for r in ranked],
+                "textposition": "outside",
+                "marker": {"color": "#1565c0"},
+            }
+        ],
+        "layout": _layout(
+            f"{title}<br><sup>random forest, mean decrease in impurity, "
+            f"{data['trials']} trials</sup>",
+            xaxis={"title": {"text": f"importance for {data['objective']}"}},
+        ),
+    }
+
+
+def slice_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Slice"
+    params: Sequence[Mapping[str, Any]] = data["parameters"]
+    if not data["value"] or not params:
+        return _empty(title, "no trial has an objective value yet")
+    columns = min(len(params), 3)
+    rows = math.ceil(len(params) / columns)
+    traces = []
+    layout = _layout(
+        title,
+        grid={"rows": rows, "columns": columns, "pattern": "independent"},
+        showlegend=False,
+        height=max(360, 300 * rows),
+    )
+    for k, p in enumerate(params, start=1):
+        suffix = "" if k == 1 else str(k)
+        traces.append(
+            {
+                "type": _gl(len(data["number"])),
+                "mode": "markers",
+                "x": [
+                    p["choices"][int(v)] if p["choices"] and v is not None else v
+                    for v in p["values"]
+                ],
+                "y": data["value"],
+                "xaxis": f"x{suffix}",
+                "yaxis": f"y{suffix}",
+                "marker": {
+                    "size": 5,
+                    "color": data["number"],
+                    "colorscale": "Blues",
+                    "showscale": k == 1,
+                    "colorbar": {"title": {"text": "trial"}},
+                },
+                "name": p["name"],
+                "hovertemplate": p["name"] + " %{x}<br>%{y}<extra></extra>",
+            }
+        )
+        xaxis: dict[str, Any] = {"title": {"text": p["name"]}}
+        if p["log"]:
+            xaxis["type"] = "log"
+        if p["type"] == "categorical":
+            xaxis["type"] = "category"
+        layout[f"xaxis{suffix}"] = xaxis
+        layout[f"yaxis{suffix}"] = {
+            "title": {"text": data["objective"] if k % columns == 1 or columns == 1 else ""}
+        }
+    return {"data": traces, "layout": layout}
+
+
+def contour_figure(data: Mapping[str, Any]) -> Figure:
+    x, y = data["x"], data["y"]
+    title = f"Contour: {x['name']} vs {y['name']}"
+    points = data["points"]
+    if not points["value"]:
+        return _empty(title, "no trial has an objective value yet")
+    traces: list[dict[str, Any]] = []
+    if data["grid"] is not None:
+        traces.append(
+            {
+                "type": "contour",
+                "x": data["grid"]["x"],
+                "y": data["grid"]["y"],
+                "z": data["grid"]["value"],
+                "colorscale": COLORSCALE,
+                "connectgaps": False,
+                "contours": {"coloring": "heatmap"},
+                "colorbar": {"title": {"text": data["objective"]}},
+                "hoverinfo": "skip",
+            }
+        )
+    traces.append(
+        {
+            "type": _gl(len(points["number"])),
+            "mode": "markers",
+            "x": points["x"],
+            "y": points["y"],
+            "text": [
+                f"trial {n}: {v:.6g}"
+                for n, v in zip(points["number"], points["value"], strict=True)
+            ],
+            "marker": {"size": 5, "color": "#000", "opacity": 0.6},
+            "hovertemplate": "%{text}<extra></extra>",
+            "name": "trials",
+        }
+    )
+
+    def axis(a: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"title": {"text": a["name"]}}
+        if a["log"]:
+            out["type"] = "log"
+        if a["type"] == "categorical":
+            out.update(tickvals=list(range(len(a["choices"]))), ticktext=a["choices"])
+        return out
+
+    return {
+        "data": traces,
+        "layout": _layout(title, xaxis=axis(x), yaxis=axis(y), showlegend=False),
+    }
+
+
+def timeline_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Timeline"
+    if not data["number"]:
+        return _empty(title, "no trial has started yet")
+    by_condition: dict[str, dict[str, list[Any]]] = {}
+    for n, trial, cond, start, end, gpus in zip(
+        data["number"],
+        data["trial"],
+        data["condition"],
+        data["start"],
+        data["end"],
+        data["gpus"],
+        strict=True,
+    ):
+        series = by_condition.setdefault(cond, {"x": [], "y": [], "text": []})
+        where = f"GPU {','.join(gpus)}" if gpus else "no GPU"
+        label = f"{trial} ({cond}, {where})"
+        series["x"] += [start, end, None]
+        series["y"] += [n, n, None]
+        series["text"] += [label, label, None]
+    traces = [
+        {
+            "type": _gl(len(data["number"])),
+            "mode": "lines+markers",
+            "name": cond,
+            "x": s["x"],
+            "y": s["y"],
+            "text": s["text"],
+            "line": {"color": CONDITION_COLORS.get(cond, "#333"), "width": 5},
+            "marker": {"size": 3, "color": CONDITION_COLORS.get(cond, "#333")},
+            "hovertemplate": "%{text}<br>%{x}<extra></extra>",
+        }
+        for cond, s in sorted(by_condition.items())
+    ]
+    return {
+        "data": traces,
+        "layout": _layout(
+            title,
+            xaxis={"title": {"text": "time (UTC)"}, "type": "date"},
+            yaxis={"title": {"text": "trial"}},
+        ),
+    }
+
+
+def intermediate_figure(data: Mapping[str, Any]) -> Figure:
+    title = "Intermediate values"
+    if not data["curves"]:
+        return _empty(title, "no trial has reported yet")
+    traces: list[dict[str, Any]] = []
+    for curve in data["curves"]:
+        values = curve["values"]
+        if not values:
+            continue
+        stopped = curve["condition"] == "EarlyStopped"
+        color = CONDITION_COLORS.get(curve["condition"], "#333")
+        steps = list(range(1, len(values) + 1))
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{curve['trial']} ({curve['condition']})",
+                "legendgroup": curve["condition"],
+                "showlegend": False,
+                "x": steps,
+                "y": values,
+                "line": {"color": color, "width": 1.5, "dash": "dot" if stopped else "solid"},
+                "opacity": 0.8,
+            }
+        )
+        if stopped:
+            last = max((k for k, v in enumerate(values) if v is not None), default=None)
+            if last is not None:
+                traces.append(
+                    {
+                        "type": "scatter",
+                        "mode": "markers",
+                        "name": "early stopped",
+                        "legendgroup": "EarlyStopped",
+                        "showlegend": False,
+                        "x": [last + 1],
+                        "y": [values[last]],
+                        "marker": {"symbol": "x", "size": 10, "color": color},
+                        "text": [curve["trial"]],
+                        "hovertemplate": "%{text} stopped at step %{x}<extra></extra>",
+                    }
+                )
+    shown = {c["condition"] for c in data["curves"]}
+    for cond in sorted(shown):  # one legend entry per condition
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": cond,
+                "legendgroup": cond,
+                "x": [None],
+                "y": [None],
+                "line": {"color": CONDITION_COLORS.get(cond, "#333")},
+            }
+        )
+    threshold = data.get("threshold")
+    if threshold and any(v is not None for v in threshold["value"]):
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"median-stop threshold ({threshold['usedTrials']} completed trials)",
+                "x": threshold["step"],
+                "y": threshold["value"],
+                "line": {"color": "#000", "width": 3, "dash": "dash"},
+            }
+        )
+    note = f"{data['shown']} of {data['trials']} trials shown"
+    return {
+        "data": traces,
+        "layout": _layout(
+            f"{title}<br><sup>{note}</sup>",
+            xaxis={"title": {"text": "step (report number)"}},
+            yaxis={"title": {"text": data["objective"]}},
+        ),
+    }
