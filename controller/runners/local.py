@@ -50,6 +50,7 @@ from controller.runners.base import (
     TrialRunner,
 )
 from controller.runners.trial_env import trial_environment
+from controller.runners.warm import WarmPool
 from controller.templating import primary_container
 from tunery.files import FILE_MODE, private_dir
 
@@ -115,6 +116,11 @@ class LocalRunner(TrialRunner):
         self._tree_locks: dict[str, threading.Lock] = {}
         self._trees_ended: set[str] = set()
         self._on_exit = on_exit
+        # trials forked by a warm pool server: (pid, start ticks) -> handle while running,
+        # -> exit status once exited and not yet polled
+        self._warm_running: dict[tuple[int, int | None], Handle] = {}
+        self._warm_exits: dict[tuple[int, int | None], int] = {}
+        self._warm = WarmPool(self._warm_exited)
         proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
@@ -192,6 +198,16 @@ class LocalRunner(TrialRunner):
         log_fd = open_log(launch.log_path)
         try:
             log_start = os.fstat(log_fd).st_size
+            warm = self._warm.start(argv, env, cwd, int(_umask(), 8), log_fd, str(status_file))
+            if warm is not None:
+                handle.update(
+                    pid=warm.pid,
+                    start_ticks=warm.start_ticks,
+                    started_at=time.time(),
+                    log_start=log_start,
+                )
+                self._watch_warm(handle)
+                return handle
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
                 stdin=subprocess.DEVNULL,
@@ -222,6 +238,26 @@ class LocalRunner(TrialRunner):
             ).start()
         return handle
 
+    def _watch_warm(self, handle: Handle) -> None:
+        key = (int(handle["pid"]), handle.get("start_ticks"))
+        with self._lock:
+            exited = key in self._warm_exits
+            if not exited:
+                self._warm_running[key] = dict(handle)
+        if exited:  # it ended before its start was recorded
+            self._end_tree(handle)
+
+    def _warm_exited(self, pid: int, start_ticks: int | None, status: int) -> None:
+        """From the warm pool's reader: a forked trial exited, its exit record is written."""
+        key = (pid, start_ticks)
+        with self._lock:
+            self._warm_exits[key] = status
+            handle = self._warm_running.pop(key, None)
+        if handle is not None:
+            self._end_tree(handle)
+        if self._on_exit is not None:
+            self._on_exit()
+
     def _notify_exit(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
         proc.wait()
         self._end_tree(handle)
@@ -242,8 +278,16 @@ class LocalRunner(TrialRunner):
         pid = self._pid(handle)
         if pid is None:
             return RunState(RunPhase.FAILED, NOT_STARTED, "the trial process never started")
+        key = (pid, handle.get("start_ticks"))
         with self._lock:
             proc = self._procs.get(pid)
+            warm_running = key in self._warm_running
+            warm_status = self._warm_exits.pop(key, None)
+        if warm_status is not None:
+            self._end_tree(handle)
+            return self._finished(warm_status)
+        if warm_running:
+            return self._check_deadline(handle)
         if proc is not None:
             code = proc.poll()
             if code is None:
@@ -336,6 +380,18 @@ class LocalRunner(TrialRunner):
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        key = (pid, handle.get("start_ticks"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # a forked trial: until its exit record is written
+            with self._lock:
+                if key not in self._warm_running:
+                    break
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Let the warm pool's servers go: they fork no more trials and leave once the trials
+        they forked have ended (those keep running, as a started process does)."""
+        self._warm.close()
 
     @staticmethod
     def _stop_group(
