@@ -19,8 +19,8 @@ The protocol runs over a ``SOCK_SEQPACKET`` Unix socket (one JSON message per pa
 - runner → server: ``{"start": id, "args", "env", "cwd", "umask", "status_file"}`` with the
   log's file descriptor attached;
 - server → runner: ``{"started": id, "pid", "start_ticks"}`` or ``{"failed": id, "error"}``,
-  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status"}`` (negative: killed
-  by that signal).
+  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status"}``
+  (status negative: killed by that signal).
 
 The server writes the same exit record as the ``/bin/sh`` wrapper of the local runner
 (:mod:`controller.runners.exit_record`): the child writes ``<exit file>.pid`` and creates the
@@ -318,7 +318,8 @@ def main(argv: list[str]) -> int:
     """``forkserver <socket fd> <entry module> <entry args...>``: serve until the runner
     leaves and every child ended."""
     if len(argv) < 2:
-        print("usage: python -m controller.runners.forkserver FD MODULE [ARGS...]", file=sys.stderr)
+        usage = "usage: python -m controller.runners.forkserver FD MODULE [ARGS...]"
+        print(usage, file=sys.stderr)
         return 2
     sock = socket.socket(fileno=int(argv[0]))
     os.umask(0o077)

@@ -146,7 +146,12 @@ class _Server:
                 self._replies.put(message)
 
     def start(
-        self, args: list[str], env: Mapping[str, str], cwd: Path, umask: int, log_fd: int,
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        umask: int,
+        log_fd: int,
         status_file: str,
     ) -> WarmStart:
         with self._send_lock:  # one start at a time per server: replies come in order
@@ -191,8 +196,9 @@ class WarmPool:
     """Fork servers by trial command prefix, started on first use. Thread-safe."""
 
     def __init__(self, on_exit: Callable[[int, int | None, int], None]) -> None:
-        """``on_exit(pid, start_ticks, status)`` is called from a reader thread once a forked trial has
-        exited and its exit record is written (``status``: exit code, -N for signal N)."""
+        """``on_exit(pid, start_ticks, status)`` is called from a reader thread once a forked
+        trial has exited and its exit record is written (``status``: exit code, -N for signal
+        N)."""
         self._on_exit = on_exit
         self._servers: dict[tuple[Any, ...], _Server] = {}
         self._lock = threading.Lock()
