@@ -302,10 +302,9 @@ def _entry(module_name: str, entry_args: list[str]) -> Callable[[list[str]], int
     module = importlib.import_module(module_name)
     warm = getattr(module, "warm", None)
     if warm is not None:
-        try:
+        # on failure each trial loads the objective itself and reports what went wrong
+        with contextlib.suppress(Exception):
             warm(*entry_args)
-        except Exception:  # each trial then loads (and reports the failure) itself
-            traceback.print_exc()
     main: Callable[[list[str]], int] = module.main
 
     def run(args: list[str]) -> int:
