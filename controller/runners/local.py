@@ -49,6 +49,7 @@ from controller.runners.base import (
     TrialLaunch,
     TrialRunner,
 )
+from controller.runners.reaper import Reaper
 from controller.runners.trial_env import trial_environment
 from controller.runners.warm import WarmPool
 from controller.templating import primary_container
@@ -90,6 +91,15 @@ def _alive(pid: int, handle: Handle) -> bool:
     return proctree.carries_tag(pid, tag) if tag else True
 
 
+def _server_alive(handle: Handle) -> bool:
+    """Whether the fork server that forked this trial (if one did) still runs."""
+    server = handle.get("server")
+    if not server or not handle.get("status_file"):
+        return False
+    info = proctree.proc_info(int(server[0]))
+    return info is not None and not info.zombie and info.start_ticks == server[1]
+
+
 def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     if code == 0:
         return RunPhase.SUCCEEDED, "Completed", "exit code 0"
@@ -108,8 +118,9 @@ class LocalRunner(TrialRunner):
     """Runs trials as local processes."""
 
     def __init__(self, *, on_exit: Callable[[], None] | None = None) -> None:
-        """``on_exit`` is called (from a watcher thread) whenever a started trial exits, after
-        the rest of its process tree was killed."""
+        """``on_exit`` is called (from the reaper's or a fork server's reader thread: one per
+        runner or experiment, never one per trial) whenever a started trial exits, after the
+        rest of its process tree was killed."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._prepared: dict[str, Handle] = {}
         self._lock = threading.Lock()
@@ -121,6 +132,7 @@ class LocalRunner(TrialRunner):
         self._warm_running: dict[tuple[int, int | None], Handle] = {}
         self._warm_exits: dict[tuple[int, int | None], int] = {}
         self._warm = WarmPool(self._warm_exited)
+        self._reaper = Reaper(self._process_exited) if on_exit is not None else None
         proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
@@ -205,6 +217,7 @@ class LocalRunner(TrialRunner):
                     start_ticks=warm.start_ticks,
                     started_at=time.time(),
                     log_start=log_start,
+                    server=[warm.server_pid, warm.server_ticks],
                 )
                 self._watch_warm(handle)
                 return handle
@@ -229,13 +242,8 @@ class LocalRunner(TrialRunner):
         )
         with self._lock:
             self._procs[proc.pid] = proc
-        if self._on_exit is not None:
-            threading.Thread(
-                target=self._notify_exit,
-                args=(proc, dict(handle)),
-                name=f"exit-{proc.pid}",
-                daemon=True,
-            ).start()
+        if self._reaper is not None:
+            self._reaper.watch(proc, dict(handle))
         return handle
 
     def _watch_warm(self, handle: Handle) -> None:
@@ -258,8 +266,8 @@ class LocalRunner(TrialRunner):
         if self._on_exit is not None:
             self._on_exit()
 
-    def _notify_exit(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
-        proc.wait()
+    def _process_exited(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
+        """From the reaper: a trial's wrapper process exited."""
         self._end_tree(handle)
         assert self._on_exit is not None
         self._on_exit()
@@ -298,6 +306,8 @@ class LocalRunner(TrialRunner):
             return self._finished(code)
         if _alive(pid, handle):
             return self._check_deadline(handle)
+        if _server_alive(handle) and exit_record.read_exit(handle["status_file"]) is None:
+            return self._check_deadline(handle)  # its fork server is writing the exit record
         self._end_tree(handle)  # ended while nobody watched: its leftovers may still run
         record = exit_record.read_exit(handle.get("status_file") or "")
         return self._finished(record.status if record is not None else None)
@@ -392,6 +402,8 @@ class LocalRunner(TrialRunner):
         """Let the warm pool's servers go: they fork no more trials and leave once the trials
         they forked have ended (those keep running, as a started process does)."""
         self._warm.close()
+        if self._reaper is not None:
+            self._reaper.close()
 
     @staticmethod
     def _stop_group(

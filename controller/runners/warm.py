@@ -52,10 +52,12 @@ _START_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class WarmStart:
-    """A trial forked by a server: its pid and its start time in clock ticks."""
+    """A trial forked by a server: its pid and start time in clock ticks, and the server's."""
 
     pid: int
     start_ticks: int | None
+    server_pid: int
+    server_ticks: int | None
 
 
 def warm_split(argv: list[str]) -> tuple[list[str], list[str]] | None:
@@ -109,6 +111,8 @@ class _Server:
         finally:
             theirs.close()
         self._sock = ours
+        info = proctree.proc_info(self.process.pid)
+        self.start_ticks = info.start_ticks if info is not None else None
         self._send_lock = threading.Lock()
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._next_id = 0
@@ -170,7 +174,9 @@ class _Server:
             except (OSError, queue.Empty) as exc:
                 raise LaunchError(f"the trial fork server is not answering: {exc}") from None
         if "started" in reply:
-            return WarmStart(int(reply["pid"]), reply.get("start_ticks"))
+            return WarmStart(
+                int(reply["pid"]), reply.get("start_ticks"), self.process.pid, self.start_ticks
+            )
         if reply.get("closed"):
             raise LaunchError(
                 f"the trial fork server exited (status {self.process.poll()}); see the "
