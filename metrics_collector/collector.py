@@ -176,6 +176,8 @@ class TrialCollector:
         flush_interval: the longest a parsed observation waits before being written.
         batch_size: rows per insert; a full batch is written at once.
         tail_lines: how many output lines ``last_lines`` keeps.
+        background_flush: write queued rows from a thread of the collector's own; False: the
+            owner calls :meth:`flush` (one thread flushing many collectors).
     """
 
     def __init__(
@@ -191,6 +193,7 @@ class TrialCollector:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         tail_lines: int = DEFAULT_LINES,
+        background_flush: bool = True,
     ) -> None:
         if flush_interval <= 0 or batch_size < 1:
             raise ValueError(
@@ -225,10 +228,12 @@ class TrialCollector:
         self._stop_observations: list[Observation] = []
         self._stop_decision: StopDecision | None = None
         self._stop_undelivered = False
-        self._thread = threading.Thread(
-            target=self._flush_loop, name=f"collector-{trial_name}", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background_flush:
+            self._thread = threading.Thread(
+                target=self._flush_loop, name=f"collector-{trial_name}", daemon=True
+            )
+            self._thread.start()
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> int:
@@ -363,7 +368,8 @@ class TrialCollector:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
@@ -420,6 +426,18 @@ class TrialCollector:
     def pending(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether queued rows have waited ``flush_interval`` or fill a batch (for an owner
+        that flushes, ``background_flush=False``)."""
+        with self._cond:
+            if not self._pending:
+                return False
+            return (
+                len(self._pending) >= self.batch_size
+                or time.monotonic() - self._last_flush >= self.flush_interval
+            )
 
     @property
     def written(self) -> int:
