@@ -255,13 +255,15 @@ class LocalRunner(TrialRunner):
         if exited:  # it ended before its start was recorded
             self._end_tree(handle)
 
-    def _warm_exited(self, pid: int, start_ticks: int | None, status: int) -> None:
-        """From the warm pool's reader: a forked trial exited, its exit record is written."""
+    def _warm_exited(self, pid: int, start_ticks: int | None, status: int | None) -> None:
+        """From the warm pool's reader: a forked trial exited, its exit record is written
+        (status None: its server went away first; it is now watched as after a restart)."""
         key = (pid, start_ticks)
         with self._lock:
-            self._warm_exits[key] = status
+            if status is not None:
+                self._warm_exits[key] = status
             handle = self._warm_running.pop(key, None)
-        if handle is not None:
+        if handle is not None and status is not None:
             self._end_tree(handle)
         if self._on_exit is not None:
             self._on_exit()

@@ -48,6 +48,9 @@ PER_TRIAL_VARIABLES = frozenset(
 get them (each child gets the whole trial environment)."""
 
 _START_TIMEOUT = 60.0
+MAX_SERVERS = 4
+"""Servers kept at once: one per experiment is the rule; more only where the trials of one
+experiment differ in environment or working directory."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class _Server:
         prefix: list[str],
         env: dict[str, str],
         cwd: Path,
-        on_exit: Callable[[int, int | None, int], None],
+        on_exit: Callable[[int, int | None, int | None], None],
     ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -117,6 +120,7 @@ class _Server:
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._next_id = 0
         self._on_exit = on_exit
+        self._forked: set[tuple[int, int | None]] = set()  # started, exit not yet reported
         self._reader = threading.Thread(
             target=self._read, name=f"forkserver-{self.process.pid}", daemon=True
         )
@@ -128,8 +132,10 @@ class _Server:
                 data = self._sock.recv(65536)
             except OSError:
                 data = b""
-            if not data:
+            if not data:  # the server is gone (or we closed): its trials are on their own now
                 self._replies.put({"closed": True})
+                for pid, ticks in list(self._forked):
+                    self._report(pid, ticks, None)
                 return
             try:
                 message = json.loads(data)
@@ -137,17 +143,20 @@ class _Server:
                 log.warning("fork server %d sent garbage: %r", self.process.pid, data[:200])
                 continue
             if "exit" in message:
-                try:
-                    ticks = message.get("start_ticks")
-                    self._on_exit(
-                        int(message["exit"]),
-                        None if ticks is None else int(ticks),
-                        int(message["status"]),
-                    )
-                except Exception:  # never let a callback kill the reader
-                    log.exception("handling the exit of trial process %s", message["exit"])
+                ticks = message.get("start_ticks")
+                ticks = None if ticks is None else int(ticks)
+                self._forked.discard((int(message["exit"]), ticks))
+                self._report(int(message["exit"]), ticks, int(message["status"]))
             else:
+                if "started" in message:
+                    self._forked.add((int(message["pid"]), message.get("start_ticks")))
                 self._replies.put(message)
+
+    def _report(self, pid: int, ticks: int | None, status: int | None) -> None:
+        try:
+            self._on_exit(pid, ticks, status)
+        except Exception:  # never let a callback kill the reader
+            log.exception("handling the exit of trial process %s", pid)
 
     def start(
         self,
@@ -201,10 +210,13 @@ class _Server:
 class WarmPool:
     """Fork servers by trial command prefix, started on first use. Thread-safe."""
 
-    def __init__(self, on_exit: Callable[[int, int | None, int], None]) -> None:
+    def __init__(self, on_exit: Callable[[int, int | None, int | None], None]) -> None:
         """``on_exit(pid, start_ticks, status)`` is called from a reader thread once a forked
         trial has exited and its exit record is written (``status``: exit code, -N for signal
-        N)."""
+        N), and with status None for each trial still running when its server went away (the
+        runner then watches it through ``/proc`` and its exit record, as after a restart).
+        At most :data:`MAX_SERVERS` servers are kept; the least recently used one goes
+        first."""
         self._on_exit = on_exit
         self._servers: dict[tuple[Any, ...], _Server] = {}
         self._lock = threading.Lock()
@@ -229,17 +241,22 @@ class WarmPool:
         prefix, args = split
         base_env = server_environment(env)
         key = (tuple(prefix), str(cwd), tuple(sorted(base_env.items())))
+        retired: list[_Server] = []
         with self._lock:
-            server = self._servers.get(key)
+            server = self._servers.pop(key, None)
             if server is not None and not server.alive:
-                server.close()
+                retired.append(server)
                 server = None
             if server is None:
                 try:
                     server = _Server(prefix, base_env, cwd, self._on_exit)
                 except OSError as exc:
                     raise LaunchError(f"cannot start the trial fork server: {exc}") from None
-                self._servers[key] = server
+            self._servers[key] = server  # the most recently used last
+            while len(self._servers) > MAX_SERVERS:
+                retired.append(self._servers.pop(next(iter(self._servers))))
+        for old in retired:
+            old.close()
         return server.start(args, env, cwd, umask, log_fd, status_file)
 
     def close(self) -> None:

@@ -120,3 +120,20 @@ def test_a_new_runner_reattaches_to_a_forked_trial(tmp_path: Path) -> None:
     assert second.poll(handle).phase is RunPhase.RUNNING
     state = wait(second, handle)
     assert state.phase is RunPhase.SUCCEEDED and state.exit_code == 0
+
+
+def test_a_trial_outlives_its_killed_server_and_then_is_lost(tmp_path: Path) -> None:
+    runner = LocalRunner()
+    try:
+        handle = runner.start(entry_launch(tmp_path, 1.5))
+        os.kill(handle["server"][0], signal.SIGKILL)
+        time.sleep(0.2)
+        assert runner.poll(handle).phase is RunPhase.RUNNING  # the trial itself still runs
+        state = wait(runner, handle)
+        assert state.phase is RunPhase.FAILED and state.reason == "Lost"
+        # the next trial gets a new server
+        handle2 = runner.start(entry_launch(tmp_path, 0.0))
+        assert handle2["server"][0] != handle["server"][0]
+        assert wait(runner, handle2).phase is RunPhase.SUCCEEDED
+    finally:
+        runner.close()
