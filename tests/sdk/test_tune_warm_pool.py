@@ -113,9 +113,9 @@ def test_module_imported_once_trials_isolated(user_module, isolated_cwd: Path) -
     # the driver's own copy of the module is untouched, and the server is gone
     assert module.LEAK == []
     deadline = time.monotonic() + 15
-    while _children_running("controller.runners.forkserver") and time.monotonic() < deadline:
+    while server in _children_running("forkserver") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _children_running("controller.runners.forkserver")
+    assert server not in _children_running("forkserver")
 
 
 def _slow(p: dict) -> float:
