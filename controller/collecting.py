@@ -96,7 +96,10 @@ class CollectLoop:
                     self._thread = None
                     return
             for watcher in watchers:
-                watcher.advance()
+                try:
+                    watcher.advance()
+                except Exception:  # one trial's surprise must not stop the others' collection
+                    log.exception("collecting trial %s failed", watcher.trial_name)
             stop.wait(self.poll_interval)
 
 
