@@ -110,6 +110,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--trials", "48", "--trivial-trials", "48", "--markdown"),
     ),
     Bench(
+        "tune",
+        "tune() throughput",
+        "bench.tune_throughput",
+        ("--markdown",),
+        ("--trials", "50", "--repeats", "1", "--markdown"),
+    ),
+    Bench(
         "collector",
         "Collector",
         "bench.collector",

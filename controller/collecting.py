@@ -17,12 +17,20 @@ ended (:func:`controller.runners.exit_record.output_end`): what leftover process
 wrote after its main process exited is never collected. Every source starts from the beginning
 of its file and skips what the store already holds, which makes re-attaching after a
 controller crash exact: no observation lost, none doubled.
+
+No thread per trial: the watchers of one reconciler share one :class:`CollectLoop` thread that
+reads every running trial's files (:meth:`metrics_collector.sources.FileTailer.step`) and
+writes their queued observations (collectors made with ``background_flush=False``); a
+trial's end drains its files in the caller's thread (:meth:`LogWatcher.finish`). An early-stop
+decision is handed to a short-lived thread, so that stopping one trial (grace period) never
+holds up the collection of the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,10 +43,10 @@ from metrics_collector.collector import TrialCollector
 from metrics_collector.errors import FlushError
 from metrics_collector.parsers import make_parser
 from metrics_collector.polling import Poller
-from metrics_collector.sources import FileTailer
+from metrics_collector.sources import FileTailer, Step
 from metrics_collector.tail import read_last_lines
 from tunery.store.base import Store, TrialRecord
-from tunery.store.errors import StoreUnavailableError
+from tunery.store.errors import StoreError, StoreUnavailableError
 from tunery.trials import Objective, StopCheck, StopDecision
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,48 @@ def file_collector_path(document: Mapping[str, Any]) -> str | None:
     return str((source.get("fileSystemPath") or {}).get("path") or "") or None
 
 
+_STEPS_PER_TURN = 16
+"""Reads of one file per turn of the loop (each up to the tailer's read size), so that one
+trial writing fast does not hold up the others."""
+
+
+class CollectLoop:
+    """One thread that follows the sources of every registered watcher; it runs while there
+    is a watcher and starts again with the next one."""
+
+    def __init__(self, poll_interval: float = 0.05) -> None:
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._watchers: dict[int, LogWatcher] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, watcher: LogWatcher) -> None:
+        with self._lock:
+            self._watchers[id(watcher)] = watcher
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="collect", daemon=True)
+                self._thread.start()
+
+    def remove(self, watcher: LogWatcher) -> None:
+        with self._lock:
+            self._watchers.pop(id(watcher), None)
+
+    def _run(self) -> None:
+        stop = threading.Event()  # never set: an interruptible sleep
+        while True:
+            with self._lock:
+                watchers = list(self._watchers.values())
+                if not watchers:
+                    self._thread = None
+                    return
+            for watcher in watchers:
+                try:
+                    watcher.advance()
+                except Exception:  # one trial's surprise must not stop the others' collection
+                    log.exception("collecting trial %s failed", watcher.trial_name)
+            stop.wait(self.poll_interval)
+
+
 class LogWatcher:
     """Tails one trial's metric sources into the store until :meth:`finish`."""
 
@@ -68,15 +118,27 @@ class LogWatcher:
         sources: list[tuple[Path, str, tuple[str, ...]]],
         make_stop_check: Callable[[], StopCheck | None],
         on_stop: Callable[[StopDecision], None],
-        poll_interval: float = 0.05,
+        loop: CollectLoop | None = None,
         polled: PolledSource | None = None,
     ) -> None:
         """``sources``: (path, format, filters) of each file to tail; the trial's log (its
-        ``runner_handle["log"]``) is cut at the trial's recorded output end. ``polled``: a
-        polled source (event files, an endpoint), the primary one when given."""
+        ``runner_handle["log"]``) is cut at the trial's recorded output end. ``loop``: the
+        reconciler's shared loop (default: one of its own). ``polled``: a polled source
+        (event files, an endpoint), the primary one when given; it polls from a thread of its
+        own, about once a second."""
         self.trial_name = trial.name
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
-        self._pairs: list[tuple[TrialCollector, FileTailer | Poller]] = []
+        self._pairs: list[tuple[TrialCollector, FileTailer]] = []
+        self._live: list[tuple[TrialCollector, FileTailer]] = []
+        self._polled: tuple[TrialCollector, Poller] | None = None
+        self._lock = threading.Lock()  # the loop's turn vs finish()/close()
+        self._ended = False
+
+        def stop_elsewhere(decision: StopDecision) -> None:
+            threading.Thread(
+                target=on_stop, args=(decision,), name=f"stop-{trial.name}", daemon=True
+            ).start()
+
         if polled is not None:
             collector = TrialCollector(
                 store,
@@ -84,11 +146,11 @@ class LogWatcher:
                 objective,
                 make_parser(objective.metric_names),
                 stop_check=make_stop_check(),
-                on_stop=on_stop,
+                on_stop=stop_elsewhere,
                 hint=polled.hint,
             )
             collector.resume()  # re-attaching: skip what the store holds
-            self._pairs.append((collector, Poller(polled.poll, collector.add).start()))
+            self._polled = (collector, Poller(polled.poll, collector.add).start())
         handle = trial.runner_handle
         log_path = Path(handle["log"]) if handle.get("log") else None
         for path, fmt, filters in sources:
@@ -98,7 +160,8 @@ class LogWatcher:
                 objective,
                 make_parser(objective.metric_names, fmt, filters),
                 stop_check=make_stop_check(),
-                on_stop=on_stop,
+                on_stop=stop_elsewhere,
+                background_flush=False,
             )
             is_log = path == log_path
             end = exit_record.output_end(handle) if is_log else None
@@ -111,13 +174,38 @@ class LogWatcher:
                 path,
                 collector.feed,
                 on_reset=collector.end_of_input,
-                poll_interval=poll_interval,
                 end_offset=(lambda: exit_record.output_end(handle)) if is_log else None,
             )
-            self._pairs.append((collector, tailer.start()))
+            self._pairs.append((collector, tailer))
+        self._live = list(self._pairs)
+        self._loop = loop or CollectLoop()
+        self._loop.add(self)
+
+    def advance(self) -> None:
+        """One turn of the loop: read what each source has new, write what is due."""
+        with self._lock:
+            if self._ended:
+                return
+            for pair in list(self._live):
+                collector, tailer = pair
+                try:
+                    for _ in range(_STEPS_PER_TURN):
+                        state = tailer.step()
+                        if state is not Step.AGAIN:
+                            break
+                    if state is Step.DONE:
+                        self._live.remove(pair)
+                    if collector.flush_due:
+                        collector.flush()
+                except (StoreUnavailableError, OSError) as exc:
+                    log.warning("trial %s: collecting waits (%s)", self.trial_name, exc)
+                except (StoreError, FlushError, ValueError) as exc:
+                    log.error("trial %s: collecting failed: %s", self.trial_name, exc)
 
     @classmethod
     def factory(cls, store: Store, document: Mapping[str, Any]) -> WatcherFactory:
+        """Watchers for the trials of one experiment, all served by one :class:`CollectLoop`."""
+        loop = CollectLoop()
         kind = collector_kind(document)
         spec = document["spec"].get("metricsCollectorSpec") or {}
         source = spec.get("source") or {}
@@ -139,7 +227,7 @@ class LogWatcher:
                 sources.append((local_metrics_path(log_path), file_format, fmt_filters))
             sources.append((push_metrics_path(log_path), "JSON", ()))
             polled = polled_source(document, log_path, objective.metric_names, trial.start_time)
-            return cls(store, trial, objective, sources, make_stop_check, on_stop, polled=polled)
+            return cls(store, trial, objective, sources, make_stop_check, on_stop, loop, polled)
 
         return make
 
@@ -152,10 +240,18 @@ class LogWatcher:
                 :class:`~tunery.store.retrying.RetryingStore`), so this is not retried here;
                 the trial's files keep the rows for the next watcher.
         """
-        for _, tailer in self._pairs:
-            tailer.stop(drain=True)
+        self._loop.remove(self)
+        with self._lock:
+            self._ended = True
+        if self._polled is not None:
+            poller = self._polled[1]
+            poller.stop(drain=True)
+            poller.join()
+        collectors = [] if self._polled is None else [self._polled[0]]
         for collector, tailer in self._pairs:
-            tailer.join()
+            tailer.drain()
+            collectors.append(collector)
+        for collector in collectors:
             collector.end_of_input()
             try:
                 collector.close(timeout=0)
@@ -163,7 +259,7 @@ class LogWatcher:
                 if isinstance(exc.__cause__, StoreUnavailableError):
                     raise StoreUnavailableError(str(exc)) from exc
                 raise
-        primary = self._pairs[0][0]
+        primary = collectors[0]
         summary = primary.summarize()
         if self._log_path is not None and not summary.last_lines:
             # a polled source (event files, an endpoint) has no output of its own: quote the log
@@ -183,9 +279,20 @@ class LogWatcher:
     def close(self) -> None:
         """Stop at once (the controller is leaving). Rows not yet stored stay in the trial's
         files, which the next watcher of this trial re-reads (after ``tunery resume``)."""
+        self._loop.remove(self)
+        with self._lock:
+            self._ended = True
+        collectors = []
+        if self._polled is not None:
+            collector, poller = self._polled
+            poller.stop(drain=False)
+            poller.join(timeout=5)
+            collectors.append(collector)
         for collector, tailer in self._pairs:
             tailer.stop(drain=False)
-            tailer.join(timeout=5)
+            tailer.close_file()
+            collectors.append(collector)
+        for collector in collectors:
             try:
                 collector.close(timeout=0)
             except FlushError as exc:

@@ -263,6 +263,7 @@ def run_until_done(
         raise
     finally:
         reconciler.close()
+        runner.close()
 
 
 def _interrupt(store: Store, name: str, reconciler: Reconciler, why: str) -> None:

@@ -181,6 +181,8 @@ class TrialCollector:
         hint: how the objective is expected to be reported, for the MetricsUnavailable
             message (default: from the parser), for a source fed through :meth:`add`: the
             message then says the source never held the objective, not "no output line".
+        background_flush: write queued rows from a thread of the collector's own; False: the
+            owner calls :meth:`flush` (one thread flushing many collectors).
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class TrialCollector:
         batch_size: int = DEFAULT_BATCH_SIZE,
         tail_lines: int = DEFAULT_LINES,
         hint: str | None = None,
+        background_flush: bool = True,
     ) -> None:
         if flush_interval <= 0 or batch_size < 1:
             raise ValueError(
@@ -232,10 +235,12 @@ class TrialCollector:
         self._stop_observations: list[Observation] = []
         self._stop_decision: StopDecision | None = None
         self._stop_undelivered = False
-        self._thread = threading.Thread(
-            target=self._flush_loop, name=f"collector-{trial_name}", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background_flush:
+            self._thread = threading.Thread(
+                target=self._flush_loop, name=f"collector-{trial_name}", daemon=True
+            )
+            self._thread.start()
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> int:
@@ -387,7 +392,8 @@ class TrialCollector:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
@@ -445,6 +451,18 @@ class TrialCollector:
     def pending(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether queued rows have waited ``flush_interval`` or fill a batch (for an owner
+        that flushes, ``background_flush=False``)."""
+        with self._cond:
+            if not self._pending:
+                return False
+            return (
+                len(self._pending) >= self.batch_size
+                or time.monotonic() - self._last_flush >= self.flush_interval
+            )
 
     @property
     def written(self) -> int:

@@ -10,11 +10,15 @@ Called by the local controller and by the Kubernetes sidecar; both hand the byte
   sidecar; the local runner's log file; the ``TUNERY_METRICS_FILE`` of ``report_metrics``).
   It waits for the file to appear, survives truncation (``copytruncate``) and rotation (the
   path replaced by a new file: the old one is read to its end first), and stops when told or
-  once the watched process is done and everything it wrote has been read.
+  once the watched process is done and everything it wrote has been read. It runs in a thread
+  of its own (:meth:`FileTailer.start`), or is stepped by an owner that follows many files
+  from one thread (:meth:`FileTailer.step`, :meth:`FileTailer.drain`; the local controller's
+  :class:`controller.collecting.CollectLoop`).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -108,6 +112,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+class Step(enum.Enum):
+    """What :meth:`FileTailer.step` did."""
+
+    AGAIN = "again"
+    IDLE = "idle"
+    DONE = "done"
+
+
 class FileTailer:
     """Follows ``path`` from ``offset`` and passes each new chunk to ``sink``.
 
@@ -152,6 +164,9 @@ class FileTailer:
         self._stop = threading.Event()
         self._drain = True
         self._thread: threading.Thread | None = None
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._finishing = False
 
     def start(self) -> FileTailer:
         self._thread = threading.Thread(target=self.run, name="file-tailer", daemon=True)
@@ -171,66 +186,89 @@ class FileTailer:
 
     def run(self) -> None:
         """Follow the file until stopped (or done), then return."""
-        fd: int | None = None
-        identity: tuple[int, int] | None = None
-        finishing = False
         try:
             while True:
                 if self._stop.is_set() and not self._drain:
                     return
-                if fd is None:
-                    try:
-                        fd = os.open(self.path, os.O_RDONLY)
-                    except FileNotFoundError:
-                        if finishing:
-                            return
-                        finishing = self._should_finish()
-                        if not finishing:
-                            self._stop.wait(self.poll_interval)
-                        continue
-                    st = os.fstat(fd)
-                    identity = (st.st_dev, st.st_ino)
-                    if st.st_size < self.offset:  # shrank while nobody watched
-                        self._reset("truncated")
-                data = os.pread(fd, self.read_size, self.offset)
-                if data and self.end_offset is not None:
-                    end = self._known_end()
-                    if end is not None:
-                        data = data[: max(0, end - self.offset)]
-                        if not data:
-                            return  # everything up to the writer's end was fed
-                if data:
-                    self.offset += len(data)
-                    self.sink(data)
-                    continue
-                # At the end of the file: was it replaced or truncated?
-                try:
-                    st = os.stat(self.path)
-                    current: tuple[int, int] | None = (st.st_dev, st.st_ino)
-                except FileNotFoundError:
-                    current = None
-                if current != identity:
-                    if current is None and finishing:
-                        return
-                    if current is not None:  # rotated: the old file was read to its end
-                        os.close(fd)
-                        fd = None
-                        self.rotations += 1
-                        self._reset("replaced")
-                        continue
-                elif os.fstat(fd).st_size < self.offset:
-                    self.truncations += 1
-                    self._reset("truncated")
-                    continue
-                if finishing:
+                state = self.step()
+                if state is Step.DONE:
                     return
-                if self._should_finish():
-                    finishing = True  # one more pass reads what was written meanwhile
-                    continue
-                self._stop.wait(self.poll_interval)
+                if state is Step.IDLE:
+                    self._stop.wait(self.poll_interval)
         finally:
-            if fd is not None:
-                os.close(fd)
+            self.close_file()
+
+    def step(self) -> Step:
+        """One read (or check) of the file, for an owner that drives the tailer itself
+        instead of :meth:`start`: AGAIN (call again at once), IDLE (at the end of the file:
+        call again later) or DONE (stopped or finished; the file is closed)."""
+        if self._fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                if self._finishing:
+                    return Step.DONE
+                self._finishing = self._should_finish()
+                return Step.AGAIN if self._finishing else Step.IDLE
+            self._fd = fd
+            st = os.fstat(fd)
+            self._identity = (st.st_dev, st.st_ino)
+            if st.st_size < self.offset:  # shrank while nobody watched
+                self._reset("truncated")
+        fd = self._fd
+        data = os.pread(fd, self.read_size, self.offset)
+        if data and self.end_offset is not None:
+            end = self._known_end()
+            if end is not None:
+                data = data[: max(0, end - self.offset)]
+                if not data:
+                    self.close_file()
+                    return Step.DONE  # everything up to the writer's end was fed
+        if data:
+            self.offset += len(data)
+            self.sink(data)
+            return Step.AGAIN
+        # At the end of the file: was it replaced or truncated?
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if current != self._identity:
+            if current is None and self._finishing:
+                self.close_file()
+                return Step.DONE
+            if current is not None:  # rotated: the old file was read to its end
+                self.close_file()
+                self.rotations += 1
+                self._reset("replaced")
+                return Step.AGAIN
+        elif os.fstat(fd).st_size < self.offset:
+            self.truncations += 1
+            self._reset("truncated")
+            return Step.AGAIN
+        if self._finishing:
+            self.close_file()
+            return Step.DONE
+        if self._should_finish():
+            self._finishing = True  # one more pass reads what was written meanwhile
+            return Step.AGAIN
+        return Step.IDLE
+
+    def drain(self) -> None:
+        """Stop following and read the file to its end (or the writer's end) in this thread;
+        for an owner that drives the tailer with :meth:`step`."""
+        self.stop(drain=True)
+        try:
+            while self.step() is not Step.DONE:
+                pass
+        finally:
+            self.close_file()
+
+    def close_file(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _known_end(self) -> int | None:
         if self._end is None and self.end_offset is not None:

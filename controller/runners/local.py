@@ -49,7 +49,9 @@ from controller.runners.base import (
     TrialLaunch,
     TrialRunner,
 )
+from controller.runners.reaper import Reaper
 from controller.runners.trial_env import trial_environment
+from controller.runners.warm import WarmPool
 from controller.templating import primary_container
 from tunery.files import FILE_MODE, private_dir
 
@@ -89,6 +91,15 @@ def _alive(pid: int, handle: Handle) -> bool:
     return proctree.carries_tag(pid, tag) if tag else True
 
 
+def _server_alive(handle: Handle) -> bool:
+    """Whether the fork server that forked this trial (if one did) still runs."""
+    server = handle.get("server")
+    if not server or not handle.get("status_file"):
+        return False
+    info = proctree.proc_info(int(server[0]))
+    return info is not None and not info.zombie and info.start_ticks == server[1]
+
+
 def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     if code == 0:
         return RunPhase.SUCCEEDED, "Completed", "exit code 0"
@@ -107,14 +118,21 @@ class LocalRunner(TrialRunner):
     """Runs trials as local processes."""
 
     def __init__(self, *, on_exit: Callable[[], None] | None = None) -> None:
-        """``on_exit`` is called (from a watcher thread) whenever a started trial exits, after
-        the rest of its process tree was killed."""
+        """``on_exit`` is called (from the reaper's or a fork server's reader thread: one per
+        runner or experiment, never one per trial) whenever a started trial exits, after the
+        rest of its process tree was killed."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._prepared: dict[str, Handle] = {}
         self._lock = threading.Lock()
         self._tree_locks: dict[str, threading.Lock] = {}
         self._trees_ended: set[str] = set()
         self._on_exit = on_exit
+        # trials forked by a warm pool server: (pid, start ticks) -> handle while running,
+        # -> exit status once exited and not yet polled
+        self._warm_running: dict[tuple[int, int | None], Handle] = {}
+        self._warm_exits: dict[tuple[int, int | None], int] = {}
+        self._warm = WarmPool(self._warm_exited)
+        self._reaper = Reaper(self._process_exited) if on_exit is not None else None
         proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
@@ -192,6 +210,17 @@ class LocalRunner(TrialRunner):
         log_fd = open_log(launch.log_path)
         try:
             log_start = os.fstat(log_fd).st_size
+            warm = self._warm.start(argv, env, cwd, int(_umask(), 8), log_fd, str(status_file))
+            if warm is not None:
+                handle.update(
+                    pid=warm.pid,
+                    start_ticks=warm.start_ticks,
+                    started_at=time.time(),
+                    log_start=log_start,
+                    server=[warm.server_pid, warm.server_ticks],
+                )
+                self._watch_warm(handle)
+                return handle
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
                 stdin=subprocess.DEVNULL,
@@ -213,17 +242,34 @@ class LocalRunner(TrialRunner):
         )
         with self._lock:
             self._procs[proc.pid] = proc
-        if self._on_exit is not None:
-            threading.Thread(
-                target=self._notify_exit,
-                args=(proc, dict(handle)),
-                name=f"exit-{proc.pid}",
-                daemon=True,
-            ).start()
+        if self._reaper is not None:
+            self._reaper.watch(proc, dict(handle))
         return handle
 
-    def _notify_exit(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
-        proc.wait()
+    def _watch_warm(self, handle: Handle) -> None:
+        key = (int(handle["pid"]), handle.get("start_ticks"))
+        with self._lock:
+            exited = key in self._warm_exits
+            if not exited:
+                self._warm_running[key] = dict(handle)
+        if exited:  # it ended before its start was recorded
+            self._end_tree(handle)
+
+    def _warm_exited(self, pid: int, start_ticks: int | None, status: int | None) -> None:
+        """From the warm pool's reader: a forked trial exited, its exit record is written
+        (status None: its server went away first; it is now watched as after a restart)."""
+        key = (pid, start_ticks)
+        with self._lock:
+            if status is not None:
+                self._warm_exits[key] = status
+            handle = self._warm_running.pop(key, None)
+        if handle is not None and status is not None:
+            self._end_tree(handle)
+        if self._on_exit is not None:
+            self._on_exit()
+
+    def _process_exited(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
+        """From the reaper: a trial's wrapper process exited."""
         self._end_tree(handle)
         assert self._on_exit is not None
         self._on_exit()
@@ -242,8 +288,16 @@ class LocalRunner(TrialRunner):
         pid = self._pid(handle)
         if pid is None:
             return RunState(RunPhase.FAILED, NOT_STARTED, "the trial process never started")
+        key = (pid, handle.get("start_ticks"))
         with self._lock:
             proc = self._procs.get(pid)
+            warm_running = key in self._warm_running
+            warm_status = self._warm_exits.pop(key, None)
+        if warm_status is not None:
+            self._end_tree(handle)
+            return self._finished(warm_status)
+        if warm_running:
+            return self._check_deadline(handle)
         if proc is not None:
             code = proc.poll()
             if code is None:
@@ -254,6 +308,8 @@ class LocalRunner(TrialRunner):
             return self._finished(code)
         if _alive(pid, handle):
             return self._check_deadline(handle)
+        if _server_alive(handle) and exit_record.read_exit(handle["status_file"]) is None:
+            return self._check_deadline(handle)  # its fork server is writing the exit record
         self._end_tree(handle)  # ended while nobody watched: its leftovers may still run
         record = exit_record.read_exit(handle.get("status_file") or "")
         return self._finished(record.status if record is not None else None)
@@ -336,6 +392,20 @@ class LocalRunner(TrialRunner):
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        key = (pid, handle.get("start_ticks"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # a forked trial: until its exit record is written
+            with self._lock:
+                if key not in self._warm_running:
+                    break
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Let the warm pool's servers go: they fork no more trials and leave once the trials
+        they forked have ended (those keep running, as a started process does)."""
+        self._warm.close()
+        if self._reaper is not None:
+            self._reaper.close()
 
     @staticmethod
     def _stop_group(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from metrics_collector.collector import TrialCollector
 from metrics_collector.parsers import TextParser
-from metrics_collector.sources import FileTailer, PipeReader
+from metrics_collector.sources import FileTailer, PipeReader, Step
 
 PRINTER = """
 import sys, time
@@ -158,3 +158,28 @@ def test_tailer_feeds_a_collector_from_a_writing_process(
     tailer.run()
     collector.close()
     assert len(memory_store.get_observations("t")) == 200
+
+
+def test_tailer_stepped_by_its_owner_follows_truncation_and_drains(tmp_path: Path) -> None:
+    """Driven with step()/drain() from the owner's thread (the local controller's one loop for
+    all trials): no thread of its own, same semantics as run()."""
+    path = tmp_path / "out.log"
+    chunks: list[bytes] = []
+    resets: list[int] = []
+    tailer = FileTailer(path, chunks.append, on_reset=lambda: resets.append(1))
+    assert tailer.step() is Step.IDLE  # not there yet
+    path.write_bytes(b"a=1\n")
+    assert tailer.step() is Step.AGAIN and chunks == [b"a=1\n"]
+    assert tailer.step() is Step.IDLE
+    with path.open("ab") as f:
+        f.write(b"a=2\n")
+    assert tailer.step() is Step.AGAIN and chunks[-1] == b"a=2\n"
+    path.write_bytes(b"b\n")  # truncated and rewritten, shorter than what was read
+    while tailer.step() is Step.AGAIN:
+        pass
+    assert resets == [1] and chunks[-1] == b"b\n"
+    with path.open("ab") as f:
+        f.write(b"tail")
+    tailer.drain()
+    assert chunks[-1] == b"tail" and tailer._fd is None
+    assert tailer._thread is None  # never started one

@@ -21,6 +21,11 @@ metric to ``$TUNERY_METRICS_FILE``: there the value is appended to that file at 
 so a returned final value continues the step sequence the objective reported. An exception is
 printed with its traceback to the trial's log and the process exits 1 (the trial is Failed).
 
+Locally the trials usually do not start a fresh interpreter: the local runner's fork server
+(:mod:`controller.runners.forkserver`) imports this module, calls :func:`warm` once per
+experiment (the user's modules are imported and the objective unpickled there) and forks one
+child per trial, which calls :func:`main` with the trial's arguments.
+
 Standard library only: this module's source also runs, unchanged, in images without tunery.
 """
 
@@ -363,13 +368,34 @@ def _print_exception(exc: BaseException, what: str) -> None:
     print(f"{_PREFIX} {what}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
+_warm: dict[str, tuple[dict[str, Any], Callable[..., Any], dict[str, Any]]] = {}
+"""What :func:`warm` loaded, by spec source: the spec, the objective and its constants."""
+
+
+def warm(source: str) -> None:
+    """Load the spec and the objective of ``source`` now, once, for the trials that
+    :mod:`controller.runners.forkserver` forks from this process: the user's modules are
+    imported and the objective unpickled here, and :func:`main` reuses them.
+
+    Raises:
+        TrialSpecError, Exception: as :func:`main` would report them; nothing is kept then.
+    """
+    spec = load_spec(source)
+    if spec.get("packages"):
+        return  # installs belong to each trial's own environment
+    _extend_sys_path(list(spec.get("sys_path") or ()))
+    objective, constants = load_objective(spec)
+    _warm[source] = (spec, objective, constants)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one trial. Returns the exit status: 0, 1 (the objective failed), 2 (bad spec)."""
     args = sys.argv[1:] if argv is None else argv
+    warmed = _warm.get(args[0]) if args else None
     try:
         if not args:
             raise TrialSpecError("usage: python -m tunery.sdk.trial_entry SPEC [name=value ...]")
-        spec = load_spec(args[0])
+        spec = warmed[0] if warmed is not None else load_spec(args[0])
         _extend_sys_path(list(spec.get("sys_path") or ()))
         _install_packages(spec)
         values = parse_arguments(list(spec["parameters"]), args[1:])
@@ -377,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_PREFIX} {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     try:
-        objective, constants = load_objective(spec)
+        objective, constants = warmed[1:] if warmed is not None else load_objective(spec)
     except TrialSpecError as exc:
         print(f"{_PREFIX} {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
