@@ -34,7 +34,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from tunery.store import migrations
-from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
+from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord, utcnow
+from tunery.store.derived import ObjectiveRule
 from tunery.store.engine import WRITE_OPTION, create_engine, describe_url, resolve_url
 from tunery.store.errors import (
     AlreadyExistsError,
@@ -256,7 +257,13 @@ class SqlStore(Store):
         }
         what = f"create trial {trial.name!r}"
         with self.session_scope(what, write=True) as connection:
-            values["experiment_id"] = self._experiment_id(connection, trial.experiment_name)
+            experiment_id = self._experiment_id(connection, trial.experiment_name)
+            values["experiment_id"] = experiment_id
+            values["change_seq"] = self._next_seq(connection, experiment_id)
+            if (trial.observation or {}).get("metrics"):
+                values["objective_value"] = self._objective_value(
+                    connection, experiment_id, values["observation"]
+                )
             try:
                 connection.execute(sa.insert(trials).values(**values))
             except sa_exc.IntegrityError as exc:
@@ -302,6 +309,65 @@ class SqlStore(Store):
             rows = connection.execute(query.where(trials.c.experiment_id == experiment_id)).all()
         return {TrialCondition(condition): count for condition, count in rows}
 
+    def list_trial_changes(self, experiment_name: str, since: int | None) -> TrialChanges:
+        """Trials written after change counter ``since`` (all when None), in creation order,
+        from the (experiment, change_seq) index; see :meth:`Store.list_trial_changes`.
+
+        Each trial write bumps ``experiments.trial_seq`` first, holding that row's lock until
+        it commits, so a change with counter ``n`` commits only after every change below
+        ``n``: once one statement sees ``n``, it sees all of them, and the highest counter
+        it returned is where the next call starts.
+        """
+        query = sa.select(*_TRIAL_COLUMNS, trials.c.change_seq)
+        what = f"list trial changes of experiment {experiment_name!r}"
+        with self.session_scope(what) as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            query = query.where(trials.c.experiment_id == experiment_id)
+            if since is not None:
+                query = query.where(trials.c.change_seq > since)
+            rows = connection.execute(query.order_by(trials.c.id)).all()
+        seq = max((row[-1] for row in rows), default=since or 0)
+        return TrialChanges([_trial_record(row, experiment_name) for row in rows], int(seq))
+
+    def best_trial(self, experiment_name: str) -> TrialRecord | None:
+        """The best trial by one indexed query (see :meth:`Store.best_trial`)."""
+        found = self.list_trials_by_objective(experiment_name, limit=1, exclude_failed=True)
+        return found[0] if found and found[0].observation.get("metrics") else None
+
+    def list_trials_by_objective(
+        self,
+        experiment_name: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        exclude_failed: bool = False,
+    ) -> list[TrialRecord]:
+        """Trials ranked by ``objective_value`` in the database; the trials without one follow
+        in creation order (see :meth:`Store.list_trials_by_objective`)."""
+        what = f"list trials of experiment {experiment_name!r} by objective"
+        with self.session_scope(what) as connection:
+            row = connection.execute(
+                sa.select(experiments.c.id, experiments.c.spec).where(
+                    experiments.c.name == experiment_name
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found")
+            experiment_id, spec = row
+            rule = ObjectiveRule.from_spec(spec)
+            value = trials.c.objective_value
+            query = sa.select(*_TRIAL_COLUMNS).where(trials.c.experiment_id == experiment_id)
+            if exclude_failed:
+                query = query.where(trials.c.condition != TrialCondition.FAILED.value)
+            ranked = value.desc() if rule is not None and rule.maximize else value.asc()
+            query = query.order_by(
+                sa.case((value.is_(None), 1), else_=0), ranked, trials.c.id
+            ).offset(offset)
+            if limit is not None:
+                query = query.limit(limit)
+            rows = connection.execute(query).all()
+        return [_trial_record(row, experiment_name) for row in rows]
+
     @_retry_conflicts
     def update_trial(
         self,
@@ -343,6 +409,16 @@ class SqlStore(Store):
             statement = statement.where(trials.c.condition.in_(expected))
         with self.session_scope(f"update trial {name!r}", write=True) as connection:
             if values:
+                experiment_id = connection.execute(
+                    sa.select(trials.c.experiment_id).where(trials.c.name == name)
+                ).scalar_one_or_none()
+                if experiment_id is None:
+                    raise NotFoundError(f"trial {name!r} not found")
+                values["change_seq"] = self._next_seq(connection, experiment_id)
+                if "observation" in values:
+                    values["objective_value"] = self._objective_value(
+                        connection, experiment_id, values["observation"]
+                    )
                 connection.execute(statement.values(**values))
             return self._fetch_trial(connection, name)
 
@@ -445,6 +521,34 @@ class SqlStore(Store):
         if found is None:
             raise NotFoundError(f"experiment {name!r} not found")
         return int(found)
+
+    @staticmethod
+    def _next_seq(connection: sa.Connection, experiment_id: int) -> int:
+        """Take the experiment's next trial change counter; the row stays locked (so later
+        changes wait) until this transaction ends."""
+        bump = (
+            sa.update(experiments)
+            .where(experiments.c.id == experiment_id)
+            .values(trial_seq=experiments.c.trial_seq + 1)
+        )
+        if connection.dialect.update_returning:
+            return int(connection.execute(bump.returning(experiments.c.trial_seq)).scalar_one())
+        connection.execute(bump)
+        return int(
+            connection.execute(
+                sa.select(experiments.c.trial_seq).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+        )
+
+    @staticmethod
+    def _objective_value(
+        connection: sa.Connection, experiment_id: int, observation: Mapping[str, Any]
+    ) -> float | None:
+        spec = connection.execute(
+            sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
+        ).scalar_one()
+        rule = ObjectiveRule.from_spec(spec)
+        return None if rule is None else rule.value(observation)
 
     @staticmethod
     def _fetch_experiment(connection: sa.Connection, name: str) -> ExperimentRecord:
