@@ -218,7 +218,5 @@ class SuggestionRequestEncoder:
         if spec != self._spec:
             self._spec = spec
             self._experiment = _field_bytes(experiment=experiment_proto(self.name, spec))
-        tail = _field_bytes(
-            current_request_number=count, total_request_number=self._sent + count
-        )
+        tail = _field_bytes(current_request_number=count, total_request_number=self._sent + count)
         return b"".join((self._experiment, *self._trials.values(), tail))

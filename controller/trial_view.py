@@ -36,9 +36,7 @@ class TrialView:
         self.seq: int | None = None
         self._records: list[TrialRecord] = []
         self._position: dict[str, int] = {}
-        self._by_condition: dict[TrialCondition, dict[str, None]] = {
-            c: {} for c in TrialCondition
-        }
+        self._by_condition: dict[TrialCondition, dict[str, None]] = {c: {} for c in TrialCondition}
         self._unfinished: dict[str, None] = {}
         self._best: tuple[int, float] | None = None  # (position, value)
 
@@ -123,7 +121,9 @@ class TrialView:
 
     def unfinished(self) -> list[TrialRecord]:
         """Running trials and early-stopped ones whose job has not ended, in creation order."""
-        return sorted((self.get(n) for n in self._unfinished), key=lambda t: self._position[t.name])
+        return sorted(
+            (self.get(n) for n in self._unfinished), key=lambda t: self._position[t.name]
+        )
 
     def counts(self) -> TrialCounts:
         by = {c: len(names) for c, names in self._by_condition.items()}

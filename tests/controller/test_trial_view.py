@@ -17,8 +17,8 @@ OBJECTIVE = Objective(ObjectiveType.MINIMIZE, "loss")
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def _trial(name: str, condition: TrialCondition = TrialCondition.CREATED, **kw: object) -> TrialRecord:
-    return TrialRecord(name=name, experiment_name="e", assignment={"x": "1"}, condition=condition, **kw)  # type: ignore[arg-type]
+def _trial(name: str, condition: TrialCondition = TrialCondition.CREATED) -> TrialRecord:
+    return TrialRecord(name=name, experiment_name="e", assignment={"x": "1"}, condition=condition)
 
 
 def _with_loss(trial: TrialRecord, condition: TrialCondition, value: float) -> TrialRecord:

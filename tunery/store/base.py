@@ -252,7 +252,6 @@ class Store(abc.ABC):
     def close(self) -> None: ...
 
 
-
 def _ranked(
     store: Store, experiment_name: str, *, exclude_failed: bool
 ) -> list[tuple[TrialRecord, float | None]]:

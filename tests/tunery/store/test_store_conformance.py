@@ -434,7 +434,7 @@ def test_ping_and_close(store: Store) -> None:
         store.get_experiment("exp")
 
 
-# -- incremental reads and objective ranking -------------------------------------------------------
+# -- incremental reads and objective ranking ------------------------------------------------
 def loss(value: str) -> dict[str, object]:
     return {"metrics": [{"name": "loss", "min": value, "max": value, "latest": value}]}
 
