@@ -145,6 +145,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def create_trial(self, trial: TrialRecord) -> TrialRecord: ...
 
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        """Create many trials of one experiment at once (a bulk import, a benchmark's fill);
+        returns how many. All or none are created (SqlStore: one transaction)."""
+        for trial in trials:
+            self.create_trial(trial)
+        return len(trials)
+
     @abc.abstractmethod
     def get_trial(self, name: str) -> TrialRecord: ...
 

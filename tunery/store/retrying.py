@@ -159,6 +159,10 @@ class RetryingStore(Store):
 
         return self._call(create)
 
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        batch = list(trials)
+        return self._call(lambda: self.inner.create_trials(batch))
+
     def get_trial(self, name: str) -> TrialRecord:
         return self._call(lambda: self.inner.get_trial(name))
 

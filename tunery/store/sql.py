@@ -52,6 +52,8 @@ from tunery.store.models import (
 )
 from tunery.trials import ZERO_TIME, Observation, TrialCondition
 
+trials_table = trials  # for methods whose argument is named ``trials``
+
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
@@ -278,6 +280,67 @@ class SqlStore(Store):
                 raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
             return self._fetch_trial(connection, trial.name)
 
+    @_retry_conflicts
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        """Multi-row INSERTs in one transaction; the trials take consecutive change counters.
+
+        Raises:
+            ValueError: the trials are not all of one experiment, or a value is invalid.
+            AlreadyExistsError: a name is taken (nothing is created).
+        """
+        if not trials:
+            return 0
+        experiment_names = {t.experiment_name for t in trials}
+        if len(experiment_names) != 1:
+            raise ValueError(
+                f"create_trials takes trials of one experiment, got {sorted(experiment_names)}"
+            )
+        (experiment_name,) = experiment_names
+        what = f"create {len(trials)} trials of experiment {experiment_name!r}"
+        with self.session_scope(what, write=True) as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            spec = connection.execute(
+                sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+            rule = ObjectiveRule.from_spec(spec)
+            last = self._next_seq(connection, experiment_id, len(trials))
+            rows = []
+            for offset, trial in enumerate(trials):
+                _check_name("trial", trial.name)
+                rows.append(
+                    {
+                        "name": trial.name,
+                        "experiment_id": experiment_id,
+                        "assignment": _plain(trial.assignment, "assignment"),
+                        "condition": _condition(trial.condition).value,
+                        "reason": _check_reason(trial.reason),
+                        "message": _check_text("message", trial.message),
+                        "labels": _plain(trial.labels, "labels"),
+                        "created_at": _db_time(trial.created_at, "created_at"),
+                        "start_time": _db_time_or_none(trial.start_time, "start_time"),
+                        "completion_time": _db_time_or_none(
+                            trial.completion_time, "completion_time"
+                        ),
+                        "runner_handle": _plain(trial.runner_handle, "runner_handle"),
+                        "observation": _plain(trial.observation, "observation"),
+                        "early_stopping_rules": _plain(
+                            list(trial.early_stopping_rules), "early_stopping_rules"
+                        ),
+                        "change_seq": last - len(trials) + 1 + offset,
+                        "objective_value": None if rule is None else rule.value(trial.observation),
+                    }
+                )
+            try:
+                for start in range(0, len(rows), _IN_CHUNK):
+                    connection.execute(sa.insert(trials_table), rows[start : start + _IN_CHUNK])
+            except sa_exc.IntegrityError as exc:
+                if _integrity_kind(exc) != "unique":
+                    raise
+                raise AlreadyExistsError(
+                    f"a trial of the {len(trials)} to create already exists: {exc.orig}"
+                ) from exc
+        return len(trials)
+
     def get_trial(self, name: str) -> TrialRecord:
         with self.session_scope(f"get trial {name!r}") as connection:
             return self._fetch_trial(connection, name)
@@ -356,16 +419,28 @@ class SqlStore(Store):
             experiment_id, spec = row
             rule = ObjectiveRule.from_spec(spec)
             value = trials.c.objective_value
-            query = sa.select(*_TRIAL_COLUMNS).where(trials.c.experiment_id == experiment_id)
+            base = sa.select(*_TRIAL_COLUMNS).where(trials.c.experiment_id == experiment_id)
             if exclude_failed:
-                query = query.where(trials.c.condition != TrialCondition.FAILED.value)
-            ranked = value.desc() if rule is not None and rule.maximize else value.asc()
-            query = query.order_by(
-                sa.case((value.is_(None), 1), else_=0), ranked, trials.c.id
-            ).offset(offset)
-            if limit is not None:
-                query = query.limit(limit)
-            rows = connection.execute(query).all()
+                base = base.where(trials.c.condition != TrialCondition.FAILED.value)
+            # Two index range scans, (experiment, objective_value) then (experiment, id):
+            # the ranked trials, then those without a value; no sort of the whole table.
+            ranked = base.where(value.is_not(None)).order_by(
+                value.desc() if rule is not None and rule.maximize else value.asc(),
+                trials.c.id,
+            )
+            unranked = base.where(value.is_(None)).order_by(trials.c.id)
+            rows = list(connection.execute(_page(ranked, offset, limit)).all())
+            if limit is None or len(rows) < limit:
+                if not rows:  # the page starts past the ranked trials: how far past?
+                    offset -= connection.execute(
+                        sa.select(sa.func.count()).select_from(
+                            ranked.order_by(None).with_only_columns(trials.c.id).subquery()
+                        )
+                    ).scalar_one()
+                else:
+                    offset = 0
+                rest = None if limit is None else limit - len(rows)
+                rows += connection.execute(_page(unranked, max(offset, 0), rest)).all()
         return [_trial_record(row, experiment_name) for row in rows]
 
     @_retry_conflicts
@@ -523,13 +598,13 @@ class SqlStore(Store):
         return int(found)
 
     @staticmethod
-    def _next_seq(connection: sa.Connection, experiment_id: int) -> int:
-        """Take the experiment's next trial change counter; the row stays locked (so later
-        changes wait) until this transaction ends."""
+    def _next_seq(connection: sa.Connection, experiment_id: int, count: int = 1) -> int:
+        """Take the experiment's next ``count`` trial change counters (returns the last); the
+        row stays locked (so later changes wait) until this transaction ends."""
         bump = (
             sa.update(experiments)
             .where(experiments.c.id == experiment_id)
-            .values(trial_seq=experiments.c.trial_seq + 1)
+            .values(trial_seq=experiments.c.trial_seq + count)
         )
         if connection.dialect.update_returning:
             return int(connection.execute(bump.returning(experiments.c.trial_seq)).scalar_one())
@@ -569,6 +644,12 @@ class SqlStore(Store):
         if row is None:
             raise NotFoundError(f"trial {name!r} not found")
         return _trial_record(row, row[-1])
+
+
+def _page(query: sa.Select[Any], offset: int, limit: int | None) -> sa.Select[Any]:
+    if offset:
+        query = query.offset(offset)
+    return query if limit is None else query.limit(limit)
 
 
 # -- value conversion ---------------------------------------------------------------------------

@@ -487,6 +487,9 @@ def test_objective_value_ranks_trials_and_picks_the_best(store: Store, exp: str)
         "e",
     ]
     assert [t.name for t in store.list_trials_by_objective(exp, limit=2, offset=1)] == ["c", "d"]
+    assert [t.name for t in store.list_trials_by_objective(exp, limit=5, offset=3)] == ["a", "e"]
+    assert [t.name for t in store.list_trials_by_objective(exp, offset=4)] == ["e"]
+    assert store.list_trials_by_objective(exp, offset=9) == []
 
 
 def test_best_trial_follows_a_maximize_objective_and_its_strategy(store: Store) -> None:
@@ -513,3 +516,18 @@ def test_best_trial_follows_a_maximize_objective_and_its_strategy(store: Store) 
     best = store.best_trial("m")
     assert best is not None and best.name == "r"  # by latest: 0.4 > 0.3 (max would pick p)
     assert [t.name for t in store.list_trials_by_objective("m")] == ["r", "p", "q"]
+
+
+def test_create_trials_in_bulk_is_all_or_nothing(store: Store, exp: str) -> None:
+    store.create_trial(trial("taken"))
+    before = store.list_trial_changes(exp, None).seq
+    with pytest.raises(AlreadyExistsError):
+        store.create_trials([trial("new1"), trial("taken")])
+    assert [t.name for t in store.list_trials(exp)] == ["taken"]
+    assert store.create_trials([trial(f"b{i}", observation=loss(str(i))) for i in range(3)]) == 3
+    changes = store.list_trial_changes(exp, before)
+    assert [t.name for t in changes.trials] == ["b0", "b1", "b2"]
+    best = store.best_trial(exp)
+    assert best is not None and best.name == "b0"
+    with pytest.raises(ValueError, match="one experiment"):
+        store.create_trials([trial("x1"), trial("x2", experiment="other")])
