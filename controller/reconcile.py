@@ -121,6 +121,12 @@ class StepResult:
     finished: int = 0
     trials: Sequence[TrialRecord] = field(default=(), repr=False, compare=False)
     """The experiment's trials as the step last read them (for a progress view)."""
+    changed: Sequence[TrialRecord] = field(default=(), repr=False, compare=False)
+    """The trials this step read as new or changed (all of them on a controller's first step),
+    so a view can follow an experiment without scanning its history each step."""
+    counts: status.TrialCounts | None = field(default=None, repr=False, compare=False)
+    best: tuple[TrialRecord, float] | None = field(default=None, repr=False, compare=False)
+    """The optimal trial and its objective value (Failed trials excluded), None while none."""
 
 
 def _replace_in_container(container: dict[str, Any], old: str, new: str) -> None:
@@ -174,6 +180,7 @@ class Reconciler:
         self.objective = objective_from_spec(self.spec)
         self._view = TrialView(self.objective)
         self._requests = protos.SuggestionRequestEncoder(name)
+        self._changed: list[TrialRecord] = []  # what this step's reads took in
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -222,6 +229,7 @@ class Reconciler:
         counter), so its cost follows what changed, not the experiment's history."""
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
+        self._changed = []
         self._refresh()
         if not self._restored:
             self._restore(self._view.unfinished())
@@ -248,9 +256,7 @@ class Reconciler:
                 self._stop_all(self._active(), f"experiment {decision[0].lower()}: {decision[2]}")
                 self._refresh()
             self._write_status(decision)
-            return StepResult(
-                True, *decision, started=started, finished=finished, trials=self._view.trials()
-            )
+            return self._result(True, decision, started, finished)
         add = status.trials_to_add(
             counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
         )
@@ -269,15 +275,29 @@ class Reconciler:
         )
         if started or finished or created or not unchanged:
             self._write_status(decision)
+        return self._result(False, decision, started, finished)
+
+    def _result(
+        self, done: bool, decision: tuple[str, str, str], started: int = 0, finished: int = 0
+    ) -> StepResult:
         return StepResult(
-            False, *decision, started=started, finished=finished, trials=self._view.trials()
+            done,
+            *decision,
+            started=started,
+            finished=finished,
+            trials=self._view.trials(),
+            changed=list({t.name: t for t in self._changed}.values()),
+            counts=self._view.counts(),
+            best=self._view.best(),
         )
 
     def _refresh(self) -> None:
         """Take in the trials written since the last read (every trial on the first)."""
         changes = self.store.list_trial_changes(self.name, self._view.seq)
         if changes.trials:
-            self._requests.apply(self._view.apply(changes.trials), self.spec)
+            applied = self._view.apply(changes.trials)
+            self._requests.apply(applied, self.spec)
+            self._changed += applied
         self._view.seq = changes.seq
 
     def _active(self) -> list[TrialRecord]:
@@ -662,12 +682,13 @@ class Reconciler:
     def fail(self, message: str) -> StepResult:
         """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a
         caller's rule gave up on it, e.g. the SDK's fail-fast)."""
+        self._changed = []
         self._refresh()
         self._stop_all(self._active(), f"experiment failed: {message}")
         decision = ("Failed", status.ExperimentReason.FAILED, message)
         self._refresh()
         self._write_status(decision)
-        return StepResult(True, *decision, trials=self._view.trials())
+        return self._result(True, decision)
 
     def interrupt(self, why: str = "interrupted (Ctrl-C)") -> None:
         """Stop running trials (Killed); the experiment stays resumable."""
