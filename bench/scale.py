@@ -17,8 +17,10 @@ exported with ``git archive``) and this tree, alternating, in one session (the m
 shared), and prints the ratios. The runner imports whatever is first on ``PYTHONPATH``, so the
 same file measures either tree.
 
-Run: ``python -P bench/scale.py compare --baseline /tmp/base [--trials 10000] [--window 1000]
-[--parallel 8] [--backends sqlite,postgresql] [--store-trials 100000] [--repeats 1]``.
+Run: ``python -P bench/scale.py compare [--baseline /tmp/base] [--trials 10000] [--window 1000]
+[--parallel 8] [--backends sqlite,postgresql] [--store-trials 100000] [--repeats 1]``
+(``python -m bench.scale compare`` from the repository root works too; ``-P`` keeps the
+script's folder, which holds ``bench/controller.py``, off the import path).
 """
 
 from __future__ import annotations
@@ -237,16 +239,18 @@ def sub(pythonpath: str, *args: str) -> dict[str, Any]:
 
 
 def compare(args: argparse.Namespace) -> None:
-    trees = {"baseline": str(Path(args.baseline).resolve()), "this": str(HERE.parent.parent)}
+    trees = {"this": str(HERE.parent.parent)}
+    if args.baseline:
+        trees = {"baseline": str(Path(args.baseline).resolve()), **trees}
     print(
         f"# scale — {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     for backend in args.backends.split(","):
         if args.trials <= 0:
             break
-        results: dict[str, list[dict[str, Any]]] = {"baseline": [], "this": []}
+        results: dict[str, list[dict[str, Any]]] = {label: [] for label in trees}
         for _ in range(args.repeats):
-            for label in ("baseline", "this"):
+            for label in trees:
                 run_args = ["run", backend, str(args.trials), str(args.parallel), str(args.window)]
                 results[label].append(sub(trees[label], *run_args))
                 print(f"  {label} {backend}: {results[label][-1]}", flush=True)
@@ -265,29 +269,41 @@ def compare(args: argparse.Namespace) -> None:
                 f"{m['peak_rss_mb']:.0f} MB, {m['wall_s']:.0f} s"
                 for label, m in med.items()
             )
-            + f" | last-window ratio this/baseline "
-            f"{med['this']['last_per_s'] / med['baseline']['last_per_s']:.2f} |"
+            + (
+                f" | last-window ratio this/baseline "
+                f"{med['this']['last_per_s'] / med['baseline']['last_per_s']:.2f} |"
+                if "baseline" in med
+                else " |"
+            )
         )
     if args.store_trials > 0:
         with tempfile.TemporaryDirectory() as tmp:
-            mine = f"sqlite:///{tmp}/this.db"
-            sub(trees["this"], "fill", mine, str(args.store_trials), "bounded")
-            base = f"sqlite:///{tmp}/base.db"
-            sub(trees["this"], "fill", base, str(args.store_trials), "full")
-            sub(trees["this"], "downgrade", base)
+            urls = {"this": f"sqlite:///{tmp}/this.db"}
+            sub(trees["this"], "fill", urls["this"], str(args.store_trials), "bounded")
+            if "baseline" in trees:
+                urls = {"baseline": f"sqlite:///{tmp}/base.db", **urls}
+                sub(trees["this"], "fill", urls["baseline"], str(args.store_trials), "full")
+                sub(trees["this"], "downgrade", urls["baseline"])
             times: dict[str, dict[str, list[float]]] = {
                 label: {c: [] for c in COMMANDS} for label in trees
             }
             for _ in range(3):
-                for label, url in (("baseline", base), ("this", mine)):
+                for label, url in urls.items():
                     for command, shell in COMMANDS.items():
                         times[label][command].append(time_command(trees[label], url, shell))
             for command in COMMANDS:
-                b = statistics.median(times["baseline"][command])
-                t = statistics.median(times["this"][command])
+                cells = [
+                    f"{label} {statistics.median(times[label][command]):.2f} s" for label in trees
+                ]
+                if "baseline" in trees:
+                    ratio = statistics.median(times["this"][command]) / statistics.median(
+                        times["baseline"][command]
+                    )
+                    cells.append(f"ratio {ratio:.2f}")
                 print(
-                    f"| `{command}` | {args.store_trials} trials, SQLite | baseline {b:.2f} s | "
-                    f"this {t:.2f} s | ratio {t / b:.2f} |",
+                    f"| `{command}` | {args.store_trials} trials, SQLite | "
+                    + " | ".join(cells)
+                    + " |",
                     flush=True,
                 )
 
@@ -320,7 +336,7 @@ def main() -> None:
     down = commands.add_parser("downgrade")
     down.add_argument("url")
     cmp = commands.add_parser("compare")
-    cmp.add_argument("--baseline", required=True)
+    cmp.add_argument("--baseline", help="a checkout to compare with (default: this tree only)")
     cmp.add_argument("--trials", type=int, default=10000)
     cmp.add_argument("--window", type=int, default=1000)
     cmp.add_argument("--parallel", type=int, default=8)
