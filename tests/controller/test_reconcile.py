@@ -6,6 +6,7 @@ the real local collector (log files tailed into the store).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -203,6 +204,18 @@ def test_steps_read_only_the_trials_that_changed(
     assert sum(count for _, count in reads) <= 12 * 4  # each trial read about once per write
     st = status_of(sqlite_store)
     assert st["trials"] == st["trialsSucceeded"] == 12 and st["trialsRunning"] == 0
+
+
+def test_a_store_without_a_change_counter_is_read_whole_each_time(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store's default list_trial_changes (any store without the counter) returns every trial
+    with counter 0; the reconciler then still sees every change."""
+    default = functools.partial(Store.list_trial_changes, sqlite_store)
+    monkeypatch.setattr(sqlite_store, "list_trial_changes", default)
+    run(sqlite_store, tmp_path, experiment(parallelTrialCount=2, maxTrialCount=5), loss_lines)
+    st = status_of(sqlite_store)
+    assert st["trials"] == st["trialsSucceeded"] == 5 and st["trialsRunning"] == 0
 
 
 def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ class Store(abc.ABC):
         in counter order, so repeated calls see each change exactly once, however many other
         processes write. The default lists every trial each time (counter 0).
         """
-        return TrialChanges(self.list_trials(experiment_name) if since is None else [], 0)
+        return TrialChanges(self.list_trials(experiment_name), 0)
 
     def best_trial(self, experiment_name: str) -> TrialRecord | None:
         """The trial with the best finite objective value by the experiment's objective
