@@ -1,8 +1,11 @@
 """The reconcile step: Katib's experiment semantics, one pass at a time, state in the store.
 
 Called by ``controller.local`` (``tunery run``/``resume``) in a loop, and by the operator. Each
-:meth:`Reconciler.step` reads the experiment and its trials from the store, decides, acts
-(start, stop, finish trials; ask for suggestions) and writes the result back. Nothing that
+:meth:`Reconciler.step` reads the experiment and the trials written since its previous step
+(the store's change counter; a :class:`controller.trial_view.TrialView` keeps counts and the
+best trial from them), decides, acts (start, stop, finish trials; ask for suggestions, each
+trial encoded once per change) and writes the result back, at a cost that follows what
+changed rather than the experiment's history. Nothing that
 matters lives only in memory: watchers and GPU allocations are rebuilt from the store and the
 trials' runner handles after a restart, so a killed controller resumes where it stopped with
 no trial run twice and no observation lost.
