@@ -131,6 +131,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--trials", "2000", "--markdown"),
     ),
     Bench(
+        "scale",
+        "Scale",
+        "bench.scale",
+        ("compare",),
+        ("compare", "--trials", "400", "--window", "100", "--store-trials", "5000"),
+    ),
+    Bench(
         "validate",
         "Validation cost",
         "bench.validate_cost",

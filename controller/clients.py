@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
+_SUGGESTION_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Suggestion"].full_name
+
 FIRST_CONTACT_LIMIT_S = 20.0
 """How long the first call waits for a gRPC server that has never answered."""
 
@@ -134,6 +136,10 @@ class SuggestionClient(Protocol):
         self, request: api_pb2.GetSuggestionsRequest
     ) -> api_pb2.GetSuggestionsReply: ...
 
+    def get_suggestions_wire(self, data: bytes) -> api_pb2.GetSuggestionsReply:
+        """``GetSuggestions`` with the request already serialised (the reconciler encodes
+        each trial once and reuses it: :class:`controller.protos.SuggestionRequestEncoder`)."""
+
     def validate_algorithm_settings(
         self, request: api_pb2.ValidateAlgorithmSettingsRequest
     ) -> None: ...
@@ -167,6 +173,15 @@ class InProcessSuggestionClient:
         )
         return reply
 
+    def get_suggestions_wire(self, data: bytes) -> api_pb2.GetSuggestionsReply:
+        """Hands the bytes to a servicer that decodes only what changed since the previous
+        request (``get_suggestions_wire``); decodes them here for any other servicer."""
+        wire = getattr(self.servicer, "get_suggestions_wire", None)
+        if wire is None:
+            return self.get_suggestions(api_pb2.GetSuggestionsRequest.FromString(data))
+        reply: api_pb2.GetSuggestionsReply = _call_local("Suggestion", wire, data)
+        return reply
+
     def validate_algorithm_settings(
         self, request: api_pb2.ValidateAlgorithmSettingsRequest
     ) -> None:
@@ -195,6 +210,11 @@ class GrpcSuggestionClient:
         self._what = f"Suggestion service {name + ' ' if name else ''}at {address}"
         self._channel = open_channel(address, options=CHANNEL_OPTIONS)
         self._stub = api_pb2_grpc.SuggestionStub(self._channel)
+        self._get_suggestions_wire = self._channel.unary_unary(
+            f"/{_SUGGESTION_SERVICE}/GetSuggestions",
+            request_serializer=None,  # already serialised
+            response_deserializer=api_pb2.GetSuggestionsReply.FromString,
+        )
         self._timeout = timeout
         self._clock = clock
         self._contacted = False
@@ -205,6 +225,11 @@ class GrpcSuggestionClient:
         self, request: api_pb2.GetSuggestionsRequest
     ) -> api_pb2.GetSuggestionsReply:
         reply: api_pb2.GetSuggestionsReply = self._call(self._stub.GetSuggestions, request)
+        return reply
+
+    def get_suggestions_wire(self, data: bytes) -> api_pb2.GetSuggestionsReply:
+        """Sends the serialised request as it is (no encoding per call)."""
+        reply: api_pb2.GetSuggestionsReply = self._call(self._get_suggestions_wire, data)
         return reply
 
     def validate_algorithm_settings(

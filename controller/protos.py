@@ -2,6 +2,9 @@
 
 Called by the reconciler before every GetSuggestions / GetEarlyStoppingRules call, whether the
 service runs in-process or behind gRPC, so both paths see exactly what Katib's controller sends.
+:class:`SuggestionRequestEncoder` builds the serialised GetSuggestionsRequest incrementally:
+each trial is converted and encoded once per change and its bytes reused by every later
+request (Katib's format carries the whole history in each request).
 """
 
 from __future__ import annotations
@@ -159,3 +162,61 @@ def suggestions_request(
         current_request_number=count,
         total_request_number=len(sent) + count,
     )
+
+
+def _field_bytes(**fields: Any) -> bytes:
+    """The wire bytes of these GetSuggestionsRequest fields alone."""
+    return api_pb2.GetSuggestionsRequest(**fields).SerializeToString()
+
+
+def _is_sent(trial: TrialRecord) -> bool:
+    """Katib's ConvertTrials filter (see :func:`suggestion_trials`)."""
+    if trial.condition is TrialCondition.METRICS_UNAVAILABLE:
+        return False
+    return not (
+        trial.condition is TrialCondition.EARLY_STOPPED
+        and not (trial.observation or {}).get("metrics")
+    )
+
+
+class SuggestionRequestEncoder:
+    """One experiment's serialised GetSuggestionsRequest, kept up to date per trial change.
+
+    :meth:`apply` encodes the trials that changed (each once); :meth:`encode` joins the cached
+    bytes: the experiment, the trials in creation order, then the counts, which is exactly
+    protobuf's own serialisation of :func:`suggestions_request`. The unchanged prefix from one
+    request to the next is what lets the suggestion service parse only the new tail.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._trials: dict[str, bytes] = {}  # creation order; b"" for a trial not sent
+        self._records: dict[str, TrialRecord] = {}
+        self._sent = 0
+        self._objective: Mapping[str, Any] | None = None
+        self._spec: Mapping[str, Any] | None = None
+        self._experiment = b""
+
+    def apply(self, changed: Sequence[TrialRecord], spec: Mapping[str, Any]) -> None:
+        """Encode the trials created or changed since the last call."""
+        if spec.get("objective") != self._objective:  # the trial messages carry the objective
+            self._objective = spec["objective"]
+            changed = [*self._records.values(), *changed]
+        for trial in changed:
+            self._records[trial.name] = trial
+            old = self._trials.get(trial.name, b"")
+            new = (
+                _field_bytes(trials=[trial_proto(trial, spec["objective"])])
+                if _is_sent(trial)
+                else b""
+            )
+            self._sent += bool(new) - bool(old)
+            self._trials[trial.name] = new
+
+    def encode(self, spec: Mapping[str, Any], count: int) -> bytes:
+        """The serialised GetSuggestionsRequest asking for ``count`` assignments."""
+        if spec != self._spec:
+            self._spec = spec
+            self._experiment = _field_bytes(experiment=experiment_proto(self.name, spec))
+        tail = _field_bytes(current_request_number=count, total_request_number=self._sent + count)
+        return b"".join((self._experiment, *self._trials.values(), tail))

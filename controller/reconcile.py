@@ -1,8 +1,11 @@
 """The reconcile step: Katib's experiment semantics, one pass at a time, state in the store.
 
 Called by ``controller.local`` (``tunery run``/``resume``) in a loop, and by the operator. Each
-:meth:`Reconciler.step` reads the experiment and its trials from the store, decides, acts
-(start, stop, finish trials; ask for suggestions) and writes the result back. Nothing that
+:meth:`Reconciler.step` reads the experiment and the trials written since its previous step
+(the store's change counter; a :class:`controller.trial_view.TrialView` keeps counts and the
+best trial from them), decides, acts (start, stop, finish trials; ask for suggestions, each
+trial encoded once per change) and writes the result back, at a cost that follows what
+changed rather than the experiment's history. Nothing that
 matters lives only in memory: watchers and GPU allocations are rebuilt from the store and the
 trials' runner handles after a restart, so a killed controller resumes where it stopped with
 no trial run twice and no observation lost.
@@ -52,6 +55,7 @@ from controller.runners.base import (
 )
 from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
 from controller.trial_logs import failure_message
+from controller.trial_view import TrialView
 from tunery.api import api_pb2
 from tunery.store.base import Store, TrialRecord, utcnow
 from tunery.trials import (
@@ -122,6 +126,12 @@ class StepResult:
     finished: int = 0
     trials: Sequence[TrialRecord] = field(default=(), repr=False, compare=False)
     """The experiment's trials as the step last read them (for a progress view)."""
+    changed: Sequence[TrialRecord] = field(default=(), repr=False, compare=False)
+    """The trials this step read as new or changed (all of them on a controller's first step),
+    so a view can follow an experiment without scanning its history each step."""
+    counts: status.TrialCounts | None = field(default=None, repr=False, compare=False)
+    best: tuple[TrialRecord, float] | None = field(default=None, repr=False, compare=False)
+    """The optimal trial and its objective value (Failed trials excluded), None while none."""
 
 
 def _replace_in_container(container: dict[str, Any], old: str, new: str) -> None:
@@ -173,6 +183,9 @@ class Reconciler:
         record = store.get_experiment(name)
         self.spec: Mapping[str, Any] = record.spec["spec"]
         self.objective = objective_from_spec(self.spec)
+        self._view = TrialView(self.objective)
+        self._requests = protos.SuggestionRequestEncoder(name)
+        self._changed: list[TrialRecord] = []  # what this step's reads took in
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -210,23 +223,27 @@ class Reconciler:
                 self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
+        self._refresh()
         self._write_status(("Failed", status.ExperimentReason.FAILED, message))
         raise ReconcileError(message)
 
     # -- the step ------------------------------------------------------------------------------
 
     def step(self) -> StepResult:
+        """One pass. Reads only the trials written since the previous pass (the store's change
+        counter), so its cost follows what changed, not the experiment's history."""
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
-        trials = self.store.list_trials(self.name)
+        self._changed = []
+        self._refresh()
         if not self._restored:
-            self._restore(trials)
+            self._restore(self._view.unfinished())
         started = 0
-        finished = self._advance_all(trials)
-        if finished:  # only active trials change here: read those again, not all of them
-            trials = self._reread(trials, [t.name for t in trials if _is_active(t)])
-        counts = status.count_trials(trials)
-        best = status.optimal_trial(trials, self.objective)
+        finished = self._advance_all(self._view.unfinished())
+        if finished:
+            self._refresh()
+        counts = self._view.counts()
+        best = self._view.best()  # once per step: the decision and the status share it
         max_trials = self.spec.get("maxTrialCount")
         decision = status.decide_condition(
             counts,
@@ -241,43 +258,59 @@ class Reconciler:
             decision = ("Succeeded", reason, status.MESSAGES[reason])
         if decision[0] != "Running":
             if counts.active:
-                self._stop_all(trials, f"experiment {decision[0].lower()}: {decision[2]}")
-                trials = self.store.list_trials(self.name)
-            self._write_status(decision, trials)
-            return StepResult(True, *decision, started=started, finished=finished, trials=trials)
+                self._stop_all(self._active(), f"experiment {decision[0].lower()}: {decision[2]}")
+                self._refresh()
+            self._write_status(decision)
+            return self._result(True, decision, started, finished)
         add = status.trials_to_add(
             counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
         )
         created = 0
         if add and not end_reached:
-            names = self._create_trials(trials, add)
-            created = len(names)
-            trials = [*trials, *(self.store.get_trial(n) for n in names)]
-        waiting = [t.name for t in trials if t.condition is TrialCondition.CREATED]
-        started = self._start_all(trials)
+            created = len(self._create_trials(add))
+            if created:
+                self._refresh()
+        waiting = self._view.with_condition(TrialCondition.CREATED)
+        started = self._start_all(waiting)
         if waiting:  # started, failed to start, or still waiting: read them again
-            trials = self._reread(trials, waiting)
+            self._refresh()
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
         )
         if started or finished or created or not unchanged:
-            self._write_status(decision, trials)
-        return StepResult(False, *decision, started=started, finished=finished, trials=trials)
+            self._write_status(decision)
+        return self._result(False, decision, started, finished)
 
-    def _reread(self, trials: Sequence[TrialRecord], names: Sequence[str]) -> list[TrialRecord]:
-        """``trials`` with the named ones read again from the store. A step writes only the
-        trials it creates, starts or finishes (at most the parallel count), so reading those
-        back keeps its view exact without listing every trial of a large experiment again."""
-        fresh = {name: self.store.get_trial(name) for name in names}
-        return [fresh.get(t.name, t) for t in trials]
+    def _result(
+        self, done: bool, decision: tuple[str, str, str], started: int = 0, finished: int = 0
+    ) -> StepResult:
+        return StepResult(
+            done,
+            *decision,
+            started=started,
+            finished=finished,
+            trials=self._view.trials(),
+            changed=list({t.name: t for t in self._changed}.values()),
+            counts=self._view.counts(),
+            best=self._view.best(),
+        )
 
-    def _write_status(
-        self, condition: tuple[str, str, str] | None, trials: Sequence[TrialRecord] | None = None
-    ) -> None:
+    def _refresh(self) -> None:
+        """Take in the trials written since the last read (every trial on the first)."""
+        changes = self.store.list_trial_changes(self.name, self._view.seq)
+        if changes.trials:
+            applied = self._view.apply(changes.trials)
+            self._requests.apply(applied, self.spec)
+            self._changed += applied
+        self._view.seq = changes.seq
+
+    def _active(self) -> list[TrialRecord]:
+        return self._view.with_condition(TrialCondition.CREATED, TrialCondition.RUNNING)
+
+    def _write_status(self, condition: tuple[str, str, str] | None) -> None:
+        """Write Katib's status document from the view (call :meth:`_refresh` first)."""
         record = self.store.get_experiment(self.name)
-        if trials is None:
-            trials = self.store.list_trials(self.name)
         current = status.current_condition(record.status)
         if (
             current is not None
@@ -285,7 +318,7 @@ class Reconciler:
             and (current["type"], current.get("reason")) == condition[:2]
         ):
             condition = None  # unchanged: keep the transition times
-        new = status.build_status(record.status, trials, self.objective, condition, self.clock())
+        new = status.build_status(record.status, self._view, condition, self.clock())
         for key in ("suggestionEndReached", "localBaseDir"):  # the drivers' bookkeeping
             if key in record.status:
                 new[key] = record.status[key]
@@ -304,12 +337,12 @@ class Reconciler:
 
     # -- trials -----------------------------------------------------------------------------------
 
-    def _create_trials(self, trials: Sequence[TrialRecord], count: int) -> list[str]:
+    def _create_trials(self, count: int) -> list[str]:
         """Ask for ``count`` assignments and store them as Created trials; returns their names
         in creation order."""
-        request = protos.suggestions_request(self.name, self.spec, trials, count)
+        request = self._requests.encode(self.spec, count)
         try:
-            reply = self.suggestions.get_suggestions(request)
+            reply = self.suggestions.get_suggestions_wire(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
                 if count == 1:
@@ -317,7 +350,8 @@ class Reconciler:
                     return []
                 made: list[str] = []  # fewer than asked may remain: take them one at a time
                 for _ in range(count):
-                    one = self._create_trials(self.store.list_trials(self.name), 1)
+                    self._refresh()
+                    one = self._create_trials(1)
                     if not one:
                         break
                     made += one
@@ -338,11 +372,9 @@ class Reconciler:
                 f"Suggestion has failed: the response contains unexpected trials "
                 f"({len(assignments)} instead of {count})"
             )
-        existing = {t.name for t in trials}
-        names = []
+        names: list[str] = []
         for item in assignments:
-            name = item.trial_name or self._new_trial_name(existing)
-            existing.add(name)
+            name = item.trial_name or self._new_trial_name(names)
             names.append(name)
             self.store.create_trial(
                 TrialRecord(
@@ -362,11 +394,11 @@ class Reconciler:
             self.name, status={**record.status, "suggestionEndReached": message or True}
         )
 
-    def _new_trial_name(self, existing: set[str]) -> str:
+    def _new_trial_name(self, taken: Sequence[str]) -> str:
         while True:
             suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
             name = f"{self.name}-{suffix}"
-            if name not in existing:
+            if name not in self._view and name not in taken:
                 return name
 
     def _launch(self, trial: TrialRecord, gpus: Sequence[str]) -> TrialLaunch:
@@ -667,18 +699,22 @@ class Reconciler:
     def fail(self, message: str) -> StepResult:
         """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a
         caller's rule gave up on it, e.g. the SDK's fail-fast)."""
-        self._stop_all(self.store.list_trials(self.name), f"experiment failed: {message}")
+        self._changed = []
+        self._refresh()
+        self._stop_all(self._active(), f"experiment failed: {message}")
         decision = ("Failed", status.ExperimentReason.FAILED, message)
-        trials = self.store.list_trials(self.name)
-        self._write_status(decision, trials)
-        return StepResult(True, *decision, trials=trials)
+        self._refresh()
+        self._write_status(decision)
+        return self._result(True, decision)
 
     def interrupt(
         self, why: str = "interrupted (Ctrl-C)", trials: Sequence[TrialRecord] | None = None
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
         resumable."""
-        self._stop_all(self.store.list_trials(self.name) if trials is None else trials, why)
+        self._refresh()
+        self._stop_all(self._active() if trials is None else trials, why)
+        self._refresh()
         self._write_status(None)
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
 """Katib's experiment status arithmetic: trial counters and lists, the optimal trial, the
-experiment condition, and how many trials to add. Pure functions over store records.
+experiment condition, and how many trials to add. Pure functions over store records and over
+a :class:`controller.trial_view.TrialView` (the status document).
 
 Called by the reconciler on every pass (local and Kubernetes), so both write exactly Katib's
 ``status`` fields. See katib-reference.md §7.
@@ -11,10 +12,13 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunery.store.base import TrialRecord
 from tunery.trials import MetricSummary, Objective, TrialCondition
+
+if TYPE_CHECKING:
+    from controller.trial_view import TrialView
 
 
 class ExperimentReason:
@@ -145,14 +149,21 @@ def trials_to_add(counts: TrialCounts, parallel: int, max_trials: int | None) ->
     return max(0, required - counts.active)
 
 
+STATUS_LIST_LIMIT = 100
+"""The trial-name lists of the status document name at most this many trials per condition
+(the most recent ones); the counters beside them are exact. Active trials are bounded by the
+parallel count anyway; ``tunery trials`` lists every trial."""
+
+
 def build_status(
     previous: Mapping[str, Any],
-    trials: Sequence[TrialRecord],
-    objective: Objective,
+    view: TrialView,
     condition: tuple[str, str, str] | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """Katib's ``status`` document from the trials, keeping start time and condition history.
+    """Katib's ``status`` document from the view of the trials, keeping start time and
+    condition history. Counters are exact; each trial-name list holds the last
+    :data:`STATUS_LIST_LIMIT` trials of its condition.
 
     ``condition`` is ``(type, reason, message)`` to set (None keeps the current one).
     """
@@ -160,17 +171,12 @@ def build_status(
         k: v for k, v in previous.items() if k in ("startTime", "conditions", "completionTime")
     }
     status.setdefault("startTime", now.isoformat())
-    for _, list_key, count_key in _LISTS:
-        status[list_key] = []
-        status[count_key] = 0
-    for trial in trials:
-        for cond, list_key, count_key in _LISTS:
-            if trial.condition is cond:
-                status[list_key].append(trial.name)
-                status[count_key] += 1
-                break
-    status["trials"] = len(trials)
-    best = optimal_trial(trials, objective)
+    counts = view.counts()
+    for cond, list_key, count_key in _LISTS:
+        status[list_key] = list(view.recent_names(cond, STATUS_LIST_LIMIT))
+        status[count_key] = getattr(counts, _COUNT_FIELDS[cond])
+    status["trials"] = counts.total
+    best = view.best()
     if best is not None:
         trial, _ = best
         status["currentOptimalTrial"] = {
@@ -192,6 +198,17 @@ def build_status(
             status.pop("completionTime", None)
     status["lastReconcileTime"] = now.isoformat()
     return status
+
+
+_COUNT_FIELDS = {
+    TrialCondition.CREATED: "pending",
+    TrialCondition.RUNNING: "running",
+    TrialCondition.SUCCEEDED: "succeeded",
+    TrialCondition.FAILED: "failed",
+    TrialCondition.KILLED: "killed",
+    TrialCondition.EARLY_STOPPED: "early_stopped",
+    TrialCondition.METRICS_UNAVAILABLE: "metrics_unavailable",
+}
 
 
 def set_condition(

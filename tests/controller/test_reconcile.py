@@ -6,6 +6,7 @@ the real local collector (log files tailed into the store).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -178,28 +179,43 @@ def test_parallelism_is_respected(sqlite_store: Store, tmp_path: Path) -> None:
     assert last.total_request_number == len(last.trials) + last.current_request_number
 
 
-def test_a_step_lists_the_trials_once(
+def test_steps_read_only_the_trials_that_changed(
     sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Created, started and finished trials are read back by name; the whole list, costly in an
-    experiment of thousands of trials, is read once per step. The status stays exact."""
-    calls = {"list": 0, "step": 0}
-    list_trials, step = sqlite_store.list_trials, Reconciler.step
+    """Only the first read lists every trial; later reads take the trials written since the
+    previous one (the store's change counter), at most the trials a step touches, however long
+    the history. The whole list is never read again, and the status stays exact."""
+    reads: list[tuple[int | None, int]] = []
+    list_trial_changes = sqlite_store.list_trial_changes
 
-    def counting_list(*args: Any, **kwargs: Any) -> Any:
-        calls["list"] += 1
-        return list_trials(*args, **kwargs)
+    def counting_changes(name: str, since: int | None) -> Any:
+        changes = list_trial_changes(name, since)
+        reads.append((since, len(changes.trials)))
+        return changes
 
-    def counting_step(self: Reconciler) -> Any:
-        calls["step"] += 1
-        return step(self)
+    def no_full_list(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the reconciler listed every trial")
 
-    monkeypatch.setattr(sqlite_store, "list_trials", counting_list)
-    monkeypatch.setattr(Reconciler, "step", counting_step)
-    run(sqlite_store, tmp_path, experiment(parallelTrialCount=3, maxTrialCount=7), loss_lines)
-    assert calls["list"] == calls["step"] > 1
+    monkeypatch.setattr(sqlite_store, "list_trial_changes", counting_changes)
+    monkeypatch.setattr(sqlite_store, "list_trials", no_full_list)
+    run(sqlite_store, tmp_path, experiment(parallelTrialCount=3, maxTrialCount=12), loss_lines)
+    assert [since for since, _ in reads].count(None) == 1  # the first read only
+    assert max(count for since, count in reads if since is not None) <= 2 * 3
+    assert sum(count for _, count in reads) <= 12 * 4  # each trial read about once per write
     st = status_of(sqlite_store)
-    assert st["trials"] == st["trialsSucceeded"] == 7 and st["trialsRunning"] == 0
+    assert st["trials"] == st["trialsSucceeded"] == 12 and st["trialsRunning"] == 0
+
+
+def test_a_store_without_a_change_counter_is_read_whole_each_time(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store's default list_trial_changes (any store without the counter) returns every trial
+    with counter 0; the reconciler then still sees every change."""
+    default = functools.partial(Store.list_trial_changes, sqlite_store)
+    monkeypatch.setattr(sqlite_store, "list_trial_changes", default)
+    run(sqlite_store, tmp_path, experiment(parallelTrialCount=2, maxTrialCount=5), loss_lines)
+    st = status_of(sqlite_store)
+    assert st["trials"] == st["trialsSucceeded"] == 5 and st["trialsRunning"] == 0
 
 
 def test_goal_reached_stops_the_rest(sqlite_store: Store, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from controller import status
+from controller.trial_view import TrialView
 from tunery.store.base import TrialRecord
 from tunery.trials import Objective, ObjectiveType, TrialCondition
 
@@ -32,7 +33,7 @@ def test_a_failed_trial_is_never_the_optimal_trial() -> None:
     ]
     best = status.optimal_trial(trials, OBJECTIVE)
     assert best is not None and best[0].name == "ok" and best[1] == 0.5
-    built = status.build_status({}, trials, OBJECTIVE, None, dt.datetime.now(dt.UTC))
+    built = status.build_status({}, TrialView.of(trials, OBJECTIVE), None, dt.datetime.now(dt.UTC))
     assert built["currentOptimalTrial"]["bestTrialName"] == "ok"
 
 
@@ -42,5 +43,5 @@ def test_only_failed_trials_leave_no_optimal_trial_and_no_goal() -> None:
     counts = status.count_trials(trials)
     decided = status.decide_condition(counts, None, OBJECTIVE, max_trials=3, max_failed=None)
     assert decided[0] == "Running"  # the crashed 0.01 did not reach the 0.05 goal
-    built = status.build_status({}, trials, OBJECTIVE, None, dt.datetime.now(dt.UTC))
+    built = status.build_status({}, TrialView.of(trials, OBJECTIVE), None, dt.datetime.now(dt.UTC))
     assert built["currentOptimalTrial"]["bestTrialName"] == ""

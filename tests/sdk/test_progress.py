@@ -129,3 +129,28 @@ def test_helpers() -> None:
     assert duration(3725) == "1:02:05" and duration(65.4) == "1:05"
     assert short_value("0.000123456789") == "0.0001235" and short_value("128") == "128"
     assert short_value("adam") == "adam" and short_value("1e-05") == "1e-05"
+
+
+class _NoScan(list):  # type: ignore[type-arg]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("the view scanned every trial")
+
+
+def test_plain_lines_follow_a_steps_changes_without_scanning_the_history() -> None:
+    """With the step's changes, counts and best (controller.reconcile.StepResult), a line per
+    newly finished trial costs the same at any length of history."""
+    from controller.status import TrialCounts
+
+    a, c = _trial("a", loss=0.5), _trial("c", loss=0.25)
+    counts = TrialCounts(5000, 0, 1, 5000 - 1, 0, 0, 0, 0)
+    step = types.SimpleNamespace(
+        done=False, condition="Running", reason="", changed=[a, c], counts=counts, best=(c, 0.25)
+    )
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with ProgressView("e", console=console, objective=MIN_LOSS, max_trials=6000) as view:
+        view.update(step, _NoScan([a, c]))
+        view.update(step, _NoScan([a, c]))  # reported once
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[4999/6000] a Succeeded") and "best loss=0.25 (c)" in lines[0]

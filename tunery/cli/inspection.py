@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -32,6 +33,7 @@ from tunery.cli.output import (
     echo_json,
     experiment_summary,
     number,
+    optimal_trial_document,
     parameter_types,
     print_summary,
     rounded,
@@ -98,14 +100,20 @@ def status_(name: str, db_url: str | None, output: str) -> None:
 def _trial_rows(store: Any, name: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """One JSON row per trial (schema in docs/cli.md): parameters typed by the spec, metrics
     and the objective as numbers, ``values`` each metric as its strategy selects it."""
+    row = _row_maker(spec)
+    return [row(t) for t in store.list_trials(name)]
+
+
+def _row_maker(spec: dict[str, Any]) -> Any:
+    """A function from a trial record to its JSON row (see :func:`_trial_rows`)."""
     from controller.reconcile import objective_from_spec
     from controller.status import trial_objective_value
     from tunery.trials import MetricSummary
 
     objective = objective_from_spec(spec)
     types = parameter_types(spec)
-    rows = []
-    for t in store.list_trials(name):
+
+    def row(t: Any) -> dict[str, Any]:
         metrics = (t.observation or {}).get("metrics", [])
         values = {
             m["name"]: number(
@@ -115,23 +123,38 @@ def _trial_rows(store: Any, name: str, spec: dict[str, Any]) -> list[dict[str, A
             )
             for m in metrics
         }
-        rows.append(
-            {
-                "name": t.name,
-                "condition": t.condition.value,
-                "reason": t.reason,
-                "message": t.message,
-                "parameters": {
-                    k: typed_parameter(v, types.get(k)) for k, v in t.assignment.items()
-                },
-                "objective": trial_objective_value(t, objective),
-                "values": values,
-                "metrics": typed_metrics(metrics),
-                "start_time": t.start_time.isoformat() if t.start_time else None,
-                "completion_time": t.completion_time.isoformat() if t.completion_time else None,
-            }
-        )
-    return rows
+        return {
+            "name": t.name,
+            "condition": t.condition.value,
+            "reason": t.reason,
+            "message": t.message,
+            "parameters": {k: typed_parameter(v, types.get(k)) for k, v in t.assignment.items()},
+            "objective": trial_objective_value(t, objective),
+            "values": values,
+            "metrics": typed_metrics(metrics),
+            "start_time": t.start_time.isoformat() if t.start_time else None,
+            "completion_time": t.completion_time.isoformat() if t.completion_time else None,
+        }
+
+    return row
+
+
+_FIRST_PAGE = 100
+_LARGEST_PAGE = 20_000
+
+
+def _pages_by_objective(store: Any, name: str) -> Iterator[list[Any]]:
+    """The trials best objective first (the store sorts them, by an index), in pages that
+    grow from :data:`_FIRST_PAGE`: ``| head`` reads one small page, a full listing a few."""
+    offset, size = 0, _FIRST_PAGE
+    while True:
+        page = store.list_trials_by_objective(name, limit=size, offset=offset)
+        if page:
+            yield page
+        if len(page) < size:
+            return
+        offset += len(page)
+        size = min(size * 4, _LARGEST_PAGE)
 
 
 def _sort_rows(
@@ -219,6 +242,9 @@ def trials(
     with _errors(db_url):
         store = _open_store(db_url)
         spec = store.get_experiment(name).spec["spec"]
+        if sort_key == "objective" and output in ("text", "csv"):
+            _stream_by_objective(store, name, spec, output, conditions)
+            return
         rows = _trial_rows(store, name, spec)
     objective = objective_from_spec(spec)
     if conditions:
@@ -254,6 +280,89 @@ def trials(
     for r in problems:
         first = r["message"].splitlines()[0] if r["message"] else ""
         click.echo(f"{r['name']}: {r['reason']}: {first}")
+
+
+def _stream_by_objective(
+    store: Any, name: str, spec: dict[str, Any], output: str, conditions: tuple[str, ...]
+) -> None:
+    """``trials --sort objective`` as text or CSV, printed page by page as the store returns
+    them best first, so its cost follows what is read (``| head`` stops it early). The columns
+    are those of the first page (its metrics; its widths for the text table)."""
+    from controller.reconcile import objective_from_spec
+
+    objective = objective_from_spec(spec)
+    make_row = _row_maker(spec)
+    wanted = {_CONDITIONS[c.lower()] for c in conditions}
+    param_names = [p["name"] for p in spec.get("parameters") or []]
+    problems: list[dict[str, Any]] = []
+    layout: tuple[list[str], list[int]] | None = None
+    try:
+        for page in _pages_by_objective(store, name):
+            rows = [make_row(t) for t in page]
+            if wanted:
+                rows = [r for r in rows if r["condition"] in wanted]
+            if layout is None:
+                metric_names = _metric_names(rows, objective.metric_name)
+                if output == "csv":
+                    layout = (metric_names, [])
+                    click.echo(_csv(rows, metric_names, param_names), nl=False)
+                    continue
+                headers = [
+                    "TRIAL",
+                    "STATUS",
+                    *(f"{m}({objective.strategy(m)})" for m in metric_names),
+                    *param_names,
+                ]
+                cells = _cells(rows, metric_names, param_names)
+                widths = [
+                    max(len(c) for c in column) for column in zip(headers, *cells, strict=True)
+                ]
+                layout = (metric_names, widths)
+                click.echo(_aligned([headers, *cells], widths, 2 + len(metric_names)))
+            elif output == "csv":
+                text = _csv(rows, layout[0], param_names)
+                click.echo(text[text.index("\n") + 1 :], nl=False)  # no second header
+            elif rows:
+                cells = _cells(rows, layout[0], param_names)
+                click.echo(_aligned(cells, layout[1], 2 + len(layout[0])))
+            problems += [r for r in rows if r["condition"] in _PROBLEMS]
+        if layout is None and output == "text":
+            click.echo(table(["TRIAL", "STATUS"], []))
+        if output == "text":
+            for r in problems:
+                first = r["message"].splitlines()[0] if r["message"] else ""
+                click.echo(f"{r['name']}: {r['reason']}: {first}")
+    except BrokenPipeError:  # the reader (head) has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+_PROBLEMS = ("Failed", "MetricsUnavailable", "Killed")
+
+
+def _cells(
+    rows: Sequence[dict[str, Any]], metric_names: list[str], param_names: list[str]
+) -> list[list[str]]:
+    return [
+        [
+            r["name"],
+            r["condition"],
+            *(rounded(r["values"].get(m)) for m in metric_names),
+            *(rounded(r["parameters"].get(p)) for p in param_names),
+        ]
+        for r in rows
+    ]
+
+
+def _aligned(rows: Sequence[Sequence[str]], widths: Sequence[int], metrics_end: int) -> str:
+    """Rows padded to ``widths`` as :func:`table` does (metric columns right-aligned)."""
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if 2 <= i < metrics_end else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
 
 
 def _metric_names(rows: Sequence[dict[str, Any]], objective_name: str) -> list[str]:
@@ -299,9 +408,16 @@ def best(name: str, db_url: str | None, output: str) -> None:
     from controller.reconcile import objective_from_spec
 
     with _errors(db_url):
-        record = _open_store(db_url).get_experiment(name)
+        store = _open_store(db_url)
+        record = store.get_experiment(name)
+        found = store.best_trial(name)  # one indexed query, fresh even while it runs
     spec = record.spec["spec"]
-    best_trial = typed_best(record.status.get("currentOptimalTrial") or {}, spec)
+    document = (
+        optimal_trial_document(found)
+        if found is not None
+        else record.status.get("currentOptimalTrial") or {}
+    )
+    best_trial = typed_best(document, spec)
     if not best_trial.get("bestTrialName"):
         raise CliError(f"experiment {name!r} has no trial with the objective metric yet")
     if output == "json":

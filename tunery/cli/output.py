@@ -141,16 +141,21 @@ def counts_text(counts: Mapping[str, int]) -> str:
     return f"{total} ({', '.join(parts)})" if parts else str(total)
 
 
-def experiment_summary(record: Any, trials: Sequence[Any] | None = None) -> dict[str, Any]:
+def experiment_summary(
+    record: Any, trials: Sequence[Any] | None = None, *, counts: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """The JSON summary of an experiment (``list``, ``run``/``resume``/``status -o json``
-    shape documented in docs/cli.md). With ``trials``, counts every condition from them."""
+    shape documented in docs/cli.md). With ``trials`` or ``counts`` (per condition, e.g.
+    from ``Store.count_trials``), the counts are exact; else the status' counters."""
     from controller import status as st
 
     current = st.shown_condition(record.status) or {}
     spec = record.spec["spec"]
     state = record.status
     counts = (
-        trial_counts(trials)
+        dict(counts)
+        if counts is not None
+        else trial_counts(trials)
         if trials is not None
         else {
             "Succeeded": state.get("trialsSucceeded", 0),
@@ -167,7 +172,7 @@ def experiment_summary(record: Any, trials: Sequence[Any] | None = None) -> dict
         "condition": current.get("type", "Created"),
         "reason": current.get("reason", ""),
         "message": current.get("message", ""),
-        "trials": state.get("trials", 0) if trials is None else len(trials),
+        "trials": sum(counts.values()),
         "succeeded": counts["Succeeded"],
         "failed": counts["Failed"],
         "running": counts["Running"],
@@ -189,12 +194,18 @@ def best_value(best: Mapping[str, Any], metric: str, strategy: str = "latest") -
 
 
 def print_summary(store: Any, name: str, output: str) -> None:
-    """The closing summary of ``run``/``resume`` and the text of ``status``."""
+    """The closing summary of ``run``/``resume`` and the text of ``status``: counts by one
+    aggregate query, the best trial by one indexed query, never the whole trial list."""
     from controller.reconcile import objective_from_spec
+    from tunery.trials import TrialCondition
 
     record = store.get_experiment(name)
-    trials = store.list_trials(name)
-    summary = experiment_summary(record, trials)
+    counts = dict.fromkeys(CONDITION_WORDS, 0)
+    counts.update({c.value: n for c, n in store.count_trials(name).items()})
+    summary = experiment_summary(record, counts=counts)
+    best_trial = store.best_trial(name)
+    if best_trial is not None:
+        summary["best"] = typed_best(optimal_trial_document(best_trial), record.spec["spec"])
     if output == "json":
         echo_json(summary)
         return
@@ -221,12 +232,22 @@ def print_summary(store: Any, name: str, output: str) -> None:
         )
     else:
         click.echo("best trial: none yet")
-    unsuccessful = [t for t in trials if t.condition.value in ("Failed", "MetricsUnavailable")]
+    unsuccessful = counts["Failed"] + counts["MetricsUnavailable"]
     if unsuccessful:
-        first = unsuccessful[0]
+        wanted = (TrialCondition.FAILED, TrialCondition.METRICS_UNAVAILABLE)
+        first = store.list_trials(name, wanted)[0]
         click.echo(f"first {first.condition.value} trial: {first.name}: {first.message}")
-        if len(unsuccessful) > 1:
+        if unsuccessful > 1:
             click.echo(
-                f"  ({len(unsuccessful)} in all: tunery trials {name} --condition Failed "
+                f"  ({unsuccessful} in all: tunery trials {name} --condition Failed "
                 "--condition MetricsUnavailable)"
             )
+
+
+def optimal_trial_document(trial: Any) -> dict[str, Any]:
+    """Katib's ``currentOptimalTrial`` of a trial record (what ``status`` holds)."""
+    return {
+        "bestTrialName": trial.name,
+        "parameterAssignments": [{"name": k, "value": v} for k, v in trial.assignment.items()],
+        "observation": {"metrics": list((trial.observation or {}).get("metrics", []))},
+    }

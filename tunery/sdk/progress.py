@@ -63,6 +63,10 @@ def short_value(text: str) -> str:
     return f"{number:.4g}" if math.isfinite(number) else text
 
 
+_FIND = object()
+"""``ProgressView.line``'s default: find the best trial in the trials given."""
+
+
 class ProgressView:
     """Context manager; call :meth:`update` with each reconcile step's result and trials."""
 
@@ -132,11 +136,20 @@ class ProgressView:
                 self._last_render = now
                 self.live.update(self.render(result, trials))
             return
-        finished = sum(t.condition.is_terminal for t in trials)
-        for trial in trials:  # plain mode: one line per finished trial
-            if trial.condition.is_terminal and trial.name not in self._reported:
-                self._reported.add(trial.name)
-                print(self.line(trial, trials, finished), file=self._stream, flush=True)
+        # plain mode: one line per finished trial; a step's result says what changed, what
+        # counts and which is best, so a long experiment is not scanned at every step
+        counts = getattr(result, "counts", None)
+        changed = trials if counts is None else result.changed
+        new = [t for t in changed if t.condition.is_terminal and t.name not in self._reported]
+        if not new:
+            return
+        finished = (
+            sum(t.condition.is_terminal for t in trials) if counts is None else counts.completed
+        )
+        best = self._best(trials) if counts is None else result.best
+        for trial in new:
+            self._reported.add(trial.name)
+            print(self.line(trial, trials, finished, best), file=self._stream, flush=True)
 
     # -- pieces --------------------------------------------------------------------------------
 
@@ -200,8 +213,7 @@ class ProgressView:
     def _params(self, trial: Any) -> str:
         return " ".join(f"{k}={short_value(str(v))}" for k, v in trial.assignment.items())
 
-    def _best_text(self, trials: Sequence[Any]) -> str:
-        best = self._best(trials)
+    def _best_text(self, best: tuple[Any, float] | None) -> str:
         if best is None or self.objective is None:
             return ""
         trial, value = best
@@ -216,8 +228,15 @@ class ProgressView:
         rate = finished / max(elapsed, 1e-9)
         return f"ETA {duration((self.max_trials - finished) / rate)}"
 
-    def line(self, trial: Any, trials: Sequence[Any], finished: int) -> str:
-        """The plain line of a finished trial."""
+    def line(
+        self,
+        trial: Any,
+        trials: Sequence[Any],
+        finished: int,
+        best: tuple[Any, float] | object | None = _FIND,
+    ) -> str:
+        """The plain line of a finished trial; ``best`` as :meth:`_best` finds it in
+        ``trials``."""
         metrics = " ".join(f"{k}={short_value(v)}" for k, v in self._metrics(trial).items())
         text = (
             f"[{self._count(finished)}] {trial.name} {trial.condition.value}: {metrics} "
@@ -226,9 +245,9 @@ class ProgressView:
         if trial.condition is not TrialCondition.SUCCEEDED:
             first = trial.message.splitlines()[0] if trial.message else ""
             text += f" ({trial.reason}: {first})"
-        best = self._best_text(trials)
+        best_text = self._best_text(self._best(trials) if best is _FIND else best)  # type: ignore[arg-type]
         elapsed = duration(time.monotonic() - self._started)
-        return f"{text}  | {best + ', ' if best else ''}elapsed {elapsed}"
+        return f"{text}  | {best_text + ', ' if best_text else ''}elapsed {elapsed}"
 
     def render(self, result: Any, trials: Sequence[Any]) -> Group:
         """The terminal view of one step."""

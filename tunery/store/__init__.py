@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunery.store.base import Condition, ExperimentRecord, Store, TrialRecord
+from tunery.store.base import Condition, ExperimentRecord, Store, TrialChanges, TrialRecord
 from tunery.store.errors import (
     AlreadyExistsError,
     DriverMissingError,
@@ -33,6 +33,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "TrialChanges",
     "TrialRecord",
     "open_store",
     "resolve_db_url",

@@ -98,6 +98,15 @@ class TrialRecord:
     early_stopping_rules: Sequence[Mapping[str, Any]] = ()
 
 
+@dataclass(frozen=True)
+class TrialChanges:
+    """The trials of an experiment written since a change counter value, and the counter to
+    pass next time (see :meth:`Store.list_trial_changes`)."""
+
+    trials: Sequence[TrialRecord]
+    seq: int
+
+
 class Store(abc.ABC):
     """Narrow persistence API. Thread-safe; every method is one transaction.
 
@@ -136,6 +145,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def create_trial(self, trial: TrialRecord) -> TrialRecord: ...
 
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        """Create many trials of one experiment at once (a bulk import, a benchmark's fill);
+        returns how many. All or none are created (SqlStore: one transaction)."""
+        for trial in trials:
+            self.create_trial(trial)
+        return len(trials)
+
     @abc.abstractmethod
     def get_trial(self, name: str) -> TrialRecord: ...
 
@@ -144,6 +160,38 @@ class Store(abc.ABC):
         self, experiment_name: str, conditions: Iterable[TrialCondition] | None = None
     ) -> list[TrialRecord]:
         """Trials of an experiment, in creation order, optionally filtered by condition."""
+
+    def list_trial_changes(self, experiment_name: str, since: int | None) -> TrialChanges:
+        """Trials created or updated after change counter ``since`` (every trial when None),
+        in creation order, and the counter to pass next time.
+
+        Every trial write takes the next value of the experiment's counter and changes commit
+        in counter order, so repeated calls see each change exactly once, however many other
+        processes write. The default lists every trial each time (counter 0).
+        """
+        return TrialChanges(self.list_trials(experiment_name), 0)
+
+    def best_trial(self, experiment_name: str) -> TrialRecord | None:
+        """The trial with the best finite objective value by the experiment's objective
+        (the metric strategy selects it; Failed trials never count; the earliest created wins
+        ties), None when no trial has one."""
+        ranked = _ranked(self, experiment_name, exclude_failed=True)
+        return ranked[0][0] if ranked and ranked[0][1] is not None else None
+
+    def list_trials_by_objective(
+        self,
+        experiment_name: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        exclude_failed: bool = False,
+    ) -> list[TrialRecord]:
+        """Trials best objective value first (ties: creation order), then the trials without
+        a value in creation order; ``offset``/``limit`` page through them. With
+        ``exclude_failed`` Failed trials are left out (else they rank by their value too)."""
+        ranked = _ranked(self, experiment_name, exclude_failed=exclude_failed)
+        end = None if limit is None else offset + limit
+        return [trial for trial, _ in ranked[offset:end]]
 
     @abc.abstractmethod
     def update_trial(
@@ -209,3 +257,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+def _ranked(
+    store: Store, experiment_name: str, *, exclude_failed: bool
+) -> list[tuple[TrialRecord, float | None]]:
+    """The default ranking by objective value (SqlStore asks the database instead)."""
+    from tunery.store.derived import ObjectiveRule
+
+    rule = ObjectiveRule.from_spec(store.get_experiment(experiment_name).spec)
+    ranked = [
+        (trial, None if rule is None else rule.value(trial.observation))
+        for trial in store.list_trials(experiment_name)
+        if not (exclude_failed and trial.condition is TrialCondition.FAILED)
+    ]
+    sign = -1.0 if rule is not None and rule.maximize else 1.0
+    ranked.sort(key=lambda item: (item[1] is None, 0.0 if item[1] is None else sign * item[1]))
+    return ranked

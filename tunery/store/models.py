@@ -16,6 +16,12 @@ Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
   re-parsed from ``value`` on read) and ``step`` (defaulted to 0 so Katib's own db-manager can
   still insert). It has no foreign key to ``trials``: as in Katib, logs may arrive for a trial
   the store has not seen yet.
+- ``trials.change_seq`` orders the writes of an experiment's trials: each write takes the next
+  value of ``experiments.trial_seq`` under that row's lock, so changes commit in counter order
+  and a reader that saw counter ``n`` has seen every change up to ``n`` (the reconciler reads
+  only what changed since its last step). ``trials.objective_value`` is derived from the
+  ``observation`` document by the store (:mod:`tunery.store.derived`) so the best trial and
+  sorted listings are SQL queries.
 - MySQL tables are InnoDB, ``utf8mb4`` with a binary no-pad collation (chosen by the
   migration for the server: MariaDB ``utf8mb4_nopad_bin``, MySQL 8 ``utf8mb4_0900_bin``), so
   names compare exactly, case- and trailing-space-sensitive, as on the other backends.
@@ -77,6 +83,8 @@ experiments = sa.Table(
     sa.Column("status", sa.JSON(), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # the experiment's trial change counter: the last change_seq given to one of its trials
+    sa.Column("trial_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -102,8 +110,14 @@ trials = sa.Table(
     sa.Column("runner_handle", sa.JSON(), nullable=False),
     sa.Column("observation", sa.JSON(), nullable=False),
     sa.Column("early_stopping_rules", sa.JSON(), nullable=False),
+    # bumped from experiments.trial_seq by every write of the trial: list_trial_changes
+    sa.Column("change_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    # the objective metric's value by its strategy, derived from ``observation`` on write
+    sa.Column("objective_value", sa.Double(), nullable=True),
     sa.Index(None, "experiment_id", "id"),  # list_trials: creation order per experiment
     sa.Index(None, "experiment_id", "condition"),  # condition filter, count_trials
+    sa.Index(None, "experiment_id", "change_seq"),  # list_trial_changes
+    sa.Index(None, "experiment_id", "objective_value"),  # best_trial, sorted listings
     **MYSQL_TABLE_OPTIONS,
 )
 

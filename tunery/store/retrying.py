@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tunery.retry import OutageWatch, RetryPolicy
-from tunery.store.base import ExperimentRecord, Store, TrialRecord
+from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord
 from tunery.store.errors import AlreadyExistsError, StoreError, StoreUnavailableError
 from tunery.trials import Observation, TrialCondition
 
@@ -159,6 +159,10 @@ class RetryingStore(Store):
 
         return self._call(create)
 
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        batch = list(trials)
+        return self._call(lambda: self.inner.create_trials(batch))
+
     def get_trial(self, name: str) -> TrialRecord:
         return self._call(lambda: self.inner.get_trial(name))
 
@@ -167,6 +171,26 @@ class RetryingStore(Store):
     ) -> list[TrialRecord]:
         wanted = None if conditions is None else list(conditions)
         return self._call(lambda: self.inner.list_trials(experiment_name, wanted))
+
+    def list_trial_changes(self, experiment_name: str, since: int | None) -> TrialChanges:
+        return self._call(lambda: self.inner.list_trial_changes(experiment_name, since))
+
+    def best_trial(self, experiment_name: str) -> TrialRecord | None:
+        return self._call(lambda: self.inner.best_trial(experiment_name))
+
+    def list_trials_by_objective(
+        self,
+        experiment_name: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        exclude_failed: bool = False,
+    ) -> list[TrialRecord]:
+        return self._call(
+            lambda: self.inner.list_trials_by_objective(
+                experiment_name, limit=limit, offset=offset, exclude_failed=exclude_failed
+            )
+        )
 
     def update_trial(self, name: str, **fields: Any) -> TrialRecord:
         if fields.get("expect_condition") is not None:

@@ -34,7 +34,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from tunery.store import migrations
-from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
+from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord, utcnow
+from tunery.store.derived import ObjectiveRule
 from tunery.store.engine import WRITE_OPTION, create_engine, describe_url, resolve_url
 from tunery.store.errors import (
     AlreadyExistsError,
@@ -50,6 +51,8 @@ from tunery.store.models import (
     trials,
 )
 from tunery.trials import ZERO_TIME, Observation, TrialCondition
+
+trials_table = trials  # for methods whose argument is named ``trials``
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +259,13 @@ class SqlStore(Store):
         }
         what = f"create trial {trial.name!r}"
         with self.session_scope(what, write=True) as connection:
-            values["experiment_id"] = self._experiment_id(connection, trial.experiment_name)
+            experiment_id = self._experiment_id(connection, trial.experiment_name)
+            values["experiment_id"] = experiment_id
+            values["change_seq"] = self._next_seq(connection, experiment_id)
+            if (trial.observation or {}).get("metrics"):
+                values["objective_value"] = self._objective_value(
+                    connection, experiment_id, values["observation"]
+                )
             try:
                 connection.execute(sa.insert(trials).values(**values))
             except sa_exc.IntegrityError as exc:
@@ -270,6 +279,67 @@ class SqlStore(Store):
                     raise
                 raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
             return self._fetch_trial(connection, trial.name)
+
+    @_retry_conflicts
+    def create_trials(self, trials: Sequence[TrialRecord]) -> int:
+        """Multi-row INSERTs in one transaction; the trials take consecutive change counters.
+
+        Raises:
+            ValueError: the trials are not all of one experiment, or a value is invalid.
+            AlreadyExistsError: a name is taken (nothing is created).
+        """
+        if not trials:
+            return 0
+        experiment_names = {t.experiment_name for t in trials}
+        if len(experiment_names) != 1:
+            raise ValueError(
+                f"create_trials takes trials of one experiment, got {sorted(experiment_names)}"
+            )
+        (experiment_name,) = experiment_names
+        what = f"create {len(trials)} trials of experiment {experiment_name!r}"
+        with self.session_scope(what, write=True) as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            spec = connection.execute(
+                sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+            rule = ObjectiveRule.from_spec(spec)
+            last = self._next_seq(connection, experiment_id, len(trials))
+            rows = []
+            for offset, trial in enumerate(trials):
+                _check_name("trial", trial.name)
+                rows.append(
+                    {
+                        "name": trial.name,
+                        "experiment_id": experiment_id,
+                        "assignment": _plain(trial.assignment, "assignment"),
+                        "condition": _condition(trial.condition).value,
+                        "reason": _check_reason(trial.reason),
+                        "message": _check_text("message", trial.message),
+                        "labels": _plain(trial.labels, "labels"),
+                        "created_at": _db_time(trial.created_at, "created_at"),
+                        "start_time": _db_time_or_none(trial.start_time, "start_time"),
+                        "completion_time": _db_time_or_none(
+                            trial.completion_time, "completion_time"
+                        ),
+                        "runner_handle": _plain(trial.runner_handle, "runner_handle"),
+                        "observation": _plain(trial.observation, "observation"),
+                        "early_stopping_rules": _plain(
+                            list(trial.early_stopping_rules), "early_stopping_rules"
+                        ),
+                        "change_seq": last - len(trials) + 1 + offset,
+                        "objective_value": None if rule is None else rule.value(trial.observation),
+                    }
+                )
+            try:
+                for start in range(0, len(rows), _IN_CHUNK):
+                    connection.execute(sa.insert(trials_table), rows[start : start + _IN_CHUNK])
+            except sa_exc.IntegrityError as exc:
+                if _integrity_kind(exc) != "unique":
+                    raise
+                raise AlreadyExistsError(
+                    f"a trial of the {len(trials)} to create already exists: {exc.orig}"
+                ) from exc
+        return len(trials)
 
     def get_trial(self, name: str) -> TrialRecord:
         with self.session_scope(f"get trial {name!r}") as connection:
@@ -301,6 +371,77 @@ class SqlStore(Store):
             experiment_id = self._experiment_id(connection, experiment_name)
             rows = connection.execute(query.where(trials.c.experiment_id == experiment_id)).all()
         return {TrialCondition(condition): count for condition, count in rows}
+
+    def list_trial_changes(self, experiment_name: str, since: int | None) -> TrialChanges:
+        """Trials written after change counter ``since`` (all when None), in creation order,
+        from the (experiment, change_seq) index; see :meth:`Store.list_trial_changes`.
+
+        Each trial write bumps ``experiments.trial_seq`` first, holding that row's lock until
+        it commits, so a change with counter ``n`` commits only after every change below
+        ``n``: once one statement sees ``n``, it sees all of them, and the highest counter
+        it returned is where the next call starts.
+        """
+        query = sa.select(*_TRIAL_COLUMNS, trials.c.change_seq)
+        what = f"list trial changes of experiment {experiment_name!r}"
+        with self.session_scope(what) as connection:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            query = query.where(trials.c.experiment_id == experiment_id)
+            if since is not None:
+                query = query.where(trials.c.change_seq > since)
+            rows = connection.execute(query.order_by(trials.c.id)).all()
+        seq = max((row[-1] for row in rows), default=since or 0)
+        return TrialChanges([_trial_record(row, experiment_name) for row in rows], int(seq))
+
+    def best_trial(self, experiment_name: str) -> TrialRecord | None:
+        """The best trial by one indexed query (see :meth:`Store.best_trial`)."""
+        found = self.list_trials_by_objective(experiment_name, limit=1, exclude_failed=True)
+        return found[0] if found and found[0].observation.get("metrics") else None
+
+    def list_trials_by_objective(
+        self,
+        experiment_name: str,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        exclude_failed: bool = False,
+    ) -> list[TrialRecord]:
+        """Trials ranked by ``objective_value`` in the database; the trials without one follow
+        in creation order (see :meth:`Store.list_trials_by_objective`)."""
+        what = f"list trials of experiment {experiment_name!r} by objective"
+        with self.session_scope(what) as connection:
+            row = connection.execute(
+                sa.select(experiments.c.id, experiments.c.spec).where(
+                    experiments.c.name == experiment_name
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found")
+            experiment_id, spec = row
+            rule = ObjectiveRule.from_spec(spec)
+            value = trials.c.objective_value
+            base = sa.select(*_TRIAL_COLUMNS).where(trials.c.experiment_id == experiment_id)
+            if exclude_failed:
+                base = base.where(trials.c.condition != TrialCondition.FAILED.value)
+            # Two index range scans, (experiment, objective_value) then (experiment, id):
+            # the ranked trials, then those without a value; no sort of the whole table.
+            ranked = base.where(value.is_not(None)).order_by(
+                value.desc() if rule is not None and rule.maximize else value.asc(),
+                trials.c.id,
+            )
+            unranked = base.where(value.is_(None)).order_by(trials.c.id)
+            rows = list(connection.execute(_page(ranked, offset, limit)).all())
+            if limit is None or len(rows) < limit:
+                if not rows:  # the page starts past the ranked trials: how far past?
+                    offset -= connection.execute(
+                        sa.select(sa.func.count()).select_from(
+                            ranked.order_by(None).with_only_columns(trials.c.id).subquery()
+                        )
+                    ).scalar_one()
+                else:
+                    offset = 0
+                rest = None if limit is None else limit - len(rows)
+                rows += connection.execute(_page(unranked, max(offset, 0), rest)).all()
+        return [_trial_record(row, experiment_name) for row in rows]
 
     @_retry_conflicts
     def update_trial(
@@ -343,6 +484,16 @@ class SqlStore(Store):
             statement = statement.where(trials.c.condition.in_(expected))
         with self.session_scope(f"update trial {name!r}", write=True) as connection:
             if values:
+                experiment_id = connection.execute(
+                    sa.select(trials.c.experiment_id).where(trials.c.name == name)
+                ).scalar_one_or_none()
+                if experiment_id is None:
+                    raise NotFoundError(f"trial {name!r} not found")
+                values["change_seq"] = self._next_seq(connection, experiment_id)
+                if "observation" in values:
+                    values["objective_value"] = self._objective_value(
+                        connection, experiment_id, values["observation"]
+                    )
                 connection.execute(statement.values(**values))
             return self._fetch_trial(connection, name)
 
@@ -447,6 +598,34 @@ class SqlStore(Store):
         return int(found)
 
     @staticmethod
+    def _next_seq(connection: sa.Connection, experiment_id: int, count: int = 1) -> int:
+        """Take the experiment's next ``count`` trial change counters (returns the last); the
+        row stays locked (so later changes wait) until this transaction ends."""
+        bump = (
+            sa.update(experiments)
+            .where(experiments.c.id == experiment_id)
+            .values(trial_seq=experiments.c.trial_seq + count)
+        )
+        if connection.dialect.update_returning:
+            return int(connection.execute(bump.returning(experiments.c.trial_seq)).scalar_one())
+        connection.execute(bump)
+        return int(
+            connection.execute(
+                sa.select(experiments.c.trial_seq).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+        )
+
+    @staticmethod
+    def _objective_value(
+        connection: sa.Connection, experiment_id: int, observation: Mapping[str, Any]
+    ) -> float | None:
+        spec = connection.execute(
+            sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
+        ).scalar_one()
+        rule = ObjectiveRule.from_spec(spec)
+        return None if rule is None else rule.value(observation)
+
+    @staticmethod
     def _fetch_experiment(connection: sa.Connection, name: str) -> ExperimentRecord:
         row = connection.execute(
             _experiment_select().where(experiments.c.name == name)
@@ -465,6 +644,12 @@ class SqlStore(Store):
         if row is None:
             raise NotFoundError(f"trial {name!r} not found")
         return _trial_record(row, row[-1])
+
+
+def _page(query: sa.Select[Any], offset: int, limit: int | None) -> sa.Select[Any]:
+    if offset:
+        query = query.offset(offset)
+    return query if limit is None else query.limit(limit)
 
 
 # -- value conversion ---------------------------------------------------------------------------

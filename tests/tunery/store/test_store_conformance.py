@@ -432,3 +432,102 @@ def test_ping_and_close(store: Store) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.get_experiment("exp")
+
+
+# -- incremental reads and objective ranking ------------------------------------------------
+def loss(value: str) -> dict[str, object]:
+    return {"metrics": [{"name": "loss", "min": value, "max": value, "latest": value}]}
+
+
+def test_list_trial_changes_returns_each_write_once(store: Store, exp: str) -> None:
+    store.create_experiment("other", SPEC)
+    store.create_trial(trial("a"))
+    store.create_trial(trial("b"))
+    store.create_trial(trial("x", experiment="other"))
+    first = store.list_trial_changes(exp, None)
+    assert [t.name for t in first.trials] == ["a", "b"]
+    assert store.list_trial_changes(exp, first.seq).trials == []
+    store.update_trial("x", condition=TrialCondition.RUNNING)  # another experiment's trial
+    assert store.list_trial_changes(exp, first.seq).trials == []
+    store.update_trial("b", condition=TrialCondition.RUNNING)
+    store.create_trial(trial("c"))
+    second = store.list_trial_changes(exp, first.seq)
+    assert [(t.name, t.condition) for t in second.trials] == [
+        ("b", TrialCondition.RUNNING),
+        ("c", TrialCondition.CREATED),
+    ]
+    assert second.seq > first.seq
+    # a compare-and-set that does not apply changes nothing visible
+    store.update_trial("a", condition=TrialCondition.KILLED, expect_condition=["Running"])
+    assert store.list_trial_changes(exp, second.seq).trials == []
+    # an update without fields is not a change
+    store.update_trial("c")
+    assert store.list_trial_changes(exp, second.seq).trials == []
+    with pytest.raises(NotFoundError, match="'nope'"):
+        store.list_trial_changes("nope", None)
+
+
+def test_objective_value_ranks_trials_and_picks_the_best(store: Store, exp: str) -> None:
+    assert store.best_trial(exp) is None
+    store.create_trial(trial("a", observation=loss("0.5")))
+    store.create_trial(trial("b"))
+    store.create_trial(trial("c"))
+    store.create_trial(trial("d", observation=loss("0.2")))
+    store.create_trial(trial("e", observation=loss("nan")))
+    store.update_trial("b", condition=TrialCondition.FAILED, observation=loss("0.01"))
+    store.update_trial("c", condition=TrialCondition.SUCCEEDED, observation=loss("0.2"))
+    best = store.best_trial(exp)
+    assert best is not None and best.name == "c"  # Failed b never wins; c ties d, created first
+    ranked = [t.name for t in store.list_trials_by_objective(exp)]
+    assert ranked == ["b", "c", "d", "a", "e"]  # no value (NaN) last
+    assert [t.name for t in store.list_trials_by_objective(exp, exclude_failed=True)] == [
+        "c",
+        "d",
+        "a",
+        "e",
+    ]
+    assert [t.name for t in store.list_trials_by_objective(exp, limit=2, offset=1)] == ["c", "d"]
+    assert [t.name for t in store.list_trials_by_objective(exp, limit=5, offset=3)] == ["a", "e"]
+    assert [t.name for t in store.list_trials_by_objective(exp, offset=4)] == ["e"]
+    assert store.list_trials_by_objective(exp, offset=9) == []
+
+
+def test_best_trial_follows_a_maximize_objective_and_its_strategy(store: Store) -> None:
+    spec = {
+        "spec": {
+            "objective": {
+                "type": "maximize",
+                "objectiveMetricName": "acc",
+                "metricStrategies": [{"name": "acc", "value": "latest"}],
+            }
+        }
+    }
+    store.create_experiment("m", spec)
+    metrics = [{"name": "acc", "min": "0.1", "max": "0.9", "latest": "0.3"}]
+    store.create_trial(trial("p", experiment="m", observation={"metrics": metrics}))
+    store.create_trial(trial("q", experiment="m", observation=loss("5")))  # not the objective
+    store.create_trial(
+        trial(
+            "r",
+            experiment="m",
+            observation={"metrics": [{"name": "acc", "min": "0", "max": "0.5", "latest": "0.4"}]},
+        )
+    )
+    best = store.best_trial("m")
+    assert best is not None and best.name == "r"  # by latest: 0.4 > 0.3 (max would pick p)
+    assert [t.name for t in store.list_trials_by_objective("m")] == ["r", "p", "q"]
+
+
+def test_create_trials_in_bulk_is_all_or_nothing(store: Store, exp: str) -> None:
+    store.create_trial(trial("taken"))
+    before = store.list_trial_changes(exp, None).seq
+    with pytest.raises(AlreadyExistsError):
+        store.create_trials([trial("new1"), trial("taken")])
+    assert [t.name for t in store.list_trials(exp)] == ["taken"]
+    assert store.create_trials([trial(f"b{i}", observation=loss(str(i))) for i in range(3)]) == 3
+    changes = store.list_trial_changes(exp, before)
+    assert [t.name for t in changes.trials] == ["b0", "b1", "b2"]
+    best = store.best_trial(exp)
+    assert best is not None and best.name == "b0"
+    with pytest.raises(ValueError, match="one experiment"):
+        store.create_trials([trial("x1"), trial("x2", experiment="other")])

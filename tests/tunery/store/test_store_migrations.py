@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 
 from tunery.store import StoreError, TrialRecord, migrations, models, open_store
 from tunery.store.engine import create_engine, resolve_url
-from tunery.trials import ZERO_TIME, Observation
+from tunery.trials import ZERO_TIME, Observation, TrialCondition
 
 TABLES = {"experiments", "trials", "observation_logs", migrations.VERSION_TABLE}
 
@@ -139,4 +139,39 @@ def test_downgrade_to_empty_and_upgrade_again(tmp_path: Path) -> None:
         engine.dispose()
     store = open_store(url)
     store.create_experiment("exp", {})
+    store.close()
+
+
+def test_0002_backfills_objective_values_and_reads_old_trials(db_url: str) -> None:
+    """A store written at revision 0001 upgrades in place: its trials get their objective value
+    (by the experiment's objective and metric strategy) and a full read includes them."""
+    spec = {"spec": {"objective": {"type": "maximize", "objectiveMetricName": "acc"}}}
+    metrics = [{"name": "acc", "min": "0.1", "max": "0.7", "latest": "0.2"}]
+    store = open_store(db_url)
+    store.create_experiment("old", spec)
+    store.create_trial(TrialRecord("a", "old", {"x": "1"}, observation={"metrics": metrics}))
+    store.create_trial(TrialRecord("b", "old", {"x": "2"}))
+    store.close()
+    engine = _engine(db_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(migrations.alembic_config(connection=connection), "0001")
+        with engine.begin() as connection:
+            assert "objective_value" not in {
+                c["name"] for c in sa.inspect(connection).get_columns("trials")
+            }
+        migrations.upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT name, objective_value FROM trials")).all()
+        values = {name: value for name, value in rows}
+        assert values == {"a": 0.7, "b": None}  # max: the maximize objective's strategy
+    finally:
+        engine.dispose()
+    store = open_store(db_url)
+    best = store.best_trial("old")
+    assert best is not None and best.name == "a"
+    changes = store.list_trial_changes("old", None)
+    assert [t.name for t in changes.trials] == ["a", "b"]
+    store.update_trial("b", condition=TrialCondition.RUNNING)
+    assert [t.name for t in store.list_trial_changes("old", changes.seq).trials] == ["b"]
     store.close()
