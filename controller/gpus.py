@@ -13,8 +13,11 @@ A trial asking for N GPUs gets N distinct devices, exposed to it through
 ``CUDA_VISIBLE_DEVICES`` and ``NVIDIA_VISIBLE_DEVICES``. By default a device serves one trial at
 a time; the experiment annotation ``tunery.io/trials-per-gpu: "k"`` lets k trials share each
 device. Trials wait for free devices rather than oversubscribe; a request for more devices
-than the machine has is an error. Allocations are recorded in each trial's runner handle, so
-:meth:`GpuAllocator.restore` rebuilds them after a controller restart.
+than the machine has is an error, unless the experiment is annotated
+``tunery.io/gpu-optional: "true"``: then, on a machine with fewer GPUs than a trial asks for,
+trials run on the CPU (no device visible to them), and the controller says so once.
+Allocations are recorded in each trial's runner handle, so :meth:`GpuAllocator.restore`
+rebuilds them after a controller restart.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 TRIALS_PER_GPU_ANNOTATION = "tunery.io/trials-per-gpu"
+GPU_OPTIONAL_ANNOTATION = "tunery.io/gpu-optional"
 
 
 class GpuRequestError(ValueError):
@@ -147,18 +151,37 @@ def gpu_request(container: Mapping[str, Any]) -> int:
 class GpuAllocator:
     """Hands out GPU slots to trials; thread-safe. ``trials_per_gpu`` slots per device."""
 
-    def __init__(self, gpus: Sequence[Gpu], trials_per_gpu: int = 1) -> None:
+    def __init__(
+        self, gpus: Sequence[Gpu], trials_per_gpu: int = 1, *, optional: bool = False
+    ) -> None:
+        """``optional``: a request the machine can never meet runs on the CPU instead of being
+        an error (the ``tunery.io/gpu-optional`` annotation)."""
         if trials_per_gpu < 1:
             raise GpuRequestError(
                 f"{TRIALS_PER_GPU_ANNOTATION} must be >= 1, got {trials_per_gpu}"
             )
         self.gpus = list(gpus)
         self.trials_per_gpu = trials_per_gpu
+        self.optional = optional
+        self._told_cpu = False
         self._users: dict[str, set[str]] = {g.id: set() for g in self.gpus}
         self._lock = threading.Lock()
 
     def check(self, count: int) -> None:
-        """Raise GpuRequestError when ``count`` GPUs can never be satisfied here."""
+        """Raise GpuRequestError when ``count`` GPUs can never be satisfied here (with
+        ``optional``, say once that trials run on the CPU instead)."""
+        if count > len(self.gpus) and self.optional:
+            if not self._told_cpu:
+                self._told_cpu = True
+                log.warning(
+                    "trials ask for %d GPU(s) (%s) but this machine has %d; %s is set, so "
+                    "they run on the CPU",
+                    count,
+                    GPU_RESOURCE,
+                    len(self.gpus),
+                    GPU_OPTIONAL_ANNOTATION,
+                )
+            return
         if count > len(self.gpus):
             have = ", ".join(g.id for g in self.gpus) or "none"
             raise GpuRequestError(
@@ -171,6 +194,8 @@ class GpuAllocator:
         if count == 0:
             return []
         self.check(count)
+        if count > len(self.gpus):  # optional and never satisfiable: the CPU, no device
+            return []
         with self._lock:
             free = [g.id for g in self.gpus if len(self._users[g.id]) < self.trials_per_gpu]
             if len(free) < count:

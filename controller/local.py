@@ -24,7 +24,12 @@ from controller.clients import (
     suggestion_client,
 )
 from controller.collecting import LogWatcher
-from controller.gpus import TRIALS_PER_GPU_ANNOTATION, GpuAllocator, discover_gpus
+from controller.gpus import (
+    GPU_OPTIONAL_ANNOTATION,
+    TRIALS_PER_GPU_ANNOTATION,
+    GpuAllocator,
+    discover_gpus,
+)
 from controller.interrupts import SignalWatch, shielded, signal_name
 from controller.reconcile import Reconciler, StepResult, objective_from_spec
 from controller.runners.local import LocalRunner
@@ -196,7 +201,11 @@ def build_reconciler(
         early_stopping=_early_stopping_client(store, spec, settings),
         watcher_factory=LogWatcher.factory(store, record.spec),
         stopper_factory=_stopper_factory(store, name, spec, objective),
-        allocator=GpuAllocator(discover_gpus(), per_gpu),
+        allocator=GpuAllocator(
+            discover_gpus(),
+            per_gpu,
+            optional=annotations.get(GPU_OPTIONAL_ANNOTATION, "").lower() == "true",
+        ),
         base_dir=Path(record.status.get(BASE_DIR_KEY, ".")),
         logs_dir=logs_dir,
         stop_grace_seconds=settings.stop_grace_seconds,

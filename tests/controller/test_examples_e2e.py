@@ -129,3 +129,20 @@ def test_unknown_algorithm_without_endpoint_is_invalid(tmp_path: Path) -> None:
     code, output = run_cli(tmp_path, "run", str(EXAMPLES / "custom-algorithm/experiment.yaml"))
     assert code == 2
     assert 'spec.algorithm.algorithmName: "hill-climb" is not a known algorithm' in output
+
+
+def test_pytorch_digits_runs_on_the_cpu_without_a_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("torch", reason="the pytorch-digits example needs torch (tunery[torch])")
+    monkeypatch.setenv("TUNERY_GPUS", "0")  # a machine without GPUs
+    path = EXAMPLES / "pytorch-digits" / "experiment.yaml"
+    code, output = run_cli(tmp_path, "run", str(path), "--max-trials", "3", "-o", "json")
+    assert code == 0, output
+    result = summary(output)
+    assert (result["condition"], result["succeeded"]) == ("Succeeded", 3)
+    assert any("run on the CPU" in r.getMessage() for r in caplog.records)
+    logs = sorted((tmp_path / "logs" / "pytorch-digits").glob("*.log"))
+    assert len(logs) == 3
+    for log in logs:
+        assert "device=cpu" in log.read_text() and "CUDA_VISIBLE_DEVICES=''" in log.read_text()

@@ -67,6 +67,21 @@ def test_requests_larger_than_the_machine_fail_clearly() -> None:
     assert gpu_request({}) == 0
 
 
+def test_gpu_optional_runs_on_the_cpu_where_the_machine_has_too_few(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alloc = GpuAllocator([], optional=True)
+    alloc.check(1)  # no error: the request is optional
+    assert alloc.allocate("a", 1) == [] and alloc.allocate("b", 1) == []  # no device: the CPU
+    assert visible_devices_env([])["CUDA_VISIBLE_DEVICES"] == ""
+    said = [r.getMessage() for r in caplog.records if "run on the CPU" in r.getMessage()]
+    assert len(said) == 1 and "tunery.io/gpu-optional" in said[0]  # said once
+    # where the machine has enough, the request is exclusive as usual
+    alloc = GpuAllocator([Gpu("0")], optional=True)
+    assert alloc.allocate("a", 1) == ["0"]
+    assert alloc.allocate("b", 1) is None
+
+
 def test_restore_rebuilds_allocations_after_restart() -> None:
     alloc = GpuAllocator([Gpu("0"), Gpu("1")])
     alloc.restore([("old", ["1"])])
