@@ -3,17 +3,18 @@
 Used for the sources that yield observations rather than bytes: TensorBoard event files
 (:class:`metrics_collector.tfevents.TFEventReader`) and a Prometheus endpoint
 (:class:`metrics_collector.prometheus.PrometheusScraper`). Called by the local controller's
-collector wiring and by the Kubernetes sidecar, with ``sink=collector.add``. It has the
-``start``/``stop``/``join``/``run`` shape of :class:`metrics_collector.sources.FileTailer`, so
-both kinds of source are driven alike.
+collector wiring and by the Kubernetes sidecar, with ``sink=collector.add``. Like
+:class:`metrics_collector.sources.FileTailer` it is a
+:class:`~metrics_collector.background.BackgroundLoop`, so both kinds of source are driven
+alike.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
+from metrics_collector.background import BackgroundLoop
 from tunery.trials import Observation
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,11 @@ Poll = Callable[[], list[Observation]]
 ObservationSink = Callable[[list[Observation]], object]
 
 
-class Poller:
+class Poller(BackgroundLoop):
     """Polls every ``interval`` seconds until stopped or until ``is_done()``; then polls once
     more (with ``drain``), so what was written last is read."""
+
+    thread_name = "metrics-poller"
 
     def __init__(
         self,
@@ -34,30 +37,12 @@ class Poller:
         is_done: Callable[[], bool] | None = None,
         interval: float = 1.0,
     ) -> None:
+        super().__init__()
         self.poll = poll
         self.sink = sink
         self.is_done = is_done
         self.interval = interval
         self.polls = 0
-        self._stop = threading.Event()
-        self._drain = True
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Poller:
-        self._thread = threading.Thread(target=self.run, name="metrics-poller", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, drain: bool = True) -> None:
-        """Stop polling; with ``drain``, poll one last time first."""
-        self._drain = drain
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def run(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from metrics_collector.background import BackgroundLoop
 from tunery.files import open_private
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class Step(enum.Enum):
     DONE = "done"
 
 
-class FileTailer:
+class FileTailer(BackgroundLoop):
     """Follows ``path`` from ``offset`` and passes each new chunk to ``sink``.
 
     Args:
@@ -138,6 +139,8 @@ class FileTailer:
             trial's leftover processes wrote after the trial ended).
     """
 
+    thread_name = "file-tailer"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -150,6 +153,7 @@ class FileTailer:
         offset: int = 0,
         end_offset: Callable[[], int | None] | None = None,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
         self.sink = sink
         self.is_done = is_done
@@ -161,28 +165,9 @@ class FileTailer:
         self._end: int | None = None
         self.rotations = 0
         self.truncations = 0
-        self._stop = threading.Event()
-        self._drain = True
-        self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
         self._finishing = False
-
-    def start(self) -> FileTailer:
-        self._thread = threading.Thread(target=self.run, name="file-tailer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, drain: bool = True) -> None:
-        """Stop following; with ``drain``, read what the file holds first."""
-        self._drain = drain
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def run(self) -> None:
         """Follow the file until stopped (or done), then return."""
