@@ -94,6 +94,34 @@ class RetryingStore(Store):
             self._recovered()
             return result
 
+    def _create_once(
+        self,
+        create: Callable[[], R],
+        read_back: Callable[[], R],
+        is_ours: Callable[[R], bool],
+    ) -> R:
+        """``create`` retried through an outage. If an attempt's answer was lost after its
+        commit, the retry finds the row taken: the row that attempt wrote (``is_ours``) is
+        returned instead of a false AlreadyExistsError; any other row still raises."""
+        retried = False
+
+        def attempt() -> R:
+            nonlocal retried
+            try:
+                return create()
+            except AlreadyExistsError:
+                if not retried:
+                    raise
+                existing = read_back()  # written by the lost attempt?
+                if not is_ours(existing):
+                    raise
+                return existing
+            except StoreUnavailableError:
+                retried = True
+                raise
+
+        return self._call(attempt)
+
     def _recovered(self) -> None:
         outage = self._watch.recovered()
         if outage is not None:
@@ -101,24 +129,11 @@ class RetryingStore(Store):
 
     # -- experiments ----------------------------------------------------------------------------
     def create_experiment(self, name: str, spec: Mapping[str, Any]) -> ExperimentRecord:
-        retried = False
-
-        def create() -> ExperimentRecord:
-            nonlocal retried
-            try:
-                return self.inner.create_experiment(name, spec)
-            except AlreadyExistsError:
-                if not retried:
-                    raise
-                existing = self.inner.get_experiment(name)  # written by the lost attempt?
-                if dict(existing.spec) != dict(spec):
-                    raise
-                return existing
-            except StoreUnavailableError:
-                retried = True
-                raise
-
-        return self._call(create)
+        return self._create_once(
+            lambda: self.inner.create_experiment(name, spec),
+            lambda: self.inner.get_experiment(name),
+            lambda existing: dict(existing.spec) == dict(spec),
+        )
 
     def get_experiment(self, name: str) -> ExperimentRecord:
         return self._call(lambda: self.inner.get_experiment(name))
@@ -140,24 +155,11 @@ class RetryingStore(Store):
 
     # -- trials ---------------------------------------------------------------------------------
     def create_trial(self, trial: TrialRecord) -> TrialRecord:
-        retried = False
-
-        def create() -> TrialRecord:
-            nonlocal retried
-            try:
-                return self.inner.create_trial(trial)
-            except AlreadyExistsError:
-                if not retried:
-                    raise
-                existing = self.inner.get_trial(trial.name)  # written by the lost attempt?
-                if dict(existing.assignment) != dict(trial.assignment):
-                    raise
-                return existing
-            except StoreUnavailableError:
-                retried = True
-                raise
-
-        return self._call(create)
+        return self._create_once(
+            lambda: self.inner.create_trial(trial),
+            lambda: self.inner.get_trial(trial.name),
+            lambda existing: dict(existing.assignment) == dict(trial.assignment),
+        )
 
     def create_trials(self, trials: Sequence[TrialRecord]) -> int:
         batch = list(trials)
