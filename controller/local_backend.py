@@ -36,6 +36,7 @@ from controller.local import (
     submit,
 )
 from controller.reconcile import StepResult
+from controller.runners.proctree import proc_info
 from tunery.experiment import Experiment
 from tunery.files import is_private_file, open_private, private_dir, write_private
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
@@ -361,12 +362,6 @@ class LocalBackend:
 
 
 def _proc_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks (``/proc/<pid>/stat``), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # exited, not yet reaped
-        return None
-    return int(fields[19])
+    """The process's start time in clock ticks, None if it is gone (or a zombie)."""
+    info = proc_info(pid)
+    return None if info is None or info.zombie else info.start_ticks
