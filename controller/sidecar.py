@@ -106,12 +106,17 @@ class CollectorSettings:
     ``db_manager_address`` is where the collector pushes observations (``host:port``);
     ``early_stopping_address`` the EarlyStopping service for experiments that stop early;
     ``native_sidecar`` False puts the collector among the pod's containers (clusters < 1.29).
+    ``tls_secret``: a Secret in the trial's namespace with ``ca.crt`` (and ``tls.crt``/``tls.key``
+    when ``tls_mutual``): mounted read-only into the collector and the primary container, whose
+    ``TUNERY_TLS_*`` variables then point at it, so both reach TLS-only services.
     """
 
     image: str
     db_manager_address: str
     early_stopping_address: str = ""
     native_sidecar: bool = True
+    tls_secret: str = ""
+    tls_mutual: bool = False
     image_pull_policy: str = "IfNotPresent"
     resources: Mapping[str, Any] = field(
         default_factory=lambda: {
@@ -341,6 +346,37 @@ def _add_volume(template: dict[str, Any]) -> None:
     volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
 
 
+TLS_VOLUME = "tunery-tls"
+TLS_DIRECTORY = "/etc/tunery/tls"
+
+
+def _tls_env(settings: CollectorSettings) -> dict[str, str]:
+    """The ``TUNERY_TLS_*`` variables of a container that has the TLS Secret mounted."""
+    if not settings.tls_secret:
+        return {}
+    env = {"TUNERY_TLS_CA": f"{TLS_DIRECTORY}/ca.crt"}
+    if settings.tls_mutual:
+        env.update(
+            TUNERY_TLS_CERT=f"{TLS_DIRECTORY}/tls.crt", TUNERY_TLS_KEY=f"{TLS_DIRECTORY}/tls.key"
+        )
+    return env
+
+
+def _add_tls(template: dict[str, Any], containers: Sequence[dict[str, Any]], secret: str) -> None:
+    """Mount the TLS Secret read-only into ``containers`` of the pod template."""
+    volumes = template["spec"].setdefault("volumes", [])
+    if any(v.get("name") == TLS_VOLUME for v in volumes):
+        raise SidecarError(
+            f"the pod template already has a volume named {TLS_VOLUME!r}, which the TLS "
+            "settings need; rename it"
+        )
+    volumes.append({"name": TLS_VOLUME, "secret": {"secretName": secret}})
+    for container in containers:
+        container.setdefault("volumeMounts", []).append(
+            {"name": TLS_VOLUME, "mountPath": TLS_DIRECTORY, "readOnly": True}
+        )
+
+
 def _mount(container: dict[str, Any], directory: str) -> None:
     mounts = container.setdefault("volumeMounts", [])
     for mount in mounts:
@@ -382,7 +418,7 @@ def inject_collector(
         if plan.kind == "Push":
             return out
         raise SidecarError(_no_template_message(out, template_spec.get("primaryPodLabels")))
-    env = {"KATIB_TRIAL_NAME": trial_name, **(extra_env or {})}
+    env = {"KATIB_TRIAL_NAME": trial_name, **(extra_env or {}), **_tls_env(settings)}
     if plan.kind != "Push":
         env.update(
             TUNERY_METRICS_DIR=plan.directory,
@@ -399,6 +435,8 @@ def inject_collector(
         container = containers[0]
         _set_env(container, env)
         if plan.kind == "Push":
+            if settings.tls_secret:  # report_metrics reaches the DBManager itself
+                _add_tls(t.template, [container], settings.tls_secret)
             continue
         if plan.kind in ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric") and (
             plan.kind == "StdOut" or container.get("command")
@@ -411,6 +449,10 @@ def inject_collector(
         sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
         if plan.kind != "Custom":  # a custom collector keeps the securityContext it was given
             sidecar["securityContext"] = collector_security_context(pod_spec, container)
+        if settings.tls_secret:
+            _add_tls(t.template, [container, sidecar], settings.tls_secret)
+            if plan.kind != "Custom":
+                _set_env(sidecar, _tls_env(settings))
         if sidecar["name"] in names:
             raise SidecarError(
                 f"the {kind} already has a container named {sidecar['name']!r}, the name of "

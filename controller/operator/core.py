@@ -96,6 +96,11 @@ class OperatorSettings:
     stop_grace_seconds: float = 30.0
     liveness_endpoint: str | None = None
     template_namespaces: tuple[str, ...] = ()
+    collector_tls_secret: str = ""
+    """A Secret (in each trial's namespace) with ``ca.crt`` (+ ``tls.crt``/``tls.key`` when
+    ``collector_tls_mutual``) for trials and collectors to reach TLS-only services
+    (``TUNERY_COLLECTOR_TLS_SECRET``, ``TUNERY_COLLECTOR_TLS_MUTUAL``)."""
+    collector_tls_mutual: bool = False
     """Namespaces besides an Experiment's own whose ConfigMaps its trialTemplate.configMap
     may name (``*``: any); empty by default, so a user cannot make the operator read another
     namespace's ConfigMap."""
@@ -140,6 +145,8 @@ class OperatorSettings:
                 for n in env.get("TUNERY_TEMPLATE_NAMESPACES", "").split(",")
                 if n.strip()
             ),
+            collector_tls_secret=env.get("TUNERY_COLLECTOR_TLS_SECRET", ""),
+            collector_tls_mutual=env.get("TUNERY_COLLECTOR_TLS_MUTUAL", "").lower() == "true",
         )
 
     def collector(self) -> CollectorSettings:
@@ -148,6 +155,8 @@ class OperatorSettings:
             db_manager_address=self.db_manager_address,
             early_stopping_address=self.early_stopping_address,
             native_sidecar=self.native_sidecar,
+            tls_secret=self.collector_tls_secret,
+            tls_mutual=self.collector_tls_mutual,
         )
 
 

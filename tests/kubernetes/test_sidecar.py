@@ -239,3 +239,39 @@ def test_a_custom_collector_keeps_its_own_security_context() -> None:
     collector = {"collector": {"kind": "Custom", "customCollector": custom}}
     out = inject(spec=spec(metricsCollectorSpec=collector))
     assert _collector(out)["securityContext"] == {"runAsUser": 5}
+
+
+def test_a_tls_secret_reaches_the_collector_and_the_trial() -> None:
+    import dataclasses
+
+    from controller.operator.core import OperatorSettings
+
+    settings = OperatorSettings.from_env(
+        {"TUNERY_COLLECTOR_TLS_SECRET": "tunery-tls", "TUNERY_COLLECTOR_TLS_MUTUAL": "true"}
+    ).collector()
+    assert (settings.tls_secret, settings.tls_mutual) == ("tunery-tls", True)
+    settings = dataclasses.replace(SETTINGS, tls_secret="tunery-tls", tls_mutual=True)
+    tls_env = {
+        "TUNERY_TLS_CA": "/etc/tunery/tls/ca.crt",
+        "TUNERY_TLS_CERT": "/etc/tunery/tls/tls.crt",
+        "TUNERY_TLS_KEY": "/etc/tunery/tls/tls.key",
+    }
+    mount = {"name": "tunery-tls", "mountPath": "/etc/tunery/tls", "readOnly": True}
+    for kind in ("StdOut", "Push"):
+        out = inject_collector(
+            JOB,
+            trial_name="t1",
+            experiment_name="e",
+            spec=spec(metricsCollectorSpec={"collector": {"kind": kind}}),
+            settings=settings,
+        )
+        pod = out["spec"]["template"]["spec"]
+        assert {"name": "tunery-tls", "secret": {"secretName": "tunery-tls"}} in pod["volumes"]
+        containers = pod["containers"] + pod.get("initContainers", [])
+        assert len(containers) == (2 if kind == "StdOut" else 1)
+        for container in containers:  # the trial (report_metrics) and the collector
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert {k: env.get(k) for k in tls_env} == tls_env, (kind, container["name"])
+            assert mount in container["volumeMounts"]
+    # without the setting nothing is added
+    assert "TUNERY_TLS_CA" not in str(inject())
