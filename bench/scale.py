@@ -37,21 +37,77 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.controller import experiment as controller_experiment
-from bench.store import database
-
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HERE = Path(__file__).resolve()
 
 
-TRIVIAL_TRIAL = ["echo", "loss=${trialParameters.x}"]
+@contextmanager
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    """A scratch database URL: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir}/bench.db"
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = sa.engine.make_url(POSTGRES_ADMIN_URL).update_query_dict(
+            {"options": f"-csearch_path={schema}"}
+        )
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
 
 
 def experiment_document(name: str, trials: int, parallel: int) -> dict[str, Any]:
-    """The controller bench's experiment with a trial that only prints its metric."""
-    return controller_experiment(name, TRIVIAL_TRIAL, trials, parallel)
+    from tunery.experiment import load_experiment
+
+    doc = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"},
+            "parallelTrialCount": parallel,
+            "maxTrialCount": trials,
+            "parameters": [
+                {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+            ],
+            "trialTemplate": {
+                "primaryContainerName": "main",
+                "trialParameters": [{"name": "x", "reference": "x"}],
+                "trialSpec": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "main",
+                                        "command": ["echo", "loss=${trialParameters.x}"],
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                },
+            },
+        },
+    }
+    return load_experiment(doc).to_document()
 
 
 # -- 1. run -----------------------------------------------------------------------------------
@@ -62,7 +118,7 @@ def run_one(backend: str, trials: int, parallel: int, window: int) -> dict[str, 
     from controller.local import LocalSettings, run_until_done, submit
     from tunery.store import open_store
 
-    with tempfile.TemporaryDirectory() as tmp, database(backend) as url:
+    with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
         work = Path(tmp)
         store = open_store(url)
         name, _ = submit(store, experiment_document("scale", trials, parallel), work)
