@@ -260,6 +260,10 @@ class Reconciler:
             if counts.active:
                 self._stop_all(self._active(), f"experiment {decision[0].lower()}: {decision[2]}")
                 self._refresh()
+            if self._view.unfinished():  # early stopped, their jobs still ending: end them
+                for trial in self._view.unfinished():
+                    self._end_job(trial)
+                self._refresh()
             self._write_status(decision)
             return self._result(True, decision, started, finished)
         add = status.trials_to_add(
@@ -679,22 +683,26 @@ class Reconciler:
                 message=f"Trial was stopped: {why}",
                 expect_condition=[TrialCondition.CREATED, TrialCondition.RUNNING],
             )
-            if record.condition is not TrialCondition.KILLED:
-                continue
-            if trial.runner_handle:
-                self.runner.stop(trial.runner_handle, self.stop_grace_seconds)
-                state = self.runner.poll(trial.runner_handle)
-                with self._lock:
-                    watcher = self._watchers.pop(trial.name, None)
-                if watcher is None:
-                    watcher = self.watcher_factory(
-                        trial, self.objective, lambda: None, lambda _decision: None
-                    )
-                result = watcher.finish()
-                self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
-            else:
-                self.store.update_trial(trial.name, completion_time=self.clock())
-            self.allocator.release(trial.name)
+            if record.condition is TrialCondition.KILLED:
+                self._end_job(trial)
+
+    def _end_job(self, trial: TrialRecord) -> None:
+        """Stop ``trial``'s job (killed, or early stopped and still ending), collect what it
+        reported and record its completion; its condition stays."""
+        if trial.runner_handle:
+            self.runner.stop(trial.runner_handle, self.stop_grace_seconds)
+            state = self.runner.poll(trial.runner_handle)
+            with self._lock:
+                watcher = self._watchers.pop(trial.name, None)
+            if watcher is None:
+                watcher = self.watcher_factory(
+                    trial, self.objective, lambda: None, lambda _decision: None
+                )
+            result = watcher.finish()
+            self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
+        else:
+            self.store.update_trial(trial.name, completion_time=self.clock())
+        self.allocator.release(trial.name)
 
     def fail(self, message: str) -> StepResult:
         """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a

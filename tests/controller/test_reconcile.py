@@ -102,9 +102,10 @@ def run(
     gpus: int = 0,
     stopper: Callable[[], Any] | None = None,
     max_steps: int = 500,
+    runner_type: type[FakeRunner] = FakeRunner,
 ) -> tuple[Reconciler, FakeRunner]:
     submit(store, doc, tmp_path)
-    runner = FakeRunner(handler)
+    runner = runner_type(handler)
     reconciler = Reconciler(
         store,
         "exp",
@@ -320,6 +321,39 @@ def test_early_stopping_marks_trials_and_stops_them(sqlite_store: Store, tmp_pat
     assert trials[2].completion_time is not None
     assert trials[2].name in runner.stopped
     assert {m["name"] for m in trials[2].observation["metrics"]} == {"loss"}
+
+
+class SlowStoppingRunner(FakeRunner):
+    """A runner whose jobs take a while to end once told to stop (a grace period)."""
+
+    def stop(self, handle: dict[str, Any], grace_seconds: float = 10.0) -> None:
+        time.sleep(0.5)
+        super().stop(handle, grace_seconds)
+
+
+def test_experiment_ends_only_after_early_stopped_jobs_ended(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """The last trial is early stopped while its job still runs: the experiment's end waits
+    for that job, so the trial gets its completion time and its metrics."""
+
+    def stop_at_once(observations: list[Observation]) -> StopDecision:
+        return StopDecision(bool(observations), message="enough")
+
+    _, runner = run(
+        sqlite_store,
+        tmp_path,
+        experiment(maxTrialCount=1, parallelTrialCount=1),
+        lambda launch: FakeOutcome(["loss=3"], duration=60),
+        stopper=lambda: stop_at_once,
+        runner_type=SlowStoppingRunner,
+    )
+    (trial,) = sqlite_store.list_trials("exp")
+    assert trial.condition is TrialCondition.EARLY_STOPPED
+    assert trial.completion_time is not None
+    assert trial.name in runner.stopped
+    assert [m["latest"] for m in trial.observation["metrics"]] == ["3"]
+    assert condition(sqlite_store)[0] == "Succeeded"
 
 
 def test_gpu_trials_wait_for_free_devices(sqlite_store: Store, tmp_path: Path) -> None:
