@@ -24,7 +24,7 @@ import logging
 import secrets
 import string
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +57,7 @@ from controller.templating import TemplateError, TrialMeta, primary_container, r
 from controller.trial_logs import failure_message
 from controller.trial_view import TrialView
 from tunery.api import api_pb2
-from tunery.store.base import Store, TrialRecord, utcnow
+from tunery.store.base import ExperimentRecord, Store, TrialRecord, TrialUpdate, utcnow
 from tunery.trials import (
     MetricStrategy,
     Objective,
@@ -186,6 +186,7 @@ class Reconciler:
         self._view = TrialView(self.objective)
         self._requests = protos.SuggestionRequestEncoder(name)
         self._changed: list[TrialRecord] = []  # what this step's reads took in
+        self._end_marked = False  # this step wrote suggestionEndReached
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -235,13 +236,12 @@ class Reconciler:
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
+        self._end_marked = False
         self._refresh()
         if not self._restored:
             self._restore(self._view.unfinished())
         started = 0
-        finished = self._advance_all(self._view.unfinished())
-        if finished:
-            self._refresh()
+        finished = self._advance_all(self._view.unfinished())  # the view takes what it wrote
         counts = self._view.counts()
         best = self._view.best()  # once per step: the decision and the status share it
         max_trials = self.spec.get("maxTrialCount")
@@ -264,7 +264,7 @@ class Reconciler:
                 for trial in self._view.unfinished():
                     self._end_job(trial)
                 self._refresh()
-            self._write_status(decision)
+            self._write_status(decision, record)
             return self._result(True, decision, started, finished)
         add = status.trials_to_add(
             counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
@@ -274,16 +274,16 @@ class Reconciler:
             created = len(self._create_trials(add))
             if created:
                 self._refresh()
+            if self._end_marked:  # the status gained suggestionEndReached: keep it
+                record = self.store.get_experiment(self.name)
         waiting = self._view.with_condition(TrialCondition.CREATED)
-        started = self._start_all(waiting)
-        if waiting:  # started, failed to start, or still waiting: read them again
-            self._refresh()
+        started = self._start_all(waiting)  # the view takes what it wrote
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
         )
         if started or finished or created or not unchanged:
-            self._write_status(decision)
+            self._write_status(decision, record)
         return self._result(False, decision, started, finished)
 
     def _result(
@@ -303,18 +303,28 @@ class Reconciler:
     def _refresh(self) -> None:
         """Take in the trials written since the last read (every trial on the first)."""
         changes = self.store.list_trial_changes(self.name, self._view.seq)
-        if changes.trials:
-            applied = self._view.apply(changes.trials)
+        self._take(changes.trials)
+        self._view.seq = changes.seq
+
+    def _take(self, records: Sequence[TrialRecord]) -> None:
+        """Take trial records into the view: read back, or returned by this step's writes
+        (the counter stays, so the next read returns them again, and they are skipped as
+        unchanged; what others wrote meanwhile comes with it)."""
+        if records:
+            applied = self._view.apply(records)
             self._requests.apply(applied, self.spec)
             self._changed += applied
-        self._view.seq = changes.seq
 
     def _active(self) -> list[TrialRecord]:
         return self._view.with_condition(TrialCondition.CREATED, TrialCondition.RUNNING)
 
-    def _write_status(self, condition: tuple[str, str, str] | None) -> None:
-        """Write Katib's status document from the view (call :meth:`_refresh` first)."""
-        record = self.store.get_experiment(self.name)
+    def _write_status(
+        self, condition: tuple[str, str, str] | None, record: ExperimentRecord | None = None
+    ) -> None:
+        """Write Katib's status document from the view (call :meth:`_refresh` first);
+        ``record`` is the experiment as this step read it (read again when not given)."""
+        if record is None:
+            record = self.store.get_experiment(self.name)
         current = status.current_condition(record.status)
         if (
             current is not None
@@ -377,10 +387,11 @@ class Reconciler:
                 f"({len(assignments)} instead of {count})"
             )
         names: list[str] = []
+        created = []
         for item in assignments:
             name = item.trial_name or self._new_trial_name(names)
             names.append(name)
-            self.store.create_trial(
+            created.append(
                 TrialRecord(
                     name=name,
                     experiment_name=self.name,
@@ -389,10 +400,12 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
+        self.store.create_trials(created)  # one transaction: all of them or none
         return names
 
     def _mark_suggestion_end(self, message: str) -> None:
         log.info("suggestion end reached: %s", message)
+        self._end_marked = True
         record = self.store.get_experiment(self.name)
         self.store.update_experiment(
             self.name, status={**record.status, "suggestionEndReached": message or True}
@@ -455,8 +468,9 @@ class Reconciler:
     def _start_all(self, trials: Sequence[TrialRecord]) -> int:
         """Start every Created trial whose GPUs are free; returns how many started.
 
-        Each is recorded as Running with its prepared handle first (one write each), then the
-        jobs start concurrently, so a wave of trials is not serialised behind process spawns.
+        The wave is recorded as Running with its prepared handles first (one transaction),
+        then the jobs start concurrently, then their handles are recorded (one transaction):
+        a wave of trials is neither serialised behind process spawns nor behind writes.
         """
         prepared = [
             (trial, launch)
@@ -467,18 +481,49 @@ class Reconciler:
         ]
         if not prepared:
             return 0
-        if len(prepared) == 1:
-            outcomes = [self._spawn(prepared[0][1])]
-        else:
-            with ThreadPoolExecutor(min(8, len(prepared)), "trial-start") as pool:
-                outcomes = list(pool.map(self._spawn, [launch for _, launch in prepared]))
-        return sum(
-            self._record_start(trial, outcome)
-            for (trial, _), outcome in zip(prepared, outcomes, strict=True)
+        # record where the jobs will live BEFORE starting them: a crash in between is recoverable
+        now = self.clock()
+        records = self._update_trials(
+            TrialUpdate(
+                trial.name,
+                condition=TrialCondition.RUNNING,
+                reason="TrialRunning",
+                message="Trial is running",
+                start_time=now,
+                runner_handle=self.runner.prepare_handle(launch),
+                expect_condition=(TrialCondition.CREATED,),
+            )
+            for trial, launch in prepared
         )
+        claimed = [
+            (trial, launch)
+            for (trial, launch), record in zip(prepared, records, strict=True)
+            if record.condition is TrialCondition.RUNNING and record.start_time == now
+        ]
+        for trial, _ in prepared:
+            if all(trial is not t for t, _ in claimed):  # changed meanwhile (stopped, deleted)
+                self.allocator.release(trial.name)
+        if not claimed:
+            return 0
+        if len(claimed) == 1:
+            outcomes = [self._spawn(claimed[0][1])]
+        else:
+            with ThreadPoolExecutor(min(8, len(claimed)), "trial-start") as pool:
+                outcomes = list(pool.map(self._spawn, [launch for _, launch in claimed]))
+        updates = [
+            self._start_outcome(trial, outcome)
+            for (trial, _), outcome in zip(claimed, outcomes, strict=True)
+        ]
+        started = 0
+        for record, outcome in zip(self._update_trials(updates), outcomes, strict=True):
+            if not isinstance(outcome, RunnerError):
+                self._watch(record)
+                started += 1
+        return started
 
     def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | None:
-        """Allocate GPUs, render the job and record it; None when the trial cannot start now."""
+        """Allocate GPUs and render the job; None when the trial cannot start now (it waits
+        for a GPU, or it failed: an invalid request or template)."""
         template = self.spec["trialTemplate"]
         try:
             container = primary_container(template["trialSpec"], template["primaryContainerName"])
@@ -489,22 +534,11 @@ class Reconciler:
         if gpus is None:
             return None  # waits for a GPU; stays Created
         try:
-            launch = self._launch(trial, gpus)
+            return self._launch(trial, gpus)
         except TemplateError as exc:
             self.allocator.release(trial.name)
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
             return None
-        # record where the job will live BEFORE starting it: a crash in between is recoverable
-        self.store.update_trial(
-            trial.name,
-            condition=TrialCondition.RUNNING,
-            reason="TrialRunning",
-            message="Trial is running",
-            start_time=self.clock(),
-            runner_handle=self.runner.prepare_handle(launch),
-            expect_condition=[TrialCondition.CREATED],
-        )
-        return launch
 
     def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
@@ -512,30 +546,35 @@ class Reconciler:
         except RunnerError as exc:
             return exc
 
-    def _record_start(self, trial: TrialRecord, outcome: Handle | RunnerError) -> int:
+    def _start_outcome(self, trial: TrialRecord, outcome: Handle | RunnerError) -> TrialUpdate:
+        """What a start attempt's outcome writes: the handle; Failed when the job cannot
+        start; Created again (retried next step) when the runner is unavailable."""
         if isinstance(outcome, LaunchError):
             self.allocator.release(trial.name)
-            self._finish_trial(
+            return TrialUpdate(
                 trial.name,
-                TrialCondition.FAILED,
-                "TrialFailed",
-                f"Trial could not start: {outcome}",
+                condition=TrialCondition.FAILED,
+                reason="TrialFailed",
+                message=f"Trial could not start: {outcome}",
+                completion_time=self.clock(),
             )
-            return 0
         if isinstance(outcome, RunnerError):
             log.warning("runner unavailable for %s, will retry: %s", trial.name, outcome)
             self.allocator.release(trial.name)
-            self.store.update_trial(
+            return TrialUpdate(
                 trial.name,
                 condition=TrialCondition.CREATED,
                 reason="TrialCreated",
                 message=str(outcome),
                 runner_handle={},
             )
-            return 0
-        record = self.store.update_trial(trial.name, runner_handle=outcome)
-        self._watch(record)
-        return 1
+        return TrialUpdate(trial.name, runner_handle=outcome)
+
+    def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
+        """Write ``updates`` in one transaction and take the records into the view."""
+        records = self.store.update_trials(list(updates))
+        self._take(records)
+        return records
 
     def _watch(self, trial: TrialRecord) -> TrialWatcher:
         with self._lock:
@@ -613,9 +652,14 @@ class Reconciler:
                 results = list(pool.map(lambda item: item[2].finish(), done))
         else:
             results = [w.finish() for _, _, w in done]
-        for (trial, state, _), result in zip(done, results, strict=True):
+        for trial, _, _ in done:
             self.allocator.release(trial.name)
-            self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
+        self._conclude_all(
+            [
+                (trial.name, state, result, trial.runner_handle.get("log"))
+                for (trial, state, _), result in zip(done, results, strict=True)
+            ]
+        )
         return len(ended)
 
     def _recreate(self, trial: TrialRecord) -> bool:
@@ -633,42 +677,70 @@ class Reconciler:
     def _conclude(
         self, name: str, state: RunState, result: CollectionResult, log_path: str | None = None
     ) -> None:
-        observation = {"metrics": result.metrics}
+        self._conclude_all([(name, state, result, log_path)])
+
+    def _conclude_all(
+        self, ended: Sequence[tuple[str, RunState, CollectionResult, str | None]]
+    ) -> None:
+        """Record how each ended job went (one transaction): Succeeded, Failed or
+        MetricsUnavailable; a trial early stopped or killed meanwhile keeps that condition and
+        gets its observation and completion time (a second transaction, for those only)."""
+        if not ended:
+            return
         now = self.clock()
-        if state.phase is RunPhase.FAILED:
-            message = failure_message(state.message, log_path)
-            reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
-            condition = TrialCondition.FAILED
-        elif not result.objective_available:
-            condition, reason = TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable"
-            message = result.unavailable_message or "Metrics are not available"
-        else:
-            condition, reason, message = (
-                TrialCondition.SUCCEEDED,
-                "TrialSucceeded",
-                "Trial has succeeded",
+        wanted: list[TrialCondition] = []
+        updates = []
+        for name, state, result, log_path in ended:
+            observation = {"metrics": result.metrics}
+            if state.phase is RunPhase.FAILED:
+                message = failure_message(state.message, log_path)
+                reason = (
+                    f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
+                )
+                condition = TrialCondition.FAILED
+            elif not result.objective_available:
+                condition, reason = TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable"
+                message = result.unavailable_message or "Metrics are not available"
+            else:
+                condition, reason, message = (
+                    TrialCondition.SUCCEEDED,
+                    "TrialSucceeded",
+                    "Trial has succeeded",
+                )
+            wanted.append(condition)
+            updates.append(
+                TrialUpdate(
+                    name,
+                    condition=condition,
+                    reason=reason,
+                    message=message,
+                    observation=observation,
+                    completion_time=now,
+                    expect_condition=(TrialCondition.RUNNING,),
+                )
             )
-        record = self.store.update_trial(
-            name,
-            condition=condition,
-            reason=reason,
-            message=message,
-            observation=observation,
-            completion_time=now,
-            expect_condition=[TrialCondition.RUNNING],
-        )
-        if record.condition is not condition:  # early stopped or killed meanwhile: keep that
-            self.store.update_trial(name, observation=observation, completion_time=now)
+        records = self._update_trials(updates)
+        kept = [  # early stopped or killed meanwhile: keep that
+            TrialUpdate(u.name, observation=u.observation, completion_time=now)
+            for u, record, condition in zip(updates, records, wanted, strict=True)
+            if record.condition is not condition or record.completion_time != now
+        ]
+        if kept:
+            self._update_trials(kept)
 
     def _finish_trial(
         self, name: str, condition: TrialCondition, reason: str, message: str
     ) -> None:
-        self.store.update_trial(
-            name,
-            condition=condition,
-            reason=reason,
-            message=message,
-            completion_time=self.clock(),
+        self._update_trials(
+            [
+                TrialUpdate(
+                    name,
+                    condition=condition,
+                    reason=reason,
+                    message=message,
+                    completion_time=self.clock(),
+                )
+            ]
         )
 
     def _stop_all(self, trials: Sequence[TrialRecord], why: str) -> None:
