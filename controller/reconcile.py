@@ -15,6 +15,12 @@ reason and message; when the experiment completes (goal reached, failed) trials 
 are stopped and marked Killed instead of left running; ExperimentSuggestionEndReached is emitted
 when the algorithm has no new assignment left; MetricsUnavailable trials count toward
 maxTrialCount.
+
+tunery's extensions (:mod:`tunery.seeding`): enqueued points are Created trials made up front;
+they start oldest first, never more than parallelTrialCount at a time, before the algorithm is
+asked for more, and an interruption leaves those not yet started queued. Warm-start trials
+(Succeeded, reason WarmStart, never run) reach the algorithm like completed trials and do not
+count toward maxTrialCount.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from controller.templating import TemplateError, TrialMeta, primary_container, r
 from controller.trial_logs import failure_message
 from controller.trial_view import TrialView
 from tunery.api import api_pb2
+from tunery.seeding import is_queued, is_warm_start
 from tunery.store.base import Store, TrialRecord, utcnow
 from tunery.trials import (
     MetricStrategy,
@@ -186,6 +193,7 @@ class Reconciler:
         self._view = TrialView(self.objective)
         self._requests = protos.SuggestionRequestEncoder(name)
         self._changed: list[TrialRecord] = []  # what this step's reads took in
+        self._warm: set[str] = set()  # warm-start trials: not run, not in maxTrialCount
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -245,6 +253,8 @@ class Reconciler:
         counts = self._view.counts()
         best = self._view.best()  # once per step: the decision and the status share it
         max_trials = self.spec.get("maxTrialCount")
+        if max_trials is not None:  # the budget is what this experiment runs
+            max_trials = int(max_trials) + len(self._warm)
         decision = status.decide_condition(
             counts,
             None if best is None else best[1],
@@ -266,15 +276,16 @@ class Reconciler:
                 self._refresh()
             self._write_status(decision)
             return self._result(True, decision, started, finished)
-        add = status.trials_to_add(
-            counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
-        )
+        parallel = int(self.spec.get("parallelTrialCount") or 3)
+        add = status.trials_to_add(counts, parallel, max_trials)
         created = 0
         if add and not end_reached:
             created = len(self._create_trials(add))
             if created:
                 self._refresh()
         waiting = self._view.with_condition(TrialCondition.CREATED)
+        # enqueued trials wait as Created: start the oldest, within parallelTrialCount
+        waiting = waiting[: max(0, parallel - counts.running)]
         started = self._start_all(waiting)
         if waiting:  # started, failed to start, or still waiting: read them again
             self._refresh()
@@ -305,6 +316,7 @@ class Reconciler:
         changes = self.store.list_trial_changes(self.name, self._view.seq)
         if changes.trials:
             applied = self._view.apply(changes.trials)
+            self._warm.update(t.name for t in applied if is_warm_start(t))
             self._requests.apply(applied, self.spec)
             self._changed += applied
         self._view.seq = changes.seq
@@ -719,9 +731,11 @@ class Reconciler:
         self, why: str = "interrupted (Ctrl-C)", trials: Sequence[TrialRecord] | None = None
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
-        resumable."""
+        resumable. Enqueued trials not yet started stay queued."""
         self._refresh()
-        self._stop_all(self._active() if trials is None else trials, why)
+        if trials is None:
+            trials = [t for t in self._active() if not is_queued(t)]
+        self._stop_all(trials, why)
         self._refresh()
         self._write_status(None)
 
