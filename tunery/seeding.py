@@ -125,7 +125,8 @@ def _feasible(space: SearchSpace, name: str) -> str:
     p = space[name]
     if p.values:
         return "one of " + ", ".join(str(v) for v in p.values)
-    step = f", step {p.step}" if p.step is not None else ""
+    plain = p.step is None or (p.type is ParameterType.INT and p.step == 1)
+    step = "" if plain else f", step {p.step}"
     return f"{p.type.value} in [{p.low}, {p.high}]{step}"
 
 
