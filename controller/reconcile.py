@@ -62,9 +62,11 @@ from controller.runners.base import (
 from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
 from controller.trial_logs import failure_message
 from controller.trial_view import TrialView
+from tunery import seeding
 from tunery.api import api_pb2
 from tunery.seeding import is_queued, is_warm_start
 from tunery.store.base import Store, TrialRecord, utcnow
+from tunery.store.errors import NotFoundError
 from tunery.trials import (
     MetricStrategy,
     Objective,
@@ -194,6 +196,7 @@ class Reconciler:
         self._requests = protos.SuggestionRequestEncoder(name)
         self._changed: list[TrialRecord] = []  # what this step's reads took in
         self._warm: set[str] = set()  # warm-start trials: not run, not in maxTrialCount
+        self._seeded: tuple[str | None, str | None] = (None, None)  # annotations applied
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class Reconciler:
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
         self._refresh()
+        self._seed_from_annotations(record.spec)
         if not self._restored:
             self._restore(self._view.unfinished())
         started = 0
@@ -296,6 +300,33 @@ class Reconciler:
         if started or finished or created or not unchanged:
             self._write_status(decision)
         return self._result(False, decision, started, finished)
+
+    def _seed_from_annotations(self, document: Mapping[str, Any]) -> None:
+        """Apply the document's warm-start and enqueue annotations (:mod:`tunery.seeding`)
+        once per controller and whenever they change; nothing already stored is added twice,
+        so a restarted controller adds nothing new."""
+        annotations = (document.get("metadata") or {}).get("annotations") or {}
+        key = (
+            annotations.get(seeding.ENQUEUE_ANNOTATION),
+            annotations.get(seeding.WARM_START_ANNOTATION),
+        )
+        if key == self._seeded:
+            return
+        try:
+            points, sources = seeding.annotation_seeds(document)
+            for source in sources:
+                results = seeding.results_of(self.store, source)
+                report = seeding.warm_start(self.store, self.name, results, now=self.clock())
+                for line in report.warnings():
+                    log.warning("experiment %s: %s", self.name, line)
+            if points:
+                seeding.enqueue(self.store, self.name, points, now=self.clock())
+        except seeding.SeedError as exc:
+            self._fail(f"Seeding failed: {exc}")
+        except NotFoundError as exc:
+            self._fail(f"Seeding failed: warm start: {exc}")
+        self._seeded = key
+        self._refresh()
 
     def _result(
         self, done: bool, decision: tuple[str, str, str], started: int = 0, finished: int = 0

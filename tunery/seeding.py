@@ -54,6 +54,12 @@ WARM_START_REASON = "WarmStart"
 
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 
+ENQUEUE_ANNOTATION = "tunery.io/enqueue"
+"""Experiment annotation: a JSON list of points to enqueue (the YAML and operator form)."""
+
+WARM_START_ANNOTATION = "tunery.io/warm-start"
+"""Experiment annotation: comma-separated names of experiments to warm start from."""
+
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -378,6 +384,44 @@ def results_from(items: Iterable[Any], metric_name: str) -> list[Result]:
                 raise SeedError(f"{where}.metrics.{name}: {value!r} is not a number")
         out.append(Result(dict(parameters), metrics, source=where))
     return out
+
+
+def annotation_seeds(document: Mapping[str, Any]) -> tuple[list[Any], list[str]]:
+    """The points to enqueue and the experiments to warm start from that an Experiment
+    document's annotations ask for (:data:`ENQUEUE_ANNOTATION`, :data:`WARM_START_ANNOTATION`).
+    Katib ignores annotations, so the same YAML still runs there (without the seeds).
+
+    Raises:
+        SeedError: the enqueue annotation is not a JSON list, or a point does not fit the
+            space (the message names the annotation, the point and the parameter).
+    """
+    import json
+
+    from tunery.experiment import ExperimentError, load_experiment
+
+    annotations = (document.get("metadata") or {}).get("annotations") or {}
+    where = f"metadata.annotations[{ENQUEUE_ANNOTATION!r}]"
+    points: list[Any] = []
+    text = annotations.get(ENQUEUE_ANNOTATION)
+    if text:
+        try:
+            points = json.loads(text)
+        except ValueError as exc:
+            raise SeedError(f"{where}: not JSON: {exc}") from None
+        if not isinstance(points, list):
+            raise SeedError(f"{where}: expected a JSON list of {{parameter: value}} maps")
+        try:
+            space = load_experiment(document).search_space()
+        except ExperimentError as exc:
+            raise SeedError(f"invalid Experiment: {exc}") from None
+        for i, point in enumerate(points):
+            check_point(space, point, f"{where}[{i}]")
+    sources = [
+        name.strip()
+        for name in (annotations.get(WARM_START_ANNOTATION) or "").split(",")
+        if name.strip()
+    ]
+    return points, sources
 
 
 def _key(space: SearchSpace, wire: Mapping[str, str]) -> tuple[str, ...]:

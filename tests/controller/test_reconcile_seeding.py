@@ -213,3 +213,56 @@ def test_tpe_first_suggestion_after_warm_start_is_model_based(
     drive(reconciler(sqlite_store, tmp_path, doc, runner, SuggestionServicer()))
     (launch,) = runner.launches
     assert 56 <= x_of(launch) <= 88, x_of(launch)
+
+
+def test_annotations_seed_an_experiment_once(sqlite_store: Store, tmp_path: Path) -> None:
+    """The YAML/operator form: annotations name the points to enqueue and the experiments to
+    warm start from; a restarted controller adds nothing twice."""
+    old = experiment()
+    old["metadata"]["name"] = "old"
+    submit(sqlite_store, old, tmp_path)
+    warm_start(sqlite_store, "old", results_from([({"x": 69}, 1.0), ({"x": 99}, 841.0)], "loss"))
+    doc = experiment(parallelTrialCount=1, maxTrialCount=3)
+    doc["metadata"]["annotations"] = {
+        "tunery.io/enqueue": '[{"x": 40}, {"x": "41"}]',
+        "tunery.io/warm-start": "old",
+    }
+    doc = load_experiment(doc).to_document()
+    submit(sqlite_store, doc, tmp_path)
+    runner = FakeRunner(loss)
+    r = reconciler(sqlite_store, tmp_path, doc, runner, Scripted())
+    r.step()
+    r.close()
+    again = FakeRunner(loss)
+    drive(reconciler(sqlite_store, tmp_path, doc, again, Scripted()))  # a restarted controller
+    launched = [x_of(launch) for launch in [*runner.launches, *again.launches]]
+    assert launched == [40, 41, 0]
+    trials = sqlite_store.list_trials("exp")
+    assert len(trials) == 5
+    assert [dict(t.assignment)["x"] for t in trials if t.reason == "WarmStart"] == ["69", "99"]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({"tunery.io/enqueue": '[{"x": 400}]'}, "['tunery.io/enqueue'][0].x: 400"),
+        ({"tunery.io/enqueue": "{x: 1"}, "['tunery.io/enqueue']: not JSON"),
+        ({"tunery.io/warm-start": "nope"}, "warm start: "),
+    ],
+)
+def test_bad_seed_annotations_fail_the_experiment_clearly(
+    sqlite_store: Store, tmp_path: Path, annotations: dict[str, str], message: str
+) -> None:
+    from controller.reconcile import ReconcileError
+
+    doc = experiment()
+    doc["metadata"]["annotations"] = annotations
+    doc = load_experiment(doc).to_document()
+    submit(sqlite_store, doc, tmp_path)
+    r = reconciler(sqlite_store, tmp_path, doc, FakeRunner(loss), Scripted())
+    with pytest.raises(ReconcileError, match="Seeding failed") as info:
+        r.step()
+    assert message in str(info.value)
+    status = sqlite_store.get_experiment("exp").status
+    assert status["conditions"][-1]["type"] == "Failed"
+    assert not sqlite_store.list_trials("exp")

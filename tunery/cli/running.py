@@ -283,11 +283,12 @@ def run(
         except ExperimentError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
     points = _read_points(enqueue_file, _space(document)) if enqueue_file else []
+    annotated = _annotation_sources(document)
     from controller.local import SubmitError
 
     with _errors(db_url):
         backend = _backend(db_url, create=True)
-        _check_sources(backend, warm_start)
+        _check_sources(backend, (*warm_start, *annotated))
         try:
             exp_name, created = backend.submit(document, Path(file).resolve().parent)
         except SubmitError as exc:
@@ -297,6 +298,17 @@ def run(
             click.echo(f"resuming experiment {exp_name!r}", err=True)
         _seed(backend, exp_name, points, warm_start)
         _drive(backend, exp_name, settings, output)
+
+
+def _annotation_sources(document: Any) -> list[str]:
+    """Check the seed annotations (``tunery.io/enqueue``, ``tunery.io/warm-start``) before
+    anything is stored (exit 2); returns the experiments they warm start from."""
+    from tunery.seeding import SeedError, annotation_seeds
+
+    try:
+        return annotation_seeds(document)[1]
+    except SeedError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
 
 
 def _space(document: Any) -> Any:
