@@ -73,3 +73,19 @@ def test_resume_keeps_seeds_once_and_refuses_bad_ones(cli, tmp_path: Path) -> No
     assert "enqueued 0 point(s)" in result.output
     trials = json.loads(cli("trials", "cli-test", "-o", "json").output)
     assert len(trials) == 5 and [t["parameters"]["x"] for t in trials][:2] == [5, 6]
+
+
+def test_seed_annotations_in_the_yaml(cli, tmp_path: Path) -> None:
+    annotated = EXPERIMENT.replace(
+        "  name: cli-test\n",
+        '  name: cli-test\n  annotations:\n    tunery.io/enqueue: \'[{"x": 17}, {"x": 18}]\'\n',
+    )
+    (tmp_path / "exp.yaml").write_text(annotated)
+    result = cli("run", "exp.yaml")
+    assert result.exit_code == 0, result.output
+    trials = json.loads(cli("trials", "cli-test", "-o", "json").output)
+    assert [t["parameters"]["x"] for t in trials][:2] == [17, 18] and len(trials) == 4
+    (tmp_path / "bad.yaml").write_text(annotated.replace('"x": 18', '"x": 80'))
+    result = cli("run", "bad.yaml", "--name", "bad")
+    assert result.exit_code == EXIT_INVALID
+    assert "metadata.annotations['tunery.io/enqueue'][1].x: 80" in result.output
