@@ -87,3 +87,20 @@ def test_bad_seeds_are_refused_before_anything_is_stored() -> None:
             client.get_experiment("bad")
         with pytest.raises(NotFoundError):
             client.enqueue("bad", [{"x": 1}])
+
+
+def test_points_beyond_the_budget_are_announced_and_not_run() -> None:
+    with pytest.warns(UserWarning, match="2 points enqueued but max_trial_count is 1"):
+        result = tune(
+            parabola,
+            {"x": search.int(0, 10)},
+            name="over",
+            objective_type="minimize",
+            max_trial_count=1,
+            enqueue=[{"x": 1}, {"x": 2}],
+            **QUIET,
+        )
+    assert [(t.parameters["x"], t.condition) for t in result.trials] == [
+        (1, "Succeeded"),
+        (2, "Killed"),
+    ]

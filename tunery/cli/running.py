@@ -202,6 +202,13 @@ def _seed(backend: Any, name: str, points: list[Any], warm_start: tuple[str, ...
     if points:
         queued = seeding.enqueue(store, name, points)
         click.echo(f"enqueued {len(queued)} point(s)", err=True)
+        budget = store.get_experiment(name).spec["spec"].get("maxTrialCount")
+        if budget is not None and len(points) > int(budget):
+            click.echo(
+                f"warning: {len(points)} points enqueued but maxTrialCount is {budget}: the "
+                "points beyond it will not run (raise it with --max-trials)",
+                err=True,
+            )
 
 
 def _check_sources(backend: Any, warm_start: tuple[str, ...]) -> None:

@@ -360,6 +360,14 @@ class _Seeds:
             if verbose and added:
                 print(f"tunery: warm start: {len(added)} result(s) added", file=sys.stderr)
         if self.enqueue:
+            budget = backend.record(name).spec["spec"].get("maxTrialCount")
+            if budget is not None and len(self.enqueue) > int(budget):
+                warnings.warn(
+                    f"{len(self.enqueue)} points enqueued but max_trial_count is {budget}: the "
+                    "points beyond it will not run",
+                    UserWarning,
+                    stacklevel=4,
+                )
             queued = backend.enqueue(name, self.enqueue)
             if verbose and queued:
                 print(f"tunery: {len(queued)} point(s) enqueued", file=sys.stderr)
