@@ -130,14 +130,15 @@ def tune(
             needs Python; ``report_metrics`` inside the objective needs tunery in it.
         wait, timeout, polling_interval: kubernetes: whether to wait for the experiment to
             finish (at most ``timeout`` seconds), and how often to poll.
-        enqueue: locally, points to evaluate first (each maps every tuned parameter to a
+        enqueue: points to evaluate first (each maps every tuned parameter to a
             value), in order, before the algorithm proposes any; they count toward
             ``max_trial_count`` (see :meth:`Client.enqueue`).
-        warm_start: locally, known results that feed the algorithm without being run: the
-            name of another experiment in the same store (its completed trials), or a list
+        warm_start: known results that feed the algorithm without being run: the name of
+            another experiment in the same store (its completed trials), or (locally) a list
             of ``{"parameters": {...}, "value": v}`` / ``(parameters, value)`` items (see
             :meth:`Client.add_trials`). They do not count toward ``max_trial_count``; those
-            outside the space are skipped with a warning.
+            outside the space are skipped with a warning. On Kubernetes both travel as the
+            Experiment's ``tunery.io/enqueue`` / ``tunery.io/warm-start`` annotations.
 
     Returns:
         The best parameters and value, every trial, and the experiment name.
@@ -196,10 +197,6 @@ def tune(
     try:
         if active._local is not None:
             return _tune_local(active._local, spec, objective, verbose, give_up, seeds)
-        if seeds:
-            raise InvalidArgumentError(
-                "enqueue and warm_start are supported by the local backend only"
-            )
         return _tune_kubernetes(
             active,
             spec,
@@ -211,6 +208,7 @@ def tune(
             wait=wait,
             timeout=timeout,
             polling_interval=polling_interval,
+            seeds=seeds,
         )
     finally:
         if owned is not None:
@@ -348,6 +346,25 @@ class _Seeds:
         except seeding.SeedError as exc:
             raise InvalidArgumentError(str(exc)) from None
 
+    def annotations(self) -> dict[str, str]:
+        """On Kubernetes: the Experiment annotations tunery's operator applies
+        (``tunery.io/enqueue``, ``tunery.io/warm-start``); Katib ignores them."""
+        import json
+
+        from tunery import seeding
+
+        out = {}
+        if self.enqueue:
+            out[seeding.ENQUEUE_ANNOTATION] = json.dumps(list(self.enqueue), default=str)
+        if self.warm_start is not None:
+            if not isinstance(self.warm_start, str):
+                raise InvalidArgumentError(
+                    "on Kubernetes warm_start takes the name of an experiment the operator "
+                    "has stored, not a list of results"
+                )
+            out[seeding.WARM_START_ANNOTATION] = self.warm_start
+        return out
+
     def apply(self, backend: LocalBackend, name: str, verbose: bool) -> None:
         import warnings
 
@@ -385,6 +402,7 @@ def _tune_kubernetes(
     wait: bool,
     timeout: float | None,
     polling_interval: float,
+    seeds: _Seeds | None = None,
 ) -> TuneResult:
     container, mode = documents.kubernetes_container(
         spec,
@@ -400,7 +418,13 @@ def _tune_kubernetes(
             f"{sys.version_info.major}.{sys.version_info.minor}",
             file=sys.stderr,
         )
-    document = load_document(documents.build_document(spec, container)).to_document()
+    document = documents.build_document(spec, container)
+    if seeds:
+        document["metadata"].setdefault("annotations", {}).update(seeds.annotations())
+    experiment = load_document(document)
+    if seeds:
+        seeds.check(experiment.search_space(), spec.objective_metric_name)
+    document = experiment.to_document()
     name = client.create_experiment(document, spec.namespace)
     if not wait:
         return TuneResult(name, None, {}, None, {}, (), condition="Created")
