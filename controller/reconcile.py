@@ -15,6 +15,12 @@ reason and message; when the experiment completes (goal reached, failed) trials 
 are stopped and marked Killed instead of left running; ExperimentSuggestionEndReached is emitted
 when the algorithm has no new assignment left; MetricsUnavailable trials count toward
 maxTrialCount.
+
+tunery's extensions (:mod:`tunery.seeding`): enqueued points are Created trials made up front;
+they start oldest first, never more than parallelTrialCount at a time, before the algorithm is
+asked for more, and an interruption leaves those not yet started queued. Warm-start trials
+(Succeeded, reason WarmStart, never run) reach the algorithm like completed trials and do not
+count toward maxTrialCount.
 """
 
 from __future__ import annotations
@@ -56,8 +62,11 @@ from controller.runners.base import (
 from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
 from controller.trial_logs import failure_message
 from controller.trial_view import TrialView
+from tunery import seeding
 from tunery.api import api_pb2
+from tunery.seeding import is_queued, is_warm_start
 from tunery.store.base import ExperimentRecord, Store, TrialRecord, TrialUpdate, utcnow
+from tunery.store.errors import NotFoundError
 from tunery.trials import (
     MetricStrategy,
     Objective,
@@ -187,6 +196,8 @@ class Reconciler:
         self._requests = protos.SuggestionRequestEncoder(name)
         self._changed: list[TrialRecord] = []  # what this step's reads took in
         self._end_marked = False  # this step wrote suggestionEndReached
+        self._warm: set[str] = set()  # warm-start trials: not run, not in maxTrialCount
+        self._seeded: tuple[str | None, str | None] = (None, None)  # annotations applied
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -238,6 +249,7 @@ class Reconciler:
         self._changed = []
         self._end_marked = False
         self._refresh()
+        self._seed_from_annotations(record.spec)
         if not self._restored:
             self._restore(self._view.unfinished())
         started = 0
@@ -245,6 +257,8 @@ class Reconciler:
         counts = self._view.counts()
         best = self._view.best()  # once per step: the decision and the status share it
         max_trials = self.spec.get("maxTrialCount")
+        if max_trials is not None:  # the budget is what this experiment runs
+            max_trials = int(max_trials) + len(self._warm)
         decision = status.decide_condition(
             counts,
             None if best is None else best[1],
@@ -266,9 +280,8 @@ class Reconciler:
                 self._refresh()
             self._write_status(decision, record)
             return self._result(True, decision, started, finished)
-        add = status.trials_to_add(
-            counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
-        )
+        parallel = int(self.spec.get("parallelTrialCount") or 3)
+        add = status.trials_to_add(counts, parallel, max_trials)
         created = 0
         if add and not end_reached:
             created = len(self._create_trials(add))
@@ -277,6 +290,8 @@ class Reconciler:
             if self._end_marked:  # the status gained suggestionEndReached: keep it
                 record = self.store.get_experiment(self.name)
         waiting = self._view.with_condition(TrialCondition.CREATED)
+        # enqueued trials wait as Created: start the oldest, within parallelTrialCount
+        waiting = waiting[: max(0, parallel - counts.running)]
         started = self._start_all(waiting)  # the view takes what it wrote
         current = status.current_condition(record.status)
         unchanged = (
@@ -285,6 +300,33 @@ class Reconciler:
         if started or finished or created or not unchanged:
             self._write_status(decision, record)
         return self._result(False, decision, started, finished)
+
+    def _seed_from_annotations(self, document: Mapping[str, Any]) -> None:
+        """Apply the document's warm-start and enqueue annotations (:mod:`tunery.seeding`)
+        once per controller and whenever they change; nothing already stored is added twice,
+        so a restarted controller adds nothing new."""
+        annotations = (document.get("metadata") or {}).get("annotations") or {}
+        key = (
+            annotations.get(seeding.ENQUEUE_ANNOTATION),
+            annotations.get(seeding.WARM_START_ANNOTATION),
+        )
+        if key == self._seeded:
+            return
+        try:
+            points, sources = seeding.annotation_seeds(document)
+            for source in sources:
+                results = seeding.results_of(self.store, source)
+                report = seeding.warm_start(self.store, self.name, results, now=self.clock())
+                for line in report.warnings():
+                    log.warning("experiment %s: %s", self.name, line)
+            if points:
+                seeding.enqueue(self.store, self.name, points, now=self.clock())
+        except seeding.SeedError as exc:
+            self._fail(f"Seeding failed: {exc}")
+        except NotFoundError as exc:
+            self._fail(f"Seeding failed: warm start: {exc}")
+        self._seeded = key
+        self._refresh()
 
     def _result(
         self, done: bool, decision: tuple[str, str, str], started: int = 0, finished: int = 0
@@ -312,6 +354,7 @@ class Reconciler:
         unchanged; what others wrote meanwhile comes with it)."""
         if records:
             applied = self._view.apply(records)
+            self._warm.update(t.name for t in applied if is_warm_start(t))
             self._requests.apply(applied, self.spec)
             self._changed += applied
 
@@ -791,9 +834,11 @@ class Reconciler:
         self, why: str = "interrupted (Ctrl-C)", trials: Sequence[TrialRecord] | None = None
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
-        resumable."""
+        resumable. Enqueued trials not yet started stay queued."""
         self._refresh()
-        self._stop_all(self._active() if trials is None else trials, why)
+        if trials is None:
+            trials = [t for t in self._active() if not is_queued(t)]
+        self._stop_all(trials, why)
         self._refresh()
         self._write_status(None)
 

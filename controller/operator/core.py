@@ -64,6 +64,7 @@ from controller.sidecar import EXPERIMENT_LABEL, CollectorSettings
 from controller.template_check import template_problems
 from metrics_collector.dbclient import ADDRESS_ENV as DB_MANAGER_ENV
 from tunery.experiment import ExperimentError, load_experiment
+from tunery.seeding import is_queued
 from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
 from tunery.store.errors import NotFoundError
 from tunery.trials import UNAVAILABLE, Objective, TrialCondition, summarize_metrics
@@ -595,8 +596,10 @@ class ExperimentOperator:
         message saying why), as Katib deletes the newest extra trials."""
         spec = self.store.get_experiment(reconciler.name).spec["spec"]
         parallel = int(spec.get("parallelTrialCount") or 3)
-        active = [
-            t for t in trials if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING)
+        active = [  # enqueued trials not yet started wait their turn: not extra
+            t
+            for t in trials
+            if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING) and not is_queued(t)
         ]
         if len(active) <= parallel:
             return
