@@ -398,3 +398,71 @@ def test_katib_example_file_renders(name: str, tmp_path: Path) -> None:
     if where is not None:
         primary = job["spec"][where[0]][where[1]]["template"]["spec"]
         assert [c["name"] for c in primary["initContainers"]] == [COLLECTOR]
+
+
+# -- RBAC --------------------------------------------------------------------------------------
+
+ROOT = HERE.parents[1]
+
+
+def _cluster_roles(name: str) -> dict[str, list[dict[str, Any]]]:
+    docs = yaml.safe_load_all((ROOT / "deploy" / name).read_text())
+    return {d["metadata"]["name"]: d["rules"] for d in docs if d and d["kind"] == "ClusterRole"}
+
+
+def _verbs(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {
+        v
+        for r in rules
+        if group in r["apiGroups"] and resource in r["resources"]
+        for v in r["verbs"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("group", "resource"),
+    [
+        ("argoproj.io", "workflows"),
+        ("tekton.dev", "pipelineruns"),
+        ("kubeflow.org", "mpijobs"),
+        ("kubeflow.org", "xgboostjobs"),
+    ],
+)
+def test_the_operator_may_run_each_trial_kind_and_no_more(group: str, resource: str) -> None:
+    rules = _cluster_roles("rbac.yaml")["tunery-operator"]
+    assert _verbs(rules, group, resource) == {"get", "create", "delete"}
+    assert _verbs(rules, "", "pods/log") == set()  # the collector reads logs, not the operator
+
+
+def test_the_log_reader_role_grants_reading_pod_logs_only() -> None:
+    (rules,) = _cluster_roles("trial-log-reader.yaml").values()
+    granted = {(g, res, v) for r in rules for g in r["apiGroups"] for res in r["resources"]
+               for v in r["verbs"]}  # fmt: skip
+    assert granted == {("", "pods/log", "get"), ("", "pods", "get")}
+    kustomization = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
+    assert "trial-log-reader.yaml" in kustomization["resources"]
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "trial-log-reader.yaml").read_text()))
+    assert [d["kind"] for d in docs if d] == ["ClusterRole"]  # bound per namespace by an admin
+
+
+@pytest.mark.parametrize("example", ["argo-workflow", "tekton-pipeline-run"])
+def test_a_workflow_trial_stays_inside_the_operators_rbac(
+    example, api, cluster, namespace, k8s_store, suggestions
+):
+    from test_operator_katib_parity import RecordingApi
+
+    api_version, kind, sub, succeeded = RUNS[example]
+    rec_api = RecordingApi(cluster.api_client())
+    name = _submit(api, namespace, example, retain=False)
+    op = make_operator(rec_api, k8s_store, suggestions)
+    step(op, api, namespace, name)
+    (obj,) = api.list(api_version, kind, namespace)
+    k8s_store.add_observations(obj["metadata"]["name"], [Observation.of("loss", 0.5, 0)])
+    _play(api, namespace, obj, succeeded, sub)
+    step(op, api, namespace, name)
+    step(op, api, namespace, name)
+    rules = _cluster_roles("rbac.yaml")["tunery-operator"]
+    plural = api_version.split("/")[0], kind.lower() + "s"
+    used = {(verb, resource) for verb, resource, _ in rec_api.calls if resource == plural[1]}
+    assert ("create", plural[1]) in used
+    assert all(verb in _verbs(rules, plural[0], plural[1]) for verb, _ in used), used
