@@ -5,8 +5,11 @@ and by the tests that validate rendered jobs. Pure functions over the job docume
 dicts); nothing here talks to a cluster.
 
 What Katib does with a mutating pod webhook, tunery does here, to the job's *primary pod
-templates* (batch/v1 Job: ``spec.template``; training-operator kinds: the replica templates
-whose pods carry ``primaryPodLabels``, by default the master/chief/launcher replica):
+units* (batch/v1 Job: ``spec.template``; training-operator kinds: the replica templates
+whose pods carry ``primaryPodLabels``, by default the master/chief/launcher replica, with the
+labels the operators add predicted — ``mpi-job-role`` for an MPIJob; Argo Workflow templates
+and Tekton tasks: the list entries of :mod:`controller.pod_units`, with the engine's container
+names, its sidecar and volume fields, and no shared process namespace for Tekton):
 
 - every pod template gets the labels ``katib.kubeflow.org/trial`` and
   ``katib.kubeflow.org/experiment``; the primary container gets ``KATIB_TRIAL_NAME`` (and
@@ -27,6 +30,12 @@ whose pods carry ``primaryPodLabels``, by default the master/chief/launcher repl
   ``<dir>/<pid>.pid`` before stopping the trial, otherwise writes ``completed`` there so a
   collector running as a plain container knows when to finish, and forwards SIGTERM to the
   whole trial;
+- a ``StdOut`` primary container without ``command`` (its image's entrypoint is unknown here)
+  is not wrapped: the collector follows its log through the Kubernetes API instead
+  (``--follow-container``, :mod:`metrics_collector.podlog`), with ``POD_NAME``/
+  ``POD_NAMESPACE`` from the downward API and the pod's service-account token projected into
+  the collector alone (:data:`TOKEN_VOLUME`); no metrics volume, no shared process namespace,
+  and no early stopping (refused at admission, :func:`controller.collector_check.kind_problems`);
 - the collector runs under a restricted ``securityContext`` (:func:`collector_security_context`:
   non-root, no privilege escalation, every capability dropped, seccomp ``RuntimeDefault``, a
   read-only root), so it keeps a trial pod within PodSecurity ``restricted``. It runs as the
