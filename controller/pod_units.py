@@ -142,8 +142,16 @@ class ArgoTemplate:
 
     def share_processes(self) -> bool:
         patch = self.template.get("podSpecPatch") or ""
-        loaded = yaml.safe_load(patch) if patch else {}
-        merged = {**(loaded if isinstance(loaded, dict) else {}), "shareProcessNamespace": True}
+        try:
+            loaded = yaml.safe_load(patch) if patch else {}
+        except yaml.YAMLError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            raise ValueError(
+                "podSpecPatch is not a YAML or JSON object the operator can add "
+                "shareProcessNamespace to; write it as JSON (quote {{...}} expressions)"
+            )
+        merged = {**loaded, "shareProcessNamespace": True}
         self.template["podSpecPatch"] = json.dumps(merged, sort_keys=True)
         return True
 

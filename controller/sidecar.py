@@ -521,7 +521,10 @@ def _inject(
         return
     if not follow and plan.kind in _WRAPPED_KINDS and container.get("command"):
         wrap_command(container)
-    shared = False if follow else unit.share_processes()
+    try:
+        shared = False if follow else unit.share_processes()
+    except ValueError as exc:  # e.g. an Argo podSpecPatch that is not YAML
+        raise SidecarError(f"the {unit.description}: {exc}") from None
     sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
     if plan.kind != "Custom":
         extra = []

@@ -466,3 +466,11 @@ def test_a_workflow_trial_stays_inside_the_operators_rbac(
     used = {(verb, resource) for verb, resource, _ in rec_api.calls if resource == plural[1]}
     assert ("create", plural[1]) in used
     assert all(verb in _verbs(rules, plural[0], plural[1]) for verb, _ in used), used
+
+
+def test_an_argo_pod_spec_patch_that_cannot_be_merged_is_named() -> None:
+    document = yaml.safe_load((KINDS / "argo-workflow.yaml").read_text())
+    training = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["templates"][2]
+    training["podSpecPatch"] = "containers: [{{inputs.parameters.x}}"
+    with pytest.raises(Exception, match="Argo template 'model-training': podSpecPatch"):
+        _render_document(document, KINDS / "argo-workflow.yaml")
