@@ -474,3 +474,19 @@ def test_an_argo_pod_spec_patch_that_cannot_be_merged_is_named() -> None:
     training["podSpecPatch"] = "containers: [{{inputs.parameters.x}}"
     with pytest.raises(Exception, match="Argo template 'model-training': podSpecPatch"):
         _render_document(document, KINDS / "argo-workflow.yaml")
+
+
+def test_a_restricted_xgboost_master_stays_restricted_with_the_log_follower() -> None:
+    from pod_security import restricted_violations
+
+    document = yaml.safe_load((KINDS / "xgboostjob-lightgbm.yaml").read_text())
+    master = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["xgbReplicaSpecs"]["Master"]
+    pod = master["template"]["spec"]
+    pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": 1000,
+                              "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    pod["containers"][0]["securityContext"] = {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    _, job = _render_document(document, KINDS / "xgboostjob-lightgbm.yaml")
+    rendered = job["spec"]["xgbReplicaSpecs"]["Master"]["template"]["spec"]
+    assert "--follow-container" in _args(rendered["initContainers"][0])
+    assert restricted_violations(rendered) == []
