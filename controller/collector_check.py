@@ -9,8 +9,8 @@ must be a Prometheus sample name, optionally with a label selector
 ``spec.objective.additionalMetricNames[0]: metric name 'train/loss' is not a Prometheus
 sample name ...``. :func:`kind_problems` (the operator only): early stopping where the
 collector cannot stop the trial — a Tekton PipelineRun (a task's pod shares no process
-namespace) or a StdOut trial whose primary container has no command (its log is followed
-through the API, nothing wraps it) — is refused at ``spec.earlyStopping``, naming the kind.
+namespace) or a trial whose primary container has no command (nothing wraps it; for StdOut
+its log is followed through the API) — is refused at ``spec.earlyStopping``, naming the kind.
 """
 
 from __future__ import annotations
@@ -76,14 +76,19 @@ def kind_problems(document: Mapping[str, Any]) -> list[FieldError]:
                         "cannot signal the step; remove earlyStopping or use another kind",
                     )
                 ]
-            if follows_log(plan, container):
+            if not container.get("command"):
+                how = (
+                    "the collector then reads its log through the Kubernetes API"
+                    if follows_log(plan, container)
+                    else "nothing wraps it (its image's entrypoint is unknown to the operator)"
+                )
                 return [
                     FieldError(
                         "spec.earlyStopping",
                         f"trials of kind {kind} cannot be stopped early when the primary "
-                        f"container {primary!r} has no command: the collector then reads its "
-                        "log through the Kubernetes API and cannot stop it; set command (the "
-                        "image's entrypoint) in the trialTemplate, or remove earlyStopping",
+                        f"container {primary!r} has no command: {how}, so the collector "
+                        "cannot find and stop its process; set command (the image's "
+                        "entrypoint) in the trialTemplate, or remove earlyStopping",
                     )
                 ]
     return []

@@ -275,7 +275,8 @@ class PodLogFollower(BackgroundLoop):
                     break
             except ApiRefusal as e:
                 self._explain(e)
-                delay = min(delay * 2, 30.0)
+                if e.status in (401, 403):  # waits for a RoleBinding: back off
+                    delay = min(delay * 2, 30.0)
             except (OSError, http.client.HTTPException) as e:
                 log.warning("reading the log of %s failed: %s; retrying", self.container, e)
             self._stop.wait(delay)

@@ -490,3 +490,14 @@ def test_a_restricted_xgboost_master_stays_restricted_with_the_log_follower() ->
     rendered = job["spec"]["xgbReplicaSpecs"]["Master"]["template"]["spec"]
     assert "--follow-container" in _args(rendered["initContainers"][0])
     assert restricted_violations(rendered) == []
+
+
+def test_early_stopping_is_refused_for_any_collector_when_nothing_wraps_the_trial() -> None:
+    document = yaml.safe_load((KINDS / "xgboostjob-lightgbm.yaml").read_text())
+    document["spec"]["earlyStopping"] = {"algorithmName": "medianstop"}
+    document["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/var/log/xgb/metrics.log", "kind": "File"}},
+    }
+    (problem,) = kind_problems(load_experiment(document).to_document())
+    assert "nothing wraps it" in problem.message and "'xgboost'" in problem.message
