@@ -48,7 +48,7 @@ from controller.clients import (
     ServiceCallError,
     SuggestionClient,
 )
-from controller.collector_check import collector_problems
+from controller.collector_check import collector_problems, kind_problems
 from controller.gpus import GpuAllocator
 from controller.operator import mirror
 from controller.reconcile import (
@@ -335,6 +335,7 @@ class ExperimentOperator:
                 template, meta.get("namespace") or "default")}}  # fmt: skip
         document = load_experiment(raw).to_document()
         unsafe = template_problems(document) + collector_problems(document)
+        unsafe += kind_problems(document)
         if unsafe:
             raise ExperimentError(unsafe)
         document.pop("status", None)

@@ -71,6 +71,8 @@ KNOWN_PLURALS: Mapping[tuple[str, str], str] = {
     ("trainer.kubeflow.org", "TrainJob"): "trainjobs",
     ("jobset.x-k8s.io", "JobSet"): "jobsets",
     ("ray.io", "RayJob"): "rayjobs",
+    ("argoproj.io", "Workflow"): "workflows",
+    ("tekton.dev", "PipelineRun"): "pipelineruns",
     ("", "Pod"): "pods",
     ("", "Event"): "events",
     ("", "ConfigMap"): "configmaps",
