@@ -151,12 +151,18 @@ def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -
     rendered = _render(
         {k: v for k, v in container.items() if k not in ("command", "args")}, values
     )
-    combined = [
-        shellscript.render(item, values, _undefined)
-        if i == script_at
-        else _substitute(item, values)
-        for i, item in enumerate(argv)
-    ]
+    combined = []
+    for i, item in enumerate(argv):
+        if i != script_at:
+            combined.append(_substitute(item, values))
+            continue
+        try:
+            combined.append(shellscript.render(item, values, _undefined))
+        except UnsafeScript as exc:  # a value this trial cannot have in its context
+            field_name = f"command[{i}]" if i < len(command) else f"args[{i - len(command)}]"
+            raise TemplateError(
+                f"container {container.get('name')!r} {field_name}: {exc}"
+            ) from None
     if "command" in container:
         rendered["command"] = combined[: len(command)]
     if "args" in container:
