@@ -284,3 +284,28 @@ def test_katibs_sdk_drives_the_operator(
         "momentum",
     }
     assert seen["trials_after_edit"] == 3
+
+
+def test_katibs_sdk_tune_runs_its_here_document_script(
+    stack: Stack, namespace: str, katib_python: Path, tmp_path: Path
+) -> None:
+    """Katib's tune() puts the objective's source in a bash here-document with the values
+    substituted into it; the test's kubelet runs each rendered container here (bash, the
+    collector's wrapper, python3) and pushes the metrics it printed."""
+    script = Path(__file__).parent / "katib_sdk_script.py"
+    with Kubelet(stack, namespace, loss_of, execute=tmp_path / "pods") as kubelet:
+        run = subprocess.run(
+            [str(katib_python), str(script), "tune", namespace, "sdk-tune"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    assert run.returncode == 0, run.stderr[-3000:] + stack.log("operator")[-2000:]
+    assert not kubelet.errors, kubelet.errors
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(seen["trials"]) == 2 and seen["best_trial"] in seen["trials"]
+    lr = float(seen["best_parameters"]["lr"])
+    assert 0.01 <= lr <= 0.05
+    printed = "".join(kubelet.outputs.values())
+    assert printed.count("loss=") == 2, printed  # each trial ran the objective with its value
