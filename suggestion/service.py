@@ -153,7 +153,7 @@ class SuggestionService:
                 trials, count = read()
                 if count == 0:
                     return api_pb2.GetSuggestionsReply()
-                assignments = entry.algorithm.suggest(
+                suggested = entry.algorithm.suggest_trials(
                     SuggestRequest(
                         space=view.space,
                         objective=view.objective,
@@ -164,15 +164,17 @@ class SuggestionService:
                         parallel_trial_count=view.parallel_trial_count,
                     )
                 )
+            assignments = [s.assignment for s in suggested]
         except (SuggestionError, WireFormatError):
             raise
         except BaseException:  # a bug, or the call interrupted (tunery.rpc): drop the state
             self._forget(entry)  # its state may be half-updated
             raise
+        repeats = "repeats" in type(entry.algorithm).capabilities
         if (
             len(assignments) != count
             or not all(view.space.contains(a) for a in assignments)
-            or len({view.space.key(a) for a in assignments}) != count
+            or (not repeats and len({view.space.key(a) for a in assignments}) != count)
         ):  # a bug in the algorithm: never send it to a controller
             self._forget(entry)
             raise RuntimeError(
@@ -180,7 +182,7 @@ class SuggestionService:
                 f"for {count} requested, one outside the search space, or duplicates"
             )
         reply = api_pb2.GetSuggestionsReply(
-            parameter_assignments=assignments_to_proto(view.space, assignments)
+            parameter_assignments=assignments_to_proto(view.space, assignments, suggested)
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
