@@ -133,7 +133,7 @@ def mount_volume(
         ValueError: no pod template has the primary container, or one already has a volume
             named ``suggestion-volume``.
     """
-    from controller.sidecar import pod_templates
+    from controller.sidecar import collector_security_context, pod_templates
 
     found = False
     for template in pod_templates(job):
@@ -168,6 +168,8 @@ def mount_volume(
                 "image": image,
                 "command": copy_command(plan),
                 "volumeMounts": [{"name": VOLUME_NAME, "mountPath": DATA_MOUNT}],
+                # restricted, as the trial's user: the copy is the trial's to write
+                "securityContext": collector_security_context(spec, containers[0]),
             }
         )
     if not found:

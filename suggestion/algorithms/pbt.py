@@ -51,7 +51,7 @@ from suggestion.algorithms.base import (
     SuggestRequest,
 )
 from tunery.space import Assignment, Parameter, ParameterType, ParamValue, SearchSpace
-from tunery.trials import ObjectiveType, TrialCondition, TrialResult
+from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
 
 GENERATION_LABEL = "pbt.suggestion.katib.kubeflow.org/generation"
 PARENT_LABEL = "pbt.suggestion.katib.kubeflow.org/parent"
@@ -65,7 +65,8 @@ _RETRIED = (TrialCondition.FAILED, TrialCondition.KILLED)
 
 @dataclass(frozen=True)
 class PbtSettings(AlgorithmSettings):
-    """Katib's pbt settings; the first three are required, as in Katib."""
+    """Katib's pbt settings; the first three are required, as in Katib (checked by
+    :meth:`Pbt.validate`, since settings are parsed one by one first)."""
 
     suggestion_trial_dir: str | None = None
     n_population: int | None = None
@@ -74,18 +75,14 @@ class PbtSettings(AlgorithmSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        missing = [name for name in REQUIRED_SETTINGS if getattr(self, name) is None]
-        if missing:
-            raise InvalidSettingsError(f"Required params missing: {', '.join(missing)}")
-        assert self.n_population is not None and self.truncation_threshold is not None
-        if not self.suggestion_trial_dir or not self.suggestion_trial_dir.startswith("/"):
+        if self.suggestion_trial_dir is not None and not self.suggestion_trial_dir.startswith("/"):
             raise InvalidSettingsError(
                 f"Param(suggestion_trial_dir) should be an absolute path, "
                 f"got {self.suggestion_trial_dir!r}"
             )
-        if self.n_population < 5:
+        if self.n_population is not None and self.n_population < 5:
             raise InvalidSettingsError("Param(n_population) should be >= 5")
-        if not 0 <= self.truncation_threshold <= 1:
+        if self.truncation_threshold is not None and not 0 <= self.truncation_threshold <= 1:
             raise InvalidSettingsError(
                 "Param(truncation_threshold) should be between 0 and 1, inclusive"
             )
@@ -234,6 +231,19 @@ class Pbt(Algorithm):
     name = "pbt"
     settings_type = PbtSettings
     capabilities = frozenset({"repeats"})
+
+    @classmethod
+    def validate(
+        cls,
+        space: SearchSpace,
+        objective: Objective,
+        settings: AlgorithmSettings,
+        max_trial_count: int | None = None,
+    ) -> None:
+        """Katib's required settings are all given (each value was checked when parsed)."""
+        missing = [name for name in REQUIRED_SETTINGS if getattr(settings, name, None) is None]
+        if missing:
+            raise InvalidSettingsError(f"Required params missing: {', '.join(missing)}")
 
     @property
     def pbt_settings(self) -> PbtSettings:

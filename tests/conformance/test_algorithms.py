@@ -287,9 +287,10 @@ def test_default_settings_are_valid(algorithm: str) -> None:
     required = REQUIRED_SETTINGS.get(algorithm)
     if required is not None:  # Katib's required settings: their absence is named
         with pytest.raises(InvalidSettingsError, match="Required params missing: "):
-            parse_settings(cls.settings_type, {}, algorithm)
+            cls.validate(
+                SPACES["mixed-stepped"], MIN, parse_settings(cls.settings_type, {}, algorithm)
+            )
         assert default_settings(algorithm).random_state is None
-        return
     settings = parse_settings(cls.settings_type, {}, algorithm)
     assert settings == cls.settings_type()
     assert settings.random_state is None
