@@ -74,7 +74,9 @@ def main() -> None:
     for _ in range(opt.epochs):
         toy.step()
     toy.save()
-    print(f"epoch {toy.step_count}:\nlr={toy.lr:0.4f}\nValidation-accuracy={toy.accuracy / 100:0.4f}")
+    print(f"epoch {toy.step_count}:")
+    print(f"lr={toy.lr:0.4f}")
+    print(f"Validation-accuracy={toy.accuracy / 100:0.4f}")
 
 
 if __name__ == "__main__":
