@@ -14,7 +14,9 @@ every trial gets its own checkpoint folder at that path; a trial labelled with a
   ``<experiment>-<algorithm>``) is mounted into the primary container at
   ``suggestion_trial_dir`` with ``subPath: <experiment>/<trial>``. Katib's suggestion service
   copies the parent's folder on that volume; tunery's algorithms hold no files, so an init
-  container (mounting the whole volume) makes the copy before the trial starts.
+  container (mounting the whole volume) makes the copy before the trial starts. The operator
+  creates the claim (:func:`claim_document`, Katib's default of 5Gi ReadWriteMany) with the
+  experiment's Suggestion, unless one of that name exists already (then it is used as is).
 
 The trial sees ``TUNERY_CHECKPOINT_DIR`` (its folder) and ``TUNERY_CHECKPOINT_PARENT`` (the
 parent trial's name, when it has one).
@@ -174,3 +176,32 @@ def mount_volume(
         )
     if not found:
         raise ValueError(f"no pod template has the primary container {container_name!r}")
+
+
+CLAIM_STORAGE = "5Gi"
+CLAIM_ACCESS_MODES = ("ReadWriteMany",)
+"""Katib's default for pbt's suggestion volume (katib-config): trials on any node share it."""
+
+
+def claim_document(
+    spec: Mapping[str, Any], experiment: str, namespace: str, owner: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The suggestion volume's PersistentVolumeClaim (``<experiment>-<algorithm>``, owned by
+    the Experiment), or None when the experiment has no ``suggestion_trial_dir``."""
+    plan = plan_for(spec, experiment, "", {})
+    if plan is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": plan.claim_name,
+            "namespace": namespace,
+            "labels": {"katib.kubeflow.org/experiment": experiment},
+            "ownerReferences": [dict(owner)],
+        },
+        "spec": {
+            "accessModes": list(CLAIM_ACCESS_MODES),
+            "resources": {"requests": {"storage": CLAIM_STORAGE}},
+        },
+    }
