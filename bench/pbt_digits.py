@@ -8,7 +8,7 @@ parent's checkpoint (model and optimizer state, kept in memory by trial name), a
 validation accuracy after the slice. Random search spends the same number of epochs on
 ``population`` configurations trained the full length (generations x epochs per trial) each.
 Both search SGD's learning rate (log-uniform) and momentum; the same seeds for both. Prints the
-best final accuracy per seed and the medians.
+best final accuracy per seed and the medians as a markdown table.
 """
 
 from __future__ import annotations
@@ -127,14 +127,17 @@ def main() -> None:
         f"budget {budget} epochs each: pbt {args.population} x {args.generations} generations "
         f"x {args.epochs_per_trial} epochs; random {args.population} configs x {full} epochs"
     )
-    print(f"{'seed':>4} {'pbt':>8} {'random':>8}")
+    print()
+    print("| seed | pbt: best accuracy | random: best accuracy |")
+    print("| ---: | ---: | ---: |")
     pbt, rnd = [], []
     started = time.perf_counter()
     for seed in range(args.seeds):
         pbt.append(run_pbt(task, seed, args.population, args.generations, args.epochs_per_trial))
         rnd.append(run_random(task, seed, args.population, full))
-        print(f"{seed:>4} {pbt[-1]:>8.4f} {rnd[-1]:>8.4f}")
-    print(f"{'med':>4} {statistics.median(pbt):>8.4f} {statistics.median(rnd):>8.4f}")
+        print(f"| {seed} | {pbt[-1]:.4f} | {rnd[-1]:.4f} |")
+    print(f"| median | {statistics.median(pbt):.4f} | {statistics.median(rnd):.4f} |")
+    print()
     wins = sum(p > r for p, r in zip(pbt, rnd, strict=True))
     print(f"pbt better on {wins}/{args.seeds} seeds; {time.perf_counter() - started:.1f} s")
 
