@@ -3,10 +3,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from suggestion.algorithms.base import InvalidSettingsError, SuggestRequest, parse_settings
+from suggestion.algorithms.base import (
+    InvalidRequestError,
+    InvalidSettingsError,
+    SuggestRequest,
+    parse_settings,
+)
 from suggestion.algorithms.pbt import (
     BASE_LABEL,
     GENERATION_LABEL,
@@ -203,3 +210,46 @@ def test_names_and_labels_travel_over_the_wire_and_come_back() -> None:
     names = {t.name for t in req.trials}
     for pa in wire.parameter_assignments:
         assert pa.labels[GENERATION_LABEL] == "1" and pa.labels[PARENT_LABEL] in names
+
+
+# -- Katib's controller: the service prepares the folders (--katib-data-dir) --------------------
+
+
+def _exp_with_trials(req: api_pb2.GetSuggestionsRequest, reply, values: list[float]) -> None:
+    for pa, value in zip(reply.parameter_assignments, values, strict=True):
+        trial = req.trials.add(name=pa.trial_name)
+        trial.spec.parameter_assignments.assignments.extend(pa.assignments)
+        trial.spec.labels.update(pa.labels)
+        trial.status.condition = api_pb2.TrialStatus.SUCCEEDED
+        trial.status.observation.metrics.add(name="loss", value=str(value))
+
+
+def test_with_a_katib_data_dir_the_service_copies_parents_folders(tmp_path: Path) -> None:
+    params = (("lr", api_pb2.DOUBLE, {"min": "0.001", "max": "0.1", "step": "0.001"}),)
+    exp = experiment("pbt", name="kexp", params=params, settings={"random_state": "4"})
+    service = SuggestionService(katib_data_dir=tmp_path)
+    req = api_pb2.GetSuggestionsRequest(experiment=exp, current_request_number=5)
+    first = service.suggest(req)
+    for pa in first.parameter_assignments:
+        folder = tmp_path / "kexp" / pa.trial_name
+        assert folder.is_dir() and not any(folder.iterdir())
+        (folder / "ckpt").write_text(pa.trial_name)  # what the trial would save
+    _exp_with_trials(req, first, [1.0, 2.0, 3.0, 4.0, 5.0])
+    second = service.suggest(req)
+    for pa in second.parameter_assignments:
+        parent = pa.labels[PARENT_LABEL]
+        assert (tmp_path / "kexp" / pa.trial_name / "ckpt").read_text() == parent
+
+
+def test_the_data_dir_refuses_names_that_leave_it(tmp_path: Path) -> None:
+    params = (("lr", api_pb2.DOUBLE, {"min": "0.001", "max": "0.1", "step": "0.001"}),)
+    exp = experiment("pbt", name="kexp", params=params, settings={"random_state": "4"})
+    service = SuggestionService(katib_data_dir=tmp_path / "data")
+    req = api_pb2.GetSuggestionsRequest(experiment=exp, current_request_number=5)
+    reply = service.suggest(req)
+    for pa in reply.parameter_assignments:
+        pa.trial_name = "../../" + pa.trial_name  # a client's trial names reach the parent label
+    _exp_with_trials(req, reply, [1.0, 2.0, 3.0, 4.0, 5.0])
+    with pytest.raises(InvalidRequestError, match="is not a Kubernetes object name"):
+        service.suggest(req)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
