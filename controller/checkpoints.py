@@ -34,6 +34,7 @@ from typing import Any
 
 from controller.templating import primary_container
 from suggestion.algorithms.pbt import PARENT_LABEL
+from tunery.files import private_dir
 
 SETTING = "suggestion_trial_dir"
 VOLUME_NAME = "suggestion-volume"
@@ -82,6 +83,7 @@ def env_for(plan: CheckpointPlan, folder: str) -> dict[str, str]:
 def prepare_local(plan: CheckpointPlan, root: Path) -> Path:
     """Create ``root/<trial>`` afresh: a copy of ``root/<parent>`` when the parent left one,
     else empty. A relaunch of the same trial starts again from the parent's copy."""
+    private_dir(root)  # owner-only, like the logs beside it
     folder = root / plan.trial
     if folder.exists():
         shutil.rmtree(folder)
@@ -89,7 +91,7 @@ def prepare_local(plan: CheckpointPlan, root: Path) -> Path:
     if parent is not None and parent.is_dir():
         shutil.copytree(parent, folder, symlinks=True)
     else:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
     return folder
 
 

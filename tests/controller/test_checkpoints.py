@@ -196,3 +196,12 @@ def test_a_pbt_experiment_missing_katibs_required_settings_is_refused() -> None:
         match="Required params missing: suggestion_trial_dir, truncation_threshold",
     ):
         load_checked(document)
+
+
+def test_local_checkpoint_folders_are_owner_only(tmp_path: Path) -> None:
+    plan = plan_for(SPEC, "exp", "exp-a", {})
+    assert plan is not None
+    root = tmp_path / "logs" / "exp" / "checkpoints"
+    folder = checkpoints.prepare_local(plan, root)
+    for path in (tmp_path / "logs", tmp_path / "logs" / "exp", root, folder):
+        assert path.stat().st_mode & 0o777 == 0o700, path
