@@ -134,7 +134,9 @@ class Algorithm(abc.ABC):
         capabilities: e.g. ``{"finite"}`` for algorithms that may exhaust a finite space;
             ``{"repeats"}`` for algorithms that may suggest an assignment again on purpose
             (pbt: an exploited member continues with a better member's values), exempt from
-            the distinctness clause of the contract.
+            the distinctness clause of the contract; ``{"checkpoints"}`` for algorithms whose
+            trials continue each other's checkpoints (pbt): not black-box optimisers of a
+            function, so the black-box benchmarks leave them out.
     """
 
     name: ClassVar[str]

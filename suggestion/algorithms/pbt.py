@@ -230,7 +230,7 @@ class Pbt(Algorithm):
 
     name = "pbt"
     settings_type = PbtSettings
-    capabilities = frozenset({"repeats"})
+    capabilities = frozenset({"repeats", "checkpoints"})
 
     @classmethod
     def validate(
