@@ -13,6 +13,7 @@ from suggestion.service import SuggestionServicer
 from tunery.store.base import Store
 
 from .test_operator import experiment_body, jobs, make_operator, play_job, step
+from .test_operator_katib_parity import RecordingApi, _allowed
 
 PBT = {
     "algorithmName": "pbt",
@@ -35,14 +36,15 @@ def copier(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_pbt_generations_share_checkpoints_on_the_suggestion_volume(
-    api: KubeApi, namespace: str, k8s_store: Store
+    api: KubeApi, cluster: Any, namespace: str, k8s_store: Store
 ) -> None:
     body = experiment_body(
         namespace, "pbtx", algorithm=PBT, parallelTrialCount=5, maxTrialCount=10
     )
     api.create(body)
     servicer = SuggestionServicer()
-    op = make_operator(api, k8s_store, lambda _name: InProcessSuggestionClient(servicer))
+    rec_api = RecordingApi(cluster.api_client())  # the operator's calls, checked against RBAC
+    op = make_operator(rec_api, k8s_store, lambda _name: InProcessSuggestionClient(servicer))
     step(op, api, namespace, "pbtx")
 
     claim = api.get("v1", "PersistentVolumeClaim", namespace, "pbtx-pbt")
@@ -85,3 +87,7 @@ def test_pbt_generations_share_checkpoints_on_the_suggestion_volume(
         assert f"cp -a /opt/tunery/data/pbtx/{parent}/. /opt/tunery/data/pbtx/{name}/" in script
         cr = api.get("kubeflow.org/v1beta1", "Trial", namespace, name)
         assert cr["metadata"]["labels"][PARENT_LABEL] == parent  # as Katib labels its Trials
+    # ("list", "") is API discovery (/api/v1, to find the claim's resource), open to all
+    used = {(verb, resource) for verb, resource, _ in rec_api.calls if resource}
+    assert ("create", "persistentvolumeclaims") in used
+    assert sorted(u for u in used if not _allowed(*u)) == []
