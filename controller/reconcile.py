@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from controller import paths, protos, status
+from controller import checkpoints, paths, protos, status
 from controller.clients import (
     EarlyStoppingClient,
     ServiceCallError,
@@ -499,6 +499,7 @@ class Reconciler:
             gpus=tuple(gpus),
             success_condition=template.get("successCondition", ""),
             failure_condition=template.get("failureCondition", ""),
+            checkpoint=checkpoints.plan_for(self.spec, self.name, trial.name, trial.labels),
         )
 
     def _file_collector_path(self) -> str | None:

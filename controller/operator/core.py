@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from controller import checkpoints
 from controller import status as experiment_status
 from controller.clients import (
     EarlyStoppingClient,
@@ -716,6 +717,7 @@ class ExperimentOperator:
             if not exc.not_found:
                 raise
             current = self.api.create(mirror.suggestion_document(document, owner_reference(body)))
+            self._ensure_suggestion_volume(body, document)
         record = self.store.get_experiment(name)
         new_status = mirror.suggestion_status_document(
             trials, record.status, current.get("status") or {}, now
@@ -736,6 +738,23 @@ class ExperimentOperator:
                 {"status": merge_patch(current.get("status") or {}, new_status)},
                 subresource="status",
             )  # fmt: skip
+
+    def _ensure_suggestion_volume(
+        self, body: Mapping[str, Any], document: Mapping[str, Any]
+    ) -> None:
+        """Create the claim trials mount at ``suggestion_trial_dir`` (pbt's checkpoints), as
+        Katib's suggestion controller does; an existing claim of that name is kept."""
+        namespace = document["metadata"].get("namespace") or "default"
+        claim = checkpoints.claim_document(
+            document["spec"], document["metadata"]["name"], namespace, owner_reference(body)
+        )
+        if claim is None:
+            return
+        try:
+            self.api.create(claim)
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
 
     def _trial_event(
         self, cr: Mapping[str, Any], previous: Mapping[str, Any], trial: TrialRecord
