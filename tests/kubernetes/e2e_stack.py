@@ -217,7 +217,7 @@ class Kubelet:
             name = job.metadata.name
             if job.metadata.deletion_timestamp or name in self.finished:
                 continue
-            if name not in self.seen:
+            if self.seen.get(name) != job.metadata.uid:  # new, or created again by that name
                 self.seen[name] = job.metadata.uid
                 self._status(name, {"active": 1, "startTime": _now()})
                 continue

@@ -220,6 +220,33 @@ def test_operator_killed_mid_experiment_and_restarted(
         assert "True" not in {conditions(trial).get("Failed"), conditions(trial).get("Running")}
 
 
+def test_a_job_deleted_by_hand_is_created_again(stack: Stack, namespace: str, crs: Any) -> None:
+    """As Katib does: the trial of a Job deleted by hand gets its Job again (same name, new
+    uid) and goes on; it is not failed."""
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("handmade", maxTrialCount=2)
+    )
+    batch = k8s_client.BatchV1Api(stack.api_client())
+
+    def recreated(name: str, uid: str) -> bool:
+        jobs = batch.list_namespaced_job(namespace).items
+        return any(j.metadata.name == name and j.metadata.uid != uid for j in jobs)
+
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
+        ((name, uid),) = list(kubelet.seen.items())
+        batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        wait_for("the Job created again", lambda: recreated(name, uid), 20, stack=stack)
+        kubelet.release(2)
+        body = wait_for("Succeeded", lambda: finished(crs, namespace, "handmade"), 30, stack=stack)
+    assert not kubelet.errors
+    assert body["status"]["trialsSucceeded"] == 2
+    assert not body["status"].get("trialsFailed")
+    assert name in kubelet.finished
+    for trial in trials(crs, namespace):
+        assert conditions(trial).get("Succeeded") == "True", trial["status"]
+
+
 FINALIZER = "tunery.io/finalizer"
 
 
