@@ -120,12 +120,15 @@ class LogWatcher:
         on_stop: Callable[[StopDecision], None],
         loop: CollectLoop | None = None,
         polled: PolledSource | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         """``sources``: (path, format, filters) of each file to tail; the trial's log (its
         ``runner_handle["log"]``) is cut at the trial's recorded output end. ``loop``: the
         reconciler's shared loop (default: one of its own). ``polled``: a polled source
         (event files, an endpoint), the primary one when given; it polls from a thread of its
-        own, about once a second."""
+        own, about once a second. ``fresh``: the trial was started just now, nothing of it is
+        stored yet, so its sources are not matched against the store."""
         self.trial_name = trial.name
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
@@ -149,7 +152,8 @@ class LogWatcher:
                 on_stop=stop_elsewhere,
                 hint=polled.hint,
             )
-            collector.resume()  # re-attaching: skip what the store holds
+            if not fresh:
+                collector.resume()  # re-attaching: skip what the store holds
             self._polled = (collector, Poller(polled.poll, collector.add).start())
         handle = trial.runner_handle
         log_path = Path(handle["log"]) if handle.get("log") else None
@@ -168,7 +172,7 @@ class LogWatcher:
             size = path.stat().st_size if path.exists() else 0
             if end is not None:
                 size = min(size, end)
-            if size:  # re-attaching: skip what the store holds from the output so far
+            if size and not fresh:  # re-attaching: skip what the store holds of the output
                 collector.resume(size)
             tailer = FileTailer(
                 path,
@@ -217,6 +221,9 @@ class LogWatcher:
             objective: Objective,
             make_stop_check: Callable[[], StopCheck | None],
             on_stop: Callable[[StopDecision], None],
+            /,
+            *,
+            fresh: bool = False,
         ) -> LogWatcher:
             log_path = Path(trial.runner_handle["log"])
             sources: list[tuple[Path, str, tuple[str, ...]]] = []
@@ -227,7 +234,17 @@ class LogWatcher:
                 sources.append((local_metrics_path(log_path), file_format, fmt_filters))
             sources.append((push_metrics_path(log_path), "JSON", ()))
             polled = polled_source(document, log_path, objective.metric_names, trial.start_time)
-            return cls(store, trial, objective, sources, make_stop_check, on_stop, loop, polled)
+            return cls(
+                store,
+                trial,
+                objective,
+                sources,
+                make_stop_check,
+                on_stop,
+                loop,
+                polled,
+                fresh=fresh,
+            )
 
         return make
 

@@ -105,9 +105,23 @@ class TrialWatcher(Protocol):
         """Stop watching without finishing (controller shutting down)."""
 
 
-WatcherFactory = Callable[
-    [TrialRecord, Objective, StopCheck | None, Callable[[StopDecision], None]], TrialWatcher
-]
+class WatcherFactory(Protocol):
+    """Makes the watcher of a trial: ``make_stop_check`` builds its early-stopping check,
+    ``on_stop`` is called when that says stop; ``fresh``: the trial was started just now, so
+    the store holds nothing of its output yet (a re-attached one is matched against it)."""
+
+    def __call__(
+        self,
+        trial: TrialRecord,
+        objective: Objective,
+        make_stop_check: Callable[[], StopCheck | None],
+        on_stop: Callable[[StopDecision], None],
+        /,
+        *,
+        fresh: bool = False,
+    ) -> TrialWatcher: ...
+
+
 StopperFactory = Callable[[TrialRecord], StopCheck | None]
 
 
@@ -561,7 +575,7 @@ class Reconciler:
         started = 0
         for record, outcome in zip(self._update_trials(updates), outcomes, strict=True):
             if not isinstance(outcome, RunnerError):
-                self._watch(record)
+                self._watch(record, fresh=True)
                 started += 1
         return started
 
@@ -620,7 +634,7 @@ class Reconciler:
         self._take(records)
         return records
 
-    def _watch(self, trial: TrialRecord) -> TrialWatcher:
+    def _watch(self, trial: TrialRecord, *, fresh: bool = False) -> TrialWatcher:
         with self._lock:
             watcher = self._watchers.get(trial.name)
             if watcher is None:
@@ -634,6 +648,7 @@ class Reconciler:
                     self.objective,
                     make_stop_check,
                     lambda decision, name=trial.name: self._early_stop(name, decision),
+                    fresh=fresh,
                 )
                 self._watchers[trial.name] = watcher
             return watcher

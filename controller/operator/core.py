@@ -523,7 +523,7 @@ class ExperimentOperator:
             name,
             runner=runner,
             suggestions=self._suggestion_factory(spec["algorithm"]["algorithmName"]),
-            watcher_factory=lambda trial, _o, _s, _cb: self._watcher(trial, objective),
+            watcher_factory=lambda trial, _o, _s, _cb, **_: self._watcher(trial, objective),
             allocator=ClusterGpus(),
             base_dir=Path("."),
             logs_dir=Path("."),
@@ -829,7 +829,7 @@ class ExperimentOperator:
         objective = objective_from_spec(record.spec["spec"])
         return Reconciler(
             self.store, name, runner=runner, suggestions=_NoSuggestions(),
-            watcher_factory=lambda trial, _o, _s, _cb: self._watcher(trial, objective),
+            watcher_factory=lambda trial, _o, _s, _cb, **_: self._watcher(trial, objective),
             allocator=ClusterGpus(), base_dir=Path("."), logs_dir=Path("."),
             namespace=namespace, clock=self.clock, stop_grace_seconds=0,
         )  # fmt: skip

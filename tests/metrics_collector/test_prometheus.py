@@ -91,9 +91,12 @@ def test_poller_scrapes_a_live_endpoint_until_stopped() -> None:
 
         poller = Poller(scraper.poll, sink, interval=0.05).start()
         for value in (0.1, 0.2, 0.3):
-            got.clear()
             gauge.set(value)
-            assert got.wait(5)
+            deadline = time.monotonic() + 5  # until a scrape saw it (not an earlier value)
+            while not (seen and seen[-1] == value) and time.monotonic() < deadline:
+                got.wait(0.05)
+                got.clear()
+            assert seen and seen[-1] == value
         poller.stop()
         assert poller.join(5)
         assert seen == [0.0, 0.1, 0.2, 0.3] or seen == [0.1, 0.2, 0.3]
