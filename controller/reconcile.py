@@ -41,6 +41,7 @@ from controller.clients import (
 )
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.local_collectors import tfevent_plan
+from controller.metrics import ControllerMetrics, default_metrics
 from controller.runners.base import (
     JOB_NOT_FOUND,
     NOT_STARTED,
@@ -163,8 +164,10 @@ class Reconciler:
         namespace: str = "default",
         clock: Callable[[], dt.datetime] = utcnow,
         stop_grace_seconds: float = 10.0,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or default_metrics()
         self.name = name
         self.runner = runner
         self.suggestions = suggestions
@@ -232,6 +235,10 @@ class Reconciler:
     def step(self) -> StepResult:
         """One pass. Reads only the trials written since the previous pass (the store's change
         counter), so its cost follows what changed, not the experiment's history."""
+        with self.metrics.timed(self.metrics.reconcile_seconds, self.namespace):
+            return self._step()
+
+    def _step(self) -> StepResult:
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
@@ -322,6 +329,8 @@ class Reconciler:
             and (current["type"], current.get("reason")) == condition[:2]
         ):
             condition = None  # unchanged: keep the transition times
+        elif condition is not None and (current is None or current["type"] != condition[0]):
+            self.metrics.experiment_ended(self.namespace, condition[0])
         new = status.build_status(record.status, self._view, condition, self.clock())
         for key in ("suggestionEndReached", "localBaseDir"):  # the drivers' bookkeeping
             if key in record.status:
@@ -345,8 +354,10 @@ class Reconciler:
         """Ask for ``count`` assignments and store them as Created trials; returns their names
         in creation order."""
         request = self._requests.encode(self.spec, count)
+        algorithm = str((self.spec.get("algorithm") or {}).get("algorithmName", ""))
         try:
-            reply = self.suggestions.get_suggestions_wire(request)
+            with self.metrics.timed(self.metrics.suggestion_seconds, algorithm):
+                reply = self.suggestions.get_suggestions_wire(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
                 if count == 1:
@@ -389,6 +400,7 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
+            self.metrics.trial_created.labels(self.namespace).inc()
         return names
 
     def _mark_suggestion_end(self, message: str) -> None:
@@ -565,6 +577,7 @@ class Reconciler:
             expect_condition=[TrialCondition.RUNNING],
         )
         if record.condition is TrialCondition.EARLY_STOPPED:
+            self.metrics.trial_ended(self.namespace, TrialCondition.EARLY_STOPPED)
             log.info("early stopping %s: %s", trial_name, decision.message)
             self.runner.stop(record.runner_handle, self.stop_grace_seconds)
 
@@ -659,6 +672,8 @@ class Reconciler:
         )
         if record.condition is not condition:  # early stopped or killed meanwhile: keep that
             self.store.update_trial(name, observation=observation, completion_time=now)
+        else:  # the conditional update moved it from Running: counted once
+            self.metrics.trial_ended(self.namespace, condition)
 
     def _finish_trial(
         self, name: str, condition: TrialCondition, reason: str, message: str
@@ -670,6 +685,7 @@ class Reconciler:
             message=message,
             completion_time=self.clock(),
         )
+        self.metrics.trial_ended(self.namespace, condition)
 
     def _stop_all(self, trials: Sequence[TrialRecord], why: str) -> None:
         """Stop every active trial and mark it Killed with ``why``."""
@@ -684,6 +700,7 @@ class Reconciler:
                 expect_condition=[TrialCondition.CREATED, TrialCondition.RUNNING],
             )
             if record.condition is TrialCondition.KILLED:
+                self.metrics.trial_ended(self.namespace, TrialCondition.KILLED)
                 self._end_job(trial)
 
     def _end_job(self, trial: TrialRecord) -> None:

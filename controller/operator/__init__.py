@@ -4,11 +4,16 @@
 account, else ``$KUBECONFIG``/``~/.kube/config``), opens the store, and runs the kopf
 application of ``controller.operator.app`` until stopped. The logic is in
 ``controller.operator.core``; the custom resources' documents in ``controller.operator.mirror``.
+
+Several replicas may run: each first waits to hold the Lease of
+``controller.operator.leader`` and only the holder reconciles; one that loses it stops (exit
+status 1, so its pod restarts and waits again). ``TUNERY_LEADER_ELECTION=false`` skips it. kopf
+itself runs standalone (no kopf peering): the Lease is the one exclusion.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -19,9 +24,12 @@ from controller.operator.core import (
     StoreWatcher,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "ClusterGpus",
     "ExperimentOperator",
+    "LeadershipLostError",
     "OperatorSettings",
     "StoreWatcher",
     "kube_configuration",
@@ -41,15 +49,20 @@ def kube_configuration(context: str | None = None) -> Any:
     return configuration
 
 
+class LeadershipLostError(RuntimeError):
+    """The replica could not renew its Lease in time and stopped reconciling."""
+
+
 def run_operator(
     settings: OperatorSettings | None = None,
     *,
     kube_config: Any = None,
     store: Any = None,
-    stop_flag: asyncio.Event | threading.Event | None = None,
-    ready_flag: asyncio.Event | threading.Event | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
     suggestion_factory: Any = None,
     early_stopping_factory: Any = None,
+    lease: Any = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM).
 
@@ -57,15 +70,38 @@ def run_operator(
     the whole cluster. ``store`` defaults to
     ``tunery.store.open_store(settings.db_url)``; ``kube_config`` to
     :func:`kube_configuration`. The factories replace the gRPC service clients (tests).
+    ``lease`` (a :class:`~controller.operator.leader.LeaseSettings`) defaults to
+    ``LeaseSettings.from_env()``: the operator waits until it leads before reconciling.
+
+    Raises:
+        LeadershipLostError: the Lease could not be renewed; the operator stopped.
     """
     import kopf
     from kubernetes import client
+    from prometheus_client import REGISTRY
 
+    from controller.metrics import store_gauges
     from controller.operator.app import build_registry
+    from controller.operator.leader import LeaderElector, LeaseSettings
     from controller.runners.kubernetes import KubeApi
 
     settings = settings or OperatorSettings.from_env()
+    lease = lease or LeaseSettings.from_env()
     kube_config = kube_config or kube_configuration()
+    stop = threading.Event()  # set by the caller's stop_flag or by a lost Lease
+    if stop_flag is not None:
+        threading.Thread(
+            target=lambda: stop_flag.wait() or stop.set(), name="stop-flag", daemon=True
+        ).start()
+    elector = None
+    lost = threading.Event()
+    if lease.enabled:
+        elector = LeaderElector(KubeApi(client.ApiClient(kube_config)), lease)
+        log.warning("identity %s: waiting to lead (Lease %s/%s)", lease.identity,
+                    lease.namespace, lease.name)  # fmt: skip
+        if not elector.acquire(stop):
+            return
+        elector.keep(stop, lambda: (lost.set(), stop.set()))
     own_store = store is None
     if store is None:
         from tunery.store import open_store  # type: ignore[attr-defined]
@@ -77,19 +113,31 @@ def run_operator(
         settings,
         suggestion_factory=suggestion_factory,
         early_stopping_factory=early_stopping_factory,
+        identity=lease.identity if lease.enabled else "",
     )
     registry = build_registry(operator, settings, kube_config)
+    gauges = store_gauges(store)
+    REGISTRY.register(gauges)
     try:
         kopf.run(
             registry=registry,
-            standalone=True,
+            standalone=True,  # no kopf peering: the Lease above is the exclusion
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
-            stop_flag=stop_flag,
+            stop_flag=stop,
             ready_flag=ready_flag,
             liveness_endpoint=settings.liveness_endpoint,
         )
     finally:
+        REGISTRY.unregister(gauges)
         operator.close()
         if own_store:
             store.close()
+        stop.set()  # ends the renewal thread
+        if elector is not None and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        raise LeadershipLostError(
+            f"lost the Lease {lease.namespace}/{lease.name}; stopped so that another replica "
+            "leads (restart to wait for it again)"
+        )

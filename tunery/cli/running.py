@@ -119,6 +119,14 @@ _run_options = [
         help="How long a database or suggestion-service outage is waited out before exiting 3 "
         "(default 600; env TUNERY_OUTAGE_LIMIT).",
     ),
+    click.option(
+        "--metrics-port",
+        type=click.IntRange(min=0, max=65535),
+        default=None,
+        metavar="PORT",
+        help="Serve Prometheus metrics (katib_trial_*, katib_experiment_*, latencies) on "
+        "http://127.0.0.1:PORT/metrics while it runs (0 picks a free port).",
+    ),
 ]
 
 
@@ -168,6 +176,7 @@ def run(
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
+    metrics_port: int | None,
     output: str,
 ) -> None:
     """Run the Experiment in FILE on this machine until it completes."""
@@ -198,7 +207,7 @@ def run(
         if not created:
             _refuse_finished(backend, exp_name, file)
             click.echo(f"resuming experiment {exp_name!r}", err=True)
-        _drive(backend, exp_name, settings, output)
+        _drive(backend, exp_name, settings, output, metrics_port)
 
 
 @main.command()
@@ -219,6 +228,7 @@ def resume(
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
+    metrics_port: int | None,
     output: str,
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
@@ -236,7 +246,7 @@ def resume(
             backend.submit(document, backend.base_dir(record))
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
-        _drive(backend, name, settings, output)
+        _drive(backend, name, settings, output, metrics_port)
 
 
 def _check_stored(name: str, document: Any) -> None:
@@ -285,7 +295,9 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
     )
 
 
-def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
+def _drive(
+    backend: Any, name: str, settings: Any, output: str, metrics_port: int | None = None
+) -> None:
     from controller.clients import ServiceUnavailableError
     from controller.reconcile import ReconcileError
     from controller.templating import find_containers
@@ -305,6 +317,14 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
         click.echo(
             f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
         )
+    if metrics_port is not None:
+        from prometheus_client import REGISTRY
+
+        from controller.metrics import store_gauges
+        from tunery.cli.serving import start_metrics
+
+        REGISTRY.register(store_gauges(store))
+        start_metrics("127.0.0.1", metrics_port)
     view = ProgressView.of_experiment(store, name, enabled=output == "text")
     try:
         with view:
