@@ -120,7 +120,7 @@ def test_acquire_waits_until_stopped(api: KubeApi, namespace: str) -> None:
         api,
         LeaseSettings(
             namespace=namespace, identity="b", duration=15, renew_deadline=10, retry_period=0.05
-        ),  # fmt: skip
+        ),
     )
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
