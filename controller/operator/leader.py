@@ -185,7 +185,7 @@ class LeaderElector:
             duration = float(spec.get("leaseDurationSeconds") or self.settings.duration)
             if self._monotonic() - self._observed_at < duration:
                 if not self._waiting_logged:
-                    log.info("waiting for the Lease %s/%s held by %s", self.settings.namespace,
+                    log.warning("standing by: the Lease %s/%s is held by %s", self.settings.namespace,
                              self.settings.name, holder)  # fmt: skip
                     self._waiting_logged = True
                 return False
