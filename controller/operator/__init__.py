@@ -76,13 +76,9 @@ def run_operator(
     Raises:
         LeadershipLostError: the Lease could not be renewed; the operator stopped.
     """
-    import kopf
     from kubernetes import client
-    from prometheus_client import REGISTRY
 
-    from controller.metrics import store_gauges
-    from controller.operator.app import build_registry
-    from controller.operator.leader import LeaderElector, LeaseSettings
+    from controller.operator.leader import LeaderElector, LeaseSettings, standby_liveness
     from controller.runners.kubernetes import KubeApi
 
     settings = settings or OperatorSettings.from_env()
@@ -99,9 +95,45 @@ def run_operator(
         elector = LeaderElector(KubeApi(client.ApiClient(kube_config)), lease)
         log.warning("identity %s: waiting to lead (Lease %s/%s)", lease.identity,
                     lease.namespace, lease.name)  # fmt: skip
-        if not elector.acquire(stop):
-            return
+        with standby_liveness(settings.liveness_endpoint):
+            if not elector.acquire(stop):
+                return
         elector.keep(stop, lambda: (lost.set(), stop.set()))
+    try:
+        _run_kopf(
+            settings, kube_config, store, stop, ready_flag, suggestion_factory,
+            early_stopping_factory, lease.identity if lease.enabled else "",
+        )  # fmt: skip
+    finally:
+        stop.set()  # ends the renewal thread
+        if elector is not None and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        raise LeadershipLostError(
+            f"lost the Lease {lease.namespace}/{lease.name}; stopped so that another replica "
+            "leads (restart to wait for it again)"
+        )
+
+
+def _run_kopf(
+    settings: OperatorSettings,
+    kube_config: Any,
+    store: Any,
+    stop: threading.Event,
+    ready_flag: threading.Event | None,
+    suggestion_factory: Any,
+    early_stopping_factory: Any,
+    identity: str,
+) -> None:
+    """The operator's kopf application until ``stop`` (or a signal)."""
+    import kopf
+    from kubernetes import client
+    from prometheus_client import REGISTRY
+
+    from controller.metrics import store_gauges
+    from controller.operator.app import build_registry
+    from controller.runners.kubernetes import KubeApi
+
     own_store = store is None
     if store is None:
         from tunery.store import open_store  # type: ignore[attr-defined]
@@ -113,7 +145,7 @@ def run_operator(
         settings,
         suggestion_factory=suggestion_factory,
         early_stopping_factory=early_stopping_factory,
-        identity=lease.identity if lease.enabled else "",
+        identity=identity,
     )
     registry = build_registry(operator, settings, kube_config)
     gauges = store_gauges(store)
@@ -121,7 +153,7 @@ def run_operator(
     try:
         kopf.run(
             registry=registry,
-            standalone=True,  # no kopf peering: the Lease above is the exclusion
+            standalone=True,  # no kopf peering: the Lease is the exclusion
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             stop_flag=stop,
@@ -133,11 +165,3 @@ def run_operator(
         operator.close()
         if own_store:
             store.close()
-        stop.set()  # ends the renewal thread
-        if elector is not None and not lost.is_set():
-            elector.release()
-    if lost.is_set():
-        raise LeadershipLostError(
-            f"lost the Lease {lease.namespace}/{lease.name}; stopped so that another replica "
-            "leads (restart to wait for it again)"
-        )

@@ -17,14 +17,17 @@ replicas racing for a free Lease exactly one wins (the other gets 409 Conflict).
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import logging
 import os
 import random
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,8 +188,8 @@ class LeaderElector:
             duration = float(spec.get("leaseDurationSeconds") or self.settings.duration)
             if self._monotonic() - self._observed_at < duration:
                 if not self._waiting_logged:
-                    log.warning("standing by: the Lease %s/%s is held by %s", self.settings.namespace,
-                             self.settings.name, holder)  # fmt: skip
+                    where = f"{self.settings.namespace}/{self.settings.name}"
+                    log.warning("standing by: the Lease %s is held by %s", where, holder)
                     self._waiting_logged = True
                 return False
         ours = holder == self.identity
@@ -278,3 +281,37 @@ def _parse_time(text: Any) -> dt.datetime | None:
         return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+@contextmanager
+def standby_liveness(endpoint: str | None) -> Iterator[None]:
+    """While a replica waits for the Lease, answer 200 at kopf's liveness ``endpoint`` (e.g.
+    ``http://0.0.0.0:8080/healthz``) so the kubelet does not restart a healthy standby; the
+    port is freed on exit, before kopf serves it."""
+    if not endpoint:
+        yield
+        return
+    url = urllib.parse.urlsplit(endpoint)
+    path = url.path or "/"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = urllib.parse.urlsplit(self.path).path == path
+            body = b'{"standby": true}' if ok else b"not found"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json" if ok else "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer((url.hostname or "0.0.0.0", url.port or 80), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

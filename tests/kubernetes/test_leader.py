@@ -141,3 +141,26 @@ def test_settings_from_the_environment() -> None:
         LeaseSettings.from_env({"TUNERY_LEASE_DURATION": "soon"})
     with pytest.raises(ValueError, match="renew deadline < duration"):
         LeaseSettings.from_env({"TUNERY_LEASE_DURATION": "5"})
+
+
+def test_a_standby_answers_the_liveness_probe_and_frees_the_port() -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from controller.operator.leader import standby_liveness
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with standby_liveness(f"http://127.0.0.1:{port}/healthz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+        with pytest.raises(urllib.error.HTTPError) as other:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+        assert other.value.code == 404
+    with socket.socket() as sock:  # kopf can bind it now
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    with standby_liveness(None):
+        pass
