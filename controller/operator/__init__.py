@@ -92,7 +92,10 @@ def run_operator(
     elector = None
     lost = threading.Event()
     if lease.enabled:
-        elector = LeaderElector(KubeApi(client.ApiClient(kube_config)), lease)
+        # each Lease request is bounded, so a leader cut off from the API server notices at its
+        # renew deadline, well before the others may take over (lease duration)
+        timeout = min(lease.retry_period, (lease.duration - lease.renew_deadline) / 2)
+        elector = LeaderElector(KubeApi(client.ApiClient(kube_config), timeout=timeout), lease)
         log.warning("identity %s: waiting to lead (Lease %s/%s)", lease.identity,
                     lease.namespace, lease.name)  # fmt: skip
         with standby_liveness(settings.liveness_endpoint):
