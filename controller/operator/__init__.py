@@ -14,6 +14,8 @@ itself runs standalone (no kopf peering): the Lease is the one exclusion.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
@@ -84,13 +86,23 @@ def run_operator(
     settings = settings or OperatorSettings.from_env()
     lease = lease or LeaseSettings.from_env()
     kube_config = kube_config or kube_configuration()
-    stop = threading.Event()  # set by the caller's stop_flag or by a lost Lease
+    # a waiting or renewing replica stops on the caller's flag; kopf gets that flag itself
+    # (a flag of our own would keep one of kopf's executor threads waiting after a SIGTERM)
+    stop = threading.Event()
     if stop_flag is not None:
         threading.Thread(
             target=lambda: stop_flag.wait() or stop.set(), name="stop-flag", daemon=True
         ).start()
     elector = None
     lost = threading.Event()
+
+    def on_lost() -> None:
+        lost.set()
+        if stop_flag is not None:
+            stop_flag.set()
+        else:  # kopf stops gracefully on SIGTERM, as when the pod is deleted
+            os.kill(os.getpid(), signal.SIGTERM)
+
     if lease.enabled:
         # each Lease request is bounded, so a leader cut off from the API server notices at its
         # renew deadline, well before the others may take over (lease duration)
@@ -101,10 +113,10 @@ def run_operator(
         with standby_liveness(settings.liveness_endpoint):
             if not elector.acquire(stop):
                 return
-        elector.keep(stop, lambda: (lost.set(), stop.set()))
+        elector.keep(stop, on_lost)
     try:
         _run_kopf(
-            settings, kube_config, store, stop, ready_flag, suggestion_factory,
+            settings, kube_config, store, stop_flag, ready_flag, suggestion_factory,
             early_stopping_factory, lease.identity if lease.enabled else "",
         )  # fmt: skip
     finally:
@@ -122,13 +134,13 @@ def _run_kopf(
     settings: OperatorSettings,
     kube_config: Any,
     store: Any,
-    stop: threading.Event,
+    stop_flag: threading.Event | None,
     ready_flag: threading.Event | None,
     suggestion_factory: Any,
     early_stopping_factory: Any,
     identity: str,
 ) -> None:
-    """The operator's kopf application until ``stop`` (or a signal)."""
+    """The operator's kopf application until ``stop_flag`` (or SIGINT/SIGTERM)."""
     import kopf
     from kubernetes import client
     from prometheus_client import REGISTRY
@@ -159,7 +171,7 @@ def _run_kopf(
             standalone=True,  # no kopf peering: the Lease is the exclusion
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
-            stop_flag=stop,
+            stop_flag=stop_flag,
             ready_flag=ready_flag,
             liveness_endpoint=settings.liveness_endpoint,
         )

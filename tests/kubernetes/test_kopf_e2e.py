@@ -11,6 +11,7 @@ holder acts and the other takes over when it is killed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -286,9 +287,48 @@ def test_two_replicas_one_leads_and_the_other_takes_over(
     created = reporters(stack, namespace, "TrialCreated")
     assert created == [leader, successor, successor]
     assert stack.metrics("standby")[("katib_trial_created_total", ns)] == 2
-    # the standby is now the stack's operator (later tests kill and restart "operator")
-    stack.processes["operator"] = stack.processes.pop("standby")
-    stack.metrics_ports["operator"] = stack.metrics_ports.pop("standby")
+
+    # a clean stop (SIGTERM) releases the Lease: a new replica leads without waiting it out
+    standby = stack.processes.pop("standby")
+    standby.terminate()
+    assert standby.wait(timeout=15) == 0
+    assert lease_holder(stack)[0] == ""
+    log_before = len(stack.log("operator"))
+    stack.start_operator()
+    wait_for("a new leader", lambda: lease_holder(stack)[0], 15, stack=stack)
+    assert "standing by" not in stack.log("operator")[log_before:]  # it found the Lease free
+
+
+def test_a_leader_that_loses_the_lease_stops_and_exits(stack: Stack, namespace: str) -> None:
+    """The Lease taken from under the leader (a partition healed the other way): it stops
+    reconciling within its renew deadline and exits 3, so its pod restarts as a standby."""
+    coordination = k8s_client.CoordinationV1Api(stack.api_client())
+    leader, _ = lease_holder(stack)
+    current = coordination.read_namespaced_lease("tunery-operator", "default")
+    coordination.patch_namespaced_lease(
+        "tunery-operator",
+        "default",
+        {
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"holderIdentity": "intruder", "renewTime": _micro_now()},
+        },
+    )
+    process = stack.processes.pop("operator")
+    wait_for("the leader to exit", lambda: process.poll() is not None, 15, stack=stack)
+    assert process.returncode == 3, stack.log("operator")[-2000:]
+    assert "lost the Lease default/tunery-operator" in stack.log("operator")
+    assert lease_holder(stack)[0] == "intruder"  # it did not write over the new holder
+    stack.start_operator()  # waits out the intruder's silent Lease, then leads
+    wait_for(
+        "a new leader",
+        lambda: lease_holder(stack)[0] not in ("intruder", leader, ""),
+        15,
+        stack=stack,
+    )
+
+
+def _micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 FINALIZER = "tunery.io/finalizer"
