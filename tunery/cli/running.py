@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -295,6 +297,30 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
     )
 
 
+@contextmanager
+def _metrics_served(store: Any, port: int | None) -> Iterator[None]:
+    """Serve the controller's metrics (and the store's katib_*_current gauges) on
+    127.0.0.1:``port`` while the experiment runs; nothing without a port."""
+    if port is None:
+        yield
+        return
+    from prometheus_client import REGISTRY
+
+    from controller.metrics import store_gauges
+    from tunery.cli.serving import start_metrics
+
+    gauges = store_gauges(store)
+    REGISTRY.register(gauges)
+    server = start_metrics("127.0.0.1", port)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(gauges)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
 def _drive(
     backend: Any, name: str, settings: Any, output: str, metrics_port: int | None = None
 ) -> None:
@@ -317,17 +343,9 @@ def _drive(
         click.echo(
             f"info: trials run as local processes; image {', '.join(images)} is ignored", err=True
         )
-    if metrics_port is not None:
-        from prometheus_client import REGISTRY
-
-        from controller.metrics import store_gauges
-        from tunery.cli.serving import start_metrics
-
-        REGISTRY.register(store_gauges(store))
-        start_metrics("127.0.0.1", metrics_port)
     view = ProgressView.of_experiment(store, name, enabled=output == "text")
     try:
-        with view:
+        with view, _metrics_served(store, metrics_port):
             result = backend.drive(name, settings, on_progress=view.update)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (controller.interrupts)
         from controller.interrupts import signal_name

@@ -32,19 +32,21 @@ _metrics_port_option = click.option(
 )
 
 
-def start_metrics(host: str, port: int | None) -> None:
-    """Serve the process's Prometheus metrics when ``port`` is set (the address on stderr)."""
+def start_metrics(host: str, port: int | None) -> Any:
+    """Serve the process's Prometheus metrics when ``port`` is set (the address on stderr);
+    returns the HTTP server (None without a port)."""
     if port is None:
-        return
+        return None
     from tunery.serving import address
     from tunery.telemetry import serve_metrics
 
     try:
-        _server, bound = serve_metrics(port, host)
+        server, bound = serve_metrics(port, host)
     except OSError as exc:
         message = f"cannot serve metrics on {address(host, port)}: {exc}"
         raise CliError(message, EXIT_UNAVAILABLE) from None
     click.echo(f"metrics on http://{address(host, bound)}/metrics", err=True)
+    return server
 
 
 # -- operator --------------------------------------------------------------------------------
