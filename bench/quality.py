@@ -110,9 +110,10 @@ class QualityBenchError(RuntimeError):
 
 
 def tunery_algorithms() -> list[str]:
-    from suggestion.algorithms import REGISTRY
+    """The registered black-box algorithms (pbt hands checkpoints on: bench/pbt_digits.py)."""
+    from suggestion.algorithms import REGISTRY, get_algorithm
 
-    return list(REGISTRY)
+    return [a for a in REGISTRY if "checkpoints" not in get_algorithm(a).capabilities]
 
 
 def skopt_available() -> str | None:

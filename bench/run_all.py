@@ -151,6 +151,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--markdown",),
         ("--trials", "2000", "--requests", "10", "--loads", "1", "--markdown"),
     ),
+    Bench(
+        "pbt",
+        "Population based training",
+        "bench.pbt_digits",
+        ("--seeds", "10"),
+        ("--seeds", "2"),
+    ),
 )
 
 

@@ -576,10 +576,11 @@ def quality(seeds: int, n: int, algorithms: Sequence[str]) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
-    from suggestion.algorithms import REGISTRY
+    from suggestion.algorithms import REGISTRY, get_algorithm
 
+    black_box = [a for a in sorted(REGISTRY) if "checkpoints" not in get_algorithm(a).capabilities]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algorithms", default=",".join(sorted(REGISTRY)))
+    parser.add_argument("--algorithms", default=",".join(black_box))
     parser.add_argument("--baselines", default=",".join(BASELINES), help="'' for none")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--trials", type=int, default=1000)

@@ -12,11 +12,19 @@ dependency; the subset implemented is the one conditions need, with GJSON's sema
   (string, number, ``true``, ``false``, ``null``), an empty path meaning the element itself,
   nested queries in the path, and ``#(path)`` testing that the path exists;
 - ``|``: the result so far becomes the document of the rest of the path (after a ``#`` or
-  ``#(...)#``, a ``.`` applies the rest to each element, a ``|`` to the array as a whole).
+  ``#(...)#``, a ``.`` applies the rest to each element, a ``|`` to the array as a whole);
+- the ``@this`` modifier (the current value) and array multipaths ``[path, path, ...]`` (an
+  array of each path's result, non-existing ones left out), as in Katib's Argo Workflow example
+  ``status.[@this].#(phase=="Succeeded")#``.
 
-Modifiers (``@reverse``...), multipaths (``[a,b]``/``{a,b}``) and JSON-lines (``..``) are not
+Other modifiers (``@reverse``...), object multipaths (``{a,b}``) and JSON-lines (``..``) are not
 supported and raise :class:`GjsonError` naming the construct, so a condition is never silently
 misread. Katib's rule for a condition is in :func:`condition_match`.
+
+gjson-py (PyPI ``gjson``) was evaluated as a replacement: it parses every path Katib's examples
+use, but it is GPL-3.0-or-later (tunery is Apache-2.0) and it raises on a missing key where GJSON
+answers "no result" (a Job without ``status.conditions`` yet), which a condition check cannot
+tell from a malformed path. So this module stays, tested against GJSON's documented examples.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ class _Step:
     key: str | None = None
     count: bool = False  # the "#" component
     query: _Query | None = None
+    this: bool = False  # the @this modifier
+    multipath: tuple[str, ...] | None = None  # [path, path, ...]
 
 
 def _unquoted(text: str, start: int, depth: int) -> Iterator[tuple[int, str, int]]:
@@ -94,6 +104,28 @@ def _read_query(path: str, start: int) -> tuple[str, int]:
         if ch == ")" and depth == 0:
             return path[start:i], i + 1
     raise GjsonError(f"unbalanced parenthesis in query starting at {start - 2} of {path!r}")
+
+
+def _read_multipath(path: str, start: int) -> tuple[tuple[str, ...], int]:
+    """The comma-separated paths inside ``[`` ... ``]`` (``start`` is past the bracket)."""
+    depth, item_start = 0, start
+    items: list[str] = []
+    for i, ch, _ in _unquoted(path, start, 0):
+        if ch in "[{(":
+            depth += 1
+        elif ch in "]})" and depth:
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(path[item_start:i].strip())
+            item_start = i + 1
+        elif ch == "]":
+            items.append(path[item_start:i].strip())
+            if not all(items):
+                raise GjsonError(f"empty path in the multipath at {start - 1} of {path!r}")
+            for item in items:
+                _parse(item)
+            return tuple(items), i + 1
+    raise GjsonError(f"unbalanced bracket in the multipath at {start - 1} of {path!r}")
 
 
 def _split_operator(text: str) -> tuple[str, str, str]:
@@ -136,6 +168,12 @@ def _parse(path: str) -> list[_Step]:
             if op and not value_text:
                 raise GjsonError(f"query #({body}): no value after {op!r}")
             steps.append(_Step(pipe, query=_Query(query_path, op, value, every)))
+        elif path.startswith("[", i):
+            paths, i = _read_multipath(path, i + 1)
+            steps.append(_Step(pipe, multipath=paths))
+        elif path.startswith("@this", i) and (i + 5 == len(path) or path[i + 5] in ".|"):
+            i += 5
+            steps.append(_Step(pipe, this=True))
         else:
             key, escaped = [], False
             while i < len(path) and (escaped or path[i] not in ".|"):
@@ -276,6 +314,13 @@ def _evaluate(node: Any, steps: Sequence[_Step], i: int) -> Any:
             end = next((j for j in range(i + 1, len(steps)) if steps[j].pipe), len(steps))
             mapped = [_evaluate(e, steps[i + 1 : end], 0) for e in items]
             node, i = [m for m in mapped if m is not MISSING], end
+            continue
+        if step.this:
+            i += 1
+            continue
+        if step.multipath is not None:
+            found = (get(node, p) for p in step.multipath)
+            node, i = [v for v in found if v is not MISSING], i + 1
             continue
         if step.query is not None:
             if not isinstance(node, list):

@@ -26,3 +26,9 @@ def local_tfevent_dir(log_path: Path) -> Path:
     """The trial's own folder for a TensorFlowEvent collector's event files
     (:mod:`controller.local_collectors`)."""
     return log_path.with_suffix(".tfevents")
+
+
+def checkpoint_root(log_path: Path) -> Path:
+    """The folder holding the experiment's trial checkpoint folders, ``<trial>/`` each
+    (:mod:`controller.checkpoints`); beside the trial logs."""
+    return log_path.parent / "checkpoints"

@@ -15,6 +15,12 @@ reason and message; when the experiment completes (goal reached, failed) trials 
 are stopped and marked Killed instead of left running; ExperimentSuggestionEndReached is emitted
 when the algorithm has no new assignment left; MetricsUnavailable trials count toward
 maxTrialCount.
+
+tunery's extensions (:mod:`tunery.seeding`): enqueued points are Created trials made up front;
+they start oldest first, never more than parallelTrialCount at a time, before the algorithm is
+asked for more, and an interruption leaves those not yet started queued. Warm-start trials
+(Succeeded, reason WarmStart, never run) reach the algorithm like completed trials and do not
+count toward maxTrialCount.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import logging
 import secrets
 import string
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from controller import paths, protos, status
+from controller import checkpoints, paths, protos, status
 from controller.clients import (
     EarlyStoppingClient,
     ServiceCallError,
@@ -57,8 +63,11 @@ from controller.runners.base import (
 from controller.templating import TemplateError, TrialMeta, primary_container, render_trial_job
 from controller.trial_logs import failure_message
 from controller.trial_view import TrialView
+from tunery import seeding
 from tunery.api import api_pb2
-from tunery.store.base import Store, TrialRecord, utcnow
+from tunery.seeding import is_queued, is_warm_start
+from tunery.store.base import ExperimentRecord, Store, TrialRecord, TrialUpdate, utcnow
+from tunery.store.errors import NotFoundError
 from tunery.trials import (
     MetricStrategy,
     Objective,
@@ -189,6 +198,9 @@ class Reconciler:
         self._view = TrialView(self.objective)
         self._requests = protos.SuggestionRequestEncoder(name)
         self._changed: list[TrialRecord] = []  # what this step's reads took in
+        self._end_marked = False  # this step wrote suggestionEndReached
+        self._warm: set[str] = set()  # warm-start trials: not run, not in maxTrialCount
+        self._seeded: tuple[str | None, str | None] = (None, None)  # annotations applied
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -242,16 +254,18 @@ class Reconciler:
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
+        self._end_marked = False
         self._refresh()
+        self._seed_from_annotations(record.spec)
         if not self._restored:
             self._restore(self._view.unfinished())
         started = 0
-        finished = self._advance_all(self._view.unfinished())
-        if finished:
-            self._refresh()
+        finished = self._advance_all(self._view.unfinished())  # the view takes what it wrote
         counts = self._view.counts()
         best = self._view.best()  # once per step: the decision and the status share it
         max_trials = self.spec.get("maxTrialCount")
+        if max_trials is not None:  # the budget is what this experiment runs
+            max_trials = int(max_trials) + len(self._warm)
         decision = status.decide_condition(
             counts,
             None if best is None else best[1],
@@ -271,27 +285,55 @@ class Reconciler:
                 for trial in self._view.unfinished():
                     self._end_job(trial)
                 self._refresh()
-            self._write_status(decision)
+            self._write_status(decision, record)
             return self._result(True, decision, started, finished)
-        add = status.trials_to_add(
-            counts, int(self.spec.get("parallelTrialCount") or 3), max_trials
-        )
+        parallel = int(self.spec.get("parallelTrialCount") or 3)
+        add = status.trials_to_add(counts, parallel, max_trials)
         created = 0
         if add and not end_reached:
             created = len(self._create_trials(add))
             if created:
                 self._refresh()
+            if self._end_marked:  # the status gained suggestionEndReached: keep it
+                record = self.store.get_experiment(self.name)
         waiting = self._view.with_condition(TrialCondition.CREATED)
-        started = self._start_all(waiting)
-        if waiting:  # started, failed to start, or still waiting: read them again
-            self._refresh()
+        # enqueued trials wait as Created: start the oldest, within parallelTrialCount
+        waiting = waiting[: max(0, parallel - counts.running)]
+        started = self._start_all(waiting)  # the view takes what it wrote
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
         )
         if started or finished or created or not unchanged:
-            self._write_status(decision)
+            self._write_status(decision, record)
         return self._result(False, decision, started, finished)
+
+    def _seed_from_annotations(self, document: Mapping[str, Any]) -> None:
+        """Apply the document's warm-start and enqueue annotations (:mod:`tunery.seeding`)
+        once per controller and whenever they change; nothing already stored is added twice,
+        so a restarted controller adds nothing new."""
+        annotations = (document.get("metadata") or {}).get("annotations") or {}
+        key = (
+            annotations.get(seeding.ENQUEUE_ANNOTATION),
+            annotations.get(seeding.WARM_START_ANNOTATION),
+        )
+        if key == self._seeded:
+            return
+        try:
+            points, sources = seeding.annotation_seeds(document)
+            for source in sources:
+                results = seeding.results_of(self.store, source)
+                report = seeding.warm_start(self.store, self.name, results, now=self.clock())
+                for line in report.warnings():
+                    log.warning("experiment %s: %s", self.name, line)
+            if points:
+                seeding.enqueue(self.store, self.name, points, now=self.clock())
+        except seeding.SeedError as exc:
+            self._fail(f"Seeding failed: {exc}")
+        except NotFoundError as exc:
+            self._fail(f"Seeding failed: warm start: {exc}")
+        self._seeded = key
+        self._refresh()
 
     def _result(
         self, done: bool, decision: tuple[str, str, str], started: int = 0, finished: int = 0
@@ -310,18 +352,29 @@ class Reconciler:
     def _refresh(self) -> None:
         """Take in the trials written since the last read (every trial on the first)."""
         changes = self.store.list_trial_changes(self.name, self._view.seq)
-        if changes.trials:
-            applied = self._view.apply(changes.trials)
+        self._take(changes.trials)
+        self._view.seq = changes.seq
+
+    def _take(self, records: Sequence[TrialRecord]) -> None:
+        """Take trial records into the view: read back, or returned by this step's writes
+        (the counter stays, so the next read returns them again, and they are skipped as
+        unchanged; what others wrote meanwhile comes with it)."""
+        if records:
+            applied = self._view.apply(records)
+            self._warm.update(t.name for t in applied if is_warm_start(t))
             self._requests.apply(applied, self.spec)
             self._changed += applied
-        self._view.seq = changes.seq
 
     def _active(self) -> list[TrialRecord]:
         return self._view.with_condition(TrialCondition.CREATED, TrialCondition.RUNNING)
 
-    def _write_status(self, condition: tuple[str, str, str] | None) -> None:
-        """Write Katib's status document from the view (call :meth:`_refresh` first)."""
-        record = self.store.get_experiment(self.name)
+    def _write_status(
+        self, condition: tuple[str, str, str] | None, record: ExperimentRecord | None = None
+    ) -> None:
+        """Write Katib's status document from the view (call :meth:`_refresh` first);
+        ``record`` is the experiment as this step read it (read again when not given)."""
+        if record is None:
+            record = self.store.get_experiment(self.name)
         current = status.current_condition(record.status)
         if (
             current is not None
@@ -388,10 +441,11 @@ class Reconciler:
                 f"({len(assignments)} instead of {count})"
             )
         names: list[str] = []
+        created = []
         for item in assignments:
             name = item.trial_name or self._new_trial_name(names)
             names.append(name)
-            self.store.create_trial(
+            created.append(
                 TrialRecord(
                     name=name,
                     experiment_name=self.name,
@@ -400,11 +454,13 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
-            self.metrics.trial_created.labels(self.namespace).inc()
+        self.store.create_trials(created)  # one transaction: all of them or none
+        self.metrics.trial_created.labels(self.namespace).inc(len(created))
         return names
 
     def _mark_suggestion_end(self, message: str) -> None:
         log.info("suggestion end reached: %s", message)
+        self._end_marked = True
         record = self.store.get_experiment(self.name)
         self.store.update_experiment(
             self.name, status={**record.status, "suggestionEndReached": message or True}
@@ -455,6 +511,7 @@ class Reconciler:
             gpus=tuple(gpus),
             success_condition=template.get("successCondition", ""),
             failure_condition=template.get("failureCondition", ""),
+            checkpoint=checkpoints.plan_for(self.spec, self.name, trial.name, trial.labels),
         )
 
     def _file_collector_path(self) -> str | None:
@@ -467,8 +524,9 @@ class Reconciler:
     def _start_all(self, trials: Sequence[TrialRecord]) -> int:
         """Start every Created trial whose GPUs are free; returns how many started.
 
-        Each is recorded as Running with its prepared handle first (one write each), then the
-        jobs start concurrently, so a wave of trials is not serialised behind process spawns.
+        The wave is recorded as Running with its prepared handles first (one transaction),
+        then the jobs start concurrently, then their handles are recorded (one transaction):
+        a wave of trials is neither serialised behind process spawns nor behind writes.
         """
         prepared = [
             (trial, launch)
@@ -479,18 +537,49 @@ class Reconciler:
         ]
         if not prepared:
             return 0
-        if len(prepared) == 1:
-            outcomes = [self._spawn(prepared[0][1])]
-        else:
-            with ThreadPoolExecutor(min(8, len(prepared)), "trial-start") as pool:
-                outcomes = list(pool.map(self._spawn, [launch for _, launch in prepared]))
-        return sum(
-            self._record_start(trial, outcome)
-            for (trial, _), outcome in zip(prepared, outcomes, strict=True)
+        # record where the jobs will live BEFORE starting them: a crash in between is recoverable
+        now = self.clock()
+        records = self._update_trials(
+            TrialUpdate(
+                trial.name,
+                condition=TrialCondition.RUNNING,
+                reason="TrialRunning",
+                message="Trial is running",
+                start_time=now,
+                runner_handle=self.runner.prepare_handle(launch),
+                expect_condition=(TrialCondition.CREATED,),
+            )
+            for trial, launch in prepared
         )
+        claimed = [
+            (trial, launch)
+            for (trial, launch), record in zip(prepared, records, strict=True)
+            if record.condition is TrialCondition.RUNNING and record.start_time == now
+        ]
+        for trial, _ in prepared:
+            if all(trial is not t for t, _ in claimed):  # changed meanwhile (stopped, deleted)
+                self.allocator.release(trial.name)
+        if not claimed:
+            return 0
+        if len(claimed) == 1:
+            outcomes = [self._spawn(claimed[0][1])]
+        else:
+            with ThreadPoolExecutor(min(8, len(claimed)), "trial-start") as pool:
+                outcomes = list(pool.map(self._spawn, [launch for _, launch in claimed]))
+        updates = [
+            self._start_outcome(trial, outcome)
+            for (trial, _), outcome in zip(claimed, outcomes, strict=True)
+        ]
+        started = 0
+        for record, outcome in zip(self._update_trials(updates), outcomes, strict=True):
+            if not isinstance(outcome, RunnerError):
+                self._watch(record)
+                started += 1
+        return started
 
     def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | None:
-        """Allocate GPUs, render the job and record it; None when the trial cannot start now."""
+        """Allocate GPUs and render the job; None when the trial cannot start now (it waits
+        for a GPU, or it failed: an invalid request or template)."""
         template = self.spec["trialTemplate"]
         try:
             container = primary_container(template["trialSpec"], template["primaryContainerName"])
@@ -501,22 +590,11 @@ class Reconciler:
         if gpus is None:
             return None  # waits for a GPU; stays Created
         try:
-            launch = self._launch(trial, gpus)
+            return self._launch(trial, gpus)
         except TemplateError as exc:
             self.allocator.release(trial.name)
             self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
             return None
-        # record where the job will live BEFORE starting it: a crash in between is recoverable
-        self.store.update_trial(
-            trial.name,
-            condition=TrialCondition.RUNNING,
-            reason="TrialRunning",
-            message="Trial is running",
-            start_time=self.clock(),
-            runner_handle=self.runner.prepare_handle(launch),
-            expect_condition=[TrialCondition.CREATED],
-        )
-        return launch
 
     def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
@@ -524,30 +602,35 @@ class Reconciler:
         except RunnerError as exc:
             return exc
 
-    def _record_start(self, trial: TrialRecord, outcome: Handle | RunnerError) -> int:
+    def _start_outcome(self, trial: TrialRecord, outcome: Handle | RunnerError) -> TrialUpdate:
+        """What a start attempt's outcome writes: the handle; Failed when the job cannot
+        start; Created again (retried next step) when the runner is unavailable."""
         if isinstance(outcome, LaunchError):
             self.allocator.release(trial.name)
-            self._finish_trial(
+            return TrialUpdate(
                 trial.name,
-                TrialCondition.FAILED,
-                "TrialFailed",
-                f"Trial could not start: {outcome}",
+                condition=TrialCondition.FAILED,
+                reason="TrialFailed",
+                message=f"Trial could not start: {outcome}",
+                completion_time=self.clock(),
             )
-            return 0
         if isinstance(outcome, RunnerError):
             log.warning("runner unavailable for %s, will retry: %s", trial.name, outcome)
             self.allocator.release(trial.name)
-            self.store.update_trial(
+            return TrialUpdate(
                 trial.name,
                 condition=TrialCondition.CREATED,
                 reason="TrialCreated",
                 message=str(outcome),
                 runner_handle={},
             )
-            return 0
-        record = self.store.update_trial(trial.name, runner_handle=outcome)
-        self._watch(record)
-        return 1
+        return TrialUpdate(trial.name, runner_handle=outcome)
+
+    def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
+        """Write ``updates`` in one transaction and take the records into the view."""
+        records = self.store.update_trials(list(updates))
+        self._take(records)
+        return records
 
     def _watch(self, trial: TrialRecord) -> TrialWatcher:
         with self._lock:
@@ -626,9 +709,14 @@ class Reconciler:
                 results = list(pool.map(lambda item: item[2].finish(), done))
         else:
             results = [w.finish() for _, _, w in done]
-        for (trial, state, _), result in zip(done, results, strict=True):
+        for trial, _, _ in done:
             self.allocator.release(trial.name)
-            self._conclude(trial.name, state, result, trial.runner_handle.get("log"))
+        self._conclude_all(
+            [
+                (trial.name, state, result, trial.runner_handle.get("log"))
+                for (trial, state, _), result in zip(done, results, strict=True)
+            ]
+        )
         return len(ended)
 
     def _recreate(self, trial: TrialRecord) -> bool:
@@ -646,44 +734,73 @@ class Reconciler:
     def _conclude(
         self, name: str, state: RunState, result: CollectionResult, log_path: str | None = None
     ) -> None:
-        observation = {"metrics": result.metrics}
+        self._conclude_all([(name, state, result, log_path)])
+
+    def _conclude_all(
+        self, ended: Sequence[tuple[str, RunState, CollectionResult, str | None]]
+    ) -> None:
+        """Record how each ended job went (one transaction): Succeeded, Failed or
+        MetricsUnavailable; a trial early stopped or killed meanwhile keeps that condition and
+        gets its observation and completion time (a second transaction, for those only)."""
+        if not ended:
+            return
         now = self.clock()
-        if state.phase is RunPhase.FAILED:
-            message = failure_message(state.message, log_path)
-            reason = f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
-            condition = TrialCondition.FAILED
-        elif not result.objective_available:
-            condition, reason = TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable"
-            message = result.unavailable_message or "Metrics are not available"
-        else:
-            condition, reason, message = (
-                TrialCondition.SUCCEEDED,
-                "TrialSucceeded",
-                "Trial has succeeded",
+        wanted: list[TrialCondition] = []
+        updates = []
+        for name, state, result, log_path in ended:
+            observation = {"metrics": result.metrics}
+            if state.phase is RunPhase.FAILED:
+                message = failure_message(state.message, log_path)
+                reason = (
+                    f"TrialFailed. Job reason: {state.reason}" if state.reason else "TrialFailed"
+                )
+                condition = TrialCondition.FAILED
+            elif not result.objective_available:
+                condition, reason = TrialCondition.METRICS_UNAVAILABLE, "MetricsUnavailable"
+                message = result.unavailable_message or "Metrics are not available"
+            else:
+                condition, reason, message = (
+                    TrialCondition.SUCCEEDED,
+                    "TrialSucceeded",
+                    "Trial has succeeded",
+                )
+            wanted.append(condition)
+            updates.append(
+                TrialUpdate(
+                    name,
+                    condition=condition,
+                    reason=reason,
+                    message=message,
+                    observation=observation,
+                    completion_time=now,
+                    expect_condition=(TrialCondition.RUNNING,),
+                )
             )
-        record = self.store.update_trial(
-            name,
-            condition=condition,
-            reason=reason,
-            message=message,
-            observation=observation,
-            completion_time=now,
-            expect_condition=[TrialCondition.RUNNING],
-        )
-        if record.condition is not condition:  # early stopped or killed meanwhile: keep that
-            self.store.update_trial(name, observation=observation, completion_time=now)
-        else:  # the conditional update moved it from Running: counted once
-            self.metrics.trial_ended(self.namespace, condition)
+        records = self._update_trials(updates)
+        kept = [  # early stopped or killed meanwhile: keep that
+            TrialUpdate(u.name, observation=u.observation, completion_time=now)
+            for u, record, condition in zip(updates, records, wanted, strict=True)
+            if record.condition is not condition or record.completion_time != now
+        ]
+        for record, condition in zip(records, wanted, strict=True):
+            if record.condition is condition and record.completion_time == now:
+                self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
+        if kept:
+            self._update_trials(kept)
 
     def _finish_trial(
         self, name: str, condition: TrialCondition, reason: str, message: str
     ) -> None:
-        self.store.update_trial(
-            name,
-            condition=condition,
-            reason=reason,
-            message=message,
-            completion_time=self.clock(),
+        self._update_trials(
+            [
+                TrialUpdate(
+                    name,
+                    condition=condition,
+                    reason=reason,
+                    message=message,
+                    completion_time=self.clock(),
+                )
+            ]
         )
         self.metrics.trial_ended(self.namespace, condition)
 
@@ -736,9 +853,11 @@ class Reconciler:
         self, why: str = "interrupted (Ctrl-C)", trials: Sequence[TrialRecord] | None = None
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
-        resumable."""
+        resumable. Enqueued trials not yet started stay queued."""
         self._refresh()
-        self._stop_all(self._active() if trials is None else trials, why)
+        if trials is None:
+            trials = [t for t in self._active() if not is_queued(t)]
+        self._stop_all(trials, why)
         self._refresh()
         self._write_status(None)
 

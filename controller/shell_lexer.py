@@ -5,7 +5,8 @@ over the script follows backslashes, ``'…'``, ``"…"``, ``$(…)``, backticks
 arithmetic, here-documents and comments, and records for each ``${trialParameters.x}`` whether
 it stands bare, in ``"…"`` or in ``'…'``, together with the words of its simple command. It
 raises :class:`UnsafeScript` wherever a value could not be kept literal by quoting: inside a
-construct the shell expands or evaluates again (here-document, comment, ``$(…)``, backticks,
+construct the shell expands or evaluates again (a here-document other than one ``read`` into a
+variable, or after a ``$(``/``${``/backtick in one; comment, ``$(…)``, backticks,
 ``${…}``, ``$'…'``, ``$"…"``, ``<(…)``, arithmetic, ``[[ … ]]``, an array subscript), after a
 backslash or a ``$``, as the command name or an argument of a command computed at run time,
 an argument of a command that runs it as code (``eval``, ``trap``, ``ssh``, a nested
@@ -56,6 +57,7 @@ _ARITHMETIC = re.compile(
     r"\(\(|\$\[|\blet\b|\[\[|\binteger\b|[A-Za-z_0-9]\[|\$\{[^}]*[\[:]"
     r"|\b(?:declare|typeset|local|readonly|export)\b[^\n;&|]*\s[-+][A-Za-z]*i"
 )
+_EXPANDS = re.compile(r"\$[({\[]|`")  # what an unquoted here-document expands (escaped or not)
 _RC_QUOTES = re.compile(r"r_*c_*q_*u_*o_*t_*e_*s", re.IGNORECASE)
 _DURATION = re.compile(r"^[0-9.]+[smhd]?$")
 _DYNAMIC = "\1"  # marks a part of a word computed at run time ($x, $(…), `…`)
@@ -79,6 +81,8 @@ class Context(enum.Enum):
     BARE = "bare"
     DOUBLE = "double-quoted"
     SINGLE = "single-quoted"
+    HEREDOC = "in a here-document"  # an unquoted one's body: $ ` \\ are special
+    HEREDOC_LITERAL = "in a quoted here-document"  # <<'EOM': nothing is special
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,8 @@ class _Lexer:
         self.text = text
         self.pos = 0
         self.slots: list[Slot] = []
-        self.heredocs: list[tuple[str, bool, bool]] = []  # (delimiter, strip tabs, quoted)
+        # (delimiter, strip tabs, quoted, read into a variable by `read`)
+        self.heredocs: list[tuple[str, bool, bool, bool]] = []
         self.uncertain: str | None = None
         if _RC_QUOTES.search(text):  # zsh: '' inside '…' would mean a quote
             self.uncertain = "in a script that sets zsh's RC_QUOTES"
@@ -396,27 +401,58 @@ class _Lexer:
         if re.search(r"[$`]", raw):
             self.uncertain = self.uncertain or f"after the here-document delimiter {raw}"
         delimiter = re.sub(r"\\(.)|['\"]", lambda m: m.group(1) or "", raw)
-        self.heredocs.append((delimiter, strip, raw != delimiter))
+        words = _command_words(self.command.words)
+        read = bool(words) and words[0] == "read" and not self.depth_of_nesting
+        self.heredocs.append((delimiter, strip, raw != delimiter, read))
 
     def _heredoc_bodies(self) -> None:
+        """Skip the here-document bodies that start on this line. A placeholder in one is
+        allowed only where the body is data read into a variable (``read -r VAR <<EOM``,
+        the shape Katib's SDK writes for ``tune()``), and in an unquoted body only before any
+        ``$(``, ``${`` or backtick (where the shell would run or expand it as code)."""
         text = self.text
-        for delimiter, strip, quoted in self.heredocs:
+        for delimiter, strip, quoted, read in self.heredocs:
+            expanding = False  # the body so far opened a $( ${ $[ or ` (unquoted bodies)
             while self.pos < len(text):
                 end = text.find("\n", self.pos)
                 end = len(text) if end == -1 else end
                 line = text[self.pos : end]
                 if not quoted and _odd_backslashes(line):  # shells differ on continuing it
                     self.uncertain = self.uncertain or "after a here-document line ending in \\"
-                found = PLACEHOLDER.search(line)
-                if found:
-                    raise self._fail(
-                        f"{found.group(0)} is inside a here-document", self.pos + found.start()
-                    )
+                at = 0
+                for found in PLACEHOLDER.finditer(line):
+                    before = line[at : found.start()]
+                    expanding = expanding or (not quoted and _EXPANDS.search(before) is not None)
+                    self._heredoc_slot(found, self.pos, read, quoted, expanding)
+                    at = found.end()
+                expanding = expanding or (not quoted and _EXPANDS.search(line[at:]) is not None)
                 self.pos = end + 1
                 if (line.lstrip("\t") if strip else line) == delimiter:
                     break
         self.pos = min(self.pos, len(text))
         self.heredocs = []
+
+    def _heredoc_slot(
+        self, found: re.Match[str], offset: int, read: bool, quoted: bool, expanding: bool
+    ) -> None:
+        start = offset + found.start()
+        name = found.group(0)
+        if not read:
+            raise self._fail(
+                f"{name} is inside a here-document (allowed only in one read into a variable, "
+                "read -r VAR <<EOM, as Katib's SDK writes)",
+                start,
+            )
+        if expanding:
+            raise self._fail(
+                f"{name} is inside a here-document after a $(, ${{ or backtick (the shell may "
+                "run it as code)",
+                start,
+            )
+        if self.uncertain:
+            raise self._fail(f"{name} comes {self.uncertain}", start)
+        context = Context.HEREDOC_LITERAL if quoted else Context.HEREDOC
+        self.slots.append(Slot(start, offset + found.end(), found.group(1), context))
 
     # -- quoted forms ----------------------------------------------------------------------
 

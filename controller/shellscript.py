@@ -133,8 +133,22 @@ def quote(value: str, context: Context) -> str:
     Bare: single-quoted (plain words such as ``0.01`` or ``adam`` stay as they are). In
     ``"…"``: as it is when it holds none of ``$ ` " \\ !``, else the double quote is closed,
     the value single-quoted, and the double quote reopened (so neither escapes nor history
-    expansion apply). In ``'…'``: each ``'`` becomes ``'\\''``.
+    expansion apply). In ``'…'``: each ``'`` becomes ``'\\''``. In a here-document's body:
+    ``\\``, ``$`` and backticks escaped (as they are in a quoted one's: nothing is special
+    there); a value with a line break is refused, as it could end the here-document.
+
+    Raises:
+        UnsafeScript: a line break in a value for a here-document.
     """
+    if context in (Context.HEREDOC, Context.HEREDOC_LITERAL):
+        if "\n" in value or "\r" in value:
+            raise UnsafeScript(
+                f"the value {value!r} holds a line break, which could end the here-document "
+                "it is substituted into"
+            )
+        if context is Context.HEREDOC_LITERAL:
+            return value
+        return re.sub(r"([\\$`])", r"\\\1", value)
     single = "'" + value.replace("'", "'\\''") + "'"
     if context is Context.SINGLE:
         return value.replace("'", "'\\''")

@@ -5,8 +5,11 @@ and by the tests that validate rendered jobs. Pure functions over the job docume
 dicts); nothing here talks to a cluster.
 
 What Katib does with a mutating pod webhook, tunery does here, to the job's *primary pod
-templates* (batch/v1 Job: ``spec.template``; training-operator kinds: the replica templates
-whose pods carry ``primaryPodLabels``, by default the master/chief/launcher replica):
+units* (batch/v1 Job: ``spec.template``; training-operator kinds: the replica templates
+whose pods carry ``primaryPodLabels``, by default the master/chief/launcher replica, with the
+labels the operators add predicted — ``mpi-job-role`` for an MPIJob; Argo Workflow templates
+and Tekton tasks: the list entries of :mod:`controller.pod_units`, with the engine's container
+names, its sidecar and volume fields, and no shared process namespace for Tekton):
 
 - every pod template gets the labels ``katib.kubeflow.org/trial`` and
   ``katib.kubeflow.org/experiment``; the primary container gets ``KATIB_TRIAL_NAME`` (and
@@ -27,6 +30,12 @@ whose pods carry ``primaryPodLabels``, by default the master/chief/launcher repl
   ``<dir>/<pid>.pid`` before stopping the trial, otherwise writes ``completed`` there so a
   collector running as a plain container knows when to finish, and forwards SIGTERM to the
   whole trial;
+- a ``StdOut`` primary container without ``command`` (its image's entrypoint is unknown here)
+  is not wrapped: the collector follows its log through the Kubernetes API instead
+  (``--follow-container``, :mod:`metrics_collector.podlog`), with ``POD_NAME``/
+  ``POD_NAMESPACE`` from the downward API and the pod's service-account token projected into
+  the collector alone (:data:`TOKEN_VOLUME`); no metrics volume, no shared process namespace,
+  and no early stopping (refused at admission, :func:`controller.collector_check.kind_problems`);
 - the collector runs under a restricted ``securityContext`` (:func:`collector_security_context`:
   non-root, no privilege escalation, every capability dropped, seccomp ``RuntimeDefault``, a
   read-only root), so it keeps a trial pod within PodSecurity ``restricted``. It runs as the
@@ -47,6 +56,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.pod_units import PodUnit, sidecar_pod_name, workflow_units
+
 TRIAL_LABEL = "katib.kubeflow.org/trial"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 METRICS_VOLUME = "metrics-volume"
@@ -59,6 +70,7 @@ MARKER_DIR = "/var/log/katib"
 MAIN_PID_FILE = "main.pid"
 JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+MPI_JOB_ROLE_LABEL = "mpi-job-role"
 _MASTER_REPLICAS = frozenset({"master", "chief", "launcher"})
 
 WRAPPER = """\
@@ -128,20 +140,69 @@ class CollectorSettings:
 
 @dataclass(frozen=True)
 class PodTemplate:
-    """A pod template inside a job: its path from the job root and the replica type, if any."""
+    """A pod template inside a job: its path from the job root and the replica type, if any.
+
+    One kind of :class:`controller.pod_units.PodUnit` (the others live in workflow engines'
+    lists); it is edited in place.
+    """
 
     path: tuple[str, ...]
     template: dict[str, Any]
     replica_type: str | None = None
+    job_kind: str = ""
+
+    native_sidecars = True
+
+    @property
+    def description(self) -> str:
+        return ".".join(self.path)
 
     def derived_labels(self) -> dict[str, str]:
-        """Labels the workload's controller adds to these pods (training-operator kinds)."""
+        """Labels the workload's controller adds to these pods (training-operator kinds; the
+        MPI operator's ``mpi-job-role`` on an MPIJob's launcher and workers)."""
         if self.replica_type is None:
             return {}
-        labels = {REPLICA_TYPE_LABEL: self.replica_type.lower()}
-        if self.replica_type.lower() in _MASTER_REPLICAS:
+        replica = self.replica_type.lower()
+        labels = {REPLICA_TYPE_LABEL: replica}
+        if replica in _MASTER_REPLICAS:
             labels[JOB_ROLE_LABEL] = "master"
+        if self.job_kind == "MPIJob" and replica in ("launcher", "worker"):
+            labels[MPI_JOB_ROLE_LABEL] = replica
         return labels
+
+    def labels(self) -> dict[str, str]:
+        own = (self.template.get("metadata") or {}).get("labels") or {}
+        return {**{str(k): str(v) for k, v in own.items()}, **self.derived_labels()}
+
+    def add_labels(self, labels: Mapping[str, str]) -> None:
+        self.template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+
+    def containers(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(str(c.get("name")), c) for c in _containers(self.template)]
+
+    def taken_names(self) -> set[str]:
+        spec = self.template["spec"]
+        return {str(c.get("name")) for c in spec.get("containers", [])} | {
+            str(c.get("name")) for c in spec.get("initContainers") or []
+        }
+
+    def pod_security_context(self) -> Mapping[str, Any]:
+        return self.template["spec"].get("securityContext") or {}
+
+    def volumes(self) -> list[dict[str, Any]]:
+        return self.template["spec"].setdefault("volumes", [])  # type: ignore[no-any-return]
+
+    def add_sidecar(self, container: dict[str, Any], native: bool) -> None:
+        spec = self.template["spec"]
+        if native:
+            container["restartPolicy"] = "Always"
+            spec.setdefault("initContainers", []).append(container)
+        else:
+            spec["containers"].append(container)
+
+    def share_processes(self) -> bool:
+        self.template["spec"]["shareProcessNamespace"] = True
+        return True
 
 
 def _is_pod_template(node: Any) -> bool:
@@ -159,6 +220,7 @@ def pod_templates(job: Mapping[str, Any]) -> list[PodTemplate]:
     recorded so :meth:`PodTemplate.derived_labels` can predict the pods' labels.
     """
     found: list[PodTemplate] = []
+    kind = str(job.get("kind", ""))
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
         if not isinstance(node, dict):
@@ -169,7 +231,7 @@ def pod_templates(job: Mapping[str, Any]) -> list[PodTemplate]:
                 replica = None
                 if len(path) >= 2 and path[-2].endswith("ReplicaSpecs"):
                     replica = path[-1]
-                found.append(PodTemplate(here, value, replica))
+                found.append(PodTemplate(here, value, replica, kind))
             elif isinstance(value, dict):
                 walk(value, here)
 
@@ -177,19 +239,22 @@ def pod_templates(job: Mapping[str, Any]) -> list[PodTemplate]:
     return found
 
 
+def pod_units(job: Mapping[str, Any]) -> list[PodUnit]:
+    """Every pod-producing unit of the job: its pod templates, or (Argo Workflow, Tekton
+    PipelineRun) the entries of the engine's lists that each run a pod."""
+    return [*pod_templates(job), *workflow_units(job)]
+
+
 def primary_pod_templates(
     job: Mapping[str, Any], primary_pod_labels: Mapping[str, str] | None
-) -> list[PodTemplate]:
-    """The pod templates whose pods carry every ``primaryPodLabels`` label (all when unset)."""
-    templates = pod_templates(job)
+) -> list[PodUnit]:
+    """The pod units whose pods carry every ``primaryPodLabels`` label (all when unset)."""
+    units = pod_units(job)
     if not primary_pod_labels:
-        return templates
-    chosen = []
-    for t in templates:
-        labels = {**((t.template.get("metadata") or {}).get("labels") or {}), **t.derived_labels()}
-        if all(labels.get(k) == str(v) for k, v in primary_pod_labels.items()):
-            chosen.append(t)
-    return chosen
+        return units
+    return [
+        u for u in units if all(u.labels().get(k) == str(v) for k, v in primary_pod_labels.items())
+    ]
 
 
 def _containers(template: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -203,11 +268,9 @@ def _set_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
 
 
 def label_pods(job: dict[str, Any], trial_name: str, experiment_name: str) -> None:
-    """Label every pod template of ``job`` with the trial and the experiment (in place)."""
-    for t in pod_templates(job):
-        labels = t.template.setdefault("metadata", {}).setdefault("labels", {})
-        labels[TRIAL_LABEL] = trial_name
-        labels[EXPERIMENT_LABEL] = experiment_name
+    """Label every pod unit of ``job`` with the trial and the experiment (in place)."""
+    for unit in pod_units(job):
+        unit.add_labels({TRIAL_LABEL: trial_name, EXPERIMENT_LABEL: experiment_name})
 
 
 @dataclass(frozen=True)
@@ -335,15 +398,15 @@ def is_wrapped(container: Mapping[str, Any]) -> bool:
     return len(command) >= 3 and command[2] == WRAPPER
 
 
-def _add_volume(template: dict[str, Any]) -> None:
-    volumes = template["spec"].setdefault("volumes", [])
-    for volume in volumes:
-        if volume.get("name") == METRICS_VOLUME:
+def _add_volume(unit: PodUnit, volume: dict[str, Any]) -> None:
+    volumes = unit.volumes()
+    for existing in volumes:
+        if existing.get("name") == volume["name"]:
             raise SidecarError(
-                f"the pod template already has a volume named {METRICS_VOLUME!r}, which the "
-                "metrics collector needs; rename it"
+                f"the {unit.description} already has a volume named {volume['name']!r}, which "
+                "the metrics collector needs; rename it"
             )
-    volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
+    volumes.append(volume)
 
 
 TLS_VOLUME = "tunery-tls"
@@ -362,15 +425,9 @@ def _tls_env(settings: CollectorSettings) -> dict[str, str]:
     return env
 
 
-def _add_tls(template: dict[str, Any], containers: Sequence[dict[str, Any]], secret: str) -> None:
-    """Mount the TLS Secret read-only into ``containers`` of the pod template."""
-    volumes = template["spec"].setdefault("volumes", [])
-    if any(v.get("name") == TLS_VOLUME for v in volumes):
-        raise SidecarError(
-            f"the pod template already has a volume named {TLS_VOLUME!r}, which the TLS "
-            "settings need; rename it"
-        )
-    volumes.append({"name": TLS_VOLUME, "secret": {"secretName": secret}})
+def _add_tls(unit: PodUnit, containers: Sequence[dict[str, Any]], secret: str) -> None:
+    """Mount the TLS Secret read-only into ``containers`` of the pod unit."""
+    _add_volume(unit, {"name": TLS_VOLUME, "secret": {"secretName": secret}})
     for container in containers:
         container.setdefault("volumeMounts", []).append(
             {"name": TLS_VOLUME, "mountPath": TLS_DIRECTORY, "readOnly": True}
@@ -404,8 +461,7 @@ def inject_collector(
     and pod labels, its metricsCollectorSpec the collector, its objective the metrics.
 
     Raises:
-        SidecarError: no primary pod template, no primary container in it, a name clash, or a
-            command that cannot be wrapped.
+        SidecarError: no primary pod unit, no primary container in it, or a name clash.
     """
     out: dict[str, Any] = copy.deepcopy(dict(job))
     template_spec = spec.get("trialTemplate") or {}
@@ -418,64 +474,123 @@ def inject_collector(
         if plan.kind == "Push":
             return out
         raise SidecarError(_no_template_message(out, template_spec.get("primaryPodLabels")))
+    found = False
+    for unit in primaries:
+        containers = [c for name, c in unit.containers() if name == primary_name]
+        if not containers:
+            continue
+        found = True
+        _inject(unit, containers[0], plan, trial_name, spec, settings, extra_env, stop_rules)
+    if not found:
+        raise SidecarError(
+            f"primaryContainerName {primary_name!r} matches no container of the {kind}'s "
+            f"primary pod units ({_describe(primaries)})"
+        )
+    return out
+
+
+def follows_log(plan: CollectorPlan, container: Mapping[str, Any]) -> bool:
+    """Whether the collector reads the container's log through the API (StdOut, no command)."""
+    return plan.kind == "StdOut" and not container.get("command")
+
+
+def _inject(
+    unit: PodUnit,
+    container: dict[str, Any],
+    plan: CollectorPlan,
+    trial_name: str,
+    spec: Mapping[str, Any],
+    settings: CollectorSettings,
+    extra_env: Mapping[str, str] | None,
+    stop_rules: Sequence[Mapping[str, Any]],
+) -> None:
+    """Add the collector for ``container`` (the primary) to ``unit`` (in place)."""
+    follow = follows_log(plan, container)
     env = {"KATIB_TRIAL_NAME": trial_name, **(extra_env or {}), **_tls_env(settings)}
-    if plan.kind != "Push":
+    if plan.kind != "Push" and not follow:
         env.update(
             TUNERY_METRICS_DIR=plan.directory,
             TUNERY_TEE_OUTPUT="1" if plan.kind == "StdOut" else "0",
         )
         if plan.kind in ("StdOut", "File"):
             env["TUNERY_METRICS_FILE"] = plan.path
-    found = False
-    for t in primaries:
-        containers = [c for c in _containers(t.template) if c.get("name") == primary_name]
-        if not containers:
-            continue
-        found = True
-        container = containers[0]
-        _set_env(container, env)
-        if plan.kind == "Push":
-            if settings.tls_secret:  # report_metrics reaches the DBManager itself
-                _add_tls(t.template, [container], settings.tls_secret)
-            continue
-        if plan.kind in ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric") and (
-            plan.kind == "StdOut" or container.get("command")
-        ):
-            wrap_command(container)
-        pod_spec = t.template["spec"]
-        names = {c.get("name") for c in pod_spec.get("containers", [])} | {
-            c.get("name") for c in pod_spec.get("initContainers", [])
-        }
-        sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
-        if plan.kind != "Custom":  # a custom collector keeps the securityContext it was given
-            sidecar["securityContext"] = collector_security_context(pod_spec, container)
-        if settings.tls_secret:
-            _add_tls(t.template, [container, sidecar], settings.tls_secret)
-            if plan.kind != "Custom":
-                _set_env(sidecar, _tls_env(settings))
-        if sidecar["name"] in names:
-            raise SidecarError(
-                f"the {kind} already has a container named {sidecar['name']!r}, the name of "
-                "the metrics collector; rename it"
-            )
-        if plan.kind != "Custom" or plan.path:
-            _add_volume(t.template)
-            _mount(container, plan.directory)
-            sidecar.setdefault("volumeMounts", []).append(
-                {"name": METRICS_VOLUME, "mountPath": plan.directory}
-            )
-        pod_spec["shareProcessNamespace"] = True
-        if settings.native_sidecar:
-            sidecar["restartPolicy"] = "Always"
-            pod_spec.setdefault("initContainers", []).append(sidecar)
-        else:
-            pod_spec["containers"].append(sidecar)
-    if not found:
+    _set_env(container, env)
+    if plan.kind == "Push":
+        if settings.tls_secret:  # report_metrics reaches the DBManager itself
+            _add_tls(unit, [container], settings.tls_secret)
+        return
+    if not follow and plan.kind in _WRAPPED_KINDS and container.get("command"):
+        wrap_command(container)
+    try:
+        shared = False if follow else unit.share_processes()
+    except ValueError as exc:  # e.g. an Argo podSpecPatch that is not YAML
+        raise SidecarError(f"the {unit.description}: {exc}") from None
+    sidecar = _sidecar(plan, trial_name, spec, settings, stop_rules)
+    if plan.kind != "Custom":
+        extra = []
+        if follow:
+            primary_name = next(n for n, c in unit.containers() if c is container)
+            extra = ["--follow-container", primary_name]
+        elif not shared:
+            extra = ["--marks-only"]
+        sidecar["args"] += extra
+        # a custom collector keeps the securityContext it was given
+        pod_security = {"securityContext": unit.pod_security_context()}
+        sidecar["securityContext"] = collector_security_context(pod_security, container)
+    if settings.tls_secret:
+        _add_tls(unit, [container, sidecar], settings.tls_secret)
+        if plan.kind != "Custom":
+            _set_env(sidecar, _tls_env(settings))
+    if sidecar_pod_name(unit, sidecar["name"]) in unit.taken_names():
         raise SidecarError(
-            f"primaryContainerName {primary_name!r} matches no container of the {kind}'s "
-            f"primary pod template ({_describe(primaries)})"
+            f"the {unit.description} already has a container named {sidecar['name']!r}, the "
+            "name of the metrics collector; rename it"
         )
-    return out
+    if follow:
+        _add_volume(unit, _token_volume())
+        sidecar.setdefault("volumeMounts", []).append(
+            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIRECTORY, "readOnly": True}
+        )
+        sidecar["env"] += [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ]
+    elif plan.kind != "Custom" or plan.path:
+        _add_volume(unit, {"name": METRICS_VOLUME, "emptyDir": {}})
+        _mount(container, plan.directory)
+        sidecar.setdefault("volumeMounts", []).append(
+            {"name": METRICS_VOLUME, "mountPath": plan.directory}
+        )
+    unit.add_sidecar(sidecar, settings.native_sidecar and unit.native_sidecars)
+
+
+_WRAPPED_KINDS = frozenset({"StdOut", "File", "TensorFlowEvent", "PrometheusMetric"})
+TOKEN_VOLUME = "tunery-collector-token"
+TOKEN_DIRECTORY = "/var/run/secrets/tunery/serviceaccount"
+"""Where a log-following collector finds its API token and the cluster's CA (``token``,
+``ca.crt``): a projected volume mounted into the collector only, so the trial's own
+containers keep whatever ``automountServiceAccountToken`` says."""
+
+
+def _token_volume() -> dict[str, Any]:
+    """The pod's service account token, projected for the collector only (1 h, rotated)."""
+    return {
+        "name": TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+            ]
+        },
+    }
 
 
 def _sidecar(
@@ -542,26 +657,28 @@ def collector_security_context(
     return context
 
 
-def _describe(templates: Sequence[PodTemplate]) -> str:
+def _describe(units: Sequence[PodUnit]) -> str:
     parts = []
-    for t in templates:
-        names = ", ".join(repr(c.get("name")) for c in _containers(t.template))
-        parts.append(f"{'.'.join(t.path)}: {names or 'no containers'}")
+    for u in units:
+        names = ", ".join(repr(name) for name, _ in u.containers())
+        parts.append(f"{u.description}: {names or 'no containers'}")
     return "; ".join(parts)
 
 
 def _no_template_message(job: Mapping[str, Any], labels: Mapping[str, str] | None) -> str:
     kind = job.get("kind", "?")
-    templates = pod_templates(job)
-    if not templates:
+    units = pod_units(job)
+    if not units:
         return (
             f"the {kind} has no pod template the operator can add the metrics collector to "
-            "(TrainJob pods come from its runtime); use metricsCollectorSpec.collector.kind "
-            "Push and report metrics from the trial (tunery.report_metrics)"
+            "(TrainJob pods come from its runtime; an Argo template or Tekton task must be "
+            "inline, not a templateRef/taskRef/pipelineRef); use "
+            "metricsCollectorSpec.collector.kind Push and report metrics from the trial "
+            "(tunery.report_metrics)"
         )
     return (
         f"no pod template of the {kind} matches primaryPodLabels {dict(labels or {})} "
-        f"(templates: {_describe(templates)}); set trialTemplate.primaryPodLabels to the labels "
+        f"(templates: {_describe(units)}); set trialTemplate.primaryPodLabels to the labels "
         "of the pods that run the primary container"
     )
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import shellscript
+from controller.pod_units import workflow_units
 from controller.shellscript import PLACEHOLDER, UnsafeScript, find_script
 
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(.+?)\}$")
@@ -150,12 +151,18 @@ def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -
     rendered = _render(
         {k: v for k, v in container.items() if k not in ("command", "args")}, values
     )
-    combined = [
-        shellscript.render(item, values, _undefined)
-        if i == script_at
-        else _substitute(item, values)
-        for i, item in enumerate(argv)
-    ]
+    combined = []
+    for i, item in enumerate(argv):
+        if i != script_at:
+            combined.append(_substitute(item, values))
+            continue
+        try:
+            combined.append(shellscript.render(item, values, _undefined))
+        except UnsafeScript as exc:  # a value this trial cannot have in its context
+            field_name = f"command[{i}]" if i < len(command) else f"args[{i - len(command)}]"
+            raise TemplateError(
+                f"container {container.get('name')!r} {field_name}: {exc}"
+            ) from None
     if "command" in container:
         rendered["command"] = combined[: len(command)]
     if "args" in container:
@@ -254,10 +261,21 @@ def find_containers(node: Any) -> list[dict[str, Any]]:
 
 
 def primary_container(job: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The container called ``name``; raises TemplateError listing the names found."""
+    """The container called ``name``; raises TemplateError listing the names found.
+
+    In an Argo Workflow or a Tekton PipelineRun (:mod:`controller.pod_units`) the name is the
+    one the engine gives the container in its pod (``main``, ``step-<name>``).
+    """
     containers = find_containers(job)
     for container in containers:
         if container.get("name") == name:
             return container
-    names = ", ".join(repr(c.get("name")) for c in containers) or "none"
+    in_units = [pair for unit in workflow_units(job) for pair in unit.containers()]
+    for pod_name, container in in_units:
+        if pod_name == name:
+            return container
+    names = ", ".join(
+        repr(n) for n in [c.get("name") for c in containers] + [n for n, _ in in_units]
+    )
+    names = names or "none"
     raise TemplateError(f"primaryContainerName {name!r} matches no container (found {names})")

@@ -35,6 +35,11 @@ folder ``-path`` as they are written (:mod:`metrics_collector.tfevents`; Katib's
 ``test/accuracy`` for the ``accuracy`` tag under ``test/``); ``PrometheusMetric`` scrapes the
 URL ``-path`` (``http://127.0.0.1:<port><path>``: the sidecar shares the pod's network) every
 second while the trial runs (:mod:`metrics_collector.prometheus`). Both need ``--marker-dir``.
+``--follow-container NAME`` (StdOut of a primary container without a command, which the
+operator cannot wrap) reads that container's log through the Kubernetes API instead of a file
+(:mod:`metrics_collector.podlog`); it cannot stop the trial early. ``--marks-only``: the trial's
+processes are not visible (a Tekton task's pod shares no process namespace), so only the
+wrapper's marks (or SIGTERM) end the collection, and early stopping is impossible.
 
 Exit codes: 0 done; 1 observations could not be pushed; 2 bad arguments.
 """
@@ -63,6 +68,7 @@ from metrics_collector.errors import (
     MissingDependencyError,
 )
 from metrics_collector.parsers import MetricsFormat, make_parser
+from metrics_collector.podlog import DEFAULT_TOKEN_DIR, PodApi, PodLogFollower
 from metrics_collector.polling import Poller
 from metrics_collector.prometheus import PrometheusScraper
 from metrics_collector.sources import FileTailer
@@ -124,6 +130,15 @@ class SidecarConfig:
     flush_timeout: float = DEFAULT_OUTAGE_LIMIT_S
     """How long the last observations wait for an unavailable DBManager (the outage limit)."""
     rpc_timeout: float = 60.0
+    follow_container: str = ""
+    """Read this container's log through the Kubernetes API instead of tailing ``path``
+    (StdOut for a primary container without a command: :mod:`metrics_collector.podlog`)."""
+    api_server: str = ""
+    token_dir: Path = Path(DEFAULT_TOKEN_DIR)
+    marks_only: bool = False
+    """The trial's processes are not visible (no shared process namespace, e.g. a Tekton
+    task's pod): the trial is done only by the wrapper's marks (or SIGTERM), and it cannot be
+    stopped early."""
 
     @property
     def marks(self) -> Path:
@@ -146,11 +161,14 @@ class MainProcess:
         pid_file: Path | None,
         marker_dir: Path,
         argv0: str | None = WRAPPER_ARGV0,
+        *,
+        marks_only: bool = False,
     ) -> None:
         self._pid = pid
         self.pid_file = pid_file
         self.marker_dir = marker_dir
-        self.argv0 = argv0
+        self.argv0 = None if marks_only else argv0
+        self.marks_only = marks_only
 
     def pid(self) -> int | None:
         if self._pid is None and self.pid_file is not None:
@@ -180,7 +198,8 @@ class MainProcess:
                     return True
             except OSError:
                 pass
-        return not process_alive(pid)
+        # the pid is the wrapper's in its own namespace when processes are not shared
+        return False if self.marks_only else not process_alive(pid)
 
     def stop(self, grace: float) -> None:
         """Mark ``early-stopped``, then terminate the training program (SIGTERM, SIGKILL).
@@ -200,6 +219,9 @@ class MainProcess:
                 mark.write_text(EARLY_STOPPED_MARK + "\n")
             except OSError as e:
                 log.warning("cannot write %s: %s", mark, e)
+        if self.marks_only:
+            log.warning("the trial's processes are not visible here: cannot signal the trial")
+            return
         if pid is None:
             log.warning("main process not found: cannot signal the trial")
             return
@@ -327,7 +349,11 @@ class Sidecar:
             config.dbmanager_address, timeout=config.rpc_timeout
         )
         self.main = MainProcess(
-            config.pid, config.pid_file, config.marks, config.main_argv0 or None
+            config.pid,
+            config.pid_file,
+            config.marks,
+            config.main_argv0 or None,
+            marks_only=config.marks_only,
         )
         objective = objective_for(config.metric_names, config.objective_type)
         self.rules = KatibStopRules(config.stop_rules, objective) if config.stop_rules else None
@@ -340,8 +366,11 @@ class Sidecar:
             on_stop=self._on_stop,
             stop_metrics=self.rules.metric_names if self.rules else None,
         )
-        self.tailer: FileTailer | Poller
-        if config.kind == TFEVENT_KIND:
+        self.tailer: FileTailer | Poller | PodLogFollower
+        if config.follow_container:
+            api = PodApi.from_env(api_server=config.api_server, token_dir=config.token_dir)
+            self.tailer = PodLogFollower(api, config.follow_container, self._feed)
+        elif config.kind == TFEVENT_KIND:
             reader = TFEventReader(config.path, config.metric_names)
             self.tailer = Poller(
                 reader.poll, self.collector.add, is_done=self.main.is_done, interval=POLL_INTERVAL
@@ -373,7 +402,8 @@ class Sidecar:
             "collecting %s of trial %s from %s (%s) into DBManager at %s",
             ",".join(c.metric_names),
             c.trial_name,
-            c.url or c.path,
+            c.url
+            or (f"the log of container {c.follow_container}" if c.follow_container else c.path),
             c.kind if c.kind in (TFEVENT_KIND, PROMETHEUS_KIND) else c.format.value,
             c.dbmanager_address,
         )
@@ -405,7 +435,9 @@ class Sidecar:
         delay = 1.0
         while not self._terminated.is_set():
             try:
-                if self.config.kind in (TFEVENT_KIND, PROMETHEUS_KIND):
+                if self.config.kind in (TFEVENT_KIND, PROMETHEUS_KIND) or (
+                    self.config.follow_container
+                ):
                     found = self.collector.resume()  # the source has no byte offsets
                 else:
                     path = self.config.path
@@ -472,6 +504,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--poll-interval", type=float, default=0.1)
     add("--echo", action="store_true", help="copy the tailed output to stdout")
     add("--kill-grace", type=float, default=10.0)
+    add(
+        "--follow-container",
+        default="",
+        help="read this container's log through the Kubernetes API (POD_NAME, POD_NAMESPACE) "
+        "instead of tailing -path",
+    )
+    add("--api-server", default="", help="Kubernetes API URL (default: the in-cluster one)")
+    add("--token-dir", type=Path, default=Path(DEFAULT_TOKEN_DIR), help="token and ca.crt")
+    add(
+        "--marks-only",
+        action="store_true",
+        help="the trial's processes are not visible: done only by the wrapper's marks",
+    )
     add(
         "--flush-timeout",
         type=float,
@@ -543,7 +588,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SidecarConfig, bool]:
         echo=ns.echo,
         kill_grace=ns.kill_grace,
         flush_timeout=flush_timeout,
+        follow_container=ns.follow_container,
+        api_server=ns.api_server,
+        token_dir=ns.token_dir,
+        marks_only=ns.marks_only,
     )
+    if config.follow_container and config.kind not in ("StdOut", FILE_KIND):
+        parser.error("--follow-container reads text output: it needs --kind StdOut or File")
+    if config.follow_container and config.stop_rules:
+        parser.error("--follow-container cannot stop the trial early: no -stop-rule")
     return config, ns.verbose
 
 

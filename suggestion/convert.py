@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from suggestion.algorithms.base import InvalidRequestError
+from suggestion.algorithms.base import InvalidRequestError, SuggestedTrial
 from tunery.api import api_pb2
 from tunery.space import (
     Assignment,
@@ -240,7 +240,8 @@ def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str)
     value = None
     if trial.status.condition in _WITH_VALUE:
         value = _metric_value(trial.status.observation.metrics, metric_name)
-    return TrialResult(trial.name, assignment, condition, value)
+    labels = dict(trial.spec.labels) if trial.spec.labels else {}
+    return TrialResult(trial.name, assignment, condition, value, labels)
 
 
 def _metric_value(metrics: Iterable[api_pb2.Metric], name: str) -> float | None:
@@ -276,9 +277,15 @@ class TrialConverter:
             return result
         hit = self._cache.get(result.name)
         if hit is not None and hit.assignment == result.assignment:
-            if hit.condition is result.condition and hit.value == result.value:
+            if (
+                hit.condition is result.condition
+                and hit.value == result.value
+                and hit.labels == result.labels
+            ):
                 return hit
-            result = TrialResult(result.name, hit.assignment, result.condition, result.value)
+            result = TrialResult(
+                result.name, hit.assignment, result.condition, result.value, result.labels
+            )
         self._cache[result.name] = result
         return result
 
@@ -294,18 +301,24 @@ class TrialConverter:
 
 
 def assignments_to_proto(
-    space: SearchSpace, assignments: Sequence[Assignment]
+    space: SearchSpace,
+    assignments: Sequence[Assignment],
+    trials: Sequence[SuggestedTrial] | None = None,
 ) -> list[api_pb2.GetSuggestionsReply.ParameterAssignments]:
-    """Assignments as the reply's wire messages (values formatted by the space)."""
+    """Assignments as the reply's wire messages (values formatted by the space), with the
+    trial name and labels of ``trials[i]`` where an algorithm chose them (pbt does)."""
     out = []
-    for assignment in assignments:
+    for i, assignment in enumerate(assignments):
         wire = space.format_assignment(assignment)
+        extra = trials[i] if trials is not None else None
         out.append(
             api_pb2.GetSuggestionsReply.ParameterAssignments(
                 assignments=[
                     api_pb2.ParameterAssignment(name=name, value=value)
                     for name, value in wire.items()
-                ]
+                ],
+                trial_name=extra.name if extra is not None else "",
+                labels=dict(extra.labels) if extra is not None else {},
             )
         )
     return out

@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 
@@ -71,6 +72,7 @@ def serve(
     preload: bool = True,
     tls: ServerTls | None = None,
     on_ready: Callable[[int], None] | None = None,
+    katib_data_dir: Path | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully within ``grace`` seconds.
 
@@ -78,10 +80,13 @@ def serve(
     a broken one is logged at startup); without it each is imported on first use, so the
     process only holds the libraries of the algorithms it serves. ``on_ready`` is called
     with the bound port once the server is about to start (useful with port 0).
+    ``katib_data_dir``: prepare pbt's checkpoint folders there, as Katib's service does
+    (:mod:`suggestion.trial_dirs`).
     """
     if preload:
         preload_algorithms()
-    server, bound = create_suggestion_server(address(host, port), tls=tls)
+    service = SuggestionService(katib_data_dir=katib_data_dir)
+    server, bound = create_suggestion_server(address(host, port), service=service, tls=tls)
     log.info(
         "suggestion service listening on %s%s (algorithms: %s)",
         address(host, bound),
@@ -103,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="import each algorithm on first use instead of at startup",
     )
+    parser.add_argument(
+        "--katib-data-dir",
+        type=Path,
+        default=None,
+        help="prepare pbt's checkpoint folders under DIR/<experiment>/<trial> as Katib's "
+        "service does (for a Katib controller; Katib mounts its volume at /opt/katib/data)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -114,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.port,
         preload=not args.no_preload,
         on_ready=lambda port: print(f"listening on port {port}", flush=True),
+        katib_data_dir=args.katib_data_dir,
     )
 
 

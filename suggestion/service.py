@@ -29,10 +29,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
 
+from suggestion import trial_dirs
 from suggestion.algorithms import get_algorithm
 from suggestion.algorithms.base import (
     Algorithm,
@@ -88,10 +90,18 @@ class SuggestionService:
         max_experiments: how many experiments' caches to keep (LRU).
     """
 
-    def __init__(self, *, max_experiments: int = DEFAULT_MAX_EXPERIMENTS) -> None:
+    def __init__(
+        self,
+        *,
+        max_experiments: int = DEFAULT_MAX_EXPERIMENTS,
+        katib_data_dir: Path | None = None,
+    ) -> None:
         if max_experiments < 1:
             raise ValueError("max_experiments must be at least 1")
         self.max_experiments = max_experiments
+        self.katib_data_dir = katib_data_dir
+        """Where to prepare pbt's checkpoint folders as Katib's service does, for a Katib
+        controller (:mod:`suggestion.trial_dirs`); None: tunery's controller does it."""
         self._experiments: OrderedDict[str, _Experiment] = OrderedDict()
         self._by_wire: dict[bytes, _Experiment] = {}
         self._lock = threading.Lock()
@@ -153,7 +163,7 @@ class SuggestionService:
                 trials, count = read()
                 if count == 0:
                     return api_pb2.GetSuggestionsReply()
-                assignments = entry.algorithm.suggest(
+                suggested = entry.algorithm.suggest_trials(
                     SuggestRequest(
                         space=view.space,
                         objective=view.objective,
@@ -164,23 +174,30 @@ class SuggestionService:
                         parallel_trial_count=view.parallel_trial_count,
                     )
                 )
+            assignments = [s.assignment for s in suggested]
         except (SuggestionError, WireFormatError):
             raise
         except BaseException:  # a bug, or the call interrupted (tunery.rpc): drop the state
             self._forget(entry)  # its state may be half-updated
             raise
+        repeats = "repeats" in type(entry.algorithm).capabilities
         if (
             len(assignments) != count
             or not all(view.space.contains(a) for a in assignments)
-            or len({view.space.key(a) for a in assignments}) != count
+            or (not repeats and len({view.space.key(a) for a in assignments}) != count)
         ):  # a bug in the algorithm: never send it to a controller
             self._forget(entry)
             raise RuntimeError(
                 f"algorithm {view.algorithm_name} returned {len(assignments)} assignments "
                 f"for {count} requested, one outside the search space, or duplicates"
             )
+        if self.katib_data_dir is not None:
+            try:
+                trial_dirs.prepare(self.katib_data_dir, view.name, view.settings, suggested)
+            except OSError as exc:
+                raise SuggestionError(f"the trials' checkpoint folders: {exc}") from None
         reply = api_pb2.GetSuggestionsReply(
-            parameter_assignments=assignments_to_proto(view.space, assignments)
+            parameter_assignments=assignments_to_proto(view.space, assignments, suggested)
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

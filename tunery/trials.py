@@ -199,6 +199,9 @@ class TrialResult:
     assignment: Assignment
     condition: TrialCondition
     value: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """The trial's labels as the controller sent them (``TrialSpec.labels``), e.g. the ones an
+    algorithm such as pbt set on its suggestions; not part of equality."""
 
     @property
     def is_completed_with_value(self) -> bool:

@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from controller import checkpoints
 from controller import status as experiment_status
 from controller.clients import (
     EarlyStoppingClient,
@@ -48,7 +49,7 @@ from controller.clients import (
     ServiceCallError,
     SuggestionClient,
 )
-from controller.collector_check import collector_problems
+from controller.collector_check import collector_problems, kind_problems
 from controller.gpus import GpuAllocator
 from controller.metrics import ControllerMetrics, default_metrics
 from controller.operator import mirror
@@ -65,6 +66,7 @@ from controller.sidecar import EXPERIMENT_LABEL, CollectorSettings
 from controller.template_check import template_problems
 from metrics_collector.dbclient import ADDRESS_ENV as DB_MANAGER_ENV
 from tunery.experiment import ExperimentError, load_experiment
+from tunery.seeding import is_queued
 from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
 from tunery.store.errors import NotFoundError
 from tunery.trials import UNAVAILABLE, Objective, TrialCondition, summarize_metrics
@@ -343,6 +345,7 @@ class ExperimentOperator:
                 template, meta.get("namespace") or "default")}}  # fmt: skip
         document = load_experiment(raw).to_document()
         unsafe = template_problems(document) + collector_problems(document)
+        unsafe += kind_problems(document)
         if unsafe:
             raise ExperimentError(unsafe)
         document.pop("status", None)
@@ -606,8 +609,10 @@ class ExperimentOperator:
         message saying why), as Katib deletes the newest extra trials."""
         spec = self.store.get_experiment(reconciler.name).spec["spec"]
         parallel = int(spec.get("parallelTrialCount") or 3)
-        active = [
-            t for t in trials if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING)
+        active = [  # enqueued trials not yet started wait their turn: not extra
+            t
+            for t in trials
+            if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING) and not is_queued(t)
         ]
         if len(active) <= parallel:
             return
@@ -723,6 +728,7 @@ class ExperimentOperator:
             if not exc.not_found:
                 raise
             current = self.api.create(mirror.suggestion_document(document, owner_reference(body)))
+            self._ensure_suggestion_volume(body, document)
         record = self.store.get_experiment(name)
         new_status = mirror.suggestion_status_document(
             trials, record.status, current.get("status") or {}, now
@@ -743,6 +749,23 @@ class ExperimentOperator:
                 {"status": merge_patch(current.get("status") or {}, new_status)},
                 subresource="status",
             )  # fmt: skip
+
+    def _ensure_suggestion_volume(
+        self, body: Mapping[str, Any], document: Mapping[str, Any]
+    ) -> None:
+        """Create the claim trials mount at ``suggestion_trial_dir`` (pbt's checkpoints), as
+        Katib's suggestion controller does; an existing claim of that name is kept."""
+        namespace = document["metadata"].get("namespace") or "default"
+        claim = checkpoints.claim_document(
+            document["spec"], document["metadata"]["name"], namespace, owner_reference(body)
+        )
+        if claim is None:
+            return
+        try:
+            self.api.create(claim)
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
 
     def _trial_event(
         self, cr: Mapping[str, Any], previous: Mapping[str, Any], trial: TrialRecord

@@ -20,7 +20,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.checkpoints import CheckpointPlan
 
 Handle = Mapping[str, Any]
 
@@ -88,6 +91,8 @@ class TrialLaunch:
     gpus: tuple[str, ...] = ()
     success_condition: str = ""
     failure_condition: str = ""
+    checkpoint: CheckpointPlan | None = None
+    """The trial's checkpoint folder (``suggestion_trial_dir``): :mod:`controller.checkpoints`."""
 
 
 class TrialRunner(abc.ABC):

@@ -35,7 +35,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s_client
 
-from controller import gjson
+from controller import checkpoints, gjson
 from controller.runners.base import (
     JOB_NOT_FOUND,
     NOT_STARTED,
@@ -71,6 +71,8 @@ KNOWN_PLURALS: Mapping[tuple[str, str], str] = {
     ("trainer.kubeflow.org", "TrainJob"): "trainjobs",
     ("jobset.x-k8s.io", "JobSet"): "jobsets",
     ("ray.io", "RayJob"): "rayjobs",
+    ("argoproj.io", "Workflow"): "workflows",
+    ("tekton.dev", "PipelineRun"): "pipelineruns",
     ("", "Pod"): "pods",
     ("", "Event"): "events",
     ("", "ConfigMap"): "configmaps",
@@ -355,6 +357,13 @@ class KubernetesRunner(TrialRunner):
             )
         except SidecarError as exc:
             raise LaunchError(str(exc)) from None
+        if launch.checkpoint is not None:
+            try:
+                checkpoints.mount_volume(
+                    job, launch.primary_container_name, launch.checkpoint, self.collector.image
+                )
+            except ValueError as exc:
+                raise LaunchError(f"{checkpoints.SETTING}: {exc}") from None
         meta = job.setdefault("metadata", {})
         meta["name"] = launch.trial_name
         meta["namespace"] = self.namespace

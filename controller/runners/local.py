@@ -27,6 +27,7 @@ by start time), never on the word of a file someone else could write.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -38,6 +39,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from controller import checkpoints, paths
+from controller.checkpoints import CheckpointPlan
 from controller.gpus import visible_devices_env
 from controller.runners import exit_record, proctree
 from controller.runners.base import (
@@ -203,6 +206,8 @@ class LocalRunner(TrialRunner):
         handle = dict(prepared or self.prepare_handle(launch))
         with self._lock:
             self._prepared.pop(str(launch.log_path), None)
+        if launch.checkpoint is not None:
+            launch = _with_checkpoint(launch, launch.checkpoint)
         argv, env, cwd = self.command_for(launch, handle["tag"])
         status_file = Path(handle["status_file"])
         status_file.unlink(missing_ok=True)  # a stale record would end the new run's output
@@ -426,3 +431,15 @@ class LocalRunner(TrialRunner):
 
     def log_path(self, handle: Mapping[str, Any]) -> Path:
         return Path(handle["log"])
+
+
+def _with_checkpoint(launch: TrialLaunch, plan: CheckpointPlan) -> TrialLaunch:
+    """``launch`` reading its own checkpoint folder, made from the parent's
+    (:mod:`controller.checkpoints`)."""
+    try:
+        folder = checkpoints.prepare_local(plan, paths.checkpoint_root(launch.log_path))
+        job = checkpoints.apply_local(launch.job, launch.primary_container_name, plan, folder)
+    except (OSError, ValueError) as exc:
+        raise LaunchError(f"{checkpoints.SETTING}: {exc}") from None
+    env = {**launch.env, **checkpoints.env_for(plan, str(folder))}
+    return dataclasses.replace(launch, job=job, env=env)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tunery.settings import parse_settings as parse_katib_settings
@@ -111,13 +111,32 @@ class SuggestRequest:
         return [t for t in self.trials if t.is_pending]
 
 
+@dataclass(frozen=True)
+class SuggestedTrial:
+    """A suggestion with the trial name and labels an algorithm chose for it.
+
+    Most algorithms leave ``name`` empty (the controller names the trial) and set no labels;
+    pbt names its trials and labels them with their generation and parent, as Katib's does
+    (``GetSuggestionsReply.ParameterAssignments.trial_name`` and ``labels``).
+    """
+
+    assignment: Assignment
+    name: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
 class Algorithm(abc.ABC):
     """A suggestion algorithm. Register it with one line in ``suggestion.algorithms.REGISTRY``.
 
     Class attributes:
         name: the Katib ``algorithmName``.
         settings_type: the frozen settings dataclass.
-        capabilities: e.g. ``{"finite"}`` for algorithms that may exhaust a finite space.
+        capabilities: e.g. ``{"finite"}`` for algorithms that may exhaust a finite space;
+            ``{"repeats"}`` for algorithms that may suggest an assignment again on purpose
+            (pbt: an exploited member continues with a better member's values), exempt from
+            the distinctness clause of the contract; ``{"checkpoints"}`` for algorithms whose
+            trials continue each other's checkpoints (pbt): not black-box optimisers of a
+            function, so the black-box benchmarks leave them out.
     """
 
     name: ClassVar[str]
@@ -144,6 +163,11 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def suggest(self, request: SuggestRequest) -> list[Assignment]:
         """Return ``request.count`` new assignments (see the module contract)."""
+
+    def suggest_trials(self, request: SuggestRequest) -> list[SuggestedTrial]:
+        """:meth:`suggest` with trial names and labels; what the service calls. Algorithms
+        that name or label their trials override this (and derive ``suggest`` from it)."""
+        return [SuggestedTrial(a) for a in self.suggest(request)]
 
     def seed(self, request: SuggestRequest) -> int:
         """This experiment's seed: ``random_state`` or one derived from the experiment name."""

@@ -35,6 +35,11 @@ spec:
 """
 
 
+REQUIRED_SETTINGS = {  # Katib requires these for pbt
+    "pbt": {"suggestion_trial_dir": "/ckpt", "n_population": "5", "truncation_threshold": "0.2"}
+}
+
+
 def _experiment(
     algorithm: str,
     settings: list[dict[str, str]] | None = None,
@@ -60,15 +65,25 @@ def _shown(problems: list[Any]) -> list[str]:
 def test_every_algorithm_accepts_its_defaults_and_names_an_unknown_setting(
     algorithm: str,
 ) -> None:
-    assert settings_problems(_experiment(algorithm)) == []
+    required = [{"name": k, "value": v} for k, v in REQUIRED_SETTINGS.get(algorithm, {}).items()]
+    assert settings_problems(_experiment(algorithm, required or None)) == []
     problems = _shown(
-        settings_problems(_experiment(algorithm, [{"name": "no_such_knob", "value": "1"}]))
+        settings_problems(
+            _experiment(algorithm, [{"name": "no_such_knob", "value": "1"}, *required])
+        )
     )
     assert len(problems) == 1
     assert problems[0].startswith(
         "spec.algorithm.algorithmSettings[0].name: unknown setting no_such_knob for algorithm "
         f"{algorithm}"
     )
+
+
+def test_pbt_without_katibs_required_settings_names_them() -> None:
+    assert _shown(settings_problems(_experiment("pbt"))) == [
+        "spec.algorithm.algorithmName: pbt: Required params missing: suggestion_trial_dir, "
+        "n_population, truncation_threshold"
+    ]
 
 
 def test_a_typo_gets_the_closest_name_and_a_bad_value_its_own_path() -> None:

@@ -23,6 +23,7 @@ KINDS = (
     "importance",
     "slice",
     "contour",
+    "rank",
     "edf",
     "timeline",
 )

@@ -42,6 +42,7 @@ KINDS = (
     "parallel",
     "slice",
     "contour",
+    "rank",
     "timeline",
 )
 

@@ -21,6 +21,7 @@ PLOTS = [
     visualization.plot_intermediate_values,
     visualization.plot_slice,
     visualization.plot_contour,
+    visualization.plot_rank,
     visualization.plot_edf,
     visualization.plot_timeline,
 ]
@@ -80,3 +81,34 @@ def test_intermediate_sample_keeps_running_best_and_stopped_trials(run_store: St
     best = max(range(len(snapshot.values)), key=lambda i: snapshot.values[i])
     assert best in chosen
     assert any(snapshot.conditions[i] == "EarlyStopped" for i in chosen)
+
+
+def test_rank_colours_the_best_trial_zero_and_the_worst_one(run_store: Store) -> None:
+    snapshot = data.load_snapshot(run_store, NAME)
+    ranked = data.ranks(snapshot)
+    values, rank = ranked["value"], ranked["rank"]
+    assert len(rank) == len(values) >= 2
+    best = values.index(max(values))  # accuracy is maximised
+    worst = values.index(min(values))
+    assert rank[best] == 0.0 and rank[worst] == 1.0
+    assert all(0.0 <= r <= 1.0 for r in rank)
+    spec = figures.rank_figure(ranked)
+    (trace,) = spec["data"]
+    assert trace["type"] == "splom"  # two parameters: a scatter matrix
+    assert [d["label"] for d in trace["dimensions"]] == ["lr", "dropout"]
+    assert trace["marker"]["color"] == rank
+
+
+def test_rank_with_one_parameter_plots_the_objective() -> None:
+    ranked = {
+        "objective": "loss",
+        "number": [0, 1, 2],
+        "value": [0.3, 0.1, 0.2],
+        "rank": [1.0, 0.0, 0.5],
+        "parameters": [
+            {"name": "x", "type": "double", "log": False, "choices": [], "values": [1, 2, 3]}
+        ],
+    }
+    (trace,) = figures.rank_figure(ranked)["data"]
+    assert trace["type"] == "scatter" and trace["y"] == [0.3, 0.1, 0.2]
+    assert trace["marker"]["color"] == [1.0, 0.0, 0.5]

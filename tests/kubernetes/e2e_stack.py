@@ -200,9 +200,12 @@ class Kubelet:
         *,
         hold: bool = False,
         push: Callable[[str, dict[str, float]], None] | None = None,
+        execute: Path | None = None,
     ) -> None:
         self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
         self.push = push or stack.report_metrics
+        self.execute = execute
+        self.outputs: dict[str, str] = {}  # job name -> what its container printed
         self.batch = k8s_client.BatchV1Api(stack.api_client())
         self.seen: dict[str, str] = {}  # job name -> uid
         self.finished: list[str] = []
@@ -237,7 +240,7 @@ class Kubelet:
             name = job.metadata.name
             if job.metadata.deletion_timestamp or name in self.finished:
                 continue
-            if name not in self.seen:
+            if self.seen.get(name) != job.metadata.uid:  # new, or created again by that name
                 self.seen[name] = job.metadata.uid
                 self._status(name, {"active": 1, "startTime": _now()})
                 continue
@@ -246,9 +249,12 @@ class Kubelet:
                     return
                 self._releases -= 1
             containers = job.spec.template.spec.containers
-            args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
-            parameters = dict(re.findall(r"--([\w-]+)=(\S+)", args))
-            self.push(name, self.metrics(parameters))
+            if self.execute is not None:
+                self.push(name, self._run_container(name, containers[0]))
+            else:
+                args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
+                parameters = dict(re.findall(r"--([\w-]+)=(\S+)", args))
+                self.push(name, self.metrics(parameters))
             condition = {
                 "type": "Complete",
                 "status": "True",
@@ -260,6 +266,34 @@ class Kubelet:
                 {"active": 0, "succeeded": 1, "completionTime": _now(), "conditions": [condition]},
             )
             self.finished.append(name)
+
+    def _run_container(self, name: str, container: Any) -> dict[str, float]:
+        """Run the container's argv as rendered (wrapper and all) here, in a folder of its own
+        under ``execute`` standing in for the image's file system, and read the Katib
+        ``name=value`` metrics it prints."""
+        folder = self.execute / name  # type: ignore[operator]
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {e.name: e.value or "" for e in container.env or []}
+        env.update(
+            PATH=os.environ["PATH"],
+            HOME=str(folder),
+            TMPDIR=str(folder),
+            TUNERY_METRICS_DIR=str(folder / "katib"),
+            TUNERY_METRICS_FILE=str(folder / "katib" / "metrics.log"),
+        )
+        run = subprocess.run(
+            [*(container.command or []), *(container.args or [])],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.outputs[name] = run.stdout + run.stderr
+        if run.returncode != 0:
+            raise AssertionError(f"job {name} exited {run.returncode}: {self.outputs[name]}")
+        found = re.findall(r"^([\w-]+)=([-+0-9.eE]+)\s*$", run.stdout, re.MULTILINE)
+        return {metric: float(value) for metric, value in found}
 
     def _status(self, name: str, status: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})

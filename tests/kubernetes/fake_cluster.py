@@ -7,8 +7,8 @@ Two ways to run it:
       python -m tests.kubernetes.fake_cluster --port 8001 --kubeconfig /tmp/fake.kubeconfig
 
   installs the CRDs of ``deploy/crds`` (``--crds DIR``, repeatable, for others: ``--crds
-  deploy/crds --crds tests/kubernetes/crds`` adds stand-ins of the training operator's
-  kinds), creates ``--namespace``
+  deploy/crds --crds tests/kubernetes/crds`` adds stand-ins of the training operator's,
+  Argo's and Tekton's kinds), creates ``--namespace``
   namespaces besides the system ones, writes a kubeconfig naming it (``KUBECONFIG=...``
   then works for ``kubectl``, the ``kubernetes`` client, kopf and ``tunery operator``) and
   prints ``serving on http://127.0.0.1:PORT``. ``--port 0`` picks a free port (read it from
@@ -38,7 +38,7 @@ from fake_apiserver import Storage, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRDS = ROOT / "deploy" / "crds"
-TRAINING_CRDS = Path(__file__).resolve().parent / "crds"  # stand-ins: PyTorchJob, TFJob, ...
+TRAINING_CRDS = Path(__file__).resolve().parent / "crds"  # stand-ins: PyTorchJob, ..., Workflow
 
 
 def load_crds(directory: Path) -> list[dict[str, Any]]:

@@ -109,6 +109,9 @@ BUILTINS = (
     ),
     ResourceType("", "v1", "pods", "Pod", status_subresource=True, short_names=("po",)),
     ResourceType("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
+    ResourceType(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",)
+    ),
     ResourceType("", "v1", "secrets", "Secret"),
     ResourceType("", "v1", "services", "Service", status_subresource=True, short_names=("svc",)),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),

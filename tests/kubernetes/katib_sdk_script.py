@@ -4,7 +4,8 @@ with the virtualenv's Python, so it imports nothing from tunery.
 Usage: ``python katib_sdk_script.py NAMESPACE EXPERIMENT.json`` with ``$KUBECONFIG`` set. It
 creates the experiment, waits for Succeeded, reads the optimal parameters and the trials,
 raises the budget by one and waits again, then deletes it; prints one JSON document of what it
-saw (the test checks it).
+saw (the test checks it). ``python katib_sdk_script.py tune NAMESPACE NAME`` runs Katib's
+``tune()`` of :func:`objective` instead and prints the optimal parameters and the trials.
 """
 
 from __future__ import annotations
@@ -14,6 +15,45 @@ import sys
 import time
 
 import kubeflow.katib as katib
+
+
+def objective(parameters):
+    import math
+
+    lr = float(parameters["lr"])
+    print(f"loss={(lr - 0.03) ** 2 + 0.001 * math.log(1 / lr):.6f}")
+
+
+def tune(namespace: str, name: str) -> None:
+    """Katib's tune(): trials run the objective's source from a bash here-document, the
+    parameter values substituted into it."""
+    client = katib.KatibClient(namespace=namespace)
+    client.tune(
+        name=name,
+        objective=objective,
+        parameters={"lr": katib.search.double(min=0.01, max=0.05)},
+        objective_metric_name="loss",
+        objective_type="minimize",
+        max_trial_count=2,
+        parallel_trial_count=1,
+        base_image="python:3.11",
+        namespace=namespace,
+    )
+    client.wait_for_experiment_condition(
+        name, namespace, "Succeeded", timeout=90, polling_interval=1
+    )
+    best = client.get_optimal_hyperparameters(name, namespace)
+    trials = client.list_trials(name, namespace)
+    print(
+        json.dumps(
+            {
+                "best_parameters": {p.name: p.value for p in best.parameter_assignments},
+                "best_trial": best.best_trial_name,
+                "trials": sorted(t.metadata.name for t in trials),
+            }
+        )
+    )
+    client.delete_experiment(name, namespace)
 
 
 def main(namespace: str, path: str) -> None:
@@ -54,4 +94,7 @@ def main(namespace: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "tune":
+        tune(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2])

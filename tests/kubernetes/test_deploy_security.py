@@ -245,7 +245,7 @@ def test_the_injected_collector_passes_restricted_in_every_example(path: Path) -
     for template in pod_templates(job):
         pod = template.template["spec"]
         for container in pod.get("initContainers") or []:
-            collectors += 1
+            collectors += container["name"] != "tunery-checkpoint"  # pbt's copy: not counted
             # the collector judged alone, in the pod it was added to (pod-level fields count)
             alone = {**copy.deepcopy(pod), "containers": [], "initContainers": [container]}
             alone.pop("volumes", None)

@@ -48,6 +48,12 @@ FRIENDS = {
         ('friends.#(last=="Nobody")#', []),
         ("friends.#(age==44)#.first", ["Dale"]),
         ('friends.#(age=="44")#.first', []),  # a string never equals a number
+        ("@this.age", 37),
+        ("name.@this.first", "Tom"),
+        ("[age,name.first]", [37, "Tom"]),
+        ("[age,name.middle,children.#]", [37, 3]),
+        ('name.[@this].#(first=="Tom")#.last', ["Anderson"]),
+        ("[friends.#(age>45)#.first, name.last]|#", 2),
     ],
 )
 def test_gjson_paths(path: str, expected: object) -> None:
@@ -62,6 +68,17 @@ def job(*conditions: tuple[str, str]) -> dict:
     return {"status": {"conditions": items}}
 
 
+def test_katib_argo_workflow_conditions() -> None:
+    """Katib's Argo Workflow example wraps the status object in an array with ``[@this]``."""
+    success = 'status.[@this].#(phase=="Succeeded")#'
+    failure = 'status.[@this].#(phase=="Failed")#'
+    assert gjson.condition_match({"status": {"phase": "Running"}}, success) is None
+    assert gjson.condition_match({"status": {}}, failure) is None
+    assert gjson.condition_match({}, success) is None
+    done = gjson.condition_match({"status": {"phase": "Succeeded", "message": "ok"}}, success)
+    assert done == {"phase": "Succeeded", "message": "ok"}
+
+
 def test_katib_job_conditions() -> None:
     assert gjson.condition_match(job(), JOB_SUCCESS) is None
     assert gjson.condition_match({"status": {}}, JOB_FAILURE) is None
@@ -74,7 +91,20 @@ def test_katib_job_conditions() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["", "a..b", "a.", "a.@reverse", "a.[b,c]", "a.#(b==)", 'a.#(b=="x"', "a.#(b==bare)"],
+    [
+        "",
+        "a..b",
+        "a.",
+        "a.@reverse",
+        "a.@thisone",
+        "a.{b,c}",
+        "a.[b,c",
+        "a.[b,]",
+        "a.[b..c]",
+        "a.#(b==)",
+        'a.#(b=="x"',
+        "a.#(b==bare)",
+    ],
 )
 def test_unsupported_or_malformed_paths_raise(path: str) -> None:
     with pytest.raises(GjsonError):

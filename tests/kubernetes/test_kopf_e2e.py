@@ -234,6 +234,33 @@ def test_operator_killed_mid_experiment_and_restarted(
         assert "True" not in {conditions(trial).get("Failed"), conditions(trial).get("Running")}
 
 
+def test_a_job_deleted_by_hand_is_created_again(stack: Stack, namespace: str, crs: Any) -> None:
+    """As Katib does: the trial of a Job deleted by hand gets its Job again (same name, new
+    uid) and goes on; it is not failed."""
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("handmade", maxTrialCount=2)
+    )
+    batch = k8s_client.BatchV1Api(stack.api_client())
+
+    def recreated(name: str, uid: str) -> bool:
+        jobs = batch.list_namespaced_job(namespace).items
+        return any(j.metadata.name == name and j.metadata.uid != uid for j in jobs)
+
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
+        ((name, uid),) = list(kubelet.seen.items())
+        batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        wait_for("the Job created again", lambda: recreated(name, uid), 20, stack=stack)
+        kubelet.release(2)
+        body = wait_for("Succeeded", lambda: finished(crs, namespace, "handmade"), 30, stack=stack)
+    assert not kubelet.errors
+    assert body["status"]["trialsSucceeded"] == 2
+    assert not body["status"].get("trialsFailed")
+    assert name in kubelet.finished
+    for trial in trials(crs, namespace):
+        assert conditions(trial).get("Succeeded") == "True", trial["status"]
+
+
 def lease_holder(stack: Stack) -> tuple[str, int]:
     spec = (
         k8s_client.CoordinationV1Api(stack.api_client())
@@ -395,3 +422,28 @@ def test_katibs_sdk_drives_the_operator(
         "momentum",
     }
     assert seen["trials_after_edit"] == 3
+
+
+def test_katibs_sdk_tune_runs_its_here_document_script(
+    stack: Stack, namespace: str, katib_python: Path, tmp_path: Path
+) -> None:
+    """Katib's tune() puts the objective's source in a bash here-document with the values
+    substituted into it; the test's kubelet runs each rendered container here (bash, the
+    collector's wrapper, python3) and pushes the metrics it printed."""
+    script = Path(__file__).parent / "katib_sdk_script.py"
+    with Kubelet(stack, namespace, loss_of, execute=tmp_path / "pods") as kubelet:
+        run = subprocess.run(
+            [str(katib_python), str(script), "tune", namespace, "sdk-tune"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    assert run.returncode == 0, run.stderr[-3000:] + stack.log("operator")[-2000:]
+    assert not kubelet.errors, kubelet.errors
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(seen["trials"]) == 2 and seen["best_trial"] in seen["trials"]
+    lr = float(seen["best_parameters"]["lr"])
+    assert 0.01 <= lr <= 0.05
+    printed = "".join(kubelet.outputs.values())
+    assert printed.count("loss=") == 2, printed  # each trial ran the objective with its value

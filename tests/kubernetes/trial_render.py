@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 
+from controller.checkpoints import plan_for
 from controller.reconcile import EXPERIMENT_LABEL
 from controller.runners.base import TrialLaunch
 from controller.runners.kubernetes import KubernetesRunner
 from controller.sidecar import CollectorSettings
 from controller.templating import TrialMeta, render_trial_job
+from suggestion.algorithms.pbt import PARENT_LABEL
 from tunery.experiment import load_experiment
 
 
@@ -31,6 +33,7 @@ def render_example(
     template = spec["trialTemplate"]
     assignment = {p["name"]: _value(p) for p in spec["parameters"]}
     name = f"{experiment['metadata']['name']}-abcd1234"
+    parent = f"{experiment['metadata']['name']}-parent00"
     meta = TrialMeta(
         name=name,
         namespace=namespace,
@@ -57,6 +60,8 @@ def render_example(
         env={"KATIB_TRIAL_NAME": name},
         success_condition=template["successCondition"],
         failure_condition=template["failureCondition"],
+        # a pbt trial continuing a parent's checkpoint (None without suggestion_trial_dir)
+        checkpoint=plan_for(spec, experiment["metadata"]["name"], name, {PARENT_LABEL: parent}),
     )
     return spec, runner.build_job(launch)
 

@@ -733,3 +733,44 @@ def test_an_unknown_backend_is_rejected() -> None:
 def test_a_missing_kube_config_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailableError, match="Kubernetes configuration"):
         Client("kubernetes", config_file=str(tmp_path / "no-such-kubeconfig"))
+
+
+def test_tune_on_the_cluster_sends_seeds_as_annotations(
+    client: Client, cluster: FakeCustomObjects
+) -> None:
+    """enqueue and warm_start (an experiment name) travel as the Experiment's annotations,
+    which tunery's operator applies and Katib ignores."""
+    result = tune(
+        self_contained,
+        {"lr": search.double(0.001, 0.1), "layers": 2, "opt": "adam"},
+        backend="kubernetes",
+        client=client,
+        wait=False,
+        verbose=False,
+        enqueue=[{"lr": 0.05}, {"lr": "0.01"}],
+        warm_start="earlier",
+    )
+    body = cluster.objects[("experiments", "team", result.experiment_name)]
+    annotations = body["metadata"]["annotations"]
+    assert json.loads(annotations["tunery.io/enqueue"]) == [{"lr": 0.05}, {"lr": "0.01"}]
+    assert annotations["tunery.io/warm-start"] == "earlier"
+    with pytest.raises(InvalidArgumentError, match=r"enqueue\[0\]\.lr: 0\.5: 0\.5 is outside"):
+        tune(
+            self_contained,
+            {"lr": search.double(0.001, 0.1)},
+            backend="kubernetes",
+            client=client,
+            wait=False,
+            verbose=False,
+            enqueue=[{"lr": 0.5}],
+        )
+    with pytest.raises(InvalidArgumentError, match="warm_start takes the name"):
+        tune(
+            self_contained,
+            {"lr": search.double(0.001, 0.1)},
+            backend="kubernetes",
+            client=client,
+            wait=False,
+            verbose=False,
+            warm_start=[({"lr": 0.05}, 1.0)],
+        )

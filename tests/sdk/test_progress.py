@@ -154,3 +154,16 @@ def test_plain_lines_follow_a_steps_changes_without_scanning_the_history() -> No
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("[4999/6000] a Succeeded") and "best loss=0.25 (c)" in lines[0]
+
+
+def test_warm_start_trials_are_neither_printed_nor_counted_as_run() -> None:
+    import dataclasses
+
+    warm = dataclasses.replace(
+        _trial("w", loss=0.1), reason="WarmStart", labels={"tunery.io/warm-start": "true"}
+    )
+    a = _trial("a", loss=0.5)
+    lines = _plain({"objective": MIN_LOSS, "max_trials": 2}, [[warm], [warm, a]])
+    assert len(lines) == 1  # the imported result is not a finished trial of this run
+    assert lines[0].startswith("[1/2] a Succeeded: loss=0.5")
+    assert "best loss=0.1 (w)" in lines[0]  # but it may be the best

@@ -19,6 +19,12 @@ DEFAULT_PARAMS: Sequence[ParamSpec] = (
 )
 
 
+REQUIRED_SETTINGS: dict[str, dict[str, str]] = {
+    "pbt": {"suggestion_trial_dir": "/ckpt", "n_population": "5", "truncation_threshold": "0.2"},
+}
+"""Settings Katib requires for an algorithm; :func:`experiment` adds them unless overridden."""
+
+
 def experiment(
     algorithm: str = "random",
     *,
@@ -44,7 +50,11 @@ def experiment(
             algorithm=api_pb2.AlgorithmSpec(
                 algorithm_name=algorithm,
                 algorithm_settings=[
-                    api_pb2.AlgorithmSetting(name=k, value=v) for k, v in (settings or {}).items()
+                    api_pb2.AlgorithmSetting(name=k, value=v)
+                    for k, v in {
+                        **REQUIRED_SETTINGS.get(algorithm, {}),
+                        **(settings or {}),
+                    }.items()
                 ],
             ),
             max_trial_count=max_trial_count,

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from suggestion.algorithms import REGISTRY
+from suggestion.algorithms import REGISTRY, get_algorithm
 from suggestion.algorithms.base import Algorithm, SuggestRequest
 from suggestion.server import create_suggestion_server
 from suggestion.service import SuggestionService
@@ -92,7 +92,9 @@ def test_round_trip_for_every_algorithm(server: Server, algorithm: str) -> None:
         assert values["opt"] in ("sgd", "adam")
         assert 0.1 <= float(values["lr"]) <= 0.9
         seen.add(tuple(sorted(values.items())))
-    assert len(seen) == len(req.trials) == 15
+    assert len(req.trials) == 15
+    if "repeats" not in get_algorithm(algorithm).capabilities:  # pbt repeats on purpose
+        assert len(seen) == 15
 
 
 def test_validate_ok_and_invalid_argument_messages(server: Server) -> None:

@@ -11,7 +11,7 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import click
@@ -128,6 +128,7 @@ def _row_maker(spec: dict[str, Any]) -> Any:
             "condition": t.condition.value,
             "reason": t.reason,
             "message": t.message,
+            "labels": dict(t.labels),
             "parameters": {k: typed_parameter(v, types.get(k)) for k, v in t.assignment.items()},
             "objective": trial_objective_value(t, objective),
             "values": values,
@@ -269,7 +270,7 @@ def trials(
     cells = [
         [
             r["name"],
-            r["condition"],
+            shown_status(r),
             *(rounded(r["values"].get(m)) for m in metric_names),
             *(rounded(r["parameters"].get(p)) for p in param_names),
         ]
@@ -340,13 +341,26 @@ def _stream_by_objective(
 _PROBLEMS = ("Failed", "MetricsUnavailable", "Killed")
 
 
+def shown_status(row: Mapping[str, Any]) -> str:
+    """The STATUS cell: the condition, marked for warm-start trials (imported results, never
+    run) and for enqueued ones still waiting in the queue."""
+    from tunery.seeding import ENQUEUED_LABEL, WARM_START_LABEL
+
+    labels = row.get("labels") or {}
+    if labels.get(WARM_START_LABEL) == "true":
+        return f"{row['condition']} (warm start)"
+    if labels.get(ENQUEUED_LABEL) == "true" and row["condition"] == "Created":
+        return "Created (enqueued)"
+    return str(row["condition"])
+
+
 def _cells(
     rows: Sequence[dict[str, Any]], metric_names: list[str], param_names: list[str]
 ) -> list[list[str]]:
     return [
         [
             r["name"],
-            r["condition"],
+            shown_status(r),
             *(rounded(r["values"].get(m)) for m in metric_names),
             *(rounded(r["parameters"].get(p)) for p in param_names),
         ]

@@ -132,6 +132,105 @@ _run_options = [
 ]
 
 
+_seed_options = [
+    click.option(
+        "--enqueue",
+        "enqueue_file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        metavar="POINTS.json",
+        help="Evaluate these points first: a JSON (or YAML) list of {parameter: value} maps, "
+        "run in order before the algorithm is asked; they count toward maxTrialCount.",
+    ),
+    click.option(
+        "--warm-start",
+        "warm_start",
+        multiple=True,
+        metavar="EXPERIMENT",
+        help="Feed the completed trials of EXPERIMENT (same store) to the algorithm without "
+        "running them (repeatable); points outside this space are skipped with a warning. "
+        "They do not count toward maxTrialCount.",
+    ),
+]
+
+
+def _with_seed_options(func: F) -> F:
+    for option in reversed(_seed_options):
+        func = option(func)
+    return func
+
+
+def _read_points(path: str, space: Any) -> list[Any]:
+    """The points of an ``--enqueue`` file, each checked against ``space`` (exit 2 naming
+    the point, the parameter and the value)."""
+    import yaml
+
+    from tunery.seeding import SeedError, check_point
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CliError(
+            f"--enqueue: cannot read {path}: {exc.strerror or exc}", EXIT_INVALID
+        ) from None
+    try:
+        points = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise CliError(f"--enqueue: {path} is not JSON or YAML: {exc}", EXIT_INVALID) from None
+    if not isinstance(points, list):
+        raise CliError(
+            f"--enqueue: {path} must hold a list of {{parameter: value}} maps", EXIT_INVALID
+        )
+    try:
+        for i, point in enumerate(points):
+            check_point(space, point, f"{path}: enqueue[{i}]")
+    except SeedError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    return points
+
+
+def _seed(backend: Any, name: str, points: list[Any], warm_start: tuple[str, ...]) -> None:
+    """Store the warm-start trials and the enqueued points of ``name`` (nothing already
+    there twice, so running the same command again to resume is safe)."""
+    from tunery import seeding
+
+    store = backend.store
+    for source in warm_start:
+        if source == name:
+            raise CliError(
+                f"--warm-start: experiment {name!r} cannot warm start from itself", EXIT_INVALID
+            )
+        report = seeding.warm_start(store, name, seeding.results_of(store, source))
+        for line in report.warnings():
+            click.echo(f"warning: {line}", err=True)
+        click.echo(
+            f"warm start from {source!r}: {len(report.added)} trial(s) added, "
+            f"{len(report.skipped)} skipped"
+            + (f", {report.duplicates} already there" if report.duplicates else ""),
+            err=True,
+        )
+    if points:
+        queued = seeding.enqueue(store, name, points)
+        click.echo(f"enqueued {len(queued)} point(s)", err=True)
+        budget = store.get_experiment(name).spec["spec"].get("maxTrialCount")
+        if budget is not None and len(points) > int(budget):
+            click.echo(
+                f"warning: {len(points)} points enqueued but maxTrialCount is {budget}: the "
+                "points beyond it will not run (raise it with --max-trials)",
+                err=True,
+            )
+
+
+def _check_sources(backend: Any, warm_start: tuple[str, ...]) -> None:
+    """Every ``--warm-start`` experiment exists (exit 2 before anything is stored)."""
+    for source in warm_start:
+        if not backend.exists(source):
+            raise CliError(
+                f"--warm-start: no experiment {source!r} in {store_name(backend.db_url)}",
+                EXIT_INVALID,
+            )
+
+
 def _with_run_options(func: F) -> F:
     for option in reversed(_run_options):
         func = option(func)
@@ -167,6 +266,7 @@ def validate(file: str, endpoints: tuple[str, ...]) -> None:
     default=None,
     help="Override spec.maxTrialCount.",
 )
+@_with_seed_options
 @_with_run_options
 @_output_option
 def run(
@@ -175,6 +275,8 @@ def run(
     name: str | None,
     parallel: int | None,
     max_trials: int | None,
+    enqueue_file: str | None,
+    warm_start: tuple[str, ...],
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
@@ -198,10 +300,13 @@ def run(
             document = load_experiment(document).to_document()
         except ExperimentError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
+    points = _read_points(enqueue_file, _space(document)) if enqueue_file else []
+    annotated = _annotation_sources(document)
     from controller.local import SubmitError
 
     with _errors(db_url):
         backend = _backend(db_url, create=True)
+        _check_sources(backend, (*warm_start, *annotated))
         try:
             exp_name, created = backend.submit(document, Path(file).resolve().parent)
         except SubmitError as exc:
@@ -209,7 +314,25 @@ def run(
         if not created:
             _refuse_finished(backend, exp_name, file)
             click.echo(f"resuming experiment {exp_name!r}", err=True)
+        _seed(backend, exp_name, points, warm_start)
         _drive(backend, exp_name, settings, output, metrics_port)
+
+
+def _annotation_sources(document: Any) -> list[str]:
+    """Check the seed annotations (``tunery.io/enqueue``, ``tunery.io/warm-start``) before
+    anything is stored (exit 2); returns the experiments they warm start from."""
+    from tunery.seeding import SeedError, annotation_seeds
+
+    try:
+        return annotation_seeds(document)[1]
+    except SeedError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+
+
+def _space(document: Any) -> Any:
+    from tunery.experiment import load_experiment
+
+    return load_experiment(document).search_space()
 
 
 @main.command()
@@ -221,12 +344,15 @@ def run(
     default=None,
     help="Raise spec.maxTrialCount (continues a finished experiment).",
 )
+@_with_seed_options
 @_with_run_options
 @_output_option
 def resume(
     name: str,
     db_url: str | None,
     max_trials: int | None,
+    enqueue_file: str | None,
+    warm_start: tuple[str, ...],
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
@@ -244,10 +370,13 @@ def resume(
         if max_trials:
             document = {**document, "spec": {**document["spec"], "maxTrialCount": max_trials}}
         _check_stored(name, document)
+        points = _read_points(enqueue_file, _space(document)) if enqueue_file else []
+        _check_sources(backend, warm_start)
         try:
             backend.submit(document, backend.base_dir(record))
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
+        _seed(backend, name, points, warm_start)
         _drive(backend, name, settings, output, metrics_port)
 
 

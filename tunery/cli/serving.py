@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -167,7 +168,21 @@ def _serving(tls: tuple[str | None, str | None, str | None]) -> Iterator[Any]:
 
 @serve.command("suggestion")
 @_server_options(6789)
-def serve_suggestion(host: str, port: int, metrics_port: int | None, **tls: str | None) -> None:
+@click.option(
+    "--katib-data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="For a Katib controller: prepare pbt trials' checkpoint folders under "
+    "DIR/<experiment>/<trial>, as Katib's pbt service does on its volume (/opt/katib/data). "
+    "tunery's own controller does not need it.",
+)
+def serve_suggestion(
+    host: str,
+    port: int,
+    metrics_port: int | None,
+    katib_data_dir: Path | None = None,
+    **tls: str | None,
+) -> None:
     """api.v1.beta1.Suggestion: every registered algorithm, one shared server.
 
     SIGTERM stops it: calls in flight get 5 s, then the process exits (see docs/security.md).
@@ -177,7 +192,7 @@ def serve_suggestion(host: str, port: int, metrics_port: int | None, **tls: str 
     with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
         click.echo(f"tunery suggestion service on {host}:{port}", err=True)
         start_metrics(host, metrics_port)
-        serve_forever(host=host, port=port, tls=server_tls)
+        serve_forever(host=host, port=port, tls=server_tls, katib_data_dir=katib_data_dir)
 
 
 @serve.command("earlystop")

@@ -33,7 +33,15 @@ LOG_TAIL = 64 * 1024
 """Bytes of output a first request (no offset) returns: the end of the log."""
 
 PlotKind = Literal[
-    "history", "intermediate", "parallel", "importance", "slice", "contour", "edf", "timeline"
+    "history",
+    "intermediate",
+    "parallel",
+    "importance",
+    "slice",
+    "contour",
+    "rank",
+    "edf",
+    "timeline",
 ]
 PLOT_KINDS: tuple[str, ...] = PlotKind.__args__
 
@@ -76,6 +84,8 @@ def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) ->
         return data.importance(snapshot)
     if kind == "contour":
         return data.contour(snapshot, x, y)
+    if kind == "rank":
+        return data.ranks(snapshot)
     if kind == "edf":
         return data.edf(snapshot)
     return data.timeline(snapshot)
@@ -88,6 +98,7 @@ _FIGURES = {
     "slice": figures.slice_figure,
     "importance": figures.importance_figure,
     "contour": figures.contour_figure,
+    "rank": figures.rank_figure,
     "edf": figures.edf_figure,
     "timeline": figures.timeline_figure,
 }

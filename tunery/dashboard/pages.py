@@ -27,6 +27,7 @@ PLOTS = (
     ("parallel", "Parallel coordinates"),
     ("slice", "Slice"),
     ("contour", "Contour"),
+    ("rank", "Rank"),
     ("timeline", "Timeline"),
 )
 

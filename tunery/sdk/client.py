@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -308,6 +308,64 @@ class Client:
         objective, space = objective_and_space(document)
         trials = self.list_trials(name, namespace)
         return records.tune_result(name, document.get("status") or {}, trials, objective, space)
+
+    # -- warm start and enqueue -------------------------------------------------------------
+
+    def enqueue(
+        self, name: str, points: Sequence[Mapping[str, Any]], namespace: str | None = None
+    ) -> list[TrialInfo]:
+        """Add known points to experiment ``name``'s queue: they run before the algorithm is
+        asked for more, oldest first, within parallelTrialCount, and count toward
+        maxTrialCount. Each point maps every tuned parameter to a value (typed, or its
+        string). Points already enqueued are not added again. The queue is in the store, so
+        a running experiment (even in another process), ``tunery resume`` and the operator
+        see it. Returns the trials created (condition Created).
+
+        Raises:
+            InvalidArgumentError: a point does not fit the space (the message names the
+                point, the parameter and the value); nothing is enqueued.
+            NotFoundError: no such experiment.
+            UnsupportedError: on Kubernetes.
+        """
+        return self._seeding().enqueue(name, points)
+
+    def add_trials(
+        self,
+        name: str,
+        results: Iterable[Any] | None = None,
+        *,
+        from_experiment: str | None = None,
+        namespace: str | None = None,
+    ) -> list[TrialInfo]:
+        """Warm start experiment ``name`` with known results, which feed the algorithm's
+        model without being run: ``results`` as ``{"parameters": {...}, "value": v}``,
+        ``{"parameters": {...}, "metrics": {...}}`` or ``(parameters, value)``, and/or the
+        completed trials of experiment ``from_experiment``. They are stored as Succeeded trials
+        with reason ``WarmStart`` (``TrialInfo.is_warm_start``), do not count toward
+        maxTrialCount, and may be the best trial. Results outside this experiment's space, or
+        without a finite objective value, are skipped with a ``UserWarning`` naming them;
+        results already imported (same parameters) are not added again. Returns the trials
+        added.
+
+        Raises:
+            InvalidArgumentError: a result is not of these forms.
+            NotFoundError: no such experiment (``name`` or ``from_experiment``).
+            UnsupportedError: on Kubernetes.
+        """
+        import warnings
+
+        added, skipped = self._seeding().add_trials(name, results, from_experiment)
+        for line in skipped:
+            warnings.warn(line, UserWarning, stacklevel=2)
+        return added
+
+    def _seeding(self) -> LocalBackend:
+        if self._local is None:
+            raise UnsupportedError(
+                "enqueue and add_trials work on the store: use Client('local', db=URL) with the "
+                "database the operator uses"
+            )
+        return self._local
 
     # -- trials ------------------------------------------------------------------------------
 

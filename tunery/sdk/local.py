@@ -164,6 +164,40 @@ class LocalBackend:
         with self.errors():
             self.engine.delete_experiment(name)
 
+    # -- warm start and enqueue ---------------------------------------------------------------
+
+    def enqueue(self, name: str, points: Any) -> list[TrialInfo]:
+        from tunery import seeding
+
+        record = self.record(name)
+        with self.errors(), _seed_errors():
+            created = seeding.enqueue(self.engine.store, name, points)
+        objective, space = objective_and_space(record.spec)
+        return [records.from_record(t, objective, space) for t in created]
+
+    def add_trials(
+        self, name: str, results: Any, from_experiment: str | None
+    ) -> tuple[list[TrialInfo], list[str]]:
+        """Warm-start trials from ``results`` and/or experiment ``from_experiment``; returns
+        the trials added and a warning per result skipped."""
+        from tunery import seeding
+
+        record = self.record(name)
+        objective, space = objective_and_space(record.spec)
+        items: list[seeding.Result] = []
+        with self.errors(), _seed_errors():
+            if from_experiment is not None:
+                if from_experiment == name:
+                    raise seeding.SeedError(
+                        f"an experiment cannot warm start from itself ({name!r})"
+                    )
+                items += seeding.results_of(self.engine.store, from_experiment)
+            if results is not None:
+                items += seeding.results_from(results, objective.metric_name)
+            report = seeding.warm_start(self.engine.store, name, items)
+        added = [records.from_record(t, objective, space) for t in report.added]
+        return added, report.warnings()
+
     # -- trials ------------------------------------------------------------------------------
 
     def trial_infos(self, name: str) -> list[TrialInfo]:
@@ -203,3 +237,14 @@ class LocalBackend:
             trials = self.engine.store.list_trials(name)
         infos = [records.from_record(t, objective, space) for t in trials]
         return records.tune_result(name, record.status, infos, objective, space)
+
+
+@contextlib.contextmanager
+def _seed_errors() -> Iterator[None]:
+    """A point or result that does not fit: the SDK's InvalidArgumentError."""
+    from tunery.seeding import SeedError
+
+    try:
+        yield
+    except SeedError as exc:
+        raise InvalidArgumentError(str(exc)) from None

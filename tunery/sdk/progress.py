@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from tunery.seeding import is_warm_start
 from tunery.trials import MetricSummary, Objective, Observation, TrialCondition, summarize_metrics
 
 _STYLES = {
@@ -90,6 +91,7 @@ class ProgressView:
         self.console = console or Console(stderr=True)
         self.live: Live | None = None
         self._reported: set[str] = set()
+        self._warm: set[str] = set()  # warm-start trials: imported, never run, not reported
         self._started = time.monotonic()
         self._last_render = 0.0
         self._live_metrics: dict[str, tuple[float, dict[str, str]]] = {}
@@ -140,12 +142,19 @@ class ProgressView:
         # counts and which is best, so a long experiment is not scanned at every step
         counts = getattr(result, "counts", None)
         changed = trials if counts is None else result.changed
-        new = [t for t in changed if t.condition.is_terminal and t.name not in self._reported]
+        self._warm.update(t.name for t in changed if is_warm_start(t))
+        new = [
+            t
+            for t in changed
+            if t.condition.is_terminal
+            and t.name not in self._reported
+            and t.name not in self._warm
+        ]
         if not new:
             return
         finished = (
             sum(t.condition.is_terminal for t in trials) if counts is None else counts.completed
-        )
+        ) - len(self._warm)  # warm-start trials were not run: the budget counts the others
         best = self._best(trials) if counts is None else result.best
         for trial in new:
             self._reported.add(trial.name)
@@ -254,7 +263,7 @@ class ProgressView:
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.condition.value] = counts.get(t.condition.value, 0) + 1
-        finished = sum(t.condition.is_terminal for t in trials)
+        finished = sum(t.condition.is_terminal and not is_warm_start(t) for t in trials)
         elapsed = time.monotonic() - self._started
         eta = self._eta(finished, elapsed)
         header = Text.assemble(

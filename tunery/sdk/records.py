@@ -47,6 +47,12 @@ class TrialInfo:
         """Whether the trial reached a terminal condition."""
         return self.condition.is_terminal
 
+    @property
+    def is_warm_start(self) -> bool:
+        """Whether the trial is a warm-start result, imported and never run
+        (``Client.add_trials``, ``tune(warm_start=...)``, ``tunery run --warm-start``)."""
+        return self.reason == "WarmStart"
+
 
 @dataclass(frozen=True)
 class OptimalTrial:

@@ -79,6 +79,8 @@ def tune(
     wait: bool = True,
     timeout: float | None = None,
     polling_interval: float = 5.0,
+    enqueue: Sequence[Mapping[str, Any]] = (),
+    warm_start: str | Sequence[Any] | None = None,
 ) -> TuneResult:
     """Tune ``objective`` over ``parameters`` and return the best parameters.
 
@@ -128,6 +130,15 @@ def tune(
             needs Python; ``report_metrics`` inside the objective needs tunery in it.
         wait, timeout, polling_interval: kubernetes: whether to wait for the experiment to
             finish (at most ``timeout`` seconds), and how often to poll.
+        enqueue: points to evaluate first (each maps every tuned parameter to a
+            value), in order, before the algorithm proposes any; they count toward
+            ``max_trial_count`` (see :meth:`Client.enqueue`).
+        warm_start: known results that feed the algorithm without being run: the name of
+            another experiment in the same store (its completed trials), or (locally) a list
+            of ``{"parameters": {...}, "value": v}`` / ``(parameters, value)`` items (see
+            :meth:`Client.add_trials`). They do not count toward ``max_trial_count``; those
+            outside the space are skipped with a warning. On Kubernetes both travel as the
+            Experiment's ``tunery.io/enqueue`` / ``tunery.io/warm-start`` annotations.
 
     Returns:
         The best parameters and value, every trial, and the experiment name.
@@ -182,9 +193,10 @@ def tune(
         trial_active_deadline_seconds=trial_active_deadline_seconds,
     )
     documents.check(spec)
+    seeds = _Seeds(list(enqueue), warm_start)
     try:
         if active._local is not None:
-            return _tune_local(active._local, spec, objective, verbose, give_up)
+            return _tune_local(active._local, spec, objective, verbose, give_up, seeds)
         return _tune_kubernetes(
             active,
             spec,
@@ -196,6 +208,7 @@ def tune(
             wait=wait,
             timeout=timeout,
             polling_interval=polling_interval,
+            seeds=seeds,
         )
     finally:
         if owned is not None:
@@ -228,6 +241,7 @@ def fail_fast_rule(
     bad = (TrialCondition.FAILED, TrialCondition.METRICS_UNAVAILABLE)
 
     def give_up(trials: Sequence[TrialRecord]) -> str | None:
+        trials = [t for t in trials if t.reason != "WarmStart"]  # imported, not run here
         if any(t.condition in ok for t in trials):
             return None
         failed = sum(t.condition in bad for t in trials)
@@ -248,6 +262,7 @@ def _tune_local(
     objective: Callable[..., Any],
     verbose: bool,
     give_up: Callable[[Sequence[TrialRecord]], str | None] | None,
+    seeds: _Seeds | None = None,
 ) -> TuneResult:
     from controller.reconcile import ReconcileError
     from tunery.sdk.progress import ProgressView
@@ -256,7 +271,10 @@ def _tune_local(
     container = documents.local_container(spec, folder / "trial.json")
     document = documents.build_document(spec, container)
     document["spec"]["resumePolicy"] = "LongRunning"  # a larger max_trial_count continues it
-    document = backend.validate(document).to_document()
+    experiment = backend.validate(document)
+    document = experiment.to_document()
+    if seeds:
+        seeds.check(experiment.search_space(), spec.objective_metric_name)
     if backend.driver_pid(spec.name) is not None:
         raise AlreadyExistsError(
             f"experiment {spec.name!r} is running in a background process; wait for it with "
@@ -270,6 +288,8 @@ def _tune_local(
             f"{exc}: pass another name= to tune(), or Client().delete_experiment({spec.name!r})"
         ) from None
     documents.write_files(files)
+    if seeds:
+        seeds.apply(backend, name, verbose)
     view = ProgressView.of_experiment(backend.store, name, enabled=verbose)
     if verbose and not created:
         print(f"tunery: resuming experiment {name!r}", file=sys.stderr)
@@ -303,6 +323,73 @@ def _tune_local(
     return _finish(backend.result(name), spec, verbose)
 
 
+class _Seeds:
+    """``tune``'s ``enqueue`` and ``warm_start``: checked before the experiment is stored,
+    written to the store before it runs (nothing already there is added twice, so calling
+    ``tune`` again to resume is safe)."""
+
+    def __init__(self, enqueue: list[Mapping[str, Any]], warm_start: str | Sequence[Any] | None):
+        self.enqueue = enqueue
+        self.warm_start = warm_start
+
+    def __bool__(self) -> bool:
+        return bool(self.enqueue) or self.warm_start is not None
+
+    def check(self, space: Any, metric_name: str) -> None:
+        from tunery import seeding
+
+        try:
+            for i, point in enumerate(self.enqueue):
+                seeding.check_point(space, point, f"enqueue[{i}]")
+            if self.warm_start is not None and not isinstance(self.warm_start, str):
+                seeding.results_from(self.warm_start, metric_name)
+        except seeding.SeedError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+
+    def annotations(self) -> dict[str, str]:
+        """On Kubernetes: the Experiment annotations tunery's operator applies
+        (``tunery.io/enqueue``, ``tunery.io/warm-start``); Katib ignores them."""
+        import json
+
+        from tunery import seeding
+
+        out = {}
+        if self.enqueue:
+            out[seeding.ENQUEUE_ANNOTATION] = json.dumps(list(self.enqueue), default=str)
+        if self.warm_start is not None:
+            if not isinstance(self.warm_start, str):
+                raise InvalidArgumentError(
+                    "on Kubernetes warm_start takes the name of an experiment the operator "
+                    "has stored, not a list of results"
+                )
+            out[seeding.WARM_START_ANNOTATION] = self.warm_start
+        return out
+
+    def apply(self, backend: LocalBackend, name: str, verbose: bool) -> None:
+        import warnings
+
+        if self.warm_start is not None:
+            source = self.warm_start if isinstance(self.warm_start, str) else None
+            results = None if isinstance(self.warm_start, str) else self.warm_start
+            added, skipped = backend.add_trials(name, results, source)
+            for line in skipped:
+                warnings.warn(line, UserWarning, stacklevel=4)
+            if verbose and added:
+                print(f"tunery: warm start: {len(added)} result(s) added", file=sys.stderr)
+        if self.enqueue:
+            budget = backend.record(name).spec["spec"].get("maxTrialCount")
+            if budget is not None and len(self.enqueue) > int(budget):
+                warnings.warn(
+                    f"{len(self.enqueue)} points enqueued but max_trial_count is {budget}: the "
+                    "points beyond it will not run",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            queued = backend.enqueue(name, self.enqueue)
+            if verbose and queued:
+                print(f"tunery: {len(queued)} point(s) enqueued", file=sys.stderr)
+
+
 def _tune_kubernetes(
     client: Client,
     spec: documents.TuneSpec,
@@ -315,6 +402,7 @@ def _tune_kubernetes(
     wait: bool,
     timeout: float | None,
     polling_interval: float,
+    seeds: _Seeds | None = None,
 ) -> TuneResult:
     container, mode = documents.kubernetes_container(
         spec,
@@ -330,7 +418,13 @@ def _tune_kubernetes(
             f"{sys.version_info.major}.{sys.version_info.minor}",
             file=sys.stderr,
         )
-    document = load_document(documents.build_document(spec, container)).to_document()
+    document = documents.build_document(spec, container)
+    if seeds:
+        document["metadata"].setdefault("annotations", {}).update(seeds.annotations())
+    experiment = load_document(document)
+    if seeds:
+        seeds.check(experiment.search_space(), spec.objective_metric_name)
+    document = experiment.to_document()
     name = client.create_experiment(document, spec.namespace)
     if not wait:
         return TuneResult(name, None, {}, None, {}, (), condition="Created")

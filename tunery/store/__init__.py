@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunery.store.base import Condition, ExperimentRecord, Store, TrialChanges, TrialRecord
+from tunery.store.base import (
+    Condition,
+    ExperimentRecord,
+    Store,
+    TrialChanges,
+    TrialRecord,
+    TrialUpdate,
+)
 from tunery.store.errors import (
     AlreadyExistsError,
     DriverMissingError,
@@ -35,6 +42,7 @@ __all__ = [
     "StoreUnavailableError",
     "TrialChanges",
     "TrialRecord",
+    "TrialUpdate",
     "open_store",
     "resolve_db_url",
 ]

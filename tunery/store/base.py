@@ -107,6 +107,29 @@ class TrialChanges:
     seq: int
 
 
+@dataclass(frozen=True)
+class TrialUpdate:
+    """One trial's part of :meth:`Store.update_trials`: the fields of :meth:`Store.update_trial`
+    (None leaves a field as it is)."""
+
+    name: str
+    condition: TrialCondition | None = None
+    reason: str | None = None
+    message: str | None = None
+    start_time: dt.datetime | None = None
+    completion_time: dt.datetime | None = None
+    runner_handle: Mapping[str, Any] | None = None
+    observation: Mapping[str, Any] | None = None
+    early_stopping_rules: Sequence[Mapping[str, Any]] | None = None
+    expect_condition: tuple[TrialCondition, ...] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments of :meth:`Store.update_trial` this update sets."""
+        return {
+            key: value for key, value in vars(self).items() if key != "name" and value is not None
+        }
+
+
 class Store(abc.ABC):
     """Narrow persistence API. Thread-safe; every method is one transaction.
 
@@ -214,6 +237,15 @@ class Store(abc.ABC):
         one of them (compare-and-set), and the returned record shows the unchanged trial
         otherwise: a trial already EarlyStopped is not overwritten by a late Succeeded.
         """
+
+    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+        """Apply several :meth:`update_trial` updates; returns the records in the same order.
+
+        SqlStore applies them in one transaction (all or none; a missing trial raises
+        NotFoundError before anything changes), which is what the reconciler batches a wave of
+        trials into; the default applies them one by one.
+        """
+        return [self.update_trial(u.name, **u.fields()) for u in updates]
 
     # -- observation logs -----------------------------------------------------------------------
     @abc.abstractmethod

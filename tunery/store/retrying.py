@@ -13,9 +13,11 @@ whole limit more.
 
 Nothing is done twice: every Store method is one transaction, so a failed one is retried
 whole. A connection can also break after the database committed but before it answered; the
-two writes that are not idempotent are checked before they are re-run: a trial or experiment
-created by the lost attempt is returned as it is stored, and observations the lost attempt
-wrote (same metric, step, value and time) are not written again.
+writes that are not idempotent are checked before they are re-run: a trial, a batch of trials
+or an experiment created by the lost attempt is returned as it is stored, and observations the
+lost attempt wrote (same metric, step, value and time) are not written again. Updates set
+values (compare-and-set ones find the condition they set and leave it), so a re-run is
+harmless.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tunery.retry import OutageWatch, RetryPolicy
-from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord
+from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord, TrialUpdate
 from tunery.store.errors import AlreadyExistsError, StoreError, StoreUnavailableError
 from tunery.trials import Observation, TrialCondition
 
@@ -163,7 +165,25 @@ class RetryingStore(Store):
 
     def create_trials(self, trials: Sequence[TrialRecord]) -> int:
         batch = list(trials)
-        return self._call(lambda: self.inner.create_trials(batch))
+
+        def read_back() -> list[TrialRecord]:
+            stored = {t.name: t for t in self.inner.list_trials(batch[0].experiment_name)}
+            return [stored[t.name] for t in batch if t.name in stored]
+
+        def is_ours(existing: list[TrialRecord]) -> bool:
+            pairs = zip(existing, batch, strict=False)
+            return len(existing) == len(batch) and all(
+                dict(e.assignment) == dict(t.assignment) for e, t in pairs
+            )
+
+        if not batch:
+            return 0
+        created = self._create_once(
+            lambda: [*batch] if self.inner.create_trials(batch) == len(batch) else [],
+            read_back,
+            is_ours,
+        )
+        return len(created)
 
     def get_trial(self, name: str) -> TrialRecord:
         return self._call(lambda: self.inner.get_trial(name))
@@ -198,6 +218,10 @@ class RetryingStore(Store):
         if fields.get("expect_condition") is not None:
             fields["expect_condition"] = list(fields["expect_condition"])
         return self._call(lambda: self.inner.update_trial(name, **fields))
+
+    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+        batch = list(updates)
+        return self._call(lambda: self.inner.update_trials(batch))
 
     # -- observation logs -----------------------------------------------------------------------
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:

@@ -34,7 +34,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from tunery.store import migrations
-from tunery.store.base import ExperimentRecord, Store, TrialChanges, TrialRecord, utcnow
+from tunery.store.base import (
+    ExperimentRecord,
+    Store,
+    TrialChanges,
+    TrialRecord,
+    TrialUpdate,
+    utcnow,
+)
 from tunery.store.derived import ObjectiveRule
 from tunery.store.engine import WRITE_OPTION, create_engine, describe_url, resolve_url
 from tunery.store.errors import (
@@ -263,9 +270,8 @@ class SqlStore(Store):
             values["experiment_id"] = experiment_id
             values["change_seq"] = self._next_seq(connection, experiment_id)
             if (trial.observation or {}).get("metrics"):
-                values["objective_value"] = self._objective_value(
-                    connection, experiment_id, values["observation"]
-                )
+                rule = self._objective_rule(connection, experiment_id)
+                values["objective_value"] = None if rule is None else rule.value(trial.observation)
             try:
                 connection.execute(sa.insert(trials).values(**values))
             except sa_exc.IntegrityError as exc:
@@ -443,7 +449,6 @@ class SqlStore(Store):
                 rows += connection.execute(_page(unranked, max(offset, 0), rest)).all()
         return [_trial_record(row, experiment_name) for row in rows]
 
-    @_retry_conflicts
     def update_trial(
         self,
         name: str,
@@ -458,44 +463,66 @@ class SqlStore(Store):
         early_stopping_rules: Sequence[Mapping[str, Any]] | None = None,
         expect_condition: Iterable[TrialCondition] | None = None,
     ) -> TrialRecord:
-        values: dict[str, Any] = {}
-        if condition is not None:
-            values["condition"] = _condition(condition).value
-        if reason is not None:
-            values["reason"] = _check_reason(reason)
-        if message is not None:
-            values["message"] = _check_text("message", message)
-        if start_time is not None:
-            values["start_time"] = _db_time(start_time, "start_time")
-        if completion_time is not None:
-            values["completion_time"] = _db_time(completion_time, "completion_time")
-        if runner_handle is not None:
-            values["runner_handle"] = _plain(runner_handle, "runner_handle")
-        if observation is not None:
-            values["observation"] = _plain(observation, "observation")
-        if early_stopping_rules is not None:
-            values["early_stopping_rules"] = _plain(
-                list(early_stopping_rules), "early_stopping_rules"
-            )
-        statement = sa.update(trials).where(trials.c.name == name)
-        if expect_condition is not None:
-            # Compare-and-set: the database applies it only if the condition still matches.
-            expected = sorted({_condition(c).value for c in expect_condition})
-            statement = statement.where(trials.c.condition.in_(expected))
-        with self.session_scope(f"update trial {name!r}", write=True) as connection:
-            if values:
-                experiment_id = connection.execute(
-                    sa.select(trials.c.experiment_id).where(trials.c.name == name)
-                ).scalar_one_or_none()
-                if experiment_id is None:
-                    raise NotFoundError(f"trial {name!r} not found")
-                values["change_seq"] = self._next_seq(connection, experiment_id)
-                if "observation" in values:
-                    values["objective_value"] = self._objective_value(
-                        connection, experiment_id, values["observation"]
-                    )
-                connection.execute(statement.values(**values))
-            return self._fetch_trial(connection, name)
+        update = TrialUpdate(
+            name,
+            condition=condition,
+            reason=reason,
+            message=message,
+            start_time=start_time,
+            completion_time=completion_time,
+            runner_handle=runner_handle,
+            observation=observation,
+            early_stopping_rules=early_stopping_rules,
+            expect_condition=None if expect_condition is None else tuple(expect_condition),
+        )
+        return self.update_trials([update])[0]
+
+    @_retry_conflicts
+    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+        """One transaction: the trials' experiments and change counters are read and taken
+        once per experiment, each trial's UPDATE (a compare-and-set with ``expect_condition``)
+        runs, and the records are read back in one query."""
+        if not updates:
+            return []
+        changes = [(u, _update_values(u)) for u in updates]
+        names = list(dict.fromkeys(u.name for u in updates))
+        what = f"update trial {names[0]!r}" if len(names) == 1 else f"update {len(names)} trials"
+        with self.session_scope(what, write=bool(any(v for _, v in changes))) as connection:
+            if any(values for _, values in changes):
+                owners = self._experiment_ids_of(connection, names)
+                counts: dict[int, int] = {}
+                for update, values in changes:
+                    if values:
+                        counts[owners[update.name]] = counts.get(owners[update.name], 0) + 1
+                next_seq = {
+                    experiment_id: self._next_seq(connection, experiment_id, count) - count + 1
+                    for experiment_id, count in counts.items()
+                }
+                rules: dict[int, ObjectiveRule | None] = {}
+                for update, values in changes:
+                    if not values:
+                        continue
+                    experiment_id = owners[update.name]
+                    values["change_seq"] = next_seq[experiment_id]
+                    next_seq[experiment_id] += 1
+                    if "observation" in values:
+                        if experiment_id not in rules:
+                            rules[experiment_id] = self._objective_rule(connection, experiment_id)
+                        rule = rules[experiment_id]
+                        values["objective_value"] = (
+                            None if rule is None else rule.value(values["observation"])
+                        )
+                    statement = sa.update(trials).where(trials.c.name == update.name)
+                    if update.expect_condition is not None:
+                        # Compare-and-set: applied only if the condition still matches.
+                        expected = sorted({_condition(c).value for c in update.expect_condition})
+                        statement = statement.where(trials.c.condition.in_(expected))
+                    connection.execute(statement.values(**values))
+            found = self._fetch_trials(connection, names)
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise NotFoundError(f"trial {missing[0]!r} not found")
+        return [found[u.name] for u in updates]
 
     # -- observation logs -----------------------------------------------------------------------
     @_retry_conflicts
@@ -616,14 +643,44 @@ class SqlStore(Store):
         )
 
     @staticmethod
-    def _objective_value(
-        connection: sa.Connection, experiment_id: int, observation: Mapping[str, Any]
-    ) -> float | None:
+    def _objective_rule(connection: sa.Connection, experiment_id: int) -> ObjectiveRule | None:
         spec = connection.execute(
             sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
         ).scalar_one()
-        rule = ObjectiveRule.from_spec(spec)
-        return None if rule is None else rule.value(observation)
+        return ObjectiveRule.from_spec(spec)
+
+    @staticmethod
+    def _experiment_ids_of(connection: sa.Connection, names: Sequence[str]) -> dict[str, int]:
+        """The experiment of each named trial.
+
+        Raises:
+            NotFoundError: a trial does not exist (nothing has been written yet).
+        """
+        owners: dict[str, int] = {}
+        for start in range(0, len(names), _IN_CHUNK):
+            chunk = names[start : start + _IN_CHUNK]
+            query = sa.select(trials.c.name, trials.c.experiment_id).where(
+                trials.c.name.in_(chunk)
+            )
+            owners.update((name, int(eid)) for name, eid in connection.execute(query))
+        for name in names:
+            if name not in owners:
+                raise NotFoundError(f"trial {name!r} not found")
+        return owners
+
+    @staticmethod
+    def _fetch_trials(connection: sa.Connection, names: Sequence[str]) -> dict[str, TrialRecord]:
+        found: dict[str, TrialRecord] = {}
+        for start in range(0, len(names), _IN_CHUNK):
+            rows = connection.execute(
+                sa.select(*_TRIAL_COLUMNS, experiments.c.name)
+                .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
+                .where(trials.c.name.in_(names[start : start + _IN_CHUNK]))
+            ).all()
+            for row in rows:
+                record = _trial_record(row, row[-1])
+                found[record.name] = record
+        return found
 
     @staticmethod
     def _fetch_experiment(connection: sa.Connection, name: str) -> ExperimentRecord:
@@ -644,6 +701,30 @@ class SqlStore(Store):
         if row is None:
             raise NotFoundError(f"trial {name!r} not found")
         return _trial_record(row, row[-1])
+
+
+def _update_values(update: TrialUpdate) -> dict[str, Any]:
+    """The column values an update sets, checked and converted (empty: nothing to write)."""
+    values: dict[str, Any] = {}
+    if update.condition is not None:
+        values["condition"] = _condition(update.condition).value
+    if update.reason is not None:
+        values["reason"] = _check_reason(update.reason)
+    if update.message is not None:
+        values["message"] = _check_text("message", update.message)
+    if update.start_time is not None:
+        values["start_time"] = _db_time(update.start_time, "start_time")
+    if update.completion_time is not None:
+        values["completion_time"] = _db_time(update.completion_time, "completion_time")
+    if update.runner_handle is not None:
+        values["runner_handle"] = _plain(update.runner_handle, "runner_handle")
+    if update.observation is not None:
+        values["observation"] = _plain(update.observation, "observation")
+    if update.early_stopping_rules is not None:
+        values["early_stopping_rules"] = _plain(
+            list(update.early_stopping_rules), "early_stopping_rules"
+        )
+    return values
 
 
 def _page(query: sa.Select[Any], offset: int, limit: int | None) -> sa.Select[Any]:

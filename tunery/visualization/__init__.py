@@ -37,6 +37,7 @@ __all__ = [
     "plot_optimization_history",
     "plot_parallel_coordinate",
     "plot_param_importances",
+    "plot_rank",
     "plot_slice",
     "plot_timeline",
 ]
@@ -134,6 +135,15 @@ def plot_contour(
     """The objective interpolated over two parameters (default: the spec's first two)."""
     with _opened(experiment, db, store) as (_, snap):
         return _figure(_figures.contour_figure(_data.contour(snap, x, y)))
+
+
+def plot_rank(
+    experiment: Experiment, *, db: str | None = None, store: Store | None = None
+) -> go.Figure:
+    """Trials coloured by the rank of their objective value over parameter pairs (the
+    objective against the parameter when there is only one), as optuna's ``plot_rank``."""
+    with _opened(experiment, db, store) as (_, snap):
+        return _figure(_figures.rank_figure(_data.ranks(snap)))
 
 
 def plot_edf(

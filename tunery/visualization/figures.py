@@ -223,10 +223,7 @@ def slice_figure(data: Mapping[str, Any]) -> Figure:
             {
                 "type": _gl(len(data["number"])),
                 "mode": "markers",
-                "x": [
-                    p["choices"][int(v)] if p["choices"] and v is not None else v
-                    for v in p["values"]
-                ],
+                "x": _labels(p),
                 "y": data["value"],
                 "xaxis": f"x{suffix}",
                 "yaxis": f"y{suffix}",
@@ -251,6 +248,85 @@ def slice_figure(data: Mapping[str, Any]) -> Figure:
             "title": {"text": data["objective"] if k % columns == 1 or columns == 1 else ""}
         }
     return {"data": traces, "layout": layout}
+
+
+RANK_PARAMETERS = 8
+"""The rank plot's scatter matrix shows at most this many parameters (the spec's first)."""
+
+
+def rank_figure(data: Mapping[str, Any]) -> Figure:
+    """Trials coloured by the rank of their objective value (best 0, worst 1): the objective
+    against the parameter when there is one, else a scatter matrix over parameter pairs."""
+    title = "Rank"
+    params: Sequence[Mapping[str, Any]] = data["parameters"][:RANK_PARAMETERS]
+    if not data["value"] or not params:
+        return _empty(title, "no trial has an objective value yet")
+    marker = {
+        "size": 5,
+        "color": data["rank"],
+        "cmin": 0,
+        "cmax": 1,
+        "colorscale": "RdYlBu",
+        "reversescale": True,
+        "showscale": True,
+        "colorbar": {"title": {"text": "rank (0 best)"}},
+    }
+    text = [
+        f"trial {n}: {v:.6g} (rank {r:.2f})"
+        for n, v, r in zip(data["number"], data["value"], data["rank"], strict=True)
+    ]
+    if len(params) == 1:
+        (p,) = params
+        xaxis: dict[str, Any] = {"title": {"text": p["name"]}}
+        if p["log"]:
+            xaxis["type"] = "log"
+        return {
+            "data": [
+                {
+                    "type": _gl(len(data["number"])),
+                    "mode": "markers",
+                    "x": _labels(p),
+                    "y": data["value"],
+                    "text": text,
+                    "marker": marker,
+                    "hovertemplate": "%{text}<extra></extra>",
+                }
+            ],
+            "layout": _layout(title, xaxis=xaxis, yaxis={"title": {"text": data["objective"]}}),
+        }
+    dimensions = []
+    axes: dict[str, Any] = {}
+    for k, p in enumerate(params, start=1):
+        dimension: dict[str, Any] = {"label": p["name"], "values": p["values"]}
+        axis: dict[str, Any] = {"showgrid": False}
+        if p["log"]:
+            axis["type"] = "log"
+        if p["type"] == "categorical":
+            axis.update(tickvals=list(range(len(p["choices"]))), ticktext=list(p["choices"]))
+        suffix = "" if k == 1 else str(k)
+        axes[f"xaxis{suffix}"] = axis
+        axes[f"yaxis{suffix}"] = dict(axis)
+        dimensions.append(dimension)
+    side = max(420, 170 * len(params))
+    return {
+        "data": [
+            {
+                "type": "splom",
+                "dimensions": dimensions,
+                "text": text,
+                "marker": marker,
+                "diagonal": {"visible": False},
+                "showupperhalf": False,
+                "hovertemplate": "%{text}<extra></extra>",
+            }
+        ],
+        "layout": _layout(title, height=side, dragmode="select", **axes),
+    }
+
+
+def _labels(p: Mapping[str, Any]) -> list[Any]:
+    """A parameter's values for an axis: categorical ones by their choice's name."""
+    return [p["choices"][int(v)] if p["choices"] and v is not None else v for v in p["values"]]
 
 
 def contour_figure(data: Mapping[str, Any]) -> Figure:

@@ -13,6 +13,7 @@ from tunery.store import (
     Store,
     StoreError,
     TrialRecord,
+    TrialUpdate,
 )
 from tunery.trials import ZERO_TIME, Observation, TrialCondition
 
@@ -531,3 +532,43 @@ def test_create_trials_in_bulk_is_all_or_nothing(store: Store, exp: str) -> None
     assert best is not None and best.name == "b0"
     with pytest.raises(ValueError, match="one experiment"):
         store.create_trials([trial("x1"), trial("x2", experiment="other")])
+
+
+def test_update_trials_applies_a_batch_in_one_go(store: Store, exp: str) -> None:
+    for name in ("a", "b", "c"):
+        store.create_trial(trial(name))
+    store.update_trial("c", condition=TrialCondition.KILLED)
+    before = store.list_trial_changes(exp, None).seq
+    running = TrialCondition.RUNNING
+    records = store.update_trials(
+        [
+            TrialUpdate("b", condition=running, runner_handle={"pid": 2}, start_time=T0),
+            TrialUpdate("a", observation=loss("0.5"), completion_time=T0),
+            TrialUpdate(  # compare-and-set: c is Killed, not Created, so it keeps its condition
+                "c", condition=running, expect_condition=(TrialCondition.CREATED,)
+            ),
+            TrialUpdate("a", condition=TrialCondition.SUCCEEDED, reason="TrialSucceeded"),
+        ]
+    )
+    assert [r.name for r in records] == ["b", "a", "c", "a"]
+    assert records[0].condition is running and records[0].runner_handle == {"pid": 2}
+    assert records[0].start_time == T0
+    assert records[1] == records[3]  # both show the trial after the whole batch
+    assert records[3].condition is TrialCondition.SUCCEEDED
+    assert records[3].observation == loss("0.5") and records[3].completion_time == T0
+    assert records[2].condition is TrialCondition.KILLED
+    changes = store.list_trial_changes(exp, before)
+    assert {t.name for t in changes.trials} == {"a", "b"}  # c did not change
+    assert store.list_trial_changes(exp, changes.seq).trials == []
+    best = store.best_trial(exp)
+    assert best is not None and best.name == "a"
+
+
+def test_update_trials_with_a_missing_trial_changes_nothing(store: Store, exp: str) -> None:
+    store.create_trial(trial("a"))
+    with pytest.raises(NotFoundError, match="'ghost'"):
+        store.update_trials(
+            [TrialUpdate("a", condition=TrialCondition.RUNNING), TrialUpdate("ghost")]
+        )
+    assert store.get_trial("a").condition is TrialCondition.CREATED
+    assert store.update_trials([]) == []

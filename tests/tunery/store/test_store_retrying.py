@@ -125,6 +125,35 @@ def test_a_trial_created_by_a_lost_answer_is_not_created_twice(rig) -> None:
         store.create_trial(trial())
 
 
+def test_a_batch_created_by_a_lost_answer_is_not_created_twice(rig) -> None:
+    store, flaky, _ = rig
+    flaky.lose_answers = 1
+    assert store.create_trials([trial("exp-b1"), trial("exp-b2")]) == 2
+    assert [t.name for t in store.list_trials("exp")] == ["exp-b1", "exp-b2"]
+    with pytest.raises(AlreadyExistsError):  # a clash with other trials stays an error
+        store.create_trials([trial("exp-b3"), trial("exp-b2")])
+    other = TrialRecord(name="exp-b4", experiment_name="exp", assignment={"x": "2"})
+    store.create_trial(other)
+    flaky.fail_before = 1  # retried after an outage, the name is found taken by another trial
+    with pytest.raises(AlreadyExistsError):
+        store.create_trials([trial("exp-b4")])
+
+
+def test_a_batch_update_whose_answer_was_lost_is_applied_once(rig) -> None:
+    from tunery.store.base import TrialUpdate
+    from tunery.trials import TrialCondition
+
+    store, flaky, _ = rig
+    store.create_trial(trial())
+    flaky.lose_answers = 1
+    running = TrialCondition.RUNNING
+    (record,) = store.update_trials(
+        [TrialUpdate("exp-t1", condition=running, expect_condition=(TrialCondition.CREATED,))]
+    )
+    assert record.condition is running
+    assert flaky.calls.count("update_trials") == 2
+
+
 def test_observations_written_by_a_lost_answer_are_not_written_twice(rig) -> None:
     store, flaky, _ = rig
     batch = [

@@ -50,8 +50,11 @@ function when(iso) {
   return iso && !iso.startsWith("0001-") ? iso.replace("T", " ").slice(0, 19) : "–";
 }
 
-function badge(condition) {
-  return el("span", { class: `badge c-${condition}` }, condition);
+function badge(condition, reason) {
+  const main = el("span", { class: `badge c-${condition}` }, condition);
+  if (reason !== "WarmStart") return main;
+  // a warm-start trial: a result imported from elsewhere, never run by this experiment
+  return el("span", {}, main, " ", el("span", { class: "badge c-WarmStart", title: "warm start: imported result, not run" }, "warm start"));
 }
 
 function setLive(on) {
@@ -243,7 +246,7 @@ function experimentPage() {
     const tbody = document.querySelector("#trials tbody");
     tbody.replaceChildren(...page.rows.map((row) => el("tr", { "data-name": row.name }, ...columns.map((c) => {
       if (c === "name") return el("td", {}, el("a", { href: `/trials/${encodeURIComponent(row.name)}` }, row.name));
-      if (c === "condition") return el("td", {}, badge(row.condition));
+      if (c === "condition") return el("td", {}, badge(row.condition, row.reason));
       if (c === "durationSeconds") return el("td", { class: "num" }, duration(row[c]));
       if (c === "message") return el("td", { class: "message", title: row[c] }, row[c]);
       const value = row[c];
@@ -361,7 +364,7 @@ function trialPage() {
     const started = t.start ? Date.parse(t.start) : null;
     const ended = t.completion ? Date.parse(t.completion) : Date.now();
     document.getElementById("trial-summary").replaceChildren(
-      stat("condition", badge(t.condition)),
+      stat("condition", badge(t.condition, t.reason)),
       stat("reason", t.reason),
       stat(t.objective, fmt(t.objectiveValue)),
       stat("started", when(t.start)),
