@@ -31,6 +31,7 @@ from controller.gpus import (
     discover_gpus,
 )
 from controller.interrupts import SignalWatch, shielded, signal_name
+from controller.metrics import default_metrics
 from controller.reconcile import Reconciler, StepResult, objective_from_spec
 from controller.runners.local import LocalRunner
 from tunery.retry import RetryPolicy
@@ -105,6 +106,8 @@ def submit(
                 ),
             },
         )
+        namespace = (document.get("metadata") or {}).get("namespace") or "default"
+        default_metrics().experiment_created.labels(namespace).inc()
         return name, True
     old_spec, new_spec = dict(existing.spec["spec"]), dict(document["spec"])
     changed = sorted(

@@ -47,6 +47,7 @@ from controller.clients import (
 )
 from controller.gpus import GpuAllocator, GpuRequestError, gpu_request
 from controller.local_collectors import tfevent_plan
+from controller.metrics import ControllerMetrics, default_metrics
 from controller.runners.base import (
     JOB_NOT_FOUND,
     NOT_STARTED,
@@ -186,8 +187,10 @@ class Reconciler:
         namespace: str = "default",
         clock: Callable[[], dt.datetime] = utcnow,
         stop_grace_seconds: float = 10.0,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or default_metrics()
         self.name = name
         self.runner = runner
         self.suggestions = suggestions
@@ -258,6 +261,10 @@ class Reconciler:
     def step(self) -> StepResult:
         """One pass. Reads only the trials written since the previous pass (the store's change
         counter), so its cost follows what changed, not the experiment's history."""
+        with self.metrics.timed(self.metrics.reconcile_seconds, self.namespace):
+            return self._step()
+
+    def _step(self) -> StepResult:
         record = self.store.get_experiment(self.name)
         self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
@@ -389,6 +396,8 @@ class Reconciler:
             and (current["type"], current.get("reason")) == condition[:2]
         ):
             condition = None  # unchanged: keep the transition times
+        elif condition is not None and (current is None or current["type"] != condition[0]):
+            self.metrics.experiment_ended(self.namespace, condition[0])
         new = status.build_status(record.status, self._view, condition, self.clock())
         for key in ("suggestionEndReached", "localBaseDir"):  # the drivers' bookkeeping
             if key in record.status:
@@ -412,8 +421,10 @@ class Reconciler:
         """Ask for ``count`` assignments and store them as Created trials; returns their names
         in creation order."""
         request = self._requests.encode(self.spec, count)
+        algorithm = str((self.spec.get("algorithm") or {}).get("algorithmName", ""))
         try:
-            reply = self.suggestions.get_suggestions_wire(request)
+            with self.metrics.timed(self.metrics.suggestion_seconds, algorithm):
+                reply = self.suggestions.get_suggestions_wire(request)
         except ServiceCallError as exc:
             if exc.code is grpc.StatusCode.OUT_OF_RANGE:
                 if count == 1:
@@ -458,6 +469,7 @@ class Reconciler:
                 )
             )
         self.store.create_trials(created)  # one transaction: all of them or none
+        self.metrics.trial_created.labels(self.namespace).inc(len(created))
         return names
 
     def _mark_suggestion_end(self, message: str) -> None:
@@ -663,6 +675,7 @@ class Reconciler:
             expect_condition=[TrialCondition.RUNNING],
         )
         if record.condition is TrialCondition.EARLY_STOPPED:
+            self.metrics.trial_ended(self.namespace, TrialCondition.EARLY_STOPPED)
             log.info("early stopping %s: %s", trial_name, decision.message)
             self.runner.stop(record.runner_handle, self.stop_grace_seconds)
 
@@ -784,6 +797,9 @@ class Reconciler:
             for u, record, condition in zip(updates, records, wanted, strict=True)
             if record.condition is not condition or record.completion_time != now
         ]
+        for record, condition in zip(records, wanted, strict=True):
+            if record.condition is condition and record.completion_time == now:
+                self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
         if kept:
             self._update_trials(kept)
 
@@ -801,6 +817,7 @@ class Reconciler:
                 )
             ]
         )
+        self.metrics.trial_ended(self.namespace, condition)
 
     def _stop_all(self, trials: Sequence[TrialRecord], why: str) -> None:
         """Stop every active trial and mark it Killed with ``why``."""
@@ -815,6 +832,7 @@ class Reconciler:
                 expect_condition=[TrialCondition.CREATED, TrialCondition.RUNNING],
             )
             if record.condition is TrialCondition.KILLED:
+                self.metrics.trial_ended(self.namespace, TrialCondition.KILLED)
                 self._end_job(trial)
 
     def _end_job(self, trial: TrialRecord) -> None:

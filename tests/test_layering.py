@@ -34,7 +34,10 @@ KUBERNETES_MODULES = (
     "tunery.sdk.kubernetes",  # the SDK's cluster backend (public face)
 )
 FORBIDDEN_THIRD_PARTY = {
-    "algorithms": ("grpc", "google.protobuf", "sqlalchemy", "kubernetes", "kopf", "tunery.api"),
+    "algorithms": (
+        *("grpc", "google.protobuf", "sqlalchemy", "kubernetes", "kopf", "tunery.api"),
+        *("prometheus_client", "tunery.telemetry", "controller.metrics"),  # metrics stay outside
+    ),
 }
 
 

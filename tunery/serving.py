@@ -2,6 +2,7 @@
 start and stop.
 
 Called by ``suggestion.server``, ``earlystop.server`` and ``metrics_collector.dbmanager``.
+Every server counts and times its calls (:mod:`tunery.telemetry`, served by ``--metrics-port``).
 :func:`create_server` binds (port 0 picks a free port, for tests; :data:`DEFAULT_HOST` is
 loopback) with TLS when given a :class:`~tunery.tls.ServerTls`, installs the call bounds of
 :mod:`tunery.rpc`, and returns the server with its port; :func:`serve_forever` blocks until
@@ -26,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tunery.api import api_pb2
 from tunery.rpc import BoundaryInterceptor
+from tunery.telemetry import GrpcMetricsInterceptor, GrpcServerMetrics
 from tunery.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ def create_server(
     probe: Callable[[], None] | None = None,
     tls: ServerTls | None = None,
     interrupt: bool = False,
+    metrics: GrpcServerMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build a started-ready (not yet started) server with health and reflection.
 
@@ -132,7 +135,8 @@ def create_server(
     answers SERVING. With ``tls`` the port speaks only TLS (mutual TLS when it names a client
     CA). Every unary call's error details are truncated; with ``interrupt`` a handler is also
     stopped when its call ends (see :mod:`tunery.rpc`): for services whose handlers are pure
-    computation.
+    computation. Every call is counted and timed in ``metrics`` (the process's default
+    registry unless given; :mod:`tunery.telemetry`).
 
     Returns:
         The server and the port it bound.
@@ -143,7 +147,7 @@ def create_server(
     credentials = tls.credentials() if tls is not None else None  # fail before binding
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[BoundaryInterceptor(interrupt=interrupt)],
+        interceptors=[GrpcMetricsInterceptor(metrics), BoundaryInterceptor(interrupt=interrupt)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),

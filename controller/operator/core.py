@@ -51,6 +51,7 @@ from controller.clients import (
 )
 from controller.collector_check import collector_problems, kind_problems
 from controller.gpus import GpuAllocator
+from controller.metrics import ControllerMetrics, default_metrics
 from controller.operator import mirror
 from controller.reconcile import (
     CollectionResult,
@@ -226,9 +227,13 @@ class ExperimentOperator:
         suggestion_factory: SuggestionFactory | None = None,
         early_stopping_factory: EarlyStoppingFactory | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        metrics: ControllerMetrics | None = None,
+        identity: str = "",
     ) -> None:
         self.api = api
         self.store = store
+        self.metrics = metrics or default_metrics()
+        self.identity = identity  # the replica (Lease holder) named in its events
         self.settings = settings or OperatorSettings()
         self.clock = clock
         self._suggestion_factory = suggestion_factory or self._grpc_suggestions
@@ -280,6 +285,8 @@ class ExperimentOperator:
             "lastTimestamp": now,
             "count": 1,
         }
+        if self.identity:
+            body["reportingInstance"] = self.identity
         try:
             self.api.create(body)
         except KubeError as exc:
@@ -293,6 +300,8 @@ class ExperimentOperator:
         current = _cr_current(body.get("status") or {})
         if current is not None and current.get("message") == message:
             return
+        if current is None or current.get("type") != "Failed":
+            self.metrics.experiment_failed.labels(meta.get("namespace") or "default").inc()
         now = self.clock()
         conditions = experiment_status.set_condition(
             (body.get("status") or {}).get("conditions") or [],
@@ -410,6 +419,7 @@ class ExperimentOperator:
                     },
                 )
                 self.event(body, reason, experiment_status.MESSAGES[reason])
+                self.metrics.experiment_created.labels(namespace).inc()
                 return True
             stored_meta = existing.spec.get("metadata") or {}
             if stored_meta.get("namespace", "default") != namespace:
@@ -531,6 +541,7 @@ class ExperimentOperator:
             namespace=namespace,
             clock=self.clock,
             stop_grace_seconds=self.settings.stop_grace_seconds,
+            metrics=self.metrics,
         )
         if not experiment_status.is_completed(record.status):
             reconciler.validate()
@@ -798,7 +809,11 @@ class ExperimentOperator:
                 return
             if (record.spec.get("metadata") or {}).get("namespace", "default") != namespace:
                 return  # the name belongs to another namespace's experiment
+            trial_count = len(self.store.list_trials(name))
             self._drop(name, body)
+            self.metrics.experiment_deleted.labels(namespace).inc()
+            if trial_count:  # their Trial resources go with the Experiment (owner references)
+                self.metrics.trial_deleted.labels(namespace).inc(trial_count)
 
     def _drop(self, name: str, body: Mapping[str, Any] | None = None) -> None:
         with self._guard:
@@ -831,7 +846,7 @@ class ExperimentOperator:
             self.store, name, runner=runner, suggestions=_NoSuggestions(),
             watcher_factory=lambda trial, _o, _s, _cb, **_: self._watcher(trial, objective),
             allocator=ClusterGpus(), base_dir=Path("."), logs_dir=Path("."),
-            namespace=namespace, clock=self.clock, stop_grace_seconds=0,
+            namespace=namespace, clock=self.clock, stop_grace_seconds=0, metrics=self.metrics,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -3,7 +3,9 @@
 Used by ``test_kopf_e2e.py``. :class:`Stack` starts, each as its own process, the fake API
 server (``python -m tests.kubernetes.fake_cluster``), tunery's Suggestion and DBManager gRPC
 services on one SQLite store, and ``tunery operator`` (real kopf, real watches) pointed at
-them; the operator can be killed (SIGKILL) and started again. :class:`Kubelet` plays the
+them; the operator can be killed (SIGKILL) and started again, and more replicas started beside it
+(they elect a leader through a Lease with short timings; each serves its metrics on its own
+port, :attr:`Stack.metrics_ports`). :class:`Kubelet` plays the
 kubelet and Job controller for one namespace: it marks new Jobs active, and for each Job it
 releases, pushes the trial's metrics through the DBManager exactly as Katib's
 ``katib.report_metrics`` does (one ``ReportObservationLog``, string values, RFC 3339 time),
@@ -21,12 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 from kubernetes import client as k8s_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tunery.api import api_pb2, api_pb2_grpc
 
@@ -53,6 +57,7 @@ class Stack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
         self.operator_starts = 0
+        self.metrics_ports: dict[str, int] = {}
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
@@ -110,20 +115,38 @@ class Stack:
         self.url = match.group(1)
         self.start_operator()
 
-    def start_operator(self) -> None:
+    def start_operator(self, name: str = "operator") -> None:
         self.operator_starts += 1
+        self.metrics_ports[name] = free_port()
         env = {
             **self.env,
             "TUNERY_SUGGESTION_ADDRESS": f"127.0.0.1:{self.suggestion_port}",
             "TUNERY_DB_MANAGER_ADDRESS": f"127.0.0.1:{self.dbmanager_port}",
             "TUNERY_RECONCILE_INTERVAL": "0.5",
             "TUNERY_COLLECTOR_IMAGE": "tunery:e2e",
+            "TUNERY_METRICS_PORT": str(self.metrics_ports[name]),
+            "TUNERY_LEASE_DURATION": "3",
+            "TUNERY_LEASE_RENEW_DEADLINE": "2",
+            "TUNERY_LEASE_RETRY_PERIOD": "0.3",
         }
-        self._spawn("operator", ["-m", "tunery.cli", "operator", "--db", self.db_url], env)
+        self._spawn(name, ["-m", "tunery.cli", "operator", "--db", self.db_url], env)
 
-    def kill_operator(self) -> None:
+    def metrics(
+        self, name: str = "operator"
+    ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """The samples operator ``name`` serves on its metrics port (Prometheus text)."""
+        url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def kill_operator(self, name: str = "operator") -> None:
         """SIGKILL: no cleanup handler runs, as when a node dies."""
-        process = self.processes.pop("operator")
+        process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 

@@ -327,7 +327,11 @@ def _pods() -> dict[str, tuple[Pod, int | None]]:
     pods: dict[str, tuple[Pod, int | None]] = {}
     for name, template in _workloads().items():
         (container,) = template["spec"]["containers"]
-        ports = [p["containerPort"] for p in container.get("ports", []) if p["name"] != "health"]
+        ports = [
+            p["containerPort"]
+            for p in container.get("ports", [])
+            if p["name"] not in ("health", "metrics")
+        ]
         short = name.removeprefix("tunery-")
         pods[short] = (Pod(short, SYSTEM, template["metadata"]["labels"]), (ports or [None])[0])
     _, job = render_example(ROOT / "examples" / "quickstart" / "experiment.yaml", "team-a")
@@ -395,6 +399,13 @@ def test_network_policies_admit_exactly_the_pods_that_must_talk() -> None:
     assert not any(admitted(policies, p, operator, 8080) for p, _ in pods.values())
     # the right ports only
     assert not admitted(policies, pods["trial"][0], pods["db-manager"][0], 5432)
+    # metrics (:9090): Prometheus in namespace monitoring, and no pod of tunery or its trials
+    prometheus = Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
+    for target in ("operator", "suggestion", "earlystop", "db-manager"):
+        assert admitted(policies, prometheus, pods[target][0], 9090), target
+        assert not any(admitted(policies, p, pods[target][0], 9090) for p, _ in pods.values())
+    assert not admitted(policies, prometheus, pods["postgres"][0], 9090)
+    assert not admitted(policies, prometheus, pods["db-manager"][0], 6789)
 
 
 def test_the_policy_model_is_not_vacuous() -> None:
@@ -459,7 +470,7 @@ def test_the_kustomization_installs_the_policies_and_no_secret() -> None:
     assert built.returncode == 0, built.stderr
     documents = [d for d in yaml.safe_load_all(built.stdout) if d]
     kinds = [d["kind"] for d in documents]
-    assert kinds.count("NetworkPolicy") == 5 and "Secret" not in kinds
+    assert kinds.count("NetworkPolicy") == 6 and "Secret" not in kinds
     assert _credential_problems(documents) == []
     for doc in documents:
         if doc["kind"] in WORKLOAD_KINDS:

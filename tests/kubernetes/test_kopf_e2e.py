@@ -3,13 +3,15 @@
 The fake cluster, the Suggestion and DBManager services and the operator run as processes
 (:class:`e2e_stack.Stack`, shared by the module); each test has its own namespace and plays the
 kubelet (:class:`e2e_stack.Kubelet`): Jobs complete, metrics arrive through the DBManager as
-Katib's ``report_metrics`` sends them. Scenarios: Created -> Running -> Succeeded; the budget
-lowered and raised; deletion through the finalizer; the operator killed mid-experiment and
-restarted.
+Katib's ``report_metrics`` sends them. Scenarios: Created -> Running -> Succeeded (with the
+operator's Prometheus metrics scraped); the budget lowered and raised; deletion through the
+finalizer; the operator killed mid-experiment and restarted; two replicas, where only the Lease
+holder acts and the other takes over when it is killed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -112,6 +114,18 @@ def test_created_running_succeeded(stack: Stack, namespace: str, crs: Any) -> No
     )
     best = min(owned, key=lambda t: float(t["status"]["observation"]["metrics"][0]["latest"]))
     assert status["currentOptimalTrial"]["bestTrialName"] == best["metadata"]["name"]
+    # Katib's counters, by namespace, counted once per transition however many passes ran
+    samples = stack.metrics()
+    ns = frozenset({("namespace", namespace)})
+    assert samples[("katib_experiment_created_total", ns)] == 1
+    assert samples[("katib_experiment_succeeded_total", ns)] == 1
+    assert samples[("katib_trial_created_total", ns)] == 3
+    assert samples[("katib_trial_succeeded_total", ns)] == 3
+    assert samples.get(("katib_trial_failed_total", ns), 0) == 0
+    assert samples[("tunery_reconcile_duration_seconds_count", ns)] >= 2
+    current = ns | {("status", "Succeeded")}
+    assert samples[("katib_experiments_current", current)] == 1
+    assert samples[("katib_trials_current", current)] == 3
     wait_for(
         "finished Jobs deleted",
         lambda: not k8s_client.BatchV1Api(stack.api_client()).list_namespaced_job(namespace).items,
@@ -245,6 +259,103 @@ def test_a_job_deleted_by_hand_is_created_again(stack: Stack, namespace: str, cr
     assert name in kubelet.finished
     for trial in trials(crs, namespace):
         assert conditions(trial).get("Succeeded") == "True", trial["status"]
+
+
+def lease_holder(stack: Stack) -> tuple[str, int]:
+    spec = (
+        k8s_client.CoordinationV1Api(stack.api_client())
+        .read_namespaced_lease("tunery-operator", "default")
+        .spec
+    )
+    return spec.holder_identity or "", spec.lease_transitions or 0
+
+
+def reporters(stack: Stack, namespace: str, reason: str) -> list[str]:
+    """Which replica posted each event with ``reason`` in ``namespace``, oldest first."""
+    events = k8s_client.CoreV1Api(stack.api_client()).list_namespaced_event(namespace).items
+    events.sort(key=lambda e: (e.metadata.creation_timestamp, e.metadata.resource_version))
+    return [e.reporting_instance for e in events if e.reason == reason]
+
+
+def test_two_replicas_one_leads_and_the_other_takes_over(
+    stack: Stack, namespace: str, crs: Any
+) -> None:
+    stack.start_operator("standby")
+    wait_for(
+        "the standby waiting for the Lease",
+        lambda: "standing by: the Lease" in stack.log("standby"),
+        30,
+        stack=stack,
+    )
+    leader, transitions = lease_holder(stack)
+    assert leader and leader in stack.log("operator")
+    crs.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "experiments", experiment("twins", maxTrialCount=3)
+    )
+    ns = frozenset({("namespace", namespace)})
+    with Kubelet(stack, namespace, loss_of, hold=True) as kubelet:
+        wait_for("the first Job", lambda: kubelet.seen, 15, stack=stack)
+        time.sleep(1.0)  # two passes of each replica's interval: a standby acting would show
+        assert reporters(stack, namespace, "TrialCreated") == [leader]
+        assert stack.metrics()[("katib_trial_created_total", ns)] == 1
+        standby = stack.metrics("standby")  # it serves metrics while it waits, and did nothing
+        assert ("katib_trial_created_total", ns) not in standby
+        assert ("katib_experiment_created_total", ns) not in standby
+
+        stack.kill_operator()  # SIGKILL: no release; the standby waits out the lease duration
+        kubelet.release(3)
+        body = wait_for("Succeeded", lambda: finished(crs, namespace, "twins"), 40, stack=stack)
+    assert not kubelet.errors
+    successor, after = lease_holder(stack)
+    assert successor not in ("", leader) and successor in stack.log("standby")
+    assert after == transitions + 1
+    assert body["status"]["trialsSucceeded"] == 3
+    assert len(kubelet.seen) == 3  # no Job created twice
+    created = reporters(stack, namespace, "TrialCreated")
+    assert created == [leader, successor, successor]
+    assert stack.metrics("standby")[("katib_trial_created_total", ns)] == 2
+
+    # a clean stop (SIGTERM) releases the Lease: a new replica leads without waiting it out
+    standby = stack.processes.pop("standby")
+    standby.terminate()
+    assert standby.wait(timeout=15) == 0
+    assert lease_holder(stack)[0] == ""
+    log_before = len(stack.log("operator"))
+    stack.start_operator()
+    wait_for("a new leader", lambda: lease_holder(stack)[0], 15, stack=stack)
+    assert "standing by" not in stack.log("operator")[log_before:]  # it found the Lease free
+
+
+def test_a_leader_that_loses_the_lease_stops_and_exits(stack: Stack, namespace: str) -> None:
+    """The Lease taken from under the leader (a partition healed the other way): it stops
+    reconciling within its renew deadline and exits 3, so its pod restarts as a standby."""
+    coordination = k8s_client.CoordinationV1Api(stack.api_client())
+    leader, _ = lease_holder(stack)
+    current = coordination.read_namespaced_lease("tunery-operator", "default")
+    coordination.patch_namespaced_lease(
+        "tunery-operator",
+        "default",
+        {
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "spec": {"holderIdentity": "intruder", "renewTime": _micro_now()},
+        },
+    )
+    process = stack.processes.pop("operator")
+    wait_for("the leader to exit", lambda: process.poll() is not None, 15, stack=stack)
+    assert process.returncode == 3, stack.log("operator")[-2000:]
+    assert "lost the Lease default/tunery-operator" in stack.log("operator")
+    assert lease_holder(stack)[0] == "intruder"  # it did not write over the new holder
+    stack.start_operator()  # waits out the intruder's silent Lease, then leads
+    wait_for(
+        "a new leader",
+        lambda: lease_holder(stack)[0] not in ("intruder", leader, ""),
+        15,
+        stack=stack,
+    )
+
+
+def _micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 FINALIZER = "tunery.io/finalizer"

@@ -50,7 +50,61 @@ def test_manifest_validates(path: Path) -> None:
             for resource in document["resources"]:
                 assert (path.parent / resource).is_file(), resource
             continue
+        if document["apiVersion"] == "monitoring.coreos.com/v1":
+            continue  # the Prometheus Operator's kinds: checked by the test below
         kubernetes_validate.validate(document, VERSION, strict=True)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def test_the_service_monitor_scrapes_every_metrics_port() -> None:
+    """The ServiceMonitor selects the Service of every workload that serves metrics, by the
+    port name its endpoint names; every such pod has the scrape annotations and passes
+    --metrics-port (or TUNERY_METRICS_PORT) for the port it declares."""
+    documents = [d for p in MANIFESTS for d in yaml.safe_load_all(p.read_text()) if d]
+    (monitor,) = [d for d in documents if d["kind"] == "ServiceMonitor"]
+    assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    services = [
+        d
+        for d in documents
+        if d["kind"] == "Service"
+        and d["metadata"]["namespace"] in monitor["spec"]["namespaceSelector"]["matchNames"]
+        and _selects(monitor["spec"]["selector"], d["metadata"].get("labels") or {})
+    ]
+    names = {s["metadata"]["name"] for s in services}
+    assert names == {
+        "tunery-operator",
+        "tunery-suggestion",
+        "tunery-earlystop",
+        "tunery-db-manager",
+    }
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    for service in services:
+        (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+        pod = deployments[service["metadata"]["name"]]["spec"]["template"]
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port["targetPort"])
+        (container,) = pod["spec"]["containers"]
+        declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert declared["metrics"] == port["targetPort"]
+        args = container.get("args", [])
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        served = (
+            args[args.index("--metrics-port") + 1]
+            if "--metrics-port" in args
+            else env.get("TUNERY_METRICS_PORT")
+        )
+        assert served == str(port["targetPort"]), service["metadata"]["name"]
 
 
 def test_the_crds_are_generated_from_the_spec_model() -> None:

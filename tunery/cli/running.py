@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -118,6 +120,14 @@ _run_options = [
         metavar="SECONDS",
         help="How long a database or suggestion-service outage is waited out before exiting 3 "
         "(default 600; env TUNERY_OUTAGE_LIMIT).",
+    ),
+    click.option(
+        "--metrics-port",
+        type=click.IntRange(min=0, max=65535),
+        default=None,
+        metavar="PORT",
+        help="Serve Prometheus metrics (katib_trial_*, katib_experiment_*, latencies) on "
+        "http://127.0.0.1:PORT/metrics while it runs (0 picks a free port).",
     ),
 ]
 
@@ -270,6 +280,7 @@ def run(
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
+    metrics_port: int | None,
     output: str,
 ) -> None:
     """Run the Experiment in FILE on this machine until it completes."""
@@ -304,7 +315,7 @@ def run(
             _refuse_finished(backend, exp_name, file)
             click.echo(f"resuming experiment {exp_name!r}", err=True)
         _seed(backend, exp_name, points, warm_start)
-        _drive(backend, exp_name, settings, output)
+        _drive(backend, exp_name, settings, output, metrics_port)
 
 
 def _annotation_sources(document: Any) -> list[str]:
@@ -345,6 +356,7 @@ def resume(
     logs_dir: str | None,
     endpoints: tuple[str, ...],
     outage_limit: float | None,
+    metrics_port: int | None,
     output: str,
 ) -> None:
     """Continue experiment NAME (after Ctrl-C, a crash, or to raise its budget)."""
@@ -365,7 +377,7 @@ def resume(
         except SubmitError as exc:
             raise CliError(str(exc), EXIT_INVALID) from None
         _seed(backend, name, points, warm_start)
-        _drive(backend, name, settings, output)
+        _drive(backend, name, settings, output, metrics_port)
 
 
 def _check_stored(name: str, document: Any) -> None:
@@ -414,7 +426,33 @@ def _refuse_finished(backend: Any, name: str, file: str) -> None:
     )
 
 
-def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
+@contextmanager
+def _metrics_served(store: Any, port: int | None) -> Iterator[None]:
+    """Serve the controller's metrics (and the store's katib_*_current gauges) on
+    127.0.0.1:``port`` while the experiment runs; nothing without a port."""
+    if port is None:
+        yield
+        return
+    from prometheus_client import REGISTRY
+
+    from controller.metrics import store_gauges
+    from tunery.cli.serving import start_metrics
+
+    gauges = store_gauges(store)
+    REGISTRY.register(gauges)
+    server = start_metrics("127.0.0.1", port)
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(gauges)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _drive(
+    backend: Any, name: str, settings: Any, output: str, metrics_port: int | None = None
+) -> None:
     from controller.clients import ServiceUnavailableError
     from controller.reconcile import ReconcileError
     from controller.templating import find_containers
@@ -436,7 +474,7 @@ def _drive(backend: Any, name: str, settings: Any, output: str) -> None:
         )
     view = ProgressView.of_experiment(store, name, enabled=output == "text")
     try:
-        with view:
+        with view, _metrics_served(store, metrics_port):
             result = backend.drive(name, settings, on_progress=view.update)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (controller.interrupts)
         from controller.interrupts import signal_name

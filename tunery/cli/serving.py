@@ -22,6 +22,34 @@ from tunery.cli.app import (
     main,
 )
 
+_metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    envvar="TUNERY_METRICS_PORT",
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port; env "
+    "TUNERY_METRICS_PORT; default: none).",
+)
+
+
+def start_metrics(host: str, port: int | None) -> Any:
+    """Serve the process's Prometheus metrics when ``port`` is set (the address on stderr);
+    returns the HTTP server (None without a port)."""
+    if port is None:
+        return None
+    from tunery.serving import address
+    from tunery.telemetry import serve_metrics
+
+    try:
+        server, bound = serve_metrics(port, host)
+    except OSError as exc:
+        message = f"cannot serve metrics on {address(host, port)}: {exc}"
+        raise CliError(message, EXIT_UNAVAILABLE) from None
+    click.echo(f"metrics on http://{address(host, bound)}/metrics", err=True)
+    return server
+
+
 # -- operator --------------------------------------------------------------------------------
 
 
@@ -34,8 +62,14 @@ from tunery.cli.app import (
     help="Watch only these namespaces (repeatable; default: all).",
 )
 @_db_option
-def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
-    """Run the Kubernetes operator (reconciles kubeflow.org/v1beta1 Experiments)."""
+@_metrics_port_option
+def operator(namespaces: tuple[str, ...], db_url: str | None, metrics_port: int | None) -> None:
+    """Run the Kubernetes operator (reconciles kubeflow.org/v1beta1 Experiments).
+
+    With --metrics-port it serves Katib's controller metrics (katib_experiment_*,
+    katib_trial_*) and reconcile latencies on every interface, as Katib's controller does on
+    :8080. Several replicas elect one leader through a Lease; the others wait (docs/kubernetes.md).
+    """
     import dataclasses
 
     from controller.operator import run_operator
@@ -46,8 +80,19 @@ def operator(namespaces: tuple[str, ...], db_url: str | None) -> None:
         settings = dataclasses.replace(settings, namespaces=namespaces)
     if db_url:
         settings = dataclasses.replace(settings, db_url=db_url)
+    from controller.operator import LeadershipLostError
+    from controller.operator.leader import LeaseSettings
+
+    try:
+        lease = LeaseSettings.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
     with _errors(db_url):
-        run_operator(settings)
+        start_metrics("0.0.0.0", metrics_port)
+        try:
+            run_operator(settings, lease=lease)
+        except LeadershipLostError as exc:
+            raise CliError(str(exc), EXIT_UNAVAILABLE) from None
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -78,6 +123,7 @@ def _server_options(port: int) -> Callable[[F], F]:
                     "interface.",
                 ),
                 click.option("--port", default=port, show_default=True, type=int),
+                _metrics_port_option,
                 click.option(
                     "--tls-cert",
                     envvar="TUNERY_TLS_SERVER_CERT",
@@ -131,7 +177,11 @@ def _serving(tls: tuple[str | None, str | None, str | None]) -> Iterator[Any]:
     "tunery's own controller does not need it.",
 )
 def serve_suggestion(
-    host: str, port: int, katib_data_dir: Path | None = None, **tls: str | None
+    host: str,
+    port: int,
+    metrics_port: int | None,
+    katib_data_dir: Path | None = None,
+    **tls: str | None,
 ) -> None:
     """api.v1.beta1.Suggestion: every registered algorithm, one shared server.
 
@@ -141,6 +191,7 @@ def serve_suggestion(
 
     with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
         click.echo(f"tunery suggestion service on {host}:{port}", err=True)
+        start_metrics(host, metrics_port)
         serve_forever(host=host, port=port, tls=server_tls, katib_data_dir=katib_data_dir)
 
 
@@ -155,13 +206,19 @@ def serve_suggestion(
     " the address a request names is ignored.",
 )
 def serve_earlystop(
-    host: str, port: int, db_url: str | None, db_manager_address: str | None, **tls: str | None
+    host: str,
+    port: int,
+    metrics_port: int | None,
+    db_url: str | None,
+    db_manager_address: str | None,
+    **tls: str | None,
 ) -> None:
     """api.v1.beta1.EarlyStopping (medianstop)."""
     from earlystop.server import serve as serve_forever
 
     with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
         click.echo(f"tunery early-stopping service on {host}:{port}", err=True)
+        start_metrics(host, metrics_port)
         serve_forever(
             host=host,
             port=port,
@@ -174,10 +231,13 @@ def serve_earlystop(
 @serve.command("dbmanager")
 @_server_options(6789)
 @_db_option
-def serve_dbmanager(host: str, port: int, db_url: str | None, **tls: str | None) -> None:
+def serve_dbmanager(
+    host: str, port: int, metrics_port: int | None, db_url: str | None, **tls: str | None
+) -> None:
     """api.v1.beta1.DBManager over the store."""
     from metrics_collector.dbmanager import serve as serve_forever
 
     with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
         click.echo(f"tunery DBManager service on {host}:{port}", err=True)
+        start_metrics(host, metrics_port)
         serve_forever(host=host, port=port, db_url=db_url, tls=server_tls)
