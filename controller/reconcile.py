@@ -113,6 +113,7 @@ def objective_from_spec(spec: Mapping[str, Any]) -> Objective:
         strategies={
             s["name"]: MetricStrategy(s["value"]) for s in o.get("metricStrategies") or []
         },
+        constraints=tuple(o.get("constraints") or ()),
     )
 
 
