@@ -215,13 +215,16 @@ def _coordinate_search(
             continue
         trial = np.repeat(points, len(choices), axis=0)
         trial[:, j] = np.tile(choices, len(points))
+        if cube.conditional:  # a new parent value changes which columns are imputed
+            cube.impute(trial)
         scores = acq(trial).reshape(len(points), len(choices))
         best = np.argmax(scores, axis=1)
         best_scores = scores[np.arange(len(points)), best]
         better = best_scores > values + 1e-12
         if better.any():
             changed = True
-            points[better, j] = choices[best[better]]
+            moved = trial.reshape(len(points), len(choices), -1)
+            points[better] = moved[np.flatnonzero(better), best[better]]
             values[better] = best_scores[better]
     return points, values, changed
 
