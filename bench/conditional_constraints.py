@@ -115,7 +115,7 @@ def run_optuna(
     if sampler_name == "optuna-tpe":
         sampler = optuna.samplers.TPESampler(seed=seed, **kwargs)
     elif sampler_name == "optuna-gp":
-        sampler = optuna.samplers.GPSampler(seed=seed, **kwargs)
+        sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False, **kwargs)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=sampler, direction="minimize")
