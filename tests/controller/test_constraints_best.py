@@ -99,3 +99,29 @@ def test_tune_result_never_reports_an_infeasible_best() -> None:
     }
     result = tune_result("e", katib_status, infos, OBJECTIVE, None)
     assert result.best_trial == "feasible" and result.best_value == 0.5
+
+
+def test_the_history_plot_counts_only_feasible_trials_as_best() -> None:
+    from tunery.store.base import ExperimentRecord
+    from tunery.visualization import data
+
+    spec = {
+        "spec": {
+            "objective": {
+                "type": "minimize",
+                "objectiveMetricName": "loss",
+                "additionalMetricNames": ["mem"],
+                "constraints": ["mem"],
+                "metricStrategies": [
+                    {"name": "loss", "value": "min"},
+                    {"name": "mem", "value": "latest"},
+                ],
+            },
+            "parameters": [
+                {"name": "x", "parameterType": "int", "feasibleSpace": {"min": "0", "max": "9"}}
+            ],
+        }
+    }
+    history = data.optimization_history(data.Snapshot(ExperimentRecord("e", spec), TRIALS))
+    assert history["feasible"] == [False, False, True, True]
+    assert history["best"] == [None, None, 0.5, 0.5]
