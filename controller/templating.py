@@ -271,6 +271,39 @@ def script_problems(template: Any) -> list[tuple[tuple[str | int, ...], str]]:
     return problems
 
 
+def conditional_script_problems(
+    template: Any, conditional: Collection[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location, why) of every shell-script element of the template's containers holding a
+    placeholder of a trialParameter in ``conditional`` (those referencing a conditional
+    parameter): a script cannot leave out an inactive parameter, so such a template is refused.
+    The location is relative to ``template``, as in :func:`script_problems`."""
+    if not conditional:
+        return []
+    problems = []
+    for loc, container in _containers_at(template, ()):
+        command = container.get("command") or []
+        args = container.get("args") or []
+        if not isinstance(command, list) or not isinstance(args, list):
+            continue
+        argv = [str(a) for a in command + args]
+        at = find_script(argv).script
+        if at is None:
+            continue
+        used = sorted({m.group(1) for m in PLACEHOLDER.finditer(argv[at])} & set(conditional))
+        if used:
+            where = ("command", at) if at < len(command) else ("args", at - len(command))
+            problems.append(
+                (
+                    (*loc, *where),
+                    f"${{trialParameters.{used[0]}}} refers to a conditional parameter, which a "
+                    "shell script cannot leave out when it is inactive: pass it as its own "
+                    'command/args element after the script (e.g. "$1") or as an env value',
+                )
+            )
+    return problems
+
+
 def _containers_at(
     node: Any, loc: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], Mapping[str, Any]]]:

@@ -114,6 +114,24 @@ def test_run_a_conditional_constrained_experiment(cli, tmp_path: Path) -> None:
     assert table.count("Succeeded (infeasible)") == len(trials) - len(feasible)
 
 
+def test_a_conditional_placeholder_in_a_shell_script_is_refused(cli, tmp_path: Path) -> None:
+    text = _experiment()
+    start = text.index("                command:")
+    end = text.index("--lr=${trialParameters.lr}") + len("--lr=${trialParameters.lr}")
+    text = (
+        text[:start]
+        + "                command: [sh, -c, 'echo ${trialParameters.momentum}"
+        + " ${trialParameters.opt} ${trialParameters.lr}']"
+        + text[end:]
+    )
+    (tmp_path / "exp.yaml").write_text(text)
+    result = cli("run", "exp.yaml")
+    assert result.exit_code == EXIT_INVALID, result.output
+    assert "containers[0].command[2]: ${trialParameters.momentum} refers to a conditional" in (
+        result.output
+    )
+
+
 @pytest.mark.parametrize(
     ("replace", "message"),
     [

@@ -790,9 +790,11 @@ class ExperimentSpec(Node):
 
     def _check(self, problems: Problems) -> None:
         parameters = self.parameters or ()
-        _check_conditions(parameters, problems)
-        if not problems:
-            _check_conditional_placeholders(parameters, self.trial_template, problems)
+        found = Problems()
+        _check_conditions(parameters, found)
+        if not found:
+            _check_conditional_placeholders(parameters, self.trial_template, found)
+        problems.items.extend(found.items)
 
     def search_space(self) -> SearchSpace:
         """The typed search space of ``parameters`` (conditions included)."""
@@ -889,13 +891,13 @@ def _feasible_hint(parent: Parameter) -> str:
 
 
 def _check_conditional_placeholders(
-    parameters: Sequence[ParameterSpec], template: TrialTemplate, problems: Problems
+    parameters: Sequence[ParameterSpec], template: TrialTemplate | None, problems: Problems
 ) -> None:
     """A placeholder of a conditional parameter sits only where it can be dropped when the
     parameter is inactive: a whole element of a container's ``command``/``args``, or an env
     entry's ``value`` (that element or env entry is omitted)."""
     conditional = {p.name for p in parameters if p.condition is not None}
-    if not conditional or template.trial_spec is None:
+    if not conditional or template is None or template.trial_spec is None:
         return
     refers = {
         tp.name: tp.reference for tp in template.trial_parameters if tp.reference in conditional
