@@ -425,7 +425,45 @@ class SearchSpace:
             return None
         if not self.is_conditional:
             return math.prod(sizes)  # type: ignore[arg-type]
-        return sum(1 for _ in self.grid())
+        return self._count_active()
+
+    def _count_active(self) -> int:
+        """Active combinations, counted without listing them: branch only on the values of
+        parents that some condition names (every other value of a parent behaves alike and is
+        counted once with its multiplicity), multiply the sizes of the rest."""
+        parents = {p.condition.parent for p in self.parameters if p.condition is not None}
+        order = [p for p in self._order if p.name in parents]
+        named: dict[str, list[ParamValue]] = {name: [] for name in parents}
+        for p in self.parameters:
+            if p.condition is not None:
+                values = named[p.condition.parent]
+                values.extend(v for v in p.condition.values if v not in values)
+        leaves = [p for p in self.parameters if p.name not in parents]
+        other = object()  # any value of a parent that no condition names
+
+        def active(p: Parameter, assigned: Mapping[str, object]) -> bool:
+            c = p.condition
+            return c is None or (c.parent in assigned and _holds(c, assigned[c.parent]))
+
+        def count(i: int, assigned: dict[str, object]) -> int:
+            if i == len(order):
+                return math.prod(p.grid_size() or 0 for p in leaves if active(p, assigned))
+            p = order[i]
+            if not active(p, assigned):
+                return count(i + 1, assigned)
+            size = p.grid_size() or 0
+            total = 0
+            for value in named[p.name]:
+                assigned[p.name] = value
+                total += count(i + 1, assigned)
+            rest = size - len(named[p.name])
+            if rest > 0:
+                assigned[p.name] = other
+                total += rest * count(i + 1, assigned)
+            del assigned[p.name]
+            return total
+
+        return count(0, {})
 
     def grid(self) -> Iterator[Assignment]:
         """Every grid point in row-major order of the parameters (the last varies fastest);

@@ -81,3 +81,35 @@ def test_an_unconditional_space_is_unchanged() -> None:
     plain = SearchSpace((OPT, Parameter.integer("layers", 1, 3)))
     assert not plain.is_conditional
     assert plain.grid_size() == 6 and len(list(plain.grid())) == 6
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        SPACE,
+        SearchSpace(
+            (
+                Parameter.integer("depth", 1, 6),
+                Parameter.integer("leaf", 1, 5).when("depth", 2, 3),
+                Parameter.categorical("split", ["a", "b", "c"]).when("leaf", 1, 5),
+                Parameter.categorical("kind", ["x", "y"]).when("depth", 6),
+                Parameter.discrete("w", [1, 2]),
+            )
+        ),
+    ],
+)
+def test_the_counted_grid_size_equals_the_listed_grid(space: SearchSpace) -> None:
+    assert space.grid_size() == len(list(space.grid()))
+
+
+def test_a_huge_conditional_space_is_counted_without_listing_it() -> None:
+    space = SearchSpace(
+        (
+            Parameter.categorical("model", ["a", "b"]),
+            Parameter.integer("n", 1, 100_000).when("model", "a"),
+            Parameter.integer("k", 1, 100_000).when("model", "a"),
+            Parameter.integer("j", 1, 50).when("n", 3, 4),
+        )
+    )
+    # model a: n in {3, 4} brings j (50 values), the other 99,998 values of n do not
+    assert space.grid_size() == (2 * 50 + 99_998) * 100_000 + 1
