@@ -125,3 +125,26 @@ def test_the_history_plot_counts_only_feasible_trials_as_best() -> None:
     history = data.optimization_history(data.Snapshot(ExperimentRecord("e", spec), TRIALS))
     assert history["feasible"] == [False, False, True, True]
     assert history["best"] == [None, None, 0.5, 0.5]
+
+
+def test_the_store_has_no_best_while_every_trial_is_infeasible(tmp_path) -> None:
+    from tunery.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    spec = {
+        "spec": {
+            "objective": {
+                "type": "minimize",
+                "objectiveMetricName": "loss",
+                "constraints": ["mem"],
+                "metricStrategies": [{"name": "mem", "value": "latest"}],
+            }
+        }
+    }
+    store.create_experiment("e", spec)
+    for trial in TRIALS[:2]:  # infeasible, and a constraint not reported
+        store.create_trial(trial)
+    assert store.best_trial("e") is None
+    store.create_trial(TRIALS[2])
+    best = store.best_trial("e")
+    assert best is not None and best.name == "feasible"
