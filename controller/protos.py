@@ -5,6 +5,11 @@ service runs in-process or behind gRPC, so both paths see exactly what Katib's c
 :class:`SuggestionRequestEncoder` builds the serialised GetSuggestionsRequest incrementally:
 each trial is converted and encoded once per change and its bytes reused by every later
 request (Katib's format carries the whole history in each request).
+
+tunery's search extensions travel in fields Katib ignores (:mod:`tunery.search_extensions`):
+parameter conditions and ``objective.constraints`` become the reserved algorithm settings
+``tunery.conditions`` / ``tunery.constraints``, and each constraint metric is sent as an
+additional metric; an experiment without extensions gives exactly Katib's messages.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunery.api import api_pb2
+from tunery.search_extensions import (
+    CONDITIONS_SETTING,
+    CONSTRAINTS_SETTING,
+    encode_conditions,
+    encode_constraints,
+)
 from tunery.store.base import TrialRecord
 from tunery.trials import MetricStrategy, MetricSummary, TrialCondition
 
@@ -49,8 +60,39 @@ def objective_proto(objective: Mapping[str, Any]) -> api_pb2.ObjectiveSpec:
         type=api_pb2.MAXIMIZE if objective.get("type") == "maximize" else api_pb2.MINIMIZE,
         goal=float(objective["goal"]) if objective.get("goal") is not None else 0.0,
         objective_metric_name=objective["objectiveMetricName"],
-        additional_metric_names=list(objective.get("additionalMetricNames") or []),
+        additional_metric_names=_additional(objective),
     )
+
+
+def _additional(objective: Mapping[str, Any]) -> list[str]:
+    """Additional metrics, then the constraint metrics not already among them."""
+    names = list(objective.get("additionalMetricNames") or [])
+    names += [c for c in objective.get("constraints") or [] if c not in names]
+    return names
+
+
+def _extension_settings(spec: Mapping[str, Any]) -> list[api_pb2.AlgorithmSetting]:
+    conditions = {
+        p["name"]: (
+            p["condition"]["parameter"],
+            [_str(v) for v in p["condition"].get("values") or []],
+        )
+        for p in spec.get("parameters") or []
+        if p.get("condition")
+    }
+    out = []
+    if conditions:
+        out.append(
+            api_pb2.AlgorithmSetting(name=CONDITIONS_SETTING, value=encode_conditions(conditions))
+        )
+    constraints = (spec.get("objective") or {}).get("constraints") or []
+    if constraints:
+        out.append(
+            api_pb2.AlgorithmSetting(
+                name=CONSTRAINTS_SETTING, value=encode_constraints(constraints)
+            )
+        )
+    return out
 
 
 def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
@@ -81,8 +123,11 @@ def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
             algorithm=api_pb2.AlgorithmSpec(
                 algorithm_name=algorithm.get("algorithmName", ""),
                 algorithm_settings=[
-                    api_pb2.AlgorithmSetting(name=s["name"], value=_str(s.get("value")))
-                    for s in algorithm.get("algorithmSettings") or []
+                    *(
+                        api_pb2.AlgorithmSetting(name=s["name"], value=_str(s.get("value")))
+                        for s in algorithm.get("algorithmSettings") or []
+                    ),
+                    *_extension_settings(spec),
                 ],
             ),
             early_stopping=api_pb2.EarlyStoppingSpec(

@@ -137,6 +137,7 @@ def objective_from_spec(spec: Mapping[str, Any]) -> Objective:
         strategies={
             s["name"]: MetricStrategy(s["value"]) for s in o.get("metricStrategies") or []
         },
+        constraints=tuple(o.get("constraints") or ()),
     )
 
 
@@ -492,7 +493,11 @@ class Reconciler:
         job_template = template["trialSpec"]
         meta = TrialMeta.of_template(trial.name, self.namespace, job_template)
         job = render_trial_job(
-            job_template, template.get("trialParameters") or [], trial.assignment, meta
+            job_template,
+            template.get("trialParameters") or [],
+            trial.assignment,
+            meta,
+            parameter_names={p["name"] for p in self.spec.get("parameters") or []},
         )
         log_path = paths.trial_log_path(self.logs_dir, self.name, trial.name)
         env = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunery.store.base import TrialRecord
-from tunery.trials import MetricSummary, Objective, TrialCondition
+from tunery.trials import MetricSummary, Objective, TrialCondition, is_feasible
 
 if TYPE_CHECKING:
     from controller.trial_view import TrialView
@@ -117,6 +117,25 @@ def trial_objective_value(trial: TrialRecord, objective: Objective) -> float | N
     return summary.select_numeric(objective.strategy(objective.metric_name))
 
 
+def trial_constraint_values(trial: TrialRecord, objective: Objective) -> tuple[float, ...]:
+    """The trial's constraint values by their strategies (NaN where unavailable)."""
+    metrics = {m["name"]: m for m in (trial.observation or {}).get("metrics", [])}
+
+    def value(name: str) -> float | None:
+        metric = metrics.get(name)
+        if metric is None:
+            return None
+        summary = MetricSummary(metric["name"], metric["min"], metric["max"], metric["latest"])
+        return summary.select_numeric(objective.strategy(name))
+
+    return objective.constraint_values(value)
+
+
+def trial_is_feasible(trial: TrialRecord, objective: Objective) -> bool:
+    """Whether the trial meets every constraint of the objective (True without any)."""
+    return not objective.constraints or is_feasible(trial_constraint_values(trial, objective))
+
+
 def optimal_trial(
     trials: Sequence[TrialRecord], objective: Objective
 ) -> tuple[TrialRecord, float] | None:
@@ -124,11 +143,12 @@ def optimal_trial(
 
     A Failed trial is never the best: Katib ranks every trial with an observation, but a trial
     that reported a metric and then crashed did not produce a usable result (its goal is not
-    reached either). Killed and EarlyStopped trials keep their metrics and count.
+    reached either). Killed and EarlyStopped trials keep their metrics and count. A trial that
+    does not meet the objective's constraints is never the best.
     """
     best: tuple[TrialRecord, float] | None = None
     for trial in trials:
-        if trial.condition is TrialCondition.FAILED:
+        if trial.condition is TrialCondition.FAILED or not trial_is_feasible(trial, objective):
             continue
         value = trial_objective_value(trial, objective)
         if value is None:

@@ -7,7 +7,9 @@ check: every ``${trialParameters.x}`` inside a shell script of a container (``sh
 (:mod:`controller.shellscript`); otherwise the experiment is refused at the field that holds
 it, e.g. ``spec.trialTemplate.trialSpec.spec.template.spec.containers[0].args[0]:
 ${trialParameters.lr} is inside a here-document ...``. A ``configMap`` template is checked by
-whoever resolves it (the operator), as it is not part of the document.
+whoever resolves it (the operator), as it is not part of the document. Also: a placeholder of
+a conditional parameter (tunery extension) inside a shell script is refused, since a script
+cannot leave out an inactive parameter (docs/search-spaces.md).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controller.templating import script_problems
+from controller.templating import conditional_script_problems, script_problems
 from tunery.experiment import Experiment, FieldError
 
 
@@ -26,9 +28,22 @@ def template_problems(experiment: Experiment | Mapping[str, Any]) -> list[FieldE
     trial_spec = template.get("trialSpec")
     if not isinstance(trial_spec, Mapping):
         return []
+    conditional_parameters = {
+        p.get("name")
+        for p in (document.get("spec") or {}).get("parameters") or []
+        if isinstance(p, Mapping) and p.get("condition")
+    }
+    conditional = {
+        str(tp.get("name"))
+        for tp in template.get("trialParameters") or []
+        if isinstance(tp, Mapping) and tp.get("reference") in conditional_parameters
+    }
     return [
         FieldError(_path(("spec", "trialTemplate", "trialSpec", *loc)), why)
-        for loc, why in script_problems(trial_spec)
+        for loc, why in [
+            *script_problems(trial_spec),
+            *conditional_script_problems(trial_spec, conditional),
+        ]
     ]
 
 

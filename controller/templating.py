@@ -15,13 +15,20 @@ parameter value can never inject shell syntax; a placeholder whose context canno
 literal (a here-document, ``$(…)``, ``eval``, a nested ``sh -c``, ...) is a TemplateError, which
 validation reports earlier through :func:`script_problems`. Everywhere else the value lands
 verbatim in one string, which local runners pass as one argv element.
+
+Conditional parameters (tunery extension): a trialParameter whose reference is a parameter the
+trial does not have (inactive, see docs/search-spaces.md) has no value. A ``command``/``args``
+element holding its placeholder is left out of the argv (so write ``--momentum=${...}`` as one
+element), an ``env`` entry whose value holds it is left out of the container's env, and any
+other use (a shell script, a plain field) is a TemplateError; the Experiment model refuses such
+templates at validation.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +97,11 @@ def resolve_trial_parameters(
     trial_parameters: Sequence[Mapping[str, Any]],
     assignment: Mapping[str, str],
     meta: TrialMeta,
+    parameter_names: Collection[str] = (),
 ) -> dict[str, str]:
-    """Map each trialParameter name to its value for this trial.
+    """Map each trialParameter name to its value for this trial (trialParameters referencing
+    a parameter of ``parameter_names`` that the assignment lacks, an inactive one, are left
+    out; :func:`inactive_trial_parameters` names them).
 
     Raises:
         TemplateError: a reference names neither a parameter of the assignment nor meta data.
@@ -104,6 +114,8 @@ def resolve_trial_parameters(
             values[tp["name"]] = meta.resolve(meta_match.group(1))
         elif reference in assignment:
             values[tp["name"]] = assignment[reference]
+        elif reference in parameter_names:
+            continue  # an inactive conditional parameter
         else:
             raise TemplateError(
                 f"trialParameter {tp['name']!r} references {reference!r}, which is not a "
@@ -112,14 +124,35 @@ def resolve_trial_parameters(
     return values
 
 
-def _undefined(name: str) -> TemplateError:
+class _Values(dict[str, str]):
+    """trialParameter values, plus the names of those inactive in this trial."""
+
+    inactive: frozenset[str] = frozenset()
+
+
+def _undefined(name: str, values: Mapping[str, str] | None = None) -> TemplateError:
+    if values is not None and name in getattr(values, "inactive", ()):
+        return TemplateError(
+            f"${{trialParameters.{name}}} refers to a parameter that is inactive in this "
+            "trial; such a placeholder may only be a whole command/args element or an env "
+            "value (which are then left out)"
+        )
     return TemplateError(f"${{trialParameters.{name}}} is not defined in trialParameters")
+
+
+def _uses_inactive(text: object, values: Mapping[str, str]) -> bool:
+    inactive = getattr(values, "inactive", ())
+    return (
+        bool(inactive)
+        and isinstance(text, str)
+        and any(m.group(1) in inactive for m in PLACEHOLDER.finditer(text))
+    )
 
 
 def _substitute(text: str, values: Mapping[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(1) not in values:
-            raise _undefined(match.group(1))
+            raise _undefined(match.group(1), values)
         return values[match.group(1)]
 
     return PLACEHOLDER.sub(replace, text)
@@ -148,25 +181,30 @@ def _render_container(container: Mapping[str, Any], values: Mapping[str, str]) -
         field_name = f"command[{i}]" if i < len(command) else f"args[{i - len(command)}]"
         raise TemplateError(f"container {container.get('name')!r} {field_name}: {why}")
     script_at = find_script(argv).script
-    rendered = _render(
-        {k: v for k, v in container.items() if k not in ("command", "args")}, values
-    )
-    combined = []
+    rest = {k: v for k, v in container.items() if k not in ("command", "args")}
+    if isinstance(rest.get("env"), list):  # env entries of inactive parameters are left out
+        rest["env"] = [
+            e
+            for e in rest["env"]
+            if not (isinstance(e, Mapping) and _uses_inactive(e.get("value"), values))
+        ]
+    rendered = _render(rest, values)
+    combined: list[str | None] = []
     for i, item in enumerate(argv):
         if i != script_at:
-            combined.append(_substitute(item, values))
+            combined.append(None if _uses_inactive(item, values) else _substitute(item, values))
             continue
         try:
-            combined.append(shellscript.render(item, values, _undefined))
+            combined.append(shellscript.render(item, values, lambda n: _undefined(n, values)))
         except UnsafeScript as exc:  # a value this trial cannot have in its context
             field_name = f"command[{i}]" if i < len(command) else f"args[{i - len(command)}]"
             raise TemplateError(
                 f"container {container.get('name')!r} {field_name}: {exc}"
             ) from None
     if "command" in container:
-        rendered["command"] = combined[: len(command)]
+        rendered["command"] = [c for c in combined[: len(command)] if c is not None]
     if "args" in container:
-        rendered["args"] = combined[len(command) :]
+        rendered["args"] = [a for a in combined[len(command) :] if a is not None]
     return rendered
 
 
@@ -194,15 +232,24 @@ def render_trial_job(
     trial_parameters: Sequence[Mapping[str, Any]],
     assignment: Mapping[str, str],
     meta: TrialMeta,
+    parameter_names: Collection[str] = (),
 ) -> dict[str, Any]:
     """The trial's job: the template with every placeholder substituted and metadata set.
 
-    ``metadata.name``/``namespace`` become the trial's, as Katib does.
+    ``metadata.name``/``namespace`` become the trial's, as Katib does. ``parameter_names``
+    (the experiment's parameters) tells an inactive conditional parameter, absent from
+    ``assignment``, from a reference to no parameter at all (see the module docstring).
 
     Raises:
-        TemplateError: an undefined placeholder or an unresolvable reference.
+        TemplateError: an undefined placeholder, an unresolvable reference, or an inactive
+            parameter's placeholder where it cannot be left out.
     """
-    values = resolve_trial_parameters(trial_parameters, assignment, meta)
+    values = _Values(resolve_trial_parameters(trial_parameters, assignment, meta, parameter_names))
+    values.inactive = frozenset(
+        str(tp["name"])
+        for tp in trial_parameters
+        if tp.get("reference") in parameter_names and tp.get("reference") not in assignment
+    )
     job = _render(template, values)
     metadata = job.setdefault("metadata", {})
     metadata["name"] = meta.name
@@ -226,6 +273,39 @@ def script_problems(template: Any) -> list[tuple[tuple[str | int, ...], str]]:
         for i, why in _argv_problems([str(a) for a in command + args]):
             at = ("command", i) if i < len(command) else ("args", i - len(command))
             problems.append(((*loc, *at), why))
+    return problems
+
+
+def conditional_script_problems(
+    template: Any, conditional: Collection[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """(location, why) of every shell-script element of the template's containers holding a
+    placeholder of a trialParameter in ``conditional`` (those referencing a conditional
+    parameter): a script cannot leave out an inactive parameter, so such a template is refused.
+    The location is relative to ``template``, as in :func:`script_problems`."""
+    if not conditional:
+        return []
+    problems = []
+    for loc, container in _containers_at(template, ()):
+        command = container.get("command") or []
+        args = container.get("args") or []
+        if not isinstance(command, list) or not isinstance(args, list):
+            continue
+        argv = [str(a) for a in command + args]
+        at = find_script(argv).script
+        if at is None:
+            continue
+        used = sorted({m.group(1) for m in PLACEHOLDER.finditer(argv[at])} & set(conditional))
+        if used:
+            where = ("command", at) if at < len(command) else ("args", at - len(command))
+            problems.append(
+                (
+                    (*loc, *where),
+                    f"${{trialParameters.{used[0]}}} refers to a conditional parameter, which a "
+                    "shell script cannot leave out when it is inactive: pass it as its own "
+                    'command/args element after the script (e.g. "$1") or as an env value',
+                )
+            )
     return problems
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 
-from controller.status import TrialCounts, trial_objective_value
+from controller.status import TrialCounts, trial_is_feasible, trial_objective_value
 from tunery.store.base import TrialRecord
 from tunery.trials import Objective, TrialCondition
 
@@ -95,6 +95,8 @@ class TrialView:
     def _value(self, trial: TrialRecord) -> float | None:
         if trial.condition is TrialCondition.FAILED:
             return None
+        if not trial_is_feasible(trial, self.objective):
+            return None  # never the best
         return trial_objective_value(trial, self.objective)
 
     def _beats(self, position: int, value: float) -> bool:

@@ -10,10 +10,15 @@ Katib's filtering: a SUCCEEDED or EARLYSTOPPED trial whose observation carries t
 metric with a finite value is history; CREATED and RUNNING trials are pending; the rest
 (FAILED, KILLED, METRICSUNAVAILABLE, UNKNOWN, or completed without a usable value) are kept
 only so that their assignments are not proposed again.
+
+tunery's extensions (:mod:`tunery.search_extensions`): the reserved algorithm settings
+``tunery.conditions`` and ``tunery.constraints`` are taken out of the settings and applied to
+the space and the objective; each trial's constraint values are read from its observation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +26,12 @@ from dataclasses import dataclass
 
 from suggestion.algorithms.base import InvalidRequestError, SuggestedTrial
 from tunery.api import api_pb2
+from tunery.search_extensions import (
+    CONDITIONS_SETTING,
+    CONSTRAINTS_SETTING,
+    apply_conditions,
+    decode_constraints,
+)
 from tunery.space import (
     Assignment,
     Distribution,
@@ -214,18 +225,44 @@ def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
     spec = experiment.spec
     if not spec.algorithm.algorithm_name:
         raise InvalidRequestError("algorithm name must not be empty")
+    settings = settings_from_proto(spec.algorithm)
+    space = space_from_proto(spec)
+    conditions = settings.pop(CONDITIONS_SETTING, None)
+    if conditions is not None:
+        try:
+            space = apply_conditions(space.parameters, conditions)
+        except SpaceError as exc:
+            raise InvalidRequestError(f"invalid search space: {exc}") from None
+    objective = objective_from_proto(spec.objective)
+    constraints = settings.pop(CONSTRAINTS_SETTING, None)
+    if constraints is not None:
+        try:
+            names = decode_constraints(constraints)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        missing = [n for n in names if n not in objective.metric_names]
+        if missing:
+            raise InvalidRequestError(
+                f"constraint metric(s) {missing} are not additional metrics of the objective"
+            )
+        objective = dataclasses.replace(objective, constraints=names)
     return ExperimentView(
         name=experiment.name,
-        space=space_from_proto(spec),
-        objective=objective_from_proto(spec.objective),
+        space=space,
+        objective=objective,
         algorithm_name=spec.algorithm.algorithm_name,
-        settings=settings_from_proto(spec.algorithm),
+        settings=settings,
         max_trial_count=spec.max_trial_count or None,
         parallel_trial_count=spec.parallel_trial_count or None,
     )
 
 
-def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str) -> TrialResult:
+def trial_from_proto(
+    trial: api_pb2.Trial,
+    space: SearchSpace,
+    metric_name: str,
+    constraints: Sequence[str] = (),
+) -> TrialResult:
     """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials).
 
     Raises:
@@ -238,10 +275,22 @@ def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str)
         raise InvalidRequestError(f"trial {trial.name or '<unnamed>'}: {exc}") from None
     condition = _CONDITIONS.get(trial.status.condition, TrialCondition.METRICS_UNAVAILABLE)
     value = None
+    constraint_values: tuple[float, ...] = ()
     if trial.status.condition in _WITH_VALUE:
-        value = _metric_value(trial.status.observation.metrics, metric_name)
+        metrics = trial.status.observation.metrics
+        value = _metric_value(metrics, metric_name)
+        constraint_values = tuple(
+            math.nan if (v := _metric_value(metrics, name)) is None else v for name in constraints
+        )
     labels = dict(trial.spec.labels) if trial.spec.labels else {}
-    return TrialResult(trial.name, assignment, condition, value, labels)
+    return TrialResult(
+        trial.name,
+        assignment,
+        condition,
+        value,
+        labels=labels,
+        constraint_values=constraint_values,
+    )
 
 
 def _metric_value(metrics: Iterable[api_pb2.Metric], name: str) -> float | None:
@@ -266,13 +315,16 @@ class TrialConverter:
     service holds the experiment's lock.
     """
 
-    def __init__(self, space: SearchSpace, metric_name: str) -> None:
+    def __init__(
+        self, space: SearchSpace, metric_name: str, constraints: Sequence[str] = ()
+    ) -> None:
         self.space = space
         self.metric_name = metric_name
+        self.constraints = tuple(constraints)
         self._cache: dict[str, TrialResult] = {}
 
     def _one(self, trial: api_pb2.Trial) -> TrialResult:
-        result = trial_from_proto(trial, self.space, self.metric_name)
+        result = trial_from_proto(trial, self.space, self.metric_name, self.constraints)
         if not result.name:
             return result
         hit = self._cache.get(result.name)
@@ -281,11 +333,10 @@ class TrialConverter:
                 hit.condition is result.condition
                 and hit.value == result.value
                 and hit.labels == result.labels
+                and _same(hit.constraint_values, result.constraint_values)
             ):
                 return hit
-            result = TrialResult(
-                result.name, hit.assignment, result.condition, result.value, result.labels
-            )
+            result = dataclasses.replace(result, assignment=hit.assignment)
         self._cache[result.name] = result
         return result
 
@@ -298,6 +349,13 @@ class TrialConverter:
     def convert_new(self, trials: Sequence[api_pb2.Trial]) -> list[TrialResult]:
         """Convert some of a request's trials (the others are known unchanged)."""
         return [self._one(t) for t in trials]
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Equal constraint values (NaN equal to NaN)."""
+    if len(a) != len(b):
+        return False
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
 
 
 def assignments_to_proto(

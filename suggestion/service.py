@@ -254,7 +254,9 @@ class SuggestionService:
         cls = get_algorithm(view.algorithm_name)
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
         cls.validate(view.space, view.objective, settings)
-        converter = TrialConverter(view.space, view.objective.metric_name)
+        converter = TrialConverter(
+            view.space, view.objective.metric_name, view.objective.constraints
+        )
         decoder = RequestDecoder(converter, max_trials=MAX_TRIALS_PER_REQUEST)
         fresh = _Experiment(digest, view, cls(settings), converter, decoder)
         with self._lock:

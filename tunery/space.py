@@ -8,10 +8,17 @@ Values travel as strings on Katib's wire. :meth:`Parameter.parse` turns a wire s
 typed value (``int`` for int parameters, ``float`` for double, ``int``/``float`` for numeric
 discrete lists, ``str`` for categorical) and :meth:`Parameter.format` turns it back, printing
 ints as integers and floats with ``repr`` so no precision is lost.
+
+Conditional parameters (a tunery extension, docs/search-spaces.md): a parameter with a
+:class:`Condition` is *active* only when its parent is active and takes one of the condition's
+values. An inactive parameter is absent from an assignment: :meth:`SearchSpace.contains`,
+:meth:`SearchSpace.parse_assignment` and :meth:`SearchSpace.grid` work on the active
+parameters only, and :meth:`SearchSpace.prune` drops the inactive ones from a full point.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import math
@@ -93,6 +100,22 @@ def format_value(value: ParamValue) -> str:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A parameter is active only when ``parent`` is active and takes one of ``values``
+    (typed values of the parent, checked against its space by :class:`SearchSpace`)."""
+
+    parent: str
+    values: tuple[ParamValue, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+        if not self.parent:
+            raise SpaceError("a condition must name its parent parameter")
+        if not self.values:
+            raise SpaceError(f"the condition on {self.parent!r} must list at least one value")
+
+
+@dataclass(frozen=True)
 class Parameter:
     """One tunable parameter.
 
@@ -107,6 +130,8 @@ class Parameter:
     step: int | float | None = None
     values: tuple[ParamValue, ...] = ()
     distribution: Distribution = Distribution.UNIFORM
+    condition: Condition | None = None
+    """Active only when this holds (None: always active)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -155,6 +180,10 @@ class Parameter:
     @classmethod
     def categorical(cls, name: str, values: Sequence[str]) -> Parameter:
         return cls(name, ParameterType.CATEGORICAL, values=tuple(values))
+
+    def when(self, parent: str, *values: ParamValue) -> Parameter:
+        """This parameter, active only when ``parent`` takes one of ``values``."""
+        return dataclasses.replace(self, condition=Condition(parent, values))
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -324,10 +353,11 @@ class Parameter:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """An ordered collection of parameters with unique names."""
+    """An ordered collection of parameters with unique names, some perhaps conditional."""
 
     parameters: tuple[Parameter, ...]
     _by_name: Mapping[str, Parameter] = field(init=False, repr=False, compare=False)
+    _order: tuple[Parameter, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", tuple(self.parameters))
@@ -339,6 +369,7 @@ class SearchSpace:
         if not by_name:
             raise SpaceError("the search space has no parameters")
         object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_order", _parents_first(self.parameters, by_name))
 
     def __iter__(self) -> Iterator[Parameter]:
         return iter(self.parameters)
@@ -353,45 +384,209 @@ class SearchSpace:
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
 
+    @property
+    def parents_first(self) -> tuple[Parameter, ...]:
+        """The parameters ordered so that every parent comes before its children."""
+        return self._order
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether some parameter has a condition."""
+        return any(p.condition is not None for p in self.parameters)
+
+    def active(self, assignment: Mapping[str, object]) -> set[str]:
+        """Names of the parameters active under ``assignment`` (parents' values read from it;
+        a parent absent from it is inactive, and so are its children)."""
+        if not self.is_conditional:
+            return set(self._by_name)
+        out: set[str] = set()
+        for p in self._order:  # parents before children
+            c = p.condition
+            if c is None or (c.parent in out and _holds(c, assignment.get(c.parent))):
+                out.add(p.name)
+        return out
+
+    def prune(self, assignment: Mapping[str, ParamValue]) -> Assignment:
+        """``assignment`` without its inactive parameters (in parameter order)."""
+        active = self.active(assignment)
+        return {p.name: assignment[p.name] for p in self.parameters if p.name in active}
+
     def contains(self, assignment: Mapping[str, object]) -> bool:
-        """Whether ``assignment`` names exactly this space's parameters, each feasible."""
-        if set(assignment) != set(self._by_name):
+        """Whether ``assignment`` names exactly this space's active parameters, each feasible."""
+        if set(assignment) != self.active(assignment):
             return False
-        return all(p.contains(assignment[p.name]) for p in self.parameters)
+        return all(p.contains(assignment[p.name]) for p in self.parameters if p.name in assignment)
 
     def grid_size(self) -> int | None:
-        """Number of grid points, or None when some parameter is continuous."""
-        total = 1
+        """Number of grid points (active combinations only), or None when some parameter is
+        continuous."""
+        sizes = [p.grid_size() for p in self.parameters]
+        if any(size is None for size in sizes):
+            return None
+        if not self.is_conditional:
+            return math.prod(sizes)  # type: ignore[arg-type]
+        return self._count_active()
+
+    def _count_active(self) -> int:
+        """Active combinations, counted without listing them: branch only on the values of
+        parents that some condition names (every other value of a parent behaves alike and is
+        counted once with its multiplicity), multiply the sizes of the rest."""
+        parents = {p.condition.parent for p in self.parameters if p.condition is not None}
+        order = [p for p in self._order if p.name in parents]
+        named: dict[str, list[ParamValue]] = {name: [] for name in parents}
         for p in self.parameters:
-            size = p.grid_size()
-            if size is None:
-                return None
-            total *= size
-        return total
+            if p.condition is not None:
+                values = named[p.condition.parent]
+                values.extend(v for v in p.condition.values if v not in values)
+        leaves = [p for p in self.parameters if p.name not in parents]
+        other = object()  # any value of a parent that no condition names
+
+        def active(p: Parameter, assigned: Mapping[str, object]) -> bool:
+            c = p.condition
+            return c is None or (c.parent in assigned and _holds(c, assigned[c.parent]))
+
+        def count(i: int, assigned: dict[str, object]) -> int:
+            if i == len(order):
+                return math.prod(p.grid_size() or 0 for p in leaves if active(p, assigned))
+            p = order[i]
+            if not active(p, assigned):
+                return count(i + 1, assigned)
+            size = p.grid_size() or 0
+            total = 0
+            for value in named[p.name]:
+                assigned[p.name] = value
+                total += count(i + 1, assigned)
+            rest = size - len(named[p.name])
+            if rest > 0:
+                assigned[p.name] = other
+                total += rest * count(i + 1, assigned)
+            del assigned[p.name]
+            return total
+
+        return count(0, {})
 
     def grid(self) -> Iterator[Assignment]:
-        """Every grid point in row-major order of the parameters (the last varies fastest).
+        """Every grid point in row-major order of the parameters (the last varies fastest);
+        an inactive parameter takes no value (so each active combination comes once).
 
         Raises:
             SpaceError: a double parameter has no step.
         """
         axes = [p.grid_values() for p in self.parameters]
-        for combo in itertools.product(*axes):
-            yield dict(zip(self.names, combo, strict=True))
+        if not self.is_conditional:
+            for combo in itertools.product(*axes):
+                yield dict(zip(self.names, combo, strict=True))
+            return
+        yield from self._conditional_grid(0, {}, axes)
+
+    def _conditional_grid(
+        self, i: int, partial: dict[str, ParamValue], axes: list[tuple[ParamValue, ...]]
+    ) -> Iterator[Assignment]:
+        if i == len(self.parameters):
+            yield self.prune(partial)
+            return
+        p = self.parameters[i]
+        c = p.condition
+        # a parent may come later in the order: branch now, prune at the end (a child whose
+        # parent is declared after it is decided once the parent is)
+        if c is not None and c.parent in partial and not _holds(c, partial[c.parent]):
+            yield from self._conditional_grid(i + 1, partial, axes)
+            return
+        seen: set[tuple[object, ...]] = set()
+        for value in axes[i]:
+            partial[p.name] = value
+            for point in self._conditional_grid(i + 1, partial, axes):
+                key = tuple(point.items())
+                if key not in seen:
+                    seen.add(key)
+                    yield point
+        del partial[p.name]
 
     def parse_assignment(self, wire: Mapping[str, str]) -> Assignment:
-        """Typed assignment from wire strings; raises SpaceError on unknown/missing names."""
+        """Typed assignment from wire strings; raises SpaceError on unknown/missing names and
+        on values given for inactive parameters."""
         unknown = set(wire) - set(self._by_name)
         if unknown:
             raise SpaceError(f"unknown parameter(s) {sorted(unknown)}")
-        missing = set(self._by_name) - set(wire)
+        typed = {p.name: p.parse(wire[p.name]) for p in self.parameters if p.name in wire}
+        active = self.active(typed)
+        missing = active - set(wire)
         if missing:
             raise SpaceError(f"missing parameter(s) {sorted(missing)}")
-        return {p.name: p.parse(wire[p.name]) for p in self.parameters}
+        inactive = set(wire) - active
+        if inactive:
+            raise SpaceError(
+                f"parameter(s) {sorted(inactive)} given but inactive: "
+                + "; ".join(_describe(self._by_name[n]) for n in sorted(inactive))
+            )
+        return typed
 
     def format_assignment(self, assignment: Mapping[str, ParamValue]) -> dict[str, str]:
-        return {p.name: p.format(assignment[p.name]) for p in self.parameters}
+        return {
+            p.name: p.format(assignment[p.name]) for p in self.parameters if p.name in assignment
+        }
 
     def key(self, assignment: Mapping[str, ParamValue]) -> tuple[str, ...]:
-        """Hashable identity of an assignment (wire strings in parameter order)."""
-        return tuple(p.format(assignment[p.name]) for p in self.parameters)
+        """Hashable identity of an assignment (wire strings in parameter order, "" for an
+        absent, inactive parameter)."""
+        return tuple(
+            p.format(assignment[p.name]) if p.name in assignment else "" for p in self.parameters
+        )
+
+
+def _holds(condition: Condition, value: object) -> bool:
+    if value is None or isinstance(value, bool):
+        return False
+    return any(value == v and type(value) is not bool for v in condition.values)
+
+
+def _describe(p: Parameter) -> str:
+    c = p.condition
+    assert c is not None
+    return f"{p.name} needs {c.parent} in {list(c.values)}"
+
+
+def _parents_first(
+    parameters: tuple[Parameter, ...], by_name: Mapping[str, Parameter]
+) -> tuple[Parameter, ...]:
+    """The parameters with every parent before its children.
+
+    Raises:
+        SpaceError: a condition names an unknown parameter or itself, lists a value outside
+            its parent's space, or the conditions form a cycle.
+    """
+    for p in parameters:
+        c = p.condition
+        if c is None:
+            continue
+        if c.parent == p.name:
+            raise SpaceError(f"{p.name}: a parameter cannot be conditional on itself")
+        parent = by_name.get(c.parent)
+        if parent is None:
+            raise SpaceError(
+                f"{p.name}: the condition names {c.parent!r}, which is not a parameter "
+                f"(parameters: {', '.join(by_name)})"
+            )
+        for v in c.values:
+            if not parent.contains(v):
+                raise SpaceError(
+                    f"{p.name}: the condition value {v!r} is not a value of {c.parent}"
+                )
+    order: list[Parameter] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(p: Parameter, path: list[str]) -> None:
+        if state.get(p.name) == 2:
+            return
+        if state.get(p.name) == 1:
+            cycle = " -> ".join([*path[path.index(p.name) :], p.name])
+            raise SpaceError(f"the conditions form a cycle: {cycle}")
+        state[p.name] = 1
+        if p.condition is not None:
+            visit(by_name[p.condition.parent], [*path, p.name])
+        state[p.name] = 2
+        order.append(p)
+
+    for p in parameters:
+        visit(p, [])
+    return tuple(order)

@@ -75,6 +75,9 @@ class Objective:
     goal: float | None = None
     additional_metric_names: tuple[str, ...] = ()
     strategies: Mapping[str, MetricStrategy] = field(default_factory=dict)
+    constraints: tuple[str, ...] = ()
+    """Metrics that are constraints (a tunery extension): a trial is feasible when each is
+    reported, finite and <= 0. They are also among ``additional_metric_names``."""
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -93,6 +96,14 @@ class Objective:
         if self.type is ObjectiveType.MINIMIZE:
             return candidate < incumbent
         return candidate > incumbent
+
+    def constraint_values(self, metric: Callable[[str], float | None]) -> tuple[float, ...]:
+        """Each constraint's value from ``metric(name)`` (NaN when unavailable)."""
+        out = []
+        for name in self.constraints:
+            value = metric(name)
+            out.append(math.nan if value is None else float(value))
+        return tuple(out)
 
     def goal_reached(self, value: float | None) -> bool:
         if self.goal is None or value is None or math.isnan(value):
@@ -202,6 +213,17 @@ class TrialResult:
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
     """The trial's labels as the controller sent them (``TrialSpec.labels``), e.g. the ones an
     algorithm such as pbt set on its suggestions; not part of equality."""
+    constraint_values: tuple[float, ...] = ()
+    """The values of ``Objective.constraints`` in order (NaN when not reported)."""
+
+    @property
+    def violation(self) -> float:
+        """Total constraint violation: 0 when feasible, inf when a value is missing."""
+        return violation(self.constraint_values)
+
+    @property
+    def is_feasible(self) -> bool:
+        return self.violation == 0.0
 
     @property
     def is_completed_with_value(self) -> bool:
@@ -212,6 +234,22 @@ class TrialResult:
     @property
     def is_pending(self) -> bool:
         return self.condition.is_active
+
+
+def violation(values: Iterable[float | None]) -> float:
+    """Sum of the positive constraint values (<= 0 is feasible); inf when one is missing or
+    not finite (an unreported constraint never counts as met)."""
+    total = 0.0
+    for v in values:
+        if v is None or not math.isfinite(v):
+            return math.inf
+        total += max(0.0, float(v))
+    return total
+
+
+def is_feasible(values: Iterable[float | None]) -> bool:
+    """Whether every constraint value is reported, finite and <= 0."""
+    return violation(values) == 0.0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,12 @@ coordinate ``u`` in [0, 1] whose uniform distribution *is* the parameter's prior
 - discrete and categorical lists: cell ``i`` of ``n`` equal cells is value ``i`` (discrete
   values in ascending order, so the coordinate is ordinal; categorical in list order).
 
+Conditional spaces: every parameter keeps its coordinate. :meth:`SpaceEncoding.decode` drops
+the parameters that the decoded point makes inactive, :meth:`SpaceEncoding.encode` gives NaN
+for an inactive (absent) parameter, and the key holds None there; each model decides what an
+inactive coordinate means (tpe fits each coordinate on the trials where it was active, the GP
+imputes a constant, random/sobol/grid need nothing more).
+
 The module also owns the canonical identity of an assignment (:meth:`SpaceEncoding.key`):
 snapped typed values, so the same point written differently (``0.30000000000000004`` for a
 0.1-step grid value ``0.3``) is recognised as the same.
@@ -248,6 +254,7 @@ class SpaceEncoding:
         self.space = space
         self.dims = tuple(Dim.of(p) for p in space)
         self.size = space.grid_size()
+        self.conditional = space.is_conditional
 
     def __len__(self) -> int:
         return len(self.dims)
@@ -263,8 +270,24 @@ class SpaceEncoding:
         )
 
     def decode(self, u: Sequence[float] | np.ndarray) -> Assignment:
-        """Typed feasible assignment of a point of the unit cube (plain Python types)."""
-        return {d.name: d.decode(float(x)) for d, x in zip(self.dims, u, strict=True)}
+        """Typed feasible assignment of a point of the unit cube (plain Python types), without
+        the parameters it makes inactive."""
+        full = {d.name: d.decode(float(x)) for d, x in zip(self.dims, u, strict=True)}
+        return self.space.prune(full) if self.conditional else full
+
+    def is_valid(self, assignment: Mapping[str, object], unit: np.ndarray) -> bool:
+        """Whether ``assignment`` (encoded as ``unit``) is a point of the space: every active
+        coordinate finite, and no inactive parameter given."""
+        if not self.conditional:
+            return bool(np.all(np.isfinite(unit)))
+        active = self.space.active(assignment)
+        if set(assignment) != active:
+            return False
+        return all(
+            math.isfinite(float(x))
+            for d, x in zip(self.dims, unit, strict=True)
+            if d.name in active
+        )
 
     def key(self, assignment: Mapping[str, object]) -> Key:
         return tuple(d.canonical(assignment.get(d.name)) for d in self.dims)

@@ -9,6 +9,10 @@ flips minimised objectives). Acquisitions, each with an analytic gradient:
 - ``LOG_PI``: log probability of improvement;
 - ``UCB``: mean + kappa * std (scikit-optimize's LCB for a maximised score).
 
+Constraints (Gardner et al., 2014, as optuna's GPSampler): each constraint has its own GP and
+the acquisition adds ``log P(c <= 0)`` of every one (its probability of feasibility); while no
+trial is feasible the acquisition is that log probability alone.
+
 :func:`rank_candidates` evaluates a batch of quasi-random and incumbent-perturbed candidates
 (every feasible point when the space is small), refines the best few by L-BFGS-B on the
 relaxed columns alternated with a value-by-value search of the enumerated ones, and returns
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
@@ -84,22 +90,69 @@ def acquisition_values(
     return log_h(z)[0] + np.log(sigma)
 
 
+@dataclass(frozen=True)
+class ConstraintModel:
+    """A GP of one constraint's (standardised) values; feasible below ``threshold``."""
+
+    gp: GaussianProcess
+    threshold: float
+
+    def log_feasible(self, c: np.ndarray) -> np.ndarray:
+        mean, var = self.gp.posterior(c)
+        return scipy.special.log_ndtr((self.threshold - mean) / np.sqrt(var))
+
+    def log_feasible_with_grad(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, var, dmean, dvar = self.gp.posterior_with_grad(c)
+        sigma = np.sqrt(var)
+        dsigma = dvar / (2.0 * sigma[:, None])
+        z = (self.threshold - mean) / sigma
+        dz = (-dmean - z[:, None] * dsigma) / sigma[:, None]
+        value, slope = log_ndtr_with_slope(z)
+        return value, slope[:, None] * dz
+
+
 class Acquisition:
-    """One acquisition function of one GP (fantasies included) for a maximised score."""
+    """One acquisition function of one GP (fantasies included) for a maximised score, times
+    the probability of feasibility of ``constraints`` (the objective term is left out when
+    ``feasible_seen`` is False: nothing feasible to improve on yet)."""
 
     def __init__(
-        self, gp: GaussianProcess, kind: AcquisitionKind, best: float, kappa: float = 1.96
+        self,
+        gp: GaussianProcess,
+        kind: AcquisitionKind,
+        best: float,
+        kappa: float = 1.96,
+        constraints: Sequence[ConstraintModel] = (),
+        feasible_seen: bool = True,
     ) -> None:
         self.gp = gp
         self.kind = kind
         self.best = best
         self.kappa = kappa
+        self.constraints = tuple(constraints)
+        self.use_objective = feasible_seen or not self.constraints
 
     def __call__(self, c: np.ndarray) -> np.ndarray:
-        mean, var = self.gp.posterior(c)
-        return acquisition_values(self.kind, mean, np.sqrt(var), self.best, self.kappa)
+        if self.use_objective:
+            mean, var = self.gp.posterior(c)
+            total = acquisition_values(self.kind, mean, np.sqrt(var), self.best, self.kappa)
+        else:
+            total = np.zeros(len(c))
+        for model in self.constraints:
+            total = total + model.log_feasible(c)
+        return total
 
     def with_grad(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.use_objective:
+            value, grad = self._objective_with_grad(c)
+        else:
+            value, grad = np.zeros(len(c)), np.zeros(c.shape)
+        for model in self.constraints:
+            v, g = model.log_feasible_with_grad(c)
+            value, grad = value + v, grad + g
+        return value, grad
+
+    def _objective_with_grad(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, var, dmean, dvar = self.gp.posterior_with_grad(c)
         sigma = np.sqrt(var)
         dsigma = dvar / (2.0 * sigma[:, None])
@@ -162,13 +215,16 @@ def _coordinate_search(
             continue
         trial = np.repeat(points, len(choices), axis=0)
         trial[:, j] = np.tile(choices, len(points))
+        if cube.conditional:  # a new parent value changes which columns are imputed
+            cube.impute(trial)
         scores = acq(trial).reshape(len(points), len(choices))
         best = np.argmax(scores, axis=1)
         best_scores = scores[np.arange(len(points)), best]
         better = best_scores > values + 1e-12
         if better.any():
             changed = True
-            points[better, j] = choices[best[better]]
+            moved = trial.reshape(len(points), len(choices), -1)
+            points[better] = moved[np.flatnonzero(better), best[better]]
             values[better] = best_scores[better]
     return points, values, changed
 

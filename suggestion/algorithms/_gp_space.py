@@ -14,6 +14,11 @@ Private helper of ``suggestion.algorithms.bayesian``. One column per parameter:
 :meth:`UnitCube.snap` moves any point onto the nearest encoded feasible point and
 :meth:`UnitCube.decode` turns one into an assignment of typed values (steps via
 :meth:`tunery.space.Parameter.snap`, ints as ``int``), so ``encode(decode(u)) == snap(u)``.
+
+Conditional spaces: an inactive parameter's column is imputed with a constant (the centre 0.5
+for numeric columns, -1, a category of its own, for categoricals), both when a trial is
+encoded and whenever a candidate is snapped, so the GP compares trials on the parameters they
+share and sees "inactive" as one more value; :meth:`UnitCube.decode` drops inactive parameters.
 """
 
 from __future__ import annotations
@@ -178,11 +183,26 @@ class UnitCube:
         )
         self.enumerated = np.flatnonzero(~self.relaxed)
         self.finite_size = space.grid_size()
+        self.conditional = space.is_conditional
+        self.imputed = np.array([-1.0 if cat else 0.5 for cat in self.is_cat])
+        index = {c.param.name: j for j, c in enumerate(self.columns)}
+        # (column, parent column, allowed parent values), parents before children
+        self._conditions = [
+            (index[p.name], index[p.condition.parent], p.condition.values)
+            for p in space.parents_first
+            if p.condition is not None
+        ]
 
     def encode(self, assignment: Mapping[str, object]) -> np.ndarray | None:
         """Encoded row of an assignment, or None if some value cannot be placed."""
         row = np.empty(self.dim)
+        active = self.space.active(assignment) if self.conditional else None
         for j, column in enumerate(self.columns):
+            if active is not None and column.param.name not in active:
+                if column.param.name in assignment:
+                    return None
+                row[j] = self.imputed[j]
+                continue
             if column.param.name not in assignment:
                 return None
             u = column.encode(assignment[column.param.name])
@@ -196,10 +216,27 @@ class UnitCube:
         out = np.empty_like(u, dtype=float)
         for j, column in enumerate(self.columns):
             out[:, j] = column.snap(u[:, j])
+        if self.conditional:
+            self.impute(out)
         return out
 
+    def impute(self, u: np.ndarray) -> None:
+        """Set, in place, the columns that each (snapped) row makes inactive to their
+        imputed constant."""
+        active = np.ones(u.shape, dtype=bool)
+        for j, parent, allowed in self._conditions:
+            column = self.columns[parent]
+            if column.kind is ColumnKind.CONTINUOUS:
+                values = [column.decode(float(x)) for x in u[:, parent]]
+            else:
+                values = [column.value_of_index(int(k)) for k in column.index_of(u[:, parent])]
+            holds = np.array([v in allowed for v in values], dtype=bool)
+            active[:, j] = active[:, parent] & holds
+        u[~active] = np.broadcast_to(self.imputed, u.shape)[~active]
+
     def decode(self, row: np.ndarray) -> Assignment:
-        return {c.param.name: c.decode(float(u)) for c, u in zip(self.columns, row, strict=True)}
+        full = {c.param.name: c.decode(float(u)) for c, u in zip(self.columns, row, strict=True)}
+        return self.space.prune(full) if self.conditional else full
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """Snapped points from uniform [0, 1) samples (categoricals: index = floor(u K))."""
@@ -224,4 +261,8 @@ class UnitCube:
     def enumerate_all(self) -> np.ndarray:
         """Every feasible encoded point (only for finite spaces; the caller bounds the size)."""
         axes = [c.choices() for c in self.columns]
-        return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, self.dim)
+        points = np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, self.dim)
+        if self.conditional:
+            self.impute(points)
+            points = np.unique(points, axis=0)
+        return points

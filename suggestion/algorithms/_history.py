@@ -4,7 +4,8 @@ Called by the algorithm modules. :class:`TrialCache` turns ``SuggestRequest.tria
 unit-cube rows (:mod:`suggestion.algorithms._encoding`), objective values in minimisation
 form and the set of canonical keys of every existing trial. A request with N known and k new
 or changed trials costs O(k) encoding work: the leading trials that are the very same objects
-as last time keep their rows. The result never depends on what was cached.
+as last time keep their rows. The result never depends on what was cached. Each completed
+trial's total constraint violation (0 when feasible) rides along for the constrained models.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class History:
         x_pending: np.ndarray,
         n_trials: int,
         settled: int,
+        violations: np.ndarray | None = None,
     ) -> None:
         self.keys = keys
         self.x_completed = x_completed  # (n, d) unit coordinates
@@ -49,6 +51,13 @@ class History:
         self.x_pending = x_pending  # (m, d)
         self.n_trials = n_trials
         self.settled = settled
+        # (n,) total constraint violation of each completed row: 0 feasible, inf unknown
+        self.violations = np.zeros(len(losses)) if violations is None else violations
+
+    @property
+    def constrained(self) -> bool:
+        """Whether some completed trial is infeasible (the models then rank by feasibility)."""
+        return bool(np.any(self.violations > 0))
 
 
 @dataclass
@@ -80,6 +89,7 @@ class TrialCache:
         self._loss = np.empty(0)  # NaN unless completed with a finite value
         self._pending = np.empty(0, dtype=bool)
         self._valid = np.empty(0, dtype=bool)
+        self._viol = np.empty(0)
         self._sign = 1.0
 
     def _row(self, trial: TrialResult) -> _Row:
@@ -92,7 +102,7 @@ class TrialCache:
                 trial.assignment,
                 self.encoding.key(trial.assignment),
                 unit,
-                bool(np.all(np.isfinite(unit))),
+                self.encoding.is_valid(trial.assignment, unit),
             )
             if trial.name:
                 self._by_name[trial.name] = row
@@ -123,6 +133,7 @@ class TrialCache:
             self._loss = _grow(self._loss, capacity)
             self._pending = _grow(self._pending, capacity)
             self._valid = _grow(self._valid, capacity)
+            self._viol = _grow(self._viol, capacity)
         for i in range(first_change, n):
             trial = trials[i]
             row = self._row(trial)
@@ -131,6 +142,7 @@ class TrialCache:
             self._unit[i] = row.unit
             self._valid[i] = row.valid
             self._pending[i] = trial.is_pending
+            self._viol[i] = trial.violation
             value = trial.value if trial.is_completed_with_value else None
             if value is not None and math.isfinite(value) and row.valid:
                 self._loss[i] = sign * float(value)
@@ -162,6 +174,7 @@ class TrialCache:
             x_pending=self._unit[:n][pending],
             n_trials=n,
             settled=int(completed[:first_pending].sum()),
+            violations=self._viol[:n][completed],
         )
 
 

@@ -17,6 +17,13 @@ them in vectorised numpy; it copies no code):
 - pending trials and the batch's earlier picks join the bad group ("constant liar"), so a
   batch spreads out instead of repeating the best point.
 
+Conditional spaces (univariate only; multivariate-tpe refuses them): each coordinate's
+mixtures are fitted on the trials of its group where the parameter was active (optuna's rule),
+so an inactive parameter contributes no kernel; a coordinate with no such trial has the prior
+kernel alone. Constraints (optuna's ``constraints_func`` rule): when some completed trial is
+infeasible, trials are ranked feasible first (by loss), then infeasible ones by their total
+violation, and the good group is the head of that ranking.
+
 Ints and stepped doubles are scored by the probability mass of their whole cell, so the
 discrete kernels match the grid exactly; numeric coordinates are continuous otherwise.
 """
@@ -286,6 +293,51 @@ def split(losses: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(good), np.flatnonzero(~good)
 
 
+class PerDimensionParzen:
+    """Univariate TPE's mixtures for a conditional space: one :class:`ParzenEstimator` per
+    coordinate, fitted on the rows where that coordinate is set (not NaN)."""
+
+    def __init__(self, x: np.ndarray, dims: Sequence[Dim], *, prior_weight: float) -> None:
+        self.dims = dims
+        self.parts = []
+        for j, dim in enumerate(dims):
+            col = x[:, j]
+            self.parts.append(
+                ParzenEstimator(
+                    col[np.isfinite(col)][:, None],
+                    [dim],
+                    prior_weight=prior_weight,
+                    multivariate=False,
+                )
+            )
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.hstack([part.sample(rng, size) for part in self.parts])
+
+    def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
+        out = np.empty(cand.u.shape)
+        for j, part in enumerate(self.parts):
+            one = Candidates(
+                cand.u[:, j : j + 1],
+                {0: cand.cells[j]} if j in cand.cells else {},
+                {0: cand.categories[j]} if j in cand.categories else {},
+            )
+            out[:, j] = part.log_density_per_dim(one)[:, 0]
+        return out
+
+
+def feasibility_split(
+    losses: np.ndarray, violations: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`split` with constraints: feasible trials (violation 0) first by loss, then the
+    infeasible ones by violation; the first ``k`` of that order are the good group."""
+    feasible = violations <= 0
+    primary = np.where(feasible, 0.0, violations)
+    secondary = np.where(feasible, losses, 0.0)
+    order = np.lexsort((np.arange(len(losses)), secondary, primary))
+    return np.sort(order[:k]), np.sort(order[k:])
+
+
 def tpe_suggest(
     encoding: SpaceEncoding,
     history: History,
@@ -305,17 +357,25 @@ def tpe_suggest(
             return startup(count)
         return fill_distinct(encoding, count, history.keys, rng)
     dims = encoding.dims
-    below, above = split(losses, n_below(n, config.gamma))
-    good = ParzenEstimator(
-        x[below], dims, prior_weight=config.prior_weight, multivariate=config.multivariate
-    )
+    k = n_below(n, config.gamma)
+    if history.constrained:
+        below, above = feasibility_split(losses, history.violations, k)
+    else:
+        below, above = split(losses, k)
+
+    def mixture(points: np.ndarray) -> ParzenEstimator | PerDimensionParzen:
+        if encoding.conditional and not config.multivariate:
+            return PerDimensionParzen(points, dims, prior_weight=config.prior_weight)
+        return ParzenEstimator(
+            points, dims, prior_weight=config.prior_weight, multivariate=config.multivariate
+        )
+
+    good = mixture(x[below])
     bad_points = np.vstack([x[above], history.x_pending])
     chosen: list[Assignment] = []
     taken: set[Key] = set()
     for _ in range(count):
-        bad = ParzenEstimator(
-            bad_points, dims, prior_weight=config.prior_weight, multivariate=config.multivariate
-        )
+        bad = mixture(bad_points)
         pick = _best_candidate(encoding, good, bad, rng, config, history.keys, taken)
         if pick is None:
             break
@@ -336,8 +396,8 @@ def tpe_suggest(
 
 def _best_candidate(
     encoding: SpaceEncoding,
-    good: ParzenEstimator,
-    bad: ParzenEstimator,
+    good: ParzenEstimator | PerDimensionParzen,
+    bad: ParzenEstimator | PerDimensionParzen,
     rng: np.random.Generator,
     config: TpeConfig,
     seen: Collection[Key],
@@ -346,6 +406,7 @@ def _best_candidate(
     """The unused candidate with the best ``log l - log g``, or None if all are used."""
     cand = prepare(encoding.dims, good.sample(rng, config.n_candidates))
     if config.multivariate:
+        assert isinstance(good, ParzenEstimator) and isinstance(bad, ParzenEstimator)
         scores = good.log_density(cand) - bad.log_density(cand)
         ranking = np.argsort(-scores, kind="stable")
         first = encoding.decode(cand.u[ranking[0]])

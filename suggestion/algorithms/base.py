@@ -174,6 +174,17 @@ class Algorithm(abc.ABC):
         return derive_seed(self.settings.random_state, request.experiment_name)
 
 
+def refuse_conditional(algorithm: str, space: SearchSpace, hint: str) -> None:
+    """Raise :class:`UnsupportedSpaceError` naming the conditional parameters of ``space``
+    (for algorithms whose model needs every parameter in every trial)."""
+    conditional = [p.name for p in space if p.condition is not None]
+    if conditional:
+        raise UnsupportedSpaceError(
+            f"{algorithm} does not support conditional parameters "
+            f"({', '.join(conditional)}); {hint}"
+        )
+
+
 def parse_settings(
     settings_type: type[AlgorithmSettings],
     raw: Mapping[str, str] | Iterable[tuple[str, str]],

@@ -40,6 +40,12 @@ to 30, then on a schedule (about every 7% growth of the history) on the history'
 to that point; between refits a request only refactorises the kernel. Beyond 400 completed
 trials the GP sees the best 200 and the 200 most recent, so latency stays bounded.
 
+Constraints (``Objective.constraints``, a tunery extension): one GP per constraint on the
+trials that reported it, and the acquisition is multiplied by the probability that every
+constraint is met (``_gp_acq``); the incumbent is the best feasible trial, and while none is
+feasible the search maximises the probability of feasibility alone. Tree ensembles have no
+feasibility model: infeasible trials rank below every feasible one.
+
 Objective values: minimised objectives are negated into a maximised score; NaN and infinite
 values count as the worst finite value seen (so the search avoids where they happened);
 failed, killed and metrics-unavailable trials only block their points from being proposed
@@ -68,6 +74,7 @@ from suggestion.algorithms._gp import GaussianProcess, KernelParams, fit_kernel_
 from suggestion.algorithms._gp_acq import (
     Acquisition,
     AcquisitionKind,
+    ConstraintModel,
     rank_candidates,
     sobol_engine,
 )
@@ -151,6 +158,13 @@ class _History:
     x: np.ndarray
     score: np.ndarray
     pending: np.ndarray
+    constraints: np.ndarray  # (n, m) constraint values, NaN where not reported
+
+    @property
+    def feasible(self) -> np.ndarray:
+        """(n,) whether each completed trial met every constraint (all True without any)."""
+        c = self.constraints
+        return np.all(np.isfinite(c) & (c <= 0), axis=1)
 
 
 class _EncodedRows:
@@ -187,6 +201,8 @@ def _history(request: SuggestRequest, rows_of: _EncodedRows) -> _History:
     encode = rows_of.row
     rows: list[np.ndarray] = []
     scores: list[float] = []
+    constraints: list[tuple[float, ...]] = []
+    m = len(request.objective.constraints)
     pending: list[np.ndarray] = []
     for trial in request.trials:
         if trial.is_completed_with_value:
@@ -195,6 +211,8 @@ def _history(request: SuggestRequest, rows_of: _EncodedRows) -> _History:
                 rows.append(row)
                 assert trial.value is not None
                 scores.append(sign * float(trial.value))
+                values = trial.constraint_values
+                constraints.append(values if len(values) == m else (np.nan,) * m)
         elif trial.is_pending:
             row = encode(trial)
             if row is not None:
@@ -205,7 +223,30 @@ def _history(request: SuggestRequest, rows_of: _EncodedRows) -> _History:
         np.array(rows).reshape(-1, dim),
         np.array(scores, dtype=float),
         np.array(pending).reshape(-1, dim),
+        np.array(constraints, dtype=float).reshape(len(scores), m),
     )
+
+
+def constraint_models(
+    x: np.ndarray, values: np.ndarray, is_cat: np.ndarray
+) -> list[ConstraintModel]:
+    """One GP per constraint, fitted on the trials that reported it (standardised; feasible
+    below the standardised 0). A constraint reported by fewer than two trials, or constant,
+    gets no model (it cannot tell regions apart yet)."""
+    models = []
+    for j in range(values.shape[1]):
+        c = values[:, j]
+        seen = np.isfinite(c)
+        if seen.sum() < _MIN_OBSERVATIONS:
+            continue
+        mean, sd = float(np.mean(c[seen])), float(np.std(c[seen]))
+        if sd < 1e-12 * max(1.0, abs(mean)):
+            continue
+        xs, ys = np.ascontiguousarray(x[seen]), (c[seen] - mean) / sd
+        params = fit_kernel_params(xs, ys, is_cat)
+        gp = GaussianProcess(xs, ys, is_cat, params, prior_mean=0.0)
+        models.append(ConstraintModel(gp, (0.0 - mean) / sd))
+    return models
 
 
 def standardize(score: np.ndarray) -> np.ndarray:
@@ -261,6 +302,8 @@ class _GPProposer:
         settings: BayesianOptimizationSettings,
         best: float,
         incumbents: np.ndarray,
+        constraints: Sequence[ConstraintModel] = (),
+        feasible_seen: bool = True,
     ) -> None:
         self.gp = gp
         self.cube = cube
@@ -268,9 +311,17 @@ class _GPProposer:
         self.local = settings.acq_optimizer != "sampling"
         self.best = best
         self.incumbents = incumbents
+        self.constraints = constraints
+        self.feasible_seen = feasible_seen
 
     def ranked(self, rng: np.random.Generator) -> np.ndarray:
-        acq = Acquisition(self.gp, self.kind, self.best)
+        acq = Acquisition(
+            self.gp,
+            self.kind,
+            self.best,
+            constraints=self.constraints,
+            feasible_seen=self.feasible_seen,
+        )
         points, _ = rank_candidates(acq, self.cube, rng, self.incumbents, local=self.local)
         return points
 
@@ -390,6 +441,8 @@ class BayesianOptimization(Algorithm):
         rng: np.random.Generator,
     ) -> Proposer:
         y = standardize(history.score)
+        if history.constraints.shape[1]:  # rank feasible trials first for the incumbents
+            y = np.where(history.feasible, y, np.min(y) - 1.0)
         ranked_x = history.x[np.argsort(-y, kind="stable")]
         _, first = np.unique(ranked_x, axis=0, return_index=True)
         top = ranked_x[np.sort(first)[:_N_INCUMBENTS]]  # best distinct observed points
@@ -402,7 +455,7 @@ class BayesianOptimization(Algorithm):
             return EnsembleProposer(
                 cube,
                 history.x,
-                y,
+                y,  # infeasible trials ranked below every feasible one (no feasibility model)
                 fantasies,
                 self.settings.base_estimator,
                 _ACQ_KIND[self.settings.acq_func],
@@ -413,7 +466,12 @@ class BayesianOptimization(Algorithm):
         params = self._fitted_params(history.x, history.score, cube.is_cat)
         x, y = history.x[keep], standardize(history.score[keep])
         gp = GaussianProcess(x, y, cube.is_cat, params, prior_mean=float(np.min(y)))
-        proposer = _GPProposer(gp, cube, self.settings, float(np.max(y)), top)
+        feasible = history.feasible[keep]
+        models = constraint_models(history.x[keep], history.constraints[keep], cube.is_cat)
+        best = float(np.max(y[feasible])) if feasible.any() else float(np.min(y))
+        proposer = _GPProposer(
+            gp, cube, self.settings, best, top, models, feasible_seen=bool(feasible.any())
+        )
         for row in fantasies:
             proposer.add(row)
         return proposer

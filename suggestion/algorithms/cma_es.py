@@ -5,6 +5,8 @@ the ``cmaes`` package: ``CMA`` for numeric spaces, ``CatCMA`` when categorical p
 present (they are then modelled as categorical distributions, not as arbitrary orderings).
 Ints, stepped doubles and discrete lists live in the continuous part through the shared
 unit-cube encoding (:mod:`suggestion.algorithms._encoding`) and are snapped on decoding.
+Conditional spaces are refused at validation (a fixed-dimension search distribution cannot be
+told trials that lack a coordinate).
 
 Stateless by contract: the optimiser is rebuilt by replaying the completed trials in request
 order (the controller sends trials in creation order), telling one generation per
@@ -40,6 +42,7 @@ from suggestion.algorithms.base import (
     InvalidSettingsError,
     SuggestRequest,
     UnsupportedSpaceError,
+    refuse_conditional,
 )
 from tunery.space import Assignment, ParameterType, SearchSpace
 from tunery.trials import Objective, TrialResult
@@ -126,6 +129,7 @@ class CmaEs(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
+        refuse_conditional("cmaes", space, "use tpe, bayesianoptimization, random, sobol or grid")
         numeric = sum(p.type in (ParameterType.DOUBLE, ParameterType.INT) for p in space)
         if numeric < 2:
             raise UnsupportedSpaceError(

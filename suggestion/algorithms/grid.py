@@ -11,6 +11,11 @@ than requested it raises :class:`SpaceExhaustedError`. Validation follows Katib:
 without a step and ``maxTrialCount`` above the number of combinations are rejected; beyond
 Katib, a grid whose parameters have more than :data:`MAX_GRID_VALUES` values together is
 rejected from its arithmetic size, before anything is listed.
+
+Conditional spaces: the grid holds each *active* combination once (an inactive parameter takes
+no value, so ``optimizer=adam`` is not repeated for every momentum of ``sgd``). Such a grid is
+listed in memory in the same row-major order, so its full product is capped at
+:data:`MAX_CONDITIONAL_PRODUCT` points.
 """
 
 from __future__ import annotations
@@ -69,6 +74,26 @@ listed in memory (their product never is), so a larger grid (a step of 1e-12 ove
 refused from its sizes, computed arithmetically, before anything is enumerated."""
 
 
+MAX_CONDITIONAL_PRODUCT = 1_000_000
+"""Largest product of the axes of a conditional grid (it is listed point by point)."""
+
+
+def _combinations(space: SearchSpace) -> int:
+    """Number of grid points (active combinations of a conditional space)."""
+    product = math.prod(_axis_sizes(space))
+    if not space.is_conditional:
+        return product
+    if product > MAX_CONDITIONAL_PRODUCT:
+        raise UnsupportedSpaceError(
+            f"a conditional grid is listed point by point and its parameters' values may "
+            f"combine into at most {MAX_CONDITIONAL_PRODUCT} points ({product} here); use "
+            "larger steps or another algorithm"
+        )
+    size = space.grid_size()
+    assert size is not None
+    return size
+
+
 def _axis_sizes(space: SearchSpace) -> list[int]:
     """Number of grid values of each parameter, computed without listing them.
 
@@ -110,6 +135,8 @@ class GridSearch(Algorithm):
         self._order: list[int] = []  # the first grid indices in visiting order (shuffled)
         self._axis_index: list[dict[ParamValue, int]] = []
         self._positions: dict[Key, int] = {}
+        self._points: list[Assignment] | None = None  # a conditional grid, listed
+        self._point_index: dict[Key, int] = {}
 
     @classmethod
     def validate(
@@ -119,7 +146,7 @@ class GridSearch(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
-        combinations = math.prod(_axis_sizes(space))
+        combinations = _combinations(space)
         if max_trial_count is not None and max_trial_count > combinations:
             raise InvalidSettingsError(
                 f"Max Trial Count: {max_trial_count} > all possible search combinations: "
@@ -134,7 +161,11 @@ class GridSearch(Algorithm):
             self._axes = [p.grid_values() for p in request.space]
             self._axis_index = [{v: i for i, v in enumerate(a)} for a in self._axes]
             self._positions = {}
-            size = math.prod(len(a) for a in self._axes)
+            self._points = None
+            if request.space.is_conditional:
+                self._points = list(request.space.grid())
+                self._point_index = {encoding.key(a): i for i, a in enumerate(self._points)}
+            size = self._size()
             self._order = []
             self._shuffle = None
             if self.settings.random_state is not None:
@@ -142,7 +173,7 @@ class GridSearch(Algorithm):
         used = self._used_indices(self._trials.keys(request))
         names = request.space.names
         radices = [len(a) for a in self._axes]
-        size = math.prod(radices)
+        size = self._size()
         out: list[Assignment] = []
         position = 0
         while len(out) < request.count and position < size:
@@ -157,6 +188,11 @@ class GridSearch(Algorithm):
             )
         return out
 
+    def _size(self) -> int:
+        if self._points is not None:
+            return len(self._points)
+        return math.prod(len(a) for a in self._axes)
+
     def _index_at(self, position: int) -> int:
         """The grid index visited at ``position`` (row-major, or the seeded shuffle)."""
         if self._shuffle is None:
@@ -167,6 +203,8 @@ class GridSearch(Algorithm):
 
     def _used_indices(self, keys: set[Key]) -> set[int]:
         """Grid indices of the trials' assignments (assignments off the grid are ignored)."""
+        if self._points is not None:
+            return {self._point_index[k] for k in keys if k in self._point_index}
         positions: dict[Key, int] = {}
         for key in keys:
             index = self._positions.get(key)
@@ -183,6 +221,8 @@ class GridSearch(Algorithm):
         return {i for i in positions.values() if i >= 0}
 
     def _point(self, index: int, radices: list[int], names: tuple[str, ...]) -> Assignment:
+        if self._points is not None:
+            return dict(self._points[index])
         values: list[ParamValue] = []
         for axis, radix in zip(reversed(self._axes), reversed(radices), strict=True):
             index, digit = divmod(index, radix)

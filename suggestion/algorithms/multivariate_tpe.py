@@ -5,7 +5,9 @@ engine as ``tpe`` (:mod:`suggestion.algorithms._parzen`) with optuna's multivari
 kernel is drawn once per candidate for every coordinate and candidates are scored by the joint
 mixture, so correlated parameters are modelled together. Bandwidths are the neighbour rule of
 the univariate TPE, as in optuna 5.1 (earlier optuna used Scott's rule here). Settings as Katib's
-optuna service: ``n_startup_trials``, ``n_ei_candidates``, ``random_state``.
+optuna service: ``n_startup_trials``, ``n_ei_candidates``, ``random_state``. A joint mixture
+has no meaning for a parameter absent from some trials, so conditional spaces are refused at
+validation (use ``tpe``, which models each parameter over the trials where it was active).
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from suggestion.algorithms.base import AlgorithmSettings, InvalidSettingsError
+from suggestion.algorithms.base import (
+    AlgorithmSettings,
+    InvalidSettingsError,
+    refuse_conditional,
+)
 from suggestion.algorithms.tpe import DEFAULT_EI_CANDIDATES, DEFAULT_STARTUP_TRIALS, Tpe
+from tunery.space import SearchSpace
+from tunery.trials import Objective
 
 
 @dataclass(frozen=True)
@@ -44,3 +52,13 @@ class MultivariateTpe(Tpe):
     name = "multivariate-tpe"
     settings_type: ClassVar[type[AlgorithmSettings]] = MultivariateTpeSettings
     multivariate: ClassVar[bool] = True
+
+    @classmethod
+    def validate(
+        cls,
+        space: SearchSpace,
+        objective: Objective,
+        settings: AlgorithmSettings,
+        max_trial_count: int | None = None,
+    ) -> None:
+        refuse_conditional(cls.name, space, "use tpe, which models conditional parameters")

@@ -88,6 +88,24 @@ SPACES: dict[str, SearchSpace] = {
             Parameter.double("mom", 0.5, 0.99, step=0.01, distribution=D.NORMAL),
         )
     ),
+    "conditional": SearchSpace(
+        (
+            Parameter.categorical("opt", ["sgd", "adam", "lbfgs"]),
+            Parameter.double("mom", 0.0, 0.99).when("opt", "sgd"),
+            Parameter.categorical("nesterov", ["yes", "no"]).when("opt", "sgd"),
+            Parameter.double("beta1", 0.8, 0.999, distribution=D.LOG_UNIFORM).when("opt", "adam"),
+            Parameter.double("lr", 1e-4, 0.1, distribution=D.LOG_UNIFORM),
+        )
+    ),
+    "conditional-stepped": SearchSpace(
+        (
+            Parameter.integer("depth", 1, 3).when("model", "tree"),
+            Parameter.categorical("model", ["tree", "linear"]),
+            Parameter.discrete("alpha", [0.1, 1.0, 10.0]).when("model", "linear"),
+            Parameter.integer("leaf", 1, 4, step=1).when("depth", 2, 3),
+            Parameter.double("lr", 0.1, 1.0, step=0.3),
+        )
+    ),
     "mixed-stepped": SearchSpace(
         (
             Parameter.double("lr", 0.1, 1.0, step=0.3),
@@ -106,7 +124,8 @@ MAX = Objective(ObjectiveType.MAXIMIZE, "accuracy")
 
 
 def sample(space: SearchSpace, rng: random.Random) -> Assignment:
-    """A feasible assignment drawn independently of the code under test."""
+    """A feasible assignment drawn independently of the code under test (the parameters it
+    makes inactive left out)."""
     out: Assignment = {}
     for p in space:
         if p.type in (ParameterType.DISCRETE, ParameterType.CATEGORICAL):
@@ -118,13 +137,15 @@ def sample(space: SearchSpace, rng: random.Random) -> Assignment:
         else:
             x = rng.uniform(p.low, p.high)
         out[p.name] = p.snap(x)
-    return out
+    return space.prune(out)
 
 
 def score(space: SearchSpace, a: Assignment) -> float:
     """A deterministic objective over any space: normalised numbers plus list positions."""
     total = 0.0
     for p in space:
+        if p.name not in a:  # inactive
+            continue
         v = a[p.name]
         if p.type in (ParameterType.DISCRETE, ParameterType.CATEGORICAL):
             total += p.values.index(v) / len(p.values)
@@ -205,8 +226,10 @@ def request(
 def assert_valid(space: SearchSpace, out: list[Assignment], count: int) -> None:
     assert len(out) == count
     for a in out:
-        assert set(a) == set(space.names)
+        assert set(a) == space.active(a), "inactive parameters given or active ones missing"
         for p in space:
+            if p.name not in a:
+                continue
             v = a[p.name]
             if p.type is ParameterType.INT:
                 assert type(v) is int, (p.name, v)

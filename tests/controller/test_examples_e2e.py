@@ -59,6 +59,7 @@ def test_algorithm_examples(tmp_path: Path, path: Path) -> None:
         ("quickstart/experiment.yaml", "loss"),
         ("metrics-collector/custom-regex.yaml", "loss"),
         ("metrics-collector/json-file.yaml", "accuracy"),
+        ("search-spaces/experiment.yaml", "memory_over_gb"),
     ],
 )
 def test_collector_examples(tmp_path: Path, relative: str, metric: str) -> None:

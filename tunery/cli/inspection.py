@@ -107,13 +107,20 @@ def _trial_rows(store: Any, name: str, spec: dict[str, Any]) -> list[dict[str, A
 def _row_maker(spec: dict[str, Any]) -> Any:
     """A function from a trial record to its JSON row (see :func:`_trial_rows`)."""
     from controller.reconcile import objective_from_spec
-    from controller.status import trial_objective_value
+    from controller.status import trial_is_feasible, trial_objective_value
     from tunery.trials import MetricSummary
 
     objective = objective_from_spec(spec)
     types = parameter_types(spec)
 
     def row(t: Any) -> dict[str, Any]:
+        out = _plain_row(t)
+        if objective.constraints:  # only experiments with constraints have the key
+            reported = bool((t.observation or {}).get("metrics"))
+            out["feasible"] = trial_is_feasible(t, objective) if reported else None
+        return out
+
+    def _plain_row(t: Any) -> dict[str, Any]:
         metrics = (t.observation or {}).get("metrics", [])
         values = {
             m["name"]: number(
@@ -267,15 +274,7 @@ def trials(
         *(f"{m}({objective.strategy(m)})" for m in metric_names),
         *param_names,
     ]
-    cells = [
-        [
-            r["name"],
-            shown_status(r),
-            *(rounded(r["values"].get(m)) for m in metric_names),
-            *(rounded(r["parameters"].get(p)) for p in param_names),
-        ]
-        for r in rows
-    ]
+    cells = _cells(rows, metric_names, param_names)
     click.echo(table(headers, cells, right=range(2, 2 + len(metric_names))))
     problems = [r for r in rows if r["condition"] in ("Failed", "MetricsUnavailable", "Killed")]
     for r in problems:
@@ -343,7 +342,8 @@ _PROBLEMS = ("Failed", "MetricsUnavailable", "Killed")
 
 def shown_status(row: Mapping[str, Any]) -> str:
     """The STATUS cell: the condition, marked for warm-start trials (imported results, never
-    run) and for enqueued ones still waiting in the queue."""
+    run), for enqueued ones still waiting in the queue, and for trials that break a
+    constraint."""
     from tunery.seeding import ENQUEUED_LABEL, WARM_START_LABEL
 
     labels = row.get("labels") or {}
@@ -351,6 +351,8 @@ def shown_status(row: Mapping[str, Any]) -> str:
         return f"{row['condition']} (warm start)"
     if labels.get(ENQUEUED_LABEL) == "true" and row["condition"] == "Created":
         return "Created (enqueued)"
+    if row.get("feasible") is False:
+        return f"{row['condition']} (infeasible)"
     return str(row["condition"])
 
 

@@ -36,11 +36,12 @@ trials, not here). Algorithm and early-stopping settings are validated by their 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -90,8 +91,16 @@ from tunery.experiment.template import (
     TrialParameterSpec,
     TrialTemplate,
     looks_like_meta_reference,
+    scan_placeholders,
 )
-from tunery.space import Distribution, Parameter, ParameterType, SearchSpace, SpaceError
+from tunery.space import (
+    Condition,
+    Distribution,
+    Parameter,
+    ParameterType,
+    SearchSpace,
+    SpaceError,
+)
 from tunery.trials import MetricStrategy, Objective, ObjectiveType
 
 __all__ = [
@@ -257,6 +266,16 @@ class FeasibleSpace(Node):
         return self.low is None and self.high is None and self.step is None and self.values is None
 
 
+class ParameterCondition(Node):
+    """tunery extension: the parameter is active only when ``parameter`` (another parameter)
+    is active and takes one of ``values``; an inactive parameter is absent from the trial."""
+
+    parameter: str
+    """The parent parameter's name."""
+    values: tuple[Text, ...]
+    """Values of the parent (as strings, like feasibleSpace.list) that activate this one."""
+
+
 class ParameterSpec(Node):
     """One hyperparameter to tune."""
 
@@ -265,6 +284,8 @@ class ParameterSpec(Node):
         ParameterType, choice(ParameterType, "parameter type", hints={"unknown": _UNKNOWN_TYPE})
     ]
     feasible_space: FeasibleSpace
+    condition: ParameterCondition | None = None
+    """tunery extension: active only when another parameter takes given values."""
 
     _requires: ClassVar[tuple[str, ...]] = ("parameterType", "feasibleSpace")
 
@@ -465,11 +486,16 @@ class ObjectiveSpec(Node):
     """Other metrics to collect (not optimised)."""
     metric_strategies: tuple[MetricStrategySpec, ...] = ()
     """Per-metric strategy; defaulted to the objective's direction (min or max)."""
+    constraints: tuple[str, ...] = ()
+    """tunery extension: metrics a trial must keep <= 0 to be feasible (collected as additional
+    metrics, strategy latest unless given); infeasible trials are never the best."""
 
     @classmethod
     def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """Katib's defaulting: the objective metric and every additional metric without a
-        strategy get the objective direction's (min for minimize, max for maximize)."""
+        strategy get the objective direction's (min for minimize, max for maximize).
+        Constraint metrics (tunery) join the additional metrics with strategy latest."""
+        data = _constraint_defaults(data)
         name = data.get("objectiveMetricName")
         additional = data.get("additionalMetricNames") or []
         strategies = data.get("metricStrategies") or []
@@ -540,10 +566,66 @@ class ObjectiveSpec(Node):
                 )
             else:
                 seen[strategy.name] = i
+        firsts: dict[str, int] = {}
+        for i, constraint in enumerate(self.constraints or ()):
+            if not constraint:
+                problems.add("must not be empty", "constraints", i)
+            elif constraint == name:
+                problems.add(
+                    f"{show(constraint)} is the objective metric; a constraint is another "
+                    "metric (feasible when <= 0)",
+                    "constraints",
+                    i,
+                )
+            elif constraint in firsts:
+                problems.add(
+                    f"{show(constraint)} is listed twice "
+                    f"(also at constraints[{firsts[constraint]}])",
+                    "constraints",
+                    i,
+                )
+            else:
+                firsts[constraint] = i
 
     @property
     def metric_names(self) -> tuple[str, ...]:
         return (self.objective_metric_name, *self.additional_metric_names)
+
+
+def _constraint_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    constraints = data.get("constraints")
+    additional = data.get("additionalMetricNames") or []
+    strategies = data.get("metricStrategies") or []
+    if (
+        not constraints
+        or not isinstance(constraints, list | tuple)
+        or not isinstance(additional, list | tuple)
+        or not isinstance(strategies, list | tuple)
+    ):
+        return data
+    name = data.get("objectiveMetricName")
+    have = {s.get("name") for s in strategies if isinstance(s, Mapping)}
+    added = [
+        c
+        for i, c in enumerate(constraints)
+        if isinstance(c, str)
+        and c
+        and c != name
+        and c not in additional
+        and c not in constraints[:i]
+    ]
+    latest = [
+        {"name": c, "value": "latest"}
+        for i, c in enumerate(constraints)
+        if isinstance(c, str) and c and c != name and c not in have and c not in constraints[:i]
+    ]
+    if not added and not latest:
+        return data
+    return {
+        **data,
+        "additionalMetricNames": [*additional, *added],
+        "metricStrategies": [*strategies, *latest],
+    }
 
 
 class AlgorithmSetting(Node):
@@ -706,9 +788,27 @@ class ExperimentSpec(Node):
             raise custom_error(f"{show(value)} must not be negative")
         return _check_int32(value)
 
+    def _check(self, problems: Problems) -> None:
+        parameters = self.parameters or ()
+        found = Problems()
+        _check_conditions(parameters, found)
+        if not found:
+            _check_conditional_placeholders(parameters, self.trial_template, found)
+        problems.items.extend(found.items)
+
     def search_space(self) -> SearchSpace:
-        """The typed search space of ``parameters``."""
-        return SearchSpace(tuple(p.to_parameter() for p in self.parameters or ()))
+        """The typed search space of ``parameters`` (conditions included)."""
+        plain = {p.name: p.to_parameter() for p in self.parameters or ()}
+        out = []
+        for spec in self.parameters or ():
+            param = plain[spec.name]
+            c = spec.condition
+            if c is not None:
+                parent = plain[c.parameter]
+                values = tuple(parent.parse(v) for v in c.values)
+                param = dataclasses.replace(param, condition=Condition(parent.name, values))
+            out.append(param)
+        return SearchSpace(tuple(out))
 
     def to_objective(self) -> Objective:
         """The kernel Objective, with every metric's (defaulted) strategy."""
@@ -719,7 +819,108 @@ class ExperimentSpec(Node):
             goal=o.goal,
             additional_metric_names=o.additional_metric_names,
             strategies={s.name: s.value for s in o.metric_strategies},
+            constraints=o.constraints,
         )
+
+
+def _check_conditions(parameters: Sequence[ParameterSpec], problems: Problems) -> None:
+    """Each condition names another parameter, values of its space, and no cycle."""
+    by_name = {p.name: p for p in parameters if p.name}
+    names = list(by_name)
+    for i, p in enumerate(parameters):
+        c = p.condition
+        if c is None:
+            continue
+        at = ("parameters", i, "condition")
+        if c.parameter == p.name:
+            problems.add("a parameter cannot be conditional on itself", *at, "parameter")
+            continue
+        parent_spec = by_name.get(c.parameter)
+        if parent_spec is None:
+            problems.add(
+                f"{show(c.parameter)} is not a parameter in spec.parameters (parameters: "
+                f"{', '.join(names)}){did_you_mean(c.parameter, names)}",
+                *at,
+                "parameter",
+            )
+            continue
+        if not c.values:
+            problems.add(
+                "must not be empty: list the parent's values that activate it", *at, "values"
+            )
+        try:
+            parent = parent_spec.to_parameter()
+        except (SpaceError, TypeError, ValueError):
+            continue  # the parent's own problems are reported at the parent
+        for j, text in enumerate(c.values):
+            try:
+                ok = parent.contains(parent.parse(text))
+            except SpaceError:
+                ok = False
+            if not ok:
+                problems.add(
+                    f"{show(text)} is not a value of parameter {show(parent.name)}"
+                    f"{_feasible_hint(parent)}",
+                    *at,
+                    "values",
+                    j,
+                )
+    for i, p in enumerate(parameters):  # cycles: follow the parents from each parameter
+        chain = [p.name]
+        current = p
+        while current.condition is not None and current.condition.parameter in by_name:
+            current = by_name[current.condition.parameter]
+            if current.name in chain:
+                if current.name == p.name and len(chain) > 1:
+                    problems.add(
+                        "the conditions form a cycle: " + " -> ".join([*chain, p.name]),
+                        "parameters",
+                        i,
+                        "condition",
+                        "parameter",
+                    )
+                break
+            chain.append(current.name)
+
+
+def _feasible_hint(parent: Parameter) -> str:
+    if parent.values:
+        return f" (its values: {', '.join(str(v) for v in parent.values)})"
+    step = "" if parent.step is None else f" step {parent.step}"
+    return f" (its range: [{parent.low}, {parent.high}]{step})"
+
+
+def _check_conditional_placeholders(
+    parameters: Sequence[ParameterSpec], template: TrialTemplate | None, problems: Problems
+) -> None:
+    """A placeholder of a conditional parameter sits only where it can be dropped when the
+    parameter is inactive: a whole element of a container's ``command``/``args``, or an env
+    entry's ``value`` (that element or env entry is omitted)."""
+    conditional = {p.name for p in parameters if p.condition is not None}
+    if not conditional or template is None or template.trial_spec is None:
+        return
+    refers = {
+        tp.name: tp.reference for tp in template.trial_parameters if tp.reference in conditional
+    }
+    if not refers:
+        return
+    found, _ = scan_placeholders(template.trial_spec)
+    for placeholder in found:
+        if placeholder.name not in refers:
+            continue
+        loc = placeholder.loc
+        argv = len(loc) >= 2 and loc[-2] in ("command", "args") and isinstance(loc[-1], int)
+        env = len(loc) >= 3 and loc[-3] == "env" and loc[-1] == "value"
+        if not (argv or env):
+            problems.add(
+                f"${{trialParameters.{placeholder.name}}} refers to conditional parameter "
+                f"{show(refers[placeholder.name])}, which trials where it is inactive do not "
+                "have: use it only in a whole command/args element (e.g. --x=${...}) or "
+                "an env value, which are left out of those trials",
+                "trialTemplate",
+                "trialSpec",
+                *loc,
+            )
 
 
 def _check_int32(value: int | None) -> int | None:

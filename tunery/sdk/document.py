@@ -38,7 +38,7 @@ from tunery.pythonpath import child_pythonpath
 from tunery.sdk import trial_entry as _trial_entry
 from tunery.sdk.errors import InvalidArgumentError, ObjectiveSerializationError
 from tunery.sdk.search import SearchSpec
-from tunery.space import ParameterType, SearchSpace
+from tunery.space import ParameterType, SearchSpace, SpaceError
 
 API_VERSION = "kubeflow.org/v1beta1"
 PRIMARY_CONTAINER = "training-container"
@@ -73,6 +73,7 @@ class TuneSpec:
     namespace: str | None = None
     retain_trials: bool = False
     trial_active_deadline_seconds: int | None = None
+    constraints: Sequence[str] = ()
 
     @property
     def tuned(self) -> dict[str, SearchSpec]:
@@ -87,7 +88,19 @@ class TuneSpec:
         return (self.objective_metric_name, *self.additional_metric_names)
 
     def search_space(self) -> SearchSpace:
-        return SearchSpace(tuple(spec.to_parameter(n) for n, spec in self.tuned.items()))
+        """The typed space, conditions included.
+
+        Raises:
+            SpaceError: a condition names no tuned parameter, a value its parent lacks, or
+                the conditions form a cycle.
+        """
+        params = []
+        for name, spec in self.tuned.items():
+            param = spec.to_parameter(name)
+            if spec.condition is not None:
+                param = param.when(spec.condition[0], *spec.condition[1])
+            params.append(param)
+        return SearchSpace(tuple(params))
 
 
 # -- checks and names -----------------------------------------------------------------------------
@@ -134,6 +147,31 @@ def check(spec: TuneSpec) -> None:
                 f"{label}: {metric!r} must be a non-empty name of letters, digits, '_', '-' or "
                 "'|' (Katib's default metrics filter cannot parse other names)"
             )
+    if isinstance(spec.constraints, str):
+        raise InvalidArgumentError(
+            f"constraints must be a list of metric names, got the string {spec.constraints!r}"
+        )
+    for metric in spec.constraints:
+        if not isinstance(metric, str) or not _trial_entry.PRINTABLE_NAME.fullmatch(metric):
+            raise InvalidArgumentError(
+                f"constraints: {metric!r} must be a non-empty name of letters, digits, '_', "
+                "'-' or '|'"
+            )
+        if metric == spec.objective_metric_name:
+            raise InvalidArgumentError(
+                f"constraints: {metric!r} is the objective metric; a constraint is another "
+                "metric, feasible when <= 0"
+            )
+    for name, tuned in spec.tuned.items():
+        if tuned.condition is not None and tuned.condition[0] not in spec.tuned:
+            raise InvalidArgumentError(
+                f"parameters: {name!r} is conditional on {tuned.condition[0]!r}, which is not a "
+                f"tuned parameter (tuned: {', '.join(spec.tuned)})"
+            )
+    try:
+        spec.search_space()
+    except SpaceError as exc:
+        raise InvalidArgumentError(f"parameters: {exc}") from None
     if spec.seed is not None and (
         isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0
     ):
@@ -287,6 +325,8 @@ def entry_parameters(spec: TuneSpec) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"name": name, "type": search_spec.parameter_type.value}
         if search_spec.parameter_type is ParameterType.DISCRETE:
             item["values"] = list(search_spec.values)
+        if search_spec.condition is not None:
+            item["conditional"] = True  # its argument is absent when it is inactive
         out.append(item)
     return out
 
@@ -313,6 +353,8 @@ def build_document(spec: TuneSpec, container: Mapping[str, Any]) -> dict[str, An
         objective["goal"] = spec.objective_goal
     if spec.additional_metric_names:
         objective["additionalMetricNames"] = list(spec.additional_metric_names)
+    if spec.constraints:
+        objective["constraints"] = list(spec.constraints)
     algorithm: dict[str, Any] = {"algorithmName": spec.algorithm_name}
     settings = _seeded(_settings("algorithm_settings", spec.algorithm_settings), spec.seed)
     if settings:

@@ -57,6 +57,7 @@ def objective_and_space(document: Mapping[str, Any]) -> tuple[Objective, SearchS
             strategies={
                 s["name"]: MetricStrategy(s["value"]) for s in o.get("metricStrategies") or []
             },
+            constraints=tuple(o.get("constraints") or ()),
         )
         return objective, None
 

@@ -27,7 +27,14 @@ from rich.table import Table
 from rich.text import Text
 
 from tunery.seeding import is_warm_start
-from tunery.trials import MetricSummary, Objective, Observation, TrialCondition, summarize_metrics
+from tunery.trials import (
+    MetricSummary,
+    Objective,
+    Observation,
+    TrialCondition,
+    is_feasible,
+    summarize_metrics,
+)
 
 _STYLES = {
     "Succeeded": "green",
@@ -203,7 +210,8 @@ class ProgressView:
         return shown
 
     def _best(self, trials: Sequence[Any]) -> tuple[Any, float] | None:
-        """The best trial by the objective's metric strategy (never a Failed one), or None."""
+        """The best trial by the objective's metric strategy (never a Failed or infeasible one),
+        or None."""
         objective = self.objective
         if objective is None:
             return None
@@ -211,12 +219,15 @@ class ProgressView:
         for trial in trials:
             if trial.condition is TrialCondition.FAILED:
                 continue
-            for summary in self._summaries(trial):
-                if summary.name != objective.metric_name:
-                    continue
-                value = summary.select_numeric(objective.strategy(summary.name))
-                if value is not None and objective.is_better(value, best and best[1]):
-                    best = (trial, value)
+            selected = {
+                summary.name: summary.select_numeric(objective.strategy(summary.name))
+                for summary in self._summaries(trial)
+            }
+            if not is_feasible(selected.get(c) for c in objective.constraints):
+                continue  # a trial breaking a constraint is never the best
+            value = selected.get(objective.metric_name)
+            if value is not None and objective.is_better(value, best and best[1]):
+                best = (trial, value)
         return best
 
     def _params(self, trial: Any) -> str:

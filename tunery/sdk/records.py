@@ -16,7 +16,7 @@ from typing import Any
 
 from tunery.space import ParamValue, SearchSpace, SpaceError
 from tunery.store.base import TrialRecord
-from tunery.trials import MetricSummary, Objective, TrialCondition
+from tunery.trials import MetricSummary, Objective, TrialCondition, is_feasible
 
 
 @dataclass(frozen=True)
@@ -319,13 +319,15 @@ def tune_result(
 ) -> TuneResult:
     """The result of an experiment from its status and trials.
 
-    The best trial is the status's ``currentOptimalTrial`` unless that trial Failed (Katib
-    ranks every trial with metrics; tunery's controller skips Failed ones): then it is the best
-    trial of ``trials`` that did not fail, or none.
+    The best trial is the status's ``currentOptimalTrial`` unless that trial Failed or does not
+    meet the objective's constraints (Katib ranks every trial with metrics; tunery's controller
+    skips those): then it is the best feasible trial of ``trials`` that did not fail, or none.
     """
     best = optimal_trial(status, objective, space)
     failed = {t.name for t in trials if t.condition == TrialCondition.FAILED}
-    if best is not None and best.best_trial_name in failed:
+    if best is not None and (
+        best.best_trial_name in failed or not feasible(best.metrics, objective)
+    ):
         best = _best_of(trials, objective)
     current = latest_condition(status.get("conditions") or [])
     return TuneResult(
@@ -341,11 +343,24 @@ def tune_result(
     )
 
 
+def feasible(metrics: Mapping[str, Any], objective: Objective) -> bool:
+    """Whether selected ``metrics`` meet every constraint (True without constraints)."""
+    return is_feasible(_number(metrics.get(c)) for c in objective.constraints)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _best_of(trials: Sequence[TrialInfo], objective: Objective) -> OptimalTrial | None:
     """The best trial that did not fail (the first one wins ties)."""
     best: TrialInfo | None = None
     for trial in trials:
         if trial.condition == TrialCondition.FAILED or trial.value is None:
+            continue
+        if not feasible(trial.metrics, objective):
             continue
         if best is None or objective.is_better(trial.value, best.value):
             best = trial

@@ -21,11 +21,20 @@ Each helper validates at once, so a bad range fails where it is written, not min
 Unlike Katib's ``katib.search`` (which has no ``discrete`` helper and no distribution), the
 objective receives real Python types: ``int`` for int parameters, ``float`` for double,
 ``str`` for categorical and the list's own numbers for discrete.
+
+Conditional parameters (a tunery extension): ``.when(parent, *values)`` makes a parameter
+active only when ``parent`` takes one of ``values``; the objective's dict then lacks it::
+
+    parameters = {
+        "optimizer": search.categorical(["sgd", "adam"]),
+        "momentum": search.double(0.0, 0.99).when("optimizer", "sgd"),
+    }
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 import numbers
 from collections.abc import Iterable
@@ -71,6 +80,28 @@ class SearchSpec:
     step: _Int | float | None = None
     values: tuple[ParamValue, ...] = ()
     distribution: Distribution = Distribution.UNIFORM
+    condition: tuple[str, tuple[ParamValue, ...]] | None = None
+    """(parent name, parent values): active only when the parent takes one of the values."""
+
+    def when(self, parent: str, *values: Any) -> SearchSpec:
+        """This parameter, active only when ``parent`` (another key of ``parameters``) takes
+        one of ``values`` (``.when("optimizer", "sgd", "nag")``, or one list). Checked against
+        the parent when the space is built (``tune`` reports an unknown parent, a value the
+        parent does not have, or a cycle).
+
+        Raises:
+            TypeError: ``parent`` is not a non-empty string, or no values are given.
+        """
+        if not isinstance(parent, str) or not parent:
+            raise TypeError(f"when() takes the parent parameter's name, got {parent!r}")
+        if len(values) == 1 and isinstance(values[0], list | tuple | set | frozenset):
+            values = tuple(values[0])
+        if not values:
+            raise TypeError(f"when({parent!r}) needs at least one value of {parent!r}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, str | numbers.Real):
+                raise TypeError(f"when({parent!r}): {v!r} is not a parameter value")
+        return dataclasses.replace(self, condition=(parent, tuple(values)))
 
     def to_parameter(self, name: str) -> Parameter:
         """The typed search-space parameter called ``name``.
@@ -105,11 +136,18 @@ class SearchSpec:
 
     def to_parameter_spec(self, name: str) -> dict[str, Any]:
         """The Experiment's ``spec.parameters[]`` entry for this parameter called ``name``."""
-        return {
+        out: dict[str, Any] = {
             "name": name,
             "parameterType": self.parameter_type.value,
             "feasibleSpace": self.feasible_space(),
         }
+        if self.condition is not None:
+            parent, values = self.condition
+            out["condition"] = {
+                "parameter": parent,
+                "values": [v if isinstance(v, str) else format_value(v) for v in values],
+            }
+        return out
 
 
 def _distribution(value: str | Distribution) -> Distribution:

@@ -119,19 +119,28 @@ def convert(parameter: Mapping[str, Any], text: str) -> int | float | str:
 def parse_arguments(
     parameters: list[Mapping[str, Any]], args: list[str]
 ) -> dict[str, int | float | str]:
-    """Typed values from ``name=value`` arguments, one per parameter, in the spec's order."""
-    if len(args) != len(parameters):
+    """Typed values from ``name=value`` arguments, one per parameter, in the spec's order; a
+    conditional parameter's argument is absent when it is inactive (the controller leaves the
+    argv element out), and so is it from the values."""
+    required = [p for p in parameters if not p.get("conditional")]
+    if not len(required) <= len(args) <= len(parameters):
         raise TrialSpecError(
             f"expected {len(parameters)} name=value argument(s) "
             f"({', '.join(p['name'] for p in parameters)}), got {len(args)}: {args!r}"
         )
     values: dict[str, int | float | str] = {}
-    for index, parameter in enumerate(parameters):
-        arg = args[index]
+    index = 0
+    for parameter in parameters:
+        arg = args[index] if index < len(args) else ""
         prefix = f"{parameter['name']}="
         if not arg.startswith(prefix):
+            if parameter.get("conditional"):
+                continue
             raise TrialSpecError(f"expected an argument {prefix}<value>, got {arg!r}")
         values[parameter["name"]] = convert(parameter, arg[len(prefix) :])
+        index += 1
+    if index < len(args):
+        raise TrialSpecError(f"unexpected argument(s) {args[index:]!r}")
     return values
 
 
@@ -411,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         _print_exception(exc, "cannot load the objective in the trial process")
         return EXIT_OBJECTIVE_FAILED
     order = list(spec.get("order") or [*constants, *values])
-    arguments = {name: values[name] if name in values else constants[name] for name in order}
+    arguments = {  # an inactive conditional parameter is in neither: left out
+        name: values[name] if name in values else constants[name]
+        for name in order
+        if name in values or name in constants
+    }
     try:
         result = objective(arguments)
     except Exception as exc:

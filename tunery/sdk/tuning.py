@@ -55,6 +55,7 @@ def tune(
     objective_type: Literal["maximize", "minimize"] = "maximize",
     objective_goal: float | None = None,
     additional_metric_names: Sequence[str] = (),
+    constraints: Sequence[str] = (),
     algorithm_name: str = "tpe",
     algorithm_settings: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     seed: int | None = None,
@@ -102,6 +103,9 @@ def tune(
         objective_type: ``"maximize"`` (Katib's default) or ``"minimize"``.
         objective_goal: stop once the best value reaches it.
         additional_metric_names: other metrics to collect.
+        constraints: metrics a trial must keep ``<= 0`` to be feasible (a tunery extension;
+            the objective reports them like any metric, e.g. in its returned dict). TPE and
+            GP use them; an infeasible trial is never the best.
         algorithm_name, algorithm_settings: the suggestion algorithm (``tpe``, ``random``,
             ``grid``, ``bayesianoptimization``, ``cmaes``, ...) and its settings (a dict).
         seed: the algorithm's seed (its ``random_state`` setting). The same seed gives the
@@ -179,6 +183,7 @@ def tune(
         objective_type=objective_type,
         objective_goal=objective_goal,
         additional_metric_names=tuple(additional_metric_names),
+        constraints=tuple(constraints) if not isinstance(constraints, str) else constraints,
         algorithm_name=algorithm_name,
         algorithm_settings=algorithm_settings,
         seed=seed,

@@ -399,9 +399,17 @@ class SqlStore(Store):
         return TrialChanges([_trial_record(row, experiment_name) for row in rows], int(seq))
 
     def best_trial(self, experiment_name: str) -> TrialRecord | None:
-        """The best trial by one indexed query (see :meth:`Store.best_trial`)."""
+        """The best trial by one indexed query (see :meth:`Store.best_trial`). The first trial
+        of the ranking counts only if it has an objective value: when none has one (or every
+        one breaks a constraint, which leaves its value unset) the ranking starts with the
+        unranked trials, and there is no best."""
         found = self.list_trials_by_objective(experiment_name, limit=1, exclude_failed=True)
-        return found[0] if found and found[0].observation.get("metrics") else None
+        if not found or not found[0].observation.get("metrics"):
+            return None
+        rule = ObjectiveRule.from_spec(self.get_experiment(experiment_name).spec)
+        return (
+            found[0] if rule is not None and rule.value(found[0].observation) is not None else None
+        )
 
     def list_trials_by_objective(
         self,

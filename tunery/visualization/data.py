@@ -24,7 +24,7 @@ import numpy as np
 from controller import status as experiment_status
 from controller.reconcile import objective_from_spec
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
-from tunery.trials import MetricSummary, Objective, ObjectiveType, TrialCondition
+from tunery.trials import MetricSummary, Objective, ObjectiveType, TrialCondition, is_feasible
 
 INTERMEDIATE_TRIALS = 60
 """Most trials whose observation logs the intermediate-values plot reads."""
@@ -425,17 +425,25 @@ def _haystacks(snapshot: Snapshot) -> list[str]:
 
 
 def optimization_history(snapshot: Snapshot) -> dict[str, Any]:
-    """Objective value per trial (trials with a value) and the best value so far."""
+    """Objective value per trial (trials with a value) and the best value so far (over the
+    feasible trials when the objective has constraints: ``None`` until one is feasible, and a
+    ``feasible`` list says which trials are)."""
 
     def compute() -> dict[str, Any]:
         values = snapshot.values
         has = ~np.isnan(values)
         numbers = np.flatnonzero(has)
         chosen = values[has]
+        constraints = snapshot.objective.constraints
+        feasible = [is_feasible(snapshot.metrics[i].get(c) for c in constraints) for i in numbers]
+        worst = np.inf if snapshot.minimize else -np.inf
+        counted = np.where(feasible, chosen, worst) if constraints else chosen
         best = (
-            np.minimum.accumulate(chosen) if snapshot.minimize else np.maximum.accumulate(chosen)
+            np.minimum.accumulate(counted) if snapshot.minimize else np.maximum.accumulate(counted)
         )
+        extra = {"feasible": feasible} if constraints else {}
         return {
+            **extra,
             "objective": snapshot.objective.metric_name,
             "type": snapshot.objective.type.value,
             "goal": snapshot.objective.goal,
@@ -443,7 +451,7 @@ def optimization_history(snapshot: Snapshot) -> dict[str, Any]:
             "trial": [snapshot.trials[i].name for i in numbers],
             "condition": [snapshot.conditions[i] for i in numbers],
             "value": chosen.tolist(),
-            "best": best.tolist(),
+            "best": [float(b) if math.isfinite(b) else None for b in best],
         }
 
     return snapshot.memo("history", compute)
