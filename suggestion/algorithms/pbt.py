@@ -49,6 +49,7 @@ from suggestion.algorithms.base import (
     InvalidSettingsError,
     SuggestedTrial,
     SuggestRequest,
+    refuse_conditional,
 )
 from tunery.space import Assignment, Parameter, ParameterType, ParamValue, SearchSpace
 from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
@@ -240,7 +241,9 @@ class Pbt(Algorithm):
         settings: AlgorithmSettings,
         max_trial_count: int | None = None,
     ) -> None:
-        """Katib's required settings are all given (each value was checked when parsed)."""
+        """Katib's required settings are all given (each value was checked when parsed);
+        conditional spaces are refused (a member's perturbed values keep its parameter set)."""
+        refuse_conditional(cls.name, space, "use tpe, bayesianoptimization, random or grid")
         missing = [name for name in REQUIRED_SETTINGS if getattr(settings, name, None) is None]
         if missing:
             raise InvalidSettingsError(f"Required params missing: {', '.join(missing)}")
