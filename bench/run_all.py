@@ -158,6 +158,27 @@ BENCHES: tuple[Bench, ...] = (
         ("--seeds", "10"),
         ("--seeds", "2"),
     ),
+    Bench(
+        "warmstart",
+        "Warm start",
+        "bench.warmstart",
+        ("--algorithms", "tpe,multivariate-tpe", "--seeds", "10"),
+        ("--algorithms", "tpe", "--seeds", "2"),
+    ),
+    Bench(
+        "conditional",
+        "Conditional spaces and constraints",
+        "bench.conditional_constraints",
+        ("--seeds", "10", "--trials", "60", "--optuna-gp"),
+        ("--seeds", "2", "--trials", "20"),
+    ),
+    Bench(
+        "metrics",
+        "Metrics overhead",
+        "bench.metrics_overhead",
+        ("--rounds", "30", "--calls", "200"),
+        ("--rounds", "3", "--calls", "50"),
+    ),
 )
 
 

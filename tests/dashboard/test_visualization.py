@@ -94,9 +94,16 @@ def test_rank_colours_the_best_trial_zero_and_the_worst_one(run_store: Store) ->
     assert all(0.0 <= r <= 1.0 for r in rank)
     spec = figures.rank_figure(ranked)
     (trace,) = spec["data"]
-    assert trace["type"] == "splom"  # two parameters: a scatter matrix
-    assert [d["label"] for d in trace["dimensions"]] == ["lr", "dropout"]
+    assert trace["type"] == "scatter"  # two parameters: one against the other
+    lr = next(p for p in ranked["parameters"] if p["name"] == "lr")
+    assert trace["x"] == lr["values"] and spec["layout"]["xaxis"]["type"] == "log"
     assert trace["marker"]["color"] == rank
+    third = {**lr, "name": "lr2"}
+    matrix = figures.rank_figure({**ranked, "parameters": [*ranked["parameters"], third]})
+    (trace,) = matrix["data"]
+    assert trace["type"] == "splom"  # three: a scatter matrix of the pairs
+    assert [d["label"] for d in trace["dimensions"]] == ["lr", "dropout", "lr2"]
+    assert trace["dimensions"][0]["axis"]["type"] == "log"
 
 
 def test_rank_with_one_parameter_plots_the_objective() -> None:

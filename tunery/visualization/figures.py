@@ -256,7 +256,8 @@ RANK_PARAMETERS = 8
 
 def rank_figure(data: Mapping[str, Any]) -> Figure:
     """Trials coloured by the rank of their objective value (best 0, worst 1): the objective
-    against the parameter when there is one, else a scatter matrix over parameter pairs."""
+    against the parameter when there is one, the two parameters against each other when there
+    are two, else a scatter matrix over the parameter pairs."""
     title = "Rank"
     params: Sequence[Mapping[str, Any]] = data["parameters"][:RANK_PARAMETERS]
     if not data["value"] or not params:
@@ -275,38 +276,32 @@ def rank_figure(data: Mapping[str, Any]) -> Figure:
         f"trial {n}: {v:.6g} (rank {r:.2f})"
         for n, v, r in zip(data["number"], data["value"], data["rank"], strict=True)
     ]
-    if len(params) == 1:
-        (p,) = params
-        xaxis: dict[str, Any] = {"title": {"text": p["name"]}}
-        if p["log"]:
-            xaxis["type"] = "log"
+    if len(params) <= 2:  # one subplot (plotly's splom cannot draw a lone one half-hidden)
+        x = params[0]
+        y = params[1] if len(params) == 2 else None
         return {
             "data": [
                 {
                     "type": _gl(len(data["number"])),
                     "mode": "markers",
-                    "x": _labels(p),
-                    "y": data["value"],
+                    "x": _labels(x),
+                    "y": data["value"] if y is None else _labels(y),
                     "text": text,
                     "marker": marker,
                     "hovertemplate": "%{text}<extra></extra>",
                 }
             ],
-            "layout": _layout(title, xaxis=xaxis, yaxis={"title": {"text": data["objective"]}}),
+            "layout": _layout(
+                title,
+                xaxis=_param_axis(x),
+                yaxis={"title": {"text": data["objective"]}} if y is None else _param_axis(y),
+            ),
         }
     dimensions = []
-    axes: dict[str, Any] = {}
-    for k, p in enumerate(params, start=1):
-        dimension: dict[str, Any] = {"label": p["name"], "values": p["values"]}
-        axis: dict[str, Any] = {"showgrid": False}
-        if p["log"]:
-            axis["type"] = "log"
-        if p["type"] == "categorical":
-            axis.update(tickvals=list(range(len(p["choices"]))), ticktext=list(p["choices"]))
-        suffix = "" if k == 1 else str(k)
-        axes[f"xaxis{suffix}"] = axis
-        axes[f"yaxis{suffix}"] = dict(axis)
-        dimensions.append(dimension)
+    for p in params:
+        kind = "category" if p["type"] == "categorical" else "log" if p["log"] else "linear"
+        values = _labels(p) if kind == "category" else p["values"]
+        dimensions.append({"label": p["name"], "values": values, "axis": {"type": kind}})
     side = max(420, 170 * len(params))
     return {
         "data": [
@@ -320,8 +315,17 @@ def rank_figure(data: Mapping[str, Any]) -> Figure:
                 "hovertemplate": "%{text}<extra></extra>",
             }
         ],
-        "layout": _layout(title, height=side, dragmode="select", **axes),
+        "layout": _layout(title, height=side, dragmode="select"),
     }
+
+
+def _param_axis(p: Mapping[str, Any]) -> dict[str, Any]:
+    axis: dict[str, Any] = {"title": {"text": p["name"]}}
+    if p["type"] == "categorical":
+        axis["type"] = "category"
+    elif p["log"]:
+        axis["type"] = "log"
+    return axis
 
 
 def _labels(p: Mapping[str, Any]) -> list[Any]:
