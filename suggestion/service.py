@@ -153,17 +153,17 @@ class SuggestionService:
                 trials, count = read()
                 if count == 0:
                     return api_pb2.GetSuggestionsReply()
-                assignments = entry.algorithm.suggest(
-                    SuggestRequest(
-                        space=view.space,
-                        objective=view.objective,
-                        trials=trials,
-                        count=count,
-                        experiment_name=view.name,
-                        max_trial_count=view.max_trial_count,
-                        parallel_trial_count=view.parallel_trial_count,
-                    )
+                suggest_request = SuggestRequest(
+                    space=view.space,
+                    objective=view.objective,
+                    trials=trials,
+                    count=count,
+                    experiment_name=view.name,
+                    max_trial_count=view.max_trial_count,
+                    parallel_trial_count=view.parallel_trial_count,
                 )
+                assignments = entry.algorithm.suggest(suggest_request)
+                state = entry.algorithm.reply_settings(suggest_request)
         except (SuggestionError, WireFormatError):
             raise
         except BaseException:  # a bug, or the call interrupted (tunery.rpc): drop the state
@@ -171,7 +171,7 @@ class SuggestionService:
             raise
         if (
             len(assignments) != count
-            or not all(view.space.contains(a) for a in assignments)
+            or not all(entry.algorithm.feasible(view.space, a) for a in assignments)
             or len({view.space.key(a) for a in assignments}) != count
         ):  # a bug in the algorithm: never send it to a controller
             self._forget(entry)
@@ -182,6 +182,11 @@ class SuggestionService:
         reply = api_pb2.GetSuggestionsReply(
             parameter_assignments=assignments_to_proto(view.space, assignments)
         )
+        if state:  # Katib's way for a stateful algorithm to keep its state (hyperband)
+            reply.algorithm.algorithm_name = view.algorithm_name
+            reply.algorithm.algorithm_settings.extend(
+                api_pb2.AlgorithmSetting(name=name, value=value) for name, value in state
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "GetSuggestions experiment=%s algorithm=%s trials=%d completed=%d "
@@ -210,6 +215,7 @@ class SuggestionService:
         cls = get_algorithm(view.algorithm_name)
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
         cls.validate(view.space, view.objective, settings, view.max_trial_count)
+        cls.validate_parallelism(settings, view.parallel_trial_count)
         log.debug(
             "ValidateAlgorithmSettings experiment=%s algorithm=%s ok took=%.2fms",
             view.name,

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "multivariate-tpe": "suggestion.algorithms.multivariate_tpe:MultivariateTpe",
     "cmaes": "suggestion.algorithms.cma_es:CmaEs",
     "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
+    "hyperband": "suggestion.algorithms.hyperband:Hyperband",
 }
 
 
