@@ -15,7 +15,7 @@ from suggestion.algorithms.base import (
     UnsupportedSpaceError,
     parse_settings,
 )
-from suggestion.algorithms.hyperband import Hyperband, HyperbandSettings, schedule, s_max_of
+from suggestion.algorithms.hyperband import Hyperband, HyperbandSettings, s_max_of, schedule
 from suggestion.service import SuggestionService
 from tunery.api import api_pb2
 from tunery.space import Parameter, SearchSpace
@@ -206,7 +206,7 @@ def test_bad_r_l_names_r_l(r_l: str) -> None:
 def test_parallel_trial_count_must_hold_the_largest_rung() -> None:
     settings = make().settings
     Hyperband.validate_parallelism(settings, 9)
-    with pytest.raises(InvalidSettingsError, match="parallelTrialCount must be not less than 9."):
+    with pytest.raises(InvalidSettingsError, match=r"must be not less than 9\."):
         Hyperband.validate_parallelism(settings, 8)
 
 
@@ -270,9 +270,9 @@ def test_katib_example_over_the_service_reports_state_like_katib() -> None:
 def test_katib_validation_messages_over_the_service() -> None:
     service = SuggestionService()
     small = katib_experiment(r_l="8")  # s_max 3 -> 8 in the first rung, parallel is 2
-    with pytest.raises(InvalidSettingsError, match="parallelTrialCount must be not less than 8."):
+    with pytest.raises(InvalidSettingsError, match=r"must be not less than 8\."):
         service.validate(api_pb2.ValidateAlgorithmSettingsRequest(experiment=small))
     exp = katib_experiment()
     del exp.spec.algorithm.algorithm_settings[0]  # resource_name
-    with pytest.raises(InvalidSettingsError, match="r_l and resource_name must be set."):
+    with pytest.raises(InvalidSettingsError, match=r"r_l and resource_name must be set\."):
         service.validate(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp))
