@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import grpc
 import pytest
 
 from suggestion.algorithms.base import (
@@ -21,7 +22,7 @@ from tunery.api import api_pb2
 from tunery.space import Parameter, SearchSpace
 from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
 
-from .helpers import add_trial, experiment, wire
+from .helpers import Server, add_trial, experiment, wire
 
 SPACE = SearchSpace(
     (
@@ -276,3 +277,36 @@ def test_katib_validation_messages_over_the_service() -> None:
     del exp.spec.algorithm.algorithm_settings[0]  # resource_name
     with pytest.raises(InvalidSettingsError, match=r"r_l and resource_name must be set\."):
         service.validate(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp))
+
+
+def test_over_grpc_not_ready_is_failed_precondition_and_end_is_out_of_range(
+    server: Server,
+) -> None:
+    request = api_pb2.GetSuggestionsRequest(
+        experiment=katib_experiment(), current_request_number=2
+    )
+    reply = server.stub.GetSuggestions(request)
+    assert {s.name for s in reply.algorithm.algorithm_settings} >= {"current_s", "n", "r_l"}
+    for pa in reply.parameter_assignments:
+        add_trial(request, pa.assignments, api_pb2.TrialStatus.RUNNING)
+    request.current_request_number = 1
+    with pytest.raises(grpc.RpcError) as info:
+        server.stub.GetSuggestions(request)
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "waits for 2 running trial(s)" in str(info.value.details())
+    for k, trial in enumerate(request.trials):
+        trial.status.condition = api_pb2.TrialStatus.SUCCEEDED
+        trial.status.observation.metrics.add(name="loss", value=str(k))
+    for _ in range(3):  # the promotion, then bracket 0's two trials
+        [pa] = server.stub.GetSuggestions(request).parameter_assignments
+        add_trial(request, pa.assignments, api_pb2.TrialStatus.SUCCEEDED, value="0.1")
+    assert [wire(t.spec.parameter_assignments)["num-epochs"] for t in request.trials] == [
+        "1",
+        "1",
+        "2",
+        "2",
+        "2",
+    ]
+    with pytest.raises(grpc.RpcError) as info:
+        server.stub.GetSuggestions(request)
+    assert info.value.code() is grpc.StatusCode.OUT_OF_RANGE
