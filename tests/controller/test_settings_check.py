@@ -52,6 +52,32 @@ def _experiment(
     return load_experiment(document)
 
 
+REQUIRED = {
+    "hyperband": [
+        {"name": "resource_name", "value": "y"},
+        {"name": "r_l", "value": "3"},
+    ]
+}
+"""Settings an algorithm cannot do without (Katib's hyperband requires these two)."""
+
+
+def test_hyperband_settings_and_parallelism_are_checked_at_their_paths() -> None:
+    problems = _shown(settings_problems(_experiment("hyperband")))
+    assert problems == [
+        "spec.algorithm.algorithmName: hyperband: r_l and resource_name must be set."
+    ]
+    bad_eta = [*REQUIRED["hyperband"], {"name": "eta", "value": "1"}]
+    problems = _shown(settings_problems(_experiment("hyperband", bad_eta)))
+    assert problems == [
+        "spec.algorithm.algorithmSettings[2].value: eta must be an integer >= 2, got 1"
+    ]
+    wide = [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": "9"}]
+    problems = _shown(settings_problems(_experiment("hyperband", wide)))
+    assert problems == [
+        "spec.parallelTrialCount: hyperband: parallelTrialCount must be not less than 9."
+    ]
+
+
 def _shown(problems: list[Any]) -> list[str]:
     return [str(p) for p in problems]
 
@@ -60,9 +86,12 @@ def _shown(problems: list[Any]) -> list[str]:
 def test_every_algorithm_accepts_its_defaults_and_names_an_unknown_setting(
     algorithm: str,
 ) -> None:
-    assert settings_problems(_experiment(algorithm)) == []
+    required = REQUIRED.get(algorithm, [])
+    assert settings_problems(_experiment(algorithm, required)) == []
     problems = _shown(
-        settings_problems(_experiment(algorithm, [{"name": "no_such_knob", "value": "1"}]))
+        settings_problems(
+            _experiment(algorithm, [{"name": "no_such_knob", "value": "1"}, *required])
+        )
     )
     assert len(problems) == 1
     assert problems[0].startswith(

@@ -234,7 +234,7 @@ def test_validate_accepts_good_settings(stub: api_pb2_grpc.EarlyStoppingStub) ->
     [
         (
             api_pb2.EarlyStoppingSpec(algorithm_name="medianstp"),
-            "unknown algorithm name medianstp; available: medianstop",
+            "unknown algorithm name medianstp; available: asha, medianstop",
         ),
         (
             api_pb2.EarlyStoppingSpec(
@@ -418,7 +418,7 @@ def test_unreachable_dbmanager_is_unavailable_and_server_keeps_serving() -> None
             "experiment.spec.objective.type must be MINIMIZE or MAXIMIZE, got UNKNOWN",
         ),
         ({"metric": ""}, "experiment.spec.objective.objective_metric_name is empty"),
-        ({"algorithm": "nope"}, "unknown algorithm name nope; available: medianstop"),
+        ({"algorithm": "nope"}, "unknown algorithm name nope; available: asha, medianstop"),
         ({"start_step": 0}, "start_step must be greater or equal than one (>=1)"),
     ],
 )
