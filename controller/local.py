@@ -170,7 +170,11 @@ def _stopper_factory(
         {s["name"]: str(s.get("value", "")) for s in early.get("algorithmSettings") or []}
     )
     shared = InProcessEarlyStopping(
-        stopper, objective, StoreCompletedSource(store, name, objective.metric_name)
+        stopper,
+        objective,
+        StoreCompletedSource(
+            store, name, objective.metric_name, conditions=stopper.compared_conditions
+        ),
     )
     return lambda _trial: shared.stop_check()
 

@@ -427,9 +427,15 @@ class Reconciler:
             with self.metrics.timed(self.metrics.suggestion_seconds, algorithm):
                 reply = self.suggestions.get_suggestions_wire(request)
         except ServiceCallError as exc:
-            if exc.code is grpc.StatusCode.OUT_OF_RANGE:
+            waiting = exc.code is grpc.StatusCode.FAILED_PRECONDITION  # staged: not ready yet
+            if exc.code is grpc.StatusCode.OUT_OF_RANGE or waiting:
                 if count == 1:
-                    self._mark_suggestion_end(exc.details)
+                    if waiting and not self._active():  # nothing to wait for: never ready
+                        self._fail(f"Suggestion has failed: {exc.details}")
+                    if waiting:  # e.g. hyperband's next rung: ask again once trials finish
+                        log.debug("suggestion not ready, will ask again: %s", exc.details)
+                    else:
+                        self._mark_suggestion_end(exc.details)
                     return []
                 made: list[str] = []  # fewer than asked may remain: take them one at a time
                 for _ in range(count):

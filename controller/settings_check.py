@@ -102,6 +102,11 @@ def settings_problems(
                 )
             except ValueError as exc:
                 problems.append(FieldError("spec.algorithm.algorithmName", f"{name}: {exc}"))
+            else:
+                try:  # hyperband: the largest rung must run at once, as Katib requires
+                    cls.validate_parallelism(parsed, spec.get("parallelTrialCount") or 3)
+                except ValueError as exc:
+                    problems.append(FieldError("spec.parallelTrialCount", f"{name}: {exc}"))
     stopping = spec.get("earlyStopping")
     if stopping and stopping["algorithmName"] in EARLY_STOPPERS:
         stopper = get_early_stopper(stopping["algorithmName"])

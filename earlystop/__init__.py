@@ -12,6 +12,7 @@ from tunery.registry import load_registered
 
 REGISTRY: dict[str, str] = {
     "medianstop": "earlystop.medianstop:MedianStop",
+    "asha": "earlystop.asha:Asha",
 }
 
 

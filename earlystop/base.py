@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self, TypeVar
 
 from tunery.settings import parse_settings as parse_katib_settings
-from tunery.trials import Objective, ObjectiveType, Observation, StopDecision
+from tunery.trials import Objective, ObjectiveType, Observation, StopDecision, TrialCondition
 
 # -- errors --------------------------------------------------------------------------------------
 
@@ -203,10 +203,15 @@ class EarlyStopper(abc.ABC):
     Class attributes:
         name: the Katib ``earlyStopping.algorithmName``.
         settings_type: the frozen settings dataclass.
+        compared_conditions: the finished trials :meth:`prepare` is given (medianstop: the
+            Succeeded ones; asha also the EarlyStopped ones, which reached lower rungs).
     """
 
     name: ClassVar[str]
     settings_type: ClassVar[type[EarlyStoppingSettings]] = EarlyStoppingSettings
+    compared_conditions: ClassVar[frozenset[TrialCondition]] = frozenset(
+        {TrialCondition.SUCCEEDED}
+    )
 
     def __init__(self, settings: EarlyStoppingSettings | None = None) -> None:
         if settings is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from earlystop.base import EarlyStopper, RunningCurve, StopPolicy, StopRule
@@ -108,7 +108,8 @@ def make_stop_check(
 
 
 class StoreCompletedSource:
-    """A :data:`CompletedSource` reading an experiment's Succeeded trials from a Store.
+    """A :data:`CompletedSource` reading an experiment's Succeeded trials from a Store (or
+    the trials in ``conditions``: a stopper's ``compared_conditions``; all are terminal).
 
     Observations of a completed trial are read once and cached (completed trials are
     immutable); the list of Succeeded trials is re-read at most every ``refresh_s`` seconds,
@@ -127,7 +128,11 @@ class StoreCompletedSource:
         *,
         refresh_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        conditions: Iterable[TrialCondition] = (TrialCondition.SUCCEEDED,),
     ) -> None:
+        self.conditions = sorted(set(conditions))
+        if any(c.is_active for c in self.conditions):
+            raise ValueError("only terminal trials can be compared with (their logs are cached)")
         self.store = store
         self.experiment_name = experiment_name
         self.metric_name = metric_name
@@ -142,7 +147,7 @@ class StoreCompletedSource:
             now = self._clock()
             if self._read_at is not None and now - self._read_at < self.refresh_s:
                 return self._snapshot
-            trials = self.store.list_trials(self.experiment_name, [TrialCondition.SUCCEEDED])
+            trials = self.store.list_trials(self.experiment_name, self.conditions)
             names = [trial.name for trial in trials]
             self._read_at = now
             if self._snapshot.keys() == set(names):

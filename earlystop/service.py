@@ -3,7 +3,8 @@
 Served by ``earlystop.server`` (``tunery serve earlystop``); Katib's suggestion controller and
 metrics-collector sidecar, or tunery's gRPC client, call it.
 
-- ``GetEarlyStoppingRules`` returns, once enough completed (Succeeded) trials reached
+- ``GetEarlyStoppingRules`` returns, once enough completed (Succeeded; for asha also
+  EarlyStopped: the stopper's ``compared_conditions``) trials reached
   ``start_step``, the rule ``{objective metric, current median threshold, GREATER when
   minimising / LESS when maximising, start_step}``, else no rule. The wire form can carry only
   one threshold per rule, checked once by a Katib sidecar at the ``start_step``-th report, so
@@ -57,6 +58,12 @@ from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
 from tunery.trials import TRIAL_REASONS, Observation, TrialCondition
 
 log = logging.getLogger(__name__)
+
+_WIRE_CONDITIONS = {
+    TrialCondition.SUCCEEDED: api_pb2.TrialStatus.SUCCEEDED,
+    TrialCondition.EARLY_STOPPED: api_pb2.TrialStatus.EARLYSTOPPED,
+}
+"""The finished trial conditions a stopper may compare with, as Katib's wire enum."""
 
 EARLY_STOPPED_MESSAGE = "Trial is early stopped"
 """Katib's message on the EarlyStopped condition set by SetTrialStatus."""
@@ -152,11 +159,12 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         experiment = request.experiment
         objective = objective_from_proto(experiment.spec.objective)
         stopper = stopper_from_proto(experiment.spec.early_stopping)
+        compared = {_WIRE_CONDITIONS[c] for c in stopper.compared_conditions}
         completed: dict[str, str] = {}  # name -> completion time; a repeated trial counts once
         for index, trial in enumerate(request.trials):
             if not trial.name:
                 raise InvalidRequestError(f"trials[{index}].name is empty")
-            if trial.status.condition == api_pb2.TrialStatus.SUCCEEDED:
+            if trial.status.condition in compared:
                 completed[trial.name] = trial.status.completion_time
         if not completed:
             return []

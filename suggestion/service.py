@@ -163,17 +163,17 @@ class SuggestionService:
                 trials, count = read()
                 if count == 0:
                     return api_pb2.GetSuggestionsReply()
-                suggested = entry.algorithm.suggest_trials(
-                    SuggestRequest(
-                        space=view.space,
-                        objective=view.objective,
-                        trials=trials,
-                        count=count,
-                        experiment_name=view.name,
-                        max_trial_count=view.max_trial_count,
-                        parallel_trial_count=view.parallel_trial_count,
-                    )
+                suggest_request = SuggestRequest(
+                    space=view.space,
+                    objective=view.objective,
+                    trials=trials,
+                    count=count,
+                    experiment_name=view.name,
+                    max_trial_count=view.max_trial_count,
+                    parallel_trial_count=view.parallel_trial_count,
                 )
+                suggested = entry.algorithm.suggest_trials(suggest_request)
+                state = entry.algorithm.reply_settings(suggest_request)
             assignments = [s.assignment for s in suggested]
         except (SuggestionError, WireFormatError):
             raise
@@ -183,7 +183,7 @@ class SuggestionService:
         repeats = "repeats" in type(entry.algorithm).capabilities
         if (
             len(assignments) != count
-            or not all(view.space.contains(a) for a in assignments)
+            or not all(entry.algorithm.feasible(view.space, a) for a in assignments)
             or (not repeats and len({view.space.key(a) for a in assignments}) != count)
         ):  # a bug in the algorithm: never send it to a controller
             self._forget(entry)
@@ -199,6 +199,11 @@ class SuggestionService:
         reply = api_pb2.GetSuggestionsReply(
             parameter_assignments=assignments_to_proto(view.space, assignments, suggested)
         )
+        if state:  # Katib's way for a stateful algorithm to keep its state (hyperband)
+            reply.algorithm.algorithm_name = view.algorithm_name
+            reply.algorithm.algorithm_settings.extend(
+                api_pb2.AlgorithmSetting(name=name, value=value) for name, value in state
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "GetSuggestions experiment=%s algorithm=%s trials=%d completed=%d "
@@ -227,6 +232,7 @@ class SuggestionService:
         cls = get_algorithm(view.algorithm_name)
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
         cls.validate(view.space, view.objective, settings, view.max_trial_count)
+        cls.validate_parallelism(settings, view.parallel_trial_count)
         log.debug(
             "ValidateAlgorithmSettings experiment=%s algorithm=%s ok took=%.2fms",
             view.name,

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "cmaes": "suggestion.algorithms.cma_es:CmaEs",
     "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
     "pbt": "suggestion.algorithms.pbt:Pbt",
+    "hyperband": "suggestion.algorithms.hyperband:Hyperband",
 }
 
 

@@ -24,9 +24,13 @@ Errors (each maps to one gRPC status in ``suggestion.service.status_for``)::
     ├── UnknownAlgorithmError(LookupError)   INVALID_ARGUMENT  no such algorithmName
     ├── UnsupportedSpaceError(ValueError)    INVALID_ARGUMENT  e.g. cmaes with one number
     ├── InvalidRequestError(ValueError)      INVALID_ARGUMENT  malformed space/trial/count
-    └── SpaceExhaustedError                  OUT_OF_RANGE      a finite space is used up
+    ├── SpaceExhaustedError                  OUT_OF_RANGE      a finite space is used up
+    └── NotReadyError                        FAILED_PRECONDITION  waits for running trials
 
-None is retryable as is: the request or the experiment has to change.
+None but NotReadyError is retryable as is: the request or the experiment has to change.
+NotReadyError is raised only by staged algorithms (capability ``"staged"``, e.g. hyperband,
+whose next rung needs the whole previous rung finished): the controller asks again, one
+assignment at a time, once trials have finished.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class UnsupportedSpaceError(SuggestionError, ValueError):
 
 class SpaceExhaustedError(SuggestionError):
     """Fewer distinct new assignments remain than were requested (gRPC OUT_OF_RANGE)."""
+
+
+class NotReadyError(SuggestionError):
+    """Fewer assignments than requested can be made until running trials finish (gRPC
+    FAILED_PRECONDITION); only algorithms with the ``"staged"`` capability raise it."""
 
 
 class InvalidRequestError(SuggestionError, ValueError):
@@ -160,6 +169,16 @@ class Algorithm(abc.ABC):
             InvalidSettingsError / UnsupportedSpaceError with a user-facing message.
         """
 
+    @classmethod
+    def validate_parallelism(
+        cls, settings: AlgorithmSettings, parallel_trial_count: int | None
+    ) -> None:
+        """Check the experiment's ``parallelTrialCount`` (hyperband has a lower bound).
+
+        Raises:
+            InvalidSettingsError: with a user-facing message.
+        """
+
     @abc.abstractmethod
     def suggest(self, request: SuggestRequest) -> list[Assignment]:
         """Return ``request.count`` new assignments (see the module contract)."""
@@ -168,6 +187,20 @@ class Algorithm(abc.ABC):
         """:meth:`suggest` with trial names and labels; what the service calls. Algorithms
         that name or label their trials override this (and derive ``suggest`` from it)."""
         return [SuggestedTrial(a) for a in self.suggest(request)]
+
+    def feasible(self, space: SearchSpace, assignment: Assignment) -> bool:
+        """Whether a suggested assignment is acceptable (the service checks every one).
+
+        The space's feasibility; hyperband overrides it, as it sets its resource parameter
+        to values outside that parameter's declared range, as Katib's does."""
+        return space.contains(assignment)
+
+    def reply_settings(self, request: SuggestRequest) -> list[tuple[str, str]]:
+        """Settings to send back in ``GetSuggestionsReply.algorithm`` after a suggestion.
+
+        Katib's controller stores them and merges them into the experiment's settings of the
+        next request (its hyperband keeps its state so). None by default."""
+        return []
 
     def seed(self, request: SuggestRequest) -> int:
         """This experiment's seed: ``random_state`` or one derived from the experiment name."""

@@ -377,3 +377,57 @@ def test_gpu_request_larger_than_machine_fails_clearly(
     with pytest.raises(ReconcileError, match=r"asks for 4 GPU\(s\).*has 2"):
         run(sqlite_store, tmp_path, experiment(gpus=4), loss_lines, gpus=2)
     assert condition(sqlite_store) == ("Failed", "ExperimentFailed")
+
+
+class Staged(Scripted):
+    """Proposes x in rungs of ``rung`` trials; the next rung waits (FAILED_PRECONDITION, as
+    hyperband does) until every trial so far has finished."""
+
+    def __init__(self, rung: int, limit: int, never_ready: bool = False) -> None:
+        super().__init__(limit)
+        self.rung = rung
+        self.never_ready = never_ready
+        self.waits = 0
+
+    def GetSuggestions(self, request, context):
+        pending = [
+            t
+            for t in request.trials
+            if t.status.condition in (api_pb2.TrialStatus.CREATED, api_pb2.TrialStatus.RUNNING)
+        ]
+        in_rung = len(request.trials) % self.rung
+        room = self.rung - in_rung if in_rung or not pending else 0
+        if self.never_ready or request.current_request_number > room:
+            self.waits += 1
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the next rung waits")
+        return super().GetSuggestions(request, context)
+
+
+def test_a_staged_algorithm_is_asked_again_when_trials_finish(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    servicer = Staged(rung=3, limit=6)
+    run(
+        sqlite_store,
+        tmp_path,
+        experiment(maxTrialCount=10, parallelTrialCount=4),
+        loss_lines,
+        servicer=servicer,
+    )
+    assert condition(sqlite_store) == ("Succeeded", "ExperimentSuggestionEndReached")
+    assert len(sqlite_store.list_trials("exp")) == 6
+    assert servicer.waits > 0
+
+
+def test_waiting_with_nothing_running_fails_the_experiment(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(ReconcileError, match="the next rung waits"):
+        run(
+            sqlite_store,
+            tmp_path,
+            experiment(maxTrialCount=4),
+            loss_lines,
+            servicer=Staged(rung=3, limit=6, never_ready=True),
+        )
+    assert condition(sqlite_store) == ("Failed", "ExperimentFailed")

@@ -35,11 +35,6 @@ spec:
 """
 
 
-REQUIRED_SETTINGS = {  # Katib requires these for pbt
-    "pbt": {"suggestion_trial_dir": "/ckpt", "n_population": "5", "truncation_threshold": "0.2"}
-}
-
-
 def _experiment(
     algorithm: str,
     settings: list[dict[str, str]] | None = None,
@@ -57,6 +52,37 @@ def _experiment(
     return load_experiment(document)
 
 
+REQUIRED = {
+    "hyperband": [
+        {"name": "resource_name", "value": "y"},
+        {"name": "r_l", "value": "3"},
+    ],
+    "pbt": [
+        {"name": "suggestion_trial_dir", "value": "/ckpt"},
+        {"name": "n_population", "value": "5"},
+        {"name": "truncation_threshold", "value": "0.2"},
+    ],
+}
+"""Settings an algorithm cannot do without (Katib requires these for hyperband and pbt)."""
+
+
+def test_hyperband_settings_and_parallelism_are_checked_at_their_paths() -> None:
+    problems = _shown(settings_problems(_experiment("hyperband")))
+    assert problems == [
+        "spec.algorithm.algorithmName: hyperband: r_l and resource_name must be set."
+    ]
+    bad_eta = [*REQUIRED["hyperband"], {"name": "eta", "value": "1"}]
+    problems = _shown(settings_problems(_experiment("hyperband", bad_eta)))
+    assert problems == [
+        "spec.algorithm.algorithmSettings[2].value: eta must be an integer >= 2, got 1"
+    ]
+    wide = [{"name": "resource_name", "value": "y"}, {"name": "r_l", "value": "9"}]
+    problems = _shown(settings_problems(_experiment("hyperband", wide)))
+    assert problems == [
+        "spec.parallelTrialCount: hyperband: parallelTrialCount must be not less than 9."
+    ]
+
+
 def _shown(problems: list[Any]) -> list[str]:
     return [str(p) for p in problems]
 
@@ -65,8 +91,8 @@ def _shown(problems: list[Any]) -> list[str]:
 def test_every_algorithm_accepts_its_defaults_and_names_an_unknown_setting(
     algorithm: str,
 ) -> None:
-    required = [{"name": k, "value": v} for k, v in REQUIRED_SETTINGS.get(algorithm, {}).items()]
-    assert settings_problems(_experiment(algorithm, required or None)) == []
+    required = REQUIRED.get(algorithm, [])
+    assert settings_problems(_experiment(algorithm, required)) == []
     problems = _shown(
         settings_problems(
             _experiment(algorithm, [{"name": "no_such_knob", "value": "1"}, *required])

@@ -234,7 +234,7 @@ def test_validate_accepts_good_settings(stub: api_pb2_grpc.EarlyStoppingStub) ->
     [
         (
             api_pb2.EarlyStoppingSpec(algorithm_name="medianstp"),
-            "unknown algorithm name medianstp; available: medianstop",
+            "unknown algorithm name medianstp; available: asha, medianstop",
         ),
         (
             api_pb2.EarlyStoppingSpec(
@@ -418,7 +418,7 @@ def test_unreachable_dbmanager_is_unavailable_and_server_keeps_serving() -> None
             "experiment.spec.objective.type must be MINIMIZE or MAXIMIZE, got UNKNOWN",
         ),
         ({"metric": ""}, "experiment.spec.objective.objective_metric_name is empty"),
-        ({"algorithm": "nope"}, "unknown algorithm name nope; available: medianstop"),
+        ({"algorithm": "nope"}, "unknown algorithm name nope; available: asha, medianstop"),
         ({"start_step": 0}, "start_step must be greater or equal than one (>=1)"),
     ],
 )
@@ -594,3 +594,33 @@ def test_python_m_earlystop_serves_and_stops_on_sigterm() -> None:
             proc.wait()
     assert proc.returncode == 0, output
     assert "EarlyStopping service listening on 127.0.0.1:" in output
+
+
+def test_asha_rule_counts_early_stopped_trials(
+    dbm_stub: api_pb2_grpc.EarlyStoppingStub, dbmanager: tuple[FakeDBManager, str]
+) -> None:
+    """asha's wire rule is its first decided rung (step 2 here); an EarlyStopped trial that
+    reached it is a reference. Rung-2 best values: t-a 2, t-b 2, t-c 4, t-d 8, t-e 7, t-x 1
+    -> the best half is cut at the median 3.0 (4.0 without t-x)."""
+    fake, _ = dbmanager
+    fake.logs["t-x"] = loss_logs([1, 1])
+    settings = {"min_resource": "1", "reduction_factor": "2", "grace_period": "2"}
+    request = rules_request([*CURVES], ELSEWHERE)
+    request.experiment.spec.early_stopping.CopyFrom(
+        api_pb2.EarlyStoppingSpec(
+            algorithm_name="asha",
+            algorithm_settings=[
+                api_pb2.EarlyStoppingSetting(name=k, value=v) for k, v in settings.items()
+            ],
+        )
+    )
+    request.trials.extend(
+        [trial("t-x", api_pb2.TrialStatus.EARLYSTOPPED), trial("t-run", RUNNING)]
+    )
+    reply = dbm_stub.GetEarlyStoppingRules(request, timeout=10)
+    assert list(reply.early_stopping_rules) == [
+        api_pb2.EarlyStoppingRule(
+            name="loss", value=repr(3.0), comparison=api_pb2.GREATER, start_step=2
+        )
+    ]
+    assert "t-x" in fake.calls and "t-run" not in fake.calls

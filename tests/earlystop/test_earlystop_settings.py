@@ -47,7 +47,7 @@ def test_every_stopper_module_is_registered() -> None:
 def test_unknown_algorithm_uses_katibs_message_and_lists_names() -> None:
     with pytest.raises(UnknownAlgorithmError) as info:
         get_early_stopper("mediansop")
-    assert str(info.value) == "unknown algorithm name mediansop; available: medianstop"
+    assert str(info.value) == "unknown algorithm name mediansop; available: asha, medianstop"
     assert isinstance(info.value, LookupError)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import suggestion.convert
-from suggestion.algorithms import REGISTRY
+from suggestion.algorithms import REGISTRY, get_algorithm
 from suggestion.algorithms._encoding import SpaceEncoding
 from suggestion.algorithms.base import (
     Algorithm,
@@ -28,6 +28,10 @@ from tunery.api import api_pb2
 from tunery.space import Assignment
 
 from .helpers import add_trial, experiment, objective_value, wire
+
+UNSTAGED = sorted(a for a in REGISTRY if "staged" not in get_algorithm(a).capabilities)
+"""Algorithms that always answer (staged ones, e.g. hyperband, wait for rungs to finish;
+tests/suggestion/test_hyperband.py drives them)."""
 
 STEPPED = (
     ("lr", api_pb2.DOUBLE, {"min": "0.1", "max": "0.9", "step": "0.2"}),
@@ -84,7 +88,7 @@ def test_returns_exactly_the_requested_count() -> None:
         service.suggest(request_for(experiment("random"), 10_001))
 
 
-@pytest.mark.parametrize("algorithm", sorted(REGISTRY))
+@pytest.mark.parametrize("algorithm", UNSTAGED)
 def test_wire_path_equals_proto_path_and_a_restarted_service(algorithm: str) -> None:
     exp = experiment(algorithm, params=STEPPED, settings={"random_state": "3"})
     warm_wire, warm_proto = SuggestionService(), SuggestionService()
@@ -254,6 +258,8 @@ def test_validate_rejects_with_a_clear_message(
 def test_validate_accepts_every_algorithm_with_default_settings() -> None:
     service = SuggestionService()
     for name in REGISTRY:
+        if "resource" in get_algorithm(name).capabilities:
+            continue  # hyperband requires resource_name and r_l (tests/suggestion/test_hyperband)
         exp = experiment(name, params=STEPPED, max_trial_count=480)
         reply = service.validate(api_pb2.ValidateAlgorithmSettingsRequest(experiment=exp))
         assert reply == api_pb2.ValidateAlgorithmSettingsReply()
