@@ -52,6 +52,7 @@ from suggestion.algorithms.base import (
     SpaceExhaustedError,
     SuggestRequest,
     UnsupportedSpaceError,
+    refuse_conditional,
 )
 from tunery.space import Assignment, ParameterType, SearchSpace
 from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
@@ -200,6 +201,7 @@ class Hyperband(Algorithm):
         max_trial_count: int | None = None,
     ) -> None:
         assert isinstance(settings, HyperbandSettings)
+        refuse_conditional(cls.name, space, "use asha early stopping with tpe or random")
         if settings.r_l is None or not settings.resource_name:
             raise InvalidSettingsError("r_l and resource_name must be set.")
         if settings.resource_name not in space.names:

@@ -91,7 +91,7 @@ def test_each_algorithm_honours_conditions_or_refuses_them(algorithm: str) -> No
         assert ("momentum" in a) == (a["opt"] == "sgd")
 
 
-def test_only_cmaes_multivariate_tpe_and_pbt_refuse_conditions() -> None:
+def test_only_the_fixed_dimension_and_population_algorithms_refuse_conditions() -> None:
     """The refusals are deliberate: the algorithms that refuse a conditional space (for being
     conditional, not for a continuous double) are exactly these."""
     refused = set()
@@ -102,7 +102,7 @@ def test_only_cmaes_multivariate_tpe_and_pbt_refuse_conditions() -> None:
         except UnsupportedSpaceError as exc:
             if "conditional" in str(exc):
                 refused.add(name)
-    assert refused == {"cmaes", "multivariate-tpe", "pbt"}
+    assert refused == {"cmaes", "hyperband", "multivariate-tpe", "pbt"}
 
 
 def test_grid_enumerates_only_the_active_combinations() -> None:
