@@ -1,8 +1,9 @@
 """Katib's own SDK (kubeflow-katib, pinned) driving an experiment; run by ``test_kopf_e2e.py``
 with the virtualenv's Python, so it imports nothing from tunery.
 
-Usage: ``python katib_sdk_script.py NAMESPACE EXPERIMENT.json`` with ``$KUBECONFIG`` set. It
-creates the experiment, waits for Succeeded, reads the optimal parameters and the trials,
+Usage: ``python katib_sdk_script.py NAMESPACE EXPERIMENT.json DB_MANAGER`` with ``$KUBECONFIG``
+set. It creates the experiment, waits for Succeeded, reads the optimal parameters, the trials
+and the best trial's metrics (``get_trial_metrics`` from the DBManager at ``DB_MANAGER``),
 raises the budget by one and waits again, then deletes it; prints one JSON document of what it
 saw (the test checks it). ``python katib_sdk_script.py tune NAMESPACE NAME`` runs Katib's
 ``tune()`` of :func:`objective` instead and prints the optimal parameters and the trials.
@@ -56,7 +57,7 @@ def tune(namespace: str, name: str) -> None:
     client.delete_experiment(name, namespace)
 
 
-def main(namespace: str, path: str) -> None:
+def main(namespace: str, path: str, db_manager_address: str) -> None:
     with open(path) as handle:
         document = json.load(handle)
     client = katib.KatibClient(namespace=namespace)
@@ -78,6 +79,10 @@ def main(namespace: str, path: str) -> None:
     seen["success_trials"] = sorted(
         t["name"] for t in client.get_success_trial_details(name, namespace)
     )
+    logs = client.get_trial_metrics(
+        best.best_trial_name, namespace, db_manager_address=db_manager_address
+    )
+    seen["best_trial_metrics"] = sorted((m.metric.name, float(m.metric.value)) for m in logs)
     budget = len(seen["trials"]) + 1
     client.edit_experiment_budget(name, namespace, max_trial_count=budget)
     deadline = time.monotonic() + 60
@@ -97,4 +102,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "tune":
         tune(sys.argv[2], sys.argv[3])
     else:
-        main(sys.argv[1], sys.argv[2])
+        main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -399,6 +399,7 @@ def test_katibs_sdk_drives_the_operator(
             timeout=60,
         )
 
+    dbmanager = f"127.0.0.1:{stack.dbmanager_port}"
     document = experiment("sdk", maxTrialCount=2, resumePolicy="LongRunning")
     document["metadata"]["namespace"] = namespace
     path = tmp_path / "experiment.json"
@@ -406,7 +407,7 @@ def test_katibs_sdk_drives_the_operator(
     script = Path(__file__).parent / "katib_sdk_script.py"
     with Kubelet(stack, namespace, loss_of, push=push_with_katib) as kubelet:
         run = subprocess.run(
-            [str(katib_python), str(script), namespace, str(path)],
+            [str(katib_python), str(script), namespace, str(path), dbmanager],
             env=stack.env,
             capture_output=True,
             text=True,
@@ -422,6 +423,9 @@ def test_katibs_sdk_drives_the_operator(
         "momentum",
     }
     assert seen["trials_after_edit"] == 3
+    assert seen["best_trial_metrics"], seen  # what report_metrics stored, read back
+    lr = float(seen["best_parameters"]["lr"])
+    assert ("loss", pytest.approx(lr)) in [tuple(m) for m in seen["best_trial_metrics"]]
 
 
 def test_katibs_sdk_tune_runs_its_here_document_script(
