@@ -159,6 +159,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--seeds", "2"),
     ),
     Bench(
+        "multifidelity",
+        "Multi-fidelity",
+        "bench.multifidelity",
+        ("--markdown", MARKDOWN_FILE),
+        ("--task", "surrogate", "--seeds", "3", "--markdown", MARKDOWN_FILE),
+    ),
+    Bench(
         "warmstart",
         "Warm start",
         "bench.warmstart",
