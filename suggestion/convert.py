@@ -10,6 +10,12 @@ Katib's filtering: a SUCCEEDED or EARLYSTOPPED trial whose observation carries t
 metric with a finite value is history; CREATED and RUNNING trials are pending; the rest
 (FAILED, KILLED, METRICSUNAVAILABLE, UNKNOWN, or completed without a usable value) are kept
 only so that their assignments are not proposed again.
+
+Multi-objective (tunery's extension, docs/multi-objective.md): the algorithm setting
+``tunery.io/objectives`` lists the objectives after Katib's; it is taken out of the settings
+the algorithm parses and becomes ``Objective.extra_objectives``, and each completed trial's
+``values`` are read from its observation's metrics (the extra objectives travel there as
+additional metrics).
 """
 
 from __future__ import annotations
@@ -29,7 +35,16 @@ from tunery.space import (
     SpaceError,
     parse_number,
 )
-from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
+from tunery.trials import (
+    OBJECTIVES_SETTING,
+    Objective,
+    ObjectivesSettingError,
+    ObjectiveTerm,
+    ObjectiveType,
+    TrialCondition,
+    TrialResult,
+    decode_objectives_setting,
+)
 
 _DISTRIBUTIONS: Mapping[int, Distribution] = {
     api_pb2.DISTRIBUTION_UNSPECIFIED: Distribution.UNIFORM,
@@ -169,11 +184,15 @@ def space_from_proto(spec: api_pb2.ExperimentSpec) -> SearchSpace:
         raise InvalidRequestError(f"invalid search space: {exc}") from None
 
 
-def objective_from_proto(spec: api_pb2.ObjectiveSpec) -> Objective:
-    """The objective (the goal is None when the wire carries proto3's default 0).
+def objective_from_proto(
+    spec: api_pb2.ObjectiveSpec, objectives_setting: str | None = None
+) -> Objective:
+    """The objective (the goal is None when the wire carries proto3's default 0), with the
+    further objectives of a ``tunery.io/objectives`` setting value.
 
     Raises:
-        InvalidRequestError: unknown objective type or empty metric name.
+        InvalidRequestError: unknown objective type, empty metric name, or a bad
+            ``tunery.io/objectives`` value (e.g. repeating the first objective).
     """
     if spec.type == api_pb2.MINIMIZE:
         otype = ObjectiveType.MINIMIZE
@@ -183,11 +202,25 @@ def objective_from_proto(spec: api_pb2.ObjectiveSpec) -> Objective:
         raise InvalidRequestError("objective type must be MINIMIZE or MAXIMIZE")
     if not spec.objective_metric_name:
         raise InvalidRequestError("objective metric name must not be empty")
+    extra: tuple[ObjectiveTerm, ...] = ()
+    if objectives_setting is not None:
+        try:
+            extra = decode_objectives_setting(objectives_setting)
+        except ObjectivesSettingError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        if any(t.metric_name == spec.objective_metric_name for t in extra):
+            raise InvalidRequestError(
+                f"{OBJECTIVES_SETTING} repeats the objective metric "
+                f"{spec.objective_metric_name!r}; list only the further objectives"
+            )
+    additional = tuple(spec.additional_metric_names)
+    additional += tuple(t.metric_name for t in extra if t.metric_name not in additional)
     return Objective(
         otype,
         spec.objective_metric_name,
         goal=spec.goal or None,
-        additional_metric_names=tuple(spec.additional_metric_names),
+        additional_metric_names=additional,
+        extra_objectives=extra,
     )
 
 
@@ -199,10 +232,19 @@ def settings_from_proto(spec: api_pb2.AlgorithmSpec) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for s in spec.algorithm_settings:
+        if s.name == OBJECTIVES_SETTING:
+            continue  # tunery's extension, read by objective_from_proto
         if s.name in out:
             raise InvalidRequestError(f"algorithm setting {s.name} is given more than once")
         out[s.name] = s.value
     return out
+
+
+def _objectives_setting(spec: api_pb2.AlgorithmSpec) -> str | None:
+    values = [s.value for s in spec.algorithm_settings if s.name == OBJECTIVES_SETTING]
+    if len(values) > 1:
+        raise InvalidRequestError(f"algorithm setting {OBJECTIVES_SETTING} is given more than once")
+    return values[0] if values else None
 
 
 def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
@@ -217,7 +259,7 @@ def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
     return ExperimentView(
         name=experiment.name,
         space=space_from_proto(spec),
-        objective=objective_from_proto(spec.objective),
+        objective=objective_from_proto(spec.objective, _objectives_setting(spec.algorithm)),
         algorithm_name=spec.algorithm.algorithm_name,
         settings=settings_from_proto(spec.algorithm),
         max_trial_count=spec.max_trial_count or None,
@@ -225,8 +267,15 @@ def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
     )
 
 
-def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str) -> TrialResult:
-    """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials).
+def trial_from_proto(
+    trial: api_pb2.Trial,
+    space: SearchSpace,
+    metric_name: str,
+    objective_metrics: Sequence[str] = (),
+) -> TrialResult:
+    """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials; for a
+    multi-objective experiment, ``objective_metrics`` names every objective's metric and
+    ``values`` holds them when all are present and finite).
 
     Raises:
         InvalidRequestError: the trial's assignment does not fit the search space.
@@ -238,9 +287,15 @@ def trial_from_proto(trial: api_pb2.Trial, space: SearchSpace, metric_name: str)
         raise InvalidRequestError(f"trial {trial.name or '<unnamed>'}: {exc}") from None
     condition = _CONDITIONS.get(trial.status.condition, TrialCondition.METRICS_UNAVAILABLE)
     value = None
+    values: tuple[float, ...] | None = None
     if trial.status.condition in _WITH_VALUE:
-        value = _metric_value(trial.status.observation.metrics, metric_name)
-    return TrialResult(trial.name, assignment, condition, value)
+        metrics = trial.status.observation.metrics
+        value = _metric_value(metrics, metric_name)
+        if len(objective_metrics) > 1 and value is not None:
+            found = [_metric_value(metrics, name) for name in objective_metrics]
+            if all(v is not None for v in found):
+                values = tuple(v for v in found if v is not None)
+    return TrialResult(trial.name, assignment, condition, value, values)
 
 
 def _metric_value(metrics: Iterable[api_pb2.Metric], name: str) -> float | None:
@@ -265,20 +320,29 @@ class TrialConverter:
     service holds the experiment's lock.
     """
 
-    def __init__(self, space: SearchSpace, metric_name: str) -> None:
+    def __init__(
+        self, space: SearchSpace, metric_name: str, objective_metrics: Sequence[str] = ()
+    ) -> None:
         self.space = space
         self.metric_name = metric_name
+        self.objective_metrics = tuple(objective_metrics)
         self._cache: dict[str, TrialResult] = {}
 
     def _one(self, trial: api_pb2.Trial) -> TrialResult:
-        result = trial_from_proto(trial, self.space, self.metric_name)
+        result = trial_from_proto(trial, self.space, self.metric_name, self.objective_metrics)
         if not result.name:
             return result
         hit = self._cache.get(result.name)
         if hit is not None and hit.assignment == result.assignment:
-            if hit.condition is result.condition and hit.value == result.value:
+            if (
+                hit.condition is result.condition
+                and hit.value == result.value
+                and hit.values == result.values
+            ):
                 return hit
-            result = TrialResult(result.name, hit.assignment, result.condition, result.value)
+            result = TrialResult(
+                result.name, hit.assignment, result.condition, result.value, result.values
+            )
         self._cache[result.name] = result
         return result
 

@@ -18,6 +18,9 @@ REGISTRY: dict[str, str] = {
     "multivariate-tpe": "suggestion.algorithms.multivariate_tpe:MultivariateTpe",
     "cmaes": "suggestion.algorithms.cma_es:CmaEs",
     "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
+    "nsga2": "suggestion.algorithms.nsga2:Nsga2",
+    "motpe": "suggestion.algorithms.motpe:Motpe",
+    "parego": "suggestion.algorithms.parego:Parego",
 }
 
 

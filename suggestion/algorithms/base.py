@@ -117,7 +117,9 @@ class Algorithm(abc.ABC):
     Class attributes:
         name: the Katib ``algorithmName``.
         settings_type: the frozen settings dataclass.
-        capabilities: e.g. ``{"finite"}`` for algorithms that may exhaust a finite space.
+        capabilities: e.g. ``{"finite"}`` for algorithms that may exhaust a finite space;
+            ``{"multi-objective"}`` for algorithms that search several objectives (the others
+            refuse such an experiment in :meth:`check_objective`).
     """
 
     name: ClassVar[str]
@@ -140,6 +142,23 @@ class Algorithm(abc.ABC):
         Raises:
             InvalidSettingsError / UnsupportedSpaceError with a user-facing message.
         """
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Refuse a multi-objective experiment unless the algorithm supports it.
+
+        Called with :meth:`validate` by the service and the local validation.
+
+        Raises:
+            UnsupportedSpaceError: several objectives for a single-objective algorithm.
+        """
+        if objective.is_multi and "multi-objective" not in cls.capabilities:
+            supported = "nsga2, motpe or parego"
+            raise UnsupportedSpaceError(
+                f"{cls.name} optimises one objective, but the experiment has "
+                f"{len(objective.terms)} ({', '.join(objective.objective_metric_names)}); "
+                f"use a multi-objective algorithm ({supported})"
+            )
 
     @abc.abstractmethod
     def suggest(self, request: SuggestRequest) -> list[Assignment]:
