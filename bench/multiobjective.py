@@ -44,7 +44,7 @@ import numpy as np
 
 from tunery.pareto import hypervolume
 from tunery.space import Parameter, SearchSpace
-from tunery.trials import ObjectiveTerm, ObjectiveType, Objective, TrialCondition, TrialResult
+from tunery.trials import Objective, ObjectiveTerm, ObjectiveType, TrialCondition, TrialResult
 
 Values = tuple[float, float]
 
@@ -111,7 +111,11 @@ def problems(dims: int) -> dict[str, MoProblem]:
 
 OURS = {"tunery nsga2": "nsga2", "tunery motpe": "motpe", "tunery parego": "parego"}
 THEIRS = ("optuna NSGAII", "optuna TPE", "optuna GP")
-PAIRS = {"tunery nsga2": "optuna NSGAII", "tunery motpe": "optuna TPE", "tunery parego": "optuna GP"}
+PAIRS = {
+    "tunery nsga2": "optuna NSGAII",
+    "tunery motpe": "optuna TPE",
+    "tunery parego": "optuna GP",
+}
 
 
 def run_tunery(problem: MoProblem, algorithm: str, seed: int, budget: int) -> list[Values]:
@@ -200,7 +204,11 @@ def table(results: Sequence[dict[str, Any]], methods: Sequence[str], probs: Sequ
         for n in (100, 200):
             cells = []
             for m in methods:
-                hv = [r["hv"][n] for r in results if r["problem"] == prob and r["method"] == m and n in r["hv"]]
+                hv = [
+                    r["hv"][n]
+                    for r in results
+                    if r["problem"] == prob and r["method"] == m and n in r["hv"]
+                ]
                 cells.append(f"{np.median(hv):.4f}" if hv else "-")
             lines.append(f"| {prob} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -213,7 +221,11 @@ def table(results: Sequence[dict[str, Any]], methods: Sequence[str], probs: Sequ
             med = {}
             for m in (ours, theirs):
                 for n in (100, 200):
-                    hv = [r["hv"][n] for r in results if r["problem"] == prob and r["method"] == m and n in r["hv"]]
+                    hv = [
+                        r["hv"][n]
+                        for r in results
+                        if r["problem"] == prob and r["method"] == m and n in r["hv"]
+                    ]
                     med[m, n] = float(np.median(hv)) if hv else math.nan
             ok = all(med[ours, n] >= med[theirs, n] for n in (100, 200))
             lines.append(
@@ -242,7 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     probs = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
-    tasks = [(p, m, s, args.budget, args.dims) for s in range(args.seeds) for p in probs for m in methods]
+    tasks = [
+        (p, m, s, args.budget, args.dims)
+        for s in range(args.seeds)
+        for p in probs
+        for m in methods
+    ]
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.workers) as pool:
         for r in pool.map(run_one, tasks):

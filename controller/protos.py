@@ -14,7 +14,15 @@ from typing import Any
 
 from tunery.api import api_pb2
 from tunery.store.base import TrialRecord
-from tunery.trials import MetricStrategy, MetricSummary, TrialCondition
+from tunery.trials import (
+    OBJECTIVES_SETTING,
+    MetricStrategy,
+    MetricSummary,
+    ObjectiveTerm,
+    ObjectiveType,
+    TrialCondition,
+    encode_objectives_setting,
+)
 
 _TYPES = {
     "double": api_pb2.DOUBLE,
@@ -53,8 +61,21 @@ def objective_proto(objective: Mapping[str, Any]) -> api_pb2.ObjectiveSpec:
     )
 
 
+def objectives_setting(objective: Mapping[str, Any]) -> list[api_pb2.AlgorithmSetting]:
+    """The ``tunery.io/objectives`` algorithm setting of a multi-objective experiment (the
+    objectives after Katib's, docs/multi-objective.md); [] for a plain Katib objective."""
+    items = objective.get("objectives") or []
+    if len(items) < 2:
+        return []
+    terms = [ObjectiveTerm(o["name"], ObjectiveType(o["type"]), o.get("goal")) for o in items[1:]]
+    return [
+        api_pb2.AlgorithmSetting(name=OBJECTIVES_SETTING, value=encode_objectives_setting(terms))
+    ]
+
+
 def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
-    """Katib's ConvertExperiment from the Experiment document's ``spec``."""
+    """Katib's ConvertExperiment from the Experiment document's ``spec`` (plus tunery's
+    multi-objective setting when the objective lists several)."""
     parameters = [
         api_pb2.ParameterSpec(
             name=p["name"],
@@ -81,8 +102,11 @@ def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
             algorithm=api_pb2.AlgorithmSpec(
                 algorithm_name=algorithm.get("algorithmName", ""),
                 algorithm_settings=[
-                    api_pb2.AlgorithmSetting(name=s["name"], value=_str(s.get("value")))
-                    for s in algorithm.get("algorithmSettings") or []
+                    *(
+                        api_pb2.AlgorithmSetting(name=s["name"], value=_str(s.get("value")))
+                        for s in algorithm.get("algorithmSettings") or []
+                    ),
+                    *objectives_setting(spec["objective"]),
                 ],
             ),
             early_stopping=api_pb2.EarlyStoppingSpec(

@@ -243,7 +243,9 @@ def settings_from_proto(spec: api_pb2.AlgorithmSpec) -> dict[str, str]:
 def _objectives_setting(spec: api_pb2.AlgorithmSpec) -> str | None:
     values = [s.value for s in spec.algorithm_settings if s.name == OBJECTIVES_SETTING]
     if len(values) > 1:
-        raise InvalidRequestError(f"algorithm setting {OBJECTIVES_SETTING} is given more than once")
+        raise InvalidRequestError(
+            f"algorithm setting {OBJECTIVES_SETTING} is given more than once"
+        )
     return values[0] if values else None
 
 

@@ -141,9 +141,7 @@ class Objective:
         terms = self.terms
         if values is None or all(t.goal is None for t in terms):
             return False
-        return all(
-            t.goal is None or t.goal_reached(v) for t, v in zip(terms, values, strict=True)
-        )
+        return all(t.goal is None or t.goal_reached(v) for t, v in zip(terms, values, strict=True))
 
     def is_better(self, candidate: float, incumbent: float | None) -> bool:
         """Strictly better in the objective's direction; NaN is never better."""
