@@ -4,9 +4,13 @@ the wire) and the store; the result's Pareto front, the status extension and the
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from click.testing import CliRunner
 
 from tunery import Client, search, tune
+from tunery.cli import main
 from tunery.pareto import dominates
 from tunery.sdk import InvalidArgumentError
 
@@ -51,6 +55,17 @@ def test_tune_returns_the_pareto_front() -> None:
     status = Client("local").get_experiment("mo")["status"]
     assert status["paretoFrontSize"] == len(front)
     assert {e["trialName"] for e in status["paretoFront"]} == {t.name for t in front}
+
+    # `tunery best` lists the same front, as text and as JSON
+    runner = CliRunner()
+    text = runner.invoke(main, ["best", "mo"])
+    assert text.exit_code == 0, text.output
+    assert f"Pareto front of mo: {len(front)} trial(s)" in text.output
+    assert "loss (min)" in text.output and "latency_ms (min)" in text.output
+    assert all(t.name in text.output for t in front)
+    data = json.loads(runner.invoke(main, ["best", "mo", "-o", "json"]).output)
+    assert [e["trialName"] for e in data["paretoFront"]] == [t.name for t in front]
+    assert data["paretoFront"][0]["values"]["loss"] == pytest.approx(front[0].metrics["loss"])
 
 
 def test_bad_objectives_are_refused() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tunery.pareto import nondominated_mask
 from tunery.space import ParamValue, SearchSpace, SpaceError
 from tunery.store.base import TrialRecord
-from tunery.pareto import nondominated_mask
 from tunery.trials import MetricSummary, Objective, TrialCondition
 
 
