@@ -33,7 +33,15 @@ LOG_TAIL = 64 * 1024
 """Bytes of output a first request (no offset) returns: the end of the log."""
 
 PlotKind = Literal[
-    "history", "intermediate", "parallel", "importance", "slice", "contour", "edf", "timeline"
+    "history",
+    "intermediate",
+    "parallel",
+    "importance",
+    "slice",
+    "contour",
+    "edf",
+    "timeline",
+    "pareto",
 ]
 PLOT_KINDS: tuple[str, ...] = PlotKind.__args__
 
@@ -78,6 +86,8 @@ def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) ->
         return data.contour(snapshot, x, y)
     if kind == "edf":
         return data.edf(snapshot)
+    if kind == "pareto":
+        return data.pareto_front(snapshot, x, y)
     return data.timeline(snapshot)
 
 
@@ -90,6 +100,7 @@ _FIGURES = {
     "contour": figures.contour_figure,
     "edf": figures.edf_figure,
     "timeline": figures.timeline_figure,
+    "pareto": figures.pareto_figure,
 }
 
 
@@ -166,8 +177,12 @@ def get_data(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[str | None, Query(description="contour: x parameter")] = None,
-    y: Annotated[str | None, Query(description="contour: y parameter")] = None,
+    x: Annotated[
+        str | None, Query(description="contour: x parameter; pareto: x objective")
+    ] = None,
+    y: Annotated[
+        str | None, Query(description="contour: y parameter; pareto: y objective")
+    ] = None,
 ) -> Any:
     return _series(ctx, name, kind, x, y)
 
@@ -182,8 +197,12 @@ def get_plot(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[str | None, Query(description="contour: x parameter")] = None,
-    y: Annotated[str | None, Query(description="contour: y parameter")] = None,
+    x: Annotated[
+        str | None, Query(description="contour: x parameter; pareto: x objective")
+    ] = None,
+    y: Annotated[
+        str | None, Query(description="contour: y parameter; pareto: y objective")
+    ] = None,
 ) -> Response:
     return Response(figure_json(ctx, name, kind, x, y), media_type="application/json")
 
