@@ -247,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problems", default="zdt1,zdt2,dtlz2,mixed")
     parser.add_argument("--methods", default=",".join([*OURS, *THEIRS]))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
+    parser.add_argument(
+        "--merge", default="", help="comma-separated JSON files of earlier runs to tabulate too"
+    )
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--dims", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
@@ -254,20 +258,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     probs = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
-    tasks = [
-        (p, m, s, args.budget, args.dims)
-        for s in range(args.seeds)
-        for p in probs
-        for m in methods
-    ]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    tasks = [(p, m, s, args.budget, args.dims) for s in seeds for p in probs for m in methods]
     results: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
+    for path in filter(None, args.merge.split(",")):
+        with open(path) as f:
+            merged += [r | {"hv": {int(k): v for k, v in r["hv"].items()}} for r in json.load(f)]
+    if merged:
+        methods = list(dict.fromkeys([*methods, *(r["method"] for r in merged)]))
     with ProcessPoolExecutor(args.workers) as pool:
         for r in pool.map(run_one, tasks):
             results.append(r)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(results, f)
-    print(table(results, methods, probs))
+    print(table([*merged, *results], methods, probs))
     return 0
 
 
