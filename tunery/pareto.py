@@ -48,13 +48,22 @@ def nondominated_mask(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndar
     return keep
 
 
-def nondominated_ranks(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    """Front index of each point (0 = the Pareto front, 1 = the front once 0 is removed...)."""
+def nondominated_ranks(
+    points: Sequence[Sequence[float]] | np.ndarray, enough: int | None = None
+) -> np.ndarray:
+    """Front index of each point (0 = the Pareto front, 1 = the front once 0 is removed...).
+
+    With ``enough``, sorting stops once that many points are ranked; the rest get one rank
+    past the last front found (what NSGA-II's survival needs, at a fraction of the cost).
+    """
     y = _as_matrix(points)
     ranks = np.full(len(y), -1, dtype=int)
     left = np.arange(len(y))
     rank = 0
     while len(left):
+        if enough is not None and len(y) - len(left) >= enough:
+            ranks[left] = rank
+            break
         mask = nondominated_mask(y[left])
         ranks[left[mask]] = rank
         left = left[~mask]

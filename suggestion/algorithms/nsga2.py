@@ -57,9 +57,10 @@ class Nsga2Settings(AlgorithmSettings):
             raise InvalidSettingsError("crossover_eta and mutation_eta should be greater than 0")
 
 
-def survival_order(y: np.ndarray) -> np.ndarray:
-    """Row indices of the loss matrix best first: front, then larger crowding distance."""
-    ranks = nondominated_ranks(y)
+def survival_order(y: np.ndarray, enough: int | None = None) -> np.ndarray:
+    """Row indices of the loss matrix best first: front, then larger crowding distance (with
+    ``enough``, only the first ``enough`` are exact; the rest follow in any order)."""
+    ranks = nondominated_ranks(y, enough)
     crowd = np.zeros(len(y))
     for r in np.unique(ranks):
         members = np.flatnonzero(ranks == r)
@@ -122,7 +123,7 @@ class Nsga2(Algorithm):
         trials, y = loss_matrix(request)
         if len(trials) < s.population_size:
             return indexed_prior(encoding, request.count, keys, seed, len(request.trials))
-        order = survival_order(y)[: s.population_size]
+        order = survival_order(y, s.population_size)[: s.population_size]
         parents = np.array([encoding.encode(trials[i].assignment) for i in order])
         rng = request_rng(seed, request)
         return fill_distinct(
