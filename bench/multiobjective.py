@@ -212,13 +212,17 @@ def table(results: Sequence[dict[str, Any]], methods: Sequence[str], probs: Sequ
                 cells.append(f"{np.median(hv):.4f}" if hv else "-")
             lines.append(f"| {prob} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("| problem | pair (ours vs optuna) | median HV@100 | median HV@200 | verdict |")
-    lines.append("|---|---|---|---|---|")
+    lines.append(
+        "| problem | pair (ours vs optuna) | HV@100 median [IQR] | HV@200 median [IQR] "
+        "| seeds | verdict |"
+    )
+    lines.append("|---|---|---|---|---|---|")
     for prob in probs:
         for ours, theirs in PAIRS.items():
             if ours not in methods or theirs not in methods:
                 continue
-            med = {}
+            q: dict[tuple[str, int], np.ndarray] = {}
+            seeds = {}
             for m in (ours, theirs):
                 for n in (100, 200):
                     hv = [
@@ -226,11 +230,22 @@ def table(results: Sequence[dict[str, Any]], methods: Sequence[str], probs: Sequ
                         for r in results
                         if r["problem"] == prob and r["method"] == m and n in r["hv"]
                     ]
-                    med[m, n] = float(np.median(hv)) if hv else math.nan
-            ok = all(med[ours, n] >= med[theirs, n] for n in (100, 200))
+                    q[m, n] = np.percentile(hv, [25, 50, 75]) if hv else np.full(3, math.nan)
+                    seeds[m] = len(hv) if n == 100 else seeds[m]
+            if any(seeds[m] == 0 for m in (ours, theirs)):
+                continue
+            ok = all(q[ours, n][1] >= q[theirs, n][1] for n in (100, 200))
+            within = all(q[ours, n][1] >= q[theirs, n][0] for n in (100, 200))
+            verdict = ">=" if ok else ("below, within IQR" if within else "below")
+
+            def cell(m: str, n: int, q: dict[tuple[str, int], np.ndarray] = q) -> str:
+                lo, mid, hi = q[m, n]
+                return f"{mid:.4f} [{lo:.4f}, {hi:.4f}]"
+
             lines.append(
-                f"| {prob} | {ours} vs {theirs} | {med[ours, 100]:.4f} vs {med[theirs, 100]:.4f} "
-                f"| {med[ours, 200]:.4f} vs {med[theirs, 200]:.4f} | {'>=' if ok else 'below'} |"
+                f"| {prob} | {ours} vs {theirs} | {cell(ours, 100)} vs {cell(theirs, 100)} "
+                f"| {cell(ours, 200)} vs {cell(theirs, 200)} | {seeds[ours]} / {seeds[theirs]} "
+                f"| {verdict} |"
             )
     lines.append("")
     lines.append("| method | median seconds per run |")
