@@ -59,7 +59,7 @@ class MotpeSettings(AlgorithmSettings):
 def pareto_scores(y: np.ndarray, n_good: int) -> np.ndarray:
     """A score per row of the loss matrix ``y`` whose ``n_good`` lowest are MOTPE's good
     group: the front index, plus a tie-break in [0, 1) inside the front the cut-off splits."""
-    ranks = nondominated_ranks(y)
+    ranks = nondominated_ranks(y, n_good)  # fronts past the cut are not needed
     scores = ranks.astype(float) + 0.5
     if len(y) == 0:
         return scores
