@@ -280,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in filter(None, args.merge.split(",")):
         with open(path) as f:
             merged += [r | {"hv": {int(k): v for k, v in r["hv"].items()}} for r in json.load(f)]
+    unique = {(r["problem"], r["method"], r["seed"]): r for r in reversed(merged)}
+    merged = list(reversed(unique.values()))  # a (problem, method, seed) run counts once
     if merged:
         methods = list(dict.fromkeys([*methods, *(r["method"] for r in merged)]))
     with ProcessPoolExecutor(args.workers) as pool:
