@@ -103,6 +103,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--seeds", "3"),
     ),
     Bench(
+        "multiobjective",
+        "Multi-objective",
+        "bench.multiobjective",
+        ("--seeds", "10"),
+        ("--seeds", "2", "--budget", "100", "--problems", "zdt1,mixed"),
+    ),
+    Bench(
         "controller",
         "Controller",
         "bench.controller",

@@ -25,7 +25,15 @@ from tunery.search_extensions import (
     encode_constraints,
 )
 from tunery.store.base import TrialRecord
-from tunery.trials import MetricStrategy, MetricSummary, TrialCondition
+from tunery.trials import (
+    OBJECTIVES_SETTING,
+    MetricStrategy,
+    MetricSummary,
+    ObjectiveTerm,
+    ObjectiveType,
+    TrialCondition,
+    encode_objectives_setting,
+)
 
 _TYPES = {
     "double": api_pb2.DOUBLE,
@@ -95,8 +103,21 @@ def _extension_settings(spec: Mapping[str, Any]) -> list[api_pb2.AlgorithmSettin
     return out
 
 
+def objectives_setting(objective: Mapping[str, Any]) -> list[api_pb2.AlgorithmSetting]:
+    """The ``tunery.io/objectives`` algorithm setting of a multi-objective experiment (the
+    objectives after Katib's, docs/multi-objective.md); [] for a plain Katib objective."""
+    items = objective.get("objectives") or []
+    if len(items) < 2:
+        return []
+    terms = [ObjectiveTerm(o["name"], ObjectiveType(o["type"]), o.get("goal")) for o in items[1:]]
+    return [
+        api_pb2.AlgorithmSetting(name=OBJECTIVES_SETTING, value=encode_objectives_setting(terms))
+    ]
+
+
 def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
-    """Katib's ConvertExperiment from the Experiment document's ``spec``."""
+    """Katib's ConvertExperiment from the Experiment document's ``spec`` (plus tunery's
+    multi-objective setting when the objective lists several)."""
     parameters = [
         api_pb2.ParameterSpec(
             name=p["name"],
@@ -128,6 +149,7 @@ def experiment_proto(name: str, spec: Mapping[str, Any]) -> api_pb2.Experiment:
                         for s in algorithm.get("algorithmSettings") or []
                     ),
                     *_extension_settings(spec),
+                    *objectives_setting(spec["objective"]),
                 ],
             ),
             early_stopping=api_pb2.EarlyStoppingSpec(

@@ -71,6 +71,7 @@ from tunery.store.errors import NotFoundError
 from tunery.trials import (
     MetricStrategy,
     Objective,
+    ObjectiveTerm,
     ObjectiveType,
     StopCheck,
     StopDecision,
@@ -138,6 +139,14 @@ def objective_from_spec(spec: Mapping[str, Any]) -> Objective:
             s["name"]: MetricStrategy(s["value"]) for s in o.get("metricStrategies") or []
         },
         constraints=tuple(o.get("constraints") or ()),
+        extra_objectives=tuple(
+            ObjectiveTerm(
+                item["name"],
+                ObjectiveType(item["type"]),
+                None if item.get("goal") is None else float(item["goal"]),
+            )
+            for item in (o.get("objectives") or [])[1:]
+        ),
     )
 
 
@@ -287,6 +296,9 @@ class Reconciler:
             self.objective,
             max_trials,
             self.spec.get("maxFailedTrialCount"),
+            status.multi_goal_reached(self._view.trials(), self.objective)
+            if self.objective.is_multi
+            else None,
         )
         end_reached = record.status.get("suggestionEndReached")
         if decision[0] == "Running" and end_reached and counts.active == 0:

@@ -94,6 +94,7 @@ def settings_problems(
                 parsed = None  # the algorithm's own check would enumerate the huge grid
         if parsed is not None:  # the settings parse: can the algorithm search this space?
             try:
+                cls.check_objective(experiment.objective())
                 cls.validate(
                     experiment.search_space(),
                     experiment.objective(),

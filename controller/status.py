@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tunery.pareto import nondominated_mask
 from tunery.store.base import TrialRecord
 from tunery.trials import MetricSummary, Objective, TrialCondition, is_feasible
 
@@ -136,6 +137,52 @@ def trial_is_feasible(trial: TrialRecord, objective: Objective) -> bool:
     return not objective.constraints or is_feasible(trial_constraint_values(trial, objective))
 
 
+def trial_objective_values(trial: TrialRecord, objective: Objective) -> tuple[float, ...] | None:
+    """Every objective's value (multi-objective), None unless all are available and finite."""
+    metrics = {m["name"]: m for m in (trial.observation or {}).get("metrics", [])}
+    out = []
+    for term in objective.terms:
+        metric = metrics.get(term.metric_name)
+        if metric is None:
+            return None
+        summary = MetricSummary(metric["name"], metric["min"], metric["max"], metric["latest"])
+        value = summary.select_numeric(objective.strategy(term.metric_name))
+        if value is None:
+            return None
+        out.append(value)
+    return tuple(out)
+
+
+def pareto_front_trials(
+    trials: Sequence[TrialRecord], objective: Objective
+) -> list[tuple[TrialRecord, tuple[float, ...]]]:
+    """The non-dominated trials by every objective (Failed trials excluded, as for the
+    optimal trial), in creation order; trials with equal values all stay."""
+    scored = []
+    for trial in trials:
+        if trial.condition is TrialCondition.FAILED:
+            continue
+        values = trial_objective_values(trial, objective)
+        if values is not None:
+            scored.append((trial, values))
+    if not scored:
+        return []
+    mask = nondominated_mask([objective.losses(v) for _, v in scored])
+    return [pair for pair, keep in zip(scored, mask, strict=True) if keep]
+
+
+def multi_goal_reached(trials: Sequence[TrialRecord], objective: Objective) -> bool:
+    """A multi-objective experiment's goal: one (non-Failed) trial reaches the goal of every
+    objective that has one (docs/multi-objective.md)."""
+    if all(t.goal is None for t in objective.terms):
+        return False
+    return any(
+        trial.condition is not TrialCondition.FAILED
+        and objective.goals_reached(trial_objective_values(trial, objective))
+        for trial in trials
+    )
+
+
 def optimal_trial(
     trials: Sequence[TrialRecord], objective: Objective
 ) -> tuple[TrialRecord, float] | None:
@@ -210,6 +257,8 @@ def build_status(
             "parameterAssignments": [],
             "observation": {"metrics": []},
         }
+    if view.objective.is_multi:
+        status.update(pareto_status(view.trials(), view.objective))
     if condition is not None:
         status["conditions"] = set_condition(status.get("conditions", []), *condition, now=now)
         if condition[0] in ("Succeeded", "Failed"):
@@ -335,15 +384,47 @@ def is_completed(status: Mapping[str, Any]) -> bool:
     return cond is not None and cond["type"] in ("Succeeded", "Failed")
 
 
+def pareto_status(trials: Sequence[TrialRecord], objective: Objective) -> dict[str, Any]:
+    """tunery's multi-objective status extension: ``paretoFront`` (at most
+    :data:`STATUS_LIST_LIMIT` entries, ordered by the first objective, each the trial name,
+    its assignment and every objective's value) and ``paretoFrontSize`` (the exact count).
+    ``currentOptimalTrial`` stays Katib's: the best trial by the first objective."""
+    front = pareto_front_trials(trials, objective)
+    first = objective.terms[0]
+    front.sort(key=lambda pair: first.sign * pair[1][0])
+    return {
+        "paretoFrontSize": len(front),
+        "paretoFront": [
+            {
+                "trialName": trial.name,
+                "parameterAssignments": [
+                    {"name": k, "value": v} for k, v in trial.assignment.items()
+                ],
+                "values": [
+                    {"name": t.metric_name, "value": v}
+                    for t, v in zip(objective.terms, values, strict=True)
+                ],
+            }
+            for trial, values in front[:STATUS_LIST_LIMIT]
+        ],
+    }
+
+
 def decide_condition(
     counts: TrialCounts,
     best_value: float | None,
     objective: Objective,
     max_trials: int | None,
     max_failed: int | None,
+    goal_met: bool | None = None,
 ) -> tuple[str, str, str]:
-    """Katib's experiment condition for the current trial counts (not yet completed)."""
-    if best_value is not None and objective.goal_reached(best_value):
+    """Katib's experiment condition for the current trial counts (not yet completed).
+
+    ``goal_met`` overrides the goal test on ``best_value`` (multi-objective experiments:
+    :func:`multi_goal_reached`)."""
+    if goal_met is None:
+        goal_met = best_value is not None and objective.goal_reached(best_value)
+    if goal_met:
         reason = ExperimentReason.GOAL_REACHED
         return "Succeeded", reason, MESSAGES[reason]
     failed = counts.failed_for_budget

@@ -14,6 +14,12 @@ only so that their assignments are not proposed again.
 tunery's extensions (:mod:`tunery.search_extensions`): the reserved algorithm settings
 ``tunery.conditions`` and ``tunery.constraints`` are taken out of the settings and applied to
 the space and the objective; each trial's constraint values are read from its observation.
+
+Multi-objective (tunery's extension, docs/multi-objective.md): the algorithm setting
+``tunery.io/objectives`` lists the objectives after Katib's; it is taken out of the settings
+the algorithm parses and becomes ``Objective.extra_objectives``, and each completed trial's
+``values`` are read from its observation's metrics (the extra objectives travel there as
+additional metrics).
 """
 
 from __future__ import annotations
@@ -40,7 +46,16 @@ from tunery.space import (
     SpaceError,
     parse_number,
 )
-from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
+from tunery.trials import (
+    OBJECTIVES_SETTING,
+    Objective,
+    ObjectivesSettingError,
+    ObjectiveTerm,
+    ObjectiveType,
+    TrialCondition,
+    TrialResult,
+    decode_objectives_setting,
+)
 
 _DISTRIBUTIONS: Mapping[int, Distribution] = {
     api_pb2.DISTRIBUTION_UNSPECIFIED: Distribution.UNIFORM,
@@ -180,11 +195,15 @@ def space_from_proto(spec: api_pb2.ExperimentSpec) -> SearchSpace:
         raise InvalidRequestError(f"invalid search space: {exc}") from None
 
 
-def objective_from_proto(spec: api_pb2.ObjectiveSpec) -> Objective:
-    """The objective (the goal is None when the wire carries proto3's default 0).
+def objective_from_proto(
+    spec: api_pb2.ObjectiveSpec, objectives_setting: str | None = None
+) -> Objective:
+    """The objective (the goal is None when the wire carries proto3's default 0), with the
+    further objectives of a ``tunery.io/objectives`` setting value.
 
     Raises:
-        InvalidRequestError: unknown objective type or empty metric name.
+        InvalidRequestError: unknown objective type, empty metric name, or a bad
+            ``tunery.io/objectives`` value (e.g. repeating the first objective).
     """
     if spec.type == api_pb2.MINIMIZE:
         otype = ObjectiveType.MINIMIZE
@@ -194,11 +213,25 @@ def objective_from_proto(spec: api_pb2.ObjectiveSpec) -> Objective:
         raise InvalidRequestError("objective type must be MINIMIZE or MAXIMIZE")
     if not spec.objective_metric_name:
         raise InvalidRequestError("objective metric name must not be empty")
+    extra: tuple[ObjectiveTerm, ...] = ()
+    if objectives_setting is not None:
+        try:
+            extra = decode_objectives_setting(objectives_setting)
+        except ObjectivesSettingError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        if any(t.metric_name == spec.objective_metric_name for t in extra):
+            raise InvalidRequestError(
+                f"{OBJECTIVES_SETTING} repeats the objective metric "
+                f"{spec.objective_metric_name!r}; list only the further objectives"
+            )
+    additional = tuple(spec.additional_metric_names)
+    additional += tuple(t.metric_name for t in extra if t.metric_name not in additional)
     return Objective(
         otype,
         spec.objective_metric_name,
         goal=spec.goal or None,
-        additional_metric_names=tuple(spec.additional_metric_names),
+        additional_metric_names=additional,
+        extra_objectives=extra,
     )
 
 
@@ -210,10 +243,21 @@ def settings_from_proto(spec: api_pb2.AlgorithmSpec) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for s in spec.algorithm_settings:
+        if s.name == OBJECTIVES_SETTING:
+            continue  # tunery's extension, read by objective_from_proto
         if s.name in out:
             raise InvalidRequestError(f"algorithm setting {s.name} is given more than once")
         out[s.name] = s.value
     return out
+
+
+def _objectives_setting(spec: api_pb2.AlgorithmSpec) -> str | None:
+    values = [s.value for s in spec.algorithm_settings if s.name == OBJECTIVES_SETTING]
+    if len(values) > 1:
+        raise InvalidRequestError(
+            f"algorithm setting {OBJECTIVES_SETTING} is given more than once"
+        )
+    return values[0] if values else None
 
 
 def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
@@ -233,7 +277,7 @@ def experiment_from_proto(experiment: api_pb2.Experiment) -> ExperimentView:
             space = apply_conditions(space.parameters, conditions)
         except SpaceError as exc:
             raise InvalidRequestError(f"invalid search space: {exc}") from None
-    objective = objective_from_proto(spec.objective)
+    objective = objective_from_proto(spec.objective, _objectives_setting(spec.algorithm))
     constraints = settings.pop(CONSTRAINTS_SETTING, None)
     if constraints is not None:
         try:
@@ -262,8 +306,12 @@ def trial_from_proto(
     space: SearchSpace,
     metric_name: str,
     constraints: Sequence[str] = (),
+    objective_metrics: Sequence[str] = (),
 ) -> TrialResult:
-    """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials).
+    """A ``Trial`` proto as a :class:`TrialResult` (value only for completed trials; the
+    constraint values, NaN where not reported; for a multi-objective experiment,
+    ``objective_metrics`` names every objective's metric and ``values`` holds them when all are
+    present and finite).
 
     Raises:
         InvalidRequestError: the trial's assignment does not fit the search space.
@@ -276,18 +324,24 @@ def trial_from_proto(
     condition = _CONDITIONS.get(trial.status.condition, TrialCondition.METRICS_UNAVAILABLE)
     value = None
     constraint_values: tuple[float, ...] = ()
+    values: tuple[float, ...] | None = None
     if trial.status.condition in _WITH_VALUE:
         metrics = trial.status.observation.metrics
         value = _metric_value(metrics, metric_name)
         constraint_values = tuple(
             math.nan if (v := _metric_value(metrics, name)) is None else v for name in constraints
         )
+        if len(objective_metrics) > 1 and value is not None:
+            found = [_metric_value(metrics, name) for name in objective_metrics]
+            if all(v is not None for v in found):
+                values = tuple(v for v in found if v is not None)
     labels = dict(trial.spec.labels) if trial.spec.labels else {}
     return TrialResult(
         trial.name,
         assignment,
         condition,
         value,
+        values,
         labels=labels,
         constraint_values=constraint_values,
     )
@@ -316,15 +370,22 @@ class TrialConverter:
     """
 
     def __init__(
-        self, space: SearchSpace, metric_name: str, constraints: Sequence[str] = ()
+        self,
+        space: SearchSpace,
+        metric_name: str,
+        constraints: Sequence[str] = (),
+        objective_metrics: Sequence[str] = (),
     ) -> None:
         self.space = space
         self.metric_name = metric_name
         self.constraints = tuple(constraints)
+        self.objective_metrics = tuple(objective_metrics)
         self._cache: dict[str, TrialResult] = {}
 
     def _one(self, trial: api_pb2.Trial) -> TrialResult:
-        result = trial_from_proto(trial, self.space, self.metric_name, self.constraints)
+        result = trial_from_proto(
+            trial, self.space, self.metric_name, self.constraints, self.objective_metrics
+        )
         if not result.name:
             return result
         hit = self._cache.get(result.name)
@@ -332,6 +393,7 @@ class TrialConverter:
             if (
                 hit.condition is result.condition
                 and hit.value == result.value
+                and hit.values == result.values
                 and hit.labels == result.labels
                 and _same(hit.constraint_values, result.constraint_values)
             ):

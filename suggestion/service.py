@@ -231,6 +231,7 @@ class SuggestionService:
         view = experiment_from_proto(request.experiment)
         cls = get_algorithm(view.algorithm_name)
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
+        cls.check_objective(view.objective)
         cls.validate(view.space, view.objective, settings, view.max_trial_count)
         cls.validate_parallelism(settings, view.parallel_trial_count)
         log.debug(
@@ -259,9 +260,13 @@ class SuggestionService:
         view = experiment_from_proto(experiment)
         cls = get_algorithm(view.algorithm_name)
         settings = parse_settings(cls.settings_type, view.settings, view.algorithm_name)
+        cls.check_objective(view.objective)
         cls.validate(view.space, view.objective, settings)
         converter = TrialConverter(
-            view.space, view.objective.metric_name, view.objective.constraints
+            view.space,
+            view.objective.metric_name,
+            view.objective.constraints,
+            view.objective.objective_metric_names if view.objective.is_multi else (),
         )
         decoder = RequestDecoder(converter, max_trials=MAX_TRIALS_PER_REQUEST)
         fresh = _Experiment(digest, view, cls(settings), converter, decoder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,8 +68,35 @@ TRIAL_REASONS: Mapping[TrialCondition, str] = {
 
 
 @dataclass(frozen=True)
+class ObjectiveTerm:
+    """One objective of a multi-objective experiment: a metric, its direction, its goal."""
+
+    metric_name: str
+    type: ObjectiveType
+    goal: float | None = None
+
+    @property
+    def sign(self) -> float:
+        """+1 when minimised, -1 when maximised: ``sign * value`` is a loss."""
+        return 1.0 if self.type is ObjectiveType.MINIMIZE else -1.0
+
+    def goal_reached(self, value: float | None) -> bool:
+        if self.goal is None or value is None or math.isnan(value):
+            return False
+        if self.type is ObjectiveType.MINIMIZE:
+            return value <= self.goal
+        return value >= self.goal
+
+
+@dataclass(frozen=True)
 class Objective:
-    """What an experiment optimises. ``strategies`` holds every metric's strategy (defaulted)."""
+    """What an experiment optimises. ``strategies`` holds every metric's strategy (defaulted).
+
+    ``type``, ``metric_name`` and ``goal`` are Katib's objective. A multi-objective experiment
+    (tunery's extension, docs/multi-objective.md) lists its further objectives in
+    ``extra_objectives``; their metrics are also among ``additional_metric_names`` so every
+    collector and Katib client records them. :attr:`terms` is every objective, Katib's first.
+    """
 
     type: ObjectiveType
     metric_name: str
@@ -78,14 +106,45 @@ class Objective:
     constraints: tuple[str, ...] = ()
     """Metrics that are constraints (a tunery extension): a trial is feasible when each is
     reported, finite and <= 0. They are also among ``additional_metric_names``."""
+    extra_objectives: tuple[ObjectiveTerm, ...] = ()
 
     @property
     def metric_names(self) -> tuple[str, ...]:
         return (self.metric_name, *self.additional_metric_names)
 
+    @property
+    def terms(self) -> tuple[ObjectiveTerm, ...]:
+        """Every objective, Katib's ``objectiveMetricName`` first."""
+        return (ObjectiveTerm(self.metric_name, self.type, self.goal), *self.extra_objectives)
+
+    @property
+    def is_multi(self) -> bool:
+        return bool(self.extra_objectives)
+
+    @property
+    def objective_metric_names(self) -> tuple[str, ...]:
+        """The optimised metrics, in objective order."""
+        return tuple(t.metric_name for t in self.terms)
+
     def strategy(self, metric_name: str) -> MetricStrategy:
-        default = MetricStrategy.MIN if self.type is ObjectiveType.MINIMIZE else MetricStrategy.MAX
+        direction = self.type
+        for term in self.extra_objectives:
+            if term.metric_name == metric_name:
+                direction = term.type
+        default = MetricStrategy.MIN if direction is ObjectiveType.MINIMIZE else MetricStrategy.MAX
         return self.strategies.get(metric_name, default)
+
+    def losses(self, values: Sequence[float]) -> tuple[float, ...]:
+        """Objective values (in :attr:`terms` order) in minimisation form."""
+        return tuple(t.sign * float(v) for t, v in zip(self.terms, values, strict=True))
+
+    def goals_reached(self, values: Sequence[float] | None) -> bool:
+        """Multi-objective goal: one trial reaches the goal of every objective that has one
+        (objectives without a goal do not block); False when no objective has a goal."""
+        terms = self.terms
+        if values is None or all(t.goal is None for t in terms):
+            return False
+        return all(t.goal is None or t.goal_reached(v) for t, v in zip(terms, values, strict=True))
 
     def is_better(self, candidate: float, incumbent: float | None) -> bool:
         """Strictly better in the objective's direction; NaN is never better."""
@@ -204,12 +263,15 @@ class TrialResult:
     """What an algorithm or early stopper knows of a trial: its assignment, state and value.
 
     ``value`` is the objective chosen by the metric strategy (None when unavailable).
+    ``values`` (multi-objective experiments only) is every objective's value in
+    :attr:`Objective.terms` order, None unless all of them are available and finite.
     """
 
     name: str
     assignment: Assignment
     condition: TrialCondition
     value: float | None = None
+    values: tuple[float, ...] | None = None
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
     """The trial's labels as the controller sent them (``TrialSpec.labels``), e.g. the ones an
     algorithm such as pbt set on its suggestions; not part of equality."""
@@ -265,3 +327,57 @@ StopCheck = Callable[[Sequence[Observation]], StopDecision]
 """Called by a collector as metrics arrive, with every objective-metric observation of the
 trial so far (in report order). The controller binds it to an early stopper (in-process, or a
 gRPC EarlyStopping client), so ``metrics_collector`` never imports ``earlystop``."""
+
+
+OBJECTIVES_SETTING = "tunery.io/objectives"
+"""The algorithm setting that carries a multi-objective experiment's further objectives over
+Katib's gRPC API (docs/multi-objective.md): a JSON list of ``{"name", "type", "goal"?}``, one
+per objective after Katib's ``objectiveMetricName``. Their metrics travel as additional metrics
+in every trial's observation. A plain Katib request never has it."""
+
+
+class ObjectivesSettingError(ValueError):
+    """The ``tunery.io/objectives`` setting does not parse (the message says what is wrong)."""
+
+
+def encode_objectives_setting(terms: Sequence[ObjectiveTerm]) -> str:
+    """The :data:`OBJECTIVES_SETTING` value for the objectives after the first."""
+    return json.dumps(
+        [
+            {"name": t.metric_name, "type": t.type.value}
+            | ({} if t.goal is None else {"goal": t.goal})
+            for t in terms
+        ],
+        separators=(",", ":"),
+    )
+
+
+def decode_objectives_setting(text: str) -> tuple[ObjectiveTerm, ...]:
+    """The objectives of an :data:`OBJECTIVES_SETTING` value.
+
+    Raises:
+        ObjectivesSettingError: not a non-empty JSON list of objects with a ``name`` string,
+            a ``type`` of minimize/maximize and an optional numeric ``goal``; or a name twice.
+    """
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ObjectivesSettingError(f"{OBJECTIVES_SETTING} is not JSON: {exc}") from None
+    if not isinstance(raw, list) or not raw:
+        raise ObjectivesSettingError(f"{OBJECTIVES_SETTING} must be a non-empty JSON list")
+    out: list[ObjectiveTerm] = []
+    for i, item in enumerate(raw):
+        where = f"{OBJECTIVES_SETTING}[{i}]"
+        if not isinstance(item, dict) or set(item) - {"name", "type", "goal"}:
+            raise ObjectivesSettingError(f"{where} must be an object with name, type, goal")
+        name, otype, goal = item.get("name"), item.get("type"), item.get("goal")
+        if not isinstance(name, str) or not name:
+            raise ObjectivesSettingError(f"{where}.name must be a non-empty string")
+        if otype not in ("minimize", "maximize"):
+            raise ObjectivesSettingError(f"{where}.type must be minimize or maximize")
+        if goal is not None and (isinstance(goal, bool) or not isinstance(goal, int | float)):
+            raise ObjectivesSettingError(f"{where}.goal must be a number")
+        if any(t.metric_name == name for t in out):
+            raise ObjectivesSettingError(f"{where}.name {name!r} is listed twice")
+        out.append(ObjectiveTerm(name, ObjectiveType(otype), None if goal is None else goal))
+    return tuple(out)

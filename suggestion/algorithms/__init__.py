@@ -20,6 +20,9 @@ REGISTRY: dict[str, str] = {
     "bayesianoptimization": "suggestion.algorithms.bayesian:BayesianOptimization",
     "pbt": "suggestion.algorithms.pbt:Pbt",
     "hyperband": "suggestion.algorithms.hyperband:Hyperband",
+    "nsga2": "suggestion.algorithms.nsga2:Nsga2",
+    "motpe": "suggestion.algorithms.motpe:Motpe",
+    "parego": "suggestion.algorithms.parego:Parego",
 }
 
 

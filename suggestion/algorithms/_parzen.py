@@ -100,11 +100,12 @@ class ParzenEstimator:
         *,
         prior_weight: float,
         multivariate: bool,
+        weights: np.ndarray | None = None,
     ) -> None:
         n = x.shape[0]
         self.dims = dims
         self.multivariate = multivariate
-        weights = np.append(default_weights(n), prior_weight)
+        weights = np.append(default_weights(n) if weights is None else weights, prior_weight)
         self.n_kernels = n + 1
         self.weights = weights / weights.sum()
         self.log_weights = np.log(self.weights)
@@ -280,6 +281,8 @@ class TpeConfig:
     prior_weight: float
     gamma: float | None
     multivariate: bool
+    good_size: Callable[[int], int] | None = None
+    """Overrides the good group's size rule (:func:`n_below`); MOTPE's is uncapped."""
 
 
 def split(losses: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,17 +300,26 @@ class PerDimensionParzen:
     """Univariate TPE's mixtures for a conditional space: one :class:`ParzenEstimator` per
     coordinate, fitted on the rows where that coordinate is set (not NaN)."""
 
-    def __init__(self, x: np.ndarray, dims: Sequence[Dim], *, prior_weight: float) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        dims: Sequence[Dim],
+        *,
+        prior_weight: float,
+        weights: np.ndarray | None = None,
+    ) -> None:
         self.dims = dims
         self.parts = []
         for j, dim in enumerate(dims):
             col = x[:, j]
+            active = np.isfinite(col)
             self.parts.append(
                 ParzenEstimator(
-                    col[np.isfinite(col)][:, None],
+                    col[active][:, None],
                     [dim],
                     prior_weight=prior_weight,
                     multivariate=False,
+                    weights=None if weights is None else weights[active],
                 )
             )
 
@@ -345,11 +357,13 @@ def tpe_suggest(
     rng: np.random.Generator,
     config: TpeConfig,
     startup: Callable[[int], list[Assignment]] | None = None,
+    below_weights: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[Assignment]:
     """``count`` distinct assignments by TPE with a constant liar (see the module docstring).
 
     Before ``n_startup_trials`` trials completed, ``startup(count)`` draws them from the prior
-    (default: ``rng``'s draws)."""
+    (default: ``rng``'s draws). ``below_weights(indices)`` gives the good group's kernel
+    weights (default: the recency ramp); MOTPE weighs by hypervolume contribution."""
     x, losses = history.x_completed, history.losses
     n = len(losses)
     if n < max(config.n_startup_trials, 1):
@@ -357,20 +371,28 @@ def tpe_suggest(
             return startup(count)
         return fill_distinct(encoding, count, history.keys, rng)
     dims = encoding.dims
-    k = n_below(n, config.gamma)
+    k = n_below(n, config.gamma) if config.good_size is None else config.good_size(n)
     if history.constrained:
         below, above = feasibility_split(losses, history.violations, k)
     else:
         below, above = split(losses, k)
 
-    def mixture(points: np.ndarray) -> ParzenEstimator | PerDimensionParzen:
+    def mixture(
+        points: np.ndarray, weights: np.ndarray | None = None
+    ) -> ParzenEstimator | PerDimensionParzen:
         if encoding.conditional and not config.multivariate:
-            return PerDimensionParzen(points, dims, prior_weight=config.prior_weight)
+            return PerDimensionParzen(
+                points, dims, prior_weight=config.prior_weight, weights=weights
+            )
         return ParzenEstimator(
-            points, dims, prior_weight=config.prior_weight, multivariate=config.multivariate
+            points,
+            dims,
+            prior_weight=config.prior_weight,
+            multivariate=config.multivariate,
+            weights=weights,
         )
 
-    good = mixture(x[below])
+    good = mixture(x[below], None if below_weights is None else below_weights(below))
     bad_points = np.vstack([x[above], history.x_pending])
     chosen: list[Assignment] = []
     taken: set[Key] = set()

@@ -145,7 +145,9 @@ class Algorithm(abc.ABC):
             (pbt: an exploited member continues with a better member's values), exempt from
             the distinctness clause of the contract; ``{"checkpoints"}`` for algorithms whose
             trials continue each other's checkpoints (pbt): not black-box optimisers of a
-            function, so the black-box benchmarks leave them out.
+            function, so the black-box benchmarks leave them out;
+            ``{"multi-objective"}`` for algorithms that search several objectives (the others
+            refuse such an experiment in :meth:`check_objective`).
     """
 
     name: ClassVar[str]
@@ -178,6 +180,23 @@ class Algorithm(abc.ABC):
         Raises:
             InvalidSettingsError: with a user-facing message.
         """
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Refuse a multi-objective experiment unless the algorithm supports it.
+
+        Called with :meth:`validate` by the service and the local validation.
+
+        Raises:
+            UnsupportedSpaceError: several objectives for a single-objective algorithm.
+        """
+        if objective.is_multi and "multi-objective" not in cls.capabilities:
+            supported = "nsga2, motpe or parego"
+            raise UnsupportedSpaceError(
+                f"{cls.name} optimises one objective, but the experiment has "
+                f"{len(objective.terms)} ({', '.join(objective.objective_metric_names)}); "
+                f"use a multi-objective algorithm ({supported})"
+            )
 
     @abc.abstractmethod
     def suggest(self, request: SuggestRequest) -> list[Assignment]:

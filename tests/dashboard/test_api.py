@@ -119,7 +119,7 @@ def test_unknown_names_are_404(client: TestClient) -> None:
     assert client.get("/api/experiments/nope/plots/history").status_code == 404
     assert client.get("/api/trials/nope").status_code == 404
     assert client.get("/experiments/nope").status_code == 404
-    assert client.get(f"/api/experiments/{NAME}/plots/pareto").status_code == 422
+    assert client.get(f"/api/experiments/{NAME}/plots/nope").status_code == 422
 
 
 @pytest.mark.parametrize("kind", KINDS)

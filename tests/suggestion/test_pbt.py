@@ -51,7 +51,9 @@ def ask(algo: Pbt, trials: list[TrialResult], count: int, objective: Objective =
 
 
 def done(suggested, value: float | None, condition=TrialCondition.SUCCEEDED) -> TrialResult:
-    return TrialResult(suggested.name, suggested.assignment, condition, value, suggested.labels)
+    return TrialResult(
+        suggested.name, suggested.assignment, condition, value, labels=suggested.labels
+    )
 
 
 def generation(labels) -> int:

@@ -420,14 +420,21 @@ def _csv(rows: Sequence[dict[str, Any]], metric_names: list[str], param_names: l
 @_db_option
 @_output_option
 def best(name: str, db_url: str | None, output: str) -> None:
-    """Print the best trial's parameters and metrics."""
+    """Print the best trial's parameters and metrics; for a multi-objective experiment, the
+    Pareto front (every non-dominated trial with its objective values)."""
     from controller.reconcile import objective_from_spec
 
     with _errors(db_url):
         store = _open_store(db_url)
         record = store.get_experiment(name)
+        spec = record.spec["spec"]
+        if objective_from_spec(spec).is_multi:
+            trials = store.list_trials(name)
+    if objective_from_spec(spec).is_multi:
+        _print_pareto_front(name, trials, spec, output)
+        return
+    with _errors(db_url):
         found = store.best_trial(name)  # one indexed query, fresh even while it runs
-    spec = record.spec["spec"]
     document = (
         optimal_trial_document(found)
         if found is not None
@@ -448,6 +455,60 @@ def best(name: str, db_url: str | None, output: str) -> None:
             f"  {m['name']}: min={rounded(m['min'])} max={rounded(m['max'])} "
             f"latest={rounded(m['latest'])} (strategy {objective.strategy(m['name'])})"
         )
+
+
+def _print_pareto_front(
+    name: str, trials: Sequence[Any], spec: Mapping[str, Any], output: str
+) -> None:
+    from controller.reconcile import objective_from_spec
+    from controller.status import pareto_front_trials
+
+    objective = objective_from_spec(spec)
+    front = pareto_front_trials(trials, objective)
+    if not front:
+        raise CliError(
+            f"experiment {name!r} has no trial with every objective metric yet "
+            f"({', '.join(objective.objective_metric_names)})"
+        )
+    first = objective.terms[0]
+    front.sort(key=lambda pair: first.sign * pair[1][0])
+    types = parameter_types(spec)
+    if output == "json":
+        echo_json(
+            {
+                "objectives": [
+                    {"name": t.metric_name, "type": t.type.value} for t in objective.terms
+                ],
+                "paretoFront": [
+                    {
+                        "trialName": trial.name,
+                        "values": dict(zip(objective.objective_metric_names, values, strict=True)),
+                        "parameterAssignments": {
+                            k: typed_parameter(v, types.get(k))
+                            for k, v in trial.assignment.items()
+                        },
+                    }
+                    for trial, values in front
+                ],
+            }
+        )
+        return
+    params = list(front[0][0].assignment)
+    headers = [
+        "trial",
+        *(f"{t.metric_name} ({'min' if t.sign > 0 else 'max'})" for t in objective.terms),
+        *params,
+    ]
+    rows = [
+        [
+            trial.name,
+            *(rounded(v) for v in values),
+            *(rounded(trial.assignment.get(p, "")) for p in params),
+        ]
+        for trial, values in front
+    ]
+    click.echo(f"Pareto front of {name}: {len(front)} trial(s)")
+    click.echo(table(headers, rows, right=range(1, 1 + len(objective.terms))))
 
 
 # -- logs -------------------------------------------------------------------------------------

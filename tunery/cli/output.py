@@ -224,12 +224,19 @@ def print_summary(store: Any, name: str, output: str) -> None:
         params = ", ".join(
             f"{p['name']}={rounded(p['value'])}" for p in best["parameterAssignments"]
         )
-        click.echo(f"best trial: {best['bestTrialName']}: {metrics}")
+        first = " by the first objective" if objective.is_multi else ""
+        click.echo(f"best trial{first}: {best['bestTrialName']}: {metrics}")
         click.echo(f"  parameters: {params}")
         click.echo(
             "  (min/max/latest: each metric's strategy over the trial's reports, "
             "spec.objective.metricStrategies)"
         )
+        if objective.is_multi:
+            size = record.status.get("paretoFrontSize", 0)
+            click.echo(
+                f"Pareto front ({', '.join(objective.objective_metric_names)}): {size} trial(s)"
+                f", listed by: tunery best {name}"
+            )
     else:
         click.echo("best trial: none yet")
     unsuccessful = counts["Failed"] + counts["MetricsUnavailable"]

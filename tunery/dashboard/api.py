@@ -42,6 +42,7 @@ PlotKind = Literal[
     "rank",
     "edf",
     "timeline",
+    "pareto",
 ]
 PLOT_KINDS: tuple[str, ...] = PlotKind.__args__
 
@@ -88,6 +89,8 @@ def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) ->
         return data.ranks(snapshot)
     if kind == "edf":
         return data.edf(snapshot)
+    if kind == "pareto":
+        return data.pareto_front(snapshot, x, y)
     return data.timeline(snapshot)
 
 
@@ -101,6 +104,7 @@ _FIGURES = {
     "rank": figures.rank_figure,
     "edf": figures.edf_figure,
     "timeline": figures.timeline_figure,
+    "pareto": figures.pareto_figure,
 }
 
 
@@ -177,8 +181,12 @@ def get_data(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[str | None, Query(description="contour: x parameter")] = None,
-    y: Annotated[str | None, Query(description="contour: y parameter")] = None,
+    x: Annotated[
+        str | None, Query(description="contour: x parameter; pareto: x objective")
+    ] = None,
+    y: Annotated[
+        str | None, Query(description="contour: y parameter; pareto: y objective")
+    ] = None,
 ) -> Any:
     return _series(ctx, name, kind, x, y)
 
@@ -193,8 +201,12 @@ def get_plot(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[str | None, Query(description="contour: x parameter")] = None,
-    y: Annotated[str | None, Query(description="contour: y parameter")] = None,
+    x: Annotated[
+        str | None, Query(description="contour: x parameter; pareto: x objective")
+    ] = None,
+    y: Annotated[
+        str | None, Query(description="contour: y parameter; pareto: y objective")
+    ] = None,
 ) -> Response:
     return Response(figure_json(ctx, name, kind, x, y), media_type="application/json")
 

@@ -78,9 +78,12 @@ def experiments_page() -> HTMLResponse:
 @router.get("/experiments/{name}", response_class=HTMLResponse)
 def experiment_page(name: str, request: Request) -> HTMLResponse:
     try:
-        context(request).cache.get(name)
+        snapshot = context(request).cache.get(name)
     except NotFoundError:
         return _not_found("experiment", name)
+    shown = PLOTS
+    if snapshot.objective.is_multi:  # the Pareto front first for a multi-objective experiment
+        shown = (("pareto", "Pareto front"), *PLOTS)
     selectors = (
         '<figcaption>contour axes: <select id="contour-x"></select> vs '
         '<select id="contour-y"></select></figcaption>'
@@ -88,7 +91,7 @@ def experiment_page(name: str, request: Request) -> HTMLResponse:
     plots = "\n".join(
         f'<figure class="plot" id="plot-{kind}" data-kind="{kind}" aria-label="{label}">'
         f'{selectors if kind == "contour" else ""}<div class="chart"></div></figure>'
-        for kind, label in PLOTS
+        for kind, label in shown
     )
     crumbs = f'<a href="/">experiments</a> / {escape(name)}'
     body = f"""

@@ -101,7 +101,7 @@ from tunery.space import (
     SearchSpace,
     SpaceError,
 )
-from tunery.trials import MetricStrategy, Objective, ObjectiveType
+from tunery.trials import MetricStrategy, Objective, ObjectiveTerm, ObjectiveType
 
 __all__ = [
     "API_VERSION",
@@ -144,6 +144,7 @@ __all__ = [
     "MetricsCollectorSpec",
     "NasConfig",
     "ObjectMeta",
+    "ObjectiveItem",
     "ObjectiveSpec",
     "ObjectiveType",
     "Operation",
@@ -475,6 +476,19 @@ class MetricStrategySpec(Node):
     value: Annotated[MetricStrategy, choice(MetricStrategy, "metric strategy")]
 
 
+class ObjectiveItem(Node):
+    """One objective of a multi-objective experiment (tunery's extension of Katib's
+    objective, docs/multi-objective.md)."""
+
+    name: str
+    type: Annotated[ObjectiveType, choice(ObjectiveType, "objective type")]
+    goal: Goal | None = None
+
+    def _check(self, problems: Problems) -> None:
+        if not self.name:
+            problems.add("must not be empty", "name")
+
+
 class ObjectiveSpec(Node):
     """What to optimise."""
 
@@ -489,13 +503,21 @@ class ObjectiveSpec(Node):
     constraints: tuple[str, ...] = ()
     """tunery extension: metrics a trial must keep <= 0 to be feasible (collected as additional
     metrics, strategy latest unless given); infeasible trials are never the best."""
+    objectives: tuple[ObjectiveItem, ...] | None = None
+    """tunery's multi-objective extension: every objective, the first being Katib's
+    ``objectiveMetricName``/``type``/``goal`` (defaulted from it when absent); the others are
+    defaulted into ``additionalMetricNames`` so every collector records them."""
 
     @classmethod
     def _defaults(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """Katib's defaulting: the objective metric and every additional metric without a
         strategy get the objective direction's (min for minimize, max for maximize).
-        Constraint metrics (tunery) join the additional metrics with strategy latest."""
-        data = _constraint_defaults(data)
+        Constraint metrics (tunery) join the additional metrics with strategy latest.
+
+        With ``objectives`` (multi-objective): Katib's fields default from the first one, the
+        other objectives join ``additionalMetricNames``, and their strategies default to their
+        own direction."""
+        data = _multi_objective_defaults(_constraint_defaults(data))
         name = data.get("objectiveMetricName")
         additional = data.get("additionalMetricNames") or []
         strategies = data.get("metricStrategies") or []
@@ -505,13 +527,22 @@ class ObjectiveSpec(Node):
         direction = {"minimize": "min", "maximize": "max"}.get(
             objective_type if isinstance(objective_type, str) else "", "latest"
         )
+        own = (
+            {
+                o.get("name"): {"minimize": "min", "maximize": "max"}.get(o.get("type"), direction)
+                for o in (data.get("objectives") or [])
+                if isinstance(o, Mapping) and isinstance(o.get("name"), str)
+            }
+            if isinstance(data.get("objectives"), list | tuple)
+            else {}
+        )
         have = {
             s.get("name")
             for s in strategies
             if isinstance(s, Mapping) and isinstance(s.get("name"), str)
         }
         added = [
-            {"name": metric, "value": direction}
+            {"name": metric, "value": own.get(metric, direction)}
             for metric in [name, *additional]
             if isinstance(metric, str) and metric and metric not in have
         ]
@@ -587,6 +618,55 @@ class ObjectiveSpec(Node):
             else:
                 firsts[constraint] = i
 
+        self._check_objectives(problems)
+
+    def _check_objectives(self, problems: Problems) -> None:
+        items = self.objectives
+        if items is None:
+            return
+        if len(items) < 2:
+            problems.add(
+                "must list at least two objectives (use objectiveMetricName and type for one)",
+                "objectives",
+            )
+            return
+        first = items[0]
+        for field_name, mine, theirs in (
+            ("objectiveMetricName", self.objective_metric_name, first.name),
+            ("type", self.type, first.type),
+            ("goal", self.goal, first.goal),
+        ):
+            if mine != theirs:
+                problems.add(
+                    f"{show(mine)} differs from objectives[0] ({show(theirs)}): Katib's "
+                    "objective is the first of objectives; give it once",
+                    field_name,
+                )
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.name in seen:
+                problems.add(
+                    f"{show(item.name)} is listed twice (also at objectives[{seen[item.name]}])",
+                    "objectives",
+                    i,
+                    "name",
+                )
+            else:
+                seen[item.name] = i
+        strategies = {s.name: s.value for s in self.metric_strategies or ()}
+        for i, item in enumerate(items):
+            minimize = item.type is ObjectiveType.MINIMIZE
+            wrong = MetricStrategy.MAX if minimize else MetricStrategy.MIN
+            if strategies.get(item.name) is wrong:
+                right = "min" if minimize else "max"
+                problems.add(
+                    f"metric strategy {wrong.value} of {show(item.name)} works against its "
+                    f"direction ({item.type.value}); use {right} or latest",
+                    "objectives",
+                    i,
+                    "name",
+                )
+
     @property
     def metric_names(self) -> tuple[str, ...]:
         return (self.objective_metric_name, *self.additional_metric_names)
@@ -626,6 +706,35 @@ def _constraint_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
         "additionalMetricNames": [*additional, *added],
         "metricStrategies": [*strategies, *latest],
     }
+
+
+def _multi_objective_defaults(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Katib's objective fields from ``objectives[0]`` where absent; the other objectives'
+    metrics appended to ``additionalMetricNames``."""
+    items = data.get("objectives")
+    if not isinstance(items, list | tuple) or not items:
+        return data
+    out = dict(data)
+    first = items[0]
+    if isinstance(first, Mapping):
+        for key, source in (("objectiveMetricName", "name"), ("type", "type"), ("goal", "goal")):
+            if out.get(key) is None and first.get(source) is not None:
+                out[key] = first[source]
+    additional = out.get("additionalMetricNames") or []
+    if not isinstance(additional, list | tuple):
+        return out
+    extra = [
+        o["name"]
+        for o in items[1:]
+        if isinstance(o, Mapping)
+        and isinstance(o.get("name"), str)
+        and o["name"]
+        and o["name"] not in additional
+        and o["name"] != out.get("objectiveMetricName")
+    ]
+    if extra:
+        out["additionalMetricNames"] = [*additional, *dict.fromkeys(extra)]
+    return out
 
 
 class AlgorithmSetting(Node):
@@ -820,6 +929,9 @@ class ExperimentSpec(Node):
             additional_metric_names=o.additional_metric_names,
             strategies={s.name: s.value for s in o.metric_strategies},
             constraints=o.constraints,
+            extra_objectives=tuple(
+                ObjectiveTerm(item.name, item.type, item.goal) for item in (o.objectives or ())[1:]
+            ),
         )
 
 

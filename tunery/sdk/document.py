@@ -74,6 +74,9 @@ class TuneSpec:
     retain_trials: bool = False
     trial_active_deadline_seconds: int | None = None
     constraints: Sequence[str] = ()
+    objectives: Mapping[str, str] | None = None
+    """Multi-objective: every objective metric and its direction, the first being
+    ``objective_metric_name``/``objective_type`` (``tune(objectives=...)``)."""
 
     @property
     def tuned(self) -> dict[str, SearchSpec]:
@@ -176,11 +179,32 @@ def check(spec: TuneSpec) -> None:
         isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0
     ):
         raise InvalidArgumentError(f"seed must be a non-negative integer, got {spec.seed!r}")
-    if spec.objective_metric_name in spec.additional_metric_names:
+    if spec.objectives is not None:
+        _check_objectives(spec)
+    elif spec.objective_metric_name in spec.additional_metric_names:
         raise InvalidArgumentError(
             f"additional_metric_names must not repeat the objective metric "
             f"{spec.objective_metric_name!r}"
         )
+
+
+def _check_objectives(spec: TuneSpec) -> None:
+    objectives = spec.objectives
+    if not isinstance(objectives, Mapping) or len(objectives) < 2:
+        raise InvalidArgumentError(
+            "objectives must map at least two metric names to 'minimize' or 'maximize', got "
+            f"{objectives!r} (for one objective use objective_metric_name and objective_type)"
+        )
+    for metric, direction in objectives.items():
+        if not isinstance(metric, str) or not _trial_entry.PRINTABLE_NAME.fullmatch(metric):
+            raise InvalidArgumentError(
+                f"objectives: {metric!r} must be a non-empty name of letters, digits, '_', '-' "
+                "or '|'"
+            )
+        if direction not in ("minimize", "maximize"):
+            raise InvalidArgumentError(
+                f"objectives[{metric!r}] must be 'minimize' or 'maximize', got {direction!r}"
+            )
 
 
 def experiment_name(objective: Callable[..., Any], name: str | None) -> str:
@@ -355,6 +379,12 @@ def build_document(spec: TuneSpec, container: Mapping[str, Any]) -> dict[str, An
         objective["additionalMetricNames"] = list(spec.additional_metric_names)
     if spec.constraints:
         objective["constraints"] = list(spec.constraints)
+    if spec.objectives is not None:
+        objective["objectives"] = [
+            {"name": metric, "type": direction} for metric, direction in spec.objectives.items()
+        ]
+        if spec.objective_goal is not None:
+            objective["objectives"][0]["goal"] = spec.objective_goal
     algorithm: dict[str, Any] = {"algorithmName": spec.algorithm_name}
     settings = _seeded(_settings("algorithm_settings", spec.algorithm_settings), spec.seed)
     if settings:

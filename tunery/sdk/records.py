@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tunery.pareto import nondominated_mask
 from tunery.space import ParamValue, SearchSpace, SpaceError
 from tunery.store.base import TrialRecord
 from tunery.trials import MetricSummary, Objective, TrialCondition, is_feasible
@@ -84,14 +85,21 @@ class TuneResult:
     condition: str = ""
     reason: str = ""
     message: str = ""
+    pareto_front: tuple[TrialInfo, ...] = ()
+    """Multi-objective experiments: the non-dominated trials by every objective (Failed
+    trials excluded), ordered by the first objective; empty for a single objective. The
+    ``best_*`` fields then describe the best trial by the first objective."""
 
     def __repr__(self) -> str:
         """Every field but ``trials``, which is counted (printing a result of a few hundred
         trials would fill the screen); ``result.trials`` holds them."""
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "trials"
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("trials", "pareto_front")
         )
-        return f"TuneResult({shown}, trials=<{len(self.trials)} trials>)"
+        front = f", pareto_front=<{len(self.pareto_front)} trials>" if self.pareto_front else ""
+        return f"TuneResult({shown}, trials=<{len(self.trials)} trials>{front})"
 
     def trials_by_condition(self, condition: str) -> tuple[TrialInfo, ...]:
         """The trials whose condition is ``condition`` (e.g. ``"Failed"``)."""
@@ -340,6 +348,7 @@ def tune_result(
         condition=str((current or {}).get("type", "")),
         reason=str((current or {}).get("reason", "")),
         message=str((current or {}).get("message", "")),
+        pareto_front=pareto_front(trials, objective),
     )
 
 
@@ -352,6 +361,26 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def pareto_front(trials: Sequence[TrialInfo], objective: Objective) -> tuple[TrialInfo, ...]:
+    """The non-dominated trials of a multi-objective experiment by their selected metrics
+    (Failed trials and trials missing an objective excluded), ordered by the first objective;
+    () for a single objective."""
+    if not objective.is_multi:
+        return ()
+    names = objective.objective_metric_names
+    scored = [
+        (t, objective.losses([t.metrics[n] for n in names]))
+        for t in trials
+        if t.condition != TrialCondition.FAILED and all(n in t.metrics for n in names)
+    ]
+    if not scored:
+        return ()
+    mask = nondominated_mask([loss for _, loss in scored])
+    front = [pair for pair, keep in zip(scored, mask, strict=True) if keep]
+    front.sort(key=lambda pair: pair[1][0])
+    return tuple(t for t, _ in front)
 
 
 def _best_of(trials: Sequence[TrialInfo], objective: Objective) -> OptimalTrial | None:

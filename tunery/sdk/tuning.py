@@ -56,7 +56,8 @@ def tune(
     objective_goal: float | None = None,
     additional_metric_names: Sequence[str] = (),
     constraints: Sequence[str] = (),
-    algorithm_name: str = "tpe",
+    objectives: Mapping[str, Literal["maximize", "minimize"]] | None = None,
+    algorithm_name: str | None = None,
     algorithm_settings: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     seed: int | None = None,
     early_stopping: str | Mapping[str, Any] | None = None,
@@ -102,6 +103,11 @@ def tune(
         objective_metric_name: the metric to optimise (the name a returned number gets).
         objective_type: ``"maximize"`` (Katib's default) or ``"minimize"``.
         objective_goal: stop once the best value reaches it.
+        objectives: several objectives, e.g. ``{"loss": "minimize", "latency_ms":
+            "minimize"}`` (multi-objective, docs/multi-objective.md): the first is the
+            objective metric (``objective_metric_name``/``objective_type`` are ignored), the
+            goal applies to it, and the result's ``pareto_front`` lists the non-dominated
+            trials. The default algorithm becomes ``motpe``.
         additional_metric_names: other metrics to collect.
         constraints: metrics a trial must keep ``<= 0`` to be feasible (a tunery extension;
             the objective reports them like any metric, e.g. in its returned dict). TPE and
@@ -176,6 +182,15 @@ def tune(
     if parallel_trial_count is None:
         parallel_trial_count = 3 if max_trial_count is None else max(1, min(3, max_trial_count))
     give_up = fail_fast_rule(fail_fast, parallel_trial_count)
+    if objectives is not None and isinstance(objectives, Mapping) and objectives:
+        first, *rest = list(objectives)
+        objective_metric_name, objective_type = first, objectives[first]
+        additional_metric_names = [
+            *rest,
+            *(m for m in additional_metric_names if m not in objectives),
+        ]
+    if algorithm_name is None:
+        algorithm_name = "motpe" if objectives else "tpe"
     spec = documents.TuneSpec(
         name=documents.experiment_name(objective, name),
         parameters=parameters,
@@ -196,6 +211,7 @@ def tune(
         namespace=None if active._local is not None else (namespace or active.namespace),
         retain_trials=retain_trials,
         trial_active_deadline_seconds=trial_active_deadline_seconds,
+        objectives=None if objectives is None else dict(objectives),
     )
     documents.check(spec)
     seeds = _Seeds(list(enqueue), warm_start)

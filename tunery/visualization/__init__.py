@@ -37,6 +37,7 @@ __all__ = [
     "plot_optimization_history",
     "plot_parallel_coordinate",
     "plot_param_importances",
+    "plot_pareto_front",
     "plot_rank",
     "plot_slice",
     "plot_timeline",
@@ -78,6 +79,20 @@ def plot_optimization_history(
     """Objective value of every trial and the best value so far."""
     with _opened(experiment, db, store) as (_, snap):
         return _figure(_figures.history_figure(_data.optimization_history(snap)))
+
+
+def plot_pareto_front(
+    experiment: Experiment,
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    db: str | None = None,
+    store: Store | None = None,
+) -> go.Figure:
+    """Multi-objective experiments: objective ``x`` against ``y`` (default the first two),
+    the Pareto front (by every objective) highlighted over the dominated trials."""
+    with _opened(experiment, db, store) as (_, snap):
+        return _figure(_figures.pareto_figure(_data.pareto_front(snap, x, y)))
 
 
 def plot_parallel_coordinate(

@@ -23,6 +23,7 @@ import numpy as np
 
 from controller import status as experiment_status
 from controller.reconcile import objective_from_spec
+from tunery.pareto import nondominated_mask
 from tunery.store.base import ExperimentRecord, Store, TrialRecord
 from tunery.trials import MetricSummary, Objective, ObjectiveType, TrialCondition, is_feasible
 
@@ -470,6 +471,50 @@ def edf(snapshot: Snapshot) -> dict[str, Any]:
         }
 
     return snapshot.memo("edf", compute)
+
+
+# -- Pareto front (multi-objective) -------------------------------------------------------------
+
+
+def pareto_front(snapshot: Snapshot, x: str | None = None, y: str | None = None) -> dict[str, Any]:
+    """Every trial with all objective values, flagged when on the Pareto front (by all the
+    objectives; Failed trials excluded), for a scatter of objective ``x`` against ``y``
+    (default: the first two). ``multi`` is False for a single-objective experiment.
+
+    Raises:
+        DataError: ``x`` or ``y`` is not one of the objectives.
+    """
+    objective = snapshot.objective
+    names = objective.objective_metric_names
+    for axis in (x, y):
+        if axis is not None and axis not in names:
+            raise DataError(f"unknown objective {axis!r} (objectives: {', '.join(names)})")
+    x = x or names[0]
+    y = y or (names[1] if len(names) > 1 else names[0])
+
+    def compute() -> dict[str, Any]:
+        rows = [
+            i
+            for i, m in enumerate(snapshot.metrics)
+            if snapshot.conditions[i] != "Failed" and all(m.get(n) is not None for n in names)
+        ]
+        values = [[snapshot.metrics[i][n] for n in names] for i in rows]
+        losses = [objective.losses(v) for v in values]
+        mask = nondominated_mask(losses) if rows else np.zeros(0, dtype=bool)
+        ix, iy = names.index(x), names.index(y)
+        return {
+            "multi": objective.is_multi,
+            "objectives": [{"name": t.metric_name, "type": t.type.value} for t in objective.terms],
+            "x": x,
+            "y": y,
+            "trial": [snapshot.trials[i].name for i in rows],
+            "number": rows,
+            "xValue": [v[ix] for v in values],
+            "yValue": [v[iy] for v in values],
+            "front": [bool(f) for f in mask],
+        }
+
+    return snapshot.memo(("pareto", x, y), compute)
 
 
 # -- parallel coordinates, slice ----------------------------------------------------------------

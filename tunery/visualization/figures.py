@@ -106,6 +106,45 @@ def history_figure(data: Mapping[str, Any]) -> Figure:
     }
 
 
+def pareto_figure(data: Mapping[str, Any]) -> Figure:
+    """Two objectives against each other: dominated trials grey, the Pareto front as a
+    coloured step line through its points (in the order of the x objective)."""
+    title = f"Pareto front: {data['x']} vs {data['y']}"
+    if not data["multi"]:
+        return _empty("Pareto front", "the experiment has a single objective")
+    if not data["trial"]:
+        return _empty(title, "no trial has every objective value yet")
+    front = [i for i, f in enumerate(data["front"]) if f]
+    rest = [i for i, f in enumerate(data["front"]) if not f]
+    kind = _gl(len(data["trial"]))
+    hover = "%{text}<br>" + data["x"] + " %{x}<br>" + data["y"] + " %{y}<extra></extra>"
+
+    def trace(rows: list[int], name: str, color: str, mode: str) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "mode": mode,
+            "name": name,
+            "x": [data["xValue"][i] for i in rows],
+            "y": [data["yValue"][i] for i in rows],
+            "text": [data["trial"][i] for i in rows],
+            "marker": {"size": 7, "color": color},
+            "hovertemplate": hover,
+        }
+
+    front.sort(key=lambda i: (data["xValue"][i], data["yValue"][i]))
+    line = trace(front, "Pareto front", "#d81b60", "lines+markers")
+    line["line"] = {"shape": "linear", "color": "#d81b60", "width": 1}
+    types = {o["name"]: o["type"] for o in data["objectives"]}
+    return {
+        "data": [trace(rest, "dominated", "#b0bec5", "markers"), line],
+        "layout": _layout(
+            title,
+            xaxis={"title": {"text": f"{data['x']} ({types[data['x']]})"}},
+            yaxis={"title": {"text": f"{data['y']} ({types[data['y']]})"}},
+        ),
+    }
+
+
 def edf_figure(data: Mapping[str, Any]) -> Figure:
     title = "Empirical distribution (EDF)"
     if not data["value"]:
