@@ -32,9 +32,11 @@ from suggestion.algorithms.base import (
     AlgorithmSettings,
     InvalidSettingsError,
     SuggestRequest,
+    refuse_conditional,
 )
 from tunery.pareto import crowding_distance, nondominated_ranks
-from tunery.space import Assignment
+from tunery.space import Assignment, SearchSpace
+from tunery.trials import Objective
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,17 @@ class Nsga2(Algorithm):
     capabilities: ClassVar[frozenset[str]] = frozenset({"multi-objective"})
 
     settings: Nsga2Settings
+
+    @classmethod
+    def validate(
+        cls,
+        space: SearchSpace,
+        objective: Objective,
+        settings: AlgorithmSettings,
+        max_trial_count: int | None = None,
+    ) -> None:
+        """Conditional spaces are refused: crossover mixes fixed-length genomes."""
+        refuse_conditional(cls.name, space, "use motpe or parego")
 
     def __init__(self, settings: AlgorithmSettings | None = None) -> None:
         super().__init__(settings)

@@ -102,7 +102,7 @@ def test_only_the_fixed_dimension_and_population_algorithms_refuse_conditions() 
         except UnsupportedSpaceError as exc:
             if "conditional" in str(exc):
                 refused.add(name)
-    assert refused == {"cmaes", "hyperband", "multivariate-tpe", "pbt"}
+    assert refused == {"cmaes", "hyperband", "multivariate-tpe", "nsga2", "pbt"}
 
 
 def test_grid_enumerates_only_the_active_combinations() -> None:
