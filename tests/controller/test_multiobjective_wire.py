@@ -76,8 +76,8 @@ def test_trial_values_come_from_the_observation() -> None:
     proto = suggestions_request("minimal", spec(), [record(0, 0.5, 0.7), record(1, 0.4, None)], 1)
     view = experiment_from_proto(proto.experiment)
     names = view.objective.objective_metric_names
-    first = trial_from_proto(proto.trials[0], view.space, "loss", names)
-    second = trial_from_proto(proto.trials[1], view.space, "loss", names)
+    first = trial_from_proto(proto.trials[0], view.space, "loss", objective_metrics=names)
+    second = trial_from_proto(proto.trials[1], view.space, "loss", objective_metrics=names)
     assert first.values == (0.5, 0.7)
     assert second.value == 0.4 and second.values is None  # acc missing: not multi-complete
 
