@@ -213,7 +213,7 @@ def serve_earlystop(
     db_manager_address: str | None,
     **tls: str | None,
 ) -> None:
-    """api.v1.beta1.EarlyStopping (medianstop)."""
+    """api.v1.beta1.EarlyStopping (medianstop, asha)."""
     from earlystop.server import serve as serve_forever
 
     with _serving((tls["tls_cert"], tls["tls_key"], tls["tls_client_ca"])) as server_tls:
