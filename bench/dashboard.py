@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.status import build_status
+from controller.trial_view import TrialView
 from tunery.experiment import load_experiment
 from tunery.store import open_store
 from tunery.store.base import Store, TrialRecord
@@ -177,10 +178,10 @@ def seed(store: Store, trials: int, observations: int) -> None:
         records.append(store.create_trial(record))
         store.add_observations(record.name, curve)
     now = T0 + dt.timedelta(seconds=30 * (trials // 8 + 1))
+    objective = load_experiment(document).objective()
     status = build_status(
         {"startTime": T0.isoformat()},
-        records,
-        load_experiment(document).objective(),
+        TrialView.of(records, objective),
         ("Succeeded", "ExperimentMaxTrialsReached", "Experiment has succeeded"),
         now,
     )
