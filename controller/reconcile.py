@@ -588,13 +588,11 @@ class Reconciler:
             )
             for trial, launch in prepared
         )
-        claimed = [
-            (trial, launch)
-            for (trial, launch), record in zip(prepared, records, strict=True)
-            if record.condition is TrialCondition.RUNNING and record.start_time == now
-        ]
-        for trial, _ in prepared:
-            if all(trial is not t for t, _ in claimed):  # changed meanwhile (stopped, deleted)
+        claimed = []
+        for (trial, launch), record in zip(prepared, records, strict=True):
+            if record.condition is TrialCondition.RUNNING and record.start_time == now:
+                claimed.append((trial, launch))
+            else:  # changed meanwhile (stopped, deleted)
                 self.allocator.release(trial.name)
         if not claimed:
             return 0
@@ -815,14 +813,14 @@ class Reconciler:
                 )
             )
         records = self._update_trials(updates)
-        kept = [  # early stopped or killed meanwhile: keep that
-            TrialUpdate(u.name, observation=u.observation, completion_time=now)
-            for u, record, condition in zip(updates, records, wanted, strict=True)
-            if record.condition is not condition or record.completion_time != now
-        ]
-        for record, condition in zip(records, wanted, strict=True):
+        kept = []
+        for update, record, condition in zip(updates, records, wanted, strict=True):
             if record.condition is condition and record.completion_time == now:
                 self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
+            else:  # early stopped or killed meanwhile: keep that condition
+                kept.append(
+                    TrialUpdate(update.name, observation=update.observation, completion_time=now)
+                )
         if kept:
             self._update_trials(kept)
 
