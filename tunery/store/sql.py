@@ -247,23 +247,7 @@ class SqlStore(Store):
     # -- trials ---------------------------------------------------------------------------------
     @_retry_conflicts
     def create_trial(self, trial: TrialRecord) -> TrialRecord:
-        _check_name("trial", trial.name)
-        values = {
-            "name": trial.name,
-            "assignment": _plain(trial.assignment, "assignment"),
-            "condition": _condition(trial.condition).value,
-            "reason": _check_reason(trial.reason),
-            "message": _check_text("message", trial.message),
-            "labels": _plain(trial.labels, "labels"),
-            "created_at": _db_time(trial.created_at, "created_at"),
-            "start_time": _db_time_or_none(trial.start_time, "start_time"),
-            "completion_time": _db_time_or_none(trial.completion_time, "completion_time"),
-            "runner_handle": _plain(trial.runner_handle, "runner_handle"),
-            "observation": _plain(trial.observation, "observation"),
-            "early_stopping_rules": _plain(
-                list(trial.early_stopping_rules), "early_stopping_rules"
-            ),
-        }
+        values = _trial_row(trial)
         what = f"create trial {trial.name!r}"
         with self.session_scope(what, write=True) as connection:
             experiment_id = self._experiment_id(connection, trial.experiment_name)
@@ -305,37 +289,16 @@ class SqlStore(Store):
         what = f"create {len(trials)} trials of experiment {experiment_name!r}"
         with self.session_scope(what, write=True) as connection:
             experiment_id = self._experiment_id(connection, experiment_name)
-            spec = connection.execute(
-                sa.select(experiments.c.spec).where(experiments.c.id == experiment_id)
-            ).scalar_one()
-            rule = ObjectiveRule.from_spec(spec)
+            with_metrics = any((t.observation or {}).get("metrics") for t in trials)
+            rule = self._objective_rule(connection, experiment_id) if with_metrics else None
             last = self._next_seq(connection, experiment_id, len(trials))
             rows = []
             for offset, trial in enumerate(trials):
-                _check_name("trial", trial.name)
-                rows.append(
-                    {
-                        "name": trial.name,
-                        "experiment_id": experiment_id,
-                        "assignment": _plain(trial.assignment, "assignment"),
-                        "condition": _condition(trial.condition).value,
-                        "reason": _check_reason(trial.reason),
-                        "message": _check_text("message", trial.message),
-                        "labels": _plain(trial.labels, "labels"),
-                        "created_at": _db_time(trial.created_at, "created_at"),
-                        "start_time": _db_time_or_none(trial.start_time, "start_time"),
-                        "completion_time": _db_time_or_none(
-                            trial.completion_time, "completion_time"
-                        ),
-                        "runner_handle": _plain(trial.runner_handle, "runner_handle"),
-                        "observation": _plain(trial.observation, "observation"),
-                        "early_stopping_rules": _plain(
-                            list(trial.early_stopping_rules), "early_stopping_rules"
-                        ),
-                        "change_seq": last - len(trials) + 1 + offset,
-                        "objective_value": None if rule is None else rule.value(trial.observation),
-                    }
-                )
+                row = _trial_row(trial)
+                row["experiment_id"] = experiment_id
+                row["change_seq"] = last - len(trials) + 1 + offset
+                row["objective_value"] = None if rule is None else rule.value(trial.observation)
+                rows.append(row)
             try:
                 for start in range(0, len(rows), _IN_CHUNK):
                     connection.execute(sa.insert(trials_table), rows[start : start + _IN_CHUNK])
@@ -709,6 +672,26 @@ class SqlStore(Store):
         if row is None:
             raise NotFoundError(f"trial {name!r} not found")
         return _trial_record(row, row[-1])
+
+
+def _trial_row(trial: TrialRecord) -> dict[str, Any]:
+    """A new trial's column values, checked and converted (its experiment, change counter and
+    objective value are the caller's to add)."""
+    _check_name("trial", trial.name)
+    return {
+        "name": trial.name,
+        "assignment": _plain(trial.assignment, "assignment"),
+        "condition": _condition(trial.condition).value,
+        "reason": _check_reason(trial.reason),
+        "message": _check_text("message", trial.message),
+        "labels": _plain(trial.labels, "labels"),
+        "created_at": _db_time(trial.created_at, "created_at"),
+        "start_time": _db_time_or_none(trial.start_time, "start_time"),
+        "completion_time": _db_time_or_none(trial.completion_time, "completion_time"),
+        "runner_handle": _plain(trial.runner_handle, "runner_handle"),
+        "observation": _plain(trial.observation, "observation"),
+        "early_stopping_rules": _plain(list(trial.early_stopping_rules), "early_stopping_rules"),
+    }
 
 
 def _update_values(update: TrialUpdate) -> dict[str, Any]:
