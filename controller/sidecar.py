@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import copy
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -681,10 +681,3 @@ def _no_template_message(job: Mapping[str, Any], labels: Mapping[str, str] | Non
         f"(templates: {_describe(units)}); set trialTemplate.primaryPodLabels to the labels "
         "of the pods that run the primary container"
     )
-
-
-def iter_containers(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every container and init container of every pod template of the job."""
-    for t in pod_templates(job):
-        yield from _containers(t.template)
-        yield from t.template["spec"].get("initContainers") or []
