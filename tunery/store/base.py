@@ -23,6 +23,11 @@ from typing import Any
 from tunery.trials import Observation, TrialCondition
 
 
+DEFAULT_NAMESPACE = "default"
+"""The namespace a store is bound to unless told otherwise (Katib's default namespace); local
+runs (CLI, SDK, ``tune()``, dashboard) use it."""
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
