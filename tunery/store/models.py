@@ -41,13 +41,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from tunery.store.base import DEFAULT_NAMESPACE
+from tunery.store.base import DEFAULT_NAMESPACE, NAMESPACE_LENGTH
 
 NAME_LENGTH = 255
 """Longest experiment, trial and metric name (Katib's ``VARCHAR(255)``)."""
-
-NAMESPACE_LENGTH = 63
-"""Longest namespace (a Kubernetes namespace is a DNS label: at most 63 characters)."""
 
 REASON_LENGTH = 255
 """Longest trial condition reason."""

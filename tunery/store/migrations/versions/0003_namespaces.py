@@ -63,9 +63,7 @@ def upgrade() -> None:
         with op.batch_alter_table("experiments") as batch:
             batch.add_column(_namespace_column())
             batch.drop_constraint("uq_experiments_name", type_="unique")
-            batch.create_unique_constraint(
-                "uq_experiments_namespace_name", ["namespace", "name"]
-            )
+            batch.create_unique_constraint("uq_experiments_namespace_name", ["namespace", "name"])
         with op.batch_alter_table("trials") as batch:
             batch.add_column(_namespace_column())
             batch.drop_constraint("uq_trials_name", type_="unique")
@@ -85,9 +83,7 @@ def _refuse_shared_names() -> None:
     connection = op.get_bind()
     for table in ("experiments", "trials"):
         names = connection.execute(
-            sa.text(
-                f"SELECT name FROM {table} GROUP BY name HAVING COUNT(*) > 1 ORDER BY name"
-            )
+            sa.text(f"SELECT name FROM {table} GROUP BY name HAVING COUNT(*) > 1 ORDER BY name")
         ).scalars()
         shared = list(names)
         if shared:
