@@ -182,12 +182,12 @@ class Store(abc.ABC):
 
     def trial_namespaces(self, trial_name: str) -> list[str]:
         """Every namespace holding a trial named ``trial_name``, sorted, whatever namespace
-        this store is bound to (Katib's DBManager is given a trial name alone)."""
-        try:
-            self.get_trial(trial_name)
-        except KeyError:  # NotFoundError
-            return []
-        return [self.namespace]
+        this store is bound to (Katib's DBManager is given a trial name alone).
+
+        A store holding one namespace only (this default) answers ``[]``, "no other": callers
+        then use the store's own namespace, the only one it has.
+        """
+        return []
 
     # -- experiments ----------------------------------------------------------------------------
     @abc.abstractmethod
