@@ -89,6 +89,10 @@ class MemoryStore(Store):
             return self
         return MemoryStore(namespace, self._tables)
 
+    def list_namespaces(self) -> list[str]:
+        with self._lock:
+            return sorted({ns for ns, _ in self._tables.experiments})
+
     def trial_namespaces(self, trial_name: str) -> list[str]:
         with self._lock:
             return sorted(ns for ns, name in self._tables.trials if name == trial_name)

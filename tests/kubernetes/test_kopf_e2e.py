@@ -207,7 +207,7 @@ def test_deletion_through_the_finalizer(stack: Stack, namespace: str, crs: Any) 
     store = open_store(stack.db_url)
     try:
         with pytest.raises(NotFoundError):
-            store.get_experiment("doomed")
+            store.in_namespace(namespace).get_experiment("doomed")
     finally:
         store.close()
 

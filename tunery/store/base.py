@@ -180,6 +180,12 @@ class Store(abc.ABC):
             f"{type(self).__name__} holds namespace {self.namespace!r} only, not {namespace!r}"
         )
 
+    def list_namespaces(self) -> list[str]:
+        """Every namespace holding an experiment, sorted (for views over all of them, such as
+        the operator's gauges). A store holding one namespace only (this default) lists its
+        own when it has experiments."""
+        return [self.namespace] if self.list_experiments() else []
+
     def trial_namespaces(self, trial_name: str) -> list[str]:
         """Every namespace holding a trial named ``trial_name``, sorted, whatever namespace
         this store is bound to (Katib's DBManager is given a trial name alone).

@@ -77,6 +77,9 @@ class RetryingStore(Store):
         view.inner = self.inner.in_namespace(namespace)
         return view
 
+    def list_namespaces(self) -> list[str]:
+        return self._call(self.inner.list_namespaces)
+
     def trial_namespaces(self, trial_name: str) -> list[str]:
         return self._call(lambda: self.inner.trial_namespaces(trial_name))
 

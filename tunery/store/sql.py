@@ -648,6 +648,12 @@ class SqlStore(Store):
             self._engine.dispose()
 
     # -- across namespaces ----------------------------------------------------------------------
+    def list_namespaces(self) -> list[str]:
+        """Every namespace holding an experiment, sorted (whatever this store is bound to)."""
+        query = sa.select(experiments.c.namespace).distinct()
+        with self.session_scope("list namespaces") as connection:
+            return sorted(str(ns) for ns in connection.execute(query).scalars())
+
     def trial_namespaces(self, trial_name: str) -> list[str]:
         """Every namespace holding a trial named ``trial_name``, sorted (whatever namespace
         this store is bound to): how Katib's DBManager, given a trial name alone, finds the

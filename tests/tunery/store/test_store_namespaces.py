@@ -123,12 +123,15 @@ def check_observations_are_isolated(root: Store) -> None:
     assert len(a.get_observations("t1")) == 2
 
 
-def check_trial_namespaces_looks_across_namespaces(root: Store) -> None:
+def check_namespace_lists_look_across_namespaces(root: Store) -> None:
     a, _ = _two_mnists(root)
     a.create_trial(TrialRecord("only-a", "mnist", {}))
     assert root.trial_namespaces("t1") == ["a", "b"]
     assert a.trial_namespaces("only-a") == ["a"]
     assert root.trial_namespaces("nope") == []
+    assert root.list_namespaces() == ["a", "b"]
+    root.create_experiment("local", {})
+    assert a.list_namespaces() == ["a", "b", DEFAULT_NAMESPACE]
 
 
 def check_bad_namespaces_are_refused(root: Store) -> None:
@@ -141,7 +144,7 @@ def check_bad_namespaces_are_refused(root: Store) -> None:
 SCENARIOS = [
     check_experiments_and_trials_are_isolated,
     check_observations_are_isolated,
-    check_trial_namespaces_looks_across_namespaces,
+    check_namespace_lists_look_across_namespaces,
     check_bad_namespaces_are_refused,
 ]
 
