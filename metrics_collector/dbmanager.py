@@ -44,7 +44,12 @@ from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import DEFAULT_HOST, address, create_server, serve_forever, service_name
 from tunery.store.base import Store
-from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+from tunery.store.errors import (
+    AmbiguousTrialError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from tunery.tls import ServerTls
 from tunery.trials import Observation
 
@@ -55,10 +60,6 @@ _LOCK_STRIPES = 64
 
 NAMESPACE_METADATA_KEY = "tunery-namespace"
 """gRPC metadata key naming the trial's namespace (optional; Katib's clients never send it)."""
-
-
-class AmbiguousTrialError(Exception):
-    """A trial name held in several namespaces, asked for without a namespace."""
 
 
 _Reply = TypeVar("_Reply")
@@ -126,14 +127,14 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
         given = metadata.get(NAMESPACE_METADATA_KEY)
         if given:
             return self.store.in_namespace(str(given))
-        namespaces = self.store.trial_namespaces(trial_name)
-        if len(namespaces) > 1:
+        try:
+            return self.store.for_trial(trial_name)
+        except AmbiguousTrialError as exc:
             raise AmbiguousTrialError(
-                f"trial {trial_name!r} exists in namespaces {', '.join(namespaces)}; Katib's "
-                "DBManager API names a trial without its namespace, so pass it in the gRPC "
-                f"metadata key {NAMESPACE_METADATA_KEY!r}"
-            )
-        return self.store.in_namespace(namespaces[0]) if namespaces else self.store
+                f"{exc}; Katib's DBManager API names a trial without its namespace, so pass it "
+                f"in the gRPC metadata key {NAMESPACE_METADATA_KEY!r}",
+                exc.namespaces,
+            ) from None
 
     @_rpc
     def ReportObservationLog(

@@ -20,6 +20,7 @@ from tunery.store.base import (
 )
 from tunery.store.errors import (
     AlreadyExistsError,
+    AmbiguousTrialError,
     DriverMissingError,
     InvalidStoreUrlError,
     NotFoundError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NAMESPACE",
     "AlreadyExistsError",
+    "AmbiguousTrialError",
     "Condition",
     "DriverMissingError",
     "ExperimentRecord",

@@ -9,6 +9,7 @@ Error tree (all in ``tunery.store.errors``)::
     StoreError(Exception)
      ├── NotFoundError(StoreError, KeyError)        experiment/trial does not exist
      ├── AlreadyExistsError(StoreError, ValueError) name taken
+     ├── AmbiguousTrialError(StoreError)            a trial name held in several namespaces
      └── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunery.store.errors import AmbiguousTrialError
 from tunery.trials import Observation, TrialCondition
 
 DEFAULT_NAMESPACE = "default"
@@ -194,6 +196,21 @@ class Store(abc.ABC):
         then use the store's own namespace, the only one it has.
         """
         return []
+
+    def for_trial(self, trial_name: str) -> Store:
+        """This store bound to the namespace of the trial ``trial_name``, for callers given a
+        trial name alone (Katib's DBManager and EarlyStopping wires): the one namespace
+        holding such a trial, else (no namespace holds it yet) this store.
+
+        Raises:
+            AmbiguousTrialError: several namespaces hold a trial of that name.
+        """
+        namespaces = self.trial_namespaces(trial_name)
+        if len(namespaces) > 1:
+            raise AmbiguousTrialError(
+                f"trial {trial_name!r} exists in namespaces {', '.join(namespaces)}", namespaces
+            )
+        return self.in_namespace(namespaces[0]) if namespaces else self
 
     # -- experiments ----------------------------------------------------------------------------
     @abc.abstractmethod

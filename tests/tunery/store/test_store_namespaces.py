@@ -18,6 +18,7 @@ from tunery.retry import RetryPolicy
 from tunery.store import (
     DEFAULT_NAMESPACE,
     AlreadyExistsError,
+    AmbiguousTrialError,
     NotFoundError,
     Store,
     StoreError,
@@ -130,6 +131,11 @@ def check_namespace_lists_look_across_namespaces(root: Store) -> None:
     assert a.trial_namespaces("only-a") == ["a"]
     assert root.trial_namespaces("nope") == []
     assert root.list_namespaces() == ["a", "b"]
+    assert root.for_trial("only-a").namespace == "a"  # the one namespace holding it
+    assert root.for_trial("nope") is root  # none holds it: the store's own
+    with pytest.raises(AmbiguousTrialError, match="'t1' exists in namespaces a, b") as raised:
+        root.for_trial("t1")
+    assert raised.value.namespaces == ["a", "b"]
     root.create_experiment("local", {})
     assert a.list_namespaces() == ["a", "b", DEFAULT_NAMESPACE]
 
