@@ -19,8 +19,8 @@ Katib's Experiments and Trials are namespaced resources: every query filters on 
 insert writes it, so the same experiment and trial names live side by side in two namespaces
 and never see each other. :meth:`SqlStore.in_namespace` gives a view bound to another
 namespace on the same engine (the operator takes one per Experiment). Only
-:meth:`SqlStore.trial_namespaces` looks across namespaces (for Katib's DBManager, whose wire
-carries a trial name alone).
+:meth:`SqlStore.list_namespaces` (the operator's gauges) and :meth:`SqlStore.trial_namespaces`
+(Katib's DBManager and EarlyStopping wires, which name a trial alone) look across namespaces.
 
 Timestamps: callers pass tz-aware datetimes (naive ones are rejected, as their zone is
 unknown); the database holds naive UTC; results are tz-aware UTC.
