@@ -8,18 +8,19 @@ call with the namespace given: the ratio is the lookup's cost. The store holds t
 with ``--trials`` trials each (an experiment ``mnist`` in both); each report carries one
 observation. Medians of 5 rounds, the two modes interleaved.
 
-Run: ``python -m bench.namespaces [--trials 5000] [--reports 500] [--url sqlite:///...]``.
+Run: ``python -m bench.namespaces [--trials 5000] [--reports 500] [--backend sqlite|postgresql]``
+(SQLite: a temporary file; PostgreSQL at 127.0.0.1:5432 db ``test``: a scratch schema dropped
+afterwards, as ``bench.store`` does).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
 from typing import Any
 
+from bench.store import database
 from metrics_collector.dbmanager import NAMESPACE_METADATA_KEY, DBManagerServicer
 from tunery.api import api_pb2
 from tunery.store import TrialRecord, open_store
@@ -52,10 +53,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5000, help="trials per namespace")
     parser.add_argument("--reports", type=int, default=500, help="reports per round and mode")
-    parser.add_argument("--url", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(args.url or f"sqlite:///{os.path.join(tmp, 'bench.db')}")
+    with database(args.backend) as url:
+        store = open_store(url)
         try:
             for namespace in ("team-a", "team-b"):
                 view = store.in_namespace(namespace)
@@ -79,9 +80,8 @@ def main() -> None:
         finally:
             store.close()
     base = statistics.median(times["namespace in metadata"])
-    backend = store.url.split(":")[0]
     print(
-        f"DBManager ReportObservationLog, {backend}, {args.trials} trials x 2 namespaces, "
+        f"DBManager ReportObservationLog, {args.backend}, {args.trials} trials x 2 namespaces, "
         f"median of 5 x {args.reports} reports"
     )
     print("| mode | ms per report | ratio |")
