@@ -194,14 +194,15 @@ class StoreGauges(Collector):
 
 
 def store_gauges(store: Store) -> StoreGauges:
-    """:class:`StoreGauges` over the experiments of ``store``."""
+    """:class:`StoreGauges` over the experiments of ``store``, in every namespace."""
 
     def read() -> list[tuple[str, str | None, Mapping[str, Any]]]:
         found: list[tuple[str, str | None, Mapping[str, Any]]] = []
-        for record in store.list_experiments():
-            namespace = (record.spec.get("metadata") or {}).get("namespace") or "default"
-            current = experiment_status.current_condition(record.status)
-            found.append((namespace, None if current is None else current["type"], record.status))
+        for namespace in store.list_namespaces():
+            for record in store.in_namespace(namespace).list_experiments():
+                current = experiment_status.current_condition(record.status)
+                condition = None if current is None else current["type"]
+                found.append((namespace, condition, record.status))
         return found
 
     return StoreGauges(read)

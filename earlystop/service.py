@@ -54,7 +54,12 @@ from earlystop.sources import (
 )
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.store.base import Store, utcnow
-from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+from tunery.store.errors import (
+    AmbiguousTrialError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from tunery.trials import TRIAL_REASONS, Observation, TrialCondition
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (TrialNotFoundError, grpc.StatusCode.NOT_FOUND),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (NoStoreError, grpc.StatusCode.FAILED_PRECONDITION),
+    (AmbiguousTrialError, grpc.StatusCode.FAILED_PRECONDITION),
     (ObservationsUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
 )
@@ -204,6 +210,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         Raises:
             InvalidRequestError: empty name. NoStoreError: the service has no store.
             TrialNotFoundError: no such trial. StoreUnavailableError: retryable.
+            AmbiguousTrialError: several namespaces hold a trial of that name.
         """
         if not trial_name:
             raise InvalidRequestError("trial_name is empty")
@@ -214,7 +221,7 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
             )
         condition = TrialCondition.EARLY_STOPPED
         try:
-            record = self.store.update_trial(
+            record = self.store.for_trial(trial_name).update_trial(
                 trial_name,
                 condition=condition,
                 reason=TRIAL_REASONS[condition],

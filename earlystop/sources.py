@@ -70,7 +70,8 @@ class ObservationSource(abc.ABC):
 
 
 class StoreObservationSource(ObservationSource):
-    """Observations from a tunery Store; an unknown trial has none."""
+    """Observations from a tunery Store; an unknown trial has none. The wire names a trial
+    without its namespace: the trial's is found with :meth:`Store.for_trial`."""
 
     key = "store"
 
@@ -79,7 +80,7 @@ class StoreObservationSource(ObservationSource):
 
     def observations(self, trial_name: str, metric_name: str) -> list[Observation]:
         try:
-            return self.store.get_observations(trial_name, metric_name)
+            return self.store.for_trial(trial_name).get_observations(trial_name, metric_name)
         except NotFoundError:
             return []
         except StoreUnavailableError as exc:

@@ -11,8 +11,16 @@ inclusive time range and orders by time; an unknown trial simply has no logs. Ea
 also gets a step: its ordinal among the trial's rows of that metric, continuing from what is
 stored. Stricter than Katib: an empty trial or metric name is rejected.
 
+Namespaces: the store keys trials by (namespace, name), but Katib's wire carries a trial name
+alone. Each call finds the trial's namespace (:meth:`DBManagerServicer.store_for`): the one
+given in the gRPC metadata key ``tunery-namespace`` (:data:`NAMESPACE_METADATA_KEY`) if the
+caller sends it; else the one namespace holding a trial of that name; else, for a trial no
+namespace holds yet, the namespace the server's store is bound to (``default``). A name held in
+several namespaces without the metadata is refused with FAILED_PRECONDITION naming them.
+
 Errors map to status codes in one place (:func:`_status_of`): a bad request
-(bad timestamp, empty or overlong name) is INVALID_ARGUMENT naming the field; a store that
+(bad timestamp, empty or overlong name) is INVALID_ARGUMENT naming the field; an ambiguous
+trial name FAILED_PRECONDITION; a store that
 cannot be reached is UNAVAILABLE (clients retry); anything else from the store is INTERNAL.
 Health and reflection come from :func:`tunery.serving.create_server`; health follows the
 database (NOT_SERVING while ``store.ping`` fails, SERVING again once it answers), as Katib's
@@ -36,7 +44,12 @@ from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.serving import DEFAULT_HOST, address, create_server, serve_forever, service_name
 from tunery.store.base import Store
-from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
+from tunery.store.errors import (
+    AmbiguousTrialError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from tunery.tls import ServerTls
 from tunery.trials import Observation
 
@@ -45,11 +58,17 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 6789
 _LOCK_STRIPES = 64
 
+NAMESPACE_METADATA_KEY = "tunery-namespace"
+"""gRPC metadata key naming the trial's namespace (optional; Katib's clients never send it)."""
+
+
 _Reply = TypeVar("_Reply")
 
 
 def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     """The one mapping of domain errors to gRPC status codes."""
+    if isinstance(error, AmbiguousTrialError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(error)
     if isinstance(error, StoreUnavailableError):
         return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {error}"
     if isinstance(error, NotFoundError):
@@ -93,8 +112,29 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
         # Steps continue from the stored count: one report per trial at a time.
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
-    def _lock(self, trial_name: str) -> threading.Lock:
-        return self._locks[zlib.crc32(trial_name.encode()) % _LOCK_STRIPES]
+    def _lock(self, store: Store, trial_name: str) -> threading.Lock:
+        key = f"{store.namespace}/{trial_name}".encode()
+        return self._locks[zlib.crc32(key) % _LOCK_STRIPES]
+
+    def store_for(self, trial_name: str, context: grpc.ServicerContext | None) -> Store:
+        """The store bound to the trial's namespace (see the module docstring).
+
+        Raises:
+            AmbiguousTrialError: several namespaces hold the name and none was given.
+            ValueError: the namespace given in the metadata is invalid.
+        """
+        metadata = dict(context.invocation_metadata() or ()) if context is not None else {}
+        given = metadata.get(NAMESPACE_METADATA_KEY)
+        if given:
+            return self.store.in_namespace(str(given))
+        try:
+            return self.store.for_trial(trial_name)
+        except AmbiguousTrialError as exc:
+            raise AmbiguousTrialError(
+                f"{exc}; Katib's DBManager API names a trial without its namespace, so pass it "
+                f"in the gRPC metadata key {NAMESPACE_METADATA_KEY!r}",
+                exc.namespaces,
+            ) from None
 
     @_rpc
     def ReportObservationLog(
@@ -116,14 +156,15 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
             rows.append((name, metric_log.metric.value, time))
         if not rows:
             return api_pb2.ReportObservationLogReply()
-        with self._lock(trial):
-            counts = dict(self.store.observation_counts(trial))
+        store = self.store_for(trial, context)
+        with self._lock(store, trial):
+            counts = dict(store.observation_counts(trial))
             observations = []
             for name, value, time in rows:
                 step = counts.get(name, 0)
                 counts[name] = step + 1
                 observations.append(Observation.of(name, value, step, time))
-            self.store.add_observations(trial, observations)
+            store.add_observations(trial, observations)
         return api_pb2.ReportObservationLogReply()
 
     @_rpc
@@ -134,7 +175,8 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
             raise InvalidRequestError("trial_name is empty")
         start = _time_field(request.start_time, "start_time") if request.start_time else None
         end = _time_field(request.end_time, "end_time") if request.end_time else None
-        observations = self.store.get_observations(
+        store = self.store_for(request.trial_name, context)
+        observations = store.get_observations(
             request.trial_name, request.metric_name or None, start, end
         )
         return api_pb2.GetObservationLogReply(
@@ -155,8 +197,9 @@ class DBManagerServicer(api_pb2_grpc.DBManagerServicer):
     ) -> api_pb2.DeleteObservationLogReply:
         if not request.trial_name:
             raise InvalidRequestError("trial_name is empty")
-        with self._lock(request.trial_name):
-            self.store.delete_observations(request.trial_name)
+        store = self.store_for(request.trial_name, context)
+        with self._lock(store, request.trial_name):
+            store.delete_observations(request.trial_name)
         return api_pb2.DeleteObservationLogReply()
 
 

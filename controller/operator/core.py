@@ -22,9 +22,9 @@ bounded (``controller.operator.mirror``). A finished experiment whose resource s
 extra active trials; a trialTemplate ConfigMap is read only in the experiment's namespace
 unless ``OperatorSettings.template_namespaces`` allows another.
 
-Experiment names are unique per tunery database (trial names derive from them, and Katib's
-observation log is keyed by trial name alone): a second Experiment with the name of one in
-another namespace is marked Failed with a message saying so.
+Experiments are keyed by namespace and name, as the resources are: each Experiment is
+reconciled against ``store.in_namespace(its namespace)``, so ``mnist`` in namespaces ``a`` and
+``b`` are two experiments with their own trials, observations and reconcilers.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ from controller.reconcile import (
     ReconcileError,
     Reconciler,
     StepResult,
-    TrialWatcher,
     objective_from_spec,
 )
 from controller.runners.kubernetes import KubeApi, KubeError, KubernetesRunner, owner_reference
@@ -240,8 +239,8 @@ class ExperimentOperator:
         self._early_stopping_factory = early_stopping_factory or (
             lambda: GrpcEarlyStoppingClient(self.settings.early_stopping_address)
         )
-        self._reconcilers: dict[str, Reconciler] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._reconcilers: dict[tuple[str, str], Reconciler] = {}  # by (namespace, name)
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
     def _grpc_suggestions(self, algorithm: str) -> SuggestionClient:
@@ -250,9 +249,13 @@ class ExperimentOperator:
         )
         return GrpcSuggestionClient(address)
 
-    def _lock(self, name: str) -> threading.Lock:
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def _store(self, namespace: str) -> Store:
+        """The store of one namespace's experiments and trials."""
+        return self.store.in_namespace(namespace)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -402,14 +405,15 @@ class ExperimentOperator:
         except ValueError as exc:
             self._fail_resource(body, str(exc))
             return False
-        with self._lock(name):
+        store = self._store(namespace)
+        with self._lock(namespace, name):
             try:
-                existing = self.store.get_experiment(name)
+                existing = store.get_experiment(name)
             except NotFoundError:
-                self.store.create_experiment(name, document)
+                store.create_experiment(name, document)
                 now = self.clock()
                 reason = experiment_status.ExperimentReason.CREATED
-                self.store.update_experiment(
+                store.update_experiment(
                     name,
                     status={
                         "startTime": now.isoformat(),
@@ -422,19 +426,13 @@ class ExperimentOperator:
                 self.metrics.experiment_created.labels(namespace).inc()
                 return True
             stored_meta = existing.spec.get("metadata") or {}
-            if stored_meta.get("namespace", "default") != namespace:
-                self._fail_resource(
-                    body,
-                    f"an experiment named {name!r} already runs in namespace "
-                    f"{stored_meta.get('namespace')!r}; experiment names are unique per tunery "
-                    "database, choose another name",
-                )
-                return False
             stored_uid = (stored_meta.get("annotations") or {}).get(UID_ANNOTATION)
             if stored_uid and meta.get("uid") and stored_uid != meta["uid"]:
                 # the stored one belonged to a deleted resource of the same name: start afresh
-                log.info("experiment %s was re-created; dropping the old record", name)
-                self._drop(name)
+                log.info(
+                    "experiment %s/%s was re-created; dropping the old record", namespace, name
+                )
+                self._drop(namespace, name)
                 return self.admit(body)
             return self._resubmit(body, existing.spec, existing.status, document)
 
@@ -446,6 +444,7 @@ class ExperimentOperator:
         document: Mapping[str, Any],
     ) -> bool:
         name = document["metadata"]["name"]
+        namespace = document["metadata"].get("namespace") or "default"
         old, new = dict(stored["spec"]), dict(document["spec"])
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         forbidden = [k for k in changed if k not in _MUTABLE]
@@ -489,10 +488,10 @@ class ExperimentOperator:
             new_status.pop("completionTime", None)
             new_status.pop("suggestionEndReached", None)
             self.event(body, reason, experiment_status.MESSAGES[reason])
-        record = self.store.update_experiment(
+        record = self._store(namespace).update_experiment(
             name, spec={**stored, "spec": new}, status=new_status
         )
-        self._forget(name)  # the reconciler re-reads the spec
+        self._forget(namespace, name)  # the reconciler re-reads the spec
         if experiment_status.is_completed(stored_status):
             # a finished Experiment has no timer (is_finished): its status wakes it up
             self._write_experiment_status(body, record)
@@ -504,10 +503,11 @@ class ExperimentOperator:
         self, name: str, namespace: str, experiment_body: Mapping[str, Any]
     ) -> Reconciler:
         with self._guard:
-            existing = self._reconcilers.get(name)
+            existing = self._reconcilers.get((namespace, name))
         if existing is not None:
             return existing
-        record = self.store.get_experiment(name)
+        store = self._store(namespace)
+        record = store.get_experiment(name)
         spec = record.spec["spec"]
         early = bool((spec.get("earlyStopping") or {}).get("algorithmName"))
         experiment_owner = owner_reference(experiment_body)
@@ -522,18 +522,16 @@ class ExperimentOperator:
             spec=spec,
             collector=self.settings.collector(),
             owner=trial_owner,
-            stop_rules=lambda trial_name: list(
-                self.store.get_trial(trial_name).early_stopping_rules
-            ),
+            stop_rules=lambda trial_name: list(store.get_trial(trial_name).early_stopping_rules),
             extra_env={DB_MANAGER_ENV: self.settings.db_manager_address},
         )
         objective = objective_from_spec(spec)
         reconciler = Reconciler(
-            self.store,
+            store,
             name,
             runner=runner,
             suggestions=self._suggestion_factory(spec["algorithm"]["algorithmName"]),
-            watcher_factory=lambda trial, _o, _s, _cb, **_: self._watcher(trial, objective),
+            watcher_factory=lambda trial, _o, _s, _cb, **_: StoreWatcher(store, trial, objective),
             allocator=ClusterGpus(),
             base_dir=Path("."),
             logs_dir=Path("."),
@@ -546,15 +544,12 @@ class ExperimentOperator:
         if not experiment_status.is_completed(record.status):
             reconciler.validate()
         with self._guard:
-            self._reconcilers[name] = reconciler
+            self._reconcilers[(namespace, name)] = reconciler
         return reconciler
 
-    def _watcher(self, trial: TrialRecord, objective: Objective) -> TrialWatcher:
-        return StoreWatcher(self.store, trial, objective)
-
-    def _forget(self, name: str) -> None:
+    def _forget(self, namespace: str, name: str) -> None:
         with self._guard:
-            reconciler = self._reconcilers.pop(name, None)
+            reconciler = self._reconcilers.pop((namespace, name), None)
         if reconciler is not None:
             reconciler.close()
             reconciler.suggestions.close()
@@ -571,23 +566,21 @@ class ExperimentOperator:
         """
         meta = body["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or "default"
-        with self._lock(name):
+        store = self._store(namespace)
+        with self._lock(namespace, name):
             try:
-                record = self.store.get_experiment(name)
+                record = store.get_experiment(name)
             except NotFoundError:
                 record = None
         if record is None:
             if not self.admit(body):
                 return None
-            record = self.store.get_experiment(name)
-        if (record.spec.get("metadata") or {}).get("namespace", "default") != namespace:
-            self.admit(body)  # reports the name clash on this resource (once)
-            return None
+            record = store.get_experiment(name)
         result: StepResult | None = None
-        with self._lock(name):
+        with self._lock(namespace, name):
             if experiment_status.is_completed(record.status) and is_finished(body):
                 return None  # mirrored when it finished: a finished experiment goes quiet
-            trials = self.store.list_trials(name)
+            trials = store.list_trials(name)
             done = experiment_status.is_completed(record.status) and not any(
                 t.condition.is_active for t in trials
             )
@@ -597,17 +590,17 @@ class ExperimentOperator:
                     self._trim_parallel(reconciler, trials)
                     result = reconciler.step()
                 except ReconcileError as exc:
-                    log.warning("experiment %s failed: %s", name, exc)
-                    self._forget(name)
+                    log.warning("experiment %s/%s failed: %s", namespace, name, exc)
+                    self._forget(namespace, name)
                 except ServiceCallError as exc:
-                    log.warning("experiment %s: service unavailable: %s", name, exc)
+                    log.warning("experiment %s/%s: service unavailable: %s", namespace, name, exc)
             self.sync(body)
         return result
 
     def _trim_parallel(self, reconciler: Reconciler, trials: Sequence[TrialRecord]) -> None:
         """Stop the newest active trials beyond a lowered parallelTrialCount (Killed, with a
         message saying why), as Katib deletes the newest extra trials."""
-        spec = self.store.get_experiment(reconciler.name).spec["spec"]
+        spec = reconciler.store.get_experiment(reconciler.name).spec["spec"]
         parallel = int(spec.get("parallelTrialCount") or 3)
         active = [  # enqueued trials not yet started wait their turn: not extra
             t
@@ -639,7 +632,7 @@ class ExperimentOperator:
         except KubeError as exc:
             if not exc.not_found:
                 raise
-        trial = self.store.get_trial(trial_name)
+        trial = self._store(namespace).get_trial(trial_name)
         body = mirror.trial_document(trial, document, experiment_owner)
         try:
             created = self.api.create(body)
@@ -655,13 +648,14 @@ class ExperimentOperator:
         Suggestion, the Experiment status, and events for what changed since the last pass."""
         meta = body["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or "default"
-        record = self.store.get_experiment(name)
+        store = self._store(namespace)
+        record = store.get_experiment(name)
         document = record.spec
         spec = document["spec"]
         objective = objective_from_spec(spec)
         now = self.clock()
         owner = owner_reference(body)
-        trials = self.store.list_trials(name)
+        trials = store.list_trials(name)
         existing = {
             t["metadata"]["name"]: t
             for t in self.api.list(
@@ -680,7 +674,7 @@ class ExperimentOperator:
                 )  # fmt: skip
                 self._trial_event(cr, previous, trial)
             if trial.condition.is_terminal and trial.completion_time and not retain:
-                self._delete_job(trial)
+                self._delete_job(store, trial)
         self._sync_suggestion(body, document, trials, now)
         self._write_experiment_status(body, record)
 
@@ -699,7 +693,7 @@ class ExperimentOperator:
             )  # fmt: skip
             self._experiment_event(body, previous, status_doc)
 
-    def _delete_job(self, trial: TrialRecord) -> None:
+    def _delete_job(self, store: Store, trial: TrialRecord) -> None:
         handle = trial.runner_handle
         if not handle or handle.get("deleted"):
             return
@@ -711,7 +705,7 @@ class ExperimentOperator:
             log.warning("cannot delete the job of %s: %s", trial.name, exc)
             return
         kept = {k: v for k, v in handle.items() if k != "job"}  # no re-creation after the end
-        self.store.update_trial(trial.name, runner_handle={**kept, "deleted": True})
+        store.update_trial(trial.name, runner_handle={**kept, "deleted": True})
 
     def _sync_suggestion(
         self,
@@ -729,7 +723,7 @@ class ExperimentOperator:
                 raise
             current = self.api.create(mirror.suggestion_document(document, owner_reference(body)))
             self._ensure_suggestion_volume(body, document)
-        record = self.store.get_experiment(name)
+        record = self._store(namespace).get_experiment(name)
         new_status = mirror.suggestion_status_document(
             trials, record.status, current.get("status") or {}, now
         )
@@ -802,58 +796,57 @@ class ExperimentOperator:
         observation logs). Trial resources and jobs are garbage-collected by their owners."""
         meta = body["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or "default"
-        with self._lock(name):
+        store = self._store(namespace)
+        with self._lock(namespace, name):
             try:
-                record = self.store.get_experiment(name)
+                store.get_experiment(name)
             except NotFoundError:
                 return
-            if (record.spec.get("metadata") or {}).get("namespace", "default") != namespace:
-                return  # the name belongs to another namespace's experiment
-            trial_count = len(self.store.list_trials(name))
-            self._drop(name, body)
+            trial_count = len(store.list_trials(name))
+            self._drop(namespace, name, body)
             self.metrics.experiment_deleted.labels(namespace).inc()
             if trial_count:  # their Trial resources go with the Experiment (owner references)
                 self.metrics.trial_deleted.labels(namespace).inc(trial_count)
 
-    def _drop(self, name: str, body: Mapping[str, Any] | None = None) -> None:
+    def _drop(self, namespace: str, name: str, body: Mapping[str, Any] | None = None) -> None:
         with self._guard:
-            reconciler = self._reconcilers.get(name)
+            reconciler = self._reconcilers.get((namespace, name))
         try:
             if reconciler is None and body is not None:
-                reconciler = self._reconciler_for_delete(name, body)
+                reconciler = self._reconciler_for_delete(namespace, name)
             if reconciler is not None:
                 reconciler.interrupt("the experiment was deleted")
         except (KubeError, ReconcileError, ServiceCallError) as exc:
-            log.warning("stopping the trials of %s: %s", name, exc)
+            log.warning("stopping the trials of %s/%s: %s", namespace, name, exc)
         finally:
-            self._forget(name)
+            self._forget(namespace, name)
         with contextlib.suppress(NotFoundError):
-            self.store.delete_experiment(name)
+            self._store(namespace).delete_experiment(name)
 
-    def _reconciler_for_delete(self, name: str, body: Mapping[str, Any]) -> Reconciler | None:
+    def _reconciler_for_delete(self, namespace: str, name: str) -> Reconciler | None:
         """A reconciler able to stop trials, without validating the experiment again."""
-        trials = self.store.list_trials(name)
+        store = self._store(namespace)
+        trials = store.list_trials(name)
         if not any(t.condition.is_active for t in trials):
             return None
-        record = self.store.get_experiment(name)
-        namespace = body["metadata"].get("namespace") or "default"
+        record = store.get_experiment(name)
         runner = KubernetesRunner(
             self.api, namespace=namespace, spec=record.spec["spec"],
             collector=self.settings.collector(),
         )  # fmt: skip
         objective = objective_from_spec(record.spec["spec"])
         return Reconciler(
-            self.store, name, runner=runner, suggestions=_NoSuggestions(),
-            watcher_factory=lambda trial, _o, _s, _cb, **_: self._watcher(trial, objective),
+            store, name, runner=runner, suggestions=_NoSuggestions(),
+            watcher_factory=lambda trial, _o, _s, _cb, **_: StoreWatcher(store, trial, objective),
             allocator=ClusterGpus(), base_dir=Path("."), logs_dir=Path("."),
             namespace=namespace, clock=self.clock, stop_grace_seconds=0, metrics=self.metrics,
         )  # fmt: skip
 
     def close(self) -> None:
         with self._guard:
-            names = list(self._reconcilers)
-        for name in names:
-            self._forget(name)
+            keys = list(self._reconcilers)
+        for namespace, name in keys:
+            self._forget(namespace, name)
 
 
 class _NoSuggestions:

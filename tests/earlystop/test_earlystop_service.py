@@ -534,6 +534,9 @@ class ExplodingStore:
     def ping(self) -> None:  # health probes the store: this one is up
         pass
 
+    def for_trial(self, trial_name: str) -> ExplodingStore:  # one namespace: itself
+        return self
+
 
 def test_unexpected_error_is_internal_and_server_keeps_serving() -> None:
     server, channel = start(cast(Store, ExplodingStore()))

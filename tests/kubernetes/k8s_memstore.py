@@ -2,7 +2,9 @@
 
 Used only when ``tunery.store.open_store`` is unavailable (see ``conftest.py``); it keeps the
 contract the reconciler relies on: one lock per call (a transaction), compare-and-set through
-``expect_condition``, observations ordered by (time, insertion).
+``expect_condition``, observations ordered by (time, insertion), and experiments, trials and
+observations keyed by (namespace, name), with :meth:`MemoryStore.in_namespace` views sharing
+one set of tables.
 """
 
 from __future__ import annotations
@@ -13,17 +15,87 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tunery.store.base import ExperimentRecord, Store, TrialRecord, utcnow
+from tunery.store.base import (
+    DEFAULT_NAMESPACE,
+    ExperimentRecord,
+    Store,
+    TrialRecord,
+    check_namespace,
+    utcnow,
+)
 from tunery.store.errors import AlreadyExistsError, NotFoundError
 from tunery.trials import Observation, TrialCondition
 
 
-class MemoryStore(Store):
+class _Tables:
+    """Every namespace's rows, keyed by (namespace, name); shared by a store and its views."""
+
     def __init__(self) -> None:
-        self._experiments: dict[str, ExperimentRecord] = {}
-        self._trials: dict[str, TrialRecord] = {}
-        self._observations: dict[str, list[Observation]] = {}
-        self._lock = threading.Lock()
+        self.experiments: dict[tuple[str, str], ExperimentRecord] = {}
+        self.trials: dict[tuple[str, str], TrialRecord] = {}
+        self.observations: dict[tuple[str, str], list[Observation]] = {}
+        self.lock = threading.Lock()
+
+
+class _Namespaced(dict):  # type: ignore[type-arg]
+    """One namespace's slice of a table of :class:`_Tables`, as a dict keyed by name."""
+
+    def __init__(self, table: dict[tuple[str, str], Any], namespace: str) -> None:
+        super().__init__()
+        self.table = table
+        self.namespace = namespace
+
+    def __contains__(self, name: object) -> bool:
+        return (self.namespace, name) in self.table
+
+    def __getitem__(self, name: str) -> Any:
+        return self.table[(self.namespace, name)]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.table[(self.namespace, name)] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.table[(self.namespace, name)]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.table.get((self.namespace, name), default)
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        return self.table.pop((self.namespace, name), default)
+
+    def setdefault(self, name: str, default: Any) -> Any:
+        return self.table.setdefault((self.namespace, name), default)
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [v for (ns, _), v in self.table.items() if ns == self.namespace]
+
+
+class MemoryStore(Store):
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, tables: _Tables | None = None) -> None:
+        check_namespace(namespace)
+        self._namespace = namespace
+        self._tables = tables or _Tables()
+        self._experiments = _Namespaced(self._tables.experiments, namespace)
+        self._trials = _Namespaced(self._tables.trials, namespace)
+        self._observations = _Namespaced(self._tables.observations, namespace)
+        self._lock = self._tables.lock
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    def in_namespace(self, namespace: str) -> MemoryStore:
+        if namespace == self._namespace:
+            return self
+        return MemoryStore(namespace, self._tables)
+
+    def list_namespaces(self) -> list[str]:
+        with self._lock:
+            return sorted({ns for ns, _ in self._tables.experiments})
+
+    def trial_namespaces(self, trial_name: str) -> list[str]:
+        with self._lock:
+            return sorted(ns for ns, name in self._tables.trials if name == trial_name)
 
     def create_experiment(self, name: str, spec: Mapping[str, Any]) -> ExperimentRecord:
         with self._lock:

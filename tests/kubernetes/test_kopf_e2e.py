@@ -5,7 +5,8 @@ The fake cluster, the Suggestion and DBManager services and the operator run as 
 kubelet (:class:`e2e_stack.Kubelet`): Jobs complete, metrics arrive through the DBManager as
 Katib's ``report_metrics`` sends them. Scenarios: Created -> Running -> Succeeded (with the
 operator's Prometheus metrics scraped); the budget lowered and raised; deletion through the
-finalizer; the operator killed mid-experiment and restarted; two replicas, where only the Lease
+finalizer; the operator killed mid-experiment and restarted; two Experiments named ``mnist`` in
+two namespaces, each with its own trials; two replicas, where only the Lease
 holder acts and the other takes over when it is killed.
 """
 
@@ -134,6 +135,46 @@ def test_created_running_succeeded(stack: Stack, namespace: str, crs: Any) -> No
     )
 
 
+def test_the_same_name_in_two_namespaces(stack: Stack, namespace: str, crs: Any) -> None:
+    """Two Experiments named ``mnist``, in namespaces a and b, both run to completion with
+    their own trials: the store keys experiments and trials by namespace and name, and the
+    DBManager finds each trial's namespace from its name (Katib's wire carries no namespace)."""
+    a, b = namespace, f"{namespace}-b"
+    k8s_client.CoreV1Api(stack.api_client()).create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": b}}
+    )
+    for ns in (a, b):
+        crs.create_namespaced_custom_object(
+            GROUP, VERSION, ns, "experiments", experiment("mnist", parallelTrialCount=2)
+        )
+    with Kubelet(stack, a, loss_of) as kubelet_a, Kubelet(stack, b, loss_of) as kubelet_b:
+        done = {}
+        for ns in (a, b):
+            done[ns] = wait_for(
+                f"mnist in {ns} Succeeded",
+                lambda ns=ns: finished(crs, ns, "mnist"),
+                40,
+                stack=stack,
+            )
+    assert not kubelet_a.errors and not kubelet_b.errors
+    store = open_store(stack.db_url)
+    try:
+        names = {}
+        for ns, kubelet in ((a, kubelet_a), (b, kubelet_b)):
+            status = done[ns]["status"]
+            assert status["trialsSucceeded"] == 3, status
+            names[ns] = {t["metadata"]["name"] for t in trials(crs, ns)}
+            assert names[ns] == set(kubelet.seen)
+            stored = store.in_namespace(ns).list_trials("mnist")
+            assert {t.name for t in stored} == names[ns]
+            assert all(t.observation.get("metrics") for t in stored)  # metrics reached them
+            assert status["currentOptimalTrial"]["bestTrialName"] in names[ns]
+        assert not names[a] & names[b]
+        assert store.list_experiments() == []  # the default namespace holds neither
+    finally:
+        store.close()
+
+
 def test_budget_lowered_then_raised(stack: Stack, namespace: str, crs: Any) -> None:
     crs.create_namespaced_custom_object(
         GROUP,
@@ -207,7 +248,7 @@ def test_deletion_through_the_finalizer(stack: Stack, namespace: str, crs: Any) 
     store = open_store(stack.db_url)
     try:
         with pytest.raises(NotFoundError):
-            store.get_experiment("doomed")
+            store.in_namespace(namespace).get_experiment("doomed")
     finally:
         store.close()
 

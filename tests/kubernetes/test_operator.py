@@ -65,7 +65,7 @@ def play_job(
     name = job["metadata"]["name"]
     if loss is not None:
         now = dt.datetime.now(dt.UTC)
-        store.add_observations(
+        store.in_namespace(job["metadata"]["namespace"]).add_observations(
             name,
             [
                 Observation.of("loss", loss * 2, 0, now - dt.timedelta(seconds=2)),
@@ -263,7 +263,12 @@ def test_budget_changes_apply_and_other_changes_are_refused(
     )
     assert not op.admit(get(api, "Experiment", namespace, "quick"))
     assert "SpecChangeRefused" in {r for _, _, r in events(api, namespace)}
-    assert k8s_store.get_experiment("quick").spec["spec"]["algorithm"]["algorithmName"] == "random"
+    assert (
+        k8s_store.in_namespace(namespace)
+        .get_experiment("quick")
+        .spec["spec"]["algorithm"]["algorithmName"]
+        == "random"
+    )
 
 
 def test_an_invalid_experiment_is_marked_failed(api, namespace, k8s_store, suggestions):
@@ -298,18 +303,40 @@ def test_an_unanalysable_shell_template_is_marked_failed(api, namespace, k8s_sto
     assert jobs(api, namespace) == []
 
 
-def test_the_same_name_in_two_namespaces_is_refused(api, namespace, k8s_store, suggestions):
+def test_the_same_name_in_two_namespaces_runs_twice(api, namespace, k8s_store, suggestions):
+    """Experiments are keyed by namespace and name: two ``quick`` run side by side, each with
+    its own trials, jobs and result; deleting one leaves the other."""
     other = namespace + "-b"
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
-    api.create(experiment_body(namespace))
-    api.create(experiment_body(other))
+    api.create(experiment_body(namespace, maxTrialCount=2))
+    api.create(experiment_body(other, maxTrialCount=2, parallelTrialCount=1))
     op = make_operator(api, k8s_store, suggestions)
-    step(op, api, namespace)
-    step(op, api, other)
-    status = get(api, "Experiment", other, "quick")["status"]
-    assert "already runs in namespace" in status["conditions"][-1]["message"]
-    assert jobs(api, other) == []
-    assert len(jobs(api, namespace)) == 2
+    for _ in range(4):
+        for ns in (namespace, other):
+            step(op, api, ns)
+            for job in jobs(api, ns):
+                if not (job.get("status") or {}).get("conditions"):
+                    play_job(api, k8s_store, job, loss=loss_of(job))
+    for ns in (namespace, other):
+        step(op, api, ns)
+    mine, theirs = k8s_store.in_namespace(namespace), k8s_store.in_namespace(other)
+    assert [e.name for e in mine.list_experiments()] == ["quick"]
+    assert [e.name for e in theirs.list_experiments()] == ["quick"]
+    assert k8s_store.list_experiments() == []  # the default namespace holds neither
+    for ns, store in ((namespace, mine), (other, theirs)):
+        status = get(api, "Experiment", ns, "quick")["status"]
+        assert condition_types(status)[-1] == "Succeeded", status
+        names = {t.name for t in store.list_trials("quick")}
+        assert len(names) == 2
+        assert {t["metadata"]["name"] for t in api.list(V1B1, "Trial", ns)} == names
+        assert status["currentOptimalTrial"]["bestTrialName"] in names
+    assert not {t.name for t in mine.list_trials("quick")} & {
+        t.name for t in theirs.list_trials("quick")
+    }
+    op.delete(get(api, "Experiment", namespace, "quick"))
+    assert mine.list_experiments() == []
+    assert [e.name for e in theirs.list_experiments()] == ["quick"]
+    assert len(theirs.list_trials("quick")) == 2
 
 
 def test_deletion_stops_jobs_and_forgets_the_experiment(api, namespace, k8s_store, suggestions):
@@ -318,15 +345,17 @@ def test_deletion_stops_jobs_and_forgets_the_experiment(api, namespace, k8s_stor
     step(op, api, namespace)
     assert len(jobs(api, namespace)) == 2
     trial_name = jobs(api, namespace)[0]["metadata"]["name"]
-    k8s_store.add_observations(trial_name, [Observation.of("loss", 0.5, 0)])
+    k8s_store.in_namespace(namespace).add_observations(
+        trial_name, [Observation.of("loss", 0.5, 0)]
+    )
 
     body = get(api, "Experiment", namespace, "quick")
     make_operator(api, k8s_store, suggestions).delete(body)  # even a fresh operator can
     api.delete(V1B1, "Experiment", namespace, "quick")
     assert jobs(api, namespace) == []
     assert api.list(V1B1, "Trial", namespace) == []  # garbage-collected by owner
-    assert [e.name for e in k8s_store.list_experiments()] == []
-    assert k8s_store.get_observations(trial_name) == []
+    assert [e.name for e in k8s_store.in_namespace(namespace).list_experiments()] == []
+    assert k8s_store.in_namespace(namespace).get_observations(trial_name) == []
 
 
 def test_training_operator_kinds_get_the_collector_on_the_master(
@@ -356,7 +385,7 @@ def test_training_operator_kinds_get_the_collector_on_the_master(
     ]
     assert "initContainers" not in replicas["Worker"]["template"]["spec"]
     name = job["metadata"]["name"]
-    k8s_store.add_observations(name, [Observation.of("loss", 0.25, 0)])
+    k8s_store.in_namespace(namespace).add_observations(name, [Observation.of("loss", 0.25, 0)])
     succeeded = {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"}
     conditions = [{"type": "Created", "status": "True"}, succeeded]
     api.patch(

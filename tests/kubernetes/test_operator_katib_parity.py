@@ -147,14 +147,14 @@ def test_a_crash_before_the_job_post_restarts_the_trial(
         patch.setattr(KubernetesRunner, "start", crash)
         with pytest.raises(_Crash):
             step(op, api, namespace)
-    (trial,) = k8s_store.list_trials("quick")
+    (trial,) = k8s_store.in_namespace(namespace).list_trials("quick")
     assert trial.condition is TrialCondition.RUNNING and "uid" not in trial.runner_handle
     assert jobs(api, namespace) == []
 
     restarted = make_operator(api, k8s_store, suggestions)
     step(restarted, api, namespace)  # NOT_STARTED: back to Created, no failure
     step(restarted, api, namespace)  # started for real
-    (trial,) = k8s_store.list_trials("quick")
+    (trial,) = k8s_store.in_namespace(namespace).list_trials("quick")
     assert trial.condition is TrialCondition.RUNNING and trial.runner_handle["uid"]
     (job,) = jobs(api, namespace)
     assert job["metadata"]["uid"] == trial.runner_handle["uid"]
@@ -175,7 +175,7 @@ def test_a_job_deleted_by_hand_is_created_again_bounded(api, namespace, k8s_stor
         (again,) = jobs(api, namespace)
         assert again["metadata"]["name"] == name and again["metadata"]["uid"] not in uids
         uids.append(again["metadata"]["uid"])
-        trial = k8s_store.get_trial(name)
+        trial = k8s_store.in_namespace(namespace).get_trial(name)
         assert trial.condition is TrialCondition.RUNNING
         assert trial.runner_handle["restarts"] == restart
         assert trial.runner_handle["uid"] == again["metadata"]["uid"]
@@ -183,7 +183,7 @@ def test_a_job_deleted_by_hand_is_created_again_bounded(api, namespace, k8s_stor
         assert again["metadata"]["ownerReferences"][0]["kind"] == "Trial"
     api.delete("batch/v1", "Job", namespace, name)
     step(op, api, namespace)  # past the bound: the trial fails
-    trial = k8s_store.get_trial(name)
+    trial = k8s_store.in_namespace(namespace).get_trial(name)
     assert trial.condition is TrialCondition.FAILED
     assert trial.reason == "TrialFailed. Job reason: JobNotFound"
     assert f"created again {kube_runner.MAX_RECREATIONS} time(s)" in trial.message
@@ -195,10 +195,15 @@ def test_a_finished_trial_keeps_no_job_body(api, namespace, k8s_store, suggestio
     op = make_operator(api, k8s_store, suggestions)
     step(op, api, namespace)
     (job,) = jobs(api, namespace)
-    assert k8s_store.get_trial(job["metadata"]["name"]).runner_handle["job"]["kind"] == "Job"
+    assert (
+        k8s_store.in_namespace(namespace)
+        .get_trial(job["metadata"]["name"])
+        .runner_handle["job"]["kind"]
+        == "Job"
+    )
     play_job(api, k8s_store, job, loss=loss_of(job))
     step(op, api, namespace)
-    handle = k8s_store.get_trial(job["metadata"]["name"]).runner_handle
+    handle = k8s_store.in_namespace(namespace).get_trial(job["metadata"]["name"]).runner_handle
     assert handle["deleted"] is True and "job" not in handle
 
 
@@ -282,16 +287,16 @@ def test_lowering_parallelism_stops_the_newest_extra_trials(
     api.create(experiment_body(namespace, parallelTrialCount=3, maxTrialCount=6))
     op = make_operator(api, k8s_store, suggestions)
     step(op, api, namespace)
-    first, *newest = [t.name for t in k8s_store.list_trials("quick")]
+    first, *newest = [t.name for t in k8s_store.in_namespace(namespace).list_trials("quick")]
     assert len(newest) == 2 and len(jobs(api, namespace)) == 3
 
     api.patch(V1B1, "Experiment", namespace, "quick", {"spec": {"parallelTrialCount": 1}})
     assert op.admit(get(api, "Experiment", namespace, "quick"))
     step(op, api, namespace)
-    assert [t.name for t in active_trials(k8s_store)] == [first]
+    assert [t.name for t in active_trials(k8s_store.in_namespace(namespace))] == [first]
     assert [j["metadata"]["name"] for j in jobs(api, namespace)] == [first]
     for name in newest:
-        trial = k8s_store.get_trial(name)
+        trial = k8s_store.in_namespace(namespace).get_trial(name)
         assert trial.condition is TrialCondition.KILLED
         assert "parallelTrialCount was lowered to 1" in trial.message
         cr = get(api, "Trial", namespace, name)
@@ -299,7 +304,7 @@ def test_lowering_parallelism_stops_the_newest_extra_trials(
     status = get(api, "Experiment", namespace, "quick")["status"]
     assert (status["trialsRunning"], status["trialsKilled"]) == (1, 2)
     step(op, api, namespace)  # stays at one
-    assert len(active_trials(k8s_store)) == 1
+    assert len(active_trials(k8s_store.in_namespace(namespace))) == 1
 
 
 # -- 11: quiet when finished; bounded status --------------------------------------------------

@@ -64,7 +64,7 @@ def test_pbt_generations_share_checkpoints_on_the_suggestion_volume(
             main["volumeMounts"]
         )
         assert "cp " not in copier(job)["command"][2]  # generation 0 starts empty
-        trial = k8s_store.get_trial(name)
+        trial = k8s_store.in_namespace(namespace).get_trial(name)
         assert trial.labels[GENERATION_LABEL] == "0"
 
     for i, job in enumerate(first):
@@ -79,7 +79,7 @@ def test_pbt_generations_share_checkpoints_on_the_suggestion_volume(
     parents = {f["metadata"]["name"] for f in first}
     for job in second:
         name = job["metadata"]["name"]
-        trial = k8s_store.get_trial(name)
+        trial = k8s_store.in_namespace(namespace).get_trial(name)
         assert trial.labels[GENERATION_LABEL] == "1"
         parent = trial.labels[PARENT_LABEL]
         assert parent in parents

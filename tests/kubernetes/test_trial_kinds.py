@@ -330,7 +330,7 @@ def test_example_runs_through_the_operator(example, api, namespace, k8s_store, s
     assert COLLECTOR in json.dumps(obj["spec"])  # the stored object carries the collector
     objective = get(api, "Experiment", namespace, name)["spec"]["objective"]
     metric = objective["objectiveMetricName"]
-    k8s_store.add_observations(trial, [Observation.of(metric, 0.5, 0)])
+    k8s_store.in_namespace(namespace).add_observations(trial, [Observation.of(metric, 0.5, 0)])
     _play(api, namespace, obj, succeeded, sub)
     step(op, api, namespace, name)
     step(op, api, namespace, name)
@@ -457,7 +457,9 @@ def test_a_workflow_trial_stays_inside_the_operators_rbac(
     op = make_operator(rec_api, k8s_store, suggestions)
     step(op, api, namespace, name)
     (obj,) = api.list(api_version, kind, namespace)
-    k8s_store.add_observations(obj["metadata"]["name"], [Observation.of("loss", 0.5, 0)])
+    k8s_store.in_namespace(namespace).add_observations(
+        obj["metadata"]["name"], [Observation.of("loss", 0.5, 0)]
+    )
     _play(api, namespace, obj, succeeded, sub)
     step(op, api, namespace, name)
     step(op, api, namespace, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunery.store.base import (
+    DEFAULT_NAMESPACE,
     Condition,
     ExperimentRecord,
     Store,
@@ -19,6 +20,7 @@ from tunery.store.base import (
 )
 from tunery.store.errors import (
     AlreadyExistsError,
+    AmbiguousTrialError,
     DriverMissingError,
     InvalidStoreUrlError,
     NotFoundError,
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
     from tunery.store.sql import SqlStore
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "AlreadyExistsError",
+    "AmbiguousTrialError",
     "Condition",
     "DriverMissingError",
     "ExperimentRecord",
@@ -48,8 +52,12 @@ __all__ = [
 ]
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, namespace: str = DEFAULT_NAMESPACE) -> Store:
     """Open the store at ``url``, creating or upgrading its schema on first use.
+
+    The store is bound to ``namespace`` (Katib's ``default`` unless given; the local faces use
+    it): experiments and trials are keyed by namespace and name, and
+    :meth:`Store.in_namespace` reaches another namespace on the same connections.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path.db``, ``postgresql://user@host/db``
     (psycopg 3) or ``mysql://user@host/db`` / ``mariadb://...`` (PyMySQL). Without one,
@@ -59,14 +67,17 @@ def open_store(url: str | None = None) -> Store:
     Raises:
         InvalidStoreUrlError: the URL is malformed or names an unsupported backend (a
             ValueError too).
+        ValueError: the namespace is empty or longer than 63 characters.
         DriverMissingError: the backend's driver is not installed; the message names the extra.
         StoreUnavailableError: the database cannot be reached (retryable).
         StoreError: the schema cannot be brought to this tunery's revision.
     """
+    from tunery.store.base import check_namespace
     from tunery.store.sql import open_sql_store
 
+    check_namespace(namespace)
     try:
-        return open_sql_store(url)
+        return open_sql_store(url, namespace=namespace)
     except InvalidStoreUrlError:
         raise
     except ValueError as exc:  # resolve_url's message names the URL, password hidden

@@ -9,6 +9,7 @@ Error tree (all in ``tunery.store.errors``)::
     StoreError(Exception)
      ├── NotFoundError(StoreError, KeyError)        experiment/trial does not exist
      ├── AlreadyExistsError(StoreError, ValueError) name taken
+     ├── AmbiguousTrialError(StoreError)            a trial name held in several namespaces
      └── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
 """
 
@@ -20,7 +21,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunery.store.errors import AmbiguousTrialError
 from tunery.trials import Observation, TrialCondition
+
+DEFAULT_NAMESPACE = "default"
+"""The namespace a store is bound to unless told otherwise (Katib's default namespace); local
+runs (CLI, SDK, ``tune()``, dashboard) use it."""
+
+
+NAMESPACE_LENGTH = 63
+"""Longest namespace (a Kubernetes namespace is a DNS label: at most 63 characters)."""
+
+
+def check_namespace(namespace: object) -> None:
+    """Raises ValueError, saying why, unless ``namespace`` is a namespace a store can hold."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+    if len(namespace) > NAMESPACE_LENGTH:
+        raise ValueError(
+            f"namespace {namespace[:40]!r}... is {len(namespace)} characters long; "
+            f"the store allows at most {NAMESPACE_LENGTH} (a Kubernetes namespace's limit)"
+        )
 
 
 def utcnow() -> dt.datetime:
@@ -133,11 +154,63 @@ class TrialUpdate:
 class Store(abc.ABC):
     """Narrow persistence API. Thread-safe; every method is one transaction.
 
+    A store is bound to one namespace (:attr:`namespace`): experiments and trials are keyed by
+    (namespace, name), as Katib's namespaced resources are, and every method sees only its
+    namespace's. :meth:`in_namespace` gives the same store bound to another one.
+
     Raises:
         NotFoundError: the named experiment or trial does not exist.
         AlreadyExistsError: creating a name that exists.
         StoreUnavailableError: the database cannot be reached (retryable).
     """
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this store reads and writes."""
+        return DEFAULT_NAMESPACE
+
+    def in_namespace(self, namespace: str) -> Store:
+        """This store bound to ``namespace`` (sharing its connections); closing the view does
+        not close this store.
+
+        Raises:
+            NotImplementedError: this store holds one namespace only (the default one here).
+        """
+        if namespace == self.namespace:
+            return self
+        raise NotImplementedError(
+            f"{type(self).__name__} holds namespace {self.namespace!r} only, not {namespace!r}"
+        )
+
+    def list_namespaces(self) -> list[str]:
+        """Every namespace holding an experiment, sorted (for views over all of them, such as
+        the operator's gauges). A store holding one namespace only (this default) lists its
+        own when it has experiments."""
+        return [self.namespace] if self.list_experiments() else []
+
+    def trial_namespaces(self, trial_name: str) -> list[str]:
+        """Every namespace holding a trial named ``trial_name``, sorted, whatever namespace
+        this store is bound to (Katib's DBManager is given a trial name alone).
+
+        A store holding one namespace only (this default) answers ``[]``, "no other": callers
+        then use the store's own namespace, the only one it has.
+        """
+        return []
+
+    def for_trial(self, trial_name: str) -> Store:
+        """This store bound to the namespace of the trial ``trial_name``, for callers given a
+        trial name alone (Katib's DBManager and EarlyStopping wires): the one namespace
+        holding such a trial, else (no namespace holds it yet) this store.
+
+        Raises:
+            AmbiguousTrialError: several namespaces hold a trial of that name.
+        """
+        namespaces = self.trial_namespaces(trial_name)
+        if len(namespaces) > 1:
+            raise AmbiguousTrialError(
+                f"trial {trial_name!r} exists in namespaces {', '.join(namespaces)}", namespaces
+            )
+        return self.in_namespace(namespaces[0]) if namespaces else self
 
     # -- experiments ----------------------------------------------------------------------------
     @abc.abstractmethod

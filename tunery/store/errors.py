@@ -5,6 +5,7 @@
     StoreError(Exception)
      ├── NotFoundError(StoreError, KeyError)        experiment/trial does not exist
      ├── AlreadyExistsError(StoreError, ValueError) name taken
+     ├── AmbiguousTrialError(StoreError)            a trial name held in several namespaces
      ├── StoreUnavailableError(StoreError)          cannot connect / operational error (retryable)
      ├── InvalidStoreUrlError(StoreError, ValueError) the URL is malformed or names no backend
      └── DriverMissingError(StoreError)             the backend's driver (an extra) is missing
@@ -26,6 +27,15 @@ class NotFoundError(StoreError, KeyError):
 
 class AlreadyExistsError(StoreError, ValueError):
     """An experiment or trial with that name already exists."""
+
+
+class AmbiguousTrialError(StoreError):
+    """A trial named without its namespace (Katib's DBManager and EarlyStopping wires) is
+    held in several namespaces; ``namespaces`` lists them."""
+
+    def __init__(self, message: str, namespaces: list[str]) -> None:
+        super().__init__(message)
+        self.namespaces = namespaces
 
 
 class StoreUnavailableError(StoreError):

@@ -11,8 +11,15 @@ Portability choices (SQLite, PostgreSQL, MySQL/MariaDB):
 - Timestamps are naive UTC in the database (``DATETIME(6)`` on MySQL, ``TIMESTAMP(6)`` on
   PostgreSQL, ISO text on SQLite), so Katib's zero time ``0001-01-01`` fits everywhere;
   :mod:`tunery.store.sql` converts to and from tz-aware UTC.
+- Experiments and trials are keyed by (namespace, name), as Katib's namespaced resources are:
+  ``mnist`` may exist in namespaces ``a`` and ``b`` at once, each with its own trials. The
+  ``namespace`` columns default to ``'default'`` (Katib's default namespace, and what local
+  runs use). Trials keep the surrogate ``experiment_id`` foreign key; their unique key is
+  (name, namespace), name first, so Katib's DBManager, whose wire carries a trial name only,
+  finds a trial's namespaces through the same index.
 - ``observation_logs`` keeps Katib's columns (``trial_name, id, time, metric_name, value``) and
-  adds ``numeric_value`` (finite floats only; NULL for NaN/inf/non-numeric text, which is
+  adds ``namespace`` (the trial's; defaulted so Katib's own db-manager can still insert),
+  ``numeric_value`` (finite floats only; NULL for NaN/inf/non-numeric text, which is
   re-parsed from ``value`` on read) and ``step`` (defaulted to 0 so Katib's own db-manager can
   still insert). It has no foreign key to ``trials``: as in Katib, logs may arrive for a trial
   the store has not seen yet.
@@ -33,6 +40,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
+
+from tunery.store.base import DEFAULT_NAMESPACE, NAMESPACE_LENGTH
 
 NAME_LENGTH = 255
 """Longest experiment, trial and metric name (Katib's ``VARCHAR(255)``)."""
@@ -78,13 +87,20 @@ experiments = sa.Table(
     "experiments",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("spec", sa.JSON(), nullable=False),
     sa.Column("status", sa.JSON(), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     # the experiment's trial change counter: the last change_seq given to one of its trials
     sa.Column("trial_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    sa.Column(
+        "namespace",
+        sa.String(NAMESPACE_LENGTH),
+        nullable=False,
+        server_default=sa.text(f"'{DEFAULT_NAMESPACE}'"),
+    ),
+    sa.UniqueConstraint("namespace", "name"),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -92,7 +108,7 @@ trials = sa.Table(
     "trials",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
     sa.Column(
         "experiment_id",
         BigId,
@@ -114,6 +130,14 @@ trials = sa.Table(
     sa.Column("change_seq", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     # the objective metric's value by its strategy, derived from ``observation`` on write
     sa.Column("objective_value", sa.Double(), nullable=True),
+    # the experiment's namespace, copied so that a trial is found by (namespace, name)
+    sa.Column(
+        "namespace",
+        sa.String(NAMESPACE_LENGTH),
+        nullable=False,
+        server_default=sa.text(f"'{DEFAULT_NAMESPACE}'"),
+    ),
+    sa.UniqueConstraint("name", "namespace"),  # name first: DBManager looks up by name
     sa.Index(None, "experiment_id", "id"),  # list_trials: creation order per experiment
     sa.Index(None, "experiment_id", "condition"),  # condition filter, count_trials
     sa.Index(None, "experiment_id", "change_seq"),  # list_trial_changes
@@ -133,6 +157,12 @@ observation_logs = sa.Table(
     # tunery's additions
     sa.Column("numeric_value", sa.Double(), nullable=True),
     sa.Column("step", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-    sa.Index(None, "trial_name", "metric_name", "time"),
+    sa.Column(
+        "namespace",
+        sa.String(NAMESPACE_LENGTH),
+        nullable=False,
+        server_default=sa.text(f"'{DEFAULT_NAMESPACE}'"),
+    ),
+    sa.Index(None, "trial_name", "namespace", "metric_name", "time"),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -63,6 +63,26 @@ class RetryingStore(Store):
     def __getattr__(self, name: str) -> Any:  # url, backend, session_scope of a SqlStore
         return getattr(self.inner, name)
 
+    @property
+    def namespace(self) -> str:
+        return self.inner.namespace
+
+    def in_namespace(self, namespace: str) -> RetryingStore:
+        """The inner store's view of ``namespace``, retried the same way; an outage is one
+        outage for this store and all its views."""
+        if namespace == self.namespace:
+            return self
+        view = RetryingStore.__new__(RetryingStore)
+        view.__dict__.update(self.__dict__)
+        view.inner = self.inner.in_namespace(namespace)
+        return view
+
+    def list_namespaces(self) -> list[str]:
+        return self._call(self.inner.list_namespaces)
+
+    def trial_namespaces(self, trial_name: str) -> list[str]:
+        return self._call(lambda: self.inner.trial_namespaces(trial_name))
+
     # -- the retry loop -------------------------------------------------------------------------
     def _call(self, call: Callable[[], R], on_retry: Callable[[], R | None] | None = None) -> R:
         """``call()``, retried while the database is unavailable. Before a retry,

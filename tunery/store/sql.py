@@ -14,6 +14,14 @@ here first), other database errors :class:`StoreError`, name clashes
 :class:`AlreadyExistsError`, missing rows :class:`NotFoundError`. Messages name the
 database with its password hidden.
 
+Namespaces: a SqlStore is bound to one namespace (``default`` unless told otherwise), as
+Katib's Experiments and Trials are namespaced resources: every query filters on it and every
+insert writes it, so the same experiment and trial names live side by side in two namespaces
+and never see each other. :meth:`SqlStore.in_namespace` gives a view bound to another
+namespace on the same engine (the operator takes one per Experiment). Only
+:meth:`SqlStore.list_namespaces` (the operator's gauges) and :meth:`SqlStore.trial_namespaces`
+(Katib's DBManager and EarlyStopping wires, which name a trial alone) look across namespaces.
+
 Timestamps: callers pass tz-aware datetimes (naive ones are rejected, as their zone is
 unknown); the database holds naive UTC; results are tz-aware UTC.
 """
@@ -35,11 +43,13 @@ from sqlalchemy.engine import URL
 
 from tunery.store import migrations
 from tunery.store.base import (
+    DEFAULT_NAMESPACE,
     ExperimentRecord,
     Store,
     TrialChanges,
     TrialRecord,
     TrialUpdate,
+    check_namespace,
     utcnow,
 )
 from tunery.store.derived import ObjectiveRule
@@ -94,14 +104,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def open_sql_store(url: str | URL | None = None, *, migrate: bool = True) -> SqlStore:
-    """Resolve ``url`` (see :func:`tunery.store.engine.resolve_url`), connect, migrate.
+def open_sql_store(
+    url: str | URL | None = None, *, migrate: bool = True, namespace: str = DEFAULT_NAMESPACE
+) -> SqlStore:
+    """Resolve ``url`` (see :func:`tunery.store.engine.resolve_url`), connect, migrate; the
+    store is bound to ``namespace``.
 
     Raises:
         ValueError: the URL is malformed or names an unsupported backend.
         StoreUnavailableError: the database cannot be reached (retryable).
         StoreError: the schema cannot be brought to this tunery's revision.
     """
+    check_namespace(namespace)
     resolved = resolve_url(url)
     engine = create_engine(resolved)
     try:
@@ -119,7 +133,7 @@ def open_sql_store(url: str | URL | None = None, *, migrate: bool = True) -> Sql
     except BaseException:
         engine.dispose()
         raise
-    return SqlStore(engine)
+    return SqlStore(engine, namespace=namespace)
 
 
 def _retry_conflicts(
@@ -144,12 +158,40 @@ def _retry_conflicts(
 
 
 class SqlStore(Store):
-    """The Store on a SQLAlchemy engine. Thread-safe; safe across processes."""
+    """The Store on a SQLAlchemy engine, bound to one namespace. Thread-safe; safe across
+    processes."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        check_namespace(namespace)
         self._engine = engine
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._closed = False
+        self._owns_engine = True
+        self._engine_closed = [False]  # shared with the views: the engine was disposed
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this store reads and writes."""
+        return self._namespace
+
+    def in_namespace(self, namespace: str) -> SqlStore:
+        """A view of the same database bound to ``namespace``, sharing this store's engine and
+        connection pool. Closing a view closes only the view; closing the store it came from
+        closes the engine under every view.
+
+        Raises:
+            ValueError: the namespace is empty or longer than 63 characters.
+        """
+        if namespace == self._namespace:
+            return self
+        check_namespace(namespace)
+        view = SqlStore.__new__(SqlStore)
+        view.__dict__.update(self.__dict__)
+        view._namespace = namespace
+        view._owns_engine = False
+        view._closed = False
+        return view
 
     @property
     def url(self) -> str:
@@ -162,7 +204,9 @@ class SqlStore(Store):
         return self._engine.dialect.name
 
     def __repr__(self) -> str:
-        return f"SqlStore({self.url!r})"
+        if self._namespace == DEFAULT_NAMESPACE:
+            return f"SqlStore({self.url!r})"
+        return f"SqlStore({self.url!r}, namespace={self._namespace!r})"
 
     # -- transactions ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -173,7 +217,7 @@ class SqlStore(Store):
         ``what`` names the operation in error messages. ``write`` begins SQLite
         transactions IMMEDIATE (see :data:`tunery.store.engine.WRITE_OPTION`).
         """
-        if self._closed:
+        if self._closed or self._engine_closed[0]:
             raise StoreError(f"{what}: the store {self.url} is closed")
         engine = self._write_engine if write else self._engine
         try:
@@ -192,6 +236,7 @@ class SqlStore(Store):
             try:
                 connection.execute(
                     sa.insert(experiments).values(
+                        namespace=self._namespace,
                         name=name,
                         spec=_plain(spec, "spec"),
                         status={},
@@ -202,7 +247,9 @@ class SqlStore(Store):
             except sa_exc.IntegrityError as exc:
                 if _integrity_kind(exc) != "unique":
                     raise
-                raise AlreadyExistsError(f"experiment {name!r} already exists") from exc
+                raise AlreadyExistsError(
+                    f"experiment {name!r} already exists{self._in_ns()}"
+                ) from exc
             return self._fetch_experiment(connection, name)
 
     def get_experiment(self, name: str) -> ExperimentRecord:
@@ -211,7 +258,11 @@ class SqlStore(Store):
 
     def list_experiments(self) -> list[ExperimentRecord]:
         with self.session_scope("list experiments") as connection:
-            rows = connection.execute(_experiment_select().order_by(experiments.c.id)).all()
+            rows = connection.execute(
+                _experiment_select()
+                .where(experiments.c.namespace == self._namespace)
+                .order_by(experiments.c.id)
+            ).all()
         return [_experiment_record(row) for row in rows]
 
     @_retry_conflicts
@@ -229,7 +280,7 @@ class SqlStore(Store):
             values["status"] = _plain(status, "status")
         with self.session_scope(f"update experiment {name!r}", write=True) as connection:
             connection.execute(
-                sa.update(experiments).where(experiments.c.name == name).values(**values)
+                sa.update(experiments).where(self._experiment_is(name)).values(**values)
             )
             return self._fetch_experiment(connection, name)
 
@@ -239,7 +290,10 @@ class SqlStore(Store):
             experiment_id = self._experiment_id(connection, name)
             trial_names = sa.select(trials.c.name).where(trials.c.experiment_id == experiment_id)
             connection.execute(
-                sa.delete(observation_logs).where(observation_logs.c.trial_name.in_(trial_names))
+                sa.delete(observation_logs).where(
+                    observation_logs.c.namespace == self._namespace,
+                    observation_logs.c.trial_name.in_(trial_names),
+                )
             )
             # The trials go by the foreign key's ON DELETE CASCADE.
             connection.execute(sa.delete(experiments).where(experiments.c.id == experiment_id))
@@ -252,6 +306,7 @@ class SqlStore(Store):
         with self.session_scope(what, write=True) as connection:
             experiment_id = self._experiment_id(connection, trial.experiment_name)
             values["experiment_id"] = experiment_id
+            values["namespace"] = self._namespace
             values["change_seq"] = self._next_seq(connection, experiment_id)
             if (trial.observation or {}).get("metrics"):
                 rule = self._objective_rule(connection, experiment_id)
@@ -262,12 +317,14 @@ class SqlStore(Store):
                 kind = _integrity_kind(exc)
                 if kind == "foreign_key":  # the experiment was deleted meanwhile
                     raise NotFoundError(
-                        f"experiment {trial.experiment_name!r} not found "
+                        f"experiment {trial.experiment_name!r} not found{self._in_ns()} "
                         f"(creating trial {trial.name!r})"
                     ) from exc
                 if kind != "unique":
                     raise
-                raise AlreadyExistsError(f"trial {trial.name!r} already exists") from exc
+                raise AlreadyExistsError(
+                    f"trial {trial.name!r} already exists{self._in_ns()}"
+                ) from exc
             return self._fetch_trial(connection, trial.name)
 
     @_retry_conflicts
@@ -296,6 +353,7 @@ class SqlStore(Store):
             for offset, trial in enumerate(trials):
                 row = _trial_row(trial)
                 row["experiment_id"] = experiment_id
+                row["namespace"] = self._namespace
                 row["change_seq"] = last - len(trials) + 1 + offset
                 row["objective_value"] = None if rule is None else rule.value(trial.observation)
                 rows.append(row)
@@ -388,11 +446,11 @@ class SqlStore(Store):
         with self.session_scope(what) as connection:
             row = connection.execute(
                 sa.select(experiments.c.id, experiments.c.spec).where(
-                    experiments.c.name == experiment_name
+                    self._experiment_is(experiment_name)
                 )
             ).one_or_none()
             if row is None:
-                raise NotFoundError(f"experiment {experiment_name!r} not found")
+                raise NotFoundError(f"experiment {experiment_name!r} not found{self._in_ns()}")
             experiment_id, spec = row
             rule = ObjectiveRule.from_spec(spec)
             value = trials.c.objective_value
@@ -483,7 +541,7 @@ class SqlStore(Store):
                         values["objective_value"] = (
                             None if rule is None else rule.value(values["observation"])
                         )
-                    statement = sa.update(trials).where(trials.c.name == update.name)
+                    statement = sa.update(trials).where(self._trial_is(update.name))
                     if update.expect_condition is not None:
                         # Compare-and-set: applied only if the condition still matches.
                         expected = sorted({_condition(c).value for c in update.expect_condition})
@@ -492,7 +550,7 @@ class SqlStore(Store):
             found = self._fetch_trials(connection, names)
         missing = [name for name in names if name not in found]
         if missing:
-            raise NotFoundError(f"trial {missing[0]!r} not found")
+            raise NotFoundError(f"trial {missing[0]!r} not found{self._in_ns()}")
         return [found[u.name] for u in updates]
 
     # -- observation logs -----------------------------------------------------------------------
@@ -507,7 +565,7 @@ class SqlStore(Store):
         _check_name("trial", trial_name)
         if not observations:
             return 0
-        rows = [_observation_row(trial_name, obs) for obs in observations]
+        rows = [_observation_row(self._namespace, trial_name, obs) for obs in observations]
         for metric_name in {row["metric_name"] for row in rows}:
             _check_name("metric", metric_name)
         what = f"add {len(rows)} observations of trial {trial_name!r}"
@@ -524,7 +582,7 @@ class SqlStore(Store):
     ) -> list[Observation]:
         """Observations ordered by (time, id). As in Katib, an empty ``metric_name`` does not
         filter, and the time bounds are inclusive."""
-        query = sa.select(*_OBSERVATION_COLUMNS).where(observation_logs.c.trial_name == trial_name)
+        query = sa.select(*_OBSERVATION_COLUMNS).where(self._logs_of(trial_name))
         if metric_name:
             query = query.where(observation_logs.c.metric_name == metric_name)
         if start_time is not None:
@@ -548,7 +606,8 @@ class SqlStore(Store):
         with self.session_scope(f"get observations of {len(names)} trials") as connection:
             for start in range(0, len(names), _IN_CHUNK):
                 query = sa.select(*columns).where(
-                    observation_logs.c.trial_name.in_(names[start : start + _IN_CHUNK])
+                    observation_logs.c.trial_name.in_(names[start : start + _IN_CHUNK]),
+                    observation_logs.c.namespace == self._namespace,
                 )
                 if metric_name:
                     query = query.where(observation_logs.c.metric_name == metric_name)
@@ -562,7 +621,7 @@ class SqlStore(Store):
     def observation_counts(self, trial_name: str) -> dict[str, int]:
         query = (
             sa.select(observation_logs.c.metric_name, sa.func.count())
-            .where(observation_logs.c.trial_name == trial_name)
+            .where(self._logs_of(trial_name))
             .group_by(observation_logs.c.metric_name)
         )
         with self.session_scope(f"count observations of trial {trial_name!r}") as connection:
@@ -570,7 +629,7 @@ class SqlStore(Store):
 
     @_retry_conflicts
     def delete_observations(self, trial_name: str) -> None:
-        statement = sa.delete(observation_logs).where(observation_logs.c.trial_name == trial_name)
+        statement = sa.delete(observation_logs).where(self._logs_of(trial_name))
         with self.session_scope(
             f"delete observations of trial {trial_name!r}", write=True
         ) as connection:
@@ -582,17 +641,52 @@ class SqlStore(Store):
             connection.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
+        """Close the store; a view (:meth:`in_namespace`) closes only itself."""
         self._closed = True
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine_closed[0] = True
+            self._engine.dispose()
+
+    # -- across namespaces ----------------------------------------------------------------------
+    def list_namespaces(self) -> list[str]:
+        """Every namespace holding an experiment, sorted (whatever this store is bound to)."""
+        query = sa.select(experiments.c.namespace).distinct()
+        with self.session_scope("list namespaces") as connection:
+            return sorted(str(ns) for ns in connection.execute(query).scalars())
+
+    def trial_namespaces(self, trial_name: str) -> list[str]:
+        """Every namespace holding a trial named ``trial_name``, sorted (whatever namespace
+        this store is bound to): how Katib's DBManager, given a trial name alone, finds the
+        trial (one index lookup)."""
+        query = sa.select(trials.c.namespace).where(trials.c.name == trial_name)
+        with self.session_scope(f"find the namespaces of trial {trial_name!r}") as connection:
+            return sorted(str(ns) for ns in connection.execute(query).scalars())
 
     # -- helpers (inside a transaction) ----------------------------------------------------------
-    @staticmethod
-    def _experiment_id(connection: sa.Connection, name: str) -> int:
+    def _in_ns(self) -> str:
+        """`` in namespace 'x'`` for messages, empty in the default namespace."""
+        if self._namespace == DEFAULT_NAMESPACE:
+            return ""
+        return f" in namespace {self._namespace!r}"
+
+    def _experiment_is(self, name: str) -> sa.ColumnElement[bool]:
+        return sa.and_(experiments.c.namespace == self._namespace, experiments.c.name == name)
+
+    def _trial_is(self, name: str) -> sa.ColumnElement[bool]:
+        return sa.and_(trials.c.name == name, trials.c.namespace == self._namespace)
+
+    def _logs_of(self, trial_name: str) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            observation_logs.c.trial_name == trial_name,
+            observation_logs.c.namespace == self._namespace,
+        )
+
+    def _experiment_id(self, connection: sa.Connection, name: str) -> int:
         found = connection.execute(
-            sa.select(experiments.c.id).where(experiments.c.name == name)
+            sa.select(experiments.c.id).where(self._experiment_is(name))
         ).scalar_one_or_none()
         if found is None:
-            raise NotFoundError(f"experiment {name!r} not found")
+            raise NotFoundError(f"experiment {name!r} not found{self._in_ns()}")
         return int(found)
 
     @staticmethod
@@ -620,8 +714,9 @@ class SqlStore(Store):
         ).scalar_one()
         return ObjectiveRule.from_spec(spec)
 
-    @staticmethod
-    def _experiment_ids_of(connection: sa.Connection, names: Sequence[str]) -> dict[str, int]:
+    def _experiment_ids_of(
+        self, connection: sa.Connection, names: Sequence[str]
+    ) -> dict[str, int]:
         """The experiment of each named trial.
 
         Raises:
@@ -631,46 +726,48 @@ class SqlStore(Store):
         for start in range(0, len(names), _IN_CHUNK):
             chunk = names[start : start + _IN_CHUNK]
             query = sa.select(trials.c.name, trials.c.experiment_id).where(
-                trials.c.name.in_(chunk)
+                trials.c.name.in_(chunk), trials.c.namespace == self._namespace
             )
             owners.update((name, int(eid)) for name, eid in connection.execute(query))
         for name in names:
             if name not in owners:
-                raise NotFoundError(f"trial {name!r} not found")
+                raise NotFoundError(f"trial {name!r} not found{self._in_ns()}")
         return owners
 
-    @staticmethod
-    def _fetch_trials(connection: sa.Connection, names: Sequence[str]) -> dict[str, TrialRecord]:
+    def _fetch_trials(
+        self, connection: sa.Connection, names: Sequence[str]
+    ) -> dict[str, TrialRecord]:
         found: dict[str, TrialRecord] = {}
         for start in range(0, len(names), _IN_CHUNK):
             rows = connection.execute(
                 sa.select(*_TRIAL_COLUMNS, experiments.c.name)
                 .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
-                .where(trials.c.name.in_(names[start : start + _IN_CHUNK]))
+                .where(
+                    trials.c.name.in_(names[start : start + _IN_CHUNK]),
+                    trials.c.namespace == self._namespace,
+                )
             ).all()
             for row in rows:
                 record = _trial_record(row, row[-1])
                 found[record.name] = record
         return found
 
-    @staticmethod
-    def _fetch_experiment(connection: sa.Connection, name: str) -> ExperimentRecord:
+    def _fetch_experiment(self, connection: sa.Connection, name: str) -> ExperimentRecord:
         row = connection.execute(
-            _experiment_select().where(experiments.c.name == name)
+            _experiment_select().where(self._experiment_is(name))
         ).one_or_none()
         if row is None:
-            raise NotFoundError(f"experiment {name!r} not found")
+            raise NotFoundError(f"experiment {name!r} not found{self._in_ns()}")
         return _experiment_record(row)
 
-    @staticmethod
-    def _fetch_trial(connection: sa.Connection, name: str) -> TrialRecord:
+    def _fetch_trial(self, connection: sa.Connection, name: str) -> TrialRecord:
         row = connection.execute(
             sa.select(*_TRIAL_COLUMNS, experiments.c.name)
             .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
-            .where(trials.c.name == name)
+            .where(self._trial_is(name))
         ).one_or_none()
         if row is None:
-            raise NotFoundError(f"trial {name!r} not found")
+            raise NotFoundError(f"trial {name!r} not found{self._in_ns()}")
         return _trial_record(row, row[-1])
 
 
@@ -805,7 +902,7 @@ def _plain(value: Any, field: str) -> Any:
     )
 
 
-def _observation_row(trial_name: str, obs: Observation) -> dict[str, Any]:
+def _observation_row(namespace: str, trial_name: str, obs: Observation) -> dict[str, Any]:
     when = obs.time
     if when.tzinfo is UTC:
         when = when.replace(tzinfo=None)
@@ -823,6 +920,7 @@ def _observation_row(trial_name: str, obs: Observation) -> dict[str, Any]:
         # -0.0): store the text only, re-parsed on read, the same on every backend.
         numeric = None
     return {
+        "namespace": namespace,
         "trial_name": trial_name,
         "time": when,
         "metric_name": obs.metric_name,

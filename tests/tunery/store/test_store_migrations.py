@@ -175,3 +175,62 @@ def test_0002_backfills_objective_values_and_reads_old_trials(db_url: str) -> No
     store.update_trial("b", condition=TrialCondition.RUNNING)
     assert [t.name for t in store.list_trial_changes("old", changes.seq).trials] == ["b"]
     store.close()
+
+
+def _columns(engine: sa.Engine, table: str) -> set[str]:
+    with engine.connect() as connection:
+        return {c["name"] for c in sa.inspect(connection).get_columns(table)}
+
+
+def test_0003_keys_by_namespace_keeping_data_and_downgrades(db_url: str) -> None:
+    """A store with data at revision 0002 upgrades in place: its experiments, trials and
+    observations land in the default namespace (on SQLite too, whose table copy must not
+    cascade into the trials), and the same names can then be used in another namespace. The
+    downgrade keeps the data, and refuses while two namespaces share a name."""
+    store = open_store(db_url)
+    store.create_experiment("mnist", {"k": "v"})
+    store.create_trial(TrialRecord("t1", "mnist", {"x": "1"}))
+    store.create_trial(TrialRecord("t2", "mnist", {"x": "2"}))
+    store.add_observations("t1", [Observation.of("loss", 0.5, 0)])
+    store.close()
+    engine = _engine(db_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(migrations.alembic_config(connection=connection), "0002")
+        for table in ("experiments", "trials", "observation_logs"):
+            assert "namespace" not in _columns(engine, table)
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT COUNT(*) FROM trials")).scalar() == 2
+        migrations.upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT name, namespace FROM trials ORDER BY name")
+            ).all()
+            assert [tuple(r) for r in rows] == [("t1", "default"), ("t2", "default")]
+            logs = connection.execute(sa.text("SELECT namespace FROM observation_logs")).all()
+            assert [tuple(r) for r in logs] == [("default",)]
+    finally:
+        engine.dispose()
+    store = open_store(db_url)
+    try:
+        assert [t.name for t in store.list_trials("mnist")] == ["t1", "t2"]
+        assert [o.value for o in store.get_observations("t1")] == ["0.5"]
+        other = store.in_namespace("other")
+        other.create_experiment("mnist", {"k": "other"})
+        other.create_trial(TrialRecord("t1", "mnist", {"x": "9"}))
+        store.delete_experiment("mnist")  # cascades in the default namespace only
+        assert other.get_trial("t1").assignment == {"x": "9"}
+    finally:
+        store.close()
+    store = open_store(db_url, namespace="x")
+    store.create_experiment("mnist", {})  # "other" has one too
+    store.close()
+    engine = _engine(db_url)
+    try:
+        with (
+            pytest.raises(RuntimeError, match=r"experiments mnist exist in several namespaces"),
+            engine.begin() as connection,
+        ):
+            command.downgrade(migrations.alembic_config(connection=connection), "0002")
+    finally:
+        engine.dispose()

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest revision in ``versions/``; equal to :func:`head_revision` (tested)."""
 
 VERSION_TABLE = "tunery_alembic_version"
