@@ -30,7 +30,8 @@ class History:
     completed trials with a non-finite value or an undecodable assignment are left out of
     ``x_completed`` (but still count as existing points in ``keys``). ``settled`` is how many
     of the completed rows come before the first pending trial: the prefix of the history that
-    can no longer change (CMA-ES tells only that prefix).
+    can no longer change (CMA-ES tells only that prefix). ``rows`` holds each completed row's
+    index among the request's trials.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class History:
         n_trials: int,
         settled: int,
         violations: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
     ) -> None:
         self.keys = keys
         self.x_completed = x_completed  # (n, d) unit coordinates
@@ -53,6 +55,9 @@ class History:
         self.settled = settled
         # (n,) total constraint violation of each completed row: 0 feasible, inf unknown
         self.violations = np.zeros(len(losses)) if violations is None else violations
+        # (n,) ascending: each completed row's index among the request's trials (the identity
+        # of a row from one request to the next, which the models' caches key on)
+        self.rows = np.arange(len(losses)) if rows is None else rows
 
     @property
     def constrained(self) -> bool:
@@ -175,6 +180,7 @@ class TrialCache:
             n_trials=n,
             settled=int(completed[:first_pending].sum()),
             violations=self._viol[:n][completed],
+            rows=index,
         )
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -41,6 +42,11 @@ from suggestion.algorithms._distinct import fill_distinct
 from suggestion.algorithms._encoding import Dim, Key, SpaceEncoding
 from suggestion.algorithms._history import History
 from tunery.space import Assignment
+
+if TYPE_CHECKING:  # the module imports this one
+    from suggestion.algorithms._sorted_parzen import SortedColumns, SortedParzen
+
+    Mixture = ParzenEstimator | PerDimensionParzen | SortedParzen
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _TINY = 1e-300
@@ -237,16 +243,23 @@ def _neighbour_bandwidths(mus: np.ndarray) -> np.ndarray:
     """Per row of (m, n) centres: the distance to the farther of the two neighbouring centres
     (the cube's ends 0 and 1 as outer neighbours); the first and last centres use their inner
     neighbour only. Ties keep numpy's default sort order, as optuna's do."""
-    m, n = mus.shape
     order = np.argsort(mus, axis=1)
-    s = np.hstack([np.zeros((m, 1)), np.take_along_axis(mus, order, axis=1), np.ones((m, 1))])
+    sigmas = sorted_bandwidths(np.take_along_axis(mus, order, axis=1))
+    out = np.empty_like(sigmas)
+    np.put_along_axis(out, order, sigmas, axis=1)
+    return out
+
+
+def sorted_bandwidths(sorted_mus: np.ndarray) -> np.ndarray:
+    """:func:`_neighbour_bandwidths` of (m, n) centres already sorted along each row, in that
+    order."""
+    m, n = sorted_mus.shape
+    s = np.hstack([np.zeros((m, 1)), sorted_mus, np.ones((m, 1))])
     sigmas = np.maximum(s[:, 1:-1] - s[:, :-2], s[:, 2:] - s[:, 1:-1])
     if n >= 2:
         sigmas[:, 0] = s[:, 2] - s[:, 1]
         sigmas[:, -1] = s[:, -2] - s[:, -3]
-    out = np.empty_like(sigmas)
-    np.put_along_axis(out, order, sigmas, axis=1)
-    return out
+    return sigmas
 
 
 def _log_unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
@@ -358,12 +371,18 @@ def tpe_suggest(
     config: TpeConfig,
     startup: Callable[[int], list[Assignment]] | None = None,
     below_weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    columns: SortedColumns | None = None,
 ) -> list[Assignment]:
     """``count`` distinct assignments by TPE with a constant liar (see the module docstring).
 
     Before ``n_startup_trials`` trials completed, ``startup(count)`` draws them from the prior
     (default: ``rng``'s draws). ``below_weights(indices)`` gives the good group's kernel
-    weights (default: the recency ramp); MOTPE weighs by hypervolume contribution."""
+    weights (default: the recency ramp); MOTPE weighs by hypervolume contribution.
+    ``columns``, the caller's per-experiment sorted coordinates, lets univariate TPE on an
+    unconditional space build its bad mixture from them
+    (:mod:`suggestion.algorithms._sorted_parzen`: the same mixture, updated in O(n) instead
+    of sorted in O(n log n), scored over windows of nearby kernels); the result does not
+    depend on what they held before."""
     x, losses = history.x_completed, history.losses
     n = len(losses)
     if n < max(config.n_startup_trials, 1):
@@ -393,17 +412,31 @@ def tpe_suggest(
         )
 
     good = mixture(x[below], None if below_weights is None else below_weights(below))
-    bad_points = np.vstack([x[above], history.x_pending])
+    if columns is not None and not config.multivariate and not encoding.conditional:
+        numeric = [j for j, d in enumerate(dims) if not d.is_list]
+        columns.update(history.rows, x[:, numeric])
+        below_mask = np.zeros(n, dtype=bool)
+        below_mask[below] = True
+
+        def bad_mixture(extra: np.ndarray) -> Mixture:
+            assert columns is not None
+            return columns.mixture(dims, x, below_mask, extra, prior_weight=config.prior_weight)
+    else:
+
+        def bad_mixture(extra: np.ndarray) -> Mixture:
+            return mixture(np.vstack([x[above], extra]))
+
+    extra = history.x_pending  # the constant liar: pending trials and the batch's picks
     chosen: list[Assignment] = []
     taken: set[Key] = set()
     for _ in range(count):
-        bad = mixture(bad_points)
+        bad = bad_mixture(extra)
         pick = _best_candidate(encoding, good, bad, rng, config, history.keys, taken)
         if pick is None:
             break
         chosen.append(pick)
         taken.add(encoding.key(pick))
-        bad_points = np.vstack([bad_points, encoding.encode(pick)[None, :]])
+        extra = np.vstack([extra, encoding.encode(pick)[None, :]])
     if len(chosen) < count:  # the good mixture keeps proposing used points: widen the search
         chosen = fill_distinct(
             encoding,
@@ -419,7 +452,7 @@ def tpe_suggest(
 def _best_candidate(
     encoding: SpaceEncoding,
     good: ParzenEstimator | PerDimensionParzen,
-    bad: ParzenEstimator | PerDimensionParzen,
+    bad: Mixture,
     rng: np.random.Generator,
     config: TpeConfig,
     seen: Collection[Key],

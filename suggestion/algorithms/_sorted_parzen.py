@@ -1,0 +1,316 @@
+"""Univariate TPE's "above" (bad) mixture from coordinates kept sorted across requests.
+
+Called by :func:`suggestion.algorithms._parzen.tpe_suggest` when ``tpe`` (univariate, on an
+unconditional space) passes its :class:`SortedColumns`; the instance lives in the algorithm
+instance, which the suggestion service keeps per experiment in a bounded LRU.
+
+At a long history almost every completed trial is in the bad group, and that mixture is what
+a request costs: sorting each coordinate's centres for the neighbour bandwidths, and the sum
+over all kernels at every candidate. Here:
+
+- :class:`SortedColumns` keeps each numeric coordinate of the completed trials sorted, ties
+  by trial order. A request whose completed trials are the previous ones plus new ones (the
+  history only grows; a pending trial that completes is inserted where it belongs) inserts
+  the new values by binary search; any other change (a trial removed, reordered or with a
+  different assignment, another replica's history) rebuilds the columns from the request.
+  The check is exact (every kept row is compared) and O(n) in C.
+- :class:`SortedParzen` takes the columns, drops the good group, inserts pending trials and
+  the batch's earlier picks, and builds the same mixture as
+  :class:`~suggestion.algorithms._parzen.ParzenEstimator` would for those points (same prior
+  kernel, neighbour bandwidths with the magic clip, recency weights, unit-interval masses),
+  held in sorted order. Tied centres share bandwidths in trial order (ParzenEstimator's order
+  for ties is numpy's quicksort's, as optuna's is).
+- Densities at a candidate sum only the kernels within a window of sorted centres: a kernel
+  farther than ``sigma * sqrt(2 T)`` contributes less than ``exp(-T)`` of its weight, and
+  ``T`` is chosen per candidate so that everything left out is below ``1e-17`` of the prior
+  kernel's own term there (so of the density): the sum equals the full one to rounding.
+
+The result is a pure function of the history: a cold instance and a warm one give the same
+densities, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import ndtr
+
+from suggestion.algorithms._encoding import Dim
+from suggestion.algorithms._parzen import (
+    _EXP_FLOOR,
+    _Z_CAP,
+    Candidates,
+    _categorical_kernels,
+    default_weights,
+    sorted_bandwidths,
+)
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_LOG_INV_DROP = math.log(1e17)  # what a window leaves out is below 1e-17 of the density
+_NARROW = 2.0  # kernels up to this many minimum widths are windowed, wider ones summed in full
+_WINDOW_FROM = 256  # fewer kernels than this: plain sums (a window saves nothing)
+_PRIOR_MASS = float(ndtr(0.5) - ndtr(-0.5))  # the prior kernel's (centre 0.5, width 1) on [0, 1]
+
+
+class SortedColumns:
+    """The numeric coordinates of the completed trials, each sorted, kept across requests.
+
+    ``values[i]`` is numeric coordinate ``i`` of every completed row in ascending order (ties
+    by row), ``ids[i]`` the completed row (index into ``x_completed``) of each entry.
+    Not thread-safe: the service serialises an experiment's requests.
+    """
+
+    def __init__(self) -> None:
+        self.values = np.empty((0, 0))
+        self.ids = np.empty((0, 0), dtype=np.intp)
+        self.rebuilds = 0  # how often the columns were built from scratch (tests read it)
+        self._rows = np.empty(0, dtype=np.intp)  # each completed row's index among the trials
+        self._x = np.empty((0, 0))  # the rows as last seen, to verify them
+
+    def update(self, rows: np.ndarray, x: np.ndarray) -> None:
+        """Bring the columns up to date with the completed rows ``x`` (n, m), whose indices
+        among the request's trials are ``rows`` (ascending)."""
+        if not self._extend(rows, x):
+            self._rebuild(x)
+        self._rows, self._x = rows, x
+
+    def _extend(self, rows: np.ndarray, x: np.ndarray) -> bool:
+        """Insert the new rows if every previous row is still there, unchanged."""
+        old_rows = self._rows
+        n_old = len(old_rows)
+        if n_old == 0 or x.shape[1] != self._x.shape[1] or len(rows) < n_old:
+            return False
+        pos = np.searchsorted(rows, old_rows)  # where each previous row is now
+        if pos[-1] >= len(rows) or not np.array_equal(rows[pos], old_rows):
+            return False
+        if not np.array_equal(x[pos], self._x):
+            return False
+        if len(rows) == n_old:
+            return True
+        fresh = np.ones(len(rows), dtype=bool)
+        fresh[pos] = False
+        new = np.flatnonzero(fresh)
+        ids = self.ids if pos[-1] == n_old - 1 else pos[self.ids]  # rows shifted by inserts
+        m = x.shape[1]
+        at = np.empty((m, len(new)), dtype=np.intp)
+        vals = np.empty((m, len(new)))
+        who = np.empty((m, len(new)), dtype=np.intp)
+        for i in range(m):
+            v = x[new, i]
+            order = np.argsort(v, kind="stable")  # ties: the earlier row first
+            v, r = v[order], new[order]
+            col, col_ids = self.values[i], ids[i]
+            lo = np.searchsorted(col, v, side="left")
+            hi = np.searchsorted(col, v, side="right")
+            for k in np.flatnonzero(hi > lo):  # equal values: place by row among them
+                lo[k] += np.searchsorted(col_ids[lo[k] : hi[k]], r[k])
+            at[i] = lo + i * n_old
+            vals[i], who[i] = v, r
+        self.values = np.insert(self.values.ravel(), at.ravel(), vals.ravel()).reshape(m, -1)
+        self.ids = np.insert(ids.ravel(), at.ravel(), who.ravel()).reshape(m, -1)
+        return True
+
+    def mixture(
+        self,
+        dims: Sequence[Dim],
+        x: np.ndarray,
+        below: np.ndarray,
+        extra: np.ndarray,
+        *,
+        prior_weight: float,
+    ) -> SortedParzen:
+        """The bad mixture: the rows of ``x`` (as last passed to :meth:`update`) outside the
+        ``below`` mask, then ``extra`` points (see :class:`SortedParzen`)."""
+        return SortedParzen(self, dims, x, below, extra, prior_weight=prior_weight)
+
+    def _rebuild(self, x: np.ndarray) -> None:
+        self.rebuilds += 1
+        cols = x.T
+        order = np.argsort(cols, axis=1)
+        values = np.take_along_axis(cols, order, axis=1)
+        tied = np.flatnonzero((values[:, 1:] == values[:, :-1]).any(axis=1))
+        for i in tied:  # quicksort leaves ties in any order: put them in row order
+            order[i] = np.lexsort((np.arange(len(cols[i])), cols[i]))
+            values[i] = cols[i][order[i]]
+        self.values, self.ids = values, order
+
+
+class SortedParzen:
+    """The mixture of the completed rows outside ``below`` followed by ``extra`` points (in
+    that order for the recency weights), as :class:`ParzenEstimator` builds it univariately,
+    from ``columns`` already updated with ``x`` (n, d). Scores only
+    (:meth:`log_density_per_dim`); the good mixture is the one sampled."""
+
+    def __init__(
+        self,
+        columns: SortedColumns,
+        dims: Sequence[Dim],
+        x: np.ndarray,
+        below: np.ndarray,
+        extra: np.ndarray,
+        *,
+        prior_weight: float,
+    ) -> None:
+        self.dims = dims
+        self.numeric = [j for j, d in enumerate(dims) if not d.is_list]
+        above = ~below
+        n_above = int(above.sum())
+        n_kernels = n_above + len(extra) + 1
+        weights = np.append(default_weights(n_kernels - 1), prior_weight)
+        self.weights = weights / weights.sum()
+        self.probs = {}
+        if len(self.numeric) < len(dims):  # categorical kernels, in kernel order
+            points = np.vstack([x[above], extra])
+            self.probs = {
+                j: _categorical_kernels(d, points[:, j], prior_weight)
+                for j, d in enumerate(dims)
+                if d.is_list
+            }
+        if not self.numeric:
+            return
+        m = len(self.numeric)
+        keep = above[columns.ids]
+        mus = columns.values[keep].reshape(m, n_above)
+        slot = np.cumsum(above) - 1  # a completed row's place among the above rows
+        kernel = slot[columns.ids[keep]].reshape(m, n_above)
+        if len(extra):
+            mus, kernel = _insert_extra(mus, kernel, extra[:, self.numeric], n_above)
+        min_sigma = 1.0 / min(100.0, 1.0 + n_kernels)  # as ParzenEstimator
+        sigmas = np.clip(sorted_bandwidths(mus), min_sigma, 1.0)
+        mass = _unit_mass(mus, sigmas)
+        self.mus, self.sigmas = mus, sigmas  # (m, K - 1) sorted, the prior kernel apart
+        self.scale = math.sqrt(0.5) / sigmas
+        self.density_coef = self.weights[kernel] * _INV_SQRT_2PI / (sigmas * mass)
+        self.mass_coef = self.weights[kernel] / mass
+        self.prior = self.weights[-1] / _PRIOR_MASS  # times the prior kernel's density
+        self.windowed = n_kernels >= _WINDOW_FROM
+        self.narrow = sigmas <= _NARROW * min_sigma
+        self.max_sigma = sigmas.max(axis=1, initial=0.0)
+
+    def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
+        """(c, d) log density of each coordinate's mixture at the candidates."""
+        out = np.empty(cand.u.shape)
+        for i, j in enumerate(self.numeric):
+            if j in cand.cells:
+                density = self._cell_mass(i, *cand.cells[j])
+            else:
+                density = self._point_density(i, cand.u[:, j])
+            out[:, j] = np.log(density)
+        for j, probs in self.probs.items():
+            out[:, j] = np.log((self.weights @ probs)[cand.categories[j]])
+        return out
+
+    def _point_density(self, i: int, u: np.ndarray) -> np.ndarray:
+        mus, scale, coef = self.mus[i], self.scale[i], self.density_coef[i]
+        prior = self.prior * _INV_SQRT_2PI * np.exp(-0.5 * np.square(u - 0.5))
+        window = self._window(i, u, u, prior, coef)
+        if window is None:
+            return _gauss(u[:, None], mus, scale) @ coef + prior
+        first, width, narrow_coef, wide = window
+        t = _rows(mus, first, width)
+        np.subtract(u[:, None], t, out=t)
+        t *= _rows(scale, first, width)
+        np.square(t, out=t)
+        np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
+        np.negative(t, out=t)
+        np.exp(t, out=t)
+        total = np.einsum("ck,ck->c", t, _rows(narrow_coef, first, width)) + prior
+        if len(wide):
+            total += _gauss(u[:, None], mus[wide], scale[wide]) @ coef[wide]
+        return total
+
+    def _cell_mass(self, i: int, lo_u: np.ndarray, hi_u: np.ndarray) -> np.ndarray:
+        mus, sigmas, coef = self.mus[i], self.sigmas[i], self.mass_coef[i]
+        prior = self.prior * (ndtr(hi_u - 0.5) - ndtr(lo_u - 0.5))
+        lo_u, hi_u = lo_u[:, None], hi_u[:, None]
+        window = self._window(i, lo_u[:, 0], hi_u[:, 0], prior, coef)
+        if window is None:
+            return _kernel_mass(lo_u, hi_u, mus, sigmas) @ coef + prior
+        first, width, narrow_coef, wide = window
+        mass = _kernel_mass(lo_u, hi_u, _rows(mus, first, width), _rows(sigmas, first, width))
+        total = np.einsum("ck,ck->c", mass, _rows(narrow_coef, first, width)) + prior
+        if len(wide):
+            total += _kernel_mass(lo_u, hi_u, mus[wide], sigmas[wide]) @ coef[wide]
+        return total
+
+    def _window(
+        self, i: int, lo_u: np.ndarray, hi_u: np.ndarray, prior: np.ndarray, coef: np.ndarray
+    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
+        """Where to sum the narrow kernels for each candidate (rows): ``width`` kernels from
+        ``first``, which hold every narrow kernel whose centre lies within reach of
+        ``[lo_u, hi_u]`` (and some farther ones), their coefficients (0 for wide kernels),
+        and the wide kernels, summed in full. None: sum every kernel (short histories)."""
+        if not self.windowed:
+            return None
+        narrow = self.narrow[i]
+        wide = np.flatnonzero(~narrow)
+        if len(wide) * 2 > len(narrow):
+            return None
+        narrow_coef = np.where(narrow, coef, 0.0) if len(wide) else coef
+        reach_sigma = float(self.sigmas[i][narrow].max()) if len(wide) else self.max_sigma[i]
+        with np.errstate(divide="ignore"):  # a cell of no width: no window
+            depth = np.log(float(narrow_coef.sum()) / prior) + _LOG_INV_DROP
+        reach = reach_sigma * np.sqrt(2.0 * np.maximum(depth, 0.0))
+        mus = self.mus[i]
+        first = np.searchsorted(mus, lo_u - reach, side="left")
+        stop = np.searchsorted(mus, hi_u + reach, side="right")
+        width = int((stop - first).max(initial=0))
+        if width * 2 > len(mus):
+            return None
+        np.minimum(first, len(mus) - width, out=first)  # a full window inside the array
+        return first, width, narrow_coef, wide
+
+
+def _rows(a: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
+    """(len(first), width): row r is ``a[first[r] : first[r] + width]`` (a fresh array)."""
+    return np.lib.stride_tricks.sliding_window_view(a, width)[first]
+
+
+def _gauss(u: np.ndarray, mus: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """exp(-((u - mus) * scale)^2), broadcast, exponents floored (see _EXP_FLOOR)."""
+    t = np.square((u - mus) * scale)
+    np.minimum(t, -_EXP_FLOOR, out=t)
+    np.negative(t, out=t)
+    return np.exp(t, out=t)
+
+
+def _insert_extra(
+    mus: np.ndarray, kernel: np.ndarray, extra: np.ndarray, first_kernel: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Insert ``extra`` (e, m) points, kernels ``first_kernel, ...``, into the sorted rows;
+    they follow every completed row, so they go after equal values, in their own order."""
+    m, n = mus.shape
+    e = len(extra)
+    at = np.empty((m, e), dtype=np.intp)
+    vals = np.empty((m, e))
+    who = np.empty((m, e), dtype=np.intp)
+    for i in range(m):
+        order = np.argsort(extra[:, i], kind="stable")
+        vals[i] = extra[order, i]
+        who[i] = first_kernel + order
+        at[i] = np.searchsorted(mus[i], vals[i], side="right") + i * n
+    mus = np.insert(mus.ravel(), at.ravel(), vals.ravel()).reshape(m, n + e)
+    kernel = np.insert(kernel.ravel(), at.ravel(), who.ravel()).reshape(m, n + e)
+    return mus, kernel
+
+
+def _unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """Each kernel's mass on [0, 1]; exactly 1 for kernels well inside (most of them)."""
+    out = np.ones_like(mus)
+    near = (mus < 8.0 * sigmas) | (1.0 - mus < 8.0 * sigmas)
+    if near.any():
+        m, s = mus[near], sigmas[near]
+        out[near] = ndtr((1.0 - m) / s) - ndtr(-m / s)
+    return out
+
+
+def _kernel_mass(
+    lo_u: np.ndarray, hi_u: np.ndarray, mus: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """Each kernel's (unnormalised) mass on the cells [lo_u, hi_u] (broadcast)."""
+    lo = np.clip((lo_u - mus) / sigmas, -_Z_CAP, _Z_CAP)
+    hi = np.clip((hi_u - mus) / sigmas, -_Z_CAP, _Z_CAP)
+    flip = lo > 0  # use the upper tail where it is the accurate one
+    return np.where(flip, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
