@@ -46,8 +46,6 @@ from tunery.space import Assignment
 if TYPE_CHECKING:  # the module imports this one
     from suggestion.algorithms._sorted_parzen import SortedColumns, SortedParzen
 
-    Mixture = ParzenEstimator | PerDimensionParzen | SortedParzen
-
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _TINY = 1e-300
 _EXP_FLOOR = -700.0  # exp() stays a normal float (no slow underflow path) above this
@@ -418,12 +416,12 @@ def tpe_suggest(
         below_mask = np.zeros(n, dtype=bool)
         below_mask[below] = True
 
-        def bad_mixture(extra: np.ndarray) -> Mixture:
+        def bad_mixture(extra: np.ndarray) -> ParzenEstimator | PerDimensionParzen | SortedParzen:
             assert columns is not None
             return columns.mixture(dims, x, below_mask, extra, prior_weight=config.prior_weight)
     else:
 
-        def bad_mixture(extra: np.ndarray) -> Mixture:
+        def bad_mixture(extra: np.ndarray) -> ParzenEstimator | PerDimensionParzen | SortedParzen:
             return mixture(np.vstack([x[above], extra]))
 
     extra = history.x_pending  # the constant liar: pending trials and the batch's picks
@@ -452,7 +450,7 @@ def tpe_suggest(
 def _best_candidate(
     encoding: SpaceEncoding,
     good: ParzenEstimator | PerDimensionParzen,
-    bad: Mixture,
+    bad: ParzenEstimator | PerDimensionParzen | SortedParzen,
     rng: np.random.Generator,
     config: TpeConfig,
     seen: Collection[Key],
