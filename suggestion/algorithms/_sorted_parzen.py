@@ -141,7 +141,13 @@ class SortedParzen:
     """The mixture of the completed rows outside ``below`` followed by ``extra`` points (in
     that order for the recency weights), as :class:`ParzenEstimator` builds it univariately,
     from ``columns`` already updated with ``x`` (n, d). Scores only
-    (:meth:`log_density_per_dim`); the good mixture is the one sampled."""
+    (:meth:`log_density_per_dim`); the good mixture is the one sampled.
+
+    The numeric kernels are (m, K) arrays, each row sorted by centre; the prior kernel is
+    kept apart. A row is windowed when the mixture is long and at most half of its kernels
+    are wider than ``_NARROW`` minimum widths: the narrow ones are summed over windows, the
+    wide ones in full.
+    """
 
     def __init__(
         self,
@@ -168,6 +174,7 @@ class SortedParzen:
                 for j, d in enumerate(dims)
                 if d.is_list
             }
+        self.prior = self.weights[-1] / _PRIOR_MASS  # times the prior kernel's density
         if not self.numeric:
             return
         m = len(self.numeric)
@@ -179,93 +186,135 @@ class SortedParzen:
             mus, kernel = _insert_extra(mus, kernel, extra[:, self.numeric], n_above)
         min_sigma = 1.0 / min(100.0, 1.0 + n_kernels)  # as ParzenEstimator
         sigmas = np.clip(sorted_bandwidths(mus), min_sigma, 1.0)
-        mass = _unit_mass(mus, sigmas)
-        self.mus, self.sigmas = mus, sigmas  # (m, K - 1) sorted, the prior kernel apart
+        self.mus, self.sigmas = mus, sigmas  # (m, K) sorted, the prior kernel apart
+        self.mass_coef = self.weights[kernel] / _unit_mass(mus, sigmas)  # per unit of mass
+        self.coef = self.mass_coef * (_INV_SQRT_2PI / sigmas)  # per unit of density
         self.scale = math.sqrt(0.5) / sigmas
-        self.density_coef = self.weights[kernel] * _INV_SQRT_2PI / (sigmas * mass)
-        self.mass_coef = self.weights[kernel] / mass
-        self.prior = self.weights[-1] / _PRIOR_MASS  # times the prior kernel's density
-        self.windowed = n_kernels >= _WINDOW_FROM
-        self.narrow = sigmas <= _NARROW * min_sigma
-        self.max_sigma = sigmas.max(axis=1, initial=0.0)
+        k = mus.shape[1]
+        self.windowed = np.zeros(m, dtype=bool)
+        if n_kernels < _WINDOW_FROM:
+            return
+        narrow = sigmas <= _NARROW * min_sigma
+        wide = k - narrow.sum(axis=1)
+        self.windowed = wide * 2 <= k
+        self.wide = [
+            np.flatnonzero(~row) if w else None for row, w in zip(narrow, wide, strict=True)
+        ]
+        self.narrow_coef = np.where(narrow, self.coef, 0.0) if wide.any() else self.coef
+        self.narrow_mass_coef = (
+            np.where(narrow, self.mass_coef, 0.0) if wide.any() else self.mass_coef
+        )
+        self.reach_sigma = np.where(narrow, sigmas, 0.0).max(axis=1)  # widest narrow kernel
+        # rows whose narrow kernels share one width (long histories: the clip) scale by it
+        self.uniform = self.reach_sigma == np.where(narrow, sigmas, np.inf).min(axis=1)
 
     def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
         """(c, d) log density of each coordinate's mixture at the candidates."""
         out = np.empty(cand.u.shape)
+        points = [i for i, j in enumerate(self.numeric) if j not in cand.cells]
+        if points:
+            cols = [self.numeric[i] for i in points]
+            out[:, cols] = np.log(self._point_densities(points, cand.u[:, cols].T)).T
         for i, j in enumerate(self.numeric):
             if j in cand.cells:
-                density = self._cell_mass(i, *cand.cells[j])
-            else:
-                density = self._point_density(i, cand.u[:, j])
-            out[:, j] = np.log(density)
+                out[:, j] = np.log(self._cell_mass(i, *cand.cells[j]))
         for j, probs in self.probs.items():
             out[:, j] = np.log((self.weights @ probs)[cand.categories[j]])
         return out
 
-    def _point_density(self, i: int, u: np.ndarray) -> np.ndarray:
-        mus, scale, coef = self.mus[i], self.scale[i], self.density_coef[i]
+    def _point_densities(self, rows: list[int], u: np.ndarray) -> np.ndarray:
+        """(len(rows), c) mixture densities of numeric rows ``rows`` at ``u`` (same shape)."""
         prior = self.prior * _INV_SQRT_2PI * np.exp(-0.5 * np.square(u - 0.5))
-        window = self._window(i, u, u, prior, coef)
+        out = prior.copy()
+        win = [a for a, r in enumerate(rows) if self.windowed[r]]
+        window = self._windows([rows[a] for a in win], u[win], u[win], prior[win])
         if window is None:
-            return _gauss(u[:, None], mus, scale) @ coef + prior
-        first, width, narrow_coef, wide = window
-        t = _rows(mus, first, width)
-        np.subtract(u[:, None], t, out=t)
-        t *= _rows(scale, first, width)
-        np.square(t, out=t)
-        np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
-        np.negative(t, out=t)
-        np.exp(t, out=t)
-        total = np.einsum("ck,ck->c", t, _rows(narrow_coef, first, width)) + prior
-        if len(wide):
-            total += _gauss(u[:, None], mus[wide], scale[wide]) @ coef[wide]
-        return total
+            win = []
+        else:  # all windowed rows at once, over the flattened (m, K) arrays
+            first, width = window
+            wrows = [rows[a] for a in win]
+            first = (first + np.array(wrows)[:, None] * self.mus.shape[1]).ravel()
+            t = _rows(self.mus, first, width)
+            np.subtract(u[win].reshape(-1, 1), t, out=t)
+            if self.uniform[wrows].all():  # one width per row: no window of scales
+                t *= np.repeat(math.sqrt(0.5) / self.reach_sigma[wrows], u.shape[1])[:, None]
+            else:
+                t *= _rows(self.scale, first, width)
+            np.square(t, out=t)
+            np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
+            np.negative(t, out=t)
+            np.exp(t, out=t)
+            sums = np.einsum("ck,ck->c", t, _rows(self.narrow_coef, first, width))
+            out[win] += sums.reshape(len(win), -1)
+        for a, r in enumerate(rows):
+            mus, scale, coef = self.mus[r], self.scale[r], self.coef[r]
+            if a not in win:
+                out[a] += _gauss(u[a, :, None], mus, scale) @ coef
+            elif (wide := self.wide[r]) is not None:
+                out[a] += _gauss(u[a, :, None], mus[wide], scale[wide]) @ coef[wide]
+        return out
 
     def _cell_mass(self, i: int, lo_u: np.ndarray, hi_u: np.ndarray) -> np.ndarray:
+        """Mixture mass of numeric row ``i`` on the cells ``[lo_u, hi_u]``."""
         mus, sigmas, coef = self.mus[i], self.sigmas[i], self.mass_coef[i]
         prior = self.prior * (ndtr(hi_u - 0.5) - ndtr(lo_u - 0.5))
-        lo_u, hi_u = lo_u[:, None], hi_u[:, None]
-        window = self._window(i, lo_u[:, 0], hi_u[:, 0], prior, coef)
+        lo, hi = lo_u[:, None], hi_u[:, None]
+        window = None
+        if self.windowed[i]:
+            window = self._windows([i], lo_u[None, :], hi_u[None, :], prior[None, :], True)
         if window is None:
-            return _kernel_mass(lo_u, hi_u, mus, sigmas) @ coef + prior
-        first, width, narrow_coef, wide = window
-        mass = _kernel_mass(lo_u, hi_u, _rows(mus, first, width), _rows(sigmas, first, width))
-        total = np.einsum("ck,ck->c", mass, _rows(narrow_coef, first, width)) + prior
-        if len(wide):
-            total += _kernel_mass(lo_u, hi_u, mus[wide], sigmas[wide]) @ coef[wide]
+            return _kernel_mass(lo, hi, mus, sigmas) @ coef + prior
+        first = window[0][0] + i * len(mus)
+        width = window[1]
+        mass = _kernel_mass(
+            lo, hi, _rows(self.mus, first, width), _rows(self.sigmas, first, width)
+        )
+        total = np.einsum("ck,ck->c", mass, _rows(self.narrow_mass_coef, first, width)) + prior
+        if (wide := self.wide[i]) is not None:
+            total += _kernel_mass(lo, hi, mus[wide], sigmas[wide]) @ coef[wide]
         return total
 
-    def _window(
-        self, i: int, lo_u: np.ndarray, hi_u: np.ndarray, prior: np.ndarray, coef: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray] | None:
-        """Where to sum the narrow kernels for each candidate (rows): ``width`` kernels from
-        ``first``, which hold every narrow kernel whose centre lies within reach of
-        ``[lo_u, hi_u]`` (and some farther ones), their coefficients (0 for wide kernels),
-        and the wide kernels, summed in full. None: sum every kernel (short histories)."""
-        if not self.windowed:
+    def _windows(
+        self,
+        rows: list[int],
+        lo_u: np.ndarray,
+        hi_u: np.ndarray,
+        prior: np.ndarray,
+        mass: bool = False,
+    ) -> tuple[np.ndarray, int] | None:
+        """Windows over the narrow kernels of the windowed ``rows`` for candidates
+        ``[lo_u, hi_u]`` (len(rows), c) where the prior kernel's term is ``prior``: the
+        ``width`` kernels from ``first`` (len(rows), c) hold every narrow kernel whose centre
+        lies within reach, and some farther ones. None: no rows, or windows too wide to save
+        anything."""
+        if not rows:
             return None
-        narrow = self.narrow[i]
-        wide = np.flatnonzero(~narrow)
-        if len(wide) * 2 > len(narrow):
-            return None
-        narrow_coef = np.where(narrow, coef, 0.0) if len(wide) else coef
-        reach_sigma = float(self.sigmas[i][narrow].max()) if len(wide) else self.max_sigma[i]
+        coef = self.narrow_mass_coef if mass else self.narrow_coef
+        total = coef[rows].sum(axis=1)[:, None]
         with np.errstate(divide="ignore"):  # a cell of no width: no window
-            depth = np.log(float(narrow_coef.sum()) / prior) + _LOG_INV_DROP
-        reach = reach_sigma * np.sqrt(2.0 * np.maximum(depth, 0.0))
-        mus = self.mus[i]
-        first = np.searchsorted(mus, lo_u - reach, side="left")
-        stop = np.searchsorted(mus, hi_u + reach, side="right")
+            depth = np.log(total / prior) + _LOG_INV_DROP
+        reach = self.reach_sigma[rows][:, None] * np.sqrt(2.0 * np.maximum(depth, 0.0))
+        first = np.empty(lo_u.shape, dtype=np.intp)
+        stop = np.empty(lo_u.shape, dtype=np.intp)
+        for a, r in enumerate(rows):
+            first[a] = np.searchsorted(self.mus[r], lo_u[a] - reach[a], side="left")
+            stop[a] = np.searchsorted(self.mus[r], hi_u[a] + reach[a], side="right")
+        k = self.mus.shape[1]
         width = int((stop - first).max(initial=0))
-        if width * 2 > len(mus):
+        if width * 2 > k:
             return None
-        np.minimum(first, len(mus) - width, out=first)  # a full window inside the array
-        return first, width, narrow_coef, wide
+        np.minimum(first, k - width, out=first)  # a full window inside the row
+        return first, width
 
 
 def _rows(a: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
-    """(len(first), width): row r is ``a[first[r] : first[r] + width]`` (a fresh array)."""
-    return np.lib.stride_tricks.sliding_window_view(a, width)[first]
+    """(len(first), width): row r holds ``flat[first[r] : first[r] + width]`` of the
+    C-contiguous ``a`` flattened (a fresh array)."""
+    flat = a.reshape(-1)
+    view = np.ndarray(
+        (len(flat) - width + 1, width), dtype=flat.dtype, buffer=flat, strides=flat.strides * 2
+    )
+    return view[first]
 
 
 def _gauss(u: np.ndarray, mus: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -297,12 +346,16 @@ def _insert_extra(
 
 
 def _unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    """Each kernel's mass on [0, 1]; exactly 1 for kernels well inside (most of them)."""
+    """Each kernel's mass on [0, 1]: ``ndtr((1 - mu) / sigma) - ndtr(-mu / sigma)``, where a
+    side more than 8 widths away counts as 1 (or 0); most kernels are well inside, and a
+    kernel near one end needs one ``ndtr`` only."""
     out = np.ones_like(mus)
-    near = (mus < 8.0 * sigmas) | (1.0 - mus < 8.0 * sigmas)
-    if near.any():
-        m, s = mus[near], sigmas[near]
-        out[near] = ndtr((1.0 - m) / s) - ndtr(-m / s)
+    upper = 1.0 - mus < 8.0 * sigmas
+    if upper.any():
+        out[upper] = ndtr((1.0 - mus[upper]) / sigmas[upper])
+    lower = mus < 8.0 * sigmas
+    if lower.any():
+        out[lower] -= ndtr(-mus[lower] / sigmas[lower])
     return out
 
 
