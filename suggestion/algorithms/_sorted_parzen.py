@@ -144,9 +144,8 @@ class SortedParzen:
     (:meth:`log_density_per_dim`); the good mixture is the one sampled.
 
     The numeric kernels are (m, K) arrays, each row sorted by centre; the prior kernel is
-    kept apart. A row is windowed when the mixture is long and at most half of its kernels
-    are wider than ``_NARROW`` minimum widths: the narrow ones are summed over windows, the
-    wide ones in full.
+    kept apart. In a long mixture, the kernels up to ``_NARROW`` minimum widths are summed
+    over windows, the few wider ones in full.
     """
 
     def __init__(
@@ -190,13 +189,12 @@ class SortedParzen:
         self.mass_coef = self.weights[kernel] / _unit_mass(mus, sigmas)  # per unit of mass
         self.coef = self.mass_coef * (_INV_SQRT_2PI / sigmas)  # per unit of density
         self.scale = math.sqrt(0.5) / sigmas
-        k = mus.shape[1]
-        self.windowed = np.zeros(m, dtype=bool)
-        if n_kernels < _WINDOW_FROM:
+        self.windowed = n_kernels >= _WINDOW_FROM
+        if not self.windowed:
             return
+        # at most 1 / (_NARROW min_sigma) gaps are that wide: the wide kernels are few
         narrow = sigmas <= _NARROW * min_sigma
-        wide = k - narrow.sum(axis=1)
-        self.windowed = wide * 2 <= k
+        wide = mus.shape[1] - narrow.sum(axis=1)
         self.wide = [
             np.flatnonzero(~row) if w else None for row, w in zip(narrow, wide, strict=True)
         ]
@@ -226,41 +224,37 @@ class SortedParzen:
         """(len(rows), c) mixture densities of numeric rows ``rows`` at ``u`` (same shape)."""
         prior = self.prior * _INV_SQRT_2PI * np.exp(-0.5 * np.square(u - 0.5))
         out = prior.copy()
-        win = [a for a, r in enumerate(rows) if self.windowed[r]]
-        window = self._windows([rows[a] for a in win], u[win], u[win], prior[win])
+        window = self._windows(rows, u, u, prior) if self.windowed else None
         if window is None:
-            win = []
-        else:  # all windowed rows at once, over the flattened (m, K) arrays
-            first, width = window
-            wrows = [rows[a] for a in win]
-            first = (first + np.array(wrows)[:, None] * self.mus.shape[1]).ravel()
-            t = _rows(self.mus, first, width)
-            np.subtract(u[win].reshape(-1, 1), t, out=t)
-            if self.uniform[wrows].all():  # one width per row: no window of scales
-                t *= np.repeat(math.sqrt(0.5) / self.reach_sigma[wrows], u.shape[1])[:, None]
-            else:
-                t *= _rows(self.scale, first, width)
-            np.square(t, out=t)
-            np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
-            np.negative(t, out=t)
-            np.exp(t, out=t)
-            sums = np.einsum("ck,ck->c", t, _rows(self.narrow_coef, first, width))
-            out[win] += sums.reshape(len(win), -1)
+            for a, r in enumerate(rows):
+                out[a] += _gauss(u[a, :, None], self.mus[r], self.scale[r]) @ self.coef[r]
+            return out
+        first, width = window  # every row at once, over the flattened (m, K) arrays
+        first = (first + np.array(rows)[:, None] * self.mus.shape[1]).ravel()
+        t = _rows(self.mus, first, width)
+        np.subtract(u.reshape(-1, 1), t, out=t)
+        if self.uniform[rows].all():  # one width per row: no window of scales
+            t *= np.repeat(math.sqrt(0.5) / self.reach_sigma[rows], u.shape[1])[:, None]
+        else:
+            t *= _rows(self.scale, first, width)
+        np.square(t, out=t)
+        np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
+        np.negative(t, out=t)
+        np.exp(t, out=t)
+        out += np.einsum("ck,ck->c", t, _rows(self.narrow_coef, first, width)).reshape(u.shape)
         for a, r in enumerate(rows):
-            mus, scale, coef = self.mus[r], self.scale[r], self.coef[r]
-            if a not in win:
-                out[a] += _gauss(u[a, :, None], mus, scale) @ coef
-            elif (wide := self.wide[r]) is not None:
-                out[a] += _gauss(u[a, :, None], mus[wide], scale[wide]) @ coef[wide]
+            if (wide := self.wide[r]) is not None:
+                mus, scale = self.mus[r][wide], self.scale[r][wide]
+                out[a] += _gauss(u[a, :, None], mus, scale) @ self.coef[r][wide]
         return out
 
     def _cell_mass(self, i: int, lo_u: np.ndarray, hi_u: np.ndarray) -> np.ndarray:
         """Mixture mass of numeric row ``i`` on the cells ``[lo_u, hi_u]``."""
         mus, sigmas, coef = self.mus[i], self.sigmas[i], self.mass_coef[i]
-        prior = self.prior * (ndtr(hi_u - 0.5) - ndtr(lo_u - 0.5))
+        prior = self.prior * _kernel_mass(lo_u, hi_u, np.float64(0.5), np.float64(1.0))
         lo, hi = lo_u[:, None], hi_u[:, None]
         window = None
-        if self.windowed[i]:
+        if self.windowed:
             window = self._windows([i], lo_u[None, :], hi_u[None, :], prior[None, :], True)
         if window is None:
             return _kernel_mass(lo, hi, mus, sigmas) @ coef + prior
@@ -282,7 +276,7 @@ class SortedParzen:
         prior: np.ndarray,
         mass: bool = False,
     ) -> tuple[np.ndarray, int] | None:
-        """Windows over the narrow kernels of the windowed ``rows`` for candidates
+        """Windows over the narrow kernels of ``rows`` for candidates
         ``[lo_u, hi_u]`` (len(rows), c) where the prior kernel's term is ``prior``: the
         ``width`` kernels from ``first`` (len(rows), c) hold every narrow kernel whose centre
         lies within reach, and some farther ones. None: no rows, or windows too wide to save
