@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress, count
+from itertools import compress, count, islice
 from operator import is_not
 
 import numpy as np
@@ -77,8 +77,9 @@ class TrialCache:
     """Per-algorithm-instance cache of each trial's key and unit coordinates.
 
     Requests carry the whole history, mostly unchanged: the leading trials that are the very
-    same objects as in the previous request (the service reuses them) keep their rows, found
-    at C speed; only the rest is processed (O(k) for k new or changed trials). A trial whose
+    same objects as in the previous request (the service reuses them), or equal ones, keep
+    their rows, found at C speed; only the rest is processed (O(k) for k new or changed
+    trials). A trial whose
     state changed keeps its row when its assignment is the same object or equal. The result
     never depends on what was cached: a fresh cache gives the same history.
     """
@@ -123,6 +124,8 @@ class TrialCache:
         if sign != self._sign:
             self._sign = sign
             first_change = 0
+        elif list(islice(trials, same)) == prev[:same]:  # C speed: identical objects are equal
+            first_change = same
         else:
             first_change = next(compress(count(), map(is_not, trials, prev)), same)
         for row in self._rows[first_change:]:

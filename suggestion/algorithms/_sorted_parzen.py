@@ -82,17 +82,23 @@ class SortedColumns:
         n_old = len(old_rows)
         if n_old == 0 or x.shape[1] != self._x.shape[1] or len(rows) < n_old:
             return False
-        pos = np.searchsorted(rows, old_rows)  # where each previous row is now
-        if pos[-1] >= len(rows) or not np.array_equal(rows[pos], old_rows):
-            return False
-        if not np.array_equal(x[pos], self._x):
-            return False
-        if len(rows) == n_old:
+        if np.array_equal(rows[:n_old], old_rows):  # the usual case: new rows at the end
+            pos = None
+            if not np.array_equal(x[:n_old], self._x):
+                return False
+            new = np.arange(n_old, len(rows))
+        else:  # a pending trial completed: its row lands among the previous ones
+            pos = np.searchsorted(rows, old_rows)  # where each previous row is now
+            if pos[-1] >= len(rows) or not np.array_equal(rows[pos], old_rows):
+                return False
+            if not np.array_equal(x[pos], self._x):
+                return False
+            fresh = np.ones(len(rows), dtype=bool)
+            fresh[pos] = False
+            new = np.flatnonzero(fresh)
+        if not len(new):
             return True
-        fresh = np.ones(len(rows), dtype=bool)
-        fresh[pos] = False
-        new = np.flatnonzero(fresh)
-        ids = self.ids if pos[-1] == n_old - 1 else pos[self.ids]  # rows shifted by inserts
+        ids = self.ids if pos is None else pos[self.ids]  # completed indices move up
         m = x.shape[1]
         at = np.empty((m, len(new)), dtype=np.intp)
         vals = np.empty((m, len(new)))
@@ -108,8 +114,8 @@ class SortedColumns:
                 lo[k] += np.searchsorted(col_ids[lo[k] : hi[k]], r[k])
             at[i] = lo + i * n_old
             vals[i], who[i] = v, r
-        self.values = np.insert(self.values.ravel(), at.ravel(), vals.ravel()).reshape(m, -1)
-        self.ids = np.insert(ids.ravel(), at.ravel(), who.ravel()).reshape(m, -1)
+        self.values = _insert(self.values, at.ravel(), vals.ravel())
+        self.ids = _insert(ids, at.ravel(), who.ravel())
         return True
 
     def mixture(
@@ -184,7 +190,7 @@ class SortedParzen:
         if len(extra):
             mus, kernel = _insert_extra(mus, kernel, extra[:, self.numeric], n_above)
         min_sigma = 1.0 / min(100.0, 1.0 + n_kernels)  # as ParzenEstimator
-        sigmas = np.clip(sorted_bandwidths(mus), min_sigma, 1.0)
+        sigmas = _bandwidths(mus, min_sigma)
         self.mus, self.sigmas = mus, sigmas  # (m, K) sorted, the prior kernel apart
         self.mass_coef = self.weights[kernel] / _unit_mass(mus, sigmas)  # per unit of mass
         self.coef = self.mass_coef * (_INV_SQRT_2PI / sigmas)  # per unit of density
@@ -319,6 +325,23 @@ def _gauss(u: np.ndarray, mus: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.exp(t, out=t)
 
 
+def _insert(rows: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(m, n) ``rows`` with ``values`` inserted before the flat positions ``at``
+    (ascending; ``i * n + n`` is the end of row ``i``), each row gaining as many; a few
+    contiguous copies (np.insert's masked copy is several times slower)."""
+    m = rows.shape[0]
+    flat = rows.reshape(-1)
+    if len(at) > 64:  # many: one masked copy beats many small ones
+        return np.insert(flat, at, values).reshape(m, -1)
+    pieces = []
+    start = 0
+    for where, value in zip(at.tolist(), values, strict=True):
+        pieces += [flat[start:where], value[None]]
+        start = where
+    pieces.append(flat[start:])
+    return np.concatenate(pieces).reshape(m, -1)
+
+
 def _insert_extra(
     mus: np.ndarray, kernel: np.ndarray, extra: np.ndarray, first_kernel: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -334,22 +357,39 @@ def _insert_extra(
         vals[i] = extra[order, i]
         who[i] = first_kernel + order
         at[i] = np.searchsorted(mus[i], vals[i], side="right") + i * n
-    mus = np.insert(mus.ravel(), at.ravel(), vals.ravel()).reshape(m, n + e)
-    kernel = np.insert(kernel.ravel(), at.ravel(), who.ravel()).reshape(m, n + e)
+    mus = _insert(mus, at.ravel(), vals.ravel())
+    kernel = _insert(kernel, at.ravel(), who.ravel())
     return mus, kernel
+
+
+def _bandwidths(mus: np.ndarray, min_sigma: float) -> np.ndarray:
+    """:func:`sorted_bandwidths` clipped to [min_sigma, 1], in three passes: with two
+    centres or more, the cube's ends never decide (a gap to an end is never the farther
+    neighbour of an end kernel), and no gap exceeds 1."""
+    if mus.shape[1] < 2:
+        return np.clip(sorted_bandwidths(mus), min_sigma, 1.0)
+    gaps = np.diff(mus, axis=1)
+    out = np.empty_like(mus)
+    np.maximum(gaps[:, :-1], gaps[:, 1:], out=out[:, 1:-1])
+    out[:, 0], out[:, -1] = gaps[:, 0], gaps[:, -1]
+    return np.maximum(out, min_sigma, out=out)
 
 
 def _unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """Each kernel's mass on [0, 1]: ``ndtr((1 - mu) / sigma) - ndtr(-mu / sigma)``, where a
-    side more than 8 widths away counts as 1 (or 0); most kernels are well inside, and a
-    kernel near one end needs one ``ndtr`` only."""
+    side more than 8 widths away counts as 1 (or 0). Rows are sorted, so the kernels near
+    an end are among a prefix and a suffix of each row; most kernels are well inside."""
     out = np.ones_like(mus)
-    upper = 1.0 - mus < 8.0 * sigmas
-    if upper.any():
-        out[upper] = ndtr((1.0 - mus[upper]) / sigmas[upper])
-    lower = mus < 8.0 * sigmas
-    if lower.any():
-        out[lower] -= ndtr(-mus[lower] / sigmas[lower])
+    reach = 8.0 * sigmas.max(axis=1, initial=0.0)
+    for i, (row, sig) in enumerate(zip(mus, sigmas, strict=True)):
+        head = int(np.searchsorted(row, reach[i], side="left"))  # row[head:] >= 8 sigma
+        tail = int(np.searchsorted(row, 1.0 - reach[i], side="right"))  # row[:tail] far
+        upper = slice(tail, None)
+        near = 1.0 - row[upper] < 8.0 * sig[upper]
+        out[i, upper][near] = ndtr((1.0 - row[upper][near]) / sig[upper][near])
+        lower = slice(None, head)
+        near = row[lower] < 8.0 * sig[lower]
+        out[i, lower][near] -= ndtr(-row[lower][near] / sig[lower][near])
     return out
 
 
