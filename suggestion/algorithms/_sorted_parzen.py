@@ -209,8 +209,14 @@ class SortedParzen:
             np.where(narrow, self.mass_coef, 0.0) if wide.any() else self.mass_coef
         )
         self.reach_sigma = np.where(narrow, sigmas, 0.0).max(axis=1)  # widest narrow kernel
-        # rows whose narrow kernels share one width (long histories: the clip) scale by it
+        # Scores are sum(exp(log_coef - t^2)), t = (u - mu) * scale. In a row whose narrow
+        # kernels share one width (long histories: the clip), t = u * scale - mu * scale
+        # with the scaled centres precomputed, so a window needs no scales.
         self.uniform = self.reach_sigma == np.where(narrow, sigmas, np.inf).min(axis=1)
+        self.row_scale = math.sqrt(0.5) / self.reach_sigma
+        self.scaled_mus = mus * self.row_scale[:, None]
+        with np.errstate(divide="ignore"):  # wide kernels: coefficient 0, log -inf
+            self.log_coef = np.log(self.narrow_coef)
 
     def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
         """(c, d) log density of each coordinate's mixture at the candidates."""
@@ -235,20 +241,21 @@ class SortedParzen:
             for a, r in enumerate(rows):
                 out[a] += _gauss(u[a, :, None], self.mus[r], self.scale[r]) @ self.coef[r]
             return out
-        first, width = window  # every row at once, over the flattened (m, K) arrays
-        first = (first + np.array(rows)[:, None] * self.mus.shape[1]).ravel()
-        t = _rows(self.mus, first, width)
-        np.subtract(u.reshape(-1, 1), t, out=t)
-        if self.uniform[rows].all():  # one width per row: no window of scales
-            t *= np.repeat(math.sqrt(0.5) / self.reach_sigma[rows], u.shape[1])[:, None]
-        else:
-            t *= _rows(self.scale, first, width)
-        np.square(t, out=t)
-        np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
-        np.negative(t, out=t)
-        np.exp(t, out=t)
-        out += np.einsum("ck,ck->c", t, _rows(self.narrow_coef, first, width)).reshape(u.shape)
-        for a, r in enumerate(rows):
+        first, width = window
+        for a, r in enumerate(rows):  # one coordinate at a time: the windows stay in cache
+            if self.uniform[r]:
+                t = _windows_of(self.scaled_mus[r], width)[first[a]]
+                np.subtract((u[a] * self.row_scale[r])[:, None], t, out=t)
+            else:
+                t = _windows_of(self.mus[r], width)[first[a]]
+                np.subtract(u[a][:, None], t, out=t)
+                t *= _windows_of(self.scale[r], width)[first[a]]
+            np.square(t, out=t)
+            np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
+            terms = _windows_of(self.log_coef[r], width)[first[a]]
+            np.subtract(terms, t, out=terms)
+            np.exp(terms, out=terms)
+            out[a] += terms.sum(axis=1)
             if (wide := self.wide[r]) is not None:
                 mus, scale = self.mus[r][wide], self.scale[r][wide]
                 out[a] += _gauss(u[a, :, None], mus, scale) @ self.coef[r][wide]
@@ -305,6 +312,11 @@ class SortedParzen:
             return None
         np.minimum(first, k - width, out=first)  # a full window inside the row
         return first, width
+
+
+def _windows_of(a: np.ndarray, width: int) -> np.ndarray:
+    """Every ``width``-long window of the contiguous 1-D ``a`` (a view, row i from a[i])."""
+    return np.ndarray((len(a) - width + 1, width), dtype=a.dtype, buffer=a, strides=a.strides * 2)
 
 
 def _rows(a: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
