@@ -51,6 +51,9 @@ _TINY = 1e-300
 _EXP_FLOOR = -700.0  # exp() stays a normal float (no slow underflow path) above this
 _Z_CAP = 40.0  # ndtr(-40) underflows to 0 in double precision
 _FLAT_RECENT = 25
+SORTED_FROM = 256
+"""Univariate bad mixtures of this many kernels or more are built from the caller's sorted
+columns (:func:`tpe_suggest`); shorter ones cost less as they are."""
 
 
 def default_weights(n: int) -> np.ndarray:
@@ -377,7 +380,7 @@ def tpe_suggest(
     (default: ``rng``'s draws). ``below_weights(indices)`` gives the good group's kernel
     weights (default: the recency ramp); MOTPE weighs by hypervolume contribution.
     ``columns``, the caller's per-experiment sorted coordinates, lets univariate TPE on an
-    unconditional space build its bad mixture from them
+    unconditional space build a long bad mixture (``SORTED_FROM`` kernels) from them
     (:mod:`suggestion.algorithms._sorted_parzen`: the same mixture, updated in O(n) instead
     of sorted in O(n log n), scored over windows of nearby kernels); the result does not
     depend on what they held before."""
@@ -410,7 +413,8 @@ def tpe_suggest(
         )
 
     good = mixture(x[below], None if below_weights is None else below_weights(below))
-    if columns is not None and not config.multivariate and not encoding.conditional:
+    long = len(above) + len(history.x_pending) + 1 >= SORTED_FROM
+    if columns is not None and long and not config.multivariate and not encoding.conditional:
         numeric = [j for j, d in enumerate(dims) if not d.is_list]
         columns.update(history.rows, x[:, numeric])
         below_mask = np.zeros(n, dtype=bool)

@@ -1,8 +1,9 @@
 """Univariate TPE's "above" (bad) mixture from coordinates kept sorted across requests.
 
 Called by :func:`suggestion.algorithms._parzen.tpe_suggest` when ``tpe`` (univariate, on an
-unconditional space) passes its :class:`SortedColumns`; the instance lives in the algorithm
-instance, which the suggestion service keeps per experiment in a bounded LRU.
+unconditional space) passes its :class:`SortedColumns` and the bad mixture is long
+(``SORTED_FROM`` kernels; shorter ones are built as before); the columns live in the
+algorithm instance, which the suggestion service keeps per experiment in a bounded LRU.
 
 At a long history almost every completed trial is in the bad group, and that mixture is what
 a request costs: sorting each coordinate's centres for the neighbour bandwidths, and the sum
@@ -41,6 +42,7 @@ from suggestion.algorithms._encoding import Dim
 from suggestion.algorithms._parzen import (
     _EXP_FLOOR,
     _Z_CAP,
+    SORTED_FROM,
     Candidates,
     _categorical_kernels,
     default_weights,
@@ -50,7 +52,6 @@ from suggestion.algorithms._parzen import (
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _LOG_INV_DROP = math.log(1e17)  # what a window leaves out is below 1e-17 of the density
 _NARROW = 2.0  # kernels up to this many minimum widths are windowed, wider ones summed in full
-_WINDOW_FROM = 256  # fewer kernels than this: plain sums (a window saves nothing)
 _PRIOR_MASS = float(ndtr(0.5) - ndtr(-0.5))  # the prior kernel's (centre 0.5, width 1) on [0, 1]
 
 
@@ -195,7 +196,7 @@ class SortedParzen:
         self.mass_coef = self.weights[kernel] / _unit_mass(mus, sigmas)  # per unit of mass
         self.coef = self.mass_coef * (_INV_SQRT_2PI / sigmas)  # per unit of density
         self.scale = math.sqrt(0.5) / sigmas
-        self.windowed = n_kernels >= _WINDOW_FROM
+        self.windowed = n_kernels >= SORTED_FROM
         if not self.windowed:
             return
         # at most 1 / (_NARROW min_sigma) gaps are that wide: the wide kernels are few
