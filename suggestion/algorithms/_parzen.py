@@ -413,9 +413,14 @@ def tpe_suggest(
         )
 
     good = mixture(x[below], None if below_weights is None else below_weights(below))
-    long = len(above) + len(history.x_pending) + 1 >= SORTED_FROM
-    if columns is not None and long and not config.multivariate and not encoding.conditional:
-        numeric = [j for j, d in enumerate(dims) if not d.is_list]
+    numeric = [j for j, d in enumerate(dims) if not d.is_list]
+    if (
+        columns is not None
+        and numeric
+        and len(above) + len(history.x_pending) + 1 >= SORTED_FROM
+        and not config.multivariate
+        and not encoding.conditional
+    ):
         columns.update(history.rows, x[:, numeric])
         below_mask = np.zeros(n, dtype=bool)
         below_mask[below] = True

@@ -261,3 +261,19 @@ def test_a_warm_tpe_answers_as_a_cold_one(space: SearchSpace, count: int) -> Non
     # built once, rebuilt after the deletion and after the changed assignment only
     assert rebuilds[0] == 1 and rebuilds[6] == 1
     assert rebuilds[-1] == 3
+
+
+def test_a_space_of_lists_only_keeps_no_columns() -> None:
+    space = SearchSpace(
+        (Parameter.categorical("c", ["a", "b", "c"]), Parameter.discrete("k", range(40)))
+    )
+    settings = parse_settings(Tpe.settings_type, {"random_state": "1"}, "tpe")
+    enc = SpaceEncoding(space)
+    rng = np.random.default_rng(0)
+    trials = []
+    for i in range(300):
+        a = enc.decode(rng.random(2))
+        trials.append(TrialResult(f"t{i}", a, TrialCondition.SUCCEEDED, objective(a)))
+    algo = Tpe(settings)
+    [got] = algo.suggest(request(space, trials, 1))
+    assert space.contains(got) and algo._columns.rebuilds == 0
