@@ -79,9 +79,9 @@ class TrialCache:
     Requests carry the whole history, mostly unchanged: the leading trials that are the very
     same objects as in the previous request (the service reuses them), or equal ones, keep
     their rows, found at C speed; only the rest is processed (O(k) for k new or changed
-    trials). A trial whose
-    state changed keeps its row when its assignment is the same object or equal. The result
-    never depends on what was cached: a fresh cache gives the same history.
+    trials). A trial whose state changed keeps its row when its assignment is the same object
+    or equal. The result never depends on what was cached: a fresh cache gives the same
+    history.
     """
 
     def __init__(self, encoding: SpaceEncoding) -> None:

@@ -8,8 +8,8 @@ and optuna ``tpe`` (``n_startup_trials``, ``n_ei_candidates``, ``random_state``)
 
 Stateless by contract: the output is a pure function of (settings, seed, request); the
 instance only caches per-trial encodings, so N known trials and k new ones cost O(k) encoding,
-and (univariate) each coordinate of the completed trials in sorted order, so the bad
-mixture's bandwidths cost O(n) instead of a sort
+and (univariate) each coordinate of the completed trials in sorted order, so a long bad
+mixture is built in O(n) instead of a sort and scored over windows of nearby kernels
 (:mod:`suggestion.algorithms._sorted_parzen`).
 """
 
