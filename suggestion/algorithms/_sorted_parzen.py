@@ -234,26 +234,26 @@ class SortedParzen:
         return out
 
     def _point_densities(self, rows: list[int], u: np.ndarray) -> np.ndarray:
-        """(len(rows), c) mixture densities of numeric rows ``rows`` at ``u`` (same shape)."""
+        """(len(rows), c) mixture densities of numeric rows ``rows`` at ``u`` (same shape),
+        one coordinate at a time (its windows stay in cache)."""
         prior = self.prior * _INV_SQRT_2PI * np.exp(-0.5 * np.square(u - 0.5))
         out = prior.copy()
-        window = self._windows(rows, u, u, prior) if self.windowed else None
-        if window is None:
-            for a, r in enumerate(rows):
+        for a, r in enumerate(rows):
+            window = self._window(r, u[a], u[a], prior[a]) if self.windowed else None
+            if window is None:
                 out[a] += _gauss(u[a, :, None], self.mus[r], self.scale[r]) @ self.coef[r]
-            return out
-        first, width = window
-        for a, r in enumerate(rows):  # one coordinate at a time: the windows stay in cache
+                continue
+            first, width = window
             if self.uniform[r]:
-                t = _windows_of(self.scaled_mus[r], width)[first[a]]
+                t = _windows_of(self.scaled_mus[r], width)[first]
                 np.subtract((u[a] * self.row_scale[r])[:, None], t, out=t)
             else:
-                t = _windows_of(self.mus[r], width)[first[a]]
+                t = _windows_of(self.mus[r], width)[first]
                 np.subtract(u[a][:, None], t, out=t)
-                t *= _windows_of(self.scale[r], width)[first[a]]
+                t *= _windows_of(self.scale[r], width)[first]
             np.square(t, out=t)
             np.minimum(t, -_EXP_FLOOR, out=t)  # exp() of underflows is ~5x slower
-            terms = _windows_of(self.log_coef[r], width)[first[a]]
+            terms = _windows_of(self.log_coef[r], width)[first]
             np.subtract(terms, t, out=terms)
             np.exp(terms, out=terms)
             out[a] += terms.sum(axis=1)
@@ -267,67 +267,42 @@ class SortedParzen:
         mus, sigmas, coef = self.mus[i], self.sigmas[i], self.mass_coef[i]
         prior = self.prior * _kernel_mass(lo_u, hi_u, np.float64(0.5), np.float64(1.0))
         lo, hi = lo_u[:, None], hi_u[:, None]
-        window = None
-        if self.windowed:
-            window = self._windows([i], lo_u[None, :], hi_u[None, :], prior[None, :], True)
+        window = self._window(i, lo_u, hi_u, prior, mass=True) if self.windowed else None
         if window is None:
             return _kernel_mass(lo, hi, mus, sigmas) @ coef + prior
-        first = window[0][0] + i * len(mus)
-        width = window[1]
+        first, width = window
         mass = _kernel_mass(
-            lo, hi, _rows(self.mus, first, width), _rows(self.sigmas, first, width)
+            lo, hi, _windows_of(mus, width)[first], _windows_of(sigmas, width)[first]
         )
-        total = np.einsum("ck,ck->c", mass, _rows(self.narrow_mass_coef, first, width)) + prior
+        narrow_coef = _windows_of(self.narrow_mass_coef[i], width)[first]
+        total = np.einsum("ck,ck->c", mass, narrow_coef) + prior
         if (wide := self.wide[i]) is not None:
             total += _kernel_mass(lo, hi, mus[wide], sigmas[wide]) @ coef[wide]
         return total
 
-    def _windows(
-        self,
-        rows: list[int],
-        lo_u: np.ndarray,
-        hi_u: np.ndarray,
-        prior: np.ndarray,
-        mass: bool = False,
+    def _window(
+        self, r: int, lo_u: np.ndarray, hi_u: np.ndarray, prior: np.ndarray, mass: bool = False
     ) -> tuple[np.ndarray, int] | None:
-        """Windows over the narrow kernels of ``rows`` for candidates
-        ``[lo_u, hi_u]`` (len(rows), c) where the prior kernel's term is ``prior``: the
-        ``width`` kernels from ``first`` (len(rows), c) hold every narrow kernel whose centre
-        lies within reach, and some farther ones. None: no rows, or windows too wide to save
-        anything."""
-        if not rows:
-            return None
-        coef = self.narrow_mass_coef if mass else self.narrow_coef
-        total = coef[rows].sum(axis=1)[:, None]
+        """Where to sum the narrow kernels of row ``r`` for candidates ``[lo_u, hi_u]``
+        whose prior-kernel terms are ``prior``: per candidate, the ``width`` kernels from
+        ``first`` hold every narrow kernel whose centre lies within reach (and some farther
+        ones). None: windows that wide save nothing."""
+        coef = self.narrow_mass_coef[r] if mass else self.narrow_coef[r]
         with np.errstate(divide="ignore"):  # a cell of no width: no window
-            depth = np.log(total / prior) + _LOG_INV_DROP
-        reach = self.reach_sigma[rows][:, None] * np.sqrt(2.0 * np.maximum(depth, 0.0))
-        first = np.empty(lo_u.shape, dtype=np.intp)
-        stop = np.empty(lo_u.shape, dtype=np.intp)
-        for a, r in enumerate(rows):
-            first[a] = np.searchsorted(self.mus[r], lo_u[a] - reach[a], side="left")
-            stop[a] = np.searchsorted(self.mus[r], hi_u[a] + reach[a], side="right")
-        k = self.mus.shape[1]
-        width = int((stop - first).max(initial=0))
-        if width * 2 > k:
+            depth = np.log(coef.sum() / prior) + _LOG_INV_DROP
+        reach = self.reach_sigma[r] * np.sqrt(2.0 * np.maximum(depth, 0.0))
+        mus = self.mus[r]
+        first = np.searchsorted(mus, lo_u - reach, side="left")
+        width = int((np.searchsorted(mus, hi_u + reach, side="right") - first).max(initial=0))
+        if width * 2 > len(mus):
             return None
-        np.minimum(first, k - width, out=first)  # a full window inside the row
-        return first, width
+        return np.minimum(first, len(mus) - width), width  # full windows inside the row
 
 
 def _windows_of(a: np.ndarray, width: int) -> np.ndarray:
-    """Every ``width``-long window of the contiguous 1-D ``a`` (a view, row i from a[i])."""
+    """Every ``width``-long window of the contiguous 1-D ``a``, as rows of a view (row i
+    starts at ``a[i]``); indexing it with an array of starts copies those windows."""
     return np.ndarray((len(a) - width + 1, width), dtype=a.dtype, buffer=a, strides=a.strides * 2)
-
-
-def _rows(a: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
-    """(len(first), width): row r holds ``flat[first[r] : first[r] + width]`` of the
-    C-contiguous ``a`` flattened (a fresh array)."""
-    flat = a.reshape(-1)
-    view = np.ndarray(
-        (len(flat) - width + 1, width), dtype=flat.dtype, buffer=flat, strides=flat.strides * 2
-    )
-    return view[first]
 
 
 def _gauss(u: np.ndarray, mus: np.ndarray, scale: np.ndarray) -> np.ndarray:
