@@ -22,9 +22,12 @@ over all kernels at every candidate. Here:
   held in sorted order. Tied centres share bandwidths in trial order (ParzenEstimator's order
   for ties is numpy's quicksort's, as optuna's is).
 - Densities at a candidate sum only the kernels within a window of sorted centres: a kernel
-  farther than ``sigma * sqrt(2 T)`` contributes less than ``exp(-T)`` of its weight, and
-  ``T`` is chosen per candidate so that everything left out is below ``1e-17`` of the prior
-  kernel's own term there (so of the density): the sum equals the full one to rounding.
+  farther than ``sigma * sqrt(2 T)`` contributes less than ``exp(-T)`` of its coefficient,
+  and ``T`` is chosen per candidate so that, with the coefficients' sum bounded, everything
+  left out is below ``1e-17`` of the prior kernel's own term there (so of the density): the
+  sum equals the full one to rounding. The few kernels wider than ``_NARROW`` minimum
+  widths are summed in full. Each coordinate is scored on its own, so its windows stay in
+  cache.
 
 The result is a pure function of the history: a cold instance and a warm one give the same
 densities, bit for bit.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 from scipy.special import ndtr
@@ -41,6 +45,7 @@ from scipy.special import ndtr
 from suggestion.algorithms._encoding import Dim
 from suggestion.algorithms._parzen import (
     _EXP_FLOOR,
+    _LOG_SQRT_2PI,
     _Z_CAP,
     SORTED_FROM,
     Candidates,
@@ -193,31 +198,60 @@ class SortedParzen:
         min_sigma = 1.0 / min(100.0, 1.0 + n_kernels)  # as ParzenEstimator
         sigmas = _bandwidths(mus, min_sigma)
         self.mus, self.sigmas = mus, sigmas  # (m, K) sorted, the prior kernel apart
-        self.mass_coef = self.weights[kernel] / _unit_mass(mus, sigmas)  # per unit of mass
-        self.coef = self.mass_coef * (_INV_SQRT_2PI / sigmas)  # per unit of density
-        self.scale = math.sqrt(0.5) / sigmas
+        self._kernel = kernel
+        self._mass = _unit_mass(mus, sigmas)
         self.windowed = n_kernels >= SORTED_FROM
         if not self.windowed:
             return
-        # at most 1 / (_NARROW min_sigma) gaps are that wide: the wide kernels are few
-        narrow = sigmas <= _NARROW * min_sigma
-        wide = mus.shape[1] - narrow.sum(axis=1)
-        self.wide = [
-            np.flatnonzero(~row) if w else None for row, w in zip(narrow, wide, strict=True)
-        ]
-        self.narrow_coef = np.where(narrow, self.coef, 0.0) if wide.any() else self.coef
-        self.narrow_mass_coef = (
-            np.where(narrow, self.mass_coef, 0.0) if wide.any() else self.mass_coef
-        )
-        self.reach_sigma = np.where(narrow, sigmas, 0.0).max(axis=1)  # widest narrow kernel
-        # Scores are sum(exp(log_coef - t^2)), t = (u - mu) * scale. In a row whose narrow
+        # At most 1 / (_NARROW min_sigma) gaps are that wide: the wide kernels are few.
+        self._narrow = narrow = sigmas <= _NARROW * min_sigma
+        if narrow.all():
+            self.wide: list[np.ndarray | None] = [None] * m
+            self.reach_sigma = sigmas.max(axis=1)  # the widest narrow kernel
+            self.uniform = self.reach_sigma == sigmas.min(axis=1)
+        else:
+            self.wide = [None if row.all() else np.flatnonzero(~row) for row in narrow]
+            self.reach_sigma = np.where(narrow, sigmas, 0.0).max(axis=1)
+            self.uniform = self.reach_sigma == np.where(narrow, sigmas, np.inf).min(axis=1)
+        # What a row's narrow kernels sum to at most, per unit of density and of mass: the
+        # weights sum to at most 1, the widths are at least min_sigma, and a kernel of width
+        # at most 2 min_sigma (0.02) centred in [0, 1] has at least half its mass there.
+        self.density_bound = 2.0 * _INV_SQRT_2PI / min_sigma
+        self.mass_bound = 2.0
+        # Narrow terms are exp(log_coef - t^2), t = (u - mu) * scale. In a row whose narrow
         # kernels share one width (long histories: the clip), t = u * scale - mu * scale
         # with the scaled centres precomputed, so a window needs no scales.
-        self.uniform = self.reach_sigma == np.where(narrow, sigmas, np.inf).min(axis=1)
         self.row_scale = math.sqrt(0.5) / self.reach_sigma
         self.scaled_mus = mus * self.row_scale[:, None]
-        with np.errstate(divide="ignore"):  # wide kernels: coefficient 0, log -inf
-            self.log_coef = np.log(self.narrow_coef)
+        log_coef = np.log(self.weights)[kernel]
+        log_coef -= np.log(self._mass)
+        for r in range(m):
+            log_coef[r] -= _LOG_SQRT_2PI + np.log(
+                self.reach_sigma[r] if self.uniform[r] else sigmas[r]
+            )
+        if not narrow.all():
+            log_coef[~narrow] = -np.inf  # summed apart
+        self.log_coef = log_coef
+
+    @cached_property
+    def coef(self) -> np.ndarray:
+        """(m, K) each kernel's weight per unit of density (weight / (sigma sqrt(2 pi) mass))."""
+        return self.weights[self._kernel] * _INV_SQRT_2PI / (self.sigmas * self._mass)
+
+    @cached_property
+    def mass_coef(self) -> np.ndarray:
+        """(m, K) each kernel's weight per unit of mass on [0, 1]."""
+        return self.weights[self._kernel] / self._mass
+
+    @cached_property
+    def narrow_mass_coef(self) -> np.ndarray:
+        """:attr:`mass_coef`, 0 for the wide kernels (summed apart)."""
+        return np.where(self._narrow, self.mass_coef, 0.0)
+
+    @cached_property
+    def scale(self) -> np.ndarray:
+        """(m, K) sqrt(1/2) / sigma: a point's t is (u - mu) * scale."""
+        return math.sqrt(0.5) / self.sigmas
 
     def log_density_per_dim(self, cand: Candidates) -> np.ndarray:
         """(c, d) log density of each coordinate's mixture at the candidates."""
@@ -287,9 +321,9 @@ class SortedParzen:
         whose prior-kernel terms are ``prior``: per candidate, the ``width`` kernels from
         ``first`` hold every narrow kernel whose centre lies within reach (and some farther
         ones). None: windows that wide save nothing."""
-        coef = self.narrow_mass_coef[r] if mass else self.narrow_coef[r]
+        bound = self.mass_bound if mass else self.density_bound
         with np.errstate(divide="ignore"):  # a cell of no width: no window
-            depth = np.log(coef.sum() / prior) + _LOG_INV_DROP
+            depth = np.log(bound / prior) + _LOG_INV_DROP
         reach = self.reach_sigma[r] * np.sqrt(2.0 * np.maximum(depth, 0.0))
         mus = self.mus[r]
         first = np.searchsorted(mus, lo_u - reach, side="left")
