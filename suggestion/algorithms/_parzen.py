@@ -51,9 +51,10 @@ _TINY = 1e-300
 _EXP_FLOOR = -700.0  # exp() stays a normal float (no slow underflow path) above this
 _Z_CAP = 40.0  # ndtr(-40) underflows to 0 in double precision
 _FLAT_RECENT = 25
-SORTED_FROM = 256
+SORTED_FROM = 1000
 """Univariate bad mixtures of this many kernels or more are built from the caller's sorted
-columns (:func:`tpe_suggest`); shorter ones cost less as they are."""
+columns (:func:`tpe_suggest`); shorter ones cost as little as they are (the sorted path
+breaks even at about 600 kernels, docs/benchmarks.md)."""
 
 
 def default_weights(n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from scipy.special import ndtr
 from suggestion.algorithms import get_algorithm
 from suggestion.algorithms._encoding import SpaceEncoding
 from suggestion.algorithms._parzen import (
+    SORTED_FROM,
     ParzenEstimator,
     _categorical_kernels,
     default_weights,
@@ -124,10 +125,10 @@ def test_densities_equal_the_parzen_estimators(n: int, n_extra: int) -> None:
     np.testing.assert_allclose(
         ours.log_density_per_dim(cand), theirs.log_density_per_dim(cand), rtol=0, atol=1e-12
     )
-    assert ours.windowed == (n >= 400)  # the long mixtures are the windowed ones
+    assert ours.windowed == (n >= SORTED_FROM)  # the long mixtures are the windowed ones
 
 
-@pytest.mark.parametrize("n", [5, 30, 900])
+@pytest.mark.parametrize("n", [5, 30, 2500])
 def test_tied_centres_take_bandwidths_in_trial_order(n: int) -> None:
     x = unit_points(TIED, n, seed=n)
     x[n // 2 :, 2] = x[: n - n // 2, 2]  # continuous duplicates too
@@ -233,7 +234,8 @@ def test_a_warm_tpe_answers_as_a_cold_one(space: SearchSpace, count: int) -> Non
         value = objective(a) if state is TrialCondition.SUCCEEDED else None
         return TrialResult(f"t{i}", a, state, value)
 
-    trials = [trial(i) for i in range(320)] + [trial(320, TrialCondition.RUNNING)]
+    n = SORTED_FROM + 60  # the sorted path
+    trials = [trial(i) for i in range(n)] + [trial(n, TrialCondition.RUNNING)]
     warm = get_algorithm("tpe")(settings)
     assert isinstance(warm, Tpe)
     rebuilds = []
@@ -265,13 +267,13 @@ def test_a_warm_tpe_answers_as_a_cold_one(space: SearchSpace, count: int) -> Non
 
 def test_a_space_of_lists_only_keeps_no_columns() -> None:
     space = SearchSpace(
-        (Parameter.categorical("c", ["a", "b", "c"]), Parameter.discrete("k", range(40)))
+        (Parameter.categorical("c", ["a", "b", "c"]), Parameter.discrete("k", range(1000)))
     )
     settings = parse_settings(Tpe.settings_type, {"random_state": "1"}, "tpe")
     enc = SpaceEncoding(space)
     rng = np.random.default_rng(0)
     trials = []
-    for i in range(300):
+    for i in range(SORTED_FROM + 50):
         a = enc.decode(rng.random(2))
         trials.append(TrialResult(f"t{i}", a, TrialCondition.SUCCEEDED, objective(a)))
     algo = Tpe(settings)
