@@ -8,7 +8,9 @@ whatever changed between requests.
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -26,8 +28,12 @@ from suggestion.algorithms._parzen import (
 from suggestion.algorithms._sorted_parzen import SortedColumns, SortedParzen
 from suggestion.algorithms.base import SuggestRequest, parse_settings
 from suggestion.algorithms.tpe import Tpe
+from suggestion.service import SuggestionService
+from tunery.api import api_pb2
 from tunery.space import Distribution, Parameter, SearchSpace
 from tunery.trials import Objective, ObjectiveType, TrialCondition, TrialResult
+
+from .helpers import add_trial, experiment, objective_value, wire
 
 # no ties among numeric centres: ParzenEstimator's tie order is quicksort's
 UNTIED = SearchSpace(
@@ -279,3 +285,40 @@ def test_a_space_of_lists_only_keeps_no_columns() -> None:
     algo = Tpe(settings)
     [got] = algo.suggest(request(space, trials, 1))
     assert space.contains(got) and algo._columns.rebuilds == 0
+
+
+# -- the service: a warm server answers as a cold one, and forgets evicted experiments ------------
+
+
+def test_a_warm_server_answers_as_a_cold_one_and_its_columns_are_bounded() -> None:
+    params = [
+        ("x", api_pb2.DOUBLE, {"min": "0", "max": "1"}),
+        ("n", api_pb2.INT, {"min": "1", "max": "50"}),
+        ("c", api_pb2.CATEGORICAL, {"list": ["a", "b"]}),
+    ]
+    exp = experiment("tpe", name="long", params=params, settings={"random_state": "5"})
+    request = api_pb2.GetSuggestionsRequest(experiment=exp)
+    rng = np.random.default_rng(0)
+    for _ in range(SORTED_FROM + 40):
+        values = {
+            "x": repr(rng.random()),
+            "n": str(rng.integers(1, 51)),
+            "c": "ab"[rng.integers(2)],
+        }
+        add_trial(request, values, value=objective_value(values))
+    service = SuggestionService(max_experiments=1)
+    for step in range(6):
+        request.current_request_number = 1 + step % 2
+        warm = service.suggest(request)
+        assert warm == SuggestionService().suggest(request)  # a cold server, the same answer
+        for assignment in warm.parameter_assignments:
+            add_trial(request, wire(assignment), value=objective_value(wire(assignment)))
+        if step == 3:  # a trial is gone: the columns rebuild, the answers still agree
+            del request.trials[7]
+    algorithm = service._experiments["long"].algorithm
+    assert isinstance(algorithm, Tpe) and algorithm._columns.rebuilds == 2
+    columns = weakref.ref(algorithm._columns)
+    del algorithm
+    service.suggest(api_pb2.GetSuggestionsRequest(experiment=experiment("random", name="other")))
+    gc.collect()
+    assert service.cached_experiments() == ["other"] and columns() is None  # dropped (LRU)
