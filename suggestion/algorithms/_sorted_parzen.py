@@ -133,8 +133,9 @@ class SortedColumns:
         *,
         prior_weight: float,
     ) -> SortedParzen:
-        """The bad mixture: the rows of ``x`` (as last passed to :meth:`update`) outside the
-        ``below`` mask, then ``extra`` points (see :class:`SortedParzen`)."""
+        """The bad mixture: the completed rows ``x`` (every coordinate; their numeric ones
+        as last passed to :meth:`update`) outside the ``below`` mask, then the ``extra``
+        points (see :class:`SortedParzen`)."""
         return SortedParzen(self, dims, x, below, extra, prior_weight=prior_weight)
 
     def _rebuild(self, x: np.ndarray) -> None:
