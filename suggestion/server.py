@@ -5,12 +5,14 @@ Called by ``tunery serve suggestion`` (through :func:`serve`), by tests and benc
 (which prints ``listening on port N`` on stdout once bound, for parents that asked for 0).
 Health answers SERVING for ``""``, ``manager.v1beta1.Suggestion`` (the name Katib's
 controller probes) and ``api.v1.beta1.Suggestion``. SIGTERM/SIGINT stop it gracefully. A
-handler whose call ends (deadline, cancel, shutdown) is interrupted (``tunery.rpc``).
+handler whose call ends (deadline, cancel, shutdown) is interrupted (``tunery.rpc``). The
+serving process keeps freed memory for reuse (:func:`keep_freed_memory`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +28,34 @@ from tunery.tls import ServerTls
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 6789
+
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20
+"""Blocks below this come from the heap (glibc's default is 128 KiB, raised on the fly)."""
+TRIM_THRESHOLD = 64 << 20
+"""Free memory at the top of the heap kept for reuse (glibc's default: 128 KiB)."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc reuse freed memory instead of returning it to the system.
+
+    A request carries the whole history: at 10,000 trials its bytes (1 MB) and the models'
+    arrays (hundreds of KiB to a few MiB each) are allocated and freed on every call. With
+    glibc's defaults such blocks are fresh ``mmap`` regions, or the heap is trimmed after
+    them, so every request faults their pages in again: about 2 ms of a tpe request at
+    history 9,000 (docs/benchmarks.md). Memory use is still bounded by the service's caches;
+    freed memory up to ``TRIM_THRESHOLD`` stays with the process. Returns False where the C
+    library is not glibc (nothing changes there).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 def create_suggestion_server(
@@ -83,6 +113,7 @@ def serve(
     ``katib_data_dir``: prepare pbt's checkpoint folders there, as Katib's service does
     (:mod:`suggestion.trial_dirs`).
     """
+    keep_freed_memory()
     if preload:
         preload_algorithms()
     service = SuggestionService(katib_data_dir=katib_data_dir)

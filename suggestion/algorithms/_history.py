@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress, count
+from itertools import compress, count, islice
 from operator import is_not
 
 import numpy as np
@@ -30,7 +30,8 @@ class History:
     completed trials with a non-finite value or an undecodable assignment are left out of
     ``x_completed`` (but still count as existing points in ``keys``). ``settled`` is how many
     of the completed rows come before the first pending trial: the prefix of the history that
-    can no longer change (CMA-ES tells only that prefix).
+    can no longer change (CMA-ES tells only that prefix). ``rows`` holds each completed row's
+    index among the request's trials.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class History:
         n_trials: int,
         settled: int,
         violations: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
     ) -> None:
         self.keys = keys
         self.x_completed = x_completed  # (n, d) unit coordinates
@@ -53,6 +55,9 @@ class History:
         self.settled = settled
         # (n,) total constraint violation of each completed row: 0 feasible, inf unknown
         self.violations = np.zeros(len(losses)) if violations is None else violations
+        # (n,) ascending: each completed row's index among the request's trials (the identity
+        # of a row from one request to the next, which the models' caches key on)
+        self.rows = np.arange(len(losses)) if rows is None else rows
 
     @property
     def constrained(self) -> bool:
@@ -72,10 +77,11 @@ class TrialCache:
     """Per-algorithm-instance cache of each trial's key and unit coordinates.
 
     Requests carry the whole history, mostly unchanged: the leading trials that are the very
-    same objects as in the previous request (the service reuses them) keep their rows, found
-    at C speed; only the rest is processed (O(k) for k new or changed trials). A trial whose
-    state changed keeps its row when its assignment is the same object or equal. The result
-    never depends on what was cached: a fresh cache gives the same history.
+    same objects as in the previous request (the service reuses them), or equal ones, keep
+    their rows, found at C speed; only the rest is processed (O(k) for k new or changed
+    trials). A trial whose state changed keeps its row when its assignment is the same object
+    or equal. The result never depends on what was cached: a fresh cache gives the same
+    history.
     """
 
     def __init__(self, encoding: SpaceEncoding) -> None:
@@ -118,6 +124,8 @@ class TrialCache:
         if sign != self._sign:
             self._sign = sign
             first_change = 0
+        elif list(islice(trials, same)) == prev[:same]:  # C speed: identical objects are equal
+            first_change = same
         else:
             first_change = next(compress(count(), map(is_not, trials, prev)), same)
         for row in self._rows[first_change:]:
@@ -175,6 +183,7 @@ class TrialCache:
             n_trials=n,
             settled=int(completed[:first_pending].sum()),
             violations=self._viol[:n][completed],
+            rows=index,
         )
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -42,11 +43,18 @@ from suggestion.algorithms._encoding import Dim, Key, SpaceEncoding
 from suggestion.algorithms._history import History
 from tunery.space import Assignment
 
+if TYPE_CHECKING:  # the module imports this one
+    from suggestion.algorithms._sorted_parzen import SortedColumns, SortedParzen
+
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _TINY = 1e-300
 _EXP_FLOOR = -700.0  # exp() stays a normal float (no slow underflow path) above this
 _Z_CAP = 40.0  # ndtr(-40) underflows to 0 in double precision
 _FLAT_RECENT = 25
+SORTED_FROM = 1000
+"""Univariate bad mixtures of this many kernels or more are built from the caller's sorted
+columns (:func:`tpe_suggest`); shorter ones cost as little as they are (the sorted path
+breaks even at about 600 kernels, docs/benchmarks.md)."""
 
 
 def default_weights(n: int) -> np.ndarray:
@@ -237,16 +245,23 @@ def _neighbour_bandwidths(mus: np.ndarray) -> np.ndarray:
     """Per row of (m, n) centres: the distance to the farther of the two neighbouring centres
     (the cube's ends 0 and 1 as outer neighbours); the first and last centres use their inner
     neighbour only. Ties keep numpy's default sort order, as optuna's do."""
-    m, n = mus.shape
     order = np.argsort(mus, axis=1)
-    s = np.hstack([np.zeros((m, 1)), np.take_along_axis(mus, order, axis=1), np.ones((m, 1))])
+    sigmas = sorted_bandwidths(np.take_along_axis(mus, order, axis=1))
+    out = np.empty_like(sigmas)
+    np.put_along_axis(out, order, sigmas, axis=1)
+    return out
+
+
+def sorted_bandwidths(sorted_mus: np.ndarray) -> np.ndarray:
+    """:func:`_neighbour_bandwidths` of (m, n) centres already sorted along each row, in that
+    order."""
+    m, n = sorted_mus.shape
+    s = np.hstack([np.zeros((m, 1)), sorted_mus, np.ones((m, 1))])
     sigmas = np.maximum(s[:, 1:-1] - s[:, :-2], s[:, 2:] - s[:, 1:-1])
     if n >= 2:
         sigmas[:, 0] = s[:, 2] - s[:, 1]
         sigmas[:, -1] = s[:, -2] - s[:, -3]
-    out = np.empty_like(sigmas)
-    np.put_along_axis(out, order, sigmas, axis=1)
-    return out
+    return sigmas
 
 
 def _log_unit_mass(mus: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
@@ -358,12 +373,18 @@ def tpe_suggest(
     config: TpeConfig,
     startup: Callable[[int], list[Assignment]] | None = None,
     below_weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    columns: SortedColumns | None = None,
 ) -> list[Assignment]:
     """``count`` distinct assignments by TPE with a constant liar (see the module docstring).
 
     Before ``n_startup_trials`` trials completed, ``startup(count)`` draws them from the prior
     (default: ``rng``'s draws). ``below_weights(indices)`` gives the good group's kernel
-    weights (default: the recency ramp); MOTPE weighs by hypervolume contribution."""
+    weights (default: the recency ramp); MOTPE weighs by hypervolume contribution.
+    ``columns``, the caller's per-experiment sorted coordinates, lets univariate TPE on an
+    unconditional space build a long bad mixture (``SORTED_FROM`` kernels) from them
+    (:mod:`suggestion.algorithms._sorted_parzen`: the same mixture, updated in O(n) instead
+    of sorted in O(n log n), scored over windows of nearby kernels); the result does not
+    depend on what they held before."""
     x, losses = history.x_completed, history.losses
     n = len(losses)
     if n < max(config.n_startup_trials, 1):
@@ -393,17 +414,37 @@ def tpe_suggest(
         )
 
     good = mixture(x[below], None if below_weights is None else below_weights(below))
-    bad_points = np.vstack([x[above], history.x_pending])
+    numeric = [j for j, d in enumerate(dims) if not d.is_list]
+    if (
+        columns is not None
+        and numeric
+        and len(above) + len(history.x_pending) + 1 >= SORTED_FROM
+        and not config.multivariate
+        and not encoding.conditional
+    ):
+        columns.update(history.rows, x[:, numeric])
+        below_mask = np.zeros(n, dtype=bool)
+        below_mask[below] = True
+
+        def bad_mixture(extra: np.ndarray) -> ParzenEstimator | PerDimensionParzen | SortedParzen:
+            assert columns is not None
+            return columns.mixture(dims, x, below_mask, extra, prior_weight=config.prior_weight)
+    else:
+
+        def bad_mixture(extra: np.ndarray) -> ParzenEstimator | PerDimensionParzen | SortedParzen:
+            return mixture(np.vstack([x[above], extra]))
+
+    extra = history.x_pending  # the constant liar: pending trials and the batch's picks
     chosen: list[Assignment] = []
     taken: set[Key] = set()
     for _ in range(count):
-        bad = mixture(bad_points)
+        bad = bad_mixture(extra)
         pick = _best_candidate(encoding, good, bad, rng, config, history.keys, taken)
         if pick is None:
             break
         chosen.append(pick)
         taken.add(encoding.key(pick))
-        bad_points = np.vstack([bad_points, encoding.encode(pick)[None, :]])
+        extra = np.vstack([extra, encoding.encode(pick)[None, :]])
     if len(chosen) < count:  # the good mixture keeps proposing used points: widen the search
         chosen = fill_distinct(
             encoding,
@@ -419,7 +460,7 @@ def tpe_suggest(
 def _best_candidate(
     encoding: SpaceEncoding,
     good: ParzenEstimator | PerDimensionParzen,
-    bad: ParzenEstimator | PerDimensionParzen,
+    bad: ParzenEstimator | PerDimensionParzen | SortedParzen,
     rng: np.random.Generator,
     config: TpeConfig,
     seen: Collection[Key],

@@ -4,6 +4,7 @@ concurrency, restart-rebuild, and a graceful stop on SIGTERM."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from suggestion.algorithms import REGISTRY, get_algorithm
 from suggestion.algorithms.base import Algorithm, SuggestRequest
-from suggestion.server import create_suggestion_server
+from suggestion.server import create_suggestion_server, keep_freed_memory
 from suggestion.service import SuggestionService
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.space import Assignment
@@ -341,3 +342,9 @@ def test_serve_stops_gracefully_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_server_keeps_freed_memory_where_malloc_is_glibcs() -> None:
+    """glibc accepts the thresholds (a refused value would return False); elsewhere it is a
+    no-op that says so."""
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
