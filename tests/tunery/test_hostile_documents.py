@@ -112,6 +112,34 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "spec.maxTrialCount",
         "an integer of 5000 digits is out of range",
     ),
+    (  # Katib's feasibleSpace values are strings: a quoted 4,000-digit int reaches the checks
+        "quoted-int-4000-digits-min",
+        lambda: replaced('min: "0.01"', 'min: "' + "9" * 4000 + '"'),
+        "spec.parameters[0].feasibleSpace.min",
+        "is too large (beyond a double's range)",
+    ),
+    (
+        "quoted-int-4000-digits-step",
+        lambda: replaced('max: "0.5"', 'max: "0.5"\n        step: "' + "9" * 4000 + '"'),
+        "spec.parameters[0].feasibleSpace.step",
+        "is too large (beyond a double's range)",
+    ),
+    (
+        "quoted-int-4000-digits-discrete",
+        lambda: replaced("parameterType: double", "parameterType: discrete").replace(
+            'min: "0.01"\n        max: "0.5"', 'list: ["1", "' + "9" * 4000 + '"]'
+        ),
+        "spec.parameters[0].feasibleSpace.list[1]",
+        "is too large (beyond a double's range)",
+    ),
+    (  # each bound fits a double, their difference (as an int) does not
+        "quoted-int-range-over-a-double",
+        lambda: replaced('min: "0.01"', 'min: "-1' + "0" * 308 + '"').replace(
+            'max: "0.5"', 'max: "1' + "0" * 308 + '"'
+        ),
+        "spec.parameters[0].feasibleSpace",
+        "max - min overflows a double",
+    ),
     (
         "int-over-int64",
         lambda: replaced("maxTrialCount: 4", "maxTrialCount: 1000000000000000000000000000000"),

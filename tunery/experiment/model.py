@@ -323,9 +323,13 @@ def _number(text: str, integer: bool) -> tuple[Any, str | None]:
     stripped = text.strip()
     if "_" not in stripped:
         try:
-            return int(stripped), None
+            number = int(stripped)
         except ValueError:
             pass
+        else:
+            if not integer and not _fits_a_double(number):
+                return None, f"{show(text)} is too large (beyond a double's range)"
+            return number, None
     try:
         value = float(stripped) if "_" not in stripped else None
     except ValueError:
@@ -337,6 +341,14 @@ def _number(text: str, integer: bool) -> tuple[Any, str | None]:
     if integer:
         return None, f"{show(text)} is not an integer"
     return value, None
+
+
+def _fits_a_double(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_parameter(p: ParameterSpec, problems: Problems) -> None:
@@ -379,8 +391,8 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
             )
         if error is not None:
             problems.add(error, "feasibleSpace", label)
-        else:
-            parsed[label] = value
+        else:  # a double's bounds are compared and subtracted as doubles (never as huge ints)
+            parsed[label] = value if integer else float(value)
     low, high, step = parsed.get("min"), parsed.get("max"), parsed.get("step")
     if not integer and low is not None and high is not None and not math.isfinite(high - low):
         problems.add(
