@@ -117,6 +117,29 @@ def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     return RunPhase.FAILED, "Error", f"exit code {code}"
 
 
+def _refuse_nul(argv: list[str], env: dict[str, str], working_dir: str) -> None:
+    """A NUL character cannot be passed to a program (in its arguments, environment or
+    working directory); a parameter value holding one fails its trial, naming where.
+
+    Raises:
+        LaunchError: the first place that holds a NUL character.
+    """
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            where = "command" if i == 0 else f"argument {i}"
+            raise LaunchError(
+                f"{where} {arg!r} contains a NUL character, which no program "
+                "can receive (a parameter value holding one cannot be passed)"
+            )
+    for name, value in env.items():
+        if "\0" in name or "\0" in value:
+            raise LaunchError(
+                f"env {name!r} contains a NUL character, which no program can receive"
+            )
+    if "\0" in working_dir:
+        raise LaunchError(f"workingDir {working_dir!r} contains a NUL character")
+
+
 class LocalRunner(TrialRunner):
     """Runs trials as local processes."""
 
@@ -187,6 +210,7 @@ class LocalRunner(TrialRunner):
         env = trial_environment(
             os.environ, container_env, tunery_env, visible_devices_env(launch.gpus)
         )
+        _refuse_nul(argv, container_env, str(container.get("workingDir") or ""))
         workdir = Path(container.get("workingDir") or ".")
         cwd = workdir if workdir.is_absolute() else launch.base_dir / workdir
         if not cwd.is_dir():
