@@ -86,7 +86,19 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "",
         "line 4, column 15: byte 0xe9 is not valid UTF-8",
     ),
-    ("utf16-no-bom", lambda: BASE.encode("utf-16-le"), "", "invalid YAML"),
+    (
+        "utf16-no-bom",
+        lambda: BASE.encode("utf-16-le"),
+        "",
+        "line 1, column 2: a NUL character; the document looks UTF-16- or UTF-32-encoded",
+    ),
+    ("utf16be-no-bom", lambda: BASE.encode("utf-16-be"), "", "line 1, column 1: a NUL"),
+    (
+        "nul-in-a-comment",
+        lambda: replaced("kind: Experiment", "kind: Experiment # \0").encode(),
+        "",
+        "line 2, column 20: a NUL character; YAML allows none",
+    ),
     ("lone-surrogate", lambda: replaced("hostile", "host\ud800ile"), "", "line 4, column 13"),
     (
         "deep-flow-nesting",
