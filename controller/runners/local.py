@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -47,6 +48,8 @@ from controller.runners.base import (
     NOT_STARTED,
     Handle,
     LaunchError,
+    RunnerError,
+    RunnerUnavailableError,
     RunPhase,
     RunState,
     TrialLaunch,
@@ -115,6 +118,20 @@ def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     if code == 127:
         return RunPhase.FAILED, "Error", "exit code 127 (command not found)"
     return RunPhase.FAILED, "Error", f"exit code {code}"
+
+
+def _start_error(exc: OSError, argv: list[str], env: dict[str, str]) -> RunnerError:
+    """What a failed process start means for the trial: E2BIG (a value too long for a
+    command line) fails it; anything else (out of processes or memory) is retried."""
+    if exc.errno == errno.E2BIG:
+        longest = max(len(a) for a in argv)
+        return LaunchError(
+            f"its command line is too long for the operating system ({exc.strerror}: "
+            f"{len(argv)} arguments, the longest {longest} characters, "
+            f"{sum(len(k) + len(v) for k, v in env.items())} characters of environment); "
+            "pass long values through a file instead"
+        )
+    return RunnerUnavailableError(f"cannot start the trial's process now: {exc}")
 
 
 def _refuse_nul(argv: list[str], env: dict[str, str], working_dir: str) -> None:
@@ -250,16 +267,19 @@ class LocalRunner(TrialRunner):
                 )
                 self._watch_warm(handle)
                 return handle
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise _start_error(exc, argv, env) from None
         finally:
             os.close(log_fd)
         info = proctree.proc_info(proc.pid)

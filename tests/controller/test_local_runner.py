@@ -134,9 +134,21 @@ def test_values_with_shell_syntax_stay_single_arguments(tmp_path: Path) -> None:
         (["echo"], {"args": ["--v=a\0b"]}, "argument 1 '--v=a\\x00b' contains a NUL character"),
         (["true"], {"container": {"env": [{"name": "X", "value": "a\0"}]}}, "env 'X' contains"),
         (["true"], {"container": {"workingDir": "a\0"}}, "workingDir 'a\\x00' contains"),
+        (["echo"], {"args": ["x" * 200_000]}, "its command line is too long for the operating"),
     ],
 )
 def test_launch_errors_say_what_is_wrong(tmp_path: Path, command, kw, message) -> None:
     args = kw.pop("args", None)  # e.g. a parameter value with a NUL: a LaunchError, no crash
     with pytest.raises(LaunchError, match=re.escape(message)):
         LocalRunner().start(launch(tmp_path, command, args, **kw))
+
+
+def test_a_process_start_that_fails_for_lack_of_resources_is_retried() -> None:
+    import errno
+
+    from controller.runners.base import RunnerUnavailableError
+    from controller.runners.local import _start_error
+
+    busy = _start_error(OSError(errno.EAGAIN, "Resource temporarily unavailable"), ["x"], {})
+    assert isinstance(busy, RunnerUnavailableError) and not isinstance(busy, LaunchError)
+    assert isinstance(_start_error(OSError(errno.E2BIG, "too long"), ["x"], {}), LaunchError)
