@@ -134,9 +134,10 @@ def _start_error(exc: OSError, argv: list[str], env: dict[str, str]) -> RunnerEr
     return RunnerUnavailableError(f"cannot start the trial's process now: {exc}")
 
 
-def _refuse_nul(argv: list[str], env: dict[str, str], working_dir: str) -> None:
-    """A NUL character cannot be passed to a program (in its arguments, environment or
-    working directory); a parameter value holding one fails its trial, naming where.
+def _refuse_nul(argv: list[str], env: dict[str, str]) -> None:
+    """A NUL character cannot be passed to a program it executes (in its arguments or
+    environment); a parameter value holding one fails its trial, naming where. (A warm-pool
+    trial is forked, not executed, and receives such a value intact.)
 
     Raises:
         LaunchError: the first place that holds a NUL character.
@@ -153,8 +154,6 @@ def _refuse_nul(argv: list[str], env: dict[str, str], working_dir: str) -> None:
             raise LaunchError(
                 f"env {name!r} contains a NUL character, which no program can receive"
             )
-    if "\0" in working_dir:
-        raise LaunchError(f"workingDir {working_dir!r} contains a NUL character")
 
 
 class LocalRunner(TrialRunner):
@@ -227,7 +226,6 @@ class LocalRunner(TrialRunner):
         env = trial_environment(
             os.environ, container_env, tunery_env, visible_devices_env(launch.gpus)
         )
-        _refuse_nul(argv, container_env, str(container.get("workingDir") or ""))
         workdir = Path(container.get("workingDir") or ".")
         cwd = workdir if workdir.is_absolute() else launch.base_dir / workdir
         if not cwd.is_dir():
@@ -267,6 +265,7 @@ class LocalRunner(TrialRunner):
                 )
                 self._watch_warm(handle)
                 return handle
+            _refuse_nul(argv, env)
             try:
                 proc = subprocess.Popen(
                     ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],

@@ -133,7 +133,6 @@ def test_values_with_shell_syntax_stay_single_arguments(tmp_path: Path) -> None:
         (["true"], {"container": {"env": [{"name": "X", "valueFrom": {}}]}}, "valueFrom"),
         (["echo"], {"args": ["--v=a\0b"]}, "argument 1 '--v=a\\x00b' contains a NUL character"),
         (["true"], {"container": {"env": [{"name": "X", "value": "a\0"}]}}, "env 'X' contains"),
-        (["true"], {"container": {"workingDir": "a\0"}}, "workingDir 'a\\x00' contains"),
         (["echo"], {"args": ["x" * 200_000]}, "its command line is too long for the operating"),
     ],
 )
