@@ -182,6 +182,31 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "a5[0]",
         f"the document holds more than {MAX_VALUES} values once its aliases are expanded",
     ),
+    (  # a metric strategy's check listed the metric names, None among them
+        "null-objective-metric-name",
+        lambda: replaced("objectiveMetricName: loss", "objectiveMetricName: null"),
+        "spec.objective.objectiveMetricName",
+        "is required",
+    ),
+    (
+        "null-objective-metric-name-with-strategies",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: ~\n    metricStrategies: [{name: acc, value: max}]",
+        ),
+        "spec.objective.objectiveMetricName",
+        "is required",
+    ),
+    (  # Katib's defaulting looked the type up in a dict: a list is unhashable
+        "objective-type-a-list",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: loss\n    objectives: [{name: loss, type: []}, "
+            "{name: t, type: minimize}]",
+        ),
+        "spec.objective.objectives[0].type",
+        "is not a valid objective type",
+    ),
     (
         "recursive-alias",
         lambda: BASE + "x: &x [1, *x]\n",

@@ -504,6 +504,9 @@ class ObjectiveItem(Node):
 class ObjectiveSpec(Node):
     """What to optimise."""
 
+    _requires: ClassVar[tuple[str, ...]] = ("objectiveMetricName",)
+    """The cross-field checks compare every metric name with it."""
+
     type: Annotated[ObjectiveType, choice(ObjectiveType, "objective type")]
     goal: Goal | None = None
     """Stop the experiment once the objective reaches this value."""
@@ -541,9 +544,11 @@ class ObjectiveSpec(Node):
         )
         own = (
             {
-                o.get("name"): {"minimize": "min", "maximize": "max"}.get(o.get("type"), direction)
+                o["name"]: {"minimize": "min", "maximize": "max"}.get(o["type"], direction)
                 for o in (data.get("objectives") or [])
-                if isinstance(o, Mapping) and isinstance(o.get("name"), str)
+                if isinstance(o, Mapping)
+                and isinstance(o.get("name"), str)
+                and isinstance(o.get("type"), str)  # a wrong type is reported at its path
             }
             if isinstance(data.get("objectives"), list | tuple)
             else {}
