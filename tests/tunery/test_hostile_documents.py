@@ -197,6 +197,29 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "spec.objective.objectiveMetricName",
         "is required",
     ),
+    (  # collectors match metric names exactly: a blank one crashed tunery run's collector
+        "blank-additional-metric",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: loss\n    additionalMetricNames: ['  ']",
+        ),
+        "spec.objective.additionalMetricNames[0]",
+        "must not be empty",
+    ),
+    (
+        "padded-objective-metric",
+        lambda: replaced("objectiveMetricName: loss", "objectiveMetricName: ' loss'"),
+        "spec.objective.objectiveMetricName",
+        '" loss" must not begin or end with whitespace',
+    ),
+    (
+        "padded-constraint",
+        lambda: replaced(
+            "objectiveMetricName: loss", "objectiveMetricName: loss\n    constraints: ['c ']"
+        ),
+        "spec.objective.constraints[0]",
+        '"c " must not begin or end with whitespace',
+    ),
     (  # Katib's defaulting looked the type up in a dict: a list is unhashable
         "objective-type-a-list",
         lambda: replaced(

@@ -488,6 +488,16 @@ class MetricStrategySpec(Node):
     value: Annotated[MetricStrategy, choice(MetricStrategy, "metric strategy")]
 
 
+def _metric_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a metric's name (None when it can): collectors match names
+    exactly in ``name=value`` output, so blank and padded names could never be reported."""
+    if not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return f"{show(name)} must not begin or end with whitespace"
+    return None
+
+
 class ObjectiveItem(Node):
     """One objective of a multi-objective experiment (tunery's extension of Katib's
     objective, docs/multi-objective.md)."""
@@ -497,8 +507,8 @@ class ObjectiveItem(Node):
     goal: Goal | None = None
 
     def _check(self, problems: Problems) -> None:
-        if not self.name:
-            problems.add("must not be empty", "name")
+        if (problem := _metric_name_problem(self.name)) is not None:
+            problems.add(problem, "name")
 
 
 class ObjectiveSpec(Node):
@@ -570,13 +580,13 @@ class ObjectiveSpec(Node):
 
     def _check(self, problems: Problems) -> None:
         name = self.objective_metric_name
-        if not name:
-            problems.add("must not be empty", "objectiveMetricName")
+        if (problem := _metric_name_problem(name)) is not None:
+            problems.add(problem, "objectiveMetricName")
         additional = self.additional_metric_names or ()
         first: dict[str, int] = {}
         for i, metric in enumerate(additional):
-            if not metric:
-                problems.add("must not be empty", "additionalMetricNames", i)
+            if (problem := _metric_name_problem(metric)) is not None:
+                problems.add(problem, "additionalMetricNames", i)
             elif metric == name:
                 problems.add(
                     f"{show(metric)} is the objective metric; list only other metrics here",
@@ -616,8 +626,8 @@ class ObjectiveSpec(Node):
                 seen[strategy.name] = i
         firsts: dict[str, int] = {}
         for i, constraint in enumerate(self.constraints or ()):
-            if not constraint:
-                problems.add("must not be empty", "constraints", i)
+            if (problem := _metric_name_problem(constraint)) is not None:
+                problems.add(problem, "constraints", i)
             elif constraint == name:
                 problems.add(
                     f"{show(constraint)} is the objective metric; a constraint is another "
