@@ -334,6 +334,18 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "give either value or valueFrom, not both",
     ),
     (
+        "nul-in-args",
+        lambda: container_field('                args: ["a\\0b"]\n'),
+        CONTAINER + ".args[0]",
+        "must not contain a NUL character",
+    ),
+    (
+        "nul-in-working-dir",
+        lambda: container_field('                workingDir: "/tmp\\0x"\n'),
+        CONTAINER + ".workingDir",
+        "must not contain a NUL character",
+    ),
+    (
         "env-from-string",
         lambda: container_field("                envFrom: config\n"),
         CONTAINER + ".envFrom",
