@@ -213,6 +213,12 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         '" loss" must not begin or end with whitespace',
     ),
     (
+        "nul-in-a-metric-name",
+        lambda: replaced("objectiveMetricName: loss", 'objectiveMetricName: "lo\\0ss"'),
+        "spec.objective.objectiveMetricName",
+        "must not contain control characters",
+    ),
+    (
         "padded-constraint",
         lambda: replaced(
             "objectiveMetricName: loss", "objectiveMetricName: loss\n    constraints: ['c ']"

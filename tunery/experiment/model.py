@@ -495,6 +495,8 @@ def _metric_name_problem(name: str) -> str | None:
         return "must not be empty"
     if name != name.strip():
         return f"{show(name)} must not begin or end with whitespace"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"{show(name)} must not contain control characters (a NUL, a line break…)"
     return None
 
 
