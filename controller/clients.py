@@ -12,7 +12,8 @@ after that an UNAVAILABLE (or timed-out) call starts an outage that is retried w
 (:class:`tunery.retry.RetryPolicy`) without blocking the caller: until the next try is due,
 calls fail at once with a retryable :class:`ServiceCallError`, so the reconciler keeps
 finishing running trials meanwhile. Past either limit the client raises
-:class:`ServiceUnavailableError` naming the endpoint (``tunery run`` exits 3).
+:class:`ServiceUnavailableError` naming the endpoint (``tunery run`` exits 3). So does an
+endpoint that answers HTTP/2 but not gRPC (a web server, a proxy's 404): its address is wrong.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 _SUGGESTION_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Suggestion"].full_name
+
+_HTTP_ANSWER = "Received http2 header with status"
+"""gRPC's details when the peer answered HTTP/2 without gRPC (a status such as 404): the
+endpoint is wrong, which no retry mends and which must not fail the experiment."""
 
 FIRST_CONTACT_LIMIT_S = 20.0
 """How long the first call waits for a gRPC server that has never answered."""
@@ -266,6 +271,12 @@ class GrpcSuggestionClient:
         except ServiceCallError as exc:
             if exc.retryable:
                 self._failed(exc)
+            elif exc.details.startswith(_HTTP_ANSWER):  # e.g. a web server or a proxy's 404
+                raise ServiceUnavailableError(
+                    self._what,
+                    f"{self._what} answered as an HTTP server, not a gRPC Suggestion service "
+                    f"({exc.details}): is the endpoint right?",
+                ) from None
             raise
         if self._outage is not None:
             log.warning("%s available again after %.1f s", self._what, self._outage.elapsed)

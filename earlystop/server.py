@@ -116,7 +116,7 @@ def serve(
         elif dbmanager_address:
             source = f"observations from the DBManager at {dbmanager_address}"
         else:
-            source = "no observation source: rules need --db-url or --db-manager-address"
+            source = "no observation source: rules need a database URL or --db-manager-address"
         log.info(
             "EarlyStopping service listening on %s%s (%s)",
             address(host, bound),

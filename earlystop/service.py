@@ -178,7 +178,8 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         if source is None:
             raise NoStoreError(
                 "this EarlyStopping service has no observation source; start it with a "
-                "database URL (--db-url) or a DBManager address (--db-manager-address)"
+                "database URL (tunery serve earlystop --db URL; python -m earlystop --db-url "
+                "URL) or a DBManager address (--db-manager-address)"
             )
         key = (
             source.key,
@@ -217,7 +218,8 @@ class EarlyStoppingServicer(api_pb2_grpc.EarlyStoppingServicer):
         if self.store is None:
             raise NoStoreError(
                 "SetTrialStatus needs a store; start the EarlyStopping service with a "
-                "database URL (tunery serve earlystop --db-url ...)"
+                "database URL (tunery serve earlystop --db URL; python -m earlystop --db-url "
+                "URL)"
             )
         condition = TrialCondition.EARLY_STOPPED
         try:

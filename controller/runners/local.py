@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -47,6 +48,8 @@ from controller.runners.base import (
     NOT_STARTED,
     Handle,
     LaunchError,
+    RunnerError,
+    RunnerUnavailableError,
     RunPhase,
     RunState,
     TrialLaunch,
@@ -115,6 +118,42 @@ def _describe_exit(code: int) -> tuple[RunPhase, str, str]:
     if code == 127:
         return RunPhase.FAILED, "Error", "exit code 127 (command not found)"
     return RunPhase.FAILED, "Error", f"exit code {code}"
+
+
+def _start_error(exc: OSError, argv: list[str], env: dict[str, str]) -> RunnerError:
+    """What a failed process start means for the trial: E2BIG (a value too long for a
+    command line) fails it; anything else (out of processes or memory) is retried."""
+    if exc.errno == errno.E2BIG:
+        longest = max(len(a) for a in argv)
+        return LaunchError(
+            f"its command line is too long for the operating system ({exc.strerror}: "
+            f"{len(argv)} arguments, the longest {longest} characters, "
+            f"{sum(len(k) + len(v) for k, v in env.items())} characters of environment); "
+            "pass long values through a file instead"
+        )
+    return RunnerUnavailableError(f"cannot start the trial's process now: {exc}")
+
+
+def _refuse_nul(argv: list[str], env: dict[str, str]) -> None:
+    """A NUL character cannot be passed to a program it executes (in its arguments or
+    environment); a parameter value holding one fails its trial, naming where. (A warm-pool
+    trial is forked, not executed, and receives such a value intact.)
+
+    Raises:
+        LaunchError: the first place that holds a NUL character.
+    """
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            where = "command" if i == 0 else f"argument {i}"
+            raise LaunchError(
+                f"{where} {arg!r} contains a NUL character, which no program "
+                "can receive (a parameter value holding one cannot be passed)"
+            )
+    for name, value in env.items():
+        if "\0" in name or "\0" in value:
+            raise LaunchError(
+                f"env {name!r} contains a NUL character, which no program can receive"
+            )
 
 
 class LocalRunner(TrialRunner):
@@ -226,16 +265,20 @@ class LocalRunner(TrialRunner):
                 )
                 self._watch_warm(handle)
                 return handle
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            _refuse_nul(argv, env)
+            try:
+                proc = subprocess.Popen(
+                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=subprocess.STDOUT,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                raise _start_error(exc, argv, env) from None
         finally:
             os.close(log_fd)
         info = proctree.proc_info(proc.pid)

@@ -100,3 +100,22 @@ def test_sorting_puts_unavailable_and_absent_values_last() -> None:
     assert [r["name"] for r in _sort_rows(rows, "objective", "loss", True)] == list("aecbd")
     assert [r["name"] for r in _sort_rows(rows, "-loss", "loss", False)] == list("aecbd")
     assert [r["name"] for r in _sort_rows(rows, "-opt", "loss", False)] == list("edcba")
+
+
+def test_an_unknown_sort_key_lists_each_column_once() -> None:
+    from tunery.cli.app import CliError
+    from tunery.cli.inspection import _sort_rows
+
+    row = {  # tune()'s default metric is named "objective", like the sort alias
+        "name": "a",
+        "condition": "Succeeded",
+        "start_time": None,
+        "completion_time": None,
+        "values": {"objective": 1.0},
+        "parameters": {"x": 0.5},
+    }
+    with pytest.raises(CliError) as info:
+        _sort_rows([row], "nope", "objective", True)
+    assert info.value.message == (
+        "--sort: unknown column 'nope' (known: objective, condition, end, name, start, x)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -130,8 +131,23 @@ def test_values_with_shell_syntax_stay_single_arguments(tmp_path: Path) -> None:
         (["./missing.sh"], {}, "is not an executable file"),
         (["true"], {"container": {"workingDir": "nope"}}, "workingDir"),
         (["true"], {"container": {"env": [{"name": "X", "valueFrom": {}}]}}, "valueFrom"),
+        (["echo"], {"args": ["--v=a\0b"]}, "argument 1 '--v=a\\x00b' contains a NUL character"),
+        (["true"], {"container": {"env": [{"name": "X", "value": "a\0"}]}}, "env 'X' contains"),
+        (["echo"], {"args": ["x" * 200_000]}, "its command line is too long for the operating"),
     ],
 )
 def test_launch_errors_say_what_is_wrong(tmp_path: Path, command, kw, message) -> None:
-    with pytest.raises(LaunchError, match=message):
-        LocalRunner().start(launch(tmp_path, command, **kw))
+    args = kw.pop("args", None)  # e.g. a parameter value with a NUL: a LaunchError, no crash
+    with pytest.raises(LaunchError, match=re.escape(message)):
+        LocalRunner().start(launch(tmp_path, command, args, **kw))
+
+
+def test_a_process_start_that_fails_for_lack_of_resources_is_retried() -> None:
+    import errno
+
+    from controller.runners.base import RunnerUnavailableError
+    from controller.runners.local import _start_error
+
+    busy = _start_error(OSError(errno.EAGAIN, "Resource temporarily unavailable"), ["x"], {})
+    assert isinstance(busy, RunnerUnavailableError) and not isinstance(busy, LaunchError)
+    assert isinstance(_start_error(OSError(errno.E2BIG, "too long"), ["x"], {}), LaunchError)

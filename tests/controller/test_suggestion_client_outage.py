@@ -3,8 +3,12 @@ reconcile loop, then giving up past the outage limit; and how the reconciler tak
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
+import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
@@ -113,3 +117,75 @@ def test_the_server_coming_back_ends_the_outage() -> None:
     finally:
         server.stop(grace=None)
         client.close()
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return (
+        len(payload).to_bytes(3, "big")
+        + bytes([kind, flags])
+        + struct.pack(">I", stream)
+        + payload
+    )
+
+
+def _answer_404(conn: socket.socket) -> None:
+    """Speak just enough HTTP/2 to answer each request 404 (as a web server or proxy would)."""
+    data = b""
+    with contextlib.suppress(OSError), conn:
+        conn.sendall(_frame(4, 0, 0))  # SETTINGS
+        while chunk := conn.recv(65536):
+            data += chunk
+            if data.startswith(b"PRI * HTTP/2.0"):
+                data = data[24:]  # the client preface
+            while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
+                size, kind, flags = int.from_bytes(data[:3], "big"), data[3], data[4]
+                stream = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+                payload, data = data[9 : 9 + size], data[9 + size :]
+                if kind == 4 and not flags & 1:
+                    conn.sendall(_frame(4, 1, 0))  # SETTINGS ack
+                elif kind == 6 and not flags & 1:
+                    conn.sendall(_frame(6, 1, 0, payload))  # PING ack
+                elif kind == 1:  # HEADERS: ":status: 404" (HPACK static index 13), end of stream
+                    conn.sendall(_frame(1, 0x5, stream, b"\x8d"))
+
+
+@contextlib.contextmanager
+def http2_server_answering_404() -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=_answer_404, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("call", ["validate", "get_suggestions"])
+def test_an_http_server_at_the_endpoint_is_unavailable_naming_it(call: str) -> None:
+    """A wrong address that answers HTTP/2 (a 404) stops the run resumably (exit 3): no retry
+    mends it, and it must not fail the experiment as an algorithm's error would."""
+    with http2_server_answering_404() as port:
+        client = GrpcSuggestionClient(f"127.0.0.1:{port}", name="my-algo")
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as caught:
+            if call == "validate":
+                client.validate_algorithm_settings(api_pb2.ValidateAlgorithmSettingsRequest())
+            else:
+                client.get_suggestions(api_pb2.GetSuggestionsRequest())
+        client.close()
+    assert time.monotonic() - started < 10
+    assert str(caught.value) == (
+        f"Suggestion service my-algo at 127.0.0.1:{port} answered as an HTTP server, not a gRPC "
+        "Suggestion service (Received http2 header with status: 404): is the endpoint right?"
+    )
+    assert not caught.value.retryable

@@ -375,6 +375,7 @@ def test_without_store_or_dbmanager_rules_are_failed_precondition(
     error = call_error(stub.GetEarlyStoppingRules, rules_request(["t-a"], address))
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "no observation source" in (error.details() or "")
+    _assert_names_real_options(error.details() or "")
     assert fake.calls == []
 
 
@@ -436,6 +437,21 @@ def test_set_trial_status_without_store_is_failed_precondition(
     error = call_error(stub.SetTrialStatus, api_pb2.SetTrialStatusRequest(trial_name="t"))
     assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "SetTrialStatus needs a store" in (error.details() or "")
+    _assert_names_real_options(error.details() or "")
+
+
+def _assert_names_real_options(details: str) -> None:
+    """The options a message tells the operator to pass exist on the commands it names."""
+    import inspect
+
+    import earlystop.__main__
+    from tunery.cli import main
+
+    serve = main.commands["serve"].commands["earlystop"]  # type: ignore[attr-defined]
+    assert "tunery serve earlystop --db URL" in details
+    assert "--db" in {o for p in serve.params for o in p.opts}
+    assert "python -m earlystop --db-url URL" in details
+    assert '"--db-url"' in inspect.getsource(earlystop.__main__)
 
 
 # -- with a store ---------------------------------------------------------------------------------

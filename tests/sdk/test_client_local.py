@@ -22,6 +22,7 @@ from tunery.sdk import (
     NotFoundError,
     WaitTimeoutError,
 )
+from tunery.store import resolve_db_url
 from tunery.trials import TrialCondition
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")
@@ -235,8 +236,9 @@ def test_unknown_names_are_not_found(client: Client) -> None:
         lambda: client.resume_experiment("nope"),
         lambda: client.delete_experiment("nope"),
     ):
-        with pytest.raises(NotFoundError, match="nope"):
+        with pytest.raises(NotFoundError, match="nope") as raised:
             call()
+        assert str(raised.value).endswith(f"(store: {resolve_db_url()})"), raised.value
     with pytest.raises(KeyError):  # NotFoundError is a KeyError too
         client.get_experiment("nope")
 

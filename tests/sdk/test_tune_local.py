@@ -110,6 +110,22 @@ def test_lambdas_and_closures_run_in_trial_processes() -> None:
     assert sorted(t.value for t in result.trials) == pytest.approx([1.0, 1.2, 1.2])
 
 
+def test_any_string_reaches_the_objective_intact() -> None:
+    """The warm pool forks trials without exec: a NUL or a 200 KB value, which no command
+    line can carry, still arrives as it was given."""
+    values = ["a\0b", "y" * 200_000, "$(touch X) '\"`"]
+    result = tune(
+        lambda p: float(values.index(p["s"])),
+        {"s": search.categorical(values)},
+        algorithm_name="grid",
+        max_trial_count=3,
+        parallel_trial_count=3,
+        **QUIET,
+    )
+    assert sorted(t.value for t in result.trials) == [0.0, 1.0, 2.0]
+    assert all(t.condition is TrialCondition.SUCCEEDED for t in result.trials)
+
+
 def crashing(p: dict) -> float:
     if p["x"] > -1:
         raise RuntimeError(f"exploded at x={p['x']}")

@@ -86,7 +86,19 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         "",
         "line 4, column 15: byte 0xe9 is not valid UTF-8",
     ),
-    ("utf16-no-bom", lambda: BASE.encode("utf-16-le"), "", "invalid YAML"),
+    (
+        "utf16-no-bom",
+        lambda: BASE.encode("utf-16-le"),
+        "",
+        "line 1, column 2: a NUL character; the document looks UTF-16- or UTF-32-encoded",
+    ),
+    ("utf16be-no-bom", lambda: BASE.encode("utf-16-be"), "", "line 1, column 1: a NUL"),
+    (
+        "nul-in-a-comment",
+        lambda: replaced("kind: Experiment", "kind: Experiment # \0").encode(),
+        "",
+        "line 2, column 20: a NUL character; YAML allows none",
+    ),
     ("lone-surrogate", lambda: replaced("hostile", "host\ud800ile"), "", "line 4, column 13"),
     (
         "deep-flow-nesting",
@@ -111,6 +123,34 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         lambda: replaced("maxTrialCount: 4", "maxTrialCount: " + "9" * 5000),
         "spec.maxTrialCount",
         "an integer of 5000 digits is out of range",
+    ),
+    (  # Katib's feasibleSpace values are strings: a quoted 4,000-digit int reaches the checks
+        "quoted-int-4000-digits-min",
+        lambda: replaced('min: "0.01"', 'min: "' + "9" * 4000 + '"'),
+        "spec.parameters[0].feasibleSpace.min",
+        "is too large (beyond a double's range)",
+    ),
+    (
+        "quoted-int-4000-digits-step",
+        lambda: replaced('max: "0.5"', 'max: "0.5"\n        step: "' + "9" * 4000 + '"'),
+        "spec.parameters[0].feasibleSpace.step",
+        "is too large (beyond a double's range)",
+    ),
+    (
+        "quoted-int-4000-digits-discrete",
+        lambda: replaced("parameterType: double", "parameterType: discrete").replace(
+            'min: "0.01"\n        max: "0.5"', 'list: ["1", "' + "9" * 4000 + '"]'
+        ),
+        "spec.parameters[0].feasibleSpace.list[1]",
+        "is too large (beyond a double's range)",
+    ),
+    (  # each bound fits a double, their difference (as an int) does not
+        "quoted-int-range-over-a-double",
+        lambda: replaced('min: "0.01"', 'min: "-1' + "0" * 308 + '"').replace(
+            'max: "0.5"', 'max: "1' + "0" * 308 + '"'
+        ),
+        "spec.parameters[0].feasibleSpace",
+        "max - min overflows a double",
     ),
     (
         "int-over-int64",
@@ -141,6 +181,60 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         alias_bomb,
         "a5[0]",
         f"the document holds more than {MAX_VALUES} values once its aliases are expanded",
+    ),
+    (  # a metric strategy's check listed the metric names, None among them
+        "null-objective-metric-name",
+        lambda: replaced("objectiveMetricName: loss", "objectiveMetricName: null"),
+        "spec.objective.objectiveMetricName",
+        "is required",
+    ),
+    (
+        "null-objective-metric-name-with-strategies",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: ~\n    metricStrategies: [{name: acc, value: max}]",
+        ),
+        "spec.objective.objectiveMetricName",
+        "is required",
+    ),
+    (  # collectors match metric names exactly: a blank one crashed tunery run's collector
+        "blank-additional-metric",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: loss\n    additionalMetricNames: ['  ']",
+        ),
+        "spec.objective.additionalMetricNames[0]",
+        "must not be empty",
+    ),
+    (
+        "padded-objective-metric",
+        lambda: replaced("objectiveMetricName: loss", "objectiveMetricName: ' loss'"),
+        "spec.objective.objectiveMetricName",
+        '" loss" must not begin or end with whitespace',
+    ),
+    (
+        "nul-in-a-metric-name",
+        lambda: replaced("objectiveMetricName: loss", 'objectiveMetricName: "lo\\0ss"'),
+        "spec.objective.objectiveMetricName",
+        "must not contain control characters",
+    ),
+    (
+        "padded-constraint",
+        lambda: replaced(
+            "objectiveMetricName: loss", "objectiveMetricName: loss\n    constraints: ['c ']"
+        ),
+        "spec.objective.constraints[0]",
+        '"c " must not begin or end with whitespace',
+    ),
+    (  # Katib's defaulting looked the type up in a dict: a list is unhashable
+        "objective-type-a-list",
+        lambda: replaced(
+            "objectiveMetricName: loss",
+            "objectiveMetricName: loss\n    objectives: [{name: loss, type: []}, "
+            "{name: t, type: minimize}]",
+        ),
+        "spec.objective.objectives[0].type",
+        "is not a valid objective type",
     ),
     (
         "recursive-alias",
@@ -244,6 +338,18 @@ CASES: list[tuple[str, Callable[[], Any], str, str]] = [
         lambda: container_field('                env: [{name: A, value: "1", valueFrom: {}}]\n'),
         CONTAINER + ".env[0].valueFrom",
         "give either value or valueFrom, not both",
+    ),
+    (
+        "nul-in-args",
+        lambda: container_field('                args: ["a\\0b"]\n'),
+        CONTAINER + ".args[0]",
+        "must not contain a NUL character",
+    ),
+    (
+        "nul-in-working-dir",
+        lambda: container_field('                workingDir: "/tmp\\0x"\n'),
+        CONTAINER + ".workingDir",
+        "must not contain a NUL character",
     ),
     (
         "env-from-string",

@@ -192,8 +192,9 @@ def _sort_rows(
     for row in rows:
         known |= set(row["values"]) | set(row["parameters"])
     if rows and key not in known:
+        columns = ", ".join(sorted(known - {"objective"}))  # a metric may be named objective
         raise CliError(
-            f"--sort: unknown column {key!r} (known: objective, {', '.join(sorted(known))})",
+            f"--sort: unknown column {key!r} (known: objective, {columns})",
             EXIT_INVALID,
         )
     # numbers when there are any ("unavailable" metrics and absent values go last), else text

@@ -323,9 +323,13 @@ def _number(text: str, integer: bool) -> tuple[Any, str | None]:
     stripped = text.strip()
     if "_" not in stripped:
         try:
-            return int(stripped), None
+            number = int(stripped)
         except ValueError:
             pass
+        else:
+            if not integer and not _fits_a_double(number):
+                return None, f"{show(text)} is too large (beyond a double's range)"
+            return number, None
     try:
         value = float(stripped) if "_" not in stripped else None
     except ValueError:
@@ -337,6 +341,14 @@ def _number(text: str, integer: bool) -> tuple[Any, str | None]:
     if integer:
         return None, f"{show(text)} is not an integer"
     return value, None
+
+
+def _fits_a_double(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_parameter(p: ParameterSpec, problems: Problems) -> None:
@@ -379,8 +391,8 @@ def _check_range(p: ParameterSpec, problems: Problems) -> None:
             )
         if error is not None:
             problems.add(error, "feasibleSpace", label)
-        else:
-            parsed[label] = value
+        else:  # a double's bounds are compared and subtracted as doubles (never as huge ints)
+            parsed[label] = value if integer else float(value)
     low, high, step = parsed.get("min"), parsed.get("max"), parsed.get("step")
     if not integer and low is not None and high is not None and not math.isfinite(high - low):
         problems.add(
@@ -476,6 +488,18 @@ class MetricStrategySpec(Node):
     value: Annotated[MetricStrategy, choice(MetricStrategy, "metric strategy")]
 
 
+def _metric_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a metric's name (None when it can): collectors match names
+    exactly in ``name=value`` output, so blank and padded names could never be reported."""
+    if not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return f"{show(name)} must not begin or end with whitespace"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"{show(name)} must not contain control characters (a NUL, a line break…)"
+    return None
+
+
 class ObjectiveItem(Node):
     """One objective of a multi-objective experiment (tunery's extension of Katib's
     objective, docs/multi-objective.md)."""
@@ -485,12 +509,15 @@ class ObjectiveItem(Node):
     goal: Goal | None = None
 
     def _check(self, problems: Problems) -> None:
-        if not self.name:
-            problems.add("must not be empty", "name")
+        if (problem := _metric_name_problem(self.name)) is not None:
+            problems.add(problem, "name")
 
 
 class ObjectiveSpec(Node):
     """What to optimise."""
+
+    _requires: ClassVar[tuple[str, ...]] = ("objectiveMetricName",)
+    """The cross-field checks compare every metric name with it."""
 
     type: Annotated[ObjectiveType, choice(ObjectiveType, "objective type")]
     goal: Goal | None = None
@@ -529,9 +556,11 @@ class ObjectiveSpec(Node):
         )
         own = (
             {
-                o.get("name"): {"minimize": "min", "maximize": "max"}.get(o.get("type"), direction)
+                o["name"]: {"minimize": "min", "maximize": "max"}.get(o["type"], direction)
                 for o in (data.get("objectives") or [])
-                if isinstance(o, Mapping) and isinstance(o.get("name"), str)
+                if isinstance(o, Mapping)
+                and isinstance(o.get("name"), str)
+                and isinstance(o.get("type"), str)  # a wrong type is reported at its path
             }
             if isinstance(data.get("objectives"), list | tuple)
             else {}
@@ -553,13 +582,13 @@ class ObjectiveSpec(Node):
 
     def _check(self, problems: Problems) -> None:
         name = self.objective_metric_name
-        if not name:
-            problems.add("must not be empty", "objectiveMetricName")
+        if (problem := _metric_name_problem(name)) is not None:
+            problems.add(problem, "objectiveMetricName")
         additional = self.additional_metric_names or ()
         first: dict[str, int] = {}
         for i, metric in enumerate(additional):
-            if not metric:
-                problems.add("must not be empty", "additionalMetricNames", i)
+            if (problem := _metric_name_problem(metric)) is not None:
+                problems.add(problem, "additionalMetricNames", i)
             elif metric == name:
                 problems.add(
                     f"{show(metric)} is the objective metric; list only other metrics here",
@@ -599,8 +628,8 @@ class ObjectiveSpec(Node):
                 seen[strategy.name] = i
         firsts: dict[str, int] = {}
         for i, constraint in enumerate(self.constraints or ()):
-            if not constraint:
-                problems.add("must not be empty", "constraints", i)
+            if (problem := _metric_name_problem(constraint)) is not None:
+                problems.add(problem, "constraints", i)
             elif constraint == name:
                 problems.add(
                     f"{show(constraint)} is the objective metric; a constraint is another "

@@ -182,7 +182,8 @@ def decode(data: bytes) -> str:
     """``data`` as UTF-8 text (a leading UTF-8 byte-order mark dropped).
 
     Raises:
-        ExperimentError: a UTF-16/UTF-32 byte-order mark, or bytes that are not UTF-8.
+        ExperimentError: a UTF-16/UTF-32 byte-order mark, bytes that are not UTF-8, or a NUL
+            character (YAML allows none; UTF-16 without a byte-order mark is full of them).
     """
     for bom, name in _BOMS:
         if data.startswith(bom):
@@ -193,7 +194,7 @@ def decode(data: bytes) -> str:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -202,6 +203,18 @@ def decode(data: bytes) -> str:
             f"line {line}, column {column}: byte 0x{data[exc.start]:02x} is not valid UTF-8"
             f"{hint}; save the document as UTF-8"
         ) from None
+    nul = text.find("\0")
+    if nul >= 0:  # valid UTF-8 that YAML refuses: typically UTF-16 or UTF-32 without a BOM
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        hint = (
+            "the document looks UTF-16- or UTF-32-encoded without a byte-order mark; save it "
+            "as UTF-8"
+            if 4 * text.count("\0") >= len(text)
+            else "YAML allows none"
+        )
+        raise _fail(f"line {line}, column {column}: a NUL character; {hint}")
+    return text
 
 
 def _syntax_message(exc: yaml.MarkedYAMLError) -> str:

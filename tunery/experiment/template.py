@@ -191,9 +191,13 @@ def _check_container(
                     key,
                     j,
                 )
+            elif "\0" in item:  # no program can receive one (as in env values)
+                problems.add("must not contain a NUL character", *where, key, j)
     working_dir = c.get("workingDir")
     if working_dir is not None and not isinstance(working_dir, str):
         problems.add(f"{show(working_dir)} is not a string", *where, "workingDir")
+    elif working_dir is not None and "\0" in working_dir:
+        problems.add("must not contain a NUL character", *where, "workingDir")
     _check_env(c.get("env"), (*where, "env"), problems)
     env_from = c.get("envFrom")
     if env_from is not None:

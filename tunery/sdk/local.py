@@ -50,8 +50,9 @@ class LocalBackend:
             raise InvalidExperimentError(
                 f"invalid Experiment ({len(exc.errors)} problem(s)):\n{exc}", exc.errors
             ) from None
-        except errors.NotFoundError as exc:
-            raise NotFoundError(str(exc)) from None
+        except errors.NotFoundError as exc:  # says which store was read, as the CLI does
+            where = getattr(self.engine.store, "url", None)
+            raise NotFoundError(f"{exc} (store: {where})" if where else str(exc)) from None
         except errors.AlreadyExistsError as exc:
             raise AlreadyExistsError(str(exc)) from None
         except SubmitError as exc:

@@ -85,7 +85,13 @@ def open_store(url: str | None = None, *, namespace: str = DEFAULT_NAMESPACE) ->
     except ModuleNotFoundError as exc:
         extra = _DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
-            raise
+            if not _is_the_urls_driver(url, exc.name or ""):
+                raise
+            raise DriverMissingError(
+                f"the database driver the URL names ({exc.name}) is not installed; tunery's "
+                "extras install psycopg (postgresql://…, tunery[postgres]) and PyMySQL "
+                "(mysql://…, tunery[mysql]): leave the driver out of the URL to use them"
+            ) from None
         raise DriverMissingError(
             f"the {extra[0]} driver ({exc.name}) is not installed: "
             f"pip install 'tunery[{extra[1]}]'"
@@ -98,6 +104,16 @@ _DRIVER_EXTRAS = {  # the module SQLAlchemy imports -> (backend, the extra that 
     "pymysql": ("MySQL/MariaDB", "mysql"),
     "MySQLdb": ("MySQL/MariaDB", "mysql"),
 }
+
+
+def _is_the_urls_driver(url: str | None, module: str) -> bool:
+    """Whether ``module`` is the DBAPI module of the driver the URL names
+    or the package above it (``postgresql+asyncpg`` -> asyncpg, ``mysql+mysqlconnector`` ->
+    mysql.connector, missing as mysql)."""
+    from tunery.store.engine import resolve_url
+
+    driver = resolve_url(url).get_driver_name()
+    return bool(module) and driver.startswith(module.replace(".", ""))
 
 
 def resolve_db_url(url: str | None = None) -> str:

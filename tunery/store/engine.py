@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from tunery.files import private_dir, private_file
@@ -101,9 +101,10 @@ def resolve_url(url: str | URL | None = None, *, cwd: Path | None = None) -> URL
     else:
         try:
             parsed = make_url(raw.strip())
-        except ArgumentError:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+            problem = "its port is not a number" if isinstance(exc, ValueError) else "expected"
             raise ValueError(
-                f"invalid database URL {_scrub(raw)!r}: expected e.g. "
+                f"invalid database URL {_scrub(raw)!r}: {problem}; e.g. "
                 "'sqlite:///path/tunery.db', 'postgresql://user@host/db' or "
                 "'mysql://user@host/db'"
             ) from None
@@ -117,6 +118,15 @@ def resolve_url(url: str | URL | None = None, *, cwd: Path | None = None) -> URL
         )
     if "+" not in parsed.drivername and parsed.drivername in _BARE_SCHEMES:
         parsed = parsed.set(drivername=_BARE_SCHEMES[parsed.drivername])
+    elif "+" in parsed.drivername:  # a driver the user named: SQLAlchemy must know it
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"unknown {backend} driver {parsed.get_driver_name()!r} in "
+                f"{describe_url(parsed)!r}: name none (e.g. '{backend}://user@host/db') and "
+                "tunery picks the one its extra installs"
+            ) from None
     if backend == "mariadb":
         # SQLAlchemy's MySQL dialect detects MariaDB itself; its "mariadb" twin ignores the
         # mysql_* table options (engine, charset, collation), so use one dialect for both.

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tunery.store import SqlStore, StoreError, StoreUnavailableError, open_store, resolve_db_url
+from tunery.store import (
+    DriverMissingError,
+    SqlStore,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+    resolve_db_url,
+)
 from tunery.store.engine import ENV_DB_URL, create_engine, resolve_url
 
 
@@ -73,6 +81,28 @@ def test_bad_urls_are_rejected_without_showing_the_password() -> None:
     with pytest.raises(ValueError, match="invalid database URL") as raised:
         resolve_url("not a url://user:hunter2@x")
     assert "hunter2" not in str(raised.value)
+
+
+def test_a_bad_port_or_an_unknown_driver_is_an_invalid_url() -> None:
+    with pytest.raises(ValueError, match="its port is not a number") as raised:
+        resolve_url("postgresql://u:hunter2@host:abc/db")
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(ValueError) as raised:
+        resolve_url("mysql+foo://u:hunter2@host/db")
+    assert str(raised.value) == (
+        "unknown mysql driver 'foo' in 'mysql+foo://u:***@host/db': name none (e.g. "
+        "'mysql://user@host/db') and tunery picks the one its extra installs"
+    )
+    assert resolve_url("sqlite+pysqlite:///x.db").drivername == "sqlite+pysqlite"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("asyncpg") is not None,
+    reason="asyncpg is installed",
+)
+def test_a_driver_the_url_names_that_is_missing_is_a_driver_error() -> None:
+    with pytest.raises(DriverMissingError, match=r"the database driver the URL names \(asyncpg\)"):
+        open_store("postgresql+asyncpg://u@127.0.0.1:1/db")
 
 
 @pytest.mark.parametrize(
