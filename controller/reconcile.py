@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -81,6 +81,9 @@ from tunery.trials import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
@@ -236,6 +239,7 @@ class Reconciler:
         self._pending_status: tuple[tuple[str, str, str], ExperimentRecord] | None = None
         self._behind_since: float | None = None  # when the oldest pending write was deferred
         self._status_written = -float("inf")  # time.monotonic() of the last status write
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # trial-start, trial-finish
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -692,11 +696,9 @@ class Reconciler:
                 self.allocator.release(trial.name)
         if not prepared:
             return 0
-        if len(prepared) == 1:
-            outcomes = [self._spawn(prepared[0][1])]
-        else:
-            with ThreadPoolExecutor(min(8, len(prepared)), "trial-start") as pool:
-                outcomes = list(pool.map(self._spawn, [launch for _, launch in prepared]))
+        outcomes = self._concurrently(
+            "trial-start", self._spawn, [launch for _, launch in prepared]
+        )
         writes = []
         written: set[str] = set()  # started, their handles written now
         started = 0
@@ -735,6 +737,16 @@ class Reconciler:
         except TemplateError as exc:
             self.allocator.release(trial.name)
             return str(exc)
+
+    def _concurrently(self, pool: str, call: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``call`` on every item, at most 8 at a time on the named pool's threads, which stay
+        for the next wave (until :meth:`close`); one item runs on this thread."""
+        if len(items) <= 1:
+            return [call(item) for item in items]
+        executor = self._pools.get(pool)
+        if executor is None:
+            executor = self._pools[pool] = ThreadPoolExecutor(8, pool)
+        return list(executor.map(call, items))
 
     def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
@@ -850,11 +862,7 @@ class Reconciler:
             for (trial, state), watcher in zip(ended, watchers, strict=True)
             if not (state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING)
         ]
-        if len(done) > 1:
-            with ThreadPoolExecutor(min(8, len(done)), "trial-finish") as pool:
-                results = list(pool.map(lambda item: item[2].finish(), done))
-        else:
-            results = [w.finish() for _, _, w in done]
+        results = self._concurrently("trial-finish", lambda item: item[2].finish(), done)
         for trial, _, _ in done:
             self.allocator.release(trial.name)
         self._conclude_all(
@@ -1017,6 +1025,9 @@ class Reconciler:
             self._watchers.clear()
         for watcher in watchers:
             watcher.close()
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
 
 
 def _is_active(trial: TrialRecord) -> bool:
