@@ -781,9 +781,17 @@ class Reconciler:
     def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
         """Write ``updates`` in one transaction, with the handles left behind (:meth:`flush`)
         before them, and take the records into the view; returns those of ``updates``."""
-        behind = [TrialUpdate(name, runner_handle=h) for name, h in self._pending_handles.items()]
+        pending = self._pending_handles
+        updates = [  # a trial's own update carries its handle (e.g. the outcome of its job)
+            dataclasses.replace(u, runner_handle=pending[u.name])
+            if u.name in pending and u.runner_handle is None
+            else u
+            for u in updates
+        ]
+        named = {u.name for u in updates}
+        behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
         records = self.store.update_trials([*behind, *updates])
-        self._pending_handles.clear()
+        pending.clear()
         if self._pending_status is None:
             self._behind_since = None
         self._take(records)
@@ -937,7 +945,12 @@ class Reconciler:
                 self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
             else:  # early stopped or killed meanwhile: keep that condition
                 kept.append(
-                    TrialUpdate(update.name, observation=update.observation, completion_time=now)
+                    TrialUpdate(
+                        update.name,
+                        observation=update.observation,
+                        completion_time=now,
+                        runner_handle=update.runner_handle,
+                    )
                 )
         if kept:
             self._update_trials(kept)
