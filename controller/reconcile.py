@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import secrets
 import string
@@ -706,6 +707,7 @@ class Reconciler:
             if isinstance(outcome, RunnerError):
                 writes.append(self._start_outcome(trial, outcome))
             elif self.write_behind > 0:  # the prepared handle finds the job until it is written
+                outcome = json.loads(json.dumps(outcome))  # as stored: compared once written
                 self._pending_handles[trial.name] = outcome
                 if self._behind_since is None:
                     self._behind_since = time.monotonic()
@@ -791,8 +793,10 @@ class Reconciler:
         named = {u.name for u in updates}
         behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
         records = self.store.update_trials([*behind, *updates])
-        pending.clear()
-        if self._pending_status is None:
+        for record in records:  # written; one whose compare-and-set failed waits further
+            if record.runner_handle == pending.get(record.name):
+                del pending[record.name]
+        if not pending and self._pending_status is None:
             self._behind_since = None
         self._take(records)
         return records[len(behind) :]
