@@ -241,6 +241,8 @@ class Reconciler:
         self._behind_since: float | None = None  # when the oldest pending write was deferred
         self._status_written = -float("inf")  # time.monotonic() of the last status write
         self._pools: dict[str, ThreadPoolExecutor] = {}  # trial-start, trial-finish
+        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all)
+        self._outcomes: dict[str, tuple[TrialUpdate, TrialRecord]] = {}
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class Reconciler:
                 self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
+        self._write_outcomes()
         self._refresh()
         self._write_status(("Failed", status.ExperimentReason.FAILED, message))
         raise ReconcileError(message)
@@ -321,6 +324,7 @@ class Reconciler:
             reason = status.ExperimentReason.SUGGESTION_END_REACHED
             decision = ("Succeeded", reason, status.MESSAGES[reason])
         if decision[0] != "Running":
+            self._write_outcomes()
             if counts.active:
                 self._stop_all(self._active(), f"experiment {decision[0].lower()}: {decision[2]}")
                 self._refresh()
@@ -342,6 +346,7 @@ class Reconciler:
         waiting = self._view.with_condition(TrialCondition.CREATED)
         waiting = waiting[: max(0, parallel - counts.running)]
         started = self._start_all(waiting, new)  # the view takes what it wrote
+        self._write_outcomes()  # the ended jobs' outcomes, unless a write above took them
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
@@ -407,6 +412,13 @@ class Reconciler:
             records = [
                 dataclasses.replace(t, runner_handle=self._pending_handles[t.name])
                 if t.name in self._pending_handles
+                else t
+                for t in records
+            ]
+        if records and self._outcomes:  # how its job ended, not yet written
+            records = [
+                self._outcomes[t.name][1]
+                if t.name in self._outcomes and t.condition is TrialCondition.RUNNING
                 else t
                 for t in records
             ]
@@ -780,10 +792,20 @@ class Reconciler:
             )
         return TrialUpdate(trial.name, runner_handle=outcome)
 
+    def _write_outcomes(self) -> None:
+        """Store the outcomes :meth:`_conclude_all` left for the step's next write."""
+        if self._outcomes:
+            self._update_trials([])
+
     def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
-        """Write ``updates`` in one transaction, with the handles left behind (:meth:`flush`)
-        before them, and take the records into the view; returns those of ``updates``."""
+        """Write ``updates`` in one transaction, with what waits to be written before them
+        (the outcomes of ended jobs, the handles left behind: :meth:`flush`), and take the
+        records into the view; returns those of ``updates``."""
         pending = self._pending_handles
+        outcomes = list(self._outcomes.values())
+        self._outcomes = {}
+        ahead = [update for update, _ in outcomes]
+        updates = [*ahead, *updates]
         updates = [  # a trial's own update carries its handle (e.g. the outcome of its job)
             dataclasses.replace(u, runner_handle=pending[u.name])
             if u.name in pending and u.runner_handle is None
@@ -799,7 +821,9 @@ class Reconciler:
         if not pending and self._pending_status is None:
             self._behind_since = None
         self._take(records)
-        return records[len(behind) :]
+        skip = len(behind) + len(ahead)
+        self._settle(ahead, records[len(behind) : skip])
+        return records[skip:]
 
     def _watch(self, trial: TrialRecord, *, fresh: bool = False) -> TrialWatcher:
         with self._lock:
@@ -881,7 +905,8 @@ class Reconciler:
             [
                 (trial.name, state, result, trial.runner_handle.get("log"))
                 for (trial, state, _), result in zip(done, results, strict=True)
-            ]
+            ],
+            defer=True,
         )
         return len(ended)
 
@@ -903,15 +928,25 @@ class Reconciler:
         self._conclude_all([(name, state, result, log_path)])
 
     def _conclude_all(
-        self, ended: Sequence[tuple[str, RunState, CollectionResult, str | None]]
+        self,
+        ended: Sequence[tuple[str, RunState, CollectionResult, str | None]],
+        *,
+        defer: bool = False,
     ) -> None:
         """Record how each ended job went (one transaction): Succeeded, Failed or
         MetricsUnavailable; a trial early stopped or killed meanwhile keeps that condition and
-        gets its observation and completion time (a second transaction, for those only)."""
+        gets its observation and completion time (a second transaction, for those only).
+
+        With ``defer``, the view takes the outcomes at once (the step decides and asks for
+        suggestions with them) and the store with the step's next write of trials, after the
+        next trials started (:meth:`_update_trials`; :meth:`_step` writes them before it ends).
+        Nothing is lost if the controller dies first: the trial is still Running in the store,
+        its observations are stored and its exit record is on disk, so the next controller
+        finishes it again.
+        """
         if not ended:
             return
         now = self.clock()
-        wanted: list[TrialCondition] = []
         updates = []
         for name, state, result, log_path in ended:
             observation = {"metrics": result.metrics}
@@ -930,7 +965,6 @@ class Reconciler:
                     "TrialSucceeded",
                     "Trial has succeeded",
                 )
-            wanted.append(condition)
             updates.append(
                 TrialUpdate(
                     name,
@@ -942,18 +976,38 @@ class Reconciler:
                     expect_condition=(TrialCondition.RUNNING,),
                 )
             )
-        records = self._update_trials(updates)
+        for update in updates:
+            assert update.condition is not None
+            expected = dataclasses.replace(
+                self._view.get(update.name),
+                condition=update.condition,
+                reason=update.reason,
+                message=update.message,
+                observation=update.observation,
+                completion_time=now,
+            )
+            self._outcomes[update.name] = (update, expected)
+        if defer:
+            self._take([expected for _, expected in self._outcomes.values()])
+        else:
+            self._update_trials([])
+
+    def _settle(self, outcomes: Sequence[TrialUpdate], records: Sequence[TrialRecord]) -> None:
+        """After outcomes were written: count the trials that ended; a trial early stopped or
+        killed meanwhile keeps that condition and gets its observation and completion time."""
         kept = []
-        for update, record, condition in zip(updates, records, wanted, strict=True):
-            if record.condition is condition and record.completion_time == now:
-                self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
+        for update, record in zip(outcomes, records, strict=True):
+            assert update.condition is not None
+            if record.condition is update.condition and (
+                record.completion_time == update.completion_time
+            ):
+                self.metrics.trial_ended(self.namespace, update.condition)  # once
             else:  # early stopped or killed meanwhile: keep that condition
                 kept.append(
                     TrialUpdate(
                         update.name,
                         observation=update.observation,
-                        completion_time=now,
-                        runner_handle=update.runner_handle,
+                        completion_time=update.completion_time,
                     )
                 )
         if kept:
@@ -1013,6 +1067,7 @@ class Reconciler:
         """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a
         caller's rule gave up on it, e.g. the SDK's fail-fast)."""
         self._changed = []
+        self._write_outcomes()
         self._refresh()
         self._stop_all(self._active(), f"experiment failed: {message}")
         if self._pending_handles:
@@ -1027,6 +1082,7 @@ class Reconciler:
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
         resumable. Enqueued trials not yet started stay queued."""
+        self._write_outcomes()
         self._refresh()
         if trials is None:
             trials = [t for t in self._active() if not is_queued(t)]
