@@ -15,11 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
 from controller.clients import InProcessSuggestionClient
 from controller.collecting import CollectLoop, LogWatcher
 from controller.gpus import GpuAllocator
 from controller.local import submit
-from controller.reconcile import Reconciler
+from controller.reconcile import ReconcileError, Reconciler
 from controller.runners.base import TrialLaunch
 from controller.runners.fake import FakeOutcome, FakeRunner
 from tests.controller.test_reconcile import Scripted, experiment
@@ -187,3 +190,41 @@ def test_the_collection_loop_thread_ends_when_idle() -> None:
     while any(t.ident in watcher.threads for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the collection thread did not end"
         time.sleep(0.01)
+
+
+class FailsOnSecondRequest(Scripted):
+    def GetSuggestions(self, request, context):
+        if self.requests:
+            context.abort(grpc.StatusCode.INTERNAL, "the algorithm broke")
+        return super().GetSuggestions(request, context)
+
+
+def test_a_failing_step_stores_the_outcomes_it_took_in(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """A step takes an ended job's outcome into its view before it asks for the next trial
+    and stores it with its next write; when the suggestion service fails in between, the
+    outcome is stored before the experiment is marked Failed."""
+    doc = experiment(parallelTrialCount=1, maxTrialCount=4)
+    submit(sqlite_store, doc, tmp_path)
+    reconciler = Reconciler(
+        sqlite_store,
+        "exp",
+        runner=FakeRunner(quick),
+        suggestions=InProcessSuggestionClient(FailsOnSecondRequest()),
+        watcher_factory=LogWatcher.factory(sqlite_store, doc),
+        allocator=GpuAllocator([]),
+        base_dir=tmp_path,
+        logs_dir=tmp_path / "logs",
+        write_behind=3600.0,
+    )
+    reconciler.step()  # starts the first trial
+    with pytest.raises(ReconcileError, match="the algorithm broke"):
+        reconciler.step()  # it ended; asking for the second fails
+    reconciler.close()
+    (trial,) = sqlite_store.list_trials("exp")
+    assert trial.condition is TrialCondition.SUCCEEDED
+    assert trial.runner_handle["trial"] == trial.name
+    status = dict(sqlite_store.get_experiment("exp").status)
+    assert status["conditions"][-1]["type"] == "Failed"
+    assert status["trialsSucceeded"] == 1
