@@ -647,9 +647,10 @@ class Reconciler:
         crash in between is recoverable): the new ones are stored that way in the one
         transaction that creates them (those that cannot start now are stored Created or
         Failed in it), the waiting ones are claimed in one transaction. Then the jobs start
-        concurrently, and their handles are recorded in one transaction, or, with
-        ``write_behind``, with the next one (:meth:`flush`): a wave of trials is neither
-        serialised behind process spawns nor behind writes.
+        concurrently on the pool's threads, while this thread stores the outcomes of the jobs
+        that ended (:meth:`_conclude_all`), and their handles are recorded in one transaction,
+        or, with ``write_behind``, with the next one (:meth:`flush`): a wave of trials is
+        neither serialised behind process spawns nor behind writes.
         """
         now = self.clock()
         prepared: list[tuple[TrialRecord, TrialLaunch]] = []
@@ -709,9 +710,12 @@ class Reconciler:
                 self.allocator.release(trial.name)
         if not prepared:
             return 0
-        outcomes = self._concurrently(
-            "trial-start", self._spawn, [launch for _, launch in prepared]
-        )
+        # the jobs start on the pool's threads while this one stores the ended jobs' outcomes
+        starts = [self._pool("trial-start").submit(self._spawn, launch) for _, launch in prepared]
+        try:
+            self._write_outcomes()
+        finally:
+            outcomes = [start.result() for start in starts]
         writes = []
         written: set[str] = set()  # started, their handles written now
         started = 0
@@ -757,10 +761,13 @@ class Reconciler:
         for the next wave (until :meth:`close`); one item runs on this thread."""
         if len(items) <= 1:
             return [call(item) for item in items]
-        executor = self._pools.get(pool)
+        return list(self._pool(pool).map(call, items))
+
+    def _pool(self, name: str) -> ThreadPoolExecutor:
+        executor = self._pools.get(name)
         if executor is None:
-            executor = self._pools[pool] = ThreadPoolExecutor(8, pool)
-        return list(executor.map(call, items))
+            executor = self._pools[name] = ThreadPoolExecutor(8, name)
+        return executor
 
     def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
