@@ -7,6 +7,12 @@ store. The objective returns ``(x - 0.3) ** 2`` at once, so the time per trial a
 the per-trial overhead. Same sampler on both sides (``random``: tunery's random search and
 Optuna's ``RandomSampler``; ``tpe``: tunery's tpe and Optuna's ``TPESampler``).
 
+``ms/trial`` is the wall time per trial; ``overhead ms`` is the cost of one more trial: the
+wall time of N trials minus that of a run of P trials at parallel P (the same process setup:
+imports left to ``tune()``, opening and migrating a fresh store, the fork server's start, one
+wave of trials), divided by N - P. At parallel 1 with an objective that returns at once, that
+is the per-trial overhead.
+
 ``--baseline DIR`` adds the tunery source tree in DIR (e.g. an older commit unpacked with
 ``git archive <rev> | tar -x -C DIR``) as another row, run with ``PYTHONPATH=DIR``. The
 configurations alternate within each repeat (the machine may be shared); the table shows
@@ -110,6 +116,7 @@ def main() -> None:
     if args.baseline is not None:
         configs.append(Config(f"tunery ({args.baseline.name})", TUNERY, args.baseline.resolve()))
     seconds: dict[tuple[str, int], list[float]] = {}
+    single: dict[tuple[str, int], list[float]] = {}  # the same run with one wave
     succeeded: dict[tuple[str, int], int] = {}
     for _ in range(args.repeats):
         for parallel in args.parallel:
@@ -117,18 +124,30 @@ def main() -> None:
                 wall, ok = run_once(config, args.trials, parallel, args.sampler)
                 seconds.setdefault((config.label, parallel), []).append(wall)
                 succeeded[(config.label, parallel)] = ok
+                wall, _ = run_once(config, parallel, parallel, args.sampler)
+                single.setdefault((config.label, parallel), []).append(wall)
     load = os.getloadavg()[0]
     print(
         f"# tune() throughput, {args.trials} trivial trials, sampler {args.sampler}, median of "
         f"{args.repeats} — {platform.node()}, {os.cpu_count()} cores, load {load:.1f}, "
         f"Python {platform.python_version()}"
     )
-    header = ("configuration", "parallel", "wall s", "trials/s", "ms/trial", "vs optuna", "ok")
+    header = (
+        "configuration",
+        "parallel",
+        "wall s",
+        "trials/s",
+        "ms/trial",
+        "overhead ms",
+        "vs optuna",
+        "ok",
+    )
     rows = []
     for parallel in args.parallel:
         reference = args.trials / statistics.median(seconds[("optuna + SQLite", parallel)])
         for config in configs:
             wall = statistics.median(seconds[(config.label, parallel)])
+            one = statistics.median(single[(config.label, parallel)])
             rate = args.trials / wall
             rows.append(
                 (
@@ -137,6 +156,7 @@ def main() -> None:
                     f"{wall:.2f}",
                     f"{rate:.1f}",
                     f"{1000 * wall / args.trials:.1f}",
+                    f"{1000 * (wall - one) / max(1, args.trials - parallel):.1f}",
                     f"{rate / reference:.2f}x",
                     str(succeeded[(config.label, parallel)]),
                 )

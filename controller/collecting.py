@@ -72,17 +72,20 @@ trial writing fast does not hold up the others."""
 
 class CollectLoop:
     """One thread that follows the sources of every registered watcher; it runs while there
-    is a watcher and starts again with the next one."""
+    is a watcher, waits ``linger`` seconds for the next one when none is left (trials ending
+    and starting one after another keep one thread), and starts again with the next one."""
 
-    def __init__(self, poll_interval: float = 0.05) -> None:
+    def __init__(self, poll_interval: float = 0.05, linger: float = 1.0) -> None:
         self.poll_interval = poll_interval
-        self._lock = threading.Lock()
+        self.linger = linger
+        self._lock = threading.Condition()
         self._watchers: dict[int, LogWatcher] = {}
         self._thread: threading.Thread | None = None
 
     def add(self, watcher: LogWatcher) -> None:
         with self._lock:
             self._watchers[id(watcher)] = watcher
+            self._lock.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="collect", daemon=True)
                 self._thread.start()
@@ -95,6 +98,8 @@ class CollectLoop:
         stop = threading.Event()  # never set: an interruptible sleep
         while True:
             with self._lock:
+                if not self._watchers:
+                    self._lock.wait_for(lambda: bool(self._watchers), self.linger)
                 watchers = list(self._watchers.values())
                 if not watchers:
                     self._thread = None

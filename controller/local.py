@@ -43,6 +43,11 @@ from tunery.trials import Objective, StopCheck
 log = logging.getLogger(__name__)
 
 BASE_DIR_KEY = "localBaseDir"
+WRITE_BEHIND_SECONDS = 0.1
+"""How long the driver lets the experiment status and started trials' runner handles wait, to
+be written with a later transaction (:meth:`Reconciler.flush`): a trial costs fewer store
+transactions, and readers see the counters at most this late (conditions are written at
+once)."""
 _MUTABLE_SPEC_FIELDS = (
     "parallelTrialCount",
     "maxTrialCount",
@@ -216,6 +221,7 @@ def build_reconciler(
         base_dir=Path(record.status.get(BASE_DIR_KEY, ".")),
         logs_dir=logs_dir,
         stop_grace_seconds=settings.stop_grace_seconds,
+        write_behind=WRITE_BEHIND_SECONDS,
     )
 
 
@@ -270,9 +276,13 @@ def run_until_done(
                 if stop_event is not None and stop_event.is_set():
                     _interrupt(store, name, reconciler, "stopped by the caller")
                     return result
-                if result.started or result.finished:
-                    continue  # things moved: look again at once
-                wake.wait(settings.poll_interval)
+                if result.finished and not result.started:
+                    continue  # slots freed, none filled: look again at once
+                # a trial's exit wakes the loop (also one during the step: wake is still set)
+                due = reconciler.flush()  # what was written behind, once it is due
+                wake.wait(
+                    min(settings.poll_interval, settings.poll_interval if due is None else due)
+                )
                 wake.clear()
     except KeyboardInterrupt as exc:
         _interrupt(store, name, reconciler, f"interrupted ({signal_name(exc) or 'Ctrl-C'})")

@@ -25,16 +25,19 @@ count toward maxTrialCount.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 import secrets
 import string
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -79,6 +82,9 @@ from tunery.trials import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
@@ -198,7 +204,10 @@ class Reconciler:
         clock: Callable[[], dt.datetime] = utcnow,
         stop_grace_seconds: float = 10.0,
         metrics: ControllerMetrics | None = None,
+        write_behind: float = 0.0,
     ) -> None:
+        """``write_behind``: seconds the experiment status and the handles of just-started
+        trials may wait to be written (see :meth:`flush`); 0 writes them in the step."""
         self.store = store
         self.metrics = metrics or default_metrics()
         self.name = name
@@ -225,6 +234,15 @@ class Reconciler:
         self._end_marked = False  # this step wrote suggestionEndReached
         self._warm: set[str] = set()  # warm-start trials: not run, not in maxTrialCount
         self._seeded: tuple[str | None, str | None] = (None, None)  # annotations applied
+        self.write_behind = write_behind
+        # written behind (see flush): started trials' handles, the status of a step
+        self._pending_handles: dict[str, Handle] = {}
+        self._pending_status: tuple[tuple[str, str, str], ExperimentRecord] | None = None
+        self._behind_since: float | None = None  # when the oldest pending write was deferred
+        self._status_written = -float("inf")  # time.monotonic() of the last status write
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # trial-start, trial-finish
+        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all)
+        self._outcomes: dict[str, tuple[TrialUpdate, TrialRecord]] = {}
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -262,6 +280,7 @@ class Reconciler:
                 self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
+        self._write_outcomes()
         self._refresh()
         self._write_status(("Failed", status.ExperimentReason.FAILED, message))
         raise ReconcileError(message)
@@ -305,6 +324,7 @@ class Reconciler:
             reason = status.ExperimentReason.SUGGESTION_END_REACHED
             decision = ("Succeeded", reason, status.MESSAGES[reason])
         if decision[0] != "Running":
+            self._write_outcomes()
             if counts.active:
                 self._stop_all(self._active(), f"experiment {decision[0].lower()}: {decision[2]}")
                 self._refresh()
@@ -316,23 +336,25 @@ class Reconciler:
             return self._result(True, decision, started, finished)
         parallel = int(self.spec.get("parallelTrialCount") or 3)
         add = status.trials_to_add(counts, parallel, max_trials)
-        created = 0
+        new: list[TrialRecord] = []
         if add and not end_reached:
-            created = len(self._create_trials(add))
-            if created:
-                self._refresh()
+            new = self._suggest(add)
             if self._end_marked:  # the status gained suggestionEndReached: keep it
                 record = self.store.get_experiment(self.name)
+        # enqueued trials wait as Created: start the oldest, within parallelTrialCount (the new
+        # ones fit: trials_to_add counted the waiting ones)
         waiting = self._view.with_condition(TrialCondition.CREATED)
-        # enqueued trials wait as Created: start the oldest, within parallelTrialCount
         waiting = waiting[: max(0, parallel - counts.running)]
-        started = self._start_all(waiting)  # the view takes what it wrote
+        started = self._start_all(waiting, new)  # the view takes what it wrote
+        self._write_outcomes()  # the ended jobs' outcomes, unless a write above took them
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
         )
-        if started or finished or created or not unchanged:
+        if not unchanged:
             self._write_status(decision, record)
+        elif started or finished or new:
+            self._write_status_behind(decision, record)
         return self._result(False, decision, started, finished)
 
     def _seed_from_annotations(self, document: Mapping[str, Any]) -> None:
@@ -386,6 +408,20 @@ class Reconciler:
         """Take trial records into the view: read back, or returned by this step's writes
         (the counter stays, so the next read returns them again, and they are skipped as
         unchanged; what others wrote meanwhile comes with it)."""
+        if records and self._pending_handles:  # the job's handle, not yet written
+            records = [
+                dataclasses.replace(t, runner_handle=self._pending_handles[t.name])
+                if t.name in self._pending_handles
+                else t
+                for t in records
+            ]
+        if records and self._outcomes:  # how its job ended, not yet written
+            records = [
+                self._outcomes[t.name][1]
+                if t.name in self._outcomes and t.condition is TrialCondition.RUNNING
+                else t
+                for t in records
+            ]
         if records:
             applied = self._view.apply(records)
             self._warm.update(t.name for t in applied if is_warm_start(t))
@@ -416,6 +452,45 @@ class Reconciler:
             if key in record.status:
                 new[key] = record.status[key]
         self.store.update_experiment(self.name, status=new)
+        self._pending_status = None
+        self._status_written = time.monotonic()
+        if not self._pending_handles:
+            self._behind_since = None
+
+    def _write_status_behind(
+        self, condition: tuple[str, str, str], record: ExperimentRecord
+    ) -> None:
+        """Write the status now if none was written in the last ``write_behind`` seconds,
+        else leave it to :meth:`flush` (the counters change with every trial; the condition
+        did not, or it would be written at once)."""
+        now = time.monotonic()
+        if self._pending_status is None and now - self._status_written >= self.write_behind:
+            self._write_status(condition, record)
+            return
+        self._pending_status = (condition, record)
+        self._behind_since = now if self._behind_since is None else self._behind_since
+
+    def flush(self, *, force: bool = False) -> float | None:
+        """Write what was left behind (the status, started trials' handles) once it waited
+        ``write_behind`` seconds, or at once with ``force``; returns the seconds until the
+        next pending write is due, None when nothing is pending. The driver calls it before
+        it waits for trials to end.
+
+        What waits is never lost for good: the status is derived from the trials (the next
+        step writes it again), and a trial's handle as prepared before its start finds the
+        process after a restart (its pid file and exit record).
+        """
+        if self._behind_since is None:
+            return None
+        left = self._behind_since + self.write_behind - time.monotonic()
+        if left > 0 and not force:
+            return left
+        if self._pending_handles:
+            self._update_trials([])
+        if self._pending_status is not None:
+            self._write_status(*self._pending_status)
+        self._behind_since = None
+        return None
 
     # -- restoring after a restart ---------------------------------------------------------------
 
@@ -430,9 +505,11 @@ class Reconciler:
 
     # -- trials -----------------------------------------------------------------------------------
 
-    def _create_trials(self, count: int) -> list[str]:
-        """Ask for ``count`` assignments and store them as Created trials; returns their names
-        in creation order."""
+    def _suggest(self, count: int) -> list[TrialRecord]:
+        """Ask for ``count`` assignments: the new trials, in creation order, not yet stored
+        (:meth:`_start_all` stores them, Running when they start at once). When fewer remain
+        than asked, the algorithm is asked one at a time, and each is stored (Created) before
+        the next request, which must see it; those return none here and start as waiting."""
         request = self._requests.encode(self.spec, count)
         algorithm = str((self.spec.get("algorithm") or {}).get("algorithmName", ""))
         try:
@@ -449,14 +526,13 @@ class Reconciler:
                     else:
                         self._mark_suggestion_end(exc.details)
                     return []
-                made: list[str] = []  # fewer than asked may remain: take them one at a time
-                for _ in range(count):
+                for _ in range(count):  # fewer than asked may remain: one at a time
                     self._refresh()
-                    one = self._create_trials(1)
+                    one = self._suggest(1)
                     if not one:
                         break
-                    made += one
-                return made
+                    self._create(one)
+                return []
             if isinstance(exc, ServiceUnavailableError):
                 raise  # the outage outlasted its limit: stop here, resumable
             if exc.retryable:  # the client logs the outage and when it tries again
@@ -487,9 +563,14 @@ class Reconciler:
                     created_at=self.clock(),
                 )
             )
-        self.store.create_trials(created)  # one transaction: all of them or none
-        self.metrics.trial_created.labels(self.namespace).inc(len(created))
-        return names
+        return created
+
+    def _create(self, trials: Sequence[TrialRecord]) -> None:
+        """Store new trials (one transaction: all of them or none) and take them in."""
+        if trials:
+            self.store.create_trials(trials)
+            self.metrics.trial_created.labels(self.namespace).inc(len(trials))
+            self._take(trials)
 
     def _mark_suggestion_end(self, message: str) -> None:
         log.info("suggestion end reached: %s", message)
@@ -558,78 +639,135 @@ class Reconciler:
             return None
         return ((spec.get("source") or {}).get("fileSystemPath") or {}).get("path") or None
 
-    def _start_all(self, trials: Sequence[TrialRecord]) -> int:
-        """Start every Created trial whose GPUs are free; returns how many started.
+    def _start_all(self, trials: Sequence[TrialRecord], new: Sequence[TrialRecord] = ()) -> int:
+        """Start the waiting Created ``trials`` whose GPUs are free, and store the ``new``
+        ones (from :meth:`_suggest`); returns how many started.
 
-        The wave is recorded as Running with its prepared handles first (one transaction),
-        then the jobs start concurrently, then their handles are recorded (one transaction):
-        a wave of trials is neither serialised behind process spawns nor behind writes.
+        Every trial is recorded as Running with its prepared handle before its job starts (a
+        crash in between is recoverable): the new ones are stored that way in the one
+        transaction that creates them (those that cannot start now are stored Created or
+        Failed in it), the waiting ones are claimed in one transaction. Then the jobs start
+        concurrently on the pool's threads, while this thread stores the outcomes of the jobs
+        that ended (:meth:`_conclude_all`), and their handles are recorded in one transaction,
+        or, with ``write_behind``, with the next one (:meth:`flush`): a wave of trials is
+        neither serialised behind process spawns nor behind writes.
         """
-        prepared = [
-            (trial, launch)
-            for trial in trials
-            if trial.condition is TrialCondition.CREATED and not trial.runner_handle
-            for launch in [self._prepare_start(trial)]
-            if launch is not None
-        ]
-        if not prepared:
-            return 0
-        # record where the jobs will live BEFORE starting them: a crash in between is recoverable
         now = self.clock()
-        records = self._update_trials(
-            TrialUpdate(
-                trial.name,
-                condition=TrialCondition.RUNNING,
-                reason="TrialRunning",
-                message="Trial is running",
-                start_time=now,
-                runner_handle=self.runner.prepare_handle(launch),
-                expect_condition=(TrialCondition.CREATED,),
+        prepared: list[tuple[TrialRecord, TrialLaunch]] = []
+        created = []
+        for trial in new:
+            launch = self._prepare_start(trial)
+            if isinstance(launch, str):
+                self.metrics.trial_ended(self.namespace, TrialCondition.FAILED)
+                trial = dataclasses.replace(
+                    trial,
+                    condition=TrialCondition.FAILED,
+                    reason="TrialFailed",
+                    message=launch,
+                    completion_time=now,
+                )
+            elif launch is not None:
+                trial = dataclasses.replace(
+                    trial,
+                    condition=TrialCondition.RUNNING,
+                    reason="TrialRunning",
+                    message="Trial is running",
+                    start_time=now,
+                    runner_handle=self.runner.prepare_handle(launch),
+                )
+                prepared.append((trial, launch))
+            created.append(trial)
+        self._create(created)
+        claims = []
+        for trial in trials:
+            if trial.condition is not TrialCondition.CREATED or trial.runner_handle:
+                continue
+            launch = self._prepare_start(trial)
+            if isinstance(launch, str):
+                self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", launch)
+            elif launch is not None:
+                claims.append((trial, launch))
+        records = (
+            self._update_trials(
+                TrialUpdate(
+                    trial.name,
+                    condition=TrialCondition.RUNNING,
+                    reason="TrialRunning",
+                    message="Trial is running",
+                    start_time=now,
+                    runner_handle=self.runner.prepare_handle(launch),
+                    expect_condition=(TrialCondition.CREATED,),
+                )
+                for trial, launch in claims
             )
-            for trial, launch in prepared
+            if claims
+            else []
         )
-        claimed = []
-        for (trial, launch), record in zip(prepared, records, strict=True):
+        for (trial, launch), record in zip(claims, records, strict=True):
             if record.condition is TrialCondition.RUNNING and record.start_time == now:
-                claimed.append((trial, launch))
+                prepared.append((record, launch))
             else:  # changed meanwhile (stopped, deleted)
                 self.allocator.release(trial.name)
-        if not claimed:
+        if not prepared:
             return 0
-        if len(claimed) == 1:
-            outcomes = [self._spawn(claimed[0][1])]
-        else:
-            with ThreadPoolExecutor(min(8, len(claimed)), "trial-start") as pool:
-                outcomes = list(pool.map(self._spawn, [launch for _, launch in claimed]))
-        updates = [
-            self._start_outcome(trial, outcome)
-            for (trial, _), outcome in zip(claimed, outcomes, strict=True)
-        ]
+        # the jobs start on the pool's threads while this one stores the ended jobs' outcomes
+        starts = [self._pool("trial-start").submit(self._spawn, launch) for _, launch in prepared]
+        try:
+            self._write_outcomes()
+        finally:
+            outcomes = [start.result() for start in starts]
+        writes = []
+        written: set[str] = set()  # started, their handles written now
         started = 0
-        for record, outcome in zip(self._update_trials(updates), outcomes, strict=True):
-            if not isinstance(outcome, RunnerError):
+        for (trial, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, RunnerError):
+                writes.append(self._start_outcome(trial, outcome))
+            elif self.write_behind > 0:  # the prepared handle finds the job until it is written
+                outcome = json.loads(json.dumps(outcome))  # as stored: compared once written
+                self._pending_handles[trial.name] = outcome
+                if self._behind_since is None:
+                    self._behind_since = time.monotonic()
+                self._take([dataclasses.replace(trial, runner_handle=outcome)])
+                self._watch(self._view.get(trial.name), fresh=True)
+                started += 1
+            else:
+                writes.append(TrialUpdate(trial.name, runner_handle=outcome))
+                written.add(trial.name)
+        for record in self._update_trials(writes) if writes else []:
+            if record.name in written:
                 self._watch(record, fresh=True)
                 started += 1
         return started
 
-    def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | None:
+    def _prepare_start(self, trial: TrialRecord) -> TrialLaunch | str | None:
         """Allocate GPUs and render the job; None when the trial cannot start now (it waits
-        for a GPU, or it failed: an invalid request or template)."""
+        for a GPU), or why it cannot start at all (an invalid request or template)."""
         template = self.spec["trialTemplate"]
         try:
             container = primary_container(template["trialSpec"], template["primaryContainerName"])
             gpus = self.allocator.allocate(trial.name, gpu_request(container))
         except (TemplateError, GpuRequestError) as exc:
-            self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return None
+            return str(exc)
         if gpus is None:
             return None  # waits for a GPU; stays Created
         try:
             return self._launch(trial, gpus)
         except TemplateError as exc:
             self.allocator.release(trial.name)
-            self._finish_trial(trial.name, TrialCondition.FAILED, "TrialFailed", str(exc))
-            return None
+            return str(exc)
+
+    def _concurrently(self, pool: str, call: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``call`` on every item, at most 8 at a time on the named pool's threads, which stay
+        for the next wave (until :meth:`close`); one item runs on this thread."""
+        if len(items) <= 1:
+            return [call(item) for item in items]
+        return list(self._pool(pool).map(call, items))
+
+    def _pool(self, name: str) -> ThreadPoolExecutor:
+        executor = self._pools.get(name)
+        if executor is None:
+            executor = self._pools[name] = ThreadPoolExecutor(8, name)
+        return executor
 
     def _spawn(self, launch: TrialLaunch) -> Handle | RunnerError:
         try:
@@ -661,11 +799,38 @@ class Reconciler:
             )
         return TrialUpdate(trial.name, runner_handle=outcome)
 
+    def _write_outcomes(self) -> None:
+        """Store the outcomes :meth:`_conclude_all` left for the step's next write."""
+        if self._outcomes:
+            self._update_trials([])
+
     def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
-        """Write ``updates`` in one transaction and take the records into the view."""
-        records = self.store.update_trials(list(updates))
+        """Write ``updates`` in one transaction, with what waits to be written before them
+        (the outcomes of ended jobs, the handles left behind: :meth:`flush`), and take the
+        records into the view; returns those of ``updates``."""
+        pending = self._pending_handles
+        outcomes = list(self._outcomes.values())
+        self._outcomes = {}
+        ahead = [update for update, _ in outcomes]
+        updates = [*ahead, *updates]
+        updates = [  # a trial's own update carries its handle (e.g. the outcome of its job)
+            dataclasses.replace(u, runner_handle=pending[u.name])
+            if u.name in pending and u.runner_handle is None
+            else u
+            for u in updates
+        ]
+        named = {u.name for u in updates}
+        behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
+        records = self.store.update_trials([*behind, *updates])
+        for record in records:  # written; one whose compare-and-set failed waits further
+            if record.runner_handle == pending.get(record.name):
+                del pending[record.name]
+        if not pending and self._pending_status is None:
+            self._behind_since = None
         self._take(records)
-        return records
+        skip = len(behind) + len(ahead)
+        self._settle(ahead, records[len(behind) : skip])
+        return records[skip:]
 
     def _watch(self, trial: TrialRecord, *, fresh: bool = False) -> TrialWatcher:
         with self._lock:
@@ -740,18 +905,15 @@ class Reconciler:
             for (trial, state), watcher in zip(ended, watchers, strict=True)
             if not (state.reason == NOT_STARTED and trial.condition is TrialCondition.RUNNING)
         ]
-        if len(done) > 1:
-            with ThreadPoolExecutor(min(8, len(done)), "trial-finish") as pool:
-                results = list(pool.map(lambda item: item[2].finish(), done))
-        else:
-            results = [w.finish() for _, _, w in done]
+        results = self._concurrently("trial-finish", lambda item: item[2].finish(), done)
         for trial, _, _ in done:
             self.allocator.release(trial.name)
         self._conclude_all(
             [
                 (trial.name, state, result, trial.runner_handle.get("log"))
                 for (trial, state, _), result in zip(done, results, strict=True)
-            ]
+            ],
+            defer=True,
         )
         return len(ended)
 
@@ -773,15 +935,25 @@ class Reconciler:
         self._conclude_all([(name, state, result, log_path)])
 
     def _conclude_all(
-        self, ended: Sequence[tuple[str, RunState, CollectionResult, str | None]]
+        self,
+        ended: Sequence[tuple[str, RunState, CollectionResult, str | None]],
+        *,
+        defer: bool = False,
     ) -> None:
         """Record how each ended job went (one transaction): Succeeded, Failed or
         MetricsUnavailable; a trial early stopped or killed meanwhile keeps that condition and
-        gets its observation and completion time (a second transaction, for those only)."""
+        gets its observation and completion time (a second transaction, for those only).
+
+        With ``defer``, the view takes the outcomes at once (the step decides and asks for
+        suggestions with them) and the store with the step's next write of trials, after the
+        next trials started (:meth:`_update_trials`; :meth:`_step` writes them before it ends).
+        Nothing is lost if the controller dies first: the trial is still Running in the store,
+        its observations are stored and its exit record is on disk, so the next controller
+        finishes it again.
+        """
         if not ended:
             return
         now = self.clock()
-        wanted: list[TrialCondition] = []
         updates = []
         for name, state, result, log_path in ended:
             observation = {"metrics": result.metrics}
@@ -800,7 +972,6 @@ class Reconciler:
                     "TrialSucceeded",
                     "Trial has succeeded",
                 )
-            wanted.append(condition)
             updates.append(
                 TrialUpdate(
                     name,
@@ -812,14 +983,39 @@ class Reconciler:
                     expect_condition=(TrialCondition.RUNNING,),
                 )
             )
-        records = self._update_trials(updates)
+        for update in updates:
+            assert update.condition is not None
+            expected = dataclasses.replace(
+                self._view.get(update.name),
+                condition=update.condition,
+                reason=update.reason,
+                message=update.message,
+                observation=update.observation,
+                completion_time=now,
+            )
+            self._outcomes[update.name] = (update, expected)
+        if defer:
+            self._take([expected for _, expected in self._outcomes.values()])
+        else:
+            self._update_trials([])
+
+    def _settle(self, outcomes: Sequence[TrialUpdate], records: Sequence[TrialRecord]) -> None:
+        """After outcomes were written: count the trials that ended; a trial early stopped or
+        killed meanwhile keeps that condition and gets its observation and completion time."""
         kept = []
-        for update, record, condition in zip(updates, records, wanted, strict=True):
-            if record.condition is condition and record.completion_time == now:
-                self.metrics.trial_ended(self.namespace, condition)  # moved from Running: once
+        for update, record in zip(outcomes, records, strict=True):
+            assert update.condition is not None
+            if record.condition is update.condition and (
+                record.completion_time == update.completion_time
+            ):
+                self.metrics.trial_ended(self.namespace, update.condition)  # once
             else:  # early stopped or killed meanwhile: keep that condition
                 kept.append(
-                    TrialUpdate(update.name, observation=update.observation, completion_time=now)
+                    TrialUpdate(
+                        update.name,
+                        observation=update.observation,
+                        completion_time=update.completion_time,
+                    )
                 )
         if kept:
             self._update_trials(kept)
@@ -878,8 +1074,11 @@ class Reconciler:
         """Stop running trials (Killed) and mark the experiment Failed with ``message`` (a
         caller's rule gave up on it, e.g. the SDK's fail-fast)."""
         self._changed = []
+        self._write_outcomes()
         self._refresh()
         self._stop_all(self._active(), f"experiment failed: {message}")
+        if self._pending_handles:
+            self._update_trials([])
         decision = ("Failed", status.ExperimentReason.FAILED, message)
         self._refresh()
         self._write_status(decision)
@@ -890,10 +1089,13 @@ class Reconciler:
     ) -> None:
         """Stop the running trials, or those of ``trials`` (Killed); the experiment stays
         resumable. Enqueued trials not yet started stay queued."""
+        self._write_outcomes()
         self._refresh()
         if trials is None:
             trials = [t for t in self._active() if not is_queued(t)]
         self._stop_all(trials, why)
+        if self._pending_handles:
+            self._update_trials([])
         self._refresh()
         self._write_status(None)
 
@@ -903,6 +1105,9 @@ class Reconciler:
             self._watchers.clear()
         for watcher in watchers:
             watcher.close()
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
 
 
 def _is_active(trial: TrialRecord) -> bool:

@@ -161,8 +161,9 @@ class LocalRunner(TrialRunner):
 
     def __init__(self, *, on_exit: Callable[[], None] | None = None) -> None:
         """``on_exit`` is called (from the reaper's or a fork server's reader thread: one per
-        runner or experiment, never one per trial) whenever a started trial exits, after the
-        rest of its process tree was killed."""
+        runner or experiment, never one per trial) whenever a started trial exits, as the rest
+        of its process tree is being killed: the caller may wake at once, and the
+        :meth:`poll` that reports the trial finished returns only once that tree has ended."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._prepared: dict[str, Handle] = {}
         self._lock = threading.Lock()
@@ -311,16 +312,16 @@ class LocalRunner(TrialRunner):
             if status is not None:
                 self._warm_exits[key] = status
             handle = self._warm_running.pop(key, None)
-        if handle is not None and status is not None:
-            self._end_tree(handle)
         if self._on_exit is not None:
             self._on_exit()
+        if handle is not None and status is not None:
+            self._end_tree(handle)
 
     def _process_exited(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
         """From the reaper: a trial's wrapper process exited."""
-        self._end_tree(handle)
         assert self._on_exit is not None
         self._on_exit()
+        self._end_tree(handle)
 
     # -- observing ----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import secrets
 import signal
@@ -96,8 +97,10 @@ def become_subreaper() -> bool:
         return False
 
 
+@functools.cache
 def boot_id() -> str:
-    """This boot's id: pids and start times of another boot say nothing about this one."""
+    """This boot's id: pids and start times of another boot say nothing about this one (read
+    once per process: it cannot change while the process lives)."""
     try:
         return (_PROC / "sys/kernel/random/boot_id").read_text().strip()
     except OSError:

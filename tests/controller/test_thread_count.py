@@ -88,6 +88,7 @@ def test_threads_do_not_grow_with_running_trials(tmp_path: Path) -> None:
     assert [t.condition.value for t in trials] == ["Succeeded"] * (2 * PARALLEL)
     # this thread + the reaper + the collection loop (+ store helpers); before, each running
     # trial added five (two file tailers, two collector flushers, one exit waiter). The
-    # reconciler's short-lived, bounded pools that start and finish a wave are not counted.
+    # reconciler's bounded pools that start and finish a wave (kept for the experiment) are
+    # not counted.
     assert peak[0] <= before + 4, peak_names
     store.close()

@@ -134,7 +134,8 @@ def test_the_whole_tree_ends_with_the_main_process(tmp_path: Path, kill_leftover
     handle = runner.start(_launch(tmp_path, [sys.executable, "-c", FAMILY, str(pids)]))
     _wait_until(lambda: len(_pids(pids)) == 3)
     kill_leftovers.extend(_pids(pids))
-    _wait_until(lambda: bool(exited))  # on_exit comes after the leftovers were killed
+    _wait_until(lambda: bool(exited))  # on_exit comes as the leftovers are being killed
+    assert runner.poll(handle).finished  # which reports the end once they are
     assert not [pid for pid in _pids(pids) if _alive(pid)]
     # the double fork's middle process exited by itself: reaped too, no zombie child left
     assert not [

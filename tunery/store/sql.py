@@ -510,15 +510,19 @@ class SqlStore(Store):
     def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
         """One transaction: the trials' experiments and change counters are read and taken
         once per experiment, each trial's UPDATE (a compare-and-set with ``expect_condition``)
-        runs, and the records are read back in one query."""
+        runs, returning the row where the database can (SQLite, PostgreSQL), and the records
+        not returned so are read back in one query."""
         if not updates:
             return []
         changes = [(u, _update_values(u)) for u in updates]
         names = list(dict.fromkeys(u.name for u in updates))
         what = f"update trial {names[0]!r}" if len(names) == 1 else f"update {len(names)} trials"
+        found: dict[str, TrialRecord] = {}
         with self.session_scope(what, write=bool(any(v for _, v in changes))) as connection:
             if any(values for _, values in changes):
-                owners = self._experiment_ids_of(connection, names)
+                owned = self._experiment_ids_of(connection, names)
+                owners = {name: experiment_id for name, (experiment_id, _) in owned.items()}
+                returning = connection.dialect.update_returning
                 counts: dict[int, int] = {}
                 for update, values in changes:
                     if values:
@@ -546,8 +550,17 @@ class SqlStore(Store):
                         # Compare-and-set: applied only if the condition still matches.
                         expected = sorted({_condition(c).value for c in update.expect_condition})
                         statement = statement.where(trials.c.condition.in_(expected))
-                    connection.execute(statement.values(**values))
-            found = self._fetch_trials(connection, names)
+                    if not returning:
+                        connection.execute(statement.values(**values))
+                        continue
+                    row = connection.execute(
+                        statement.values(**values).returning(*_TRIAL_COLUMNS)
+                    ).one_or_none()
+                    if row is not None:  # else the compare-and-set left it: as found before
+                        found[update.name] = _trial_record(row, owned[update.name][1])
+            unread = [name for name in names if name not in found]
+            if unread:
+                found.update(self._fetch_trials(connection, unread))
         missing = [name for name in names if name not in found]
         if missing:
             raise NotFoundError(f"trial {missing[0]!r} not found{self._in_ns()}")
@@ -716,19 +729,24 @@ class SqlStore(Store):
 
     def _experiment_ids_of(
         self, connection: sa.Connection, names: Sequence[str]
-    ) -> dict[str, int]:
-        """The experiment of each named trial.
+    ) -> dict[str, tuple[int, str]]:
+        """The experiment (id, name) of each named trial.
 
         Raises:
             NotFoundError: a trial does not exist (nothing has been written yet).
         """
-        owners: dict[str, int] = {}
+        owners: dict[str, tuple[int, str]] = {}
         for start in range(0, len(names), _IN_CHUNK):
             chunk = names[start : start + _IN_CHUNK]
-            query = sa.select(trials.c.name, trials.c.experiment_id).where(
-                trials.c.name.in_(chunk), trials.c.namespace == self._namespace
+            query = (
+                sa.select(trials.c.name, trials.c.experiment_id, experiments.c.name)
+                .join_from(trials, experiments, trials.c.experiment_id == experiments.c.id)
+                .where(trials.c.name.in_(chunk), trials.c.namespace == self._namespace)
             )
-            owners.update((name, int(eid)) for name, eid in connection.execute(query))
+            owners.update(
+                (name, (int(eid), experiment))
+                for name, eid, experiment in connection.execute(query)
+            )
         for name in names:
             if name not in owners:
                 raise NotFoundError(f"trial {name!r} not found{self._in_ns()}")
