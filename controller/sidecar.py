@@ -551,13 +551,9 @@ def _inject(
         sidecar.setdefault("volumeMounts", []).append(
             {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIRECTORY, "readOnly": True}
         )
-        sidecar["env"] += [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-        ]
+        sidecar["env"].append(
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        )
     elif plan.kind != "Custom" or plan.path:
         _add_volume(unit, {"name": METRICS_VOLUME, "emptyDir": {}})
         _mount(container, plan.directory)
@@ -618,7 +614,14 @@ def _sidecar(
             early_stopping=bool((spec.get("earlyStopping") or {}).get("algorithmName")),
             stop_rules=stop_rules,
         ),
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            # the trial's namespace, sent to the DBManager in the metadata key tunery-namespace
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
         "resources": copy.deepcopy(dict(settings.resources)),
     }
 
