@@ -53,6 +53,7 @@ class Stack:
         self.db_url = f"sqlite:///{workdir / 'tunery.db'}"
         self.suggestion_port = free_port()
         self.dbmanager_port = free_port()
+        self.earlystop_port = free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": str(self.kubeconfig)}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
@@ -107,6 +108,19 @@ class Stack:
                 self.db_url,
             ],
         )
+        self._spawn(
+            "earlystop",
+            [
+                "-m",
+                "tunery.cli",
+                "serve",
+                "earlystop",
+                "--port",
+                str(self.earlystop_port),
+                "--db-manager-address",
+                f"127.0.0.1:{self.dbmanager_port}",
+            ],
+        )
         deadline = time.monotonic() + 30
         while not (match := re.search(r"serving on (\S+)", self.log("apiserver"))):
             if time.monotonic() > deadline or self.processes["apiserver"].poll() is not None:
@@ -122,6 +136,7 @@ class Stack:
             **self.env,
             "TUNERY_SUGGESTION_ADDRESS": f"127.0.0.1:{self.suggestion_port}",
             "TUNERY_DB_MANAGER_ADDRESS": f"127.0.0.1:{self.dbmanager_port}",
+            "TUNERY_EARLYSTOP_ADDRESS": f"127.0.0.1:{self.earlystop_port}",
             "TUNERY_RECONCILE_INTERVAL": "0.5",
             "TUNERY_COLLECTOR_IMAGE": "tunery:e2e",
             "TUNERY_METRICS_PORT": str(self.metrics_ports[name]),
@@ -201,10 +216,13 @@ class Kubelet:
         hold: bool = False,
         push: Callable[[str, dict[str, float]], None] | None = None,
         execute: Path | None = None,
+        collect: bool = False,
     ) -> None:
         self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
         self.push = push or stack.report_metrics
         self.execute = execute
+        self.collect = collect
+        self.collector_outputs: dict[str, str] = {}  # job name -> what its collector printed
         self.outputs: dict[str, str] = {}  # job name -> what its container printed
         self.batch = k8s_client.BatchV1Api(stack.api_client())
         self.seen: dict[str, str] = {}  # job name -> uid
@@ -249,7 +267,9 @@ class Kubelet:
                     return
                 self._releases -= 1
             containers = job.spec.template.spec.containers
-            if self.execute is not None:
+            if self.collect:
+                self._run_pod(name, job.spec.template.spec)
+            elif self.execute is not None:
                 self.push(name, self._run_container(name, containers[0]))
             else:
                 args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
@@ -294,6 +314,71 @@ class Kubelet:
             raise AssertionError(f"job {name} exited {run.returncode}: {self.outputs[name]}")
         found = re.findall(r"^([\w-]+)=([-+0-9.eE]+)\s*$", run.stdout, re.MULTILINE)
         return {metric: float(value) for metric, value in found}
+
+    def _run_pod(self, name: str, pod: Any) -> None:
+        """Run the pod as rendered: its collector sidecar (a native sidecar, or a second
+        container) beside the primary container, each volume a folder of its own under
+        ``execute/<job>/volumes`` (mount paths in argv and env rewritten to it), the downward
+        API's namespace and pod name filled in. The collector reads what the trial wrote and
+        pushes it to the DBManager itself; the kubelet pushes nothing. Like the kubelet, it
+        stops a native sidecar with SIGTERM once the trial has exited (after a grace period
+        in which the collector normally ends on the wrapper's mark)."""
+        folder = self.execute / name  # type: ignore[operator]
+        sidecars = [c for c in pod.init_containers or [] if c.restart_policy == "Always"]
+        primary, *rest = pod.containers
+        mounts: dict[str, Path] = {}
+        for container in [primary, *sidecars, *rest]:
+            for mount in container.volume_mounts or []:
+                local = folder / "volumes" / mount.name
+                local.mkdir(parents=True, exist_ok=True)
+                mounts[mount.mount_path.rstrip("/") or "/"] = local
+        pattern = (
+            re.compile(
+                "|".join(f"{re.escape(m)}(?=/|$|[^\\w.-])" for m in sorted(mounts, key=len)[::-1])
+            )
+            if mounts
+            else None
+        )
+
+        def mapped(text: str) -> str:
+            return pattern.sub(lambda m: str(mounts[m.group(0)]), text) if pattern else text
+
+        def argv_env(container: Any) -> tuple[list[str], dict[str, str]]:
+            env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(ROOT)}
+            for var in container.env or []:
+                field = var.value_from.field_ref.field_path if var.value_from else None
+                known = {"metadata.namespace": self.namespace, "metadata.name": name}
+                env[var.name] = mapped(var.value or "") if field is None else known.get(field, "")
+            argv = [*(container.command or []), *(container.args or [])]
+            return [mapped(a) for a in argv], env
+
+        folder.mkdir(parents=True, exist_ok=True)
+        started = []
+        for container in [*sidecars, *rest]:
+            argv, env = argv_env(container)
+            log = (folder / f"{container.name}.log").open("w")
+            started.append((container.name, log, subprocess.Popen(
+                argv, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )))  # fmt: skip
+        argv, env = argv_env(primary)
+        run = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+        self.outputs[name] = run.stdout + run.stderr
+        for container_name, log, process in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=20)
+            log.close()
+            text = (folder / f"{container_name}.log").read_text(errors="replace")
+            self.collector_outputs[name] = text
+            if process.returncode != 0:
+                raise AssertionError(
+                    f"{container_name} of {name} exited {process.returncode}: {text}"
+                )
+        if run.returncode != 0:
+            raise AssertionError(f"job {name} exited {run.returncode}: {self.outputs[name]}")
 
     def _status(self, name: str, status: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})
