@@ -217,11 +217,14 @@ class Kubelet:
         push: Callable[[str, dict[str, float]], None] | None = None,
         execute: Path | None = None,
         collect: bool = False,
+        training: tuple[str, str, str] | None = None,
     ) -> None:
         self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
         self.push = push or stack.report_metrics
         self.execute = execute
         self.collect = collect
+        self.training = training  # (group, version, plural) of a training-operator kind
+        self.crs = k8s_client.CustomObjectsApi(stack.api_client())
         self.collector_outputs: dict[str, str] = {}  # job name -> what its collector printed
         self.outputs: dict[str, str] = {}  # job name -> what its container printed
         self.batch = k8s_client.BatchV1Api(stack.api_client())
@@ -253,6 +256,9 @@ class Kubelet:
                 self.errors.append(exc)
 
     def _tick(self) -> None:
+        if self.training is not None:
+            self._tick_training()
+            return
         jobs = self.batch.list_namespaced_job(self.namespace).items
         for job in sorted(jobs, key=lambda j: j.metadata.creation_timestamp):
             name = job.metadata.name
@@ -315,10 +321,41 @@ class Kubelet:
         found = re.findall(r"^([\w-]+)=([-+0-9.eE]+)\s*$", run.stdout, re.MULTILINE)
         return {metric: float(value) for metric, value in found}
 
+    def _tick_training(self) -> None:
+        """The training operator of ``training``'s kind: each new job runs the pod of its
+        master replica (Master, Chief or Launcher: the one carrying the collector) with
+        :meth:`_run_pod`, then its status says Succeeded, as the training operator writes it."""
+        group, version, plural = self.training  # type: ignore[misc]
+        listed = self.crs.list_namespaced_custom_object(group, version, self.namespace, plural)
+        for job in listed["items"]:
+            name = job["metadata"]["name"]
+            if job["metadata"].get("deletionTimestamp") or name in self.finished:
+                continue
+            replicas = next(v for k, v in job["spec"].items() if k.endswith("ReplicaSpecs"))
+            master = next(
+                (v for k, v in replicas.items() if k.lower() in ("master", "chief", "launcher")),
+                next(iter(replicas.values())),
+            )
+            pod = self.batch.api_client._ApiClient__deserialize(  # the typed pod spec
+                master["template"]["spec"], "V1PodSpec"
+            )
+            self._run_pod(name, pod)
+            conditions = [
+                {"type": "Created", "status": "True", "reason": "Created"},
+                {"type": "Succeeded", "status": "True", "reason": "Succeeded"},
+            ]
+            self.crs.patch_namespaced_custom_object_status(
+                group, version, self.namespace, plural, name,
+                {"status": {"conditions": conditions, "completionTime": _now()}},
+            )  # fmt: skip
+            self.finished.append(name)
+            self.seen[name] = job["metadata"]["uid"]
+
     def _run_pod(self, name: str, pod: Any) -> None:
         """Run the pod as rendered: its collector sidecar (a native sidecar, or a second
         container) beside the primary container, each volume a folder of its own under
-        ``execute/<job>/volumes`` (mount paths in argv and env rewritten to it), the downward
+        ``execute/<job>/volumes`` linked at its mount path under ``execute/<job>/root`` (the
+        paths in argv and env under a mount's top folder rewritten into it), the downward
         API's namespace and pod name filled in. The collector reads what the trial wrote and
         pushes it to the DBManager itself; the kubelet pushes nothing. Like the kubelet, it
         stops a native sidecar with SIGTERM once the trial has exited (after a grace period
@@ -326,22 +363,24 @@ class Kubelet:
         folder = self.execute / name  # type: ignore[operator]
         sidecars = [c for c in pod.init_containers or [] if c.restart_policy == "Always"]
         primary, *rest = pod.containers
-        mounts: dict[str, Path] = {}
+        root = folder / "root"  # the pod's file system: each mount a link to its volume
+        tops: set[str] = set()
         for container in [primary, *sidecars, *rest]:
             for mount in container.volume_mounts or []:
-                local = folder / "volumes" / mount.name
-                local.mkdir(parents=True, exist_ok=True)
-                mounts[mount.mount_path.rstrip("/") or "/"] = local
-        pattern = (
-            re.compile(
-                "|".join(f"{re.escape(m)}(?=/|$|[^\\w.-])" for m in sorted(mounts, key=len)[::-1])
-            )
-            if mounts
-            else None
+                volume = folder / "volumes" / mount.name
+                volume.mkdir(parents=True, exist_ok=True)
+                at = root / mount.mount_path.strip("/")
+                at.parent.mkdir(parents=True, exist_ok=True)
+                if not at.is_symlink():
+                    at.symlink_to(volume, target_is_directory=True)
+                tops.add("/" + mount.mount_path.strip("/").split("/")[0])
+        pattern = re.compile(
+            "|".join(f"(?<![\\w.-]){re.escape(t)}(?=/|$|[^\\w.-])" for t in sorted(tops))
         )
 
         def mapped(text: str) -> str:
-            return pattern.sub(lambda m: str(mounts[m.group(0)]), text) if pattern else text
+            """Absolute paths under a mount's top folder, inside the pod's file system."""
+            return pattern.sub(lambda m: f"{root}{m.group(0)}", text) if tops else text
 
         def argv_env(container: Any) -> tuple[list[str], dict[str, str]]:
             env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(ROOT)}

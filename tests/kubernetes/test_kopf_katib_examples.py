@@ -8,7 +8,9 @@ Katib's examples run images this machine cannot pull, so the primary container's
 ``python3 /opt/.../mnist.py`` becomes ``python3 -c`` :data:`PROGRAM`, which takes the example's
 ``--name=value`` arguments and reports ``loss`` and ``accuracy`` per epoch the way Katib's
 ``mnist.py`` does: ``name=value`` lines on stdout, ``{metricName: ..., metricValue: ...}`` lines
-in ``--log-path``, or JSON lines there with ``--logger=hypertune``. Only the budget changes
+in ``--log-path``, JSON lines there with ``--logger=hypertune``, or TensorFlow summaries (event
+files, written with the ``tensorboard`` package) in ``<log-path>/test`` when ``--log-path`` is
+a folder, as Katib's TFJob-with-summaries example does. Only the budget changes
 (``maxTrialCount`` :data:`TRIALS` unless the example is smaller, ``parallelTrialCount`` at
 most 2, ``maxFailedTrialCount`` at most ``maxTrialCount``).
 
@@ -47,22 +49,39 @@ EXAMPLES = Path(__file__).resolve().parent / "katib_examples"
 KATIB_MIRROR = Path(os.environ.get("KATIB_MIRROR", "/work/.mirror/kubeflow+katib/repo"))
 V1B1 = ("kubeflow.org", "v1beta1")
 TRIALS = 2
+TRAINING_KINDS = {
+    "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs"),
+    "TFJob": ("kubeflow.org", "v1", "tfjobs"),
+}
+"""Trial kinds the test's kubelet completes as the training operator would (the pod of the
+master replica, else of the first: one of a TFJob's two workers)."""
 
 PROGRAM = """\
 import json, os, sys, time
 a = dict(x[2:].split("=", 1) for x in sys.argv[1:] if x.startswith("--") and "=" in x)
 base = float(a.get("lr") or a["learning-rate"]) + 0.01 * abs(float(a.get("momentum", 0)))
-path, lines = a.get("log-path"), []
+path, lines, summaries = a.get("log-path"), [], []
 for epoch in range(1, int(a.get("epochs", 1)) + 1):
     loss = base * (1 + 1 / epoch)
     metrics = {"loss": f"{loss:.6f}", "accuracy": f"{1 - loss:.6f}"}
-    if path and a.get("logger") == "hypertune":
+    if path and not os.path.splitext(path)[1]:  # a folder: TensorFlow summaries, test/
+        summaries.append((epoch, metrics))
+    elif path and a.get("logger") == "hypertune":
         lines.append(json.dumps({**metrics, "epoch": epoch, "timestamp": time.time()}))
     elif path:
         lines += ["{metricName: %s, metricValue: %s}" % kv for kv in metrics.items()]
     else:
         print(f"epoch {epoch}:", *(f"{k}={v}" for k, v in metrics.items()), flush=True)
-if path:
+if summaries:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    writer = EventFileWriter(os.path.join(path, "test"))
+    for step, m in summaries:
+        scalars = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in m.items()]
+        summary = summary_pb2.Summary(value=scalars)
+        writer.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
+    writer.close()
+elif path:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a") as out:
         out.write("".join(line + "\\n" for line in lines))
@@ -143,7 +162,11 @@ def run_example(stack: Stack, document: dict[str, Any], pods: Path) -> dict[str,
         types = {c["type"] for c in (body.get("status") or {}).get("conditions", [])}
         return body if types & {"Succeeded", "Failed"} else None
 
-    with Kubelet(stack, namespace, lambda _: {}, execute=pods, collect=True) as kubelet:
+    kind = spec["trialTemplate"]["trialSpec"]["kind"]
+    training = TRAINING_KINDS.get(kind)
+    with Kubelet(
+        stack, namespace, lambda _: {}, execute=pods, collect=True, training=training
+    ) as kubelet:
         body = wait_for(f"{name} to finish", finished, 90, stack=stack)
         resumed = resume(stack, crs, namespace, document, body, kubelet)
     assert not kubelet.errors, kubelet.errors
@@ -164,10 +187,15 @@ def run_example(stack: Stack, document: dict[str, Any], pods: Path) -> dict[str,
             want = expected_metrics(dict(trial.assignment))
             got = [float(o.value) for o in store.get_observations(trial.name, metric)]
             if trial.condition is TrialCondition.EARLY_STOPPED:
-                assert got == want[metric][: len(got)], (trial.name, got, want)
+                assert got == pytest.approx(want[metric][: len(got)], rel=1e-6), trial.name
             else:
                 assert trial.condition is TrialCondition.SUCCEEDED, trial
-                assert got == want[metric], (trial.name, got, want, kubelet.collector_outputs)
+                assert got == pytest.approx(want[metric], rel=1e-6), (  # summaries: float32
+                    trial.name,
+                    got,
+                    want,
+                    kubelet.collector_outputs,
+                )
             finals[trial.name] = got[-1]
         best = store.best_trial(name)
         assert best is not None and status["currentOptimalTrial"]["bestTrialName"] == best.name
@@ -259,7 +287,8 @@ KATIB_RUNNABLE = {
     "hyperband", "hyperopt-distribution", "optuna-distribution", "metrics-collection-strategy",
     "median-stop", "median-stop-with-json-format", "file-metrics-collector",
     "file-metrics-collector-with-json-format", "trial-metadata-substitution",
-    "long-running-resume", "from-volume-resume",
+    "long-running-resume", "from-volume-resume", "pytorchjob-mnist",
+    "tfjob-mnist-with-summaries",
 }  # fmt: skip
 
 
