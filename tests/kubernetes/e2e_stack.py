@@ -1,15 +1,20 @@
 """The processes of the kopf end-to-end tests, and the test's kubelet.
 
-Used by ``test_kopf_e2e.py``. :class:`Stack` starts, each as its own process, the fake API
-server (``python -m tests.kubernetes.fake_cluster``), tunery's Suggestion and DBManager gRPC
-services on one SQLite store, and ``tunery operator`` (real kopf, real watches) pointed at
+Used by ``test_kopf_e2e.py``, ``test_kopf_trial_kinds.py`` and ``test_kopf_katib_examples.py``.
+:class:`Stack` starts, each as its own process, the fake API server (``python -m
+tests.kubernetes.fake_cluster``), tunery's Suggestion, DBManager and EarlyStopping gRPC
+services (the first two on one SQLite store), and ``tunery operator`` (real kopf, real
+watches) pointed at
 them; the operator can be killed (SIGKILL) and started again, and more replicas started beside it
 (they elect a leader through a Lease with short timings; each serves its metrics on its own
 port, :attr:`Stack.metrics_ports`). :class:`Kubelet` plays the
 kubelet and Job controller for one namespace: it marks new Jobs active, and for each Job it
 releases, pushes the trial's metrics through the DBManager exactly as Katib's
 ``katib.report_metrics`` does (one ``ReportObservationLog``, string values, RFC 3339 time),
-then writes the Job's ``Complete`` status.
+then writes the Job's ``Complete`` status. With ``execute`` it runs the primary container's
+rendered argv here and pushes what it printed; with ``collect`` it runs the whole pod (the
+collector sidecar beside the trial, which then pushes itself); with ``training`` it plays the
+training operator for that kind instead of the Job controller.
 """
 
 from __future__ import annotations
