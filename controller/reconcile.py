@@ -606,14 +606,15 @@ class Reconciler:
             "TUNERY_METRICS_FILE": str(paths.push_metrics_path(log_path)),
             "PYTHONUNBUFFERED": "1",
         }
-        metrics_path = self._file_collector_path()
+        private_files = self.runner.private_collector_files  # False in a pod: paths as given
+        metrics_path = self._file_collector_path() if private_files else None
         if metrics_path:
             private = str(paths.local_metrics_path(log_path))
             _replace_in_container(
                 primary_container(job, template["primaryContainerName"]), metrics_path, private
             )
             env["TUNERY_METRICS_PATH"] = private
-        tfevents = tfevent_plan({"spec": self.spec}, log_path)
+        tfevents = tfevent_plan({"spec": self.spec}, log_path) if private_files else None
         if tfevents is not None and tfevents.replace is not None:
             _replace_in_container(
                 primary_container(job, template["primaryContainerName"]), *tfevents.replace

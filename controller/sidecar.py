@@ -19,7 +19,8 @@ names, its sidecar and volume fields, and no shared process namespace for Tekton
   the wrapper's marks only) in the primary container and in the collector; the collector itself
   (``python -m metrics_collector`` with Katib's flags) as a native sidecar (an init container
   with ``restartPolicy: Always``, stopped by the kubelet once the trial's containers exit) or,
-  for clusters older than 1.29, as a plain container;
+  for clusters older than 1.29, as a plain container; it gets ``POD_NAMESPACE`` from the
+  downward API and names that namespace to the DBManager (gRPC metadata ``tunery-namespace``);
 - the primary container's command wrapped by :data:`WRAPPER`, a fixed POSIX ``sh`` script that
   receives the original command as ``"$@"`` — no parameter value is ever re-quoted or placed in
   a script — and, for ``StdOut``, *tees* its output (stdout and stderr) to the metrics file, so
@@ -32,8 +33,8 @@ names, its sidecar and volume fields, and no shared process namespace for Tekton
   whole trial;
 - a ``StdOut`` primary container without ``command`` (its image's entrypoint is unknown here)
   is not wrapped: the collector follows its log through the Kubernetes API instead
-  (``--follow-container``, :mod:`metrics_collector.podlog`), with ``POD_NAME``/
-  ``POD_NAMESPACE`` from the downward API and the pod's service-account token projected into
+  (``--follow-container``, :mod:`metrics_collector.podlog`), with ``POD_NAME`` (and
+  ``POD_NAMESPACE``) from the downward API and the pod's service-account token projected into
   the collector alone (:data:`TOKEN_VOLUME`); no metrics volume, no shared process namespace,
   and no early stopping (refused at admission, :func:`controller.collector_check.kind_problems`);
 - the collector runs under a restricted ``securityContext`` (:func:`collector_security_context`:
@@ -551,13 +552,9 @@ def _inject(
         sidecar.setdefault("volumeMounts", []).append(
             {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIRECTORY, "readOnly": True}
         )
-        sidecar["env"] += [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-        ]
+        sidecar["env"].append(
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        )
     elif plan.kind != "Custom" or plan.path:
         _add_volume(unit, {"name": METRICS_VOLUME, "emptyDir": {}})
         _mount(container, plan.directory)
@@ -618,7 +615,14 @@ def _sidecar(
             early_stopping=bool((spec.get("earlyStopping") or {}).get("algorithmName")),
             stop_rules=stop_rules,
         ),
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            # the trial's namespace, sent to the DBManager in the metadata key tunery-namespace
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
         "resources": copy.deepcopy(dict(settings.resources)),
     }
 

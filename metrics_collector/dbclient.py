@@ -36,6 +36,12 @@ DEFAULT_PORT = 6789
 ADDRESS_ENV = "TUNERY_DB_MANAGER_ADDRESS"
 """The one variable naming the DBManager (the operator sets it on trial containers; the
 early-stopping service's ``--db-manager-address`` reads it too)."""
+NAMESPACE_METADATA_KEY = "tunery-namespace"
+"""gRPC metadata key naming the trial's namespace, which tunery's DBManager reads
+(``metrics_collector.dbmanager``: Katib's wire names a trial without it); Katib's ignores it."""
+NAMESPACE_ENV = "POD_NAMESPACE"
+"""Where the collector sidecar finds its trial's namespace (the operator sets it from the
+downward API, ``metadata.namespace``)."""
 DEPRECATED_ADDRESS_ENV = "TUNERY_DBMANAGER_ADDRESS"
 """The name docs/sdk.md used to give; still read when the new one is unset."""
 _RETRYABLE = {
@@ -78,7 +84,9 @@ def store_error(error: grpc.RpcError, what: str) -> StoreError:
 class DBManagerClient:
     """``add_observations`` / ``get_observations`` / ``delete_observations`` over gRPC.
 
-    Calls wait for the server to become ready, up to ``timeout`` seconds each.
+    Calls wait for the server to become ready, up to ``timeout`` seconds each. With
+    ``namespace`` every call carries it in the metadata key :data:`NAMESPACE_METADATA_KEY`, so
+    a trial name held in several namespaces reaches the right trial.
     """
 
     keeps_steps = False
@@ -89,9 +97,12 @@ class DBManagerClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         channel: grpc.Channel | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.address = address or default_dbmanager_address()
         self.timeout = timeout
+        self.namespace = namespace or None
+        self._metadata = ((NAMESPACE_METADATA_KEY, namespace),) if namespace else None
         self._own_channel = channel is None
         self._channel = channel or open_channel(self.address)
         self._stub = api_pb2_grpc.DBManagerStub(self._channel)
@@ -151,7 +162,9 @@ class DBManagerClient:
 
     def _call(self, method, request, what: str):  # type: ignore[no-untyped-def]
         try:
-            return method(request, timeout=self.timeout, wait_for_ready=True)
+            return method(
+                request, timeout=self.timeout, wait_for_ready=True, metadata=self._metadata
+            )
         except grpc.RpcError as e:
             raise store_error(e, f"DBManager at {self.address}: {what}") from None
 

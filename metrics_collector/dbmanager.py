@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from metrics_collector.dbclient import NAMESPACE_METADATA_KEY
 from metrics_collector.errors import InvalidRequestError, InvalidTimestampError
 from metrics_collector.timefmt import format_rfc3339_nano, parse_rfc3339
 from tunery.api import api_pb2, api_pb2_grpc
@@ -57,9 +58,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 6789
 _LOCK_STRIPES = 64
-
-NAMESPACE_METADATA_KEY = "tunery-namespace"
-"""gRPC metadata key naming the trial's namespace (optional; Katib's clients never send it)."""
 
 
 _Reply = TypeVar("_Reply")

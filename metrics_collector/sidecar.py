@@ -60,7 +60,7 @@ from pathlib import Path
 import grpc
 
 from metrics_collector.collector import TrialCollector
-from metrics_collector.dbclient import DBManagerClient, default_dbmanager_address
+from metrics_collector.dbclient import NAMESPACE_ENV, DBManagerClient, default_dbmanager_address
 from metrics_collector.errors import (
     FlushError,
     InvalidStopRuleError,
@@ -346,7 +346,9 @@ class Sidecar:
     def __init__(self, config: SidecarConfig, client: DBManagerClient | None = None) -> None:
         self.config = config
         self.client = client or DBManagerClient(
-            config.dbmanager_address, timeout=config.rpc_timeout
+            config.dbmanager_address,
+            timeout=config.rpc_timeout,
+            namespace=os.environ.get(NAMESPACE_ENV),
         )
         self.main = MainProcess(
             config.pid,

@@ -98,6 +98,11 @@ class TrialLaunch:
 class TrialRunner(abc.ABC):
     """Runs trial jobs somewhere. Thread-safe."""
 
+    private_collector_files = True
+    """Trials share this machine's file system, so the reconciler points each trial's File
+    and TensorFlowEvent collector paths at private copies beside its log. False where each
+    trial has its own file system (a pod) and its collector reads the configured paths."""
+
     @abc.abstractmethod
     def start(self, launch: TrialLaunch) -> Handle:
         """Start the job and return its handle.

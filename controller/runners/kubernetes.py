@@ -309,8 +309,11 @@ class KubernetesRunner(TrialRunner):
 
     ``spec`` is the experiment's (defaulted) spec: it names the collector, the objective and
     the primary pod labels. ``owner`` gives each job its owner reference (the Trial resource);
-    ``stop_rules`` each trial's early-stopping rules for the collector.
+    ``stop_rules`` each trial's early-stopping rules for the collector. A pod has its own
+    file system: the collector sidecar reads the paths the experiment configures.
     """
+
+    private_collector_files = False
 
     def __init__(
         self,

@@ -1,15 +1,20 @@
 """The processes of the kopf end-to-end tests, and the test's kubelet.
 
-Used by ``test_kopf_e2e.py``. :class:`Stack` starts, each as its own process, the fake API
-server (``python -m tests.kubernetes.fake_cluster``), tunery's Suggestion and DBManager gRPC
-services on one SQLite store, and ``tunery operator`` (real kopf, real watches) pointed at
+Used by ``test_kopf_e2e.py``, ``test_kopf_trial_kinds.py`` and ``test_kopf_katib_examples.py``.
+:class:`Stack` starts, each as its own process, the fake API server (``python -m
+tests.kubernetes.fake_cluster``), tunery's Suggestion, DBManager and EarlyStopping gRPC
+services (the first two on one SQLite store), and ``tunery operator`` (real kopf, real
+watches) pointed at
 them; the operator can be killed (SIGKILL) and started again, and more replicas started beside it
 (they elect a leader through a Lease with short timings; each serves its metrics on its own
 port, :attr:`Stack.metrics_ports`). :class:`Kubelet` plays the
 kubelet and Job controller for one namespace: it marks new Jobs active, and for each Job it
 releases, pushes the trial's metrics through the DBManager exactly as Katib's
 ``katib.report_metrics`` does (one ``ReportObservationLog``, string values, RFC 3339 time),
-then writes the Job's ``Complete`` status.
+then writes the Job's ``Complete`` status. With ``execute`` it runs the primary container's
+rendered argv here and pushes what it printed; with ``collect`` it runs the whole pod (the
+collector sidecar beside the trial, which then pushes itself); with ``training`` it plays the
+training operator for that kind instead of the Job controller.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Stack:
         self.db_url = f"sqlite:///{workdir / 'tunery.db'}"
         self.suggestion_port = free_port()
         self.dbmanager_port = free_port()
+        self.earlystop_port = free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": str(self.kubeconfig)}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
@@ -107,6 +113,19 @@ class Stack:
                 self.db_url,
             ],
         )
+        self._spawn(
+            "earlystop",
+            [
+                "-m",
+                "tunery.cli",
+                "serve",
+                "earlystop",
+                "--port",
+                str(self.earlystop_port),
+                "--db-manager-address",
+                f"127.0.0.1:{self.dbmanager_port}",
+            ],
+        )
         deadline = time.monotonic() + 30
         while not (match := re.search(r"serving on (\S+)", self.log("apiserver"))):
             if time.monotonic() > deadline or self.processes["apiserver"].poll() is not None:
@@ -122,6 +141,7 @@ class Stack:
             **self.env,
             "TUNERY_SUGGESTION_ADDRESS": f"127.0.0.1:{self.suggestion_port}",
             "TUNERY_DB_MANAGER_ADDRESS": f"127.0.0.1:{self.dbmanager_port}",
+            "TUNERY_EARLYSTOP_ADDRESS": f"127.0.0.1:{self.earlystop_port}",
             "TUNERY_RECONCILE_INTERVAL": "0.5",
             "TUNERY_COLLECTOR_IMAGE": "tunery:e2e",
             "TUNERY_METRICS_PORT": str(self.metrics_ports[name]),
@@ -201,10 +221,16 @@ class Kubelet:
         hold: bool = False,
         push: Callable[[str, dict[str, float]], None] | None = None,
         execute: Path | None = None,
+        collect: bool = False,
+        training: tuple[str, str, str] | None = None,
     ) -> None:
         self.stack, self.namespace, self.metrics, self.hold = stack, namespace, metrics, hold
         self.push = push or stack.report_metrics
         self.execute = execute
+        self.collect = collect
+        self.training = training  # (group, version, plural) of a training-operator kind
+        self.crs = k8s_client.CustomObjectsApi(stack.api_client())
+        self.collector_outputs: dict[str, str] = {}  # job name -> what its collector printed
         self.outputs: dict[str, str] = {}  # job name -> what its container printed
         self.batch = k8s_client.BatchV1Api(stack.api_client())
         self.seen: dict[str, str] = {}  # job name -> uid
@@ -235,6 +261,9 @@ class Kubelet:
                 self.errors.append(exc)
 
     def _tick(self) -> None:
+        if self.training is not None:
+            self._tick_training()
+            return
         jobs = self.batch.list_namespaced_job(self.namespace).items
         for job in sorted(jobs, key=lambda j: j.metadata.creation_timestamp):
             name = job.metadata.name
@@ -249,7 +278,9 @@ class Kubelet:
                     return
                 self._releases -= 1
             containers = job.spec.template.spec.containers
-            if self.execute is not None:
+            if self.collect:
+                self._run_pod(name, job.spec.template.spec)
+            elif self.execute is not None:
                 self.push(name, self._run_container(name, containers[0]))
             else:
                 args = " ".join(" ".join((c.command or []) + (c.args or [])) for c in containers)
@@ -294,6 +325,104 @@ class Kubelet:
             raise AssertionError(f"job {name} exited {run.returncode}: {self.outputs[name]}")
         found = re.findall(r"^([\w-]+)=([-+0-9.eE]+)\s*$", run.stdout, re.MULTILINE)
         return {metric: float(value) for metric, value in found}
+
+    def _tick_training(self) -> None:
+        """The training operator of ``training``'s kind: each new job runs the pod of its
+        master replica (Master, Chief or Launcher: the one carrying the collector) with
+        :meth:`_run_pod`, then its status says Succeeded, as the training operator writes it."""
+        group, version, plural = self.training  # type: ignore[misc]
+        listed = self.crs.list_namespaced_custom_object(group, version, self.namespace, plural)
+        for job in listed["items"]:
+            name = job["metadata"]["name"]
+            if job["metadata"].get("deletionTimestamp") or name in self.finished:
+                continue
+            replicas = next(v for k, v in job["spec"].items() if k.endswith("ReplicaSpecs"))
+            master = next(
+                (v for k, v in replicas.items() if k.lower() in ("master", "chief", "launcher")),
+                next(iter(replicas.values())),
+            )
+            pod = self.batch.api_client._ApiClient__deserialize(  # the typed pod spec
+                master["template"]["spec"], "V1PodSpec"
+            )
+            self._run_pod(name, pod)
+            conditions = [
+                {"type": "Created", "status": "True", "reason": "Created"},
+                {"type": "Succeeded", "status": "True", "reason": "Succeeded"},
+            ]
+            self.crs.patch_namespaced_custom_object_status(
+                group, version, self.namespace, plural, name,
+                {"status": {"conditions": conditions, "completionTime": _now()}},
+            )  # fmt: skip
+            self.finished.append(name)
+            self.seen[name] = job["metadata"]["uid"]
+
+    def _run_pod(self, name: str, pod: Any) -> None:
+        """Run the pod as rendered: its collector sidecar (a native sidecar, or a second
+        container) beside the primary container, each volume a folder of its own under
+        ``execute/<job>/volumes`` linked at its mount path under ``execute/<job>/root`` (the
+        paths in argv and env under a mount's top folder rewritten into it), the downward
+        API's namespace and pod name filled in. The collector reads what the trial wrote and
+        pushes it to the DBManager itself; the kubelet pushes nothing. Like the kubelet, it
+        stops a native sidecar with SIGTERM once the trial has exited (after a grace period
+        in which the collector normally ends on the wrapper's mark)."""
+        folder = self.execute / name  # type: ignore[operator]
+        sidecars = [c for c in pod.init_containers or [] if c.restart_policy == "Always"]
+        primary, *rest = pod.containers
+        root = folder / "root"  # the pod's file system: each mount a link to its volume
+        tops: set[str] = set()
+        for container in [primary, *sidecars, *rest]:
+            for mount in container.volume_mounts or []:
+                volume = folder / "volumes" / mount.name
+                volume.mkdir(parents=True, exist_ok=True)
+                at = root / mount.mount_path.strip("/")
+                at.parent.mkdir(parents=True, exist_ok=True)
+                if not at.is_symlink():
+                    at.symlink_to(volume, target_is_directory=True)
+                tops.add("/" + mount.mount_path.strip("/").split("/")[0])
+        pattern = re.compile(
+            "|".join(f"(?<![\\w.-]){re.escape(t)}(?=/|$|[^\\w.-])" for t in sorted(tops))
+        )
+
+        def mapped(text: str) -> str:
+            """Absolute paths under a mount's top folder, inside the pod's file system."""
+            return pattern.sub(lambda m: f"{root}{m.group(0)}", text) if tops else text
+
+        def argv_env(container: Any) -> tuple[list[str], dict[str, str]]:
+            env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(ROOT)}
+            for var in container.env or []:
+                field = var.value_from.field_ref.field_path if var.value_from else None
+                known = {"metadata.namespace": self.namespace, "metadata.name": name}
+                env[var.name] = mapped(var.value or "") if field is None else known.get(field, "")
+            argv = [*(container.command or []), *(container.args or [])]
+            return [mapped(a) for a in argv], env
+
+        folder.mkdir(parents=True, exist_ok=True)
+        started = []
+        for container in [*sidecars, *rest]:
+            argv, env = argv_env(container)
+            log = (folder / f"{container.name}.log").open("w")
+            started.append((container.name, log, subprocess.Popen(
+                argv, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )))  # fmt: skip
+        argv, env = argv_env(primary)
+        run = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+        self.outputs[name] = run.stdout + run.stderr
+        for container_name, log, process in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=20)
+            log.close()
+            text = (folder / f"{container_name}.log").read_text(errors="replace")
+            self.collector_outputs[name] = text
+            if process.returncode != 0:
+                raise AssertionError(
+                    f"{container_name} of {name} exited {process.returncode}: {text}"
+                )
+        if run.returncode != 0:
+            raise AssertionError(f"job {name} exited {run.returncode}: {self.outputs[name]}")
 
     def _status(self, name: str, status: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job_status(name, self.namespace, {"status": status})

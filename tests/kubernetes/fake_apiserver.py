@@ -23,6 +23,9 @@ against it. What it does as kube-apiserver does:
   preconditions (uid, resourceVersion); propagation Orphan, Background, Foreground;
 - garbage collection after every removal, whatever removed it (a DELETE or a finalizer
   release): objects all of whose ``ownerReferences`` are gone are deleted, transitively;
+- OpenAPI v3 (``/openapi/v3`` and one document per group-version, :mod:`fake_openapi`), so
+  ``kubectl apply``/``create`` validate through the server and patch custom resources with a
+  merge patch;
 - ``kubectl get`` columns: a ``Table`` (``Accept: ...;as=Table``) with the CRD's
   additionalPrinterColumns (:mod:`fake_tables`);
 - list and watch with ``labelSelector`` and ``fieldSelector`` (metadata.name/namespace);
@@ -43,6 +46,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import fake_openapi
 import fake_tables
 import jsonpatch
 from aiohttp import web
@@ -79,6 +83,8 @@ def build_app(storage: Storage | None = None, *, log_refusals: bool = False) -> 
     app.router.add_get("/readyz", _ok)
     app.router.add_get("/api", _core_versions)
     app.router.add_get("/apis", _groups)
+    app.router.add_get("/openapi/v3", _openapi_index)
+    app.router.add_get("/openapi/v3/{path:.+}", _openapi_document)
     app.router.add_route("*", "/api/{version}{rest:.*}", _core)
     app.router.add_route("*", "/apis/{group}{rest:.*}", _grouped)
     return app
@@ -123,6 +129,20 @@ async def _core_versions(_request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+async def _openapi_index(request: web.Request) -> web.Response:
+    storage: Storage = request.app["storage"]
+    return _json(fake_openapi.index(fake_openapi.by_group_version(storage.types.values())))
+
+
+async def _openapi_document(request: web.Request) -> web.Response:
+    storage: Storage = request.app["storage"]
+    documents = fake_openapi.by_group_version(storage.types.values())
+    found = documents.get(request.match_info["path"])
+    if found is None:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    return _json(found)
 
 
 def _group_document(name: str, versions: list[str]) -> dict[str, Any]:

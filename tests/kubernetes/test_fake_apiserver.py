@@ -399,3 +399,26 @@ def test_kubectl_get_gets_a_table_with_the_crd_columns(http: Http) -> None:
     assert row["Age"].endswith("s")
     plain = http("GET", CONFIGMAPS, headers=accept).json()
     assert [c["name"] for c in plain["columnDefinitions"]] == ["Name", "Age"]
+
+
+def test_openapi_v3_names_each_group_version_and_the_write_parameters(http: Http) -> None:
+    listed = http("GET", "/openapi/v3").json()["paths"]
+    assert {"api/v1", "apis/batch/v1", "apis/kubeflow.org/v1beta1"} <= set(listed)
+    url = listed["apis/kubeflow.org/v1beta1"]["serverRelativeURL"]
+    assert url.startswith("/openapi/v3/apis/kubeflow.org/v1beta1?hash=")
+    document = http("GET", url).json()
+    schema = document["components"]["schemas"]["org.kubeflow.v1beta1.Experiment"]
+    assert schema["x-kubernetes-group-version-kind"] == [
+        {"group": "kubeflow.org", "version": "v1beta1", "kind": "Experiment"}
+    ]
+    assert "spec" in schema["properties"]
+    item = "/apis/kubeflow.org/v1beta1/namespaces/{namespace}/experiments/{name}"
+    patch = document["paths"][item]["patch"]
+    assert patch["x-kubernetes-group-version-kind"]["kind"] == "Experiment"
+    assert {"name": "fieldValidation", "in": "query"}.items() <= patch["parameters"][2].items()
+    # no strategic merge for a custom resource: kubectl sends a JSON merge patch
+    assert set(patch["requestBody"]["content"]) == {
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    }
+    assert http("GET", "/openapi/v3/apis/nowhere.io/v1").status_code == 404

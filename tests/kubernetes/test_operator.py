@@ -400,3 +400,37 @@ def test_training_operator_kinds_get_the_collector_on_the_master(
     with pytest.raises(KubeError) as gone:
         api.get("kubeflow.org/v1", "PyTorchJob", namespace, name)
     assert gone.value.not_found
+
+
+@pytest.mark.parametrize(
+    ("collector", "kind", "path", "argument"),
+    [
+        ("File", "File", "/katib/mnist.log", "--log-path=/katib/mnist.log"),
+        ("TensorFlowEvent", "Directory", "/logs/test", "--log-path=/logs"),
+    ],
+)
+def test_a_trial_pod_writes_where_the_collector_reads(
+    api, namespace, k8s_store, suggestions, collector, kind, path, argument
+):
+    """A pod has its own file system: the trial's command keeps the configured path (the
+    collector sidecar reads it there), unlike a local run's private copy beside the log."""
+    body = experiment_body(
+        namespace,
+        parallelTrialCount=1,
+        metricsCollectorSpec={
+            "source": {"fileSystemPath": {"path": path, "kind": kind}},
+            "collector": {"kind": collector},
+        },
+    )
+    body["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0][
+        "command"
+    ] += [argument]
+    api.create(body)
+    step(make_operator(api, k8s_store, suggestions), api, namespace)
+    (job,) = jobs(api, namespace)
+    pod = job["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    assert main["command"][-1] == argument
+    assert "TUNERY_METRICS_PATH" not in {e["name"] for e in main.get("env") or []}
+    (sidecar,) = pod["initContainers"]
+    assert sidecar["args"][sidecar["args"].index("-path") + 1] == path
