@@ -234,13 +234,15 @@ def table(results: Sequence[dict[str, Any]], methods: Sequence[str], probs: Sequ
                     seeds[m] = len(hv) if n == 100 else seeds[m]
             if any(seeds[m] == 0 for m in (ours, theirs)):
                 continue
-            ok = all(q[ours, n][1] >= q[theirs, n][1] for n in (100, 200))
-            within = all(q[ours, n][1] >= q[theirs, n][0] for n in (100, 200))
+            # budgets both methods reached (``--budget 100`` stops before 200)
+            both = [n for n in (100, 200) if not np.isnan(q[ours, n][1] + q[theirs, n][1])]
+            ok = all(q[ours, n][1] >= q[theirs, n][1] for n in both)
+            within = all(q[ours, n][1] >= q[theirs, n][0] for n in both)
             verdict = ">=" if ok else ("below, within IQR" if within else "below")
 
             def cell(m: str, n: int, q: dict[tuple[str, int], np.ndarray] = q) -> str:
                 lo, mid, hi = q[m, n]
-                return f"{mid:.4f} [{lo:.4f}, {hi:.4f}]"
+                return "-" if np.isnan(mid) else f"{mid:.4f} [{lo:.4f}, {hi:.4f}]"
 
             lines.append(
                 f"| {prob} | {ours} vs {theirs} | {cell(ours, 100)} vs {cell(theirs, 100)} "

@@ -3,10 +3,13 @@
 Registered in ``suggestion.algorithms.REGISTRY``; called by the suggestion service. TPE needs
 only an order of the completed trials to split them into a good and a bad group; MOTPE's order
 is Pareto dominance: trials are ranked by non-dominated front, and within the front that the
-good group's cut-off splits, by hypervolume contribution (two objectives; crowding distance
-for more), computed on losses normalised to the observed range. The good group holds
-``ceil(0.1 n)`` trials, uncapped (optuna's multi-objective rule), and its kernels are weighted
-by their hypervolume contribution within the group (two objectives; flat otherwise), which
+good group's cut-off splits, by greedy hypervolume subset selection (two objectives: each
+next trial is the one that adds most hypervolume to those chosen before it, on that front
+normalised to its own range with reference 1.1; crowding distance for more objectives), so
+the good group is a well-spread piece of the front rather than its most isolated points. The
+good group holds ``ceil(0.1 n)`` trials, uncapped (optuna's multi-objective rule), and its
+kernels are weighted by their hypervolume contribution within the group (two objectives;
+flat otherwise), floored at a quarter of the largest so every good trial keeps a say, which
 pulls the search towards the sparse ends of the front. The model is the TPE engine of
 :mod:`suggestion.algorithms._parzen`, univariate by default as optuna's multi-objective TPE
 (``multivariate: true`` for one joint mixture), so startup, candidates, constant liar for
@@ -39,7 +42,7 @@ from suggestion.algorithms.tpe import DEFAULT_EI_CANDIDATES, DEFAULT_STARTUP_TRI
 from tunery.pareto import crowding_distance, hypervolume_contributions, nondominated_ranks
 from tunery.space import Assignment
 
-_MIN_WEIGHT = 1e-3
+_WEIGHT_FLOOR = 0.25  # the least kernel weight of a good trial, relative to the largest
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,39 @@ def pareto_scores(y: np.ndarray, n_good: int) -> np.ndarray:
     if cut >= len(counts) or before[cut] == n_good:
         return scores
     members = np.flatnonzero(ranks == cut)
-    z = normalised(y)[members]
+    z = normalised(y[members])  # the split front on its own range
     if y.shape[1] == 2:
-        merit = hypervolume_contributions(z, np.full(2, 1.1))
+        order = greedy_subset_order(z, np.full(2, 1.1))
     else:
-        merit = crowding_distance(z)
-    order = np.argsort(-merit, kind="stable")
+        order = np.argsort(-crowding_distance(z), kind="stable")
     scores[members[order]] = cut + np.arange(len(members)) / len(members)
     return scores
+
+
+def greedy_subset_order(z: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The rows of one bi-objective front ``z`` (mutually non-dominated) in the order greedy
+    hypervolume subset selection picks them: each next row adds the most hypervolume to the
+    rows picked before it (ties: the lower row index)."""
+    n = len(z)
+    picked: list[int] = []
+    left = np.ones(n, dtype=bool)
+    sel_f1 = np.empty(0)
+    sel_f2 = np.empty(0)
+    for _ in range(n):
+        idx = np.flatnonzero(left)
+        f1, f2 = z[idx, 0], z[idx, 1]
+        # picked rows sorted by f1 ascending, so f2 descends along them
+        pos = np.searchsorted(sel_f1, f1, side="left")
+        right_f1 = np.append(sel_f1, reference[0])[pos]
+        left_f2 = np.insert(sel_f2, 0, reference[1])[pos]
+        gain = np.maximum(right_f1 - f1, 0.0) * np.maximum(left_f2 - f2, 0.0)
+        best = idx[int(np.argmax(gain))]
+        picked.append(best)
+        left[best] = False
+        at = int(np.searchsorted(sel_f1, z[best, 0]))
+        sel_f1 = np.insert(sel_f1, at, z[best, 0])
+        sel_f2 = np.insert(sel_f2, at, z[best, 1])
+    return np.asarray(picked, dtype=int)
 
 
 def good_size(n: int) -> int:
@@ -95,7 +123,7 @@ def contribution_weights(y: np.ndarray) -> np.ndarray:
     top = contributions.max()
     if not top > 0:
         return np.ones(len(y))
-    return np.clip(contributions / top, _MIN_WEIGHT, 1.0)
+    return _WEIGHT_FLOOR + (1 - _WEIGHT_FLOOR) * np.clip(contributions / top, 0.0, 1.0)
 
 
 class Motpe(Algorithm):
