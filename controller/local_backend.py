@@ -84,6 +84,11 @@ class LocalBackend:
         return self._store
 
     @property
+    def opened(self) -> bool:
+        """Whether the store is open (given, or opened by an earlier use)."""
+        return self._store is not None
+
+    @property
     def logs_dir(self) -> Path:
         return self.workdir / "logs"
 

@@ -269,3 +269,23 @@ def test_the_client_reads_what_tune_ran(client: Client) -> None:
     assert client.namespace is None
     client.delete_experiment("from-tune")
     assert client.list_experiments() == []
+
+
+def test_reads_do_not_create_a_store(isolated_cwd: Path) -> None:
+    """Reading from a folder where nothing has run creates no ``.tunery/`` (issue 15 defect
+    12): lists are empty, lookups are not found naming the store looked for."""
+    with Client() as c:
+        assert c.list_experiments() == []
+        for call in (
+            lambda: c.get_experiment("nope"),
+            lambda: c.list_trials("nope"),
+            lambda: c.get_result("nope"),
+            lambda: c.get_trial("nope-1"),
+            lambda: c.get_trial_metrics("nope-1"),
+            lambda: c.get_trial_logs("nope-1"),
+        ):
+            with pytest.raises(NotFoundError, match="nope") as raised:
+                call()
+            assert "nothing has run with this store" in str(raised.value)
+            assert str(raised.value).endswith(f"(store: {resolve_db_url()})"), raised.value
+    assert not (isolated_cwd / ".tunery").exists()

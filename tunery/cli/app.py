@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -98,24 +97,11 @@ def _errors(db_url: str | None = None) -> Iterator[None]:
         raise CliError(f"store error: {exc}", EXIT_UNAVAILABLE) from None
 
 
-def missing_sqlite_file(db_url: str | None) -> Path | None:
-    """The SQLite file the URL names when that file does not exist (None otherwise)."""
-    from tunery.store.engine import is_sqlite_memory, resolve_url
-
-    try:
-        url = resolve_url(db_url)
-    except ValueError:
-        return None  # open_store reports it
-    if url.get_backend_name() != "sqlite" or is_sqlite_memory(url) or not url.database:
-        return None
-    path = Path(url.database).expanduser()
-    return None if path.exists() else path
-
-
 def _open_store(db_url: str | None, *, create: bool = False) -> Any:
     """The store at ``db_url``. Read-only commands pass ``create=False``: a SQLite file that
     does not exist is not created (NoStoreError names where it was looked for)."""
     from tunery.store import open_store
+    from tunery.store.engine import missing_sqlite_file
 
     if not create:
         missing = missing_sqlite_file(db_url)

@@ -24,7 +24,6 @@ from tunery.cli.app import (
     _open_store,
     _output_option,
     main,
-    missing_sqlite_file,
     store_name,
 )
 from tunery.cli.output import (
@@ -42,6 +41,7 @@ from tunery.cli.output import (
     typed_metrics,
     typed_parameter,
 )
+from tunery.store.engine import missing_sqlite_file
 
 # -- list / status ----------------------------------------------------------------------------
 

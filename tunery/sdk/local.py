@@ -73,6 +73,26 @@ class LocalBackend:
         """Open the store now, so a bad URL or an unreachable database is an SDK error."""
         _ = self.store
 
+    def open_for_reading(self, what: str) -> None:
+        """Open the store for a read of ``what``: a SQLite store file that does not exist is
+        not created.
+
+        Raises:
+            NotFoundError: no store file where the URL points (``what`` not found, the store
+            named).
+        """
+        if not self.engine.opened:
+            from tunery.store import resolve_db_url
+            from tunery.store.engine import missing_sqlite_file
+
+            if missing_sqlite_file(self.engine.db_url) is not None:
+                raise NotFoundError(
+                    f"{what} not found: nothing has run with this store yet (pass "
+                    f"Client(db=...) or set TUNERY_DB_URL for another) "
+                    f"(store: {resolve_db_url(self.engine.db_url)})"
+                )
+        self.open()
+
     @property
     def cwd(self) -> Path:
         return self.engine.cwd
@@ -100,7 +120,7 @@ class LocalBackend:
         return load_document(source, self.engine.validate)
 
     def record(self, name: str) -> ExperimentRecord:
-        self.open()
+        self.open_for_reading(f"experiment {name!r}")
         with self.errors():
             return self.engine.record(name)
 
@@ -132,7 +152,10 @@ class LocalBackend:
         return self.engine.document(self.record(name))
 
     def list_experiments(self) -> list[dict[str, Any]]:
-        self.open()
+        try:
+            self.open_for_reading("experiments")
+        except NotFoundError:
+            return []  # no store yet: no experiments (and none created by reading)
         with self.errors():
             return [self.engine.document(r) for r in self.engine.store.list_experiments()]
 
@@ -209,20 +232,20 @@ class LocalBackend:
         return [records.from_record(t, objective, space) for t in trials]
 
     def get_trial(self, name: str) -> TrialInfo:
-        self.open()
+        self.open_for_reading(f"trial {name!r}")
         with self.errors():
             trial = self.engine.store.get_trial(name)
         objective, space = objective_and_space(self.record(trial.experiment_name).spec)
         return records.from_record(trial, objective, space)
 
     def get_trial_metrics(self, name: str) -> list[Observation]:
-        self.open()
+        self.open_for_reading(f"trial {name!r}")
         with self.errors():
             self.engine.store.get_trial(name)
             return self.engine.store.get_observations(name)
 
     def get_trial_logs(self, name: str, follow: bool, timeout: float) -> Iterator[str]:
-        self.open()
+        self.open_for_reading(f"trial {name!r}")
         with self.errors():
             lines = self.engine.log_lines(name, follow, timeout)
         return self._mapped(lines)

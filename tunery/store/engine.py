@@ -231,3 +231,15 @@ def _install_mysql_hooks(engine: sa.Engine) -> None:
             cursor.execute("SET SESSION time_zone = '+00:00'")
         finally:
             cursor.close()
+
+
+def missing_sqlite_file(db_url: str | None) -> Path | None:
+    """The SQLite file the URL names when that file does not exist (None otherwise)."""
+    try:
+        url = resolve_url(db_url)
+    except ValueError:
+        return None  # open_store reports it
+    if url.get_backend_name() != "sqlite" or is_sqlite_memory(url) or not url.database:
+        return None
+    path = Path(url.database).expanduser()
+    return None if path.exists() else path
