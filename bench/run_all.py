@@ -187,6 +187,13 @@ BENCHES: tuple[Bench, ...] = (
         ("--seeds", "2", "--trials", "20"),
     ),
     Bench(
+        "namespaces",
+        "Namespaces (issue 16 point 8)",
+        "bench.namespaces",
+        (),
+        ("--trials", "20", "--reports", "50"),
+    ),
+    Bench(
         "metrics",
         "Metrics overhead",
         "bench.metrics_overhead",
