@@ -293,6 +293,15 @@ def run(
         document["spec"]["parallelTrialCount"] = parallel
     if max_trials:
         document["spec"]["maxTrialCount"] = max_trials
+        if not parallel and document["spec"].get("parallelTrialCount", 0) > max_trials:
+            # Katib's rule (parallelTrialCount <= maxTrialCount) would refuse the document
+            # for a budget the user asked for on the command line: fit the parallelism to it.
+            click.echo(
+                f"parallelTrialCount {document['spec']['parallelTrialCount']} lowered to "
+                f"{max_trials} to fit --max-trials {max_trials}",
+                err=True,
+            )
+            document["spec"]["parallelTrialCount"] = max_trials
     if name or parallel or max_trials:
         from tunery.experiment import ExperimentError, load_experiment
 
