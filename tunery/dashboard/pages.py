@@ -2,7 +2,8 @@
 
 Server-rendered skeletons (names escaped) that load ``/static/dashboard.js``, which fills them
 from the JSON API only and keeps them live by polling; plots are drawn by plotly.js served
-from the ``plotly`` package (``/vendor/plotly.min.js``), never a CDN. Registered by
+from the ``plotly`` package (``/vendor/plotly.min.js``), never a CDN; the experiment page
+draws its first screen's plots with ``/static/preview.js`` until plotly.js has run. Registered by
 :func:`tunery.dashboard.app.create_app`.
 """
 
@@ -39,6 +40,9 @@ def _page(title: str, page: str, crumbs: str, body: str, **attrs: str) -> HTMLRe
         if page in ("experiment", "trial")
         else ""
     )
+    if page == "experiment":  # draws the first screen's plots while plotly.js loads
+        plotly += '\n<script defer src="/static/preview.js"></script>'
+
     return HTMLResponse(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
