@@ -198,7 +198,8 @@ def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
     for kind in first_screen:
         figure = page.locator(f"#plot-{kind}")
         assert figure.get_attribute("data-rendered") not in (None, "error", "0")
-        assert figure.locator(".main-svg").count() > 0 and figure.locator("canvas.preview").count() == 0
+        assert figure.locator(".main-svg").count() > 0
+        assert figure.locator("canvas.preview").count() == 0
     href = page.locator("#trials tbody a").first.get_attribute("href")
     page.locator("#trials tbody a").first.click()
     page.wait_for_url(f"**{href}")
