@@ -29,14 +29,15 @@
     if (!(span > 0)) return [lo];
     const raw = span / Math.max(count, 1);
     const power = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
     const ticks = [];
     for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
     return ticks;
   }
 
   function label(v) {
-    if (Math.abs(v) >= 1e5 || (v !== 0 && Math.abs(v) < 1e-3)) return v.toExponential(1);
+    if (Math.abs(v) >= 1000 && Math.abs(v) < 1e6 && v % 100 === 0) return `${v / 1000}k`;
+    if (Math.abs(v) >= 1e6 || (v !== 0 && Math.abs(v) < 1e-3)) return v.toExponential(1);
     return String(Number(v.toPrecision(6)));
   }
 
@@ -105,15 +106,16 @@
       return true;
     }
 
-    const legend = legendEntries(fig);
-    const legendWidth = legend.length ? 50 + Math.max(...legend.map((t) => ctx.measureText(t.name).width)) : 0;
-    const box = { x: margin.l, y: margin.t, w: width - margin.l - margin.r - legendWidth, h: height - margin.t - margin.b };
-    if (box.w < 40 || box.h < 40) return false;
-
     const bars = fig.data.filter((t) => t.type === "bar");
     const scatters = fig.data.filter((t) => SCATTER.has(t.type));
     const categories = [];
     for (const t of bars) for (const c of t.y) if (!categories.includes(c)) categories.push(c);
+    const legend = legendEntries(fig);
+    const legendWidth = legend.length ? 50 + Math.max(...legend.map((t) => ctx.measureText(t.name).width)) : 0;
+    // as plotly's automargin: room for the category labels
+    const left = Math.max(margin.l, 12 + Math.max(0, ...categories.map((c) => ctx.measureText(String(c)).width)));
+    const box = { x: left, y: margin.t, w: width - left - margin.r - legendWidth, h: height - margin.t - margin.b };
+    if (box.w < 40 || box.h < 40) return false;
     const xs = [], ys = [];
     for (const t of scatters) { xs.push(...t.x); ys.push(...t.y); }
     for (const t of bars) xs.push(0, ...t.x);
@@ -129,7 +131,7 @@
     ctx.lineWidth = 1;
     ctx.fillStyle = "#444";
     ctx.textAlign = "center";
-    for (const v of niceTicks(xr[0], xr[1], Math.max(2, Math.floor(box.w / 90)))) {
+    for (const v of niceTicks(xr[0], xr[1], Math.max(2, Math.floor(box.w / 80)))) {
       const x = Math.round(px(v)) + 0.5;
       ctx.beginPath(); ctx.moveTo(x, box.y); ctx.lineTo(x, box.y + box.h); ctx.stroke();
       ctx.fillText(label(v), x, box.y + box.h + 16);
@@ -138,7 +140,7 @@
     if (bars.length) {
       categories.forEach((c, k) => ctx.fillText(String(c), box.x - 6, py(k) + 4));
     } else {
-      for (const v of niceTicks(yr[0], yr[1], Math.max(2, Math.floor(box.h / 50)))) {
+      for (const v of niceTicks(yr[0], yr[1], Math.max(2, Math.floor(box.h / 40)))) {
         const y = Math.round(py(v)) + 0.5;
         ctx.beginPath(); ctx.moveTo(box.x, y); ctx.lineTo(box.x + box.w, y); ctx.stroke();
         ctx.fillText(label(v), box.x - 6, y + 4);
