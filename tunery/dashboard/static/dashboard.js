@@ -178,8 +178,8 @@ function experimentPage() {
   let contourChoice = { x: null, y: null };
 
   // Draws a plot: `shown` settles once it is on screen (a canvas preview while plotly.js has
-  // not run, when preview.js can draw it), `interactive` once plotly.js has drawn it
-  // (data-rendered: its trace count, or "error"). A later draw of the same plot supersedes.
+  // not run, where preview.js can draw it; else by plotly), `interactive` once plotly.js has
+  // drawn it (data-rendered: its trace count, or "error"). A later draw of it supersedes.
   function plot(kind) {
     const figure = document.getElementById(`plot-${kind}`);
     const chart = figure.querySelector(".chart");
@@ -214,7 +214,8 @@ function experimentPage() {
       figure.dataset.error = error.message;
       showError(chart, error);
     });
-    return { shown: shown.catch(() => false), interactive };
+    // a plot preview.js cannot draw is shown when plotly has drawn it
+    return { shown: shown.then((previewed) => previewed || interactive, () => interactive), interactive };
   }
 
   function renderSummary(s) {
