@@ -168,3 +168,27 @@ def test_a_big_history_draws_every_trial_as_webgl_and_few_line_points() -> None:
     assert line["x"] == [0, 1000, 2000, 3000]  # the first, each new best, the last
     small = figures.history_figure(_history_data(best[:10]))["data"][0]
     assert small["type"] == "scatter"
+
+
+def test_intermediate_values_draw_one_line_trace_per_condition_with_gaps_between_curves() -> None:
+    curves = [
+        {"trial": "a", "condition": "Succeeded", "values": [3.0, 2.0, 1.0]},
+        {"trial": "b", "condition": "EarlyStopped", "values": [4.0, None, 3.5]},
+        {"trial": "c", "condition": "Succeeded", "values": [2.5, 1.5]},
+        {"trial": "d", "condition": "EarlyStopped", "values": [5.0]},
+    ]
+    spec = {"objective": "loss", "curves": curves, "shown": 4, "trials": 9, "threshold": None}
+    traces = figures.intermediate_figure(spec)["data"]
+    lines = {t["name"]: t for t in traces if t["mode"] == "lines"}
+    assert set(lines) == {"Succeeded", "EarlyStopped"}
+    done = lines["Succeeded"]
+    assert done["x"] == [1, 2, 3, None, 1, 2, None]
+    assert done["y"] == [3.0, 2.0, 1.0, None, 2.5, 1.5, None]
+    assert done["text"][:3] == ["a (Succeeded)"] * 3 and done["text"][4] == "c (Succeeded)"
+    assert lines["EarlyStopped"]["line"]["dash"] == "dot"
+    (stops,) = [t for t in traces if t["mode"] == "markers"]
+    assert stops["marker"]["symbol"] == "x"
+    assert list(zip(stops["text"], stops["x"], stops["y"], strict=True)) == [
+        ("b", 3, 3.5),
+        ("d", 1, 5.0),
+    ]

