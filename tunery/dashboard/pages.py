@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from controller.reconcile import objective_from_spec
 from tunery.dashboard.api import context
 from tunery.store.errors import NotFoundError
 
@@ -81,12 +82,13 @@ def experiments_page() -> HTMLResponse:
 
 @router.get("/experiments/{name}", response_class=HTMLResponse)
 def experiment_page(name: str, request: Request) -> HTMLResponse:
-    try:
-        snapshot = context(request).cache.get(name)
+    try:  # the record only: the trials are read by the API calls the page makes meanwhile
+        record = context(request).cache.store.get_experiment(name)
     except NotFoundError:
         return _not_found("experiment", name)
     shown = PLOTS
-    if snapshot.objective.is_multi:  # the Pareto front first for a multi-objective experiment
+    # the Pareto front first for a multi-objective experiment
+    if objective_from_spec(record.spec.get("spec", {})).is_multi:
         shown = (("pareto", "Pareto front"), *PLOTS)
     selectors = (
         '<figcaption>contour axes: <select id="contour-x"></select> vs '
