@@ -189,6 +189,7 @@ function experimentPage() {
     }
     const token = String(Number(figure.dataset.token || 0) + 1);
     figure.dataset.token = token;
+    figure.dataset.timing = ""; // ms: fetched and previewed, + drawn by plotly
     const started = performance.now();
     const fetched = api(`${base}/plots/${kind}${query}`);
     const shown = fetched.then((fig) => {
