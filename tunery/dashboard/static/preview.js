@@ -42,7 +42,7 @@
   }
 
   function extent(values, given, pad) {
-    if (given) return given;
+    if (given) return [...given];
     let lo = Infinity, hi = -Infinity;
     for (const v of values) {
       if (v === null || v === undefined || Number.isNaN(v)) continue;
@@ -68,7 +68,8 @@
 
   function traceColor(t, index) {
     const line = t.line && t.line.color;
-    const marker = t.marker && typeof t.marker.color === "string" ? t.marker.color : null;
+    const shade = t.marker && t.marker.color;
+    const marker = Array.isArray(shade) ? shade[0] : shade; // the legend shows the first point's
     return line || marker || COLORWAY[index % COLORWAY.length];
   }
 
