@@ -156,6 +156,55 @@ def test_experiment_page_draws_every_plot(served: tuple[str, Run], page: Any) ->
     assert len(visible_rows(page, "#trials")) == 10
 
 
+def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
+    served: tuple[str, Run], page: Any
+) -> None:
+    """plotly.js is held back: the summary, the table (sorting, links) and the first screen's
+    plots (canvas previews, not blank) are there; once it arrives plotly takes the plots over."""
+    base, _ = served
+    held: list[Any] = []
+    released = threading.Event()
+
+    def hold(route: Any) -> None:
+        if released.is_set():
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/vendor/plotly.min.js", hold)
+    open_page(page, f"{base}/experiments/{NAME}")
+    assert held, "the page did not ask for plotly.js"
+    assert page.evaluate("window.Plotly === undefined")
+    assert "Succeeded" in page.inner_text("#summary")
+    assert len(visible_rows(page, "#trials")) == 10
+    page.locator('#trials th[data-column="number"]').click()
+    page.wait_for_selector('#trials th[data-column="number"]:has-text("▼")')
+    first_screen = page.eval_on_selector_all(
+        ".plots figure[data-preview]", "fs => fs.map(f => f.dataset.kind)"
+    )
+    assert "history" in first_screen and "intermediate" in first_screen
+    inked = page.eval_on_selector(
+        "#plot-history canvas.preview",
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                  let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""",
+    )
+    assert inked > 1000, "the history preview is blank"
+    assert page.locator("#plot-history[data-rendered]").count() == 0
+
+    released.set()
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("body[data-plotly]")
+    for kind in first_screen:
+        figure = page.locator(f"#plot-{kind}")
+        assert figure.get_attribute("data-rendered") not in (None, "error", "0")
+        assert figure.locator(".main-svg").count() > 0
+        assert figure.locator("canvas.preview").count() == 0
+    href = page.locator("#trials tbody a").first.get_attribute("href")
+    page.locator("#trials tbody a").first.click()
+    page.wait_for_url(f"**{href}")
+
+
 def test_trial_table_sorts_filters_and_links_to_trials(served: tuple[str, Run], page: Any) -> None:
     base, run = served
     store = open_store(run.db_url)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.dashboard.conftest import NAME, Run
 from tunery.dashboard.cache import SnapshotCache
 from tunery.store import open_store
 from tunery.store.base import TrialRecord
+from tunery.visualization import data
 
 
 class CountingStore:
@@ -55,3 +57,32 @@ def test_a_running_experiment_is_re_read_after_max_age(run_copy: Run) -> None:
         assert len(again.trials) == len(first.trials) + 1
     finally:
         store.close()
+
+
+def test_a_plot_asked_for_by_two_threads_at_once_is_computed_once(run_copy: Run) -> None:
+    store = open_store(run_copy.db_url)
+    try:
+        snapshot = data.load_snapshot(store, NAME)
+    finally:
+        store.close()
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return "figure"
+
+    results: list[str] = []
+    first = threading.Thread(target=lambda: results.append(snapshot.memo("k", compute)))
+    first.start()
+    assert started.wait(5)
+    second = threading.Thread(target=lambda: results.append(snapshot.memo("k", compute)))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first thread's result, not computing its own
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert results == ["figure", "figure"] and calls == [1]

@@ -119,3 +119,76 @@ def test_rank_with_one_parameter_plots_the_objective() -> None:
     (trace,) = figures.rank_figure(ranked)["data"]
     assert trace["type"] == "scatter" and trace["y"] == [0.3, 0.1, 0.2]
     assert trace["marker"]["color"] == [1.0, 0.0, 0.5]
+
+
+def _history_data(best: list[float | None]) -> dict[str, object]:
+    n = len(best)
+    return {
+        "objective": "loss",
+        "type": "minimize",
+        "goal": None,
+        "number": list(range(n)),
+        "trial": [f"t-{i}" for i in range(n)],
+        "condition": ["Succeeded"] * n,
+        "value": [b if b is not None else 1.0 for b in best],
+        "best": best,
+    }
+
+
+def _step_value(xs: list[int], ys: list[float | None], x: int) -> float | None:
+    """What a ``shape: "hv"`` line through (xs, ys) shows at ``x``: the last point's y."""
+    at = max(k for k, v in enumerate(xs) if v <= x)
+    return ys[at]
+
+
+@pytest.mark.parametrize(
+    "best",
+    [
+        [None, None, 5.0, 5.0, 3.0, 3.0, 3.0, 1.0, 1.0],
+        [2.0, 2.0, 2.0],
+        [4.0],
+        [None, 3.0, None, 2.0, 2.0],
+    ],
+)
+def test_the_best_so_far_line_keeps_its_steps_and_draws_the_same_line(
+    best: list[float | None],
+) -> None:
+    line = figures.history_figure(_history_data(best))["data"][1]
+    assert line["line"]["shape"] == "hv"
+    assert line["x"][0] == 0 and line["x"][-1] == len(best) - 1
+    for x, expected in enumerate(best):
+        assert _step_value(line["x"], line["y"], x) == expected
+
+
+def test_a_big_history_draws_every_trial_as_webgl_and_few_line_points() -> None:
+    n = figures.GL_POINTS + 1
+    best = [1.0 / (1 + i // 1000) for i in range(n)]
+    markers, line = figures.history_figure(_history_data(best))["data"]
+    assert markers["type"] == "scattergl" and len(markers["x"]) == n  # every trial, none dropped
+    assert line["x"] == [0, 1000, 2000, 3000]  # the first, each new best, the last
+    small = figures.history_figure(_history_data(best[:10]))["data"][0]
+    assert small["type"] == "scatter"
+
+
+def test_intermediate_values_draw_one_line_trace_per_condition_with_gaps_between_curves() -> None:
+    curves = [
+        {"trial": "a", "condition": "Succeeded", "values": [3.0, 2.0, 1.0]},
+        {"trial": "b", "condition": "EarlyStopped", "values": [4.0, None, 3.5]},
+        {"trial": "c", "condition": "Succeeded", "values": [2.5, 1.5]},
+        {"trial": "d", "condition": "EarlyStopped", "values": [5.0]},
+    ]
+    spec = {"objective": "loss", "curves": curves, "shown": 4, "trials": 9, "threshold": None}
+    traces = figures.intermediate_figure(spec)["data"]
+    lines = {t["name"]: t for t in traces if t["mode"] == "lines"}
+    assert set(lines) == {"Succeeded", "EarlyStopped"}
+    done = lines["Succeeded"]
+    assert done["x"] == [1, 2, 3, None, 1, 2, None]
+    assert done["y"] == [3.0, 2.0, 1.0, None, 2.5, 1.5, None]
+    assert done["text"][:3] == ["a (Succeeded)"] * 3 and done["text"][4] == "c (Succeeded)"
+    assert lines["EarlyStopped"]["line"]["dash"] == "dot"
+    (stops,) = [t for t in traces if t["mode"] == "markers"]
+    assert stops["marker"]["symbol"] == "x"
+    assert list(zip(stops["text"], stops["x"], stops["y"], strict=True)) == [
+        ("b", 3, 3.5),
+        ("d", 1, 5.0),
+    ]

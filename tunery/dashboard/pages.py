@@ -2,7 +2,8 @@
 
 Server-rendered skeletons (names escaped) that load ``/static/dashboard.js``, which fills them
 from the JSON API only and keeps them live by polling; plots are drawn by plotly.js served
-from the ``plotly`` package (``/vendor/plotly.min.js``), never a CDN. Registered by
+from the ``plotly`` package (``/vendor/plotly.min.js``), never a CDN; the experiment page
+draws its first screen's plots with ``/static/preview.js`` until plotly.js has run. Registered by
 :func:`tunery.dashboard.app.create_app`.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from controller.reconcile import objective_from_spec
 from tunery.dashboard.api import context
 from tunery.store.errors import NotFoundError
 
@@ -39,6 +41,9 @@ def _page(title: str, page: str, crumbs: str, body: str, **attrs: str) -> HTMLRe
         if page in ("experiment", "trial")
         else ""
     )
+    if page == "experiment":  # draws the first screen's plots while plotly.js loads
+        plotly += '\n<script defer src="/static/preview.js"></script>'
+
     return HTMLResponse(
         f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -77,12 +82,13 @@ def experiments_page() -> HTMLResponse:
 
 @router.get("/experiments/{name}", response_class=HTMLResponse)
 def experiment_page(name: str, request: Request) -> HTMLResponse:
-    try:
-        snapshot = context(request).cache.get(name)
+    try:  # the record only: the trials are read by the API calls the page makes meanwhile
+        record = context(request).cache.store.get_experiment(name)
     except NotFoundError:
         return _not_found("experiment", name)
     shown = PLOTS
-    if snapshot.objective.is_multi:  # the Pareto front first for a multi-objective experiment
+    # the Pareto front first for a multi-objective experiment
+    if objective_from_spec(record.spec.get("spec", {})).is_multi:
         shown = (("pareto", "Pareto front"), *PLOTS)
     selectors = (
         '<figcaption>contour axes: <select id="contour-x"></select> vs '

@@ -149,6 +149,7 @@ class Snapshot:
         self.end = np.array([_seconds(t.completion_time) for t in self.trials], float)
         self._memo: dict[Any, Any] = {}
         self._lock = threading.Lock()
+        self._computing: dict[Any, threading.Lock] = {}
 
     @property
     def name(self) -> str:
@@ -163,13 +164,21 @@ class Snapshot:
         return experiment_status.is_completed(self.record.status)
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:
-        """``compute()`` once per snapshot and key."""
+        """``compute()`` once per snapshot and key: a caller asking for a key another thread is
+        computing waits for that result (the dashboard's warm-up thread and a page's requests
+        ask for the same plots at once). ``compute`` may ask for other keys, never its own."""
         with self._lock:
             if key in self._memo:
                 return self._memo[key]  # type: ignore[no-any-return]
-        value = compute()
-        with self._lock:
-            return self._memo.setdefault(key, value)  # type: ignore[no-any-return]
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            with self._lock:
+                if key in self._memo:
+                    return self._memo[key]  # type: ignore[no-any-return]
+            value = compute()
+            with self._lock:
+                self._computing.pop(key, None)
+                return self._memo.setdefault(key, value)  # type: ignore[no-any-return]
 
     def inherit(self, previous: Snapshot) -> None:
         """Reuse ``previous``'s parameter importance while the trials with a value grew by

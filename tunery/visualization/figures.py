@@ -30,7 +30,8 @@ COLORSCALE = "Viridis"
 GL_POINTS = 3000
 """Above this many trials, slice, contour and timeline points are drawn with WebGL
 (``scattergl``): faster than SVG for many points, slower for few (measured in headless
-Chromium; history, EDF and intermediate values stay SVG, which is faster for them)."""
+Chromium; the history's markers too: 10,000 took 0.27 s as WebGL, 0.48 s as SVG; EDF and
+intermediate values stay SVG lines, which are faster for them)."""
 
 
 def _gl(points: int) -> str:
@@ -59,14 +60,24 @@ def _empty(title: str, why: str) -> Figure:
     }
 
 
+def _steps(best: Sequence[Any]) -> list[int]:
+    """The points of a best-so-far step line (``shape: "hv"``) that draw the same line: the
+    first, each change (a new best, or a gap's start or end), and the last."""
+    last = len(best) - 1
+    return [i for i, b in enumerate(best) if i in (0, last) or b != best[i - 1]]
+
+
 def history_figure(data: Mapping[str, Any]) -> Figure:
+    """Every trial's objective value (WebGL markers above :data:`GL_POINTS` trials) and the
+    best value so far, a step line sent as its steps only (the same line, far fewer points)."""
     title = "Optimization history"
     if not data["value"]:
         return _empty(title, "no trial has an objective value yet")
     objective = data["objective"]
+    steps = _steps(data["best"])
     traces: list[dict[str, Any]] = [
         {
-            "type": "scatter",
+            "type": _gl(len(data["number"])),
             "mode": "markers",
             "name": objective,
             "x": data["number"],
@@ -82,8 +93,8 @@ def history_figure(data: Mapping[str, Any]) -> Figure:
             "type": "scatter",
             "mode": "lines",
             "name": "best so far",
-            "x": data["number"],
-            "y": data["best"],
+            "x": [data["number"][i] for i in steps],
+            "y": [data["best"][i] for i in steps],
             "line": {"shape": "hv", "color": "#d81b60", "width": 2},
         },
     ]
@@ -468,58 +479,62 @@ def timeline_figure(data: Mapping[str, Any]) -> Figure:
 
 
 def intermediate_figure(data: Mapping[str, Any]) -> Figure:
+    """The sampled trials' reported values per step: one line trace per condition (its
+    curves joined, broken by gaps; hover names the trial), early stops marked with an x, and
+    the median-stop threshold. Few traces draw far faster than one per curve (0.1 s against
+    0.3 s for 60 curves in headless Chromium)."""
     title = "Intermediate values"
     if not data["curves"]:
         return _empty(title, "no trial has reported yet")
-    traces: list[dict[str, Any]] = []
+    lines: dict[str, dict[str, Any]] = {}
+    stops: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
+    objective = data["objective"]
     for curve in data["curves"]:
         values = curve["values"]
         if not values:
             continue
-        stopped = curve["condition"] == "EarlyStopped"
-        color = CONDITION_COLORS.get(curve["condition"], "#333")
-        steps = list(range(1, len(values) + 1))
-        traces.append(
+        condition = curve["condition"]
+        stopped = condition == "EarlyStopped"
+        line = lines.setdefault(
+            condition,
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"{curve['trial']} ({curve['condition']})",
-                "legendgroup": curve["condition"],
-                "showlegend": False,
-                "x": steps,
-                "y": values,
-                "line": {"color": color, "width": 1.5, "dash": "dot" if stopped else "solid"},
+                "name": condition,
+                "legendgroup": condition,
+                "x": [],
+                "y": [],
+                "text": [],
+                "line": {
+                    "color": CONDITION_COLORS.get(condition, "#333"),
+                    "width": 1.5,
+                    "dash": "dot" if stopped else "solid",
+                },
                 "opacity": 0.8,
-            }
+                "hovertemplate": "%{text}<br>step %{x}<br>" + objective + " %{y}<extra></extra>",
+            },
         )
+        line["x"] += [*range(1, len(values) + 1), None]  # None: a gap before the next curve
+        line["y"] += [*values, None]
+        line["text"] += [f"{curve['trial']} ({condition})"] * len(values) + [None]
         if stopped:
             last = max((k for k, v in enumerate(values) if v is not None), default=None)
             if last is not None:
-                traces.append(
-                    {
-                        "type": "scatter",
-                        "mode": "markers",
-                        "name": "early stopped",
-                        "legendgroup": "EarlyStopped",
-                        "showlegend": False,
-                        "x": [last + 1],
-                        "y": [values[last]],
-                        "marker": {"symbol": "x", "size": 10, "color": color},
-                        "text": [curve["trial"]],
-                        "hovertemplate": "%{text} stopped at step %{x}<extra></extra>",
-                    }
-                )
-    shown = {c["condition"] for c in data["curves"]}
-    for cond in sorted(shown):  # one legend entry per condition
+                stops["x"].append(last + 1)
+                stops["y"].append(values[last])
+                stops["text"].append(curve["trial"])
+    traces: list[dict[str, Any]] = [lines[c] for c in sorted(lines)]
+    if stops["x"]:
         traces.append(
             {
                 "type": "scatter",
-                "mode": "lines",
-                "name": cond,
-                "legendgroup": cond,
-                "x": [None],
-                "y": [None],
-                "line": {"color": CONDITION_COLORS.get(cond, "#333")},
+                "mode": "markers",
+                "name": "early stopped",
+                "legendgroup": "EarlyStopped",
+                "showlegend": False,
+                **stops,
+                "marker": {"symbol": "x", "size": 10, "color": CONDITION_COLORS["EarlyStopped"]},
+                "hovertemplate": "%{text} stopped at step %{x}<extra></extra>",
             }
         )
     threshold = data.get("threshold")

@@ -1,5 +1,7 @@
 // tunery dashboard: fills the server-rendered pages from the JSON API (/api) and keeps them
 // live by polling. Plots are plotly figures the API builds (tunery.visualization.figures).
+// The experiment page draws its first screen before plotly.js runs (preview.js draws the plots
+// on a canvas meanwhile): executing plotly.js takes Chromium about 0.7 s of main thread.
 "use strict";
 
 const POLL_MS = 2000;
@@ -62,20 +64,27 @@ function setLive(on) {
   if (live) live.textContent = on ? "● live" : "";
 }
 
-// plotly.js (from the plotly Python package) loads in parallel with the first API calls.
+// plotly.js (from the plotly Python package) is fetched early (<link rel="preload">) but run
+// only once the gate opens: when the first screen is drawn (markReady), or at once by a page
+// or a plot that cannot do without it.
+let openPlotlyGate = null;
+const plotlyAllowed = new Promise((resolve) => { openPlotlyGate = resolve; });
 let plotlyPromise = null;
 function plotlyReady() {
   if (!plotlyPromise) {
-    plotlyPromise = new Promise((resolve, reject) => {
+    plotlyPromise = plotlyAllowed.then(() => new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = "/vendor/plotly.min.js";
       script.onload = () => resolve(window.Plotly);
       script.onerror = () => reject(new Error("plotly.js did not load"));
       document.head.append(script);
-    });
+    }));
   }
   return plotlyPromise;
 }
+
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+const PLOTLY_CONFIG = { responsive: true, displaylogo: false };
 
 function inView(node) {
   const box = node.getBoundingClientRect();
@@ -87,6 +96,7 @@ function markReady() {
     body.dataset.ready = "1";
     window.tuneryReady = performance.now();
   }
+  openPlotlyGate();
 }
 
 function showError(where, error) {
@@ -161,33 +171,52 @@ function experimentsPage() {
 function experimentPage() {
   const name = body.dataset.name;
   const base = `/api/experiments/${body.dataset.url}`;
-  plotlyReady();
   const table = { sort: "number", order: "asc", offset: 0, condition: "", search: "" };
   let signature = null;
   let summary = null;
   let columns = [];
   let contourChoice = { x: null, y: null };
 
-  async function plot(kind) {
+  // Draws a plot: `shown` settles once it is on screen (a canvas preview while plotly.js has
+  // not run, where preview.js can draw it; else by plotly), `interactive` once plotly.js has
+  // drawn it (data-rendered: its trace count, or "error"). A later draw of it supersedes.
+  function plot(kind) {
     const figure = document.getElementById(`plot-${kind}`);
     const chart = figure.querySelector(".chart");
     let query = "";
     if (kind === "contour" && contourChoice.x && contourChoice.y) {
       query = `?x=${encodeURIComponent(contourChoice.x)}&y=${encodeURIComponent(contourChoice.y)}`;
     }
-    try {
-      const started = performance.now();
-      const [fig, Plotly] = await Promise.all([api(`${base}/plots/${kind}${query}`), plotlyReady()]);
-      const fetched = performance.now();
-      await Plotly.react(chart, fig.data, fig.layout, { responsive: true, displaylogo: false });
-      figure.dataset.timing = `${Math.round(fetched - started)}+${Math.round(performance.now() - fetched)}`;
+    const token = String(Number(figure.dataset.token || 0) + 1);
+    figure.dataset.token = token;
+    figure.dataset.timing = ""; // ms: fetched and previewed, + drawn by plotly
+    const started = performance.now();
+    const fetched = api(`${base}/plots/${kind}${query}`);
+    const shown = fetched.then((fig) => {
+      if (window.Plotly || !window.tuneryPreview || !window.tuneryPreview.draw(chart, fig)) return false;
+      figure.dataset.preview = String(fig.data.length);
+      figure.dataset.timing = `${Math.round(performance.now() - started)}`;
+      return true;
+    });
+    const interactive = shown.then(async (previewed) => {
+      if (!previewed) openPlotlyGate();
+      const Plotly = await plotlyReady();
+      if (previewed) await nextTask(); // one chart per task, so clicks get in between
+      if (figure.dataset.token !== token) return; // a newer draw of this plot took over
+      const fig = await fetched;
+      const drawing = performance.now();
+      chart.querySelector("canvas.preview")?.remove();
+      await Plotly.react(chart, fig.data, fig.layout, PLOTLY_CONFIG);
+      figure.dataset.timing = `${figure.dataset.timing || Math.round(drawing - started)}+${Math.round(performance.now() - drawing)}`;
       figure.dataset.rendered = String(fig.data.length);
       figure.dataset.error = "";
-    } catch (error) {
+    }).catch((error) => {
       figure.dataset.rendered = "error";
       figure.dataset.error = error.message;
       showError(chart, error);
-    }
+    });
+    // a plot preview.js cannot draw is shown when plotly has drawn it
+    return { shown: shown.then((previewed) => previewed || interactive, () => interactive), interactive };
   }
 
   function renderSummary(s) {
@@ -261,7 +290,20 @@ function experimentPage() {
     document.getElementById("trials").dataset.matched = String(page.matched);
   }
 
+  const tableFailed = (e) => showError(document.querySelector("#trials tbody"), e);
+
+  // The first visit asks for the summary, the trial table and the plots on screen at once and
+  // is ready (markReady) when all are shown; plotly.js runs after that and takes the plots over
+  // (window.tuneryPlotly: the first screen's plots drawn by plotly, hover and zoom working).
   async function refresh(first) {
+    const figures = [...document.querySelectorAll(".plots figure")];
+    let early = null;
+    if (first) {
+      figures.forEach((f) => { f.dataset.stale = "1"; });
+      const draws = figures.filter(inView).map(drawIfStale);
+      early = { draws, table: loadTable().catch(tableFailed) };
+      api("/api/config").then((config) => { if (config.actions) setupActions(); }).catch(() => {});
+    }
     try {
       summary = await api(base);
     } catch (error) {
@@ -276,32 +318,31 @@ function experimentPage() {
     signature = next;
     if (first) {
       contourSelectors(summary);
-      const actions = await api("/api/config");
-      if (actions.actions) setupActions();
-      api(`${base}/yaml`).then((text) => { document.getElementById("yaml").textContent = text; });
-    }
-    if (changed || (!summary.completed && summary.running > 0)) {
-      // Plots are drawn when on screen (a 10,000-trial parallel-coordinates plot takes a
-      // while); the others are marked stale and drawn when scrolled to.
-      const figures = [...document.querySelectorAll(".plots figure")];
-      figures.forEach((f) => { f.dataset.stale = "1"; });
-      const visible = figures.filter((f) => f.dataset.visible === "1" || (first && inView(f)));
-      await Promise.all([...visible.map(drawIfStale), loadTable().catch((e) => showError(document.querySelector("#trials tbody"), e))]);
-    }
-    if (first) {
+      await Promise.all([early.table, ...early.draws.map((d) => d.shown)]);
       markReady();
+      Promise.all(early.draws.map((d) => d.interactive)).then(() => {
+        window.tuneryPlotly = performance.now();
+        body.dataset.plotly = "1";
+      });
+      api(`${base}/yaml`).then((text) => { document.getElementById("yaml").textContent = text; });
       const observer = new IntersectionObserver((entries) => {
         for (const entry of entries) {
           entry.target.dataset.visible = entry.isIntersecting ? "1" : "0";
           if (entry.isIntersecting) drawIfStale(entry.target);
         }
       }, { rootMargin: `${LAZY_MARGIN_PX}px` });
-      document.querySelectorAll(".plots figure").forEach((f) => observer.observe(f));
+      figures.forEach((f) => observer.observe(f));
+    } else if (changed || (!summary.completed && summary.running > 0)) {
+      // Plots are drawn when on screen (a 10,000-trial parallel-coordinates plot takes a
+      // while); the others are marked stale and drawn when scrolled to.
+      figures.forEach((f) => { f.dataset.stale = "1"; });
+      const visible = figures.filter((f) => f.dataset.visible === "1");
+      await Promise.all([...visible.map((f) => drawIfStale(f).interactive), loadTable().catch(tableFailed)]);
     }
   }
 
   function drawIfStale(figure) {
-    if (figure.dataset.stale !== "1") return Promise.resolve();
+    if (figure.dataset.stale !== "1") return { shown: Promise.resolve(false), interactive: Promise.resolve() };
     figure.dataset.stale = "0";
     return plot(figure.dataset.kind);
   }
@@ -354,6 +395,7 @@ function experimentPage() {
 
 function trialPage() {
   const base = `/api/trials/${body.dataset.url}`;
+  openPlotlyGate();
   plotlyReady();
   let logNext = null;
   let logComplete = false;
