@@ -263,6 +263,10 @@ def run_until_done(
             if not status.is_completed(store.get_experiment(name).status):
                 reconciler.validate()
             while True:
+                # Cleared before the step, not after the wait: an exit during the step or
+                # the wait sets it for the next wait; one between the wait and this line is
+                # seen by the step itself (it polls the runner).
+                wake.clear()
                 signals.raise_if_received()
                 result = reconciler.step()
                 why = None if give_up is None or result.done else give_up(result.trials)
@@ -281,9 +285,8 @@ def run_until_done(
                 # a trial's exit wakes the loop (also one during the step: wake is still set)
                 due = reconciler.flush()  # what was written behind, once it is due
                 wake.wait(
-                    min(settings.poll_interval, settings.poll_interval if due is None else due)
+                    settings.poll_interval if due is None else min(settings.poll_interval, due)
                 )
-                wake.clear()
     except KeyboardInterrupt as exc:
         _interrupt(store, name, reconciler, f"interrupted ({signal_name(exc) or 'Ctrl-C'})")
         raise
