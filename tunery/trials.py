@@ -165,11 +165,8 @@ class Objective:
         return tuple(out)
 
     def goal_reached(self, value: float | None) -> bool:
-        if self.goal is None or value is None or math.isnan(value):
-            return False
-        if self.type is ObjectiveType.MINIMIZE:
-            return value <= self.goal
-        return value >= self.goal
+        """Katib's goal: ``value`` of the (first) objective reaches ``goal``."""
+        return self.terms[0].goal_reached(value)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,9 @@ from suggestion.algorithms._parzen import TpeConfig, tpe_suggest
 from suggestion.algorithms.base import (
     Algorithm,
     AlgorithmSettings,
-    InvalidSettingsError,
     SuggestRequest,
 )
-from suggestion.algorithms.tpe import DEFAULT_EI_CANDIDATES, DEFAULT_STARTUP_TRIALS
+from suggestion.algorithms.multivariate_tpe import MultivariateTpeSettings
 from tunery.pareto import crowding_distance, hypervolume_contributions, nondominated_ranks
 from tunery.space import Assignment
 
@@ -46,17 +45,10 @@ _WEIGHT_FLOOR = 0.25  # the least kernel weight of a good trial, relative to the
 
 
 @dataclass(frozen=True)
-class MotpeSettings(AlgorithmSettings):
-    n_startup_trials: int = DEFAULT_STARTUP_TRIALS
-    n_ei_candidates: int = DEFAULT_EI_CANDIDATES
-    multivariate: bool = False
+class MotpeSettings(MultivariateTpeSettings):
+    """multivariate-tpe's settings (checked the same way), and ``multivariate``."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_startup_trials < 0:
-            raise InvalidSettingsError("n_startup_trials should be great or equal than zero")
-        if self.n_ei_candidates < 0:
-            raise InvalidSettingsError("n_ei_candidates should be great or equal than zero")
+    multivariate: bool = False
 
 
 def pareto_scores(y: np.ndarray, n_good: int) -> np.ndarray:
