@@ -33,15 +33,21 @@ NAMESPACE_LENGTH = 63
 """Longest namespace (a Kubernetes namespace is a DNS label: at most 63 characters)."""
 
 
+def check_key(what: str, value: object, limit: int, why: str = "") -> None:
+    """Raises ValueError, saying why, unless ``value`` is a non-empty string of at most
+    ``limit`` characters (``what`` names it in the message, ``why`` explains the limit)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > limit:
+        raise ValueError(
+            f"{what} {value[:40]!r}... is {len(value)} characters long; "
+            f"the store allows at most {limit}{why}"
+        )
+
+
 def check_namespace(namespace: object) -> None:
     """Raises ValueError, saying why, unless ``namespace`` is a namespace a store can hold."""
-    if not isinstance(namespace, str) or not namespace:
-        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-    if len(namespace) > NAMESPACE_LENGTH:
-        raise ValueError(
-            f"namespace {namespace[:40]!r}... is {len(namespace)} characters long; "
-            f"the store allows at most {NAMESPACE_LENGTH} (a Kubernetes namespace's limit)"
-        )
+    check_key("namespace", namespace, NAMESPACE_LENGTH, " (a Kubernetes namespace's limit)")
 
 
 def utcnow() -> dt.datetime:

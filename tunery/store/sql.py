@@ -49,6 +49,7 @@ from tunery.store.base import (
     TrialChanges,
     TrialRecord,
     TrialUpdate,
+    check_key,
     check_namespace,
     utcnow,
 )
@@ -841,13 +842,7 @@ def _page(query: sa.Select[Any], offset: int, limit: int | None) -> sa.Select[An
 
 # -- value conversion ---------------------------------------------------------------------------
 def _check_name(kind: str, name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
-    if len(name) > NAME_LENGTH:
-        raise ValueError(
-            f"{kind} name {name[:40]!r}... is {len(name)} characters long; "
-            f"the store allows at most {NAME_LENGTH}"
-        )
+    check_key(f"{kind} name", name, NAME_LENGTH)
 
 
 def _check_text(field: str, value: object) -> str:
