@@ -69,6 +69,8 @@ def context(request: Request) -> Context:
 
 
 Ctx = Annotated[Context, Depends(context)]
+PlotX = Annotated[str | None, Query(description="contour: x parameter; pareto: x objective")]
+PlotY = Annotated[str | None, Query(description="contour: y parameter; pareto: y objective")]
 
 
 def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) -> Any:
@@ -181,12 +183,8 @@ def get_data(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[
-        str | None, Query(description="contour: x parameter; pareto: x objective")
-    ] = None,
-    y: Annotated[
-        str | None, Query(description="contour: y parameter; pareto: y objective")
-    ] = None,
+    x: PlotX = None,
+    y: PlotY = None,
 ) -> Any:
     return _series(ctx, name, kind, x, y)
 
@@ -201,12 +199,8 @@ def get_plot(
     name: str,
     kind: PlotKind,
     ctx: Ctx,
-    x: Annotated[
-        str | None, Query(description="contour: x parameter; pareto: x objective")
-    ] = None,
-    y: Annotated[
-        str | None, Query(description="contour: y parameter; pareto: y objective")
-    ] = None,
+    x: PlotX = None,
+    y: PlotY = None,
 ) -> Response:
     return Response(figure_json(ctx, name, kind, x, y), media_type="application/json")
 
