@@ -29,7 +29,7 @@ import grpc
 
 from tunery.api import api_pb2, api_pb2_grpc
 from tunery.retry import Outage, RetryPolicy
-from tunery.tls import open_channel
+from tunery.tls import ClientTls, open_channel
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ _SUGGESTION_SERVICE = api_pb2.DESCRIPTOR.services_by_name["Suggestion"].full_nam
 _HTTP_ANSWER = "Received http2 header with status"
 """gRPC's details when the peer answered HTTP/2 without gRPC (a status such as 404): the
 endpoint is wrong, which no retry mends and which must not fail the experiment."""
+
+_HANDSHAKE = re.compile(r"handshake|SSL_ERROR|certificate", re.IGNORECASE)
+"""In gRPC's connection error: the peer was reached but TLS was refused (plaintext against
+TLS, an untrusted certificate, a missing client certificate)."""
+
+_CLOSED = "Socket closed"
+"""In gRPC's connection error: the peer accepted and then closed the connection."""
 
 FIRST_CONTACT_LIMIT_S = 20.0
 """How long the first call waits for a gRPC server that has never answered."""
@@ -196,6 +203,41 @@ class InProcessSuggestionClient:
         pass
 
 
+def _tls_hint() -> str:
+    """What to check when a server closes the connection, given this client's TLS settings."""
+    tls = ClientTls.from_env()
+    if tls is None:
+        return "if it requires TLS, set TUNERY_TLS_CA (see docs/security.md)"
+    if tls.cert is None:
+        return (
+            "if it requires mutual TLS, set TUNERY_TLS_CERT and TUNERY_TLS_KEY "
+            "(see docs/security.md)"
+        )
+    return "check that it trusts this client's certificate (TUNERY_TLS_CERT)"
+
+
+def _last_connection_error(channel: grpc.Channel, tries: int = 4) -> str:
+    """gRPC's last error connecting ``channel`` ('' if none): a health check that does not
+    wait for the channel fails at once with it. gRPC reports only the last address tried (for
+    ``localhost``, ::1 may refuse while 127.0.0.1 refuses TLS), so a few tries are made and
+    the most telling reason kept: a TLS failure, then a closed connection, then any."""
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None
+    )
+    reasons: list[str] = []
+    for _ in range(tries):
+        try:
+            check(b"", timeout=2.0, wait_for_ready=False)
+            return ""
+        except grpc.RpcError as exc:
+            details = str(exc.details() or "")  # type: ignore[attr-defined]
+            reasons.append(details.split("last error: ", 1)[-1].strip())
+        if _HANDSHAKE.search(reasons[-1]):
+            break
+        time.sleep(0.3)  # let the channel try again (its next address)
+    return max(reasons, key=lambda r: (bool(_HANDSHAKE.search(r)), _CLOSED in r))
+
+
 class GrpcSuggestionClient:
     """Talks to a Katib-compatible Suggestion server at ``address`` (``host:port``), waiting
     out outages as the module docstring says. ``timeout`` bounds one call to a server that is
@@ -289,12 +331,25 @@ class GrpcSuggestionClient:
         try:
             grpc.channel_ready_future(self._channel).result(timeout=limit)
         except grpc.FutureTimeoutError:
-            raise ServiceUnavailableError(
-                self._what,
-                f"{self._what} did not answer within {limit:g} s: is the server running and "
-                "is the endpoint right?",
-            ) from None
+            raise ServiceUnavailableError(self._what, self._no_contact(limit)) from None
         self._contacted = True
+
+    def _no_contact(self, limit: float) -> str:
+        """The message for a server never reached: gRPC's last connection error, found by one
+        call that fails at once, says whether nothing listens or the TLS handshake failed."""
+        message = f"{self._what} did not answer within {limit:g} s"
+        reason = _last_connection_error(self._channel)
+        if reason and _HANDSHAKE.search(reason):
+            return (
+                f"{message}: the TLS handshake failed ({reason}): the server and this client "
+                "disagree on TLS (TUNERY_TLS_CA, TUNERY_TLS_CERT, TUNERY_TLS_KEY; see "
+                "docs/security.md)"
+            )
+        if reason:
+            message += f" ({reason})"
+        if _CLOSED in reason:  # a TLS server closes a refused client's connection unexplained
+            return f"{message}: the server closed the connection; {_tls_hint()}"
+        return f"{message}: is the server running and is the endpoint right?"
 
     def _failed(self, exc: ServiceCallError) -> None:
         """Start or continue the outage; raise ServiceUnavailableError past its limit."""

@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from controller.clients import GrpcSuggestionClient
+from controller.clients import GrpcSuggestionClient, ServiceUnavailableError
 from metrics_collector.dbclient import DBManagerClient
 from metrics_collector.dbmanager import create_dbmanager_server
 from suggestion.server import create_suggestion_server
 from tunery.api import api_pb2
+from tunery.retry import RetryPolicy
 from tunery.store.base import Store
 from tunery.store.errors import StoreError
 from tunery.tls import ClientTls, ServerTls, TlsError, open_channel
@@ -194,6 +195,53 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(pki: Pki, mtls_port: 
     with_cert = ClientTls(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
     with open_channel(f"localhost:{mtls_port}", with_cert) as channel:
         assert _health(channel) == SERVING
+
+
+def test_a_plaintext_client_closed_by_a_tls_server_is_pointed_at_tls(
+    tls_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TUNERY_TLS_CA", "TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    client = GrpcSuggestionClient(f"127.0.0.1:{tls_port}", policy=RetryPolicy(limit=1.0))
+    try:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            client.get_suggestions(api_pb2.GetSuggestionsRequest())
+    finally:
+        client.close()
+    message = str(caught.value)  # the server closes the connection without a word
+    assert "did not answer within 1 s" in message, message
+    assert "if it requires TLS, set TUNERY_TLS_CA" in message, message
+
+
+def test_a_missing_client_certificate_is_pointed_at_mutual_tls(
+    pki: Pki, mtls_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNERY_TLS_CA", str(pki.ca))
+    for name in ("TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    client = GrpcSuggestionClient(f"127.0.0.1:{mtls_port}", policy=RetryPolicy(limit=1.0))
+    try:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            client.get_suggestions(api_pb2.GetSuggestionsRequest())
+    finally:
+        client.close()
+    assert "if it requires mutual TLS, set TUNERY_TLS_CERT and TUNERY_TLS_KEY" in str(
+        caught.value
+    ), caught.value
+
+
+def test_a_client_not_trusting_the_server_is_told_the_handshake_failed(
+    pki: Pki, tls_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNERY_TLS_CA", str(pki.other_ca))
+    for name in ("TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    client = GrpcSuggestionClient(f"127.0.0.1:{tls_port}", policy=RetryPolicy(limit=1.0))
+    try:
+        with pytest.raises(ServiceUnavailableError, match="the TLS handshake failed"):
+            client.get_suggestions(api_pb2.GetSuggestionsRequest())
+    finally:
+        client.close()
 
 
 def test_the_controller_client_uses_tls_from_the_environment(
