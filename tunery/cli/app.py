@@ -48,6 +48,18 @@ def _db_option(func: F) -> F:
     )(func)
 
 
+def _namespace_option(func: F) -> F:
+    return click.option(
+        "--namespace",
+        "-n",
+        envvar="TUNERY_NAMESPACE",
+        default=None,
+        metavar="NAME",
+        help="The namespace to read, in a store shared with the operator (default: `default`, "
+        "where local runs keep theirs; env TUNERY_NAMESPACE).",
+    )(func)
+
+
 def _output_option(func: F) -> F:
     return click.option(
         "--output",
@@ -69,10 +81,35 @@ def store_name(db_url: str | None) -> str:
         return "the given --db URL"
 
 
+def _found_elsewhere(db_url: str | None, namespace: str | None, name: str) -> str:
+    """', found in namespace(s) …: pass --namespace' when other namespaces of the store hold an
+    experiment or a trial called ``name``; '' otherwise (or when that cannot be told)."""
+    from tunery.store.errors import NotFoundError, StoreError
+
+    try:
+        store = _open_store(db_url)
+        here = namespace or store.namespace
+        holding = set(store.trial_namespaces(name))
+        for other in store.list_namespaces():
+            try:
+                store.in_namespace(other).get_experiment(name)
+                holding.add(other)
+            except NotFoundError:
+                pass
+    except (NoStoreError, StoreError, ValueError):
+        return ""
+    holding.discard(here)
+    if not holding:
+        return ""
+    return f"; {name!r} is in namespace {', '.join(sorted(holding))}: pass --namespace"
+
+
 @contextmanager
-def _errors(db_url: str | None = None) -> Iterator[None]:
+def _errors(
+    db_url: str | None = None, namespace: str | None = None, name: str | None = None
+) -> Iterator[None]:
     """Map the packages' errors to messages and exit codes; a not-found error names the store
-    it looked in."""
+    (and namespace) it looked in, and where else ``name`` is, if anywhere."""
     from tunery.store.errors import (
         DriverMissingError,
         InvalidStoreUrlError,
@@ -86,7 +123,9 @@ def _errors(db_url: str | None = None) -> Iterator[None]:
     except NoStoreError as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     except NotFoundError as exc:
-        raise CliError(f"{exc} (store: {store_name(db_url)})", EXIT_FAILED) from None
+        where = store_name(db_url) + (f", namespace: {namespace}" if namespace else "")
+        elsewhere = _found_elsewhere(db_url, namespace, name) if name else ""
+        raise CliError(f"{exc} (store: {where}){elsewhere}", EXIT_FAILED) from None
     except InvalidStoreUrlError as exc:
         raise CliError(f"--db: {exc}", EXIT_INVALID) from None
     except DriverMissingError as exc:
@@ -97,9 +136,10 @@ def _errors(db_url: str | None = None) -> Iterator[None]:
         raise CliError(f"store error: {exc}", EXIT_UNAVAILABLE) from None
 
 
-def _open_store(db_url: str | None, *, create: bool = False) -> Any:
-    """The store at ``db_url``. Read-only commands pass ``create=False``: a SQLite file that
-    does not exist is not created (NoStoreError names where it was looked for)."""
+def _open_store(db_url: str | None, *, create: bool = False, namespace: str | None = None) -> Any:
+    """The store at ``db_url``, bound to ``namespace`` if given. Read-only commands pass
+    ``create=False``: a SQLite file that does not exist is not created (NoStoreError names
+    where it was looked for)."""
     from tunery.store import open_store
     from tunery.store.engine import missing_sqlite_file
 
@@ -110,7 +150,14 @@ def _open_store(db_url: str | None, *, create: bool = False) -> Any:
                 f"no tunery store at {missing} (nothing has run with this store; run "
                 "`tunery run` here first, or point --db / TUNERY_DB_URL at the store you used)"
             )
-    return open_store(db_url)
+    store = open_store(db_url)
+    if namespace is None:
+        return store
+    try:
+        return store.in_namespace(namespace)
+    except ValueError as exc:
+        store.close()
+        raise CliError(f"--namespace: {exc}", EXIT_INVALID) from None
 
 
 def verbosity() -> int:

@@ -21,6 +21,7 @@ from tunery.cli.app import (
     CliError,
     _db_option,
     _errors,
+    _namespace_option,
     _open_store,
     _output_option,
     main,
@@ -48,19 +49,28 @@ from tunery.store.engine import missing_sqlite_file
 
 @main.command("list")
 @_db_option
+@_namespace_option
 @_output_option
-def list_(db_url: str | None, output: str) -> None:
+def list_(db_url: str | None, namespace: str | None, output: str) -> None:
     """List experiments."""
     records: list[Any] = []  # no store yet (nothing has run with it): no experiments, none created
+    others: list[str] = []  # other namespaces holding experiments, told when none was named
     if missing_sqlite_file(db_url) is None:
-        with _errors(db_url):
-            records = _open_store(db_url).list_experiments()
+        with _errors(db_url, namespace):
+            store = _open_store(db_url, namespace=namespace)
+            records = store.list_experiments()
+            if namespace is None and output == "text":
+                others = [n for n in store.list_namespaces() if n != store.namespace]
     rows = [experiment_summary(r) for r in records]
     if output == "json":
         echo_json(rows)
         return
+    elsewhere = f"other namespaces in this store: {', '.join(others)} (--namespace NAME)"
     if not rows:
-        click.echo(f"no experiments in {store_name(db_url)}")
+        where = f"namespace {namespace} of " if namespace else ""
+        click.echo(f"no experiments in {where}{store_name(db_url)}")
+        if others:
+            click.echo(elsewhere)
         return
     from controller.reconcile import objective_from_spec
 
@@ -71,16 +81,19 @@ def list_(db_url: str | None, output: str) -> None:
         shown = f"{r['objective']}={rounded(value)}" if value is not None else "-"
         cells.append([r["name"], r["condition"], str(r["trials"]), r["algorithm"], shown])
     click.echo(table(["NAME", "STATUS", "TRIALS", "ALGORITHM", "BEST"], cells, right=[2]))
+    if others:
+        click.echo(elsewhere)
 
 
 @main.command("status")
 @click.argument("name")
 @_db_option
+@_namespace_option
 @_output_option
-def status_(name: str, db_url: str | None, output: str) -> None:
+def status_(name: str, db_url: str | None, namespace: str | None, output: str) -> None:
     """Show an experiment's status (Katib's status fields with -o json)."""
-    with _errors(db_url):
-        store = _open_store(db_url)
+    with _errors(db_url, namespace, name):
+        store = _open_store(db_url, namespace=namespace)
         if output == "json":
             from controller.local_backend import INTERNAL_STATUS_KEYS
 
@@ -215,6 +228,7 @@ _CONDITIONS = {c.lower(): c for c in CONDITION_WORDS}
 @main.command()
 @click.argument("name")
 @_db_option
+@_namespace_option
 @click.option(
     "--output",
     "-o",
@@ -241,6 +255,7 @@ _CONDITIONS = {c.lower(): c for c in CONDITION_WORDS}
 def trials(
     name: str,
     db_url: str | None,
+    namespace: str | None,
     output: str,
     sort_key: str | None,
     conditions: tuple[str, ...],
@@ -248,8 +263,8 @@ def trials(
     """List the trials of experiment NAME: every metric, every parameter."""
     from controller.reconcile import objective_from_spec
 
-    with _errors(db_url):
-        store = _open_store(db_url)
+    with _errors(db_url, namespace, name):
+        store = _open_store(db_url, namespace=namespace)
         spec = store.get_experiment(name).spec["spec"]
         if sort_key == "objective" and output in ("text", "csv"):
             _stream_by_objective(store, name, spec, output, conditions)
@@ -419,14 +434,15 @@ def _csv(rows: Sequence[dict[str, Any]], metric_names: list[str], param_names: l
 @main.command()
 @click.argument("name")
 @_db_option
+@_namespace_option
 @_output_option
-def best(name: str, db_url: str | None, output: str) -> None:
+def best(name: str, db_url: str | None, namespace: str | None, output: str) -> None:
     """Print the best trial's parameters and metrics; for a multi-objective experiment, the
     Pareto front (every non-dominated trial with its objective values)."""
     from controller.reconcile import objective_from_spec
 
-    with _errors(db_url):
-        store = _open_store(db_url)
+    with _errors(db_url, namespace, name):
+        store = _open_store(db_url, namespace=namespace)
         record = store.get_experiment(name)
         spec = record.spec["spec"]
         if objective_from_spec(spec).is_multi:
@@ -434,7 +450,7 @@ def best(name: str, db_url: str | None, output: str) -> None:
     if objective_from_spec(spec).is_multi:
         _print_pareto_front(name, trials, spec, output)
         return
-    with _errors(db_url):
+    with _errors(db_url, namespace, name):
         found = store.best_trial(name)  # one indexed query, fresh even while it runs
     document = (
         optimal_trial_document(found)
@@ -518,15 +534,16 @@ def _print_pareto_front(
 @main.command()
 @click.argument("name", metavar="TRIAL|EXPERIMENT")
 @_db_option
+@_namespace_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the trial runs.")
-def logs(name: str, db_url: str | None, follow: bool) -> None:
+def logs(name: str, db_url: str | None, namespace: str | None, follow: bool) -> None:
     """Print a trial's output; for an experiment, every trial's output, each line prefixed
     with the trial's name."""
     from controller.local_backend import LocalBackend
     from tunery.store.errors import NotFoundError
 
-    with _errors(db_url):
-        backend = LocalBackend(db_url, store=_open_store(db_url))
+    with _errors(db_url, namespace, name):
+        backend = LocalBackend(db_url, store=_open_store(db_url, namespace=namespace))
         try:
             record = backend.store.get_trial(name)
         except NotFoundError:
@@ -565,13 +582,14 @@ def _experiment_logs(backend: Any, name: str, follow: bool) -> None:
 @main.command()
 @click.argument("name")
 @_db_option
+@_namespace_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def delete(name: str, db_url: str | None, yes: bool) -> None:
+def delete(name: str, db_url: str | None, namespace: str | None, yes: bool) -> None:
     """Delete experiment NAME, its trials and their metrics."""
     from controller.local_backend import LocalBackend
 
-    with _errors(db_url):
-        backend = LocalBackend(db_url, store=_open_store(db_url))
+    with _errors(db_url, namespace, name):
+        backend = LocalBackend(db_url, store=_open_store(db_url, namespace=namespace))
         backend.record(name)
         if not yes and sys.stdin.isatty():
             click.confirm(f"delete experiment {name!r} and all its trials?", abort=True)
