@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from controller.local_backend import DEFAULT_WORKDIR, LocalBackend
 from tunery.dashboard import api, pages
+from tunery.dashboard.assets import IMMUTABLE, PLOTLY_ALIAS, STATIC_DIR, plotly_js, plotly_url
 from tunery.dashboard.cache import DEFAULT_MAX_AGE_S, SnapshotCache
 from tunery.dashboard.security import (
     TOKEN_COOKIE,
@@ -33,7 +34,6 @@ from tunery.store.base import Store
 from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
 from tunery.visualization.data import DataError
 
-STATIC_DIR = Path(__file__).parent / "static"
 HEALTH_PATH = "/healthz"
 """Answers ``ok`` to anyone (the kubelet's probes); reads nothing."""
 
@@ -52,13 +52,6 @@ class DashboardSettings:
     workdir: Path = DEFAULT_WORKDIR
     max_age_s: float = DEFAULT_MAX_AGE_S
     warm_up: bool = True
-
-
-def plotly_js() -> Path:
-    """plotly.js as shipped inside the ``plotly`` Python package (no CDN)."""
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def create_app(store: Store, settings: DashboardSettings | None = None) -> FastAPI:
@@ -95,14 +88,16 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
     def health() -> Response:
         return Response("ok", media_type="text/plain")
 
-    @app.get("/vendor/plotly.min.js", include_in_schema=False)
-    def vendor_plotly() -> Response:
-        from fastapi.responses import FileResponse
-
+    @app.get(plotly_url(), include_in_schema=False)
+    def vendor_plotly() -> Response:  # the URL changes with the content: cached for good
         return FileResponse(
-            plotly_js(),
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": IMMUTABLE}
+        )
+
+    @app.get(PLOTLY_ALIAS, include_in_schema=False)
+    def vendor_plotly_alias() -> Response:  # a stable name for links from outside the pages
+        return FileResponse(
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": "no-cache"}
         )
 
     _add_access_control(app, settings)
