@@ -328,9 +328,13 @@ def page_load(page: Any, url: str) -> dict[str, float]:
       summary, the trial table (sortable, filterable, links) and every plot on the first
       screen drawn, as a canvas preview or by plotly; checked, not trusted;
     - ``tti``: time to interactive (:data:`TIME_TO_INTERACTIVE`), once 5 s passed quietly;
+      Lighthouse's definition, which knows nothing of the page's data, so it may come before
+      ``shown`` (no long task at all: TTI is the first contentful paint, the page's header);
+      ``interactive`` is the later of the two;
     - ``longest``: the longest main-thread task from navigation to the end of that window;
-    - ``plotly``: the optimization history drawn by plotly (hover, zoom), the pointer kept
-      off the plots (the page may run plotly.js only when asked to);
+    - ``plotly``: the first screen's plots drawn by plotly (hover, zoom;
+      ``window.tuneryPlotly``), the pointer kept off the plots (the page may run plotly.js
+      only when asked to);
     - ``every``: seconds to scroll through every plot, each drawn by plotly;
 
     then on a repeat visit (plotly.js from the browser's cache): ``repeat``, ``shown`` again,
@@ -345,10 +349,8 @@ def page_load(page: Any, url: str) -> dict[str, float]:
     interactive = page.wait_for_function(
         TIME_TO_INTERACTIVE, arg=QUIET_MS, timeout=60000, polling=250
     ).json_value()
-    history_drawn = (
-        "() => document.getElementById('plot-history').dataset.rendered && performance.now()"
-    )
-    plotly = page.wait_for_function(history_drawn, timeout=60000).json_value()
+    page.wait_for_function("window.tuneryPlotly !== undefined", timeout=60000)
+    plotly = page.evaluate("window.tuneryPlotly")
     scrolling = page.evaluate("performance.now()")
     for figure in page.query_selector_all("figure.plot"):
         figure.scroll_into_view_if_needed()
@@ -365,12 +367,16 @@ def page_load(page: Any, url: str) -> dict[str, float]:
     box = page.locator("#plot-history .chart").bounding_box()
     hovered = page.evaluate("performance.now()")
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    drawn = page.wait_for_function(history_drawn, timeout=60000).json_value()
+    drawn = page.wait_for_function(
+        "() => document.getElementById('plot-history').dataset.rendered && performance.now()",
+        timeout=60000,
+    ).json_value()
     if page.locator("#plot-history .main-svg").count() == 0:
         raise RuntimeError("the optimization history is not drawn by plotly after a hover")
     return {
         "shown": shown / 1000,
         "tti": interactive["tti"] / 1000,
+        "interactive": max(interactive["tti"], shown) / 1000,
         "longest": interactive["longest"] / 1000,
         "plotly": plotly / 1000,
         "hover": (drawn - hovered) / 1000,
@@ -494,16 +500,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     print("\nExperiment page in headless Chromium (seconds from navigation start):\n")
     print(
-        "| code | load | usable, first screen drawn | time to interactive (TTI) | longest task "
-        "| history by plotly, no pointer | scroll through every plot (s) "
-        "| repeat visit: usable | then a hover: plotly draws it in (s) |"
+        "| code | load | usable, first screen drawn | TTI (Lighthouse) | interactive: later of "
+        "the two | longest task | first screen by plotly, no pointer | scroll through every "
+        "plot (s) | repeat visit: usable | then a hover: plotly draws it in (s) |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, times in loads.items():
         for k, t in enumerate(times):
             which = "cold server" if k == 0 else f"warm server #{k}"
             print(
-                f"| {label} | {which} | {t['shown']:.2f} | {t['tti']:.2f} | {t['longest']:.2f} |"
+                f"| {label} | {which} | {t['shown']:.2f} | {t['tti']:.2f} |"
+                f" {t['interactive']:.2f} | {t['longest']:.2f} |"
                 f" {t['plotly']:.2f} | {t['every']:.2f} | {t['repeat']:.2f} | {t['hover']:.2f} |"
             )
     for label, times in loads.items():
@@ -516,11 +523,12 @@ def main(argv: list[str] | None = None) -> None:
 
         print(
             f"\n{label}, warm server, median of {len(warm)}: usable with its first screen"
-            f" drawn in {median('shown'):.2f} s, time to interactive {median('tti'):.2f} s"
-            f" (target <= 1 s; cold server {times[0]['tti']:.2f} s), longest task"
-            f" {median('longest'):.2f} s; the history drawn by plotly {median('plotly'):.2f} s"
-            f" with no pointer on it; repeat visit usable in {median('repeat'):.2f} s, a hover"
-            f" then drawn by plotly in {median('hover'):.2f} s."
+            f" drawn in {median('shown'):.2f} s, TTI {median('tti'):.2f} s, interactive (the"
+            f" later) {median('interactive'):.2f} s (target <= 1 s; cold server"
+            f" {times[0]['interactive']:.2f} s), longest task {median('longest'):.2f} s; the"
+            f" first screen drawn by plotly {median('plotly'):.2f} s with no pointer on it;"
+            f" repeat visit usable in {median('repeat'):.2f} s, a hover then drawn by plotly in"
+            f" {median('hover'):.2f} s."
         )
 
 
