@@ -8,6 +8,7 @@ a refused submission 409, the database unavailable 503.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from tunery.dashboard.security import (
     host_is_loopback,
     token_matches,
 )
+from tunery.dashboard.worker import ForestWorker
 from tunery.store.base import Store
 from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
 from tunery.visualization.data import DataError
@@ -71,11 +73,16 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
         redoc_url=None,
     )
     backend = LocalBackend(db=settings.db_url, store=store, workdir=settings.workdir)
-    app.state.context = api.Context(
+    context = api.Context(
         cache=SnapshotCache(store, settings.max_age_s),
         backend=backend,
         allow_actions=settings.allow_actions,
     )
+    # a server (one thread so far): scikit-learn is imported and the forest fitted in a forked
+    # worker, not in the interpreter the first requests need
+    if settings.warm_up and threading.active_count() == 1:
+        context = dataclasses.replace(context, fit=ForestWorker().fit)
+    app.state.context = context
     if settings.warm_up:
         threading.Thread(
             target=api.warm_up, args=(app.state.context,), name="dashboard-warm-up", daemon=True
