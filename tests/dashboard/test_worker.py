@@ -1,13 +1,20 @@
-"""The importance plot's forest fitted in a worker process gives the in-process result."""
+"""The importance plot's forest fitted in a worker process: the in-process result, and a
+worker that does not outlive its server."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.dashboard.conftest import NAME
+from tests.dashboard.conftest import NAME, Run, tunery_env
 from tunery.dashboard import api
 from tunery.dashboard.worker import ForestWorker
 from tunery.store import Store
@@ -48,3 +55,41 @@ def test_the_first_screen_is_warmed_up_first() -> None:
     from tunery.dashboard.pages import PLOTS
 
     assert tuple(kind for kind, _ in PLOTS[:4]) == api.FIRST_SCREEN
+
+
+def children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in found]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_the_worker_ends_with_a_terminated_server(finished_run: Run) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "tunery.cli", "dashboard", "--db", finished_run.db_url]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=tunery_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not children(proc.pid):
+            assert time.monotonic() < deadline and proc.poll() is None, "no worker forked"
+            time.sleep(0.1)
+        (worker,) = children(proc.pid)
+    finally:
+        proc.kill()  # no chance to stop its pool
+        proc.wait(10)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker}").exists() and "Z" not in status(worker):
+        assert time.monotonic() < deadline, "the worker outlived its server"
+        time.sleep(0.1)
+
+
+def status(pid: int) -> str:
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    return "gone"

@@ -13,7 +13,10 @@ died, the forest is fitted in-process, as without a worker.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -21,11 +24,23 @@ import numpy as np
 
 from tunery.visualization.data import forest_importances
 
+PARENT_POLL_S = 0.5
+"""How often the worker checks that the server that forked it still runs."""
 
-def _preload() -> None:
+
+def _preload(server: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server stops its worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(server,), daemon=True).start()
     import sklearn.ensemble  # noqa: F401
+
+
+def _exit_with(server: int) -> None:
+    """Ends the worker once the server process is gone, however it went (a killed server
+    does not stop its pool)."""
+    while os.getppid() == server:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
 
 
 def _started() -> bool:
@@ -39,7 +54,9 @@ class ForestWorker:
         self._pool: ProcessPoolExecutor | None = None
         if "fork" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("fork")
-            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_preload)
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=context, initializer=_preload, initargs=(os.getpid(),)
+            )
             self._pool.submit(_started)  # forks now, while this process has one thread
 
     def fit(self, features: np.ndarray, target: np.ndarray) -> np.ndarray:
