@@ -231,11 +231,9 @@ def warm_up(ctx: Context, kinds: tuple[str, ...] = PLOT_KINDS) -> None:
             import sklearn.ensemble  # noqa: F401
 
         latest = ctx.cache.experiments()[-WARM_EXPERIMENTS:][::-1]
-        first = [k for k in FIRST_SCREEN if k in kinds]
-        for kind in first:
-            for record in latest[:1]:
-                with contextlib.suppress(DataError):
-                    figure_json(ctx, record.name, kind, None, None)
+        for kind in [k for k in FIRST_SCREEN if k in kinds] if latest else []:
+            with contextlib.suppress(DataError):
+                figure_json(ctx, latest[0].name, kind, None, None)
         import scipy.interpolate  # noqa: F401
 
         for record in latest:

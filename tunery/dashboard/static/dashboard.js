@@ -11,8 +11,23 @@ const POLL_MS = 2000;
 const LAZY_MARGIN_PX = 0;
 const PAGE_SIZE = 50;
 // Lighthouse's time to interactive waits for 5 s without a long task; plotly.js unasked runs
-// after that (a user who points at a plot sooner gets it sooner).
+// once the main thread has been that long without one since the page was ready (a user who
+// points at a plot sooner gets it sooner).
 const PLOTLY_IDLE_MS = 5000;
+let busyUntil = 0; // the end of the last long task seen (browsers that report them)
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) busyUntil = Math.max(busyUntil, e.startTime + e.duration);
+  }).observe({ type: "longtask" });
+} catch (e) { /* no long-task timing: the wait counts from the page being ready */ }
+
+function whenIdle(ms, then) {
+  const check = () => {
+    const quiet = performance.now() - Math.max(busyUntil, window.tuneryReady || 0);
+    if (quiet >= ms) then(); else setTimeout(check, ms - quiet + 50);
+  };
+  check();
+}
 const body = document.body;
 
 async function api(path, options) {
@@ -73,7 +88,7 @@ function setLive(on) {
 // plotly.js (the page's <link id="plotly-js">: preloaded by the trial page, prefetched by the
 // experiment page) is run only once the gate opens: at once by the trial page, or on the
 // experiment page by a plot that cannot do without it, a pointer or focus on a plot, or
-// PLOTLY_IDLE_MS after the first screen is drawn.
+// PLOTLY_IDLE_MS without a long task after the first screen is drawn.
 let openPlotlyGate = null;
 const plotlyAllowed = new Promise((resolve) => { openPlotlyGate = resolve; });
 let plotlyPromise = null;
@@ -350,7 +365,7 @@ function experimentPage() {
   }
 
   // plotly.js runs when a plot is pointed at or focused (hover, zoom and legend are plotly's),
-  // or once the page has been idle for PLOTLY_IDLE_MS.
+  // or once the main thread has been idle for PLOTLY_IDLE_MS.
   function wantPlotlyOnIntent() {
     const plots = document.querySelector(".plots");
     const INTENT = ["pointerover", "pointerdown", "touchstart", "focusin"];
@@ -360,7 +375,7 @@ function experimentPage() {
       openPlotlyGate();
     };
     for (const type of INTENT) plots.addEventListener(type, intent, { capture: true, passive: true });
-    setTimeout(openPlotlyGate, PLOTLY_IDLE_MS);
+    whenIdle(PLOTLY_IDLE_MS, openPlotlyGate);
   }
 
   function drawIfStale(figure) {
