@@ -54,7 +54,10 @@ def test_the_bundle_has_every_trace_type_the_figures_use() -> None:
     source = (ROOT / "tunery" / "visualization" / "figures.py").read_text()
     used = set(re.findall(r'"type": "(\w+)"', source)) - AXIS_TYPES
     used.add(figures._gl(figures.GL_POINTS + 1))  # big experiments draw WebGL markers
-    used.update(re.findall(r'type: "(\w+)"', (PLOTLY_FILE.parent / "dashboard.js").read_text()))
+    script = (PLOTLY_FILE.parent / "dashboard.js").read_text()
+    traces = re.findall(r'\{ type: "(\w+)", mode:', script)  # the trial page's own traces
+    assert traces == ["scatter"]
+    used.update(traces)
     assert used <= set(build_script().TRACES), used - set(build_script().TRACES)
 
 
