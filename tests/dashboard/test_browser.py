@@ -160,7 +160,8 @@ def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
     served: tuple[str, Run], page: Any
 ) -> None:
     """plotly.js is held back: the summary, the table (sorting, links) and the first screen's
-    plots (canvas previews, not blank) are there; once it arrives plotly takes the plots over."""
+    plots (canvas previews, not blank) are there; once it arrives (a pointer on a plot asks for
+    it) plotly takes the plots over."""
     base, _ = served
     held: list[Any] = []
     released = threading.Event()
@@ -171,9 +172,10 @@ def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
         else:
             held.append(route)
 
-    page.route("**/vendor/plotly.min.js", hold)
+    page.route("**/vendor/plotly*.js", hold)
     open_page(page, f"{base}/experiments/{NAME}")
-    assert held, "the page did not ask for plotly.js"
+    page.hover("#plot-intermediate .chart")  # asks for plotly.js
+    page.wait_for_function("document.querySelector('script[src*=\"/vendor/plotly\"]')")
     assert page.evaluate("window.Plotly === undefined")
     assert "Succeeded" in page.inner_text("#summary")
     assert len(visible_rows(page, "#trials")) == 10
@@ -195,6 +197,7 @@ def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
     for route in held:
         route.continue_()
     page.wait_for_selector("body[data-plotly]")
+    assert held, "the page did not ask for plotly.js"
     for kind in first_screen:
         figure = page.locator(f"#plot-{kind}")
         assert figure.get_attribute("data-rendered") not in (None, "error", "0")
@@ -203,6 +206,30 @@ def test_experiment_page_is_usable_and_drawn_before_plotly_arrives(
     href = page.locator("#trials tbody a").first.get_attribute("href")
     page.locator("#trials tbody a").first.click()
     page.wait_for_url(f"**{href}")
+
+
+def test_experiment_page_runs_plotly_only_when_a_plot_is_pointed_at(
+    served: tuple[str, Run], page: Any
+) -> None:
+    """The first screen is drawn by the previews and plotly.js is not run (only prefetched)
+    until the pointer is on a plot; then plotly draws that plot and the others on screen, and
+    its hover works."""
+    base, _ = served
+    scripts: list[str] = []
+    page.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    open_page(page, f"{base}/experiments/{NAME}")
+    assert page.evaluate("window.Plotly === undefined")
+    assert not [url for url in scripts if "/vendor/plotly" in url]
+    assert page.locator(".plots figure[data-preview]").count() >= 2
+    page.hover("#plot-history .chart")
+    page.wait_for_selector("body[data-plotly]")
+    assert [url for url in scripts if "/vendor/plotly-" in url], "not the content-hashed URL"
+    assert page.locator("#plot-history canvas.preview").count() == 0
+    assert page.locator("#plot-history .main-svg").count() > 0
+    point = page.locator("#plot-history .scatterlayer .point").first.bounding_box()
+    assert point is not None
+    page.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+    page.wait_for_selector("#plot-history .hoverlayer .hovertext")  # plotly's hover label
 
 
 def test_trial_table_sorts_filters_and_links_to_trials(served: tuple[str, Run], page: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +59,7 @@ def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
         env=tunery_env(),
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as in a terminal
     )
     try:
         deadline = time.monotonic() + 30
@@ -68,8 +71,12 @@ def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
         assert [e["name"] for e in response.json()] == [NAME]
+        importance = httpx.get(  # fitted by the server's worker process
+            f"http://127.0.0.1:{port}/api/experiments/{NAME}/plots/importance", timeout=60
+        )
+        assert importance.json()["data"][0]["type"] == "bar"
     finally:
-        proc.send_signal(2)  # Ctrl-C
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
         _, err = proc.communicate(timeout=20)
     assert "tunery dashboard on http://127.0.0.1:" in err and "read-only" in err
     assert "Traceback" not in err

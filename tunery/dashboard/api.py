@@ -49,6 +49,10 @@ PLOT_KINDS: tuple[str, ...] = PlotKind.__args__
 WARM_EXPERIMENTS = 5
 """How many of the latest experiments :func:`warm_up` prepares."""
 
+FIRST_SCREEN: tuple[str, ...] = ("history", "intermediate", "importance", "edf")
+"""The plots on the experiment page's first screen (the first four of
+:data:`tunery.dashboard.pages.PLOTS`), which :func:`warm_up` prepares first."""
+
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
@@ -56,11 +60,13 @@ router = APIRouter(prefix="/api")
 
 @dataclass(frozen=True)
 class Context:
-    """What the routes share: the snapshots, the local backend, whether actions are on."""
+    """What the routes share: the snapshots, the local backend, whether actions are on, and
+    what fits the importance plot's forest (a worker process's, or in-process)."""
 
     cache: SnapshotCache
     backend: LocalBackend
     allow_actions: bool
+    fit: data.ForestFit = data.forest_importances
 
 
 def context(request: Request) -> Context:
@@ -84,7 +90,7 @@ def _series(ctx: Context, name: str, kind: str, x: str | None, y: str | None) ->
     if kind == "slice":
         return data.slices(snapshot)
     if kind == "importance":
-        return data.importance(snapshot)
+        return data.importance(snapshot, ctx.fit)
     if kind == "contour":
         return data.contour(snapshot, x, y)
     if kind == "rank":
@@ -216,12 +222,21 @@ def figure_json(ctx: Context, name: str, kind: str, x: str | None, y: str | None
 
 def warm_up(ctx: Context, kinds: tuple[str, ...] = PLOT_KINDS) -> None:
     """Import the numeric libraries and compute every plot of the latest experiments, so the
-    first page load finds them ready. Runs in a background thread; failures only log."""
+    first page load finds them ready: the latest experiment's first screen first (a page
+    opened meanwhile waits for those), then SciPy, then the rest. scikit-learn is imported
+    here only when the forest is fitted in-process (no worker). Runs in a background thread;
+    failures only log."""
     try:
-        import scipy.interpolate  # noqa: F401
-        import sklearn.ensemble  # noqa: F401
+        if ctx.fit is data.forest_importances:
+            import sklearn.ensemble  # noqa: F401
 
-        for record in ctx.cache.experiments()[-WARM_EXPERIMENTS:][::-1]:
+        latest = ctx.cache.experiments()[-WARM_EXPERIMENTS:][::-1]
+        for kind in [k for k in FIRST_SCREEN if k in kinds] if latest else []:
+            with contextlib.suppress(DataError):
+                figure_json(ctx, latest[0].name, kind, None, None)
+        import scipy.interpolate  # noqa: F401
+
+        for record in latest:
             for kind in kinds:
                 with contextlib.suppress(DataError):
                     figure_json(ctx, record.name, kind, None, None)

@@ -8,6 +8,7 @@ a refused submission 409, the database unavailable 503.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from controller.local_backend import DEFAULT_WORKDIR, LocalBackend
 from tunery.dashboard import api, pages
+from tunery.dashboard.assets import IMMUTABLE, PLOTLY_ALIAS, STATIC_DIR, plotly_js, plotly_url
 from tunery.dashboard.cache import DEFAULT_MAX_AGE_S, SnapshotCache
 from tunery.dashboard.security import (
     TOKEN_COOKIE,
@@ -29,11 +31,11 @@ from tunery.dashboard.security import (
     host_is_loopback,
     token_matches,
 )
+from tunery.dashboard.worker import ForestWorker
 from tunery.store.base import Store
 from tunery.store.errors import NotFoundError, StoreError, StoreUnavailableError
 from tunery.visualization.data import DataError
 
-STATIC_DIR = Path(__file__).parent / "static"
 HEALTH_PATH = "/healthz"
 """Answers ``ok`` to anyone (the kubelet's probes); reads nothing."""
 
@@ -54,13 +56,6 @@ class DashboardSettings:
     warm_up: bool = True
 
 
-def plotly_js() -> Path:
-    """plotly.js as shipped inside the ``plotly`` Python package (no CDN)."""
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-
-
 def create_app(store: Store, settings: DashboardSettings | None = None) -> FastAPI:
     """The dashboard over ``store`` (which the caller opens and closes).
 
@@ -78,11 +73,16 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
         redoc_url=None,
     )
     backend = LocalBackend(db=settings.db_url, store=store, workdir=settings.workdir)
-    app.state.context = api.Context(
+    context = api.Context(
         cache=SnapshotCache(store, settings.max_age_s),
         backend=backend,
         allow_actions=settings.allow_actions,
     )
+    # a server (one thread so far): scikit-learn is imported and the forest fitted in a forked
+    # worker, not in the interpreter the first requests need
+    if settings.warm_up and threading.active_count() == 1:
+        context = dataclasses.replace(context, fit=ForestWorker().fit)
+    app.state.context = context
     if settings.warm_up:
         threading.Thread(
             target=api.warm_up, args=(app.state.context,), name="dashboard-warm-up", daemon=True
@@ -95,14 +95,16 @@ def create_app(store: Store, settings: DashboardSettings | None = None) -> FastA
     def health() -> Response:
         return Response("ok", media_type="text/plain")
 
-    @app.get("/vendor/plotly.min.js", include_in_schema=False)
-    def vendor_plotly() -> Response:
-        from fastapi.responses import FileResponse
-
+    @app.get(plotly_url(), include_in_schema=False)
+    def vendor_plotly() -> Response:  # the URL changes with the content: cached for good
         return FileResponse(
-            plotly_js(),
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": IMMUTABLE}
+        )
+
+    @app.get(PLOTLY_ALIAS, include_in_schema=False)
+    def vendor_plotly_alias() -> Response:  # a stable name for links from outside the pages
+        return FileResponse(
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": "no-cache"}
         )
 
     _add_access_control(app, settings)

@@ -1,9 +1,11 @@
 """The dashboard's HTML pages: the experiments list, an experiment, a trial.
 
 Server-rendered skeletons (names escaped) that load ``/static/dashboard.js``, which fills them
-from the JSON API only and keeps them live by polling; plots are drawn by plotly.js served
-from the ``plotly`` package (``/vendor/plotly.min.js``), never a CDN; the experiment page
-draws its first screen's plots with ``/static/preview.js`` until plotly.js has run. Registered by
+from the JSON API only and keeps them live by polling; plots are drawn by tunery's partial
+plotly.js bundle (:mod:`tunery.dashboard.assets`, at a content-hashed URL), never a CDN. The
+trial page asks for plotly.js at once (``preload``); the experiment page draws its first
+screen's plots with ``/static/preview.js`` and only prefetches plotly.js, which
+``dashboard.js`` runs when a plot is first pointed at or needs it. Registered by
 :func:`tunery.dashboard.app.create_app`.
 """
 
@@ -17,6 +19,7 @@ from fastapi.responses import HTMLResponse
 
 from controller.reconcile import objective_from_spec
 from tunery.dashboard.api import context
+from tunery.dashboard.assets import plotly_url
 from tunery.store.errors import NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -36,13 +39,14 @@ PLOTS = (
 
 def _page(title: str, page: str, crumbs: str, body: str, **attrs: str) -> HTMLResponse:
     data = "".join(f' data-{k}="{escape(v)}"' for k, v in attrs.items())
-    plotly = (
-        '<link rel="preload" href="/vendor/plotly.min.js" as="script">'
-        if page in ("experiment", "trial")
-        else ""
-    )
-    if page == "experiment":  # draws the first screen's plots while plotly.js loads
-        plotly += '\n<script defer src="/static/preview.js"></script>'
+    plotly = ""
+    if page == "trial":  # its one plot needs plotly.js at once
+        plotly = f'<link id="plotly-js" rel="preload" href="{plotly_url()}" as="script">'
+    if page == "experiment":  # previews draw the first screen; plotly.js runs on demand
+        plotly = (
+            f'<link id="plotly-js" rel="prefetch" href="{plotly_url()}" as="script">'
+            '\n<script defer src="/static/preview.js"></script>'
+        )
 
     return HTMLResponse(
         f"""<!doctype html>

@@ -675,19 +675,36 @@ def _unwarp(p: ParameterInfo, values: np.ndarray) -> np.ndarray:
 # -- parameter importance -----------------------------------------------------------------------
 
 
-def importance(snapshot: Snapshot) -> dict[str, Any]:
+ForestFit = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(features, target) -> each feature's importance: :func:`forest_importances`, or the same
+run elsewhere (the dashboard's worker process, :mod:`tunery.dashboard.worker`)."""
+
+
+def forest_importances(features: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The importance plot's random forest: its impurity-based feature importances."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(
+        n_estimators=64, max_depth=12, min_samples_leaf=2, random_state=0, n_jobs=1
+    )
+    forest.fit(features, target)
+    return np.asarray(forest.feature_importances_)
+
+
+def importance(snapshot: Snapshot, fit: ForestFit = forest_importances) -> dict[str, Any]:
     """Each parameter's share of the objective's variance a random forest explains.
 
     Method: scikit-learn's ``RandomForestRegressor`` (64 trees, fixed seed) fitted on the
     trials with an objective value (log-scaled parameters on log scale, categorical ones by
     their index), and its impurity-based ``feature_importances_`` (mean decrease in impurity),
     normalised to sum to 1. At most :data:`IMPORTANCE_ROWS` trials (a fixed-seed sample).
-    Empty until two trials have values; needs scikit-learn (``tunery[dashboard]``).
+    Empty until two trials have values; needs scikit-learn (``tunery[dashboard]``). ``fit``
+    runs the forest (:data:`ForestFit`).
     """
-    return snapshot.memo("importance", lambda: _importance(snapshot))
+    return snapshot.memo("importance", lambda: _importance(snapshot, fit))
 
 
-def _importance(snapshot: Snapshot) -> dict[str, Any]:
+def _importance(snapshot: Snapshot, fit: ForestFit) -> dict[str, Any]:
     rows = _valued(snapshot)
     method = "scikit-learn RandomForestRegressor feature_importances_ (mean decrease in impurity)"
     out: dict[str, Any] = {
@@ -708,13 +725,7 @@ def _importance(snapshot: Snapshot) -> dict[str, Any]:
     if np.ptp(target) == 0:
         weights = np.full(len(snapshot.parameters), 1.0 / len(snapshot.parameters))
     else:
-        from sklearn.ensemble import RandomForestRegressor
-
-        forest = RandomForestRegressor(
-            n_estimators=64, max_depth=12, min_samples_leaf=2, random_state=0, n_jobs=1
-        )
-        forest.fit(features, target)
-        weights = forest.feature_importances_
+        weights = fit(features, target)
         total = float(weights.sum())
         weights = weights / total if total > 0 else weights
     ranked = sorted(zip(snapshot.parameters, weights.tolist(), strict=True), key=lambda pw: -pw[1])
