@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from metrics_collector.sources import FileTailer, Step
 from metrics_collector.tail import read_last_lines
 from tunery.store.base import Store, TrialRecord
 from tunery.store.errors import StoreError, StoreUnavailableError
-from tunery.trials import Objective, StopCheck, StopDecision
+from tunery.trials import Objective, Observation, StopCheck, StopDecision
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,74 @@ def file_collector_path(document: Mapping[str, Any]) -> str | None:
         return None
     source = (document["spec"].get("metricsCollectorSpec") or {}).get("source") or {}
     return str((source.get("fileSystemPath") or {}).get("path") or "") or None
+
+
+_RECORDED_ROWS = 10_000
+"""Rows a fresh trial's :class:`TrialRows` keeps in memory for its summary; past that the
+summary reads the trial's rows back from the store."""
+
+
+class TrialRows:
+    """The store as one trial's collectors see it (they share it): rows written pass through
+    to the store, and, once :meth:`hold` was called (the trial ended), are kept for the
+    reconciler to store with the trial's outcome (:attr:`CollectionResult.pending`).
+
+    ``fresh``: the trial started just now, so every stored row of it was written through
+    here; its summary is then taken from the rows written (up to :data:`_RECORDED_ROWS`)
+    instead of read back from the store."""
+
+    def __init__(self, store: Store, trial_name: str, *, fresh: bool) -> None:
+        self._store = store
+        self._trial_name = trial_name
+        self._lock = threading.Lock()
+        self._written: list[Observation] | None = [] if fresh else None
+        self._held: list[Observation] | None = None
+
+    @property
+    def keeps_steps(self) -> bool:
+        return bool(getattr(self._store, "keeps_steps", True))
+
+    def hold(self) -> None:
+        """From now on keep the rows written instead of storing them."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def held(self) -> tuple[Observation, ...]:
+        with self._lock:
+            return tuple(self._held or ())
+
+    def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
+        rows = [
+            o if o.numeric is not None else dataclasses.replace(o, numeric=o.parse_numeric(o.value))
+            for o in observations
+        ]
+        with self._lock:
+            if self._held is not None:
+                self._held += rows
+                return len(rows)
+        written = self._store.add_observations(trial_name, observations)
+        with self._lock:
+            if self._written is not None:
+                self._written += rows
+                if len(self._written) > _RECORDED_ROWS:
+                    self._written = None  # too many to keep: read them back
+        return written
+
+    def get_observations(
+        self, trial_name: str, metric_name: str | None = None
+    ) -> list[Observation]:
+        """The trial's rows ordered by time (stored first among equal times), as the store
+        would return them once the held rows are stored."""
+        with self._lock:
+            written = None if self._written is None else list(self._written)
+            held = list(self._held or ())
+        if written is None:
+            written = self._store.get_observations(trial_name)
+        rows = [*written, *held]
+        if metric_name:
+            rows = [o for o in rows if o.metric_name == metric_name]
+        return sorted(rows, key=lambda o: o.time)
 
 
 _STEPS_PER_TURN = 16
@@ -135,6 +203,7 @@ class LogWatcher:
         own, about once a second. ``fresh``: the trial was started just now, nothing of it is
         stored yet, so its sources are not matched against the store."""
         self.trial_name = trial.name
+        self._rows = TrialRows(store, trial.name, fresh=fresh)
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
         self._live: list[tuple[TrialCollector, FileTailer]] = []
@@ -149,7 +218,7 @@ class LogWatcher:
 
         if polled is not None:
             collector = TrialCollector(
-                store,
+                self._rows,
                 trial.name,
                 objective,
                 make_parser(objective.metric_names),
@@ -164,7 +233,7 @@ class LogWatcher:
         log_path = Path(handle["log"]) if handle.get("log") else None
         for path, fmt, filters in sources:
             collector = TrialCollector(
-                store,
+                self._rows,
                 trial.name,
                 objective,
                 make_parser(objective.metric_names, fmt, filters),
@@ -254,13 +323,16 @@ class LogWatcher:
         return make
 
     def finish(self) -> CollectionResult:
-        """Drain every source and store the rest.
+        """Drain every source and summarise; the rows not yet stored come back in
+        :attr:`CollectionResult.pending`, for the caller to store with the trial's outcome
+        (the trial's files keep them until then). A trial watched since its start is
+        summarised from the rows collected, without reading them back.
 
         Raises:
-            StoreUnavailableError: the rest could not be stored. The store given to the
-                watcher is expected to wait out outages itself (the local controller's
-                :class:`~tunery.store.retrying.RetryingStore`), so this is not retried here;
-                the trial's files keep the rows for the next watcher.
+            StoreUnavailableError: a re-attached trial's rows could not be read back. The
+                store given to the watcher is expected to wait out outages itself (the local
+                controller's :class:`~tunery.store.retrying.RetryingStore`), so this is not
+                retried here; the trial's files keep the rows for the next watcher.
         """
         self._loop.remove(self)
         with self._lock:
@@ -273,6 +345,7 @@ class LogWatcher:
         for collector, tailer in self._pairs:
             tailer.drain()
             collectors.append(collector)
+        self._rows.hold()  # the last rows go into the store with the trial's outcome
         for collector in collectors:
             collector.end_of_input()
             try:
@@ -296,6 +369,7 @@ class LogWatcher:
             unavailable_message=""
             if not summary.objective_missing
             else (summary.unavailable_message()),
+            pending=self._rows.held(),
         )
 
     def close(self) -> None:

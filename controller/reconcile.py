@@ -76,6 +76,7 @@ from tunery.trials import (
     Objective,
     ObjectiveTerm,
     ObjectiveType,
+    Observation,
     StopCheck,
     StopDecision,
     TrialCondition,
@@ -101,6 +102,10 @@ class CollectionResult:
     metrics: list[dict[str, str]]  # Katib's observation.metrics: name, min, max, latest
     objective_available: bool
     unavailable_message: str = ""
+    pending: Sequence[Observation] = ()
+    """The trial's last observations, collected but not yet stored: the reconciler stores
+    them with its outcome, in one transaction (the trial's files still hold them until then,
+    so a controller that dies first collects them again)."""
 
 
 class TrialWatcher(Protocol):
@@ -241,8 +246,10 @@ class Reconciler:
         self._behind_since: float | None = None  # when the oldest pending write was deferred
         self._status_written = -float("inf")  # time.monotonic() of the last status write
         self._pools: dict[str, ThreadPoolExecutor] = {}  # trial-start, trial-finish
-        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all)
+        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all), with the
+        # trials' last observations, stored in the same transaction
         self._outcomes: dict[str, tuple[TrialUpdate, TrialRecord]] = {}
+        self._rows: dict[str, list[Observation]] = {}
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -294,11 +301,10 @@ class Reconciler:
             return self._step()
 
     def _step(self) -> StepResult:
-        record = self.store.get_experiment(self.name)
-        self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
         self._end_marked = False
-        self._refresh()
+        record = self._refresh() or self.store.get_experiment(self.name)
+        self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._seed_from_annotations(record.spec)
         if not self._restored:
             self._restore(self._view.unfinished())
@@ -398,11 +404,13 @@ class Reconciler:
             best=self._view.best(),
         )
 
-    def _refresh(self) -> None:
-        """Take in the trials written since the last read (every trial on the first)."""
+    def _refresh(self) -> ExperimentRecord | None:
+        """Take in the trials written since the last read (every trial on the first); returns
+        the experiment where the store reads it with them (else None)."""
         changes = self.store.list_trial_changes(self.name, self._view.seq)
         self._take(changes.trials)
         self._view.seq = changes.seq
+        return changes.experiment
 
     def _take(self, records: Sequence[TrialRecord]) -> None:
         """Take trial records into the view: read back, or returned by this step's writes
@@ -802,7 +810,7 @@ class Reconciler:
 
     def _write_outcomes(self) -> None:
         """Store the outcomes :meth:`_conclude_all` left for the step's next write."""
-        if self._outcomes:
+        if self._outcomes or self._rows:
             self._update_trials([])
 
     def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
@@ -822,7 +830,12 @@ class Reconciler:
         ]
         named = {u.name for u in updates}
         behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
-        records = self.store.update_trials([*behind, *updates])
+        rows, self._rows = self._rows, {}
+        records = (
+            self.store.update_trials([*behind, *updates], rows)
+            if rows
+            else self.store.update_trials([*behind, *updates])
+        )
         for record in records:  # written; one whose compare-and-set failed waits further
             if record.runner_handle == pending.get(record.name):
                 del pending[record.name]
@@ -957,6 +970,8 @@ class Reconciler:
         now = self.clock()
         updates = []
         for name, state, result, log_path in ended:
+            if result.pending:
+                self._rows.setdefault(name, []).extend(result.pending)
             observation = {"metrics": result.metrics}
             if state.phase is RunPhase.FAILED:
                 message = failure_message(state.message, log_path)

@@ -408,17 +408,30 @@ class SqlStore(Store):
         it commits, so a change with counter ``n`` commits only after every change below
         ``n``: once one statement sees ``n``, it sees all of them, and the highest counter
         it returned is where the next call starts.
+
+        The experiment itself is read in the same transaction (``TrialChanges.experiment``):
+        a reconcile step reads both at once, and sees them as of one moment.
         """
         query = sa.select(*_TRIAL_COLUMNS, trials.c.change_seq)
         what = f"list trial changes of experiment {experiment_name!r}"
         with self.session_scope(what) as connection:
-            experiment_id = self._experiment_id(connection, experiment_name)
-            query = query.where(trials.c.experiment_id == experiment_id)
+            found = connection.execute(
+                _experiment_select()
+                .add_columns(experiments.c.id)
+                .where(self._experiment_is(experiment_name))
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found{self._in_ns()}")
+            query = query.where(trials.c.experiment_id == found[-1])
             if since is not None:
                 query = query.where(trials.c.change_seq > since)
             rows = connection.execute(query.order_by(trials.c.id)).all()
         seq = max((row[-1] for row in rows), default=since or 0)
-        return TrialChanges([_trial_record(row, experiment_name) for row in rows], int(seq))
+        return TrialChanges(
+            [_trial_record(row, experiment_name) for row in rows],
+            int(seq),
+            _experiment_record(found[:-1]),
+        )
 
     def best_trial(self, experiment_name: str) -> TrialRecord | None:
         """The best trial by one indexed query (see :meth:`Store.best_trial`). The first trial
@@ -508,18 +521,30 @@ class SqlStore(Store):
         return self.update_trials([update])[0]
 
     @_retry_conflicts
-    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+    def update_trials(
+        self,
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
         """One transaction: the trials' experiments and change counters are read and taken
         once per experiment, each trial's UPDATE (a compare-and-set with ``expect_condition``)
         runs, returning the row where the database can (SQLite, PostgreSQL), and the records
-        not returned so are read back in one query."""
+        not returned so are read back in one query; ``observations`` are inserted in it (one
+        multi-row INSERT, as :meth:`add_observations`)."""
+        rows = self._observation_rows(observations or {})
         if not updates:
+            if rows:
+                with self.session_scope(f"add {len(rows)} observations", write=True) as connection:
+                    connection.execute(sa.insert(observation_logs), rows)
             return []
         changes = [(u, _update_values(u)) for u in updates]
         names = list(dict.fromkeys(u.name for u in updates))
         what = f"update trial {names[0]!r}" if len(names) == 1 else f"update {len(names)} trials"
         found: dict[str, TrialRecord] = {}
-        with self.session_scope(what, write=bool(any(v for _, v in changes))) as connection:
+        write = bool(rows) or any(v for _, v in changes)
+        with self.session_scope(what, write=write) as connection:
+            if rows:
+                connection.execute(sa.insert(observation_logs), rows)
             if any(values for _, values in changes):
                 owned = self._experiment_ids_of(connection, names)
                 owners = {name: experiment_id for name, (experiment_id, _) in owned.items()}
@@ -576,16 +601,25 @@ class SqlStore(Store):
         finite; NaN, infinities and non-numeric text are stored as text only, and read back
         re-parsed from it.
         """
-        _check_name("trial", trial_name)
-        if not observations:
+        rows = self._observation_rows({trial_name: observations})
+        if not rows:
             return 0
-        rows = [_observation_row(self._namespace, trial_name, obs) for obs in observations]
-        for metric_name in {row["metric_name"] for row in rows}:
-            _check_name("metric", metric_name)
         what = f"add {len(rows)} observations of trial {trial_name!r}"
         with self.session_scope(what, write=True) as connection:
             connection.execute(sa.insert(observation_logs), rows)
         return len(rows)
+
+    def _observation_rows(
+        self, observations: Mapping[str, Sequence[Observation]]
+    ) -> list[dict[str, Any]]:
+        """The observation_logs rows of ``observations`` (trial name → rows), checked."""
+        rows = []
+        for trial_name, batch in observations.items():
+            _check_name("trial", trial_name)
+            rows += [_observation_row(self._namespace, trial_name, obs) for obs in batch]
+        for metric_name in {row["metric_name"] for row in rows}:
+            _check_name("metric", metric_name)
+        return rows
 
     def get_observations(
         self,
