@@ -36,6 +36,7 @@ libraries that start them at import.
 from __future__ import annotations
 
 import contextlib
+import ctypes  # imported once here, not in every forked child (stamp_tag)
 import importlib
 import json
 import os
@@ -92,28 +93,37 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
-def stamp_tag(tag: str) -> bool:
-    """Write ``tag`` over :data:`TAG_PLACEHOLDER` in this process's initial environment (the
-    memory ``/proc/self/environ`` reads); True when it was there and had the same length."""
-    import ctypes
-
+def tag_slot() -> int | None:
+    """The address of :data:`TAG_PLACEHOLDER` in this process's initial environment (the
+    memory ``/proc/self/environ`` reads), None when it is not there. A forked child has it at
+    the same address: the server finds it once, before forking."""
     needle = f"{TAG_ENV}={TAG_PLACEHOLDER}".encode() + b"\0"
-    if len(tag) != len(TAG_PLACEHOLDER):
-        return False
     try:
         with open("/proc/self/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
         start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50, 51)
         area = ctypes.string_at(start, end - start)
     except (OSError, ValueError, IndexError):
-        return False
+        return None
     at = area.find(needle) if area.startswith(needle) else area.find(b"\0" + needle)
     if at < 0:
-        return False
+        return None
     if not area.startswith(needle):
         at += 1
-    offset = start + at + len(TAG_ENV) + 1
-    ctypes.memmove(offset, tag.encode("ascii"), len(tag))
+    return start + at + len(TAG_ENV) + 1
+
+
+def stamp_tag(tag: str, slot: int | None = None) -> bool:
+    """Write ``tag`` over :data:`TAG_PLACEHOLDER` in this process's initial environment, at
+    ``slot`` (:func:`tag_slot`, found now when not given); True when it was there and had the
+    same length."""
+    if len(tag) != len(TAG_PLACEHOLDER):
+        return False
+    if slot is None:
+        slot = tag_slot()
+        if slot is None:
+            return False
+    ctypes.memmove(slot, tag.encode("ascii"), len(tag))
     return True
 
 
@@ -153,6 +163,7 @@ class ForkServer:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
+        self._tag_slot = tag_slot()  # where each child writes its tag (the same after fork)
 
     def serve(self) -> None:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the fd below
@@ -245,8 +256,8 @@ class ForkServer:
                 handle.write(f"{os.getpid()}\n")
             os.environ.clear()
             os.environ.update(request.env)
-            if request.env.get(TAG_ENV):
-                stamp_tag(request.env[TAG_ENV])
+            if request.env.get(TAG_ENV) and self._tag_slot is not None:
+                stamp_tag(request.env[TAG_ENV], self._tag_slot)
             for name in ("TUNERY_METRICS_FILE", "TUNERY_METRICS_PATH"):
                 _touch_private(request.env.get(name, ""))
         except OSError as exc:
