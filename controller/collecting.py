@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ class LogWatcher:
         stored yet, so its sources are not matched against the store."""
         self.trial_name = trial.name
         self._rows = TrialRows(store, trial.name, fresh=fresh)
+        self._started = time.monotonic()
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
         self._live: list[tuple[TrialCollector, FileTailer]] = []
@@ -273,7 +275,11 @@ class LogWatcher:
                             break
                     if state is Step.DONE:
                         self._live.remove(pair)
-                    if collector.flush_due:
+                    # a trial's first rows wait the flush interval too (not written at once):
+                    # those of a short trial go into the store with its outcome
+                    if collector.flush_due and (
+                        time.monotonic() - self._started >= collector.flush_interval
+                    ):
                         collector.flush()
                 except (StoreUnavailableError, OSError) as exc:
                     log.warning("trial %s: collecting waits (%s)", self.trial_name, exc)

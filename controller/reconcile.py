@@ -656,10 +656,11 @@ class Reconciler:
         crash in between is recoverable): the new ones are stored that way in the one
         transaction that creates them (those that cannot start now are stored Created or
         Failed in it), the waiting ones are claimed in one transaction. Then the jobs start
-        concurrently on the pool's threads, while this thread stores the outcomes of the jobs
-        that ended (:meth:`_conclude_all`), and their handles are recorded in one transaction,
-        or, with ``write_behind``, with the next one (:meth:`flush`): a wave of trials is
-        neither serialised behind process spawns nor behind writes.
+        (concurrently on the pool's threads when there are several), and only then are the
+        outcomes of the jobs that ended stored (:meth:`_conclude_all`), while the new trials
+        run, in one transaction with the started handles (with ``write_behind``, the step's
+        next write, :meth:`flush`): a wave of trials is neither serialised behind process
+        spawns nor behind writes, and a start does not share this process with a write.
         """
         now = self.clock()
         prepared: list[tuple[TrialRecord, TrialLaunch]] = []
@@ -719,12 +720,9 @@ class Reconciler:
                 self.allocator.release(trial.name)
         if not prepared:
             return 0
-        # the jobs start on the pool's threads while this one stores the ended jobs' outcomes
-        starts = [self._pool("trial-start").submit(self._spawn, launch) for _, launch in prepared]
-        try:
-            self._write_outcomes()
-        finally:
-            outcomes = [start.result() for start in starts]
+        # the jobs start first (on the pool's threads when several): the ended jobs' outcomes
+        # are stored after, with the started handles, while the new trials run
+        outcomes = self._concurrently("trial-start", self._spawn, [l for _, l in prepared])
         writes = []
         written: set[str] = set()  # started, their handles written now
         started = 0
