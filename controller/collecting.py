@@ -103,7 +103,9 @@ class TrialRows:
 
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
         rows = [
-            o if o.numeric is not None else dataclasses.replace(o, numeric=o.parse_numeric(o.value))
+            o
+            if o.numeric is not None
+            else dataclasses.replace(o, numeric=o.parse_numeric(o.value))
             for o in observations
         ]
         with self._lock:
@@ -196,15 +198,19 @@ class LogWatcher:
         polled: PolledSource | None = None,
         *,
         fresh: bool = False,
+        hold_last_rows: bool = False,
     ) -> None:
         """``sources``: (path, format, filters) of each file to tail; the trial's log (its
         ``runner_handle["log"]``) is cut at the trial's recorded output end. ``loop``: the
         reconciler's shared loop (default: one of its own). ``polled``: a polled source
         (event files, an endpoint), the primary one when given; it polls from a thread of its
         own, about once a second. ``fresh``: the trial was started just now, nothing of it is
-        stored yet, so its sources are not matched against the store."""
+        stored yet, so its sources are not matched against the store. ``hold_last_rows``:
+        the rows still queued at :meth:`finish` are returned (``CollectionResult.pending``)
+        for the reconciler to store with the trial's outcome, instead of stored here."""
         self.trial_name = trial.name
         self._rows = TrialRows(store, trial.name, fresh=fresh)
+        self._hold_last_rows = hold_last_rows
         self._started = time.monotonic()
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
@@ -287,8 +293,11 @@ class LogWatcher:
                     log.error("trial %s: collecting failed: %s", self.trial_name, exc)
 
     @classmethod
-    def factory(cls, store: Store, document: Mapping[str, Any]) -> WatcherFactory:
-        """Watchers for the trials of one experiment, all served by one :class:`CollectLoop`."""
+    def factory(
+        cls, store: Store, document: Mapping[str, Any], *, hold_last_rows: bool = False
+    ) -> WatcherFactory:
+        """Watchers for the trials of one experiment, all served by one :class:`CollectLoop`
+        (``hold_last_rows``: see :class:`LogWatcher`)."""
         loop = CollectLoop()
         kind = collector_kind(document)
         spec = document["spec"].get("metricsCollectorSpec") or {}
@@ -324,15 +333,16 @@ class LogWatcher:
                 loop,
                 polled,
                 fresh=fresh,
+                hold_last_rows=hold_last_rows,
             )
 
         return make
 
     def finish(self) -> CollectionResult:
-        """Drain every source and summarise; the rows not yet stored come back in
-        :attr:`CollectionResult.pending`, for the caller to store with the trial's outcome
-        (the trial's files keep them until then). A trial watched since its start is
-        summarised from the rows collected, without reading them back.
+        """Drain every source, store the rest and summarise; with ``hold_last_rows`` the rest
+        comes back in :attr:`CollectionResult.pending` instead, for the caller to store with
+        the trial's outcome (the trial's files keep them until then). A trial watched since
+        its start is summarised from the rows collected, without reading them back.
 
         Raises:
             StoreUnavailableError: a re-attached trial's rows could not be read back. The
@@ -351,7 +361,8 @@ class LogWatcher:
         for collector, tailer in self._pairs:
             tailer.drain()
             collectors.append(collector)
-        self._rows.hold()  # the last rows go into the store with the trial's outcome
+        if self._hold_last_rows:
+            self._rows.hold()  # the last rows go into the store with the trial's outcome
         for collector in collectors:
             collector.end_of_input()
             try:

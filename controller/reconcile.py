@@ -112,7 +112,8 @@ class TrialWatcher(Protocol):
     """Collects one running trial's metrics (see ``controller.collecting``)."""
 
     def finish(self) -> CollectionResult:
-        """Drain all remaining output, store every observation, and summarise."""
+        """Drain all remaining output, store every observation (or return those it did not
+        store in ``pending``: the reconciler stores them with the outcome), and summarise."""
 
     def close(self) -> None:
         """Stop watching without finishing (controller shutting down)."""
@@ -573,10 +574,14 @@ class Reconciler:
             )
         return created
 
-    def _create(self, trials: Sequence[TrialRecord]) -> None:
-        """Store new trials (one transaction: all of them or none) and take them in."""
+    def _create(self, trials: Sequence[TrialRecord], *, with_outcomes: bool = False) -> None:
+        """Store new trials (one transaction: all of them or none) and take them in; with
+        ``with_outcomes``, the outcomes waiting to be written go into the same transaction."""
         if trials:
-            self.store.create_trials(trials)
+            if with_outcomes and (self._outcomes or self._rows):
+                self._update_trials([], create=trials)
+            else:
+                self.store.create_trials(trials)
             self.metrics.trial_created.labels(self.namespace).inc(len(trials))
             self._take(trials)
 
@@ -687,7 +692,10 @@ class Reconciler:
                 )
                 prepared.append((trial, launch))
             created.append(trial)
-        self._create(created)
+        # while other trials run, the driver is what limits: the ended jobs' outcomes go into
+        # the transaction that creates the new trials; when none runs, they wait until the new
+        # ones have started and are written while those run (a trial waits for no write)
+        self._create(created, with_outcomes=self._view.counts().running > 0)
         claims = []
         for trial in trials:
             if trial.condition is not TrialCondition.CREATED or trial.runner_handle:
@@ -720,9 +728,10 @@ class Reconciler:
                 self.allocator.release(trial.name)
         if not prepared:
             return 0
-        # the jobs start first (on the pool's threads when several): the ended jobs' outcomes
-        # are stored after, with the started handles, while the new trials run
-        outcomes = self._concurrently("trial-start", self._spawn, [l for _, l in prepared])
+        # the jobs start (on the pool's threads when several); the ended jobs' outcomes not
+        # stored with the creation are stored after, while the new trials run
+        launches = [launch for _, launch in prepared]
+        outcomes = self._concurrently("trial-start", self._spawn, launches)
         writes = []
         written: set[str] = set()  # started, their handles written now
         started = 0
@@ -811,9 +820,12 @@ class Reconciler:
         if self._outcomes or self._rows:
             self._update_trials([])
 
-    def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
+    def _update_trials(
+        self, updates: Iterable[TrialUpdate], *, create: Sequence[TrialRecord] = ()
+    ) -> list[TrialRecord]:
         """Write ``updates`` in one transaction, with what waits to be written before them
-        (the outcomes of ended jobs, the handles left behind: :meth:`flush`), and take the
+        (the outcomes of ended jobs, their last observations, the handles left behind:
+        :meth:`flush`) and the new trials ``create`` (taken in by the caller), and take the
         records into the view; returns those of ``updates``."""
         pending = self._pending_handles
         outcomes = list(self._outcomes.values())
@@ -829,11 +841,12 @@ class Reconciler:
         named = {u.name for u in updates}
         behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
         rows, self._rows = self._rows, {}
-        records = (
-            self.store.update_trials([*behind, *updates], rows)
-            if rows
-            else self.store.update_trials([*behind, *updates])
-        )
+        if create:
+            records = self.store.write_trials(create, [*behind, *updates], rows or None)
+        elif rows:
+            records = self.store.update_trials([*behind, *updates], rows)
+        else:
+            records = self.store.update_trials([*behind, *updates])
         for record in records:  # written; one whose compare-and-set failed waits further
             if record.runner_handle == pending.get(record.name):
                 del pending[record.name]

@@ -338,6 +338,21 @@ class Store(abc.ABC):
             self.add_observations(trial_name, rows)
         return [self.update_trial(u.name, **u.fields()) for u in updates]
 
+    def write_trials(
+        self,
+        created: Sequence[TrialRecord],
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """:meth:`update_trials` (``updates``, ``observations``) and :meth:`create_trials`
+        (``created``), in one transaction where the store can (SqlStore: all or none), so a
+        controller stores the outcome of a trial that ended and the next trial at once;
+        returns the records of ``updates``. The default makes the two calls."""
+        records = self.update_trials(updates, observations) if updates or observations else []
+        if created:
+            self.create_trials(created)
+        return records
+
     # -- observation logs -----------------------------------------------------------------------
     @abc.abstractmethod
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:

@@ -260,6 +260,38 @@ class RetryingStore(Store):
 
         return self._call(attempt)
 
+    def write_trials(
+        self,
+        created: Sequence[TrialRecord],
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """Retried through an outage. If an attempt's answer was lost after its commit, the
+        created trials are found stored as written (the transaction landed whole): the retry
+        then only reads the updated trials back, by applying the updates again (they are
+        compare-and-set or idempotent)."""
+        batch, changes = list(created), list(updates)
+        rows = {name: list(obs) for name, obs in (observations or {}).items() if obs}
+        if not batch:
+            return self.update_trials(changes, rows or None)
+        attempts = 0
+
+        def landed() -> bool:
+            stored = {t.name: t for t in self.inner.list_trials(batch[0].experiment_name)}
+            return all(
+                t.name in stored and dict(stored[t.name].assignment) == dict(t.assignment)
+                for t in batch
+            )
+
+        def attempt() -> list[TrialRecord]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and landed():
+                return self.inner.update_trials(changes) if changes else []
+            return self.inner.write_trials(batch, changes, rows or None)
+
+        return self._call(attempt)
+
     # -- observation logs -----------------------------------------------------------------------
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
         batch = list(observations)
