@@ -19,8 +19,17 @@ The protocol runs over a ``SOCK_SEQPACKET`` Unix socket (one JSON message per pa
 - runner → server: ``{"start": id, "args", "env", "cwd", "umask", "status_file"}`` with the
   log's file descriptor attached;
 - server → runner: ``{"started": id, "pid", "start_ticks"}`` or ``{"failed": id, "error"}``,
-  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status"}``
-  (status negative: killed by that signal).
+  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status",
+  "alone"}`` (status negative: killed by that signal; ``alone``: see below).
+
+The server is a child subreaper (``PR_SET_CHILD_SUBREAPER``): a process a trial leaves behind
+(its parent exited: a background job, a double fork, a daemon) is re-parented to the server,
+not to the controller or init, so every process of a trial stays below the server. When a
+trial's main process is reaped and the server's only children left are the other trials'
+main processes, the ended trial left no process at all, and its exit says ``"alone": true``:
+the runner then needs no ``/proc`` scan for its leftovers
+(:mod:`controller.runners.proctree`); otherwise it scans and ends them as before. The server
+reaps every child re-parented to it.
 
 The server writes the same exit record as the ``/bin/sh`` wrapper of the local runner
 (:mod:`controller.runners.exit_record`): the child writes ``<exit file>.pid`` and creates the
@@ -166,6 +175,7 @@ class ForkServer:
         self._tag_slot = tag_slot()  # where each child writes its tag (the same after fork)
 
     def serve(self) -> None:
+        self._subreaper = _become_subreaper()
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the fd below
         signal.set_wakeup_fd(self._wake_w)
         selector = selectors.DefaultSelector()
@@ -283,7 +293,7 @@ class ForkServer:
         return code & 0xFF
 
     def _reap(self) -> None:
-        while self._running:
+        while True:  # trials, and the processes they left behind (re-parented here)
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -305,7 +315,32 @@ class ForkServer:
                 _write_record(status_file, f"{code if code >= 0 else 128 - code} {end}\n")
             except OSError as exc:
                 print(f"tunery forkserver: cannot write {status_file}: {exc}", file=sys.stderr)
-            self._send({"exit": pid, "start_ticks": ticks, "status": code})
+            self._send({"exit": pid, "start_ticks": ticks, "status": code, "alone": self._alone()})
+
+    def _alone(self) -> bool:
+        """True when this server's children are only the running trials' main processes: a
+        trial just reaped left no process behind (they would be children here, re-parented
+        when it exited). False when unsure (not a subreaper, no ``children`` file)."""
+        if not self._subreaper:
+            return False
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as handle:
+                children = {int(pid) for pid in handle.read().split()}
+        except (OSError, ValueError):
+            return False
+        return children <= set(self._running)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True on success."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def _entry(module_name: str, entry_args: list[str]) -> Callable[[list[str]], int]:
