@@ -353,7 +353,7 @@ class Reconciler:
         waiting = self._view.with_condition(TrialCondition.CREATED)
         waiting = waiting[: max(0, parallel - counts.running)]
         started = self._start_all(waiting, new)  # the view takes what it wrote
-        self._write_outcomes()  # the ended jobs' outcomes, unless a write above took them
+        self._write_outcomes(handles=False)  # the ended jobs' outcomes, unless written above
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
@@ -579,7 +579,7 @@ class Reconciler:
         ``with_outcomes``, the outcomes waiting to be written go into the same transaction."""
         if trials:
             if with_outcomes and (self._outcomes or self._rows):
-                self._update_trials([], create=trials)
+                self._update_trials([], create=trials, handles=False)
             else:
                 self.store.create_trials(trials)
             self.metrics.trial_created.labels(self.namespace).inc(len(trials))
@@ -815,19 +815,29 @@ class Reconciler:
             )
         return TrialUpdate(trial.name, runner_handle=outcome)
 
-    def _write_outcomes(self) -> None:
-        """Store the outcomes :meth:`_conclude_all` left for the step's next write."""
+    def _write_outcomes(self, *, handles: bool = True) -> None:
+        """Store the outcomes :meth:`_conclude_all` left for the step's next write (and the
+        handles left behind, or, without ``handles``, those due)."""
         if self._outcomes or self._rows:
-            self._update_trials([])
+            self._update_trials([], handles=handles)
 
     def _update_trials(
-        self, updates: Iterable[TrialUpdate], *, create: Sequence[TrialRecord] = ()
+        self,
+        updates: Iterable[TrialUpdate],
+        *,
+        create: Sequence[TrialRecord] = (),
+        handles: bool = True,
     ) -> list[TrialRecord]:
         """Write ``updates`` in one transaction, with what waits to be written before them
         (the outcomes of ended jobs, their last observations, the handles left behind:
         :meth:`flush`) and the new trials ``create`` (taken in by the caller), and take the
-        records into the view; returns those of ``updates``."""
+        records into the view; returns those of ``updates``. Without ``handles``, a handle
+        left behind goes in only once due (else with its trial's own update, e.g. its
+        outcome, or by :meth:`flush`): a statement fewer per trial."""
         pending = self._pending_handles
+        due = self._behind_since is not None and (
+            time.monotonic() - self._behind_since >= self.write_behind
+        )
         outcomes = list(self._outcomes.values())
         self._outcomes = {}
         ahead = [update for update, _ in outcomes]
@@ -839,7 +849,11 @@ class Reconciler:
             for u in updates
         ]
         named = {u.name for u in updates}
-        behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
+        behind = [
+            TrialUpdate(n, runner_handle=h)
+            for n, h in pending.items()
+            if n not in named and (handles or due)
+        ]
         rows, self._rows = self._rows, {}
         if create:
             records = self.store.write_trials(create, [*behind, *updates], rows or None)

@@ -346,11 +346,23 @@ class SqlStore(Store):
         """Insert ``trials`` (one experiment's; its id is looked up unless ``known``)."""
         experiment_name = trials[0].experiment_name
         experiment_id = known.get(experiment_name)
-        if experiment_id is None:
+        if experiment_id is not None:
+            last = self._next_seq(connection, experiment_id, len(trials))
+        elif connection.dialect.update_returning:  # the id and the counters in one statement
+            bumped = connection.execute(
+                sa.update(experiments)
+                .where(self._experiment_is(experiment_name))
+                .values(trial_seq=experiments.c.trial_seq + len(trials))
+                .returning(experiments.c.id, experiments.c.trial_seq)
+            ).one_or_none()
+            if bumped is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found{self._in_ns()}")
+            experiment_id, last = int(bumped[0]), int(bumped[1])
+        else:
             experiment_id = self._experiment_id(connection, experiment_name)
+            last = self._next_seq(connection, experiment_id, len(trials))
         with_metrics = any((t.observation or {}).get("metrics") for t in trials)
         rule = self._objective_rule(connection, experiment_id) if with_metrics else None
-        last = self._next_seq(connection, experiment_id, len(trials))
         rows = []
         for offset, trial in enumerate(trials):
             row = _trial_row(trial)
