@@ -660,12 +660,13 @@ class Reconciler:
         Every trial is recorded as Running with its prepared handle before its job starts (a
         crash in between is recoverable): the new ones are stored that way in the one
         transaction that creates them (those that cannot start now are stored Created or
-        Failed in it), the waiting ones are claimed in one transaction. Then the jobs start
-        (concurrently on the pool's threads when there are several), and only then are the
-        outcomes of the jobs that ended stored (:meth:`_conclude_all`), while the new trials
-        run, in one transaction with the started handles (with ``write_behind``, the step's
-        next write, :meth:`flush`): a wave of trials is neither serialised behind process
-        spawns nor behind writes, and a start does not share this process with a write.
+        Failed in it), the waiting ones are claimed in one transaction. The outcomes of the
+        jobs that ended (:meth:`_conclude_all`) go into the creating transaction while other
+        trials run (the driver is then what limits); else the jobs start first (concurrently
+        on the pool's threads when there are several) and the outcomes are stored after, while
+        the new trials run. Started handles are recorded in one transaction, or, with
+        ``write_behind``, with the trial's outcome or once due (:meth:`flush`): a wave of
+        trials is neither serialised behind process spawns nor behind writes.
         """
         now = self.clock()
         prepared: list[tuple[TrialRecord, TrialLaunch]] = []
