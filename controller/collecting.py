@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from metrics_collector.sources import FileTailer, Step
 from metrics_collector.tail import read_last_lines
 from tunery.store.base import Store, TrialRecord
 from tunery.store.errors import StoreError, StoreUnavailableError
-from tunery.trials import Objective, StopCheck, StopDecision
+from tunery.trials import Objective, Observation, StopCheck, StopDecision
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,76 @@ def file_collector_path(document: Mapping[str, Any]) -> str | None:
         return None
     source = (document["spec"].get("metricsCollectorSpec") or {}).get("source") or {}
     return str((source.get("fileSystemPath") or {}).get("path") or "") or None
+
+
+_RECORDED_ROWS = 10_000
+"""Rows a fresh trial's :class:`TrialRows` keeps in memory for its summary; past that the
+summary reads the trial's rows back from the store."""
+
+
+class TrialRows:
+    """The store as one trial's collectors see it (they share it): rows written pass through
+    to the store, and, once :meth:`hold` was called (the trial ended), are kept for the
+    reconciler to store with the trial's outcome (:attr:`CollectionResult.pending`).
+
+    ``fresh``: the trial started just now, so every stored row of it was written through
+    here; its summary is then taken from the rows written (up to :data:`_RECORDED_ROWS`)
+    instead of read back from the store."""
+
+    def __init__(self, store: Store, trial_name: str, *, fresh: bool) -> None:
+        self._store = store
+        self._trial_name = trial_name
+        self._lock = threading.Lock()
+        self._written: list[Observation] | None = [] if fresh else None
+        self._held: list[Observation] | None = None
+
+    @property
+    def keeps_steps(self) -> bool:
+        return bool(getattr(self._store, "keeps_steps", True))
+
+    def hold(self) -> None:
+        """From now on keep the rows written instead of storing them."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def held(self) -> tuple[Observation, ...]:
+        with self._lock:
+            return tuple(self._held or ())
+
+    def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
+        rows = [
+            o
+            if o.numeric is not None
+            else dataclasses.replace(o, numeric=o.parse_numeric(o.value))
+            for o in observations
+        ]
+        with self._lock:
+            if self._held is not None:
+                self._held += rows
+                return len(rows)
+        written = self._store.add_observations(trial_name, observations)
+        with self._lock:
+            if self._written is not None:
+                self._written += rows
+                if len(self._written) > _RECORDED_ROWS:
+                    self._written = None  # too many to keep: read them back
+        return written
+
+    def get_observations(
+        self, trial_name: str, metric_name: str | None = None
+    ) -> list[Observation]:
+        """The trial's rows ordered by time (stored first among equal times), as the store
+        would return them once the held rows are stored."""
+        with self._lock:
+            written = None if self._written is None else list(self._written)
+            held = list(self._held or ())
+        if written is None:
+            written = self._store.get_observations(trial_name)
+        rows = [*written, *held]
+        if metric_name:
+            rows = [o for o in rows if o.metric_name == metric_name]
+        return sorted(rows, key=lambda o: o.time)
 
 
 _STEPS_PER_TURN = 16
@@ -127,14 +198,20 @@ class LogWatcher:
         polled: PolledSource | None = None,
         *,
         fresh: bool = False,
+        hold_last_rows: bool = False,
     ) -> None:
         """``sources``: (path, format, filters) of each file to tail; the trial's log (its
         ``runner_handle["log"]``) is cut at the trial's recorded output end. ``loop``: the
         reconciler's shared loop (default: one of its own). ``polled``: a polled source
         (event files, an endpoint), the primary one when given; it polls from a thread of its
         own, about once a second. ``fresh``: the trial was started just now, nothing of it is
-        stored yet, so its sources are not matched against the store."""
+        stored yet, so its sources are not matched against the store. ``hold_last_rows``:
+        the rows still queued at :meth:`finish` are returned (``CollectionResult.pending``)
+        for the reconciler to store with the trial's outcome, instead of stored here."""
         self.trial_name = trial.name
+        self._rows = TrialRows(store, trial.name, fresh=fresh)
+        self._hold_last_rows = hold_last_rows
+        self._started = time.monotonic()
         self._log_path = Path(trial.runner_handle["log"]) if polled is not None else None
         self._pairs: list[tuple[TrialCollector, FileTailer]] = []
         self._live: list[tuple[TrialCollector, FileTailer]] = []
@@ -149,7 +226,7 @@ class LogWatcher:
 
         if polled is not None:
             collector = TrialCollector(
-                store,
+                self._rows,
                 trial.name,
                 objective,
                 make_parser(objective.metric_names),
@@ -164,7 +241,7 @@ class LogWatcher:
         log_path = Path(handle["log"]) if handle.get("log") else None
         for path, fmt, filters in sources:
             collector = TrialCollector(
-                store,
+                self._rows,
                 trial.name,
                 objective,
                 make_parser(objective.metric_names, fmt, filters),
@@ -204,7 +281,11 @@ class LogWatcher:
                             break
                     if state is Step.DONE:
                         self._live.remove(pair)
-                    if collector.flush_due:
+                    # a trial's first rows wait the flush interval too (not written at once):
+                    # those of a short trial go into the store with its outcome
+                    if collector.flush_due and (
+                        time.monotonic() - self._started >= collector.flush_interval
+                    ):
                         collector.flush()
                 except (StoreUnavailableError, OSError) as exc:
                     log.warning("trial %s: collecting waits (%s)", self.trial_name, exc)
@@ -212,8 +293,11 @@ class LogWatcher:
                     log.error("trial %s: collecting failed: %s", self.trial_name, exc)
 
     @classmethod
-    def factory(cls, store: Store, document: Mapping[str, Any]) -> WatcherFactory:
-        """Watchers for the trials of one experiment, all served by one :class:`CollectLoop`."""
+    def factory(
+        cls, store: Store, document: Mapping[str, Any], *, hold_last_rows: bool = False
+    ) -> WatcherFactory:
+        """Watchers for the trials of one experiment, all served by one :class:`CollectLoop`
+        (``hold_last_rows``: see :class:`LogWatcher`)."""
         loop = CollectLoop()
         kind = collector_kind(document)
         spec = document["spec"].get("metricsCollectorSpec") or {}
@@ -249,18 +333,22 @@ class LogWatcher:
                 loop,
                 polled,
                 fresh=fresh,
+                hold_last_rows=hold_last_rows,
             )
 
         return make
 
     def finish(self) -> CollectionResult:
-        """Drain every source and store the rest.
+        """Drain every source, store the rest and summarise; with ``hold_last_rows`` the rest
+        comes back in :attr:`CollectionResult.pending` instead, for the caller to store with
+        the trial's outcome (the trial's files keep them until then). A trial watched since
+        its start is summarised from the rows collected, without reading them back.
 
         Raises:
-            StoreUnavailableError: the rest could not be stored. The store given to the
-                watcher is expected to wait out outages itself (the local controller's
-                :class:`~tunery.store.retrying.RetryingStore`), so this is not retried here;
-                the trial's files keep the rows for the next watcher.
+            StoreUnavailableError: a re-attached trial's rows could not be read back. The
+                store given to the watcher is expected to wait out outages itself (the local
+                controller's :class:`~tunery.store.retrying.RetryingStore`), so this is not
+                retried here; the trial's files keep the rows for the next watcher.
         """
         self._loop.remove(self)
         with self._lock:
@@ -273,6 +361,8 @@ class LogWatcher:
         for collector, tailer in self._pairs:
             tailer.drain()
             collectors.append(collector)
+        if self._hold_last_rows:
+            self._rows.hold()  # the last rows go into the store with the trial's outcome
         for collector in collectors:
             collector.end_of_input()
             try:
@@ -296,6 +386,7 @@ class LogWatcher:
             unavailable_message=""
             if not summary.objective_missing
             else (summary.unavailable_message()),
+            pending=self._rows.held(),
         )
 
     def close(self) -> None:

@@ -211,7 +211,7 @@ def build_reconciler(
         runner=runner or LocalRunner(),
         suggestions=suggestion_client(algorithm, settings.endpoints, settings.outage),
         early_stopping=_early_stopping_client(store, spec, settings),
-        watcher_factory=LogWatcher.factory(store, record.spec),
+        watcher_factory=LogWatcher.factory(store, record.spec, hold_last_rows=True),
         stopper_factory=_stopper_factory(store, name, spec, objective),
         allocator=GpuAllocator(
             discover_gpus(),

@@ -76,6 +76,7 @@ from tunery.trials import (
     Objective,
     ObjectiveTerm,
     ObjectiveType,
+    Observation,
     StopCheck,
     StopDecision,
     TrialCondition,
@@ -101,13 +102,18 @@ class CollectionResult:
     metrics: list[dict[str, str]]  # Katib's observation.metrics: name, min, max, latest
     objective_available: bool
     unavailable_message: str = ""
+    pending: Sequence[Observation] = ()
+    """The trial's last observations, collected but not yet stored: the reconciler stores
+    them with its outcome, in one transaction (the trial's files still hold them until then,
+    so a controller that dies first collects them again)."""
 
 
 class TrialWatcher(Protocol):
     """Collects one running trial's metrics (see ``controller.collecting``)."""
 
     def finish(self) -> CollectionResult:
-        """Drain all remaining output, store every observation, and summarise."""
+        """Drain all remaining output, store every observation (or return those it did not
+        store in ``pending``: the reconciler stores them with the outcome), and summarise."""
 
     def close(self) -> None:
         """Stop watching without finishing (controller shutting down)."""
@@ -241,8 +247,10 @@ class Reconciler:
         self._behind_since: float | None = None  # when the oldest pending write was deferred
         self._status_written = -float("inf")  # time.monotonic() of the last status write
         self._pools: dict[str, ThreadPoolExecutor] = {}  # trial-start, trial-finish
-        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all)
+        # ended jobs' outcomes, in the view but not yet stored (see _conclude_all), with the
+        # trials' last observations, stored in the same transaction
         self._outcomes: dict[str, tuple[TrialUpdate, TrialRecord]] = {}
+        self._rows: dict[str, list[Observation]] = {}
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -294,11 +302,10 @@ class Reconciler:
             return self._step()
 
     def _step(self) -> StepResult:
-        record = self.store.get_experiment(self.name)
-        self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._changed = []
         self._end_marked = False
-        self._refresh()
+        record = self._refresh() or self.store.get_experiment(self.name)
+        self.spec = record.spec["spec"]  # budgets may be edited while the experiment runs
         self._seed_from_annotations(record.spec)
         if not self._restored:
             self._restore(self._view.unfinished())
@@ -346,7 +353,7 @@ class Reconciler:
         waiting = self._view.with_condition(TrialCondition.CREATED)
         waiting = waiting[: max(0, parallel - counts.running)]
         started = self._start_all(waiting, new)  # the view takes what it wrote
-        self._write_outcomes()  # the ended jobs' outcomes, unless a write above took them
+        self._write_outcomes(handles=False)  # the ended jobs' outcomes, unless written above
         current = status.current_condition(record.status)
         unchanged = (
             current is not None and (current["type"], current.get("reason")) == (decision[:2])
@@ -398,11 +405,13 @@ class Reconciler:
             best=self._view.best(),
         )
 
-    def _refresh(self) -> None:
-        """Take in the trials written since the last read (every trial on the first)."""
+    def _refresh(self) -> ExperimentRecord | None:
+        """Take in the trials written since the last read (every trial on the first); returns
+        the experiment where the store reads it with them (else None)."""
         changes = self.store.list_trial_changes(self.name, self._view.seq)
         self._take(changes.trials)
         self._view.seq = changes.seq
+        return changes.experiment
 
     def _take(self, records: Sequence[TrialRecord]) -> None:
         """Take trial records into the view: read back, or returned by this step's writes
@@ -565,10 +574,14 @@ class Reconciler:
             )
         return created
 
-    def _create(self, trials: Sequence[TrialRecord]) -> None:
-        """Store new trials (one transaction: all of them or none) and take them in."""
+    def _create(self, trials: Sequence[TrialRecord], *, with_outcomes: bool = False) -> None:
+        """Store new trials (one transaction: all of them or none) and take them in; with
+        ``with_outcomes``, the outcomes waiting to be written go into the same transaction."""
         if trials:
-            self.store.create_trials(trials)
+            if with_outcomes and (self._outcomes or self._rows):
+                self._update_trials([], create=trials, handles=False)
+            else:
+                self.store.create_trials(trials)
             self.metrics.trial_created.labels(self.namespace).inc(len(trials))
             self._take(trials)
 
@@ -647,11 +660,13 @@ class Reconciler:
         Every trial is recorded as Running with its prepared handle before its job starts (a
         crash in between is recoverable): the new ones are stored that way in the one
         transaction that creates them (those that cannot start now are stored Created or
-        Failed in it), the waiting ones are claimed in one transaction. Then the jobs start
-        concurrently on the pool's threads, while this thread stores the outcomes of the jobs
-        that ended (:meth:`_conclude_all`), and their handles are recorded in one transaction,
-        or, with ``write_behind``, with the next one (:meth:`flush`): a wave of trials is
-        neither serialised behind process spawns nor behind writes.
+        Failed in it), the waiting ones are claimed in one transaction. The outcomes of the
+        jobs that ended (:meth:`_conclude_all`) go into the creating transaction while other
+        trials run (the driver is then what limits); else the jobs start first (concurrently
+        on the pool's threads when there are several) and the outcomes are stored after, while
+        the new trials run. Started handles are recorded in one transaction, or, with
+        ``write_behind``, with the trial's outcome or once due (:meth:`flush`): a wave of
+        trials is neither serialised behind process spawns nor behind writes.
         """
         now = self.clock()
         prepared: list[tuple[TrialRecord, TrialLaunch]] = []
@@ -678,7 +693,10 @@ class Reconciler:
                 )
                 prepared.append((trial, launch))
             created.append(trial)
-        self._create(created)
+        # while other trials run, the driver is what limits: the ended jobs' outcomes go into
+        # the transaction that creates the new trials; when none runs, they wait until the new
+        # ones have started and are written while those run (a trial waits for no write)
+        self._create(created, with_outcomes=self._view.counts().running > 0)
         claims = []
         for trial in trials:
             if trial.condition is not TrialCondition.CREATED or trial.runner_handle:
@@ -711,12 +729,10 @@ class Reconciler:
                 self.allocator.release(trial.name)
         if not prepared:
             return 0
-        # the jobs start on the pool's threads while this one stores the ended jobs' outcomes
-        starts = [self._pool("trial-start").submit(self._spawn, launch) for _, launch in prepared]
-        try:
-            self._write_outcomes()
-        finally:
-            outcomes = [start.result() for start in starts]
+        # the jobs start (on the pool's threads when several); the ended jobs' outcomes not
+        # stored with the creation are stored after, while the new trials run
+        launches = [launch for _, launch in prepared]
+        outcomes = self._concurrently("trial-start", self._spawn, launches)
         writes = []
         written: set[str] = set()  # started, their handles written now
         started = 0
@@ -800,16 +816,29 @@ class Reconciler:
             )
         return TrialUpdate(trial.name, runner_handle=outcome)
 
-    def _write_outcomes(self) -> None:
-        """Store the outcomes :meth:`_conclude_all` left for the step's next write."""
-        if self._outcomes:
-            self._update_trials([])
+    def _write_outcomes(self, *, handles: bool = True) -> None:
+        """Store the outcomes :meth:`_conclude_all` left for the step's next write (and the
+        handles left behind, or, without ``handles``, those due)."""
+        if self._outcomes or self._rows:
+            self._update_trials([], handles=handles)
 
-    def _update_trials(self, updates: Iterable[TrialUpdate]) -> list[TrialRecord]:
+    def _update_trials(
+        self,
+        updates: Iterable[TrialUpdate],
+        *,
+        create: Sequence[TrialRecord] = (),
+        handles: bool = True,
+    ) -> list[TrialRecord]:
         """Write ``updates`` in one transaction, with what waits to be written before them
-        (the outcomes of ended jobs, the handles left behind: :meth:`flush`), and take the
-        records into the view; returns those of ``updates``."""
+        (the outcomes of ended jobs, their last observations, the handles left behind:
+        :meth:`flush`) and the new trials ``create`` (taken in by the caller), and take the
+        records into the view; returns those of ``updates``. Without ``handles``, a handle
+        left behind goes in only once due (else with its trial's own update, e.g. its
+        outcome, or by :meth:`flush`): a statement fewer per trial."""
         pending = self._pending_handles
+        due = self._behind_since is not None and (
+            time.monotonic() - self._behind_since >= self.write_behind
+        )
         outcomes = list(self._outcomes.values())
         self._outcomes = {}
         ahead = [update for update, _ in outcomes]
@@ -821,8 +850,18 @@ class Reconciler:
             for u in updates
         ]
         named = {u.name for u in updates}
-        behind = [TrialUpdate(n, runner_handle=h) for n, h in pending.items() if n not in named]
-        records = self.store.update_trials([*behind, *updates])
+        behind = [
+            TrialUpdate(n, runner_handle=h)
+            for n, h in pending.items()
+            if n not in named and (handles or due)
+        ]
+        rows, self._rows = self._rows, {}
+        if create:
+            records = self.store.write_trials(create, [*behind, *updates], rows or None)
+        elif rows:
+            records = self.store.update_trials([*behind, *updates], rows)
+        else:
+            records = self.store.update_trials([*behind, *updates])
         for record in records:  # written; one whose compare-and-set failed waits further
             if record.runner_handle == pending.get(record.name):
                 del pending[record.name]
@@ -957,6 +996,8 @@ class Reconciler:
         now = self.clock()
         updates = []
         for name, state, result, log_path in ended:
+            if result.pending:
+                self._rows.setdefault(name, []).extend(result.pending)
             observation = {"metrics": result.metrics}
             if state.phase is RunPhase.FAILED:
                 message = failure_message(state.message, log_path)

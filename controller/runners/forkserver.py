@@ -19,8 +19,17 @@ The protocol runs over a ``SOCK_SEQPACKET`` Unix socket (one JSON message per pa
 - runner → server: ``{"start": id, "args", "env", "cwd", "umask", "status_file"}`` with the
   log's file descriptor attached;
 - server → runner: ``{"started": id, "pid", "start_ticks"}`` or ``{"failed": id, "error"}``,
-  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status"}``
-  (status negative: killed by that signal).
+  and, once a child has exited and was reaped, ``{"exit": pid, "start_ticks", "status",
+  "alone"}`` (status negative: killed by that signal; ``alone``: see below).
+
+The server is a child subreaper (``PR_SET_CHILD_SUBREAPER``): a process a trial leaves behind
+(its parent exited: a background job, a double fork, a daemon) is re-parented to the server,
+not to the controller or init, so every process of a trial stays below the server. When a
+trial's main process is reaped and the server's only children left are the other trials'
+main processes, the ended trial left no process at all, and its exit says ``"alone": true``:
+the runner then needs no ``/proc`` scan for its leftovers
+(:mod:`controller.runners.proctree`); otherwise it scans and ends them as before. The server
+reaps every child re-parented to it.
 
 The server writes the same exit record as the ``/bin/sh`` wrapper of the local runner
 (:mod:`controller.runners.exit_record`): the child writes ``<exit file>.pid`` and creates the
@@ -36,6 +45,7 @@ libraries that start them at import.
 from __future__ import annotations
 
 import contextlib
+import ctypes  # imported once here, not in every forked child (stamp_tag)
 import importlib
 import json
 import os
@@ -92,28 +102,37 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
-def stamp_tag(tag: str) -> bool:
-    """Write ``tag`` over :data:`TAG_PLACEHOLDER` in this process's initial environment (the
-    memory ``/proc/self/environ`` reads); True when it was there and had the same length."""
-    import ctypes
-
+def tag_slot() -> int | None:
+    """The address of :data:`TAG_PLACEHOLDER` in this process's initial environment (the
+    memory ``/proc/self/environ`` reads), None when it is not there. A forked child has it at
+    the same address: the server finds it once, before forking."""
     needle = f"{TAG_ENV}={TAG_PLACEHOLDER}".encode() + b"\0"
-    if len(tag) != len(TAG_PLACEHOLDER):
-        return False
     try:
         with open("/proc/self/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
         start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50, 51)
         area = ctypes.string_at(start, end - start)
     except (OSError, ValueError, IndexError):
-        return False
+        return None
     at = area.find(needle) if area.startswith(needle) else area.find(b"\0" + needle)
     if at < 0:
-        return False
+        return None
     if not area.startswith(needle):
         at += 1
-    offset = start + at + len(TAG_ENV) + 1
-    ctypes.memmove(offset, tag.encode("ascii"), len(tag))
+    return start + at + len(TAG_ENV) + 1
+
+
+def stamp_tag(tag: str, slot: int | None = None) -> bool:
+    """Write ``tag`` over :data:`TAG_PLACEHOLDER` in this process's initial environment, at
+    ``slot`` (:func:`tag_slot`, found now when not given); True when it was there and had the
+    same length."""
+    if len(tag) != len(TAG_PLACEHOLDER):
+        return False
+    if slot is None:
+        slot = tag_slot()
+        if slot is None:
+            return False
+    ctypes.memmove(slot, tag.encode("ascii"), len(tag))
     return True
 
 
@@ -153,8 +172,10 @@ class ForkServer:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
+        self._tag_slot = tag_slot()  # where each child writes its tag (the same after fork)
 
     def serve(self) -> None:
+        self._subreaper = _become_subreaper()
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the fd below
         signal.set_wakeup_fd(self._wake_w)
         selector = selectors.DefaultSelector()
@@ -245,8 +266,8 @@ class ForkServer:
                 handle.write(f"{os.getpid()}\n")
             os.environ.clear()
             os.environ.update(request.env)
-            if request.env.get(TAG_ENV):
-                stamp_tag(request.env[TAG_ENV])
+            if request.env.get(TAG_ENV) and self._tag_slot is not None:
+                stamp_tag(request.env[TAG_ENV], self._tag_slot)
             for name in ("TUNERY_METRICS_FILE", "TUNERY_METRICS_PATH"):
                 _touch_private(request.env.get(name, ""))
         except OSError as exc:
@@ -272,7 +293,7 @@ class ForkServer:
         return code & 0xFF
 
     def _reap(self) -> None:
-        while self._running:
+        while True:  # trials, and the processes they left behind (re-parented here)
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -294,7 +315,32 @@ class ForkServer:
                 _write_record(status_file, f"{code if code >= 0 else 128 - code} {end}\n")
             except OSError as exc:
                 print(f"tunery forkserver: cannot write {status_file}: {exc}", file=sys.stderr)
-            self._send({"exit": pid, "start_ticks": ticks, "status": code})
+            self._send({"exit": pid, "start_ticks": ticks, "status": code, "alone": self._alone()})
+
+    def _alone(self) -> bool:
+        """True when this server's children are only the running trials' main processes: a
+        trial just reaped left no process behind (they would be children here, re-parented
+        when it exited). False when unsure (not a subreaper, no ``children`` file)."""
+        if not self._subreaper:
+            return False
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children", "rb") as handle:
+                children = {int(pid) for pid in handle.read().split()}
+        except (OSError, ValueError):
+            return False
+        return children <= set(self._running)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True on success."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def _entry(module_name: str, entry_args: list[str]) -> Callable[[list[str]], int]:

@@ -304,14 +304,19 @@ class LocalRunner(TrialRunner):
         if exited:  # it ended before its start was recorded
             self._end_tree(handle)
 
-    def _warm_exited(self, pid: int, start_ticks: int | None, status: int | None) -> None:
+    def _warm_exited(
+        self, pid: int, start_ticks: int | None, status: int | None, alone: bool = False
+    ) -> None:
         """From the warm pool's reader: a forked trial exited, its exit record is written
-        (status None: its server went away first; it is now watched as after a restart)."""
+        (status None: its server went away first; it is now watched as after a restart).
+        ``alone``: its server saw it leave no process behind, so there is nothing to scan for."""
         key = (pid, start_ticks)
         with self._lock:
             if status is not None:
                 self._warm_exits[key] = status
             handle = self._warm_running.pop(key, None)
+            if alone and handle is not None and handle.get("tag"):
+                self._trees_ended.add(str(handle["tag"]))
         if self._on_exit is not None:
             self._on_exit()
         if handle is not None and status is not None:

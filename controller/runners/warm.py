@@ -10,7 +10,7 @@ starts, and the user's modules are imported and the objective unpickled, once pe
 and runner instead of once per trial.
 
 The pool keeps one reader thread per server (not per trial); it hands the start replies to
-:meth:`WarmPool.start` and calls ``on_exit(pid, status)`` when a trial process has exited and
+:meth:`WarmPool.start` and calls ``on_exit(pid, ...)`` when a trial process has exited and
 its exit record is written. Trial processes are children of their server, not of the
 controller: the runner watches them through these events and ``/proc``.
 """
@@ -53,6 +53,11 @@ MAX_SERVERS = 4
 experiment differ in environment or working directory."""
 
 
+ExitCallback = Callable[[int, int | None, int | None, bool], None]
+"""``on_exit(pid, start_ticks, status, alone)``: ``alone`` when the trial left no process
+behind (:mod:`controller.runners.forkserver`)."""
+
+
 @dataclass(frozen=True)
 class WarmStart:
     """A trial forked by a server: its pid and start time in clock ticks, and the server's."""
@@ -92,7 +97,7 @@ class _Server:
         prefix: list[str],
         env: dict[str, str],
         cwd: Path,
-        on_exit: Callable[[int, int | None, int | None], None],
+        on_exit: ExitCallback,
     ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -135,7 +140,7 @@ class _Server:
             if not data:  # the server is gone (or we closed): its trials are on their own now
                 self._replies.put({"closed": True})
                 for pid, ticks in list(self._forked):
-                    self._report(pid, ticks, None)
+                    self._report(pid, ticks, None, False)
                 return
             try:
                 message = json.loads(data)
@@ -146,15 +151,16 @@ class _Server:
                 ticks = message.get("start_ticks")
                 ticks = None if ticks is None else int(ticks)
                 self._forked.discard((int(message["exit"]), ticks))
-                self._report(int(message["exit"]), ticks, int(message["status"]))
+                alone = message.get("alone") is True
+                self._report(int(message["exit"]), ticks, int(message["status"]), alone)
             else:
                 if "started" in message:
                     self._forked.add((int(message["pid"]), message.get("start_ticks")))
                 self._replies.put(message)
 
-    def _report(self, pid: int, ticks: int | None, status: int | None) -> None:
+    def _report(self, pid: int, ticks: int | None, status: int | None, alone: bool) -> None:
         try:
-            self._on_exit(pid, ticks, status)
+            self._on_exit(pid, ticks, status, alone)
         except Exception:  # never let a callback kill the reader
             log.exception("handling the exit of trial process %s", pid)
 
@@ -210,11 +216,12 @@ class _Server:
 class WarmPool:
     """Fork servers by trial command prefix, started on first use. Thread-safe."""
 
-    def __init__(self, on_exit: Callable[[int, int | None, int | None], None]) -> None:
-        """``on_exit(pid, start_ticks, status)`` is called from a reader thread once a forked
-        trial has exited and its exit record is written (``status``: exit code, -N for signal
-        N), and with status None for each trial still running when its server went away (the
-        runner then watches it through ``/proc`` and its exit record, as after a restart).
+    def __init__(self, on_exit: ExitCallback) -> None:
+        """``on_exit(pid, start_ticks, status, alone)`` is called from a reader thread once a
+        forked trial has exited and its exit record is written (``status``: exit code, -N for
+        signal N; ``alone``: it left no process behind), and with status None for each trial
+        still running when its server went away (the runner then watches it through ``/proc``
+        and its exit record, as after a restart).
         At most :data:`MAX_SERVERS` servers are kept; the least recently used one goes
         first."""
         self._on_exit = on_exit

@@ -137,3 +137,77 @@ def test_a_trial_outlives_its_killed_server_and_then_is_lost(tmp_path: Path) -> 
         assert wait(runner, handle2).phase is RunPhase.SUCCEEDED
     finally:
         runner.close()
+
+
+LEAVES_A_PROCESS = """
+import subprocess, sys
+
+def f(p):
+    if p["x"]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+        )
+        print(f"leftover={child.pid}", flush=True)
+    return 1.0
+"""
+
+
+def _alive(pid: int) -> bool:
+    info = proctree.proc_info(pid)
+    return info is not None and not info.zombie
+
+
+def test_a_forked_trial_that_left_nothing_is_not_scanned_for_and_leftovers_still_end(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The fork server is a subreaper: a trial's leftovers become its children, so when a trial
+    left none it says so and the runner skips the /proc scan; when it left one, the scan runs
+    and ends it, as for any trial."""
+    alone: list[bool] = []
+    scans: list[str] = []
+    exited = LocalRunner._warm_exited
+    end = proctree.end
+
+    def record(self: LocalRunner, pid: int, ticks: Any, status: Any, lone: bool = False) -> None:
+        alone.append(lone)
+        exited(self, pid, ticks, status, lone)
+
+    def scan(trial: proctree.TrialProcesses, **kwargs: Any) -> int:
+        scans.append(trial.tag)
+        return end(trial, **kwargs)
+
+    monkeypatch.setattr(LocalRunner, "_warm_exited", record)
+    monkeypatch.setattr(proctree, "end", scan)
+    spec = {
+        "version": 1,
+        "parameters": [{"name": "x", "type": "int"}],
+        "objective_metric_name": "loss",
+        "objective": {"kind": "source", "source": LEAVES_A_PROCESS, "name": "f"},
+    }
+    (tmp_path / "trial.json").write_text(json.dumps(spec))
+    runner = LocalRunner(on_exit=lambda: None)
+    try:
+        handles = []
+        for name, leave in (("clean", 0), ("messy", 1)):
+            argv = [sys.executable, "-m", "tunery.sdk.trial_entry", str(tmp_path / "trial.json")]
+            container = {"name": "main", "command": [*argv, f"x={leave}"]}
+            launch = TrialLaunch(
+                trial_name=name,
+                experiment_name="e",
+                job={"spec": {"template": {"spec": {"containers": [container]}}}},
+                primary_container_name="main",
+                log_path=tmp_path / "logs" / f"{name}.log",
+                base_dir=tmp_path,
+                env={"TUNERY_TRIAL_NAME": name},
+            )
+            handle = runner.start(launch)
+            assert wait(runner, handle).phase is RunPhase.SUCCEEDED
+            handles.append(handle)
+        clean, messy = handles
+        assert alone == [True, False]
+        assert clean["tag"] not in scans and messy["tag"] in scans
+        log = (tmp_path / "logs" / "messy.log").read_text()
+        leftover = int(log.split("leftover=")[1].split()[0])
+        assert not _alive(leftover)
+    finally:
+        runner.close()

@@ -228,3 +228,101 @@ def test_a_failing_step_stores_the_outcomes_it_took_in(
     status = dict(sqlite_store.get_experiment("exp").status)
     assert status["conditions"][-1]["type"] == "Failed"
     assert status["trialsSucceeded"] == 1
+
+
+class RowCountingStore(CountingStore):
+    """Also counts the observation rows written with trial updates (``update_trials`` /
+    ``write_trials``) and by ``add_observations``."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.rows_with_outcomes = 0
+        self.rows_alone = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = super().__getattr__(name)
+        if name not in ("update_trials", "write_trials", "add_observations"):
+            return method
+
+        def counted(*args: Any) -> Any:
+            if name == "add_observations":
+                self.rows_alone += len(args[1])
+            elif args[-1] and isinstance(args[-1], dict):
+                self.rows_with_outcomes += sum(len(rows) for rows in args[-1].values())
+            return method(*args)
+
+        return counted
+
+
+def holding_reconciler(
+    store: Any, tmp_path: Path, doc: dict[str, Any], handler: Any
+) -> Reconciler:
+    submit(store, doc, tmp_path)
+    return Reconciler(
+        store,
+        "exp",
+        runner=FakeRunner(handler),
+        suggestions=InProcessSuggestionClient(Scripted()),
+        watcher_factory=LogWatcher.factory(store, doc, hold_last_rows=True),
+        allocator=GpuAllocator([]),
+        base_dir=tmp_path,
+        logs_dir=tmp_path / "logs",
+        write_behind=3600.0,
+    )
+
+
+def test_a_trials_last_rows_are_stored_with_its_outcome(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """The local controller's watchers hold a trial's last rows for the outcome's transaction,
+    and summarise a trial they watched from its start without reading its rows back; every
+    row is stored once."""
+    store = RowCountingStore(sqlite_store)
+    doc = experiment(parallelTrialCount=1, maxTrialCount=6)
+    reconciler = holding_reconciler(
+        store, tmp_path, doc, lambda launch: FakeOutcome(["loss=1", "loss=0.5"])
+    )
+    for _ in range(100):
+        if reconciler.step().done:
+            break
+    else:
+        raise AssertionError("experiment did not complete")
+    reconciler.close()
+    assert store.calls["get_observations"] == 0
+    assert store.rows_with_outcomes + store.rows_alone == 12
+    assert store.rows_with_outcomes >= 2  # the collection loop waits before a first write
+    for trial in sqlite_store.list_trials("exp"):
+        assert trial.condition is TrialCondition.SUCCEEDED
+        assert [o.value for o in sqlite_store.get_observations(trial.name)] == ["1", "0.5"]
+        (loss,) = trial.observation["metrics"]
+        assert (loss["min"], loss["max"], loss["latest"]) == ("0.5", "1", "0.5")
+
+
+def test_while_a_trial_runs_outcomes_are_stored_with_the_next_creation(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """Another trial still running: the ended trial's outcome and rows go into the transaction
+    that creates the next trial (write_trials), not one of their own."""
+    store = RowCountingStore(sqlite_store)
+    doc = experiment(parallelTrialCount=2, maxTrialCount=6)
+    launched: list[str] = []
+
+    def handler(launch: TrialLaunch) -> FakeOutcome:
+        launched.append(launch.trial_name)
+        return FakeOutcome(["loss=1"], duration=3600 if len(launched) == 1 else 0)
+
+    reconciler = holding_reconciler(store, tmp_path, doc, handler)
+    for _ in range(200):
+        reconciler.step()
+        trials = sqlite_store.list_trials("exp")
+        if sum(t.condition is TrialCondition.SUCCEEDED for t in trials) == 5:
+            break
+    else:
+        raise AssertionError("the quick trials did not complete")
+    assert store.calls["write_trials"] >= 3
+    reconciler.interrupt("stopped by the test")
+    reconciler.close()
+    trials = sqlite_store.list_trials("exp")
+    assert [t.name for t in trials if t.condition is TrialCondition.KILLED] == launched[:1]
+    for trial in trials[1:]:
+        assert [o.value for o in sqlite_store.get_observations(trial.name)] == ["1"]

@@ -132,6 +132,9 @@ class TrialChanges:
 
     trials: Sequence[TrialRecord]
     seq: int
+    experiment: ExperimentRecord | None = None
+    """The experiment, read in the same transaction where the store does so (SqlStore), so a
+    reconcile step reads its experiment and trials at once; None: read it separately."""
 
 
 @dataclass(frozen=True)
@@ -317,14 +320,38 @@ class Store(abc.ABC):
         otherwise: a trial already EarlyStopped is not overwritten by a late Succeeded.
         """
 
-    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+    def update_trials(
+        self,
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
         """Apply several :meth:`update_trial` updates; returns the records in the same order.
+        ``observations`` (trial name → rows) are appended as :meth:`add_observations` does,
+        whether or not a compare-and-set of the updates applied (a trial's last reported rows
+        go in with its outcome).
 
         SqlStore applies them in one transaction (all or none; a missing trial raises
         NotFoundError before anything changes), which is what the reconciler batches a wave of
         trials into; the default applies them one by one.
         """
+        for trial_name, rows in (observations or {}).items():
+            self.add_observations(trial_name, rows)
         return [self.update_trial(u.name, **u.fields()) for u in updates]
+
+    def write_trials(
+        self,
+        created: Sequence[TrialRecord],
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """:meth:`update_trials` (``updates``, ``observations``) and :meth:`create_trials`
+        (``created``), in one transaction where the store can (SqlStore: all or none), so a
+        controller stores the outcome of a trial that ended and the next trial at once;
+        returns the records of ``updates``. The default makes the two calls."""
+        records = self.update_trials(updates, observations) if updates or observations else []
+        if created:
+            self.create_trials(created)
+        return records
 
     # -- observation logs -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -239,20 +239,74 @@ class RetryingStore(Store):
             fields["expect_condition"] = list(fields["expect_condition"])
         return self._call(lambda: self.inner.update_trial(name, **fields))
 
-    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+    def update_trials(
+        self,
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """Retried through an outage; if an attempt's answer was lost after its commit, its
+        observations are found stored and the retry leaves them out (the updates are
+        compare-and-set or idempotent: applying them again changes nothing)."""
         batch = list(updates)
-        return self._call(lambda: self.inner.update_trials(batch))
+        rows = {name: list(obs) for name, obs in (observations or {}).items() if obs}
+        attempts = 0
+
+        def attempt() -> list[TrialRecord]:
+            nonlocal attempts, rows
+            attempts += 1
+            if attempts > 1 and rows and all(self._landed(n, r) for n, r in rows.items()):
+                rows = {}  # the lost attempt committed: the transaction wrote all of them
+            return self.inner.update_trials(batch, rows or None)
+
+        return self._call(attempt)
+
+    def write_trials(
+        self,
+        created: Sequence[TrialRecord],
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """Retried through an outage. If an attempt's answer was lost after its commit, the
+        created trials are found stored as written (the transaction landed whole): the retry
+        then only reads the updated trials back, by applying the updates again (they are
+        compare-and-set or idempotent)."""
+        batch, changes = list(created), list(updates)
+        rows = {name: list(obs) for name, obs in (observations or {}).items() if obs}
+        if not batch:
+            return self.update_trials(changes, rows or None)
+        attempts = 0
+
+        def landed() -> bool:
+            stored = {t.name: t for t in self.inner.list_trials(batch[0].experiment_name)}
+            return all(
+                t.name in stored and dict(stored[t.name].assignment) == dict(t.assignment)
+                for t in batch
+            )
+
+        def attempt() -> list[TrialRecord]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and landed():
+                return self.inner.update_trials(changes) if changes else []
+            return self.inner.write_trials(batch, changes, rows or None)
+
+        return self._call(attempt)
 
     # -- observation logs -----------------------------------------------------------------------
     def add_observations(self, trial_name: str, observations: Sequence[Observation]) -> int:
         batch = list(observations)
 
         def landed() -> int | None:
-            stored = collections.Counter(map(_key, self.inner.get_observations(trial_name)))
-            wanted = collections.Counter(map(_key, batch))
-            return len(batch) if all(stored[k] >= n for k, n in wanted.items()) else None
+            return len(batch) if self._landed(trial_name, batch) else None
 
         return self._call(lambda: self.inner.add_observations(trial_name, batch), landed)
+
+    def _landed(self, trial_name: str, batch: Sequence[Observation]) -> bool:
+        """Whether the store holds every row of ``batch`` (an attempt whose answer was lost
+        committed them)."""
+        stored = collections.Counter(map(_key, self.inner.get_observations(trial_name)))
+        wanted = collections.Counter(map(_key, batch))
+        return all(stored[k] >= n for k, n in wanted.items())
 
     def get_observations(
         self,

@@ -328,7 +328,6 @@ class SqlStore(Store):
                 ) from exc
             return self._fetch_trial(connection, trial.name)
 
-    @_retry_conflicts
     def create_trials(self, trials: Sequence[TrialRecord]) -> int:
         """Multi-row INSERTs in one transaction; the trials take consecutive change counters.
 
@@ -338,36 +337,49 @@ class SqlStore(Store):
         """
         if not trials:
             return 0
-        experiment_names = {t.experiment_name for t in trials}
-        if len(experiment_names) != 1:
-            raise ValueError(
-                f"create_trials takes trials of one experiment, got {sorted(experiment_names)}"
-            )
-        (experiment_name,) = experiment_names
-        what = f"create {len(trials)} trials of experiment {experiment_name!r}"
-        with self.session_scope(what, write=True) as connection:
-            experiment_id = self._experiment_id(connection, experiment_name)
-            with_metrics = any((t.observation or {}).get("metrics") for t in trials)
-            rule = self._objective_rule(connection, experiment_id) if with_metrics else None
-            last = self._next_seq(connection, experiment_id, len(trials))
-            rows = []
-            for offset, trial in enumerate(trials):
-                row = _trial_row(trial)
-                row["experiment_id"] = experiment_id
-                row["namespace"] = self._namespace
-                row["change_seq"] = last - len(trials) + 1 + offset
-                row["objective_value"] = None if rule is None else rule.value(trial.observation)
-                rows.append(row)
-            try:
-                for start in range(0, len(rows), _IN_CHUNK):
-                    connection.execute(sa.insert(trials_table), rows[start : start + _IN_CHUNK])
-            except sa_exc.IntegrityError as exc:
-                if _integrity_kind(exc) != "unique":
-                    raise
-                raise AlreadyExistsError(
-                    f"a trial of the {len(trials)} to create already exists: {exc.orig}"
-                ) from exc
+        self.write_trials(trials, ())
         return len(trials)
+
+    def _insert_trials(
+        self, connection: sa.Connection, trials: Sequence[TrialRecord], known: Mapping[str, int]
+    ) -> None:
+        """Insert ``trials`` (one experiment's; its id is looked up unless ``known``)."""
+        experiment_name = trials[0].experiment_name
+        experiment_id = known.get(experiment_name)
+        if experiment_id is not None:
+            last = self._next_seq(connection, experiment_id, len(trials))
+        elif connection.dialect.update_returning:  # the id and the counters in one statement
+            bumped = connection.execute(
+                sa.update(experiments)
+                .where(self._experiment_is(experiment_name))
+                .values(trial_seq=experiments.c.trial_seq + len(trials))
+                .returning(experiments.c.id, experiments.c.trial_seq)
+            ).one_or_none()
+            if bumped is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found{self._in_ns()}")
+            experiment_id, last = int(bumped[0]), int(bumped[1])
+        else:
+            experiment_id = self._experiment_id(connection, experiment_name)
+            last = self._next_seq(connection, experiment_id, len(trials))
+        with_metrics = any((t.observation or {}).get("metrics") for t in trials)
+        rule = self._objective_rule(connection, experiment_id) if with_metrics else None
+        rows = []
+        for offset, trial in enumerate(trials):
+            row = _trial_row(trial)
+            row["experiment_id"] = experiment_id
+            row["namespace"] = self._namespace
+            row["change_seq"] = last - len(trials) + 1 + offset
+            row["objective_value"] = None if rule is None else rule.value(trial.observation)
+            rows.append(row)
+        try:
+            for start in range(0, len(rows), _IN_CHUNK):
+                connection.execute(sa.insert(trials_table), rows[start : start + _IN_CHUNK])
+        except sa_exc.IntegrityError as exc:
+            if _integrity_kind(exc) != "unique":
+                raise
+            raise AlreadyExistsError(
+                f"a trial of the {len(trials)} to create already exists: {exc.orig}"
+            ) from exc
 
     def get_trial(self, name: str) -> TrialRecord:
         with self.session_scope(f"get trial {name!r}") as connection:
@@ -408,17 +420,30 @@ class SqlStore(Store):
         it commits, so a change with counter ``n`` commits only after every change below
         ``n``: once one statement sees ``n``, it sees all of them, and the highest counter
         it returned is where the next call starts.
+
+        The experiment itself is read in the same transaction (``TrialChanges.experiment``):
+        a reconcile step reads both at once, and sees them as of one moment.
         """
         query = sa.select(*_TRIAL_COLUMNS, trials.c.change_seq)
         what = f"list trial changes of experiment {experiment_name!r}"
         with self.session_scope(what) as connection:
-            experiment_id = self._experiment_id(connection, experiment_name)
-            query = query.where(trials.c.experiment_id == experiment_id)
+            found = connection.execute(
+                _experiment_select()
+                .add_columns(experiments.c.id)
+                .where(self._experiment_is(experiment_name))
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(f"experiment {experiment_name!r} not found{self._in_ns()}")
+            query = query.where(trials.c.experiment_id == found[-1])
             if since is not None:
                 query = query.where(trials.c.change_seq > since)
             rows = connection.execute(query.order_by(trials.c.id)).all()
         seq = max((row[-1] for row in rows), default=since or 0)
-        return TrialChanges([_trial_record(row, experiment_name) for row in rows], int(seq))
+        return TrialChanges(
+            [_trial_record(row, experiment_name) for row in rows],
+            int(seq),
+            _experiment_record(found[:-1]),
+        )
 
     def best_trial(self, experiment_name: str) -> TrialRecord | None:
         """The best trial by one indexed query (see :meth:`Store.best_trial`). The first trial
@@ -507,65 +532,113 @@ class SqlStore(Store):
         )
         return self.update_trials([update])[0]
 
-    @_retry_conflicts
-    def update_trials(self, updates: Sequence[TrialUpdate]) -> list[TrialRecord]:
+    def update_trials(
+        self,
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
         """One transaction: the trials' experiments and change counters are read and taken
         once per experiment, each trial's UPDATE (a compare-and-set with ``expect_condition``)
         runs, returning the row where the database can (SQLite, PostgreSQL), and the records
-        not returned so are read back in one query."""
-        if not updates:
-            return []
+        not returned so are read back in one query; ``observations`` are inserted in it (one
+        multi-row INSERT, as :meth:`add_observations`)."""
+        return self.write_trials((), updates, observations)
+
+    @_retry_conflicts
+    def write_trials(
+        self,
+        created: Sequence[TrialRecord],
+        updates: Sequence[TrialUpdate],
+        observations: Mapping[str, Sequence[Observation]] | None = None,
+    ) -> list[TrialRecord]:
+        """:meth:`update_trials` and :meth:`create_trials` in one transaction (see
+        :meth:`Store.write_trials`)."""
+        if created and len({t.experiment_name for t in created}) != 1:
+            raise ValueError(
+                "create_trials takes trials of one experiment, got "
+                f"{sorted({t.experiment_name for t in created})}"
+            )
+        rows = self._observation_rows(observations or {})
         changes = [(u, _update_values(u)) for u in updates]
         names = list(dict.fromkeys(u.name for u in updates))
-        what = f"update trial {names[0]!r}" if len(names) == 1 else f"update {len(names)} trials"
+        if created and not updates:
+            what = f"create {len(created)} trials of experiment {created[0].experiment_name!r}"
+        elif names:
+            what = (
+                f"update trial {names[0]!r}" if len(names) == 1 else f"update {len(names)} trials"
+            )
+        elif rows:
+            what = f"add {len(rows)} observations"
+        else:
+            return []
         found: dict[str, TrialRecord] = {}
-        with self.session_scope(what, write=bool(any(v for _, v in changes))) as connection:
+        known: dict[str, int] = {}  # experiment name -> id, from the updates
+        write = bool(created) or bool(rows) or any(v for _, v in changes)
+        with self.session_scope(what, write=write) as connection:
+            if rows:
+                connection.execute(sa.insert(observation_logs), rows)
             if any(values for _, values in changes):
                 owned = self._experiment_ids_of(connection, names)
-                owners = {name: experiment_id for name, (experiment_id, _) in owned.items()}
-                returning = connection.dialect.update_returning
-                counts: dict[int, int] = {}
-                for update, values in changes:
-                    if values:
-                        counts[owners[update.name]] = counts.get(owners[update.name], 0) + 1
-                next_seq = {
-                    experiment_id: self._next_seq(connection, experiment_id, count) - count + 1
-                    for experiment_id, count in counts.items()
-                }
-                rules: dict[int, ObjectiveRule | None] = {}
-                for update, values in changes:
-                    if not values:
-                        continue
-                    experiment_id = owners[update.name]
-                    values["change_seq"] = next_seq[experiment_id]
-                    next_seq[experiment_id] += 1
-                    if "observation" in values:
-                        if experiment_id not in rules:
-                            rules[experiment_id] = self._objective_rule(connection, experiment_id)
-                        rule = rules[experiment_id]
-                        values["objective_value"] = (
-                            None if rule is None else rule.value(values["observation"])
-                        )
-                    statement = sa.update(trials).where(self._trial_is(update.name))
-                    if update.expect_condition is not None:
-                        # Compare-and-set: applied only if the condition still matches.
-                        expected = sorted({_condition(c).value for c in update.expect_condition})
-                        statement = statement.where(trials.c.condition.in_(expected))
-                    if not returning:
-                        connection.execute(statement.values(**values))
-                        continue
-                    row = connection.execute(
-                        statement.values(**values).returning(*_TRIAL_COLUMNS)
-                    ).one_or_none()
-                    if row is not None:  # else the compare-and-set left it: as found before
-                        found[update.name] = _trial_record(row, owned[update.name][1])
-            unread = [name for name in names if name not in found]
-            if unread:
-                found.update(self._fetch_trials(connection, unread))
+                known = {experiment: eid for eid, experiment in owned.values()}
+                found = self._apply_updates(connection, changes, owned)
+            if names:
+                unread = [name for name in names if name not in found]
+                if unread:
+                    found.update(self._fetch_trials(connection, unread))
+            if created:
+                self._insert_trials(connection, created, known)
         missing = [name for name in names if name not in found]
         if missing:
             raise NotFoundError(f"trial {missing[0]!r} not found{self._in_ns()}")
         return [found[u.name] for u in updates]
+
+    def _apply_updates(
+        self,
+        connection: sa.Connection,
+        changes: Sequence[tuple[TrialUpdate, dict[str, Any]]],
+        owned: Mapping[str, tuple[int, str]],
+    ) -> dict[str, TrialRecord]:
+        """Run each update (``owned``: each trial's experiment id and name); returns the
+        records the database returned (where it can)."""
+        owners = {name: experiment_id for name, (experiment_id, _) in owned.items()}
+        returning = connection.dialect.update_returning
+        counts: dict[int, int] = {}
+        for update, values in changes:
+            if values:
+                counts[owners[update.name]] = counts.get(owners[update.name], 0) + 1
+        next_seq = {
+            experiment_id: self._next_seq(connection, experiment_id, count) - count + 1
+            for experiment_id, count in counts.items()
+        }
+        rules: dict[int, ObjectiveRule | None] = {}
+        found: dict[str, TrialRecord] = {}
+        for update, values in changes:
+            if not values:
+                continue
+            experiment_id = owners[update.name]
+            values["change_seq"] = next_seq[experiment_id]
+            next_seq[experiment_id] += 1
+            if "observation" in values:
+                if experiment_id not in rules:
+                    rules[experiment_id] = self._objective_rule(connection, experiment_id)
+                rule = rules[experiment_id]
+                values["objective_value"] = (
+                    None if rule is None else rule.value(values["observation"])
+                )
+            statement = sa.update(trials).where(self._trial_is(update.name))
+            if update.expect_condition is not None:
+                # Compare-and-set: applied only if the condition still matches.
+                expected = sorted({_condition(c).value for c in update.expect_condition})
+                statement = statement.where(trials.c.condition.in_(expected))
+            if not returning:
+                connection.execute(statement.values(**values))
+                continue
+            row = connection.execute(
+                statement.values(**values).returning(*_TRIAL_COLUMNS)
+            ).one_or_none()
+            if row is not None:  # else the compare-and-set left it: as found before
+                found[update.name] = _trial_record(row, owned[update.name][1])
+        return found
 
     # -- observation logs -----------------------------------------------------------------------
     @_retry_conflicts
@@ -576,16 +649,25 @@ class SqlStore(Store):
         finite; NaN, infinities and non-numeric text are stored as text only, and read back
         re-parsed from it.
         """
-        _check_name("trial", trial_name)
-        if not observations:
+        rows = self._observation_rows({trial_name: observations})
+        if not rows:
             return 0
-        rows = [_observation_row(self._namespace, trial_name, obs) for obs in observations]
-        for metric_name in {row["metric_name"] for row in rows}:
-            _check_name("metric", metric_name)
         what = f"add {len(rows)} observations of trial {trial_name!r}"
         with self.session_scope(what, write=True) as connection:
             connection.execute(sa.insert(observation_logs), rows)
         return len(rows)
+
+    def _observation_rows(
+        self, observations: Mapping[str, Sequence[Observation]]
+    ) -> list[dict[str, Any]]:
+        """The observation_logs rows of ``observations`` (trial name → rows), checked."""
+        rows = []
+        for trial_name, batch in observations.items():
+            _check_name("trial", trial_name)
+            rows += [_observation_row(self._namespace, trial_name, obs) for obs in batch]
+        for metric_name in {row["metric_name"] for row in rows}:
+            _check_name("metric", metric_name)
+        return rows
 
     def get_observations(
         self,

@@ -572,3 +572,72 @@ def test_update_trials_with_a_missing_trial_changes_nothing(store: Store, exp: s
         )
     assert store.get_trial("a").condition is TrialCondition.CREATED
     assert store.update_trials([]) == []
+
+
+def test_list_trial_changes_reads_the_experiment_with_them(store: Store, exp: str) -> None:
+    """Where a store reads the experiment in the same transaction (every SQL backend), a
+    reconcile step needs no read of its own: the record is the experiment as stored."""
+    store.create_trial(trial("a"))
+    store.update_experiment(exp, status={"trials": 1})
+    changes = store.list_trial_changes(exp, None)
+    assert changes.experiment == store.get_experiment(exp)
+    assert changes.experiment.status == {"trials": 1}
+    with pytest.raises(NotFoundError, match="'ghost'"):
+        store.list_trial_changes("ghost", None)
+
+
+def test_update_trials_stores_observations_whatever_the_compare_and_set(
+    store: Store, exp: str
+) -> None:
+    """A trial's last rows go in with its outcome, also when the outcome's compare-and-set
+    finds the trial stopped meanwhile (the rows are what it reported all the same)."""
+    store.create_trial(trial("a", condition=TrialCondition.RUNNING))
+    store.create_trial(trial("b", condition=TrialCondition.KILLED))
+    rows = {"a": [obs("loss", "0.5", 0)], "b": [obs("loss", "0.7", 0), obs("loss", "0.6", 1)]}
+    done = TrialCondition.SUCCEEDED
+    records = store.update_trials(
+        [
+            TrialUpdate(n, condition=done, expect_condition=(TrialCondition.RUNNING,))
+            for n in ("a", "b")
+        ],
+        rows,
+    )
+    assert [r.condition for r in records] == [done, TrialCondition.KILLED]
+    assert store.get_observations("a") == rows["a"]
+    assert store.get_observations("b") == rows["b"]
+    assert store.update_trials([], {"c": [obs("loss", "1", 0)]}) == []  # rows only
+    assert [o.value for o in store.get_observations("c")] == ["1"]
+
+
+def test_write_trials_creates_updates_and_appends_at_once(store: Store, exp: str) -> None:
+    store.create_trial(trial("a", condition=TrialCondition.RUNNING))
+    before = store.list_trial_changes(exp, None).seq
+    records = store.write_trials(
+        [trial("b", condition=TrialCondition.RUNNING, runner_handle={"pid": 3})],
+        [TrialUpdate("a", condition=TrialCondition.SUCCEEDED, observation=loss("0.5"))],
+        {"a": [obs("loss", "0.5", 0)]},
+    )
+    assert [(r.name, r.condition) for r in records] == [("a", TrialCondition.SUCCEEDED)]
+    changes = store.list_trial_changes(exp, before)
+    assert [(t.name, t.condition) for t in changes.trials] == [
+        ("a", TrialCondition.SUCCEEDED),
+        ("b", TrialCondition.RUNNING),
+    ]
+    assert store.get_trial("b").runner_handle == {"pid": 3}
+    assert [o.value for o in store.get_observations("a")] == ["0.5"]
+    best = store.best_trial(exp)
+    assert best is not None and best.name == "a"
+
+
+def test_write_trials_is_all_or_nothing(store: Store, exp: str) -> None:
+    """A taken name among the new trials leaves the outcome and the rows unwritten."""
+    store.create_trial(trial("a", condition=TrialCondition.RUNNING))
+    store.create_trial(trial("b"))
+    with pytest.raises(AlreadyExistsError):
+        store.write_trials(
+            [trial("b")],
+            [TrialUpdate("a", condition=TrialCondition.SUCCEEDED)],
+            {"a": [obs("loss", "0.5", 0)]},
+        )
+    assert store.get_trial("a").condition is TrialCondition.RUNNING
+    assert store.get_observations("a") == []

@@ -180,3 +180,52 @@ def test_ping_answers_now(rig) -> None:
     with pytest.raises(StoreUnavailableError):
         store.ping()
     assert clock.sleeps == []
+
+
+def test_an_outcome_and_rows_whose_answer_was_lost_are_written_once(rig) -> None:
+    """update_trials with observations (a trial's outcome and last rows, one transaction):
+    the retry after a lost answer finds the rows stored and writes them no second time."""
+    from tunery.store.base import TrialUpdate
+    from tunery.trials import TrialCondition
+
+    store, flaky, _ = rig
+    store.create_trial(trial())
+    store.update_trial("exp-t1", condition=TrialCondition.RUNNING)
+    rows = [
+        Observation("loss", "0.5", step, T0 + dt.timedelta(seconds=step), 0.5) for step in (0, 1)
+    ]
+    flaky.lose_answers = 1
+    done = TrialCondition.SUCCEEDED
+    (record,) = store.update_trials(
+        [TrialUpdate("exp-t1", condition=done, expect_condition=(TrialCondition.RUNNING,))],
+        {"exp-t1": rows},
+    )
+    assert record.condition is done
+    assert store.get_observations("exp-t1") == rows
+    assert flaky.calls.count("update_trials") == 2
+
+
+def test_trials_written_at_once_by_a_lost_answer_are_written_once(rig) -> None:
+    """write_trials (an outcome, its rows and the next trial): the retry after a lost answer
+    finds the new trial stored, so the whole transaction landed: nothing is written twice."""
+    from tunery.store.base import TrialUpdate
+    from tunery.trials import TrialCondition
+
+    store, flaky, _ = rig
+    store.create_trial(trial())
+    store.update_trial("exp-t1", condition=TrialCondition.RUNNING)
+    rows = [Observation("loss", "0.5", 0, T0, 0.5)]
+    flaky.lose_answers = 1
+    done = TrialCondition.SUCCEEDED
+    (record,) = store.write_trials(
+        [trial("exp-t2")],
+        [TrialUpdate("exp-t1", condition=done, expect_condition=(TrialCondition.RUNNING,))],
+        {"exp-t1": rows},
+    )
+    assert record.condition is done
+    assert [t.name for t in store.list_trials("exp")] == ["exp-t1", "exp-t2"]
+    assert store.get_observations("exp-t1") == rows
+    flaky.fail_before = 1  # a retry after an outage before the call writes it once too
+    store.write_trials([trial("exp-t3")], [], {"exp-t3": rows})
+    assert [t.name for t in store.list_trials("exp")] == ["exp-t1", "exp-t2", "exp-t3"]
+    assert store.get_observations("exp-t3") == rows
