@@ -253,9 +253,10 @@ class LocalRunner(TrialRunner):
         status_file.unlink(missing_ok=True)  # a stale record would end the new run's output
         private_dir(launch.log_path.parent)
         log_fd = open_log(launch.log_path)
+        umask = _umask()
         try:
             log_start = os.fstat(log_fd).st_size
-            warm = self._warm.start(argv, env, cwd, int(_umask(), 8), log_fd, str(status_file))
+            warm = self._warm.start(argv, env, cwd, int(umask, 8), log_fd, str(status_file))
             if warm is not None:
                 handle.update(
                     pid=warm.pid,
@@ -269,7 +270,7 @@ class LocalRunner(TrialRunner):
             _refuse_nul(argv, env)
             try:
                 proc = subprocess.Popen(
-                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
+                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), umask, *argv],
                     stdin=subprocess.DEVNULL,
                     stdout=log_fd,
                     stderr=subprocess.STDOUT,
