@@ -37,8 +37,8 @@ baseline first; the runner imports whatever is first on ``PYTHONPATH``).
 from __future__ import annotations
 
 import argparse
-import gc
 import datetime as dt
+import gc
 import json
 import os
 import platform

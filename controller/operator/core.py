@@ -693,9 +693,9 @@ class ExperimentOperator:
                     {"status": merge_patch(previous, new_status)}, subresource="status",
                 )  # fmt: skip
                 self._trial_event(cr, previous, trial)
-            if trial.condition.is_terminal and trial.completion_time and not retain:
-                if not self._delete_job(store, trial):
-                    continue  # stays unmirrored: its job is deleted next pass
+            ended = trial.condition.is_terminal and trial.completion_time and not retain
+            if ended and not self._delete_job(store, trial):
+                continue  # stays unmirrored: its job is deleted next pass
             unmirrored.pop(trial.name, None)
         active = store.list_trials(name, _ACTIVE) if incremental else None
         self._sync_suggestion(body, document, trials, now, active)

@@ -71,9 +71,7 @@ class Reaper:
         try:
             self._on_exit(exited)
         except Exception:  # the reaper serves every trial: one failure must not end it
-            log.exception(
-                "handling the exit of trial process(es) %s", [p.pid for p, _ in exited]
-            )
+            log.exception("handling the exit of trial process(es) %s", [p.pid for p, _ in exited])
 
     def _run(self) -> None:
         while True:

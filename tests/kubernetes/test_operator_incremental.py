@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.operator import mirror
-from controller.runners.kubernetes import KubeApi, KubeError
 from test_operator import (
     V1B1,
     condition_types,
@@ -23,6 +21,9 @@ from test_operator import (
     play_job,
     step,
 )
+
+from controller.operator import mirror
+from controller.runners.kubernetes import KubeApi, KubeError
 
 
 class FlakyDeletes(KubeApi):
