@@ -145,6 +145,13 @@ BENCHES: tuple[Bench, ...] = (
         ("compare", "--trials", "400", "--window", "100", "--store-trials", "5000"),
     ),
     Bench(
+        "operator_scale",
+        "Scale",
+        "bench.operator_scale",
+        ("compare",),
+        ("compare", "--sizes", "200,1000", "--steps", "5"),
+    ),
+    Bench(
         "validate",
         "Validation cost",
         "bench.validate_cost",

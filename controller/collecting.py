@@ -250,12 +250,13 @@ class LogWatcher:
                 background_flush=False,
             )
             is_log = path == log_path
-            end = exit_record.output_end(handle) if is_log else None
-            size = path.stat().st_size if path.exists() else 0
-            if end is not None:
-                size = min(size, end)
-            if size and not fresh:  # re-attaching: skip what the store holds of the output
-                collector.resume(size)
+            if not fresh:  # re-attaching: skip what the store holds of the output
+                end = exit_record.output_end(handle) if is_log else None
+                size = path.stat().st_size if path.exists() else 0
+                if end is not None:
+                    size = min(size, end)
+                if size:
+                    collector.resume(size)
             tailer = FileTailer(
                 path,
                 collector.feed,

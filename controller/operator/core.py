@@ -76,6 +76,7 @@ COMPONENT = "tunery-operator"
 NAMESPACE_KEY = "namespace"
 UID_ANNOTATION = "tunery.io/experiment-uid"
 _MUTABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+_ACTIVE = (TrialCondition.CREATED, TrialCondition.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,10 @@ class ExperimentOperator:
             lambda: GrpcEarlyStoppingClient(self.settings.early_stopping_address)
         )
         self._reconcilers: dict[tuple[str, str], Reconciler] = {}  # by (namespace, name)
+        # mirroring: the experiments whose every trial was mirrored by this operator, and per
+        # experiment the changed trials not mirrored yet (see :meth:`sync`)
+        self._mirrored: set[tuple[str, str]] = set()
+        self._unmirrored: dict[tuple[str, str], dict[str, TrialRecord]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -550,6 +555,8 @@ class ExperimentOperator:
     def _forget(self, namespace: str, name: str) -> None:
         with self._guard:
             reconciler = self._reconcilers.pop((namespace, name), None)
+            self._mirrored.discard((namespace, name))  # the next pass mirrors every trial
+            self._unmirrored.pop((namespace, name), None)
         if reconciler is not None:
             reconciler.close()
             reconciler.suggestions.close()
@@ -580,33 +587,28 @@ class ExperimentOperator:
         with self._lock(namespace, name):
             if experiment_status.is_completed(record.status) and is_finished(body):
                 return None  # mirrored when it finished: a finished experiment goes quiet
-            trials = store.list_trials(name)
-            done = experiment_status.is_completed(record.status) and not any(
-                t.condition.is_active for t in trials
-            )
+            active = store.list_trials(name, _ACTIVE)  # not the history: a pass stays flat
+            done = experiment_status.is_completed(record.status) and not active
             if not done:
                 try:
                     reconciler = self._reconciler(name, namespace, body)
-                    self._trim_parallel(reconciler, trials)
+                    self._trim_parallel(reconciler, active)
                     result = reconciler.step()
                 except ReconcileError as exc:
                     log.warning("experiment %s/%s failed: %s", namespace, name, exc)
                     self._forget(namespace, name)
                 except ServiceCallError as exc:
                     log.warning("experiment %s/%s: service unavailable: %s", namespace, name, exc)
-            self.sync(body)
+            self.sync(body, result)
         return result
 
     def _trim_parallel(self, reconciler: Reconciler, trials: Sequence[TrialRecord]) -> None:
         """Stop the newest active trials beyond a lowered parallelTrialCount (Killed, with a
-        message saying why), as Katib deletes the newest extra trials."""
+        message saying why), as Katib deletes the newest extra trials. ``trials``: the active
+        ones, in creation order."""
         spec = reconciler.store.get_experiment(reconciler.name).spec["spec"]
         parallel = int(spec.get("parallelTrialCount") or 3)
-        active = [  # enqueued trials not yet started wait their turn: not extra
-            t
-            for t in trials
-            if t.condition in (TrialCondition.CREATED, TrialCondition.RUNNING) and not is_queued(t)
-        ]
+        active = [t for t in trials if not is_queued(t)]  # enqueued ones wait: not extra
         if len(active) <= parallel:
             return
         extra = active[parallel:]  # creation order: the newest are last
@@ -643,11 +645,17 @@ class ExperimentOperator:
         self.event(created, "TrialCreated", f"Trial {trial_name} is created")
         return created
 
-    def sync(self, body: Mapping[str, Any]) -> None:
+    def sync(self, body: Mapping[str, Any], step: StepResult | None = None) -> None:
         """Mirror the store into the cluster: Trial CRs and status, finished jobs, the
-        Suggestion, the Experiment status, and events for what changed since the last pass."""
+        Suggestion, the Experiment status, and events for what changed since the last pass.
+
+        The first pass of this operator over an experiment (and any pass without a ``step``)
+        mirrors every trial; after it, a pass mirrors only the trials the reconciler's
+        ``step`` saw change (and those a failed pass left), so its cost follows what changed,
+        not the history. A trial whose mirroring failed is tried again next pass."""
         meta = body["metadata"]
         name, namespace = meta["name"], meta.get("namespace") or "default"
+        key = (namespace, name)
         store = self._store(namespace)
         record = store.get_experiment(name)
         document = record.spec
@@ -655,15 +663,27 @@ class ExperimentOperator:
         objective = objective_from_spec(spec)
         now = self.clock()
         owner = owner_reference(body)
-        trials = store.list_trials(name)
-        existing = {
-            t["metadata"]["name"]: t
-            for t in self.api.list(
-                mirror.API_VERSION, "Trial", namespace, f"{EXPERIMENT_LABEL}={name}"
-            )
-        }
+        with self._guard:
+            incremental = step is not None and key in self._mirrored
+            unmirrored = self._unmirrored.setdefault(key, {})
+        existing: dict[str, Mapping[str, Any]] | None = None
+        if incremental:
+            assert step is not None
+            trials = step.trials  # every trial, as the reconciler's view holds them
+            unmirrored.update((t.name, t) for t in step.changed)
+            changed = list(unmirrored.values())
+        else:
+            trials = changed = store.list_trials(name)
+            unmirrored.clear()
+            unmirrored.update((t.name, t) for t in trials)
+            existing = {
+                t["metadata"]["name"]: t
+                for t in self.api.list(
+                    mirror.API_VERSION, "Trial", namespace, f"{EXPERIMENT_LABEL}={name}"
+                )
+            }
         retain = bool((spec.get("trialTemplate") or {}).get("retain"))
-        for trial in trials:
+        for trial in changed:
             cr = self.ensure_trial(document, trial.name, owner, existing)
             previous = cr.get("status") or {}
             new_status = mirror.trial_status_document(trial, previous, objective, now)
@@ -673,10 +693,15 @@ class ExperimentOperator:
                     {"status": merge_patch(previous, new_status)}, subresource="status",
                 )  # fmt: skip
                 self._trial_event(cr, previous, trial)
-            if trial.condition.is_terminal and trial.completion_time and not retain:
-                self._delete_job(store, trial)
-        self._sync_suggestion(body, document, trials, now)
+            ended = trial.condition.is_terminal and trial.completion_time and not retain
+            if ended and not self._delete_job(store, trial):
+                continue  # stays unmirrored: its job is deleted next pass
+            unmirrored.pop(trial.name, None)
+        active = store.list_trials(name, _ACTIVE) if incremental else None
+        self._sync_suggestion(body, document, trials, now, active)
         self._write_experiment_status(body, record)
+        with self._guard:
+            self._mirrored.add(key)
 
     def _write_experiment_status(self, body: Mapping[str, Any], record: ExperimentRecord) -> None:
         """Mirror the stored status onto the Experiment CR (with an event when it moved)."""
@@ -693,19 +718,21 @@ class ExperimentOperator:
             )  # fmt: skip
             self._experiment_event(body, previous, status_doc)
 
-    def _delete_job(self, store: Store, trial: TrialRecord) -> None:
+    def _delete_job(self, store: Store, trial: TrialRecord) -> bool:
+        """Delete a finished trial's job; False when it could not be deleted now."""
         handle = trial.runner_handle
         if not handle or handle.get("deleted"):
-            return
+            return True
         try:
             self.api.delete(
                 handle["apiVersion"], handle["kind"], handle["namespace"], handle["name"]
             )
         except KubeError as exc:
             log.warning("cannot delete the job of %s: %s", trial.name, exc)
-            return
+            return False
         kept = {k: v for k, v in handle.items() if k != "job"}  # no re-creation after the end
         store.update_trial(trial.name, runner_handle={**kept, "deleted": True})
+        return True
 
     def _sync_suggestion(
         self,
@@ -713,6 +740,7 @@ class ExperimentOperator:
         document: Mapping[str, Any],
         trials: Sequence[TrialRecord],
         now: dt.datetime,
+        active: Sequence[TrialRecord] | None = None,
     ) -> None:
         namespace = document["metadata"].get("namespace") or "default"
         name = document["metadata"]["name"]
@@ -725,7 +753,7 @@ class ExperimentOperator:
             self._ensure_suggestion_volume(body, document)
         record = self._store(namespace).get_experiment(name)
         new_status = mirror.suggestion_status_document(
-            trials, record.status, current.get("status") or {}, now
+            trials, record.status, current.get("status") or {}, now, active=active
         )
         if (current.get("spec") or {}).get("requests") != len(trials):
             self.api.patch(

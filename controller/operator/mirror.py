@@ -223,9 +223,14 @@ def suggestion_status_document(
     experiment_status_doc: Mapping[str, Any],
     previous: Mapping[str, Any],
     now: dt.datetime,
+    *,
+    active: Sequence[TrialRecord] | None = None,
 ) -> dict[str, Any]:
     """The Suggestion's status: the count of suggestions made so far, the newest
-    :data:`SUGGESTION_LIMIT` of them (and every active one), and whether it still runs."""
+    :data:`SUGGESTION_LIMIT` of them (and every active one), and whether it still runs.
+
+    ``active``: the experiment's active trials, where the caller has them at hand (then the
+    older trials are not scanned for them: the cost does not grow with the history)."""
     current = experiment_status.current_condition(experiment_status_doc) or {}
     done = current.get("type") in ("Succeeded", "Failed")
     conditions = experiment_status.set_condition(
@@ -244,14 +249,21 @@ def suggestion_status_document(
                 "earlyStoppingRules": list(t.early_stopping_rules or []),
                 "labels": dict(t.labels),
             }
-            for t in _newest(trials, SUGGESTION_LIMIT)
+            for t in _newest(trials, SUGGESTION_LIMIT, active)
         ],
         "conditions": _k8s_conditions(conditions),
     }
 
 
-def _newest(trials: Sequence[TrialRecord], limit: int) -> list[TrialRecord]:
-    """The last ``limit`` trials (creation order), with any older one still active kept."""
+def _newest(
+    trials: Sequence[TrialRecord], limit: int, active: Sequence[TrialRecord] | None = None
+) -> list[TrialRecord]:
+    """The last ``limit`` trials (creation order), with any older one still active kept
+    (taken from ``active``, in creation order, when given)."""
     recent = list(trials[-limit:]) if limit > 0 else []
-    older = [t for t in trials[: max(0, len(trials) - limit)] if t.condition.is_active]
+    if active is None:
+        older = [t for t in trials[: max(0, len(trials) - limit)] if t.condition.is_active]
+    else:
+        names = {t.name for t in recent}
+        older = [t for t in active if t.name not in names]
     return [*older, *recent]

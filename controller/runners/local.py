@@ -175,7 +175,7 @@ class LocalRunner(TrialRunner):
         self._warm_running: dict[tuple[int, int | None], Handle] = {}
         self._warm_exits: dict[tuple[int, int | None], int] = {}
         self._warm = WarmPool(self._warm_exited)
-        self._reaper = Reaper(self._process_exited) if on_exit is not None else None
+        self._reaper = Reaper(self._processes_exited) if on_exit is not None else None
         proctree.become_subreaper()  # orphans of trials re-parent to us: reaped when killed
 
     # -- launching ----------------------------------------------------------------------------
@@ -253,9 +253,10 @@ class LocalRunner(TrialRunner):
         status_file.unlink(missing_ok=True)  # a stale record would end the new run's output
         private_dir(launch.log_path.parent)
         log_fd = open_log(launch.log_path)
+        umask = _umask()
         try:
             log_start = os.fstat(log_fd).st_size
-            warm = self._warm.start(argv, env, cwd, int(_umask(), 8), log_fd, str(status_file))
+            warm = self._warm.start(argv, env, cwd, int(umask, 8), log_fd, str(status_file))
             if warm is not None:
                 handle.update(
                     pid=warm.pid,
@@ -269,7 +270,7 @@ class LocalRunner(TrialRunner):
             _refuse_nul(argv, env)
             try:
                 proc = subprocess.Popen(
-                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), _umask(), *argv],
+                    ["/bin/sh", "-c", exit_record.WRAPPER, str(status_file), umask, *argv],
                     stdin=subprocess.DEVNULL,
                     stdout=log_fd,
                     stderr=subprocess.STDOUT,
@@ -322,11 +323,11 @@ class LocalRunner(TrialRunner):
         if handle is not None and status is not None:
             self._end_tree(handle)
 
-    def _process_exited(self, proc: subprocess.Popen[bytes], handle: Handle) -> None:
-        """From the reaper: a trial's wrapper process exited."""
+    def _processes_exited(self, exited: list[tuple[subprocess.Popen[bytes], Handle]]) -> None:
+        """From the reaper: trials' wrapper processes exited (those it saw together)."""
         assert self._on_exit is not None
         self._on_exit()
-        self._end_tree(handle)
+        self._end_trees([handle for _, handle in exited])
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -409,27 +410,52 @@ class LocalRunner(TrialRunner):
 
     def _end_tree(self, handle: Handle, grace_seconds: float = 0.0) -> None:
         """Kill what is left of the trial's processes (once per trial and runner)."""
-        trial = self._processes(handle)
-        if trial is None:
-            return
+        self._end_trees([handle], grace_seconds)
+
+    def _end_trees(self, handles: list[Handle], grace_seconds: float = 0.0) -> None:
+        """:meth:`_end_tree` for several trials; without a grace period, one ``/proc`` scan
+        finds the leftovers of all of them (:func:`proctree.end_all`)."""
+        trials: dict[str, tuple[proctree.TrialProcesses, Handle]] = {}
+        for handle in handles:
+            trial = self._processes(handle)
+            if trial is not None:
+                trials.setdefault(trial.tag, (trial, handle))
         with self._lock:
-            if trial.tag in self._trees_ended:
+            locks = {
+                tag: self._tree_locks.setdefault(tag, threading.Lock())
+                for tag in sorted(trials)
+                if tag not in self._trees_ended
+            }
+        with contextlib.ExitStack() as held:
+            for lock in locks.values():  # in tag order: two callers never wait on each other
+                held.enter_context(lock)
+            with self._lock:
+                todo = [trials[tag] for tag in locks if tag not in self._trees_ended]
+            if not todo:
                 return
-            lock = self._tree_locks.setdefault(trial.tag, threading.Lock())
-        with lock:
-            with self._lock:
-                if trial.tag in self._trees_ended:
-                    return
             try:
-                killed = proctree.end(trial, grace_seconds=grace_seconds)
+                if grace_seconds > 0:
+                    killed = {
+                        trial.tag: proctree.end(trial, grace_seconds=grace_seconds)
+                        for trial, _ in todo
+                    }
+                else:
+                    killed = proctree.end_all([trial for trial, _ in todo])
             except Exception:  # never let a /proc surprise break the reconcile loop
-                log.exception("could not end the processes of trial %s", handle.get("log"))
-                killed = 0
-            if killed:
-                log.info("ended %d process(es) of trial %s", killed, handle.get("log"))
+                log.exception(
+                    "could not end the processes of trial(s) %s",
+                    ", ".join(str(handle.get("log")) for _, handle in todo),
+                )
+                killed = {}
+            for trial, handle in todo:
+                if killed.get(trial.tag):
+                    log.info(
+                        "ended %d process(es) of trial %s", killed[trial.tag], handle.get("log")
+                    )
             with self._lock:
-                self._trees_ended.add(trial.tag)
-                self._tree_locks.pop(trial.tag, None)
+                for trial, _ in todo:
+                    self._trees_ended.add(trial.tag)
+                    self._tree_locks.pop(trial.tag, None)
 
     # -- stopping -----------------------------------------------------------------------------
 

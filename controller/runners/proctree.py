@@ -35,6 +35,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,35 +162,56 @@ def find(trial: TrialProcesses) -> dict[int, int]:
     and, transitively, the children of any of these; in the trial's boot, only processes
     started no earlier than its first one are looked at.
     """
+    return find_all([trial])[trial.tag]
+
+
+def find_all(trials: Sequence[TrialProcesses]) -> dict[str, dict[int, int]]:
+    """:func:`find` for several trials (by tag) with one scan of ``/proc``: trials that end
+    together (a wave of short trials) cost one scan, not one each."""
     me, uid = os.getpid(), os.getuid()
-    leader = _trusted_leader(trial)
+    leaders = [_trusted_leader(trial) for trial in trials]
     # a descendant starts no earlier than the trial's first process (same boot only)
-    since = trial.leader_ticks if leader is not None and trial.leader_ticks is not None else 0
+    since = [
+        trial.leader_ticks if leader is not None and trial.leader_ticks is not None else 0
+        for trial, leader in zip(trials, leaders, strict=True)
+    ]
     infos: dict[int, ProcInfo] = {}
     try:
         names = os.listdir(_PROC)
     except OSError:
-        return {}
+        return {trial.tag: {} for trial in trials}
+    oldest = min(since, default=0)
     for name in names:
         if not name.isdigit() or int(name) == me:
             continue
         info = proc_info(int(name))
-        if info is not None and not info.zombie and info.start_ticks >= since:
+        if info is not None and not info.zombie and info.start_ticks >= oldest:
             infos[info.pid] = info
+    return {
+        trial.tag: _members(trial, leader, first, infos, uid)
+        for trial, leader, first in zip(trials, leaders, since, strict=True)
+    }
+
+
+def _members(
+    trial: TrialProcesses, leader: int | None, since: int, infos: dict[int, ProcInfo], uid: int
+) -> dict[int, int]:
+    """The processes of ``infos`` (started at ``since`` or later) that belong to ``trial``."""
+    candidates = {pid: info for pid, info in infos.items() if info.start_ticks >= since}
     found = {
         pid
-        for pid, info in infos.items()
+        for pid, info in candidates.items()
         if (leader is not None and leader in (info.pgid, info.sid) and _owner(pid) == uid)
         or carries_tag(pid, trial.tag)
     }
     grew = bool(found)
     while grew:  # children of found processes, whatever their environment
         grew = False
-        for pid, info in infos.items():
+        for pid, info in candidates.items():
             if pid not in found and info.ppid in found and _owner(pid) == uid:
                 found.add(pid)
                 grew = True
-    return {pid: infos[pid].start_ticks for pid in found}
+    return {pid: candidates[pid].start_ticks for pid in found}
 
 
 def send(pid: int, start_ticks: int, sig: signal.Signals) -> bool:
@@ -233,35 +255,54 @@ def end(trial: TrialProcesses, *, grace_seconds: float = 0.0, settle_seconds: fl
         deadline = time.monotonic() + grace_seconds
         while signalled and time.monotonic() < deadline and find(trial):
             time.sleep(0.02)
+    return end_all([trial], settle_seconds=settle_seconds, signalled={trial.tag: signalled})[
+        trial.tag
+    ]
+
+
+def end_all(
+    trials: Sequence[TrialProcesses],
+    *,
+    settle_seconds: float = 5.0,
+    signalled: Mapping[str, set[int]] | None = None,
+) -> dict[str, int]:
+    """SIGKILL every process of each of ``trials`` at once, as :func:`end` with no grace
+    period, with one ``/proc`` scan per round for all of them (trials that end together cost
+    one scan); returns how many processes of each trial (by tag) were signalled.
+    ``signalled``: per tag, the pids already signalled (SIGTERM), reaped and counted too."""
+    sent = {trial.tag: set((signalled or {}).get(trial.tag, ())) for trial in trials}
     deadline = time.monotonic() + settle_seconds
     while True:
-        alive = find(trial)
-        if not alive:
+        alive = find_all(trials)
+        if not any(alive.values()):
             break
-        for pid, ticks in alive.items():
-            if send(pid, ticks, signal.SIGKILL):
-                signalled.add(pid)
+        for tag, members in alive.items():
+            for pid, ticks in members.items():
+                if send(pid, ticks, signal.SIGKILL):
+                    sent[tag].add(pid)
         if time.monotonic() > deadline:
             break
         time.sleep(0.01)
-    _reap(signalled - {trial.leader}, settle_seconds)
-    if signalled:
-        _reap_exited(signalled | {trial.leader} - {None}, trial.leader)
-    return len(signalled)
+    leaders = {trial.leader for trial in trials if trial.leader is not None}
+    killed = set().union(*sent.values())
+    _reap(killed - leaders, settle_seconds)
+    if killed:
+        _reap_exited(killed | leaders, leaders)
+    return {tag: len(pids) for tag, pids in sent.items()}
 
 
-def _reap_exited(groups: set[int | None], leader: int | None) -> None:
-    """Reap this process's zombie children that belonged to the trial without being killed by
-    it (a double fork's middle process, exited at once, re-parented here when its parent was
-    killed): those whose process group or session is one of ``groups``. Never the trial's
-    first process (its ``Popen`` reaps it)."""
+def _reap_exited(groups: set[int], leaders: set[int]) -> None:
+    """Reap this process's zombie children that belonged to the trials without being killed
+    by them (a double fork's middle process, exited at once, re-parented here when its parent
+    was killed): those whose process group or session is one of ``groups``. Never a trial's
+    first process (one of ``leaders``: its ``Popen`` reaps it)."""
     me = os.getpid()
     try:
         names = os.listdir(_PROC)
     except OSError:
         return
     for name in names:
-        if not name.isdigit() or int(name) == leader:
+        if not name.isdigit() or int(name) in leaders:
             continue
         info = proc_info(int(name))
         if info is None or not info.zombie or info.ppid != me:

@@ -4,8 +4,10 @@ Used by :class:`controller.runners.local.LocalRunner` for the trials it starts i
 ``/bin/sh`` wrapper processes); trials forked by the warm pool are reported by their fork
 server instead (:mod:`controller.runners.warm`). Instead of a thread per trial blocked in
 ``wait()``, each started process gets a pidfd (``pidfd_open``, Linux 5.3), and one thread
-selects over all of them and calls ``on_exit(process, handle)`` for each one that exited.
-Where pidfds are not available, a process falls back to a thread of its own.
+selects over all of them and calls ``on_exit([(process, handle), ...])`` once with those one
+wake-up found exited (trials that end together are handled together: the runner looks for
+their leftover processes with one scan). Where pidfds are not available, a process falls back
+to a thread of its own.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-ExitCallback = Callable[["subprocess.Popen[bytes]", dict[str, Any]], None]
+Exited = list[tuple["subprocess.Popen[bytes]", dict[str, Any]]]
+ExitCallback = Callable[[Exited], None]
 
 
 class Reaper:
-    """Calls ``on_exit(process, handle)`` (from its one thread) when a watched process exits."""
+    """Calls ``on_exit([(process, handle), ...])`` (from its one thread) when watched
+    processes exit."""
 
     def __init__(self, on_exit: ExitCallback) -> None:
         self._on_exit = on_exit
@@ -61,16 +65,17 @@ class Reaper:
 
     def _wait_alone(self, process: subprocess.Popen[bytes], handle: dict[str, Any]) -> None:
         process.wait()
-        self._call(process, handle)
+        self._call([(process, handle)])
 
-    def _call(self, process: subprocess.Popen[bytes], handle: dict[str, Any]) -> None:
+    def _call(self, exited: Exited) -> None:
         try:
-            self._on_exit(process, handle)
+            self._on_exit(exited)
         except Exception:  # the reaper serves every trial: one failure must not end it
-            log.exception("handling the exit of trial process %d", process.pid)
+            log.exception("handling the exit of trial process(es) %s", [p.pid for p, _ in exited])
 
     def _run(self) -> None:
         while True:
+            exited: Exited = []
             for key, _ in self._selector.select():
                 if key.data is None:
                     with contextlib.suppress(BlockingIOError):
@@ -87,7 +92,9 @@ class Reaper:
                 self._selector.unregister(key.fd)
                 os.close(key.fd)
                 process.wait()  # exited: returns at once and reaps it
-                self._call(process, handle)
+                exited.append((process, handle))
+            if exited:
+                self._call(exited)
 
     def _shut(self) -> None:
         for key in list(self._selector.get_map().values()):
