@@ -166,18 +166,18 @@ def test_a_forked_trial_that_left_nothing_is_not_scanned_for_and_leftovers_still
     alone: list[bool] = []
     scans: list[str] = []
     exited = LocalRunner._warm_exited
-    end = proctree.end
+    end_all = proctree.end_all
 
     def record(self: LocalRunner, pid: int, ticks: Any, status: Any, lone: bool = False) -> None:
         alone.append(lone)
         exited(self, pid, ticks, status, lone)
 
-    def scan(trial: proctree.TrialProcesses, **kwargs: Any) -> int:
-        scans.append(trial.tag)
-        return end(trial, **kwargs)
+    def scan(trials: Any, **kwargs: Any) -> dict[str, int]:
+        scans.extend(trial.tag for trial in trials)
+        return end_all(trials, **kwargs)
 
     monkeypatch.setattr(LocalRunner, "_warm_exited", record)
-    monkeypatch.setattr(proctree, "end", scan)
+    monkeypatch.setattr(proctree, "end_all", scan)  # the runner's scan for ended trials
     spec = {
         "version": 1,
         "parameters": [{"name": "x", "type": "int"}],
