@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -136,6 +137,8 @@ def run_one(backend: str, trials: int, parallel: int, window: int) -> dict[str, 
     window = min(window, len(finished_at) // 2)
     first = window / (finished_at[window - 1] - started)
     last = window / (finished_at[-1] - finished_at[-window - 1])
+    edges = [started, *finished_at[window - 1 :: window]]  # every window, to show a trend
+    windows = [round(window / (b - a), 1) for a, b in itertools.pairwise(edges) if b > a]
     return {
         "backend": backend,
         "trials": trials,
@@ -144,6 +147,7 @@ def run_one(backend: str, trials: int, parallel: int, window: int) -> dict[str, 
         "first_per_s": round(first, 1),
         "last_per_s": round(last, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "windows_per_s": windows,
     }
 
 
