@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def generate(out_dir: Path) -> list[Path]:
         f"--mypy_grpc_out={out_dir}",
         *PROTO_FILES,
     ]
-    if protoc.main(args) != 0:
+    # protoc runs in a process of its own: it forks its plugins, and a fork of a process with
+    # gRPC's threads running (the test suite's servers) is not safe
+    done = subprocess.run([sys.executable, "-m", *args], check=False)
+    if done.returncode != 0:
         raise SystemExit("protoc failed")
     written = sorted(p for p in out_dir.iterdir() if p.name.endswith(_GENERATED_SUFFIXES))
     for path in written:
