@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.dashboard.conftest import NAME, Run, tunery_env
+from tunery.store import open_store
 
 
 def tunery(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,3 +82,53 @@ def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
         _, err = proc.communicate(timeout=20)
     assert "tunery dashboard on http://127.0.0.1:" in err and "read-only" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_serves_the_namespace_it_is_given(tmp_path: Path) -> None:
+    """A store shared with the operator: ``--namespace`` picks whose experiments are served."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    store = open_store(url)
+    document = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": "only-a"},
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": "acc"},
+            "algorithm": {"algorithmName": "random"},
+            "parameters": [
+                {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+            ],
+        },
+    }
+    store.in_namespace("team-a").create_experiment("only-a", document)
+    store.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "tunery.cli", "dashboard", "--db", url, "--port", str(port)]
+    proc = subprocess.Popen(
+        [*argv, "--namespace", "team-a"],
+        env=tunery_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                listed = httpx.get(f"http://127.0.0.1:{port}/api/experiments", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        assert [e["name"] for e in listed.json()] == ["only-a"]
+        one = httpx.get(f"http://127.0.0.1:{port}/api/experiments/only-a", timeout=10)
+        assert one.status_code == 200, one.text
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert f"store {url}, namespace team-a)" in err and "Traceback" not in err, err
+    default = tunery("list", "--db", url)  # the same store, the default namespace: empty
+    assert "no experiments in" in default.stdout and "team-a" in default.stdout

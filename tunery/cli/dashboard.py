@@ -20,6 +20,7 @@ from tunery.cli.app import (
     CliError,
     _db_option,
     _errors,
+    _namespace_option,
     _open_store,
     main,
     store_name,
@@ -30,6 +31,7 @@ TOKEN_ENV = "TUNERY_DASHBOARD_TOKEN"
 
 @main.command()
 @_db_option
+@_namespace_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -45,7 +47,12 @@ TOKEN_ENV = "TUNERY_DASHBOARD_TOKEN"
     help="The work directory of `tunery run`: trial output is read from its logs folder only.",
 )
 def dashboard(
-    db_url: str | None, host: str, port: int, allow_actions: bool, workdir: Path
+    db_url: str | None,
+    namespace: str | None,
+    host: str,
+    port: int,
+    allow_actions: bool,
+    workdir: Path,
 ) -> None:
     """Serve the web dashboard (experiments, plots, trials, logs) and its JSON API.
 
@@ -65,8 +72,8 @@ def dashboard(
     settings = DashboardSettings(
         host=host, db_url=db_url, token=token, allow_actions=allow_actions, workdir=workdir
     )
-    with _errors(db_url):
-        store = _open_store(db_url)
+    with _errors(db_url, namespace):
+        store = _open_store(db_url, namespace=namespace)
         try:
             app = create_app(store, settings)
         except DashboardSecurityError as exc:
@@ -76,10 +83,8 @@ def dashboard(
         logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
         shown = f"[{host}]" if ":" in host else host
         mode = "actions enabled" if allow_actions else "read-only"
-        click.echo(
-            f"tunery dashboard on http://{shown}:{port}/ ({mode}; store {store_name(db_url)})",
-            err=True,
-        )
+        where = store_name(db_url) + (f", namespace {namespace}" if namespace else "")
+        click.echo(f"tunery dashboard on http://{shown}:{port}/ ({mode}; store {where})", err=True)
         try:
             server = uvicorn.Server(config)
             server.run()
