@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -42,44 +45,52 @@ def test_a_bad_port_is_invalid_input() -> None:
     assert tunery("dashboard", "--port", "99999").returncode == 2
 
 
-@pytest.mark.slow
-def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:PORT
+    stderr: str = ""  # the server's, once it has ended
+
+
+@contextmanager
+def serving(*args: str) -> Iterator[Served]:
+    """``tunery dashboard ARGS`` on a free port, in its own process group (as in a terminal),
+    yielded once its API answers; ended with Ctrl-C to the whole group."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tunery.cli",
-            "dashboard",
-            "--db",
-            finished_run.db_url,
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "tunery.cli", "dashboard", *args, "--port", str(port)],
         env=tunery_env(),
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # its own process group, as in a terminal
+        start_new_session=True,
     )
+    served = Served(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/experiments", timeout=2)
+                httpx.get(f"{served.url}/api/experiments", timeout=2)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
+        yield served
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, served.stderr = proc.communicate(timeout=20)
+
+
+@pytest.mark.slow
+def test_serves_the_store_until_interrupted(finished_run: Run) -> None:
+    with serving("--db", finished_run.db_url) as served:
+        response = httpx.get(f"{served.url}/api/experiments", timeout=10)
         assert [e["name"] for e in response.json()] == [NAME]
         importance = httpx.get(  # fitted by the server's worker process
-            f"http://127.0.0.1:{port}/api/experiments/{NAME}/plots/importance", timeout=60
+            f"{served.url}/api/experiments/{NAME}/plots/importance", timeout=60
         )
         assert importance.json()["data"][0]["type"] == "bar"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
-        _, err = proc.communicate(timeout=20)
+    err = served.stderr
     assert "tunery dashboard on http://127.0.0.1:" in err and "read-only" in err
     assert "Traceback" not in err
 
@@ -103,32 +114,12 @@ def test_serves_the_namespace_it_is_given(tmp_path: Path) -> None:
     }
     store.in_namespace("team-a").create_experiment("only-a", document)
     store.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    argv = [sys.executable, "-m", "tunery.cli", "dashboard", "--db", url, "--port", str(port)]
-    proc = subprocess.Popen(
-        [*argv, "--namespace", "team-a"],
-        env=tunery_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                listed = httpx.get(f"http://127.0.0.1:{port}/api/experiments", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
+    with serving("--db", url, "--namespace", "team-a") as served:
+        listed = httpx.get(f"{served.url}/api/experiments", timeout=10)
         assert [e["name"] for e in listed.json()] == ["only-a"]
-        one = httpx.get(f"http://127.0.0.1:{port}/api/experiments/only-a", timeout=10)
+        one = httpx.get(f"{served.url}/api/experiments/only-a", timeout=10)
         assert one.status_code == 200, one.text
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+    err = served.stderr
     assert f"store {url}, namespace team-a)" in err and "Traceback" not in err, err
     default = tunery("list", "--db", url)  # the same store, the default namespace: empty
     assert "no experiments in" in default.stdout and "team-a" in default.stdout

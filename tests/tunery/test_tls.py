@@ -197,18 +197,28 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(pki: Pki, mtls_port: 
         assert _health(channel) == SERVING
 
 
-def test_a_plaintext_client_closed_by_a_tls_server_is_pointed_at_tls(
-    tls_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _first_contact_refusal(
+    port: int, monkeypatch: pytest.MonkeyPatch, ca: Path | None = None
+) -> str:
+    """The message of the controller's client refused at its first contact with ``port``,
+    trusting ``ca`` (None: plaintext), with no client certificate."""
     for name in ("TUNERY_TLS_CA", "TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
         monkeypatch.delenv(name, raising=False)
-    client = GrpcSuggestionClient(f"127.0.0.1:{tls_port}", policy=RetryPolicy(limit=1.0))
+    if ca is not None:
+        monkeypatch.setenv("TUNERY_TLS_CA", str(ca))
+    client = GrpcSuggestionClient(f"127.0.0.1:{port}", policy=RetryPolicy(limit=1.0))
     try:
         with pytest.raises(ServiceUnavailableError) as caught:
             client.get_suggestions(api_pb2.GetSuggestionsRequest())
     finally:
         client.close()
-    message = str(caught.value)  # the server closes the connection without a word
+    return str(caught.value)
+
+
+def test_a_plaintext_client_closed_by_a_tls_server_is_pointed_at_tls(
+    tls_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = _first_contact_refusal(tls_port, monkeypatch)  # closed without a word
     assert "did not answer within 1 s" in message, message
     assert "if it requires TLS, set TUNERY_TLS_CA" in message, message
 
@@ -216,32 +226,15 @@ def test_a_plaintext_client_closed_by_a_tls_server_is_pointed_at_tls(
 def test_a_missing_client_certificate_is_pointed_at_mutual_tls(
     pki: Pki, mtls_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TUNERY_TLS_CA", str(pki.ca))
-    for name in ("TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    client = GrpcSuggestionClient(f"127.0.0.1:{mtls_port}", policy=RetryPolicy(limit=1.0))
-    try:
-        with pytest.raises(ServiceUnavailableError) as caught:
-            client.get_suggestions(api_pb2.GetSuggestionsRequest())
-    finally:
-        client.close()
-    assert "if it requires mutual TLS, set TUNERY_TLS_CERT and TUNERY_TLS_KEY" in str(
-        caught.value
-    ), caught.value
+    message = _first_contact_refusal(mtls_port, monkeypatch, pki.ca)
+    assert "if it requires mutual TLS, set TUNERY_TLS_CERT and TUNERY_TLS_KEY" in message, message
 
 
 def test_a_client_not_trusting_the_server_is_told_the_handshake_failed(
     pki: Pki, tls_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TUNERY_TLS_CA", str(pki.other_ca))
-    for name in ("TUNERY_TLS_CERT", "TUNERY_TLS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    client = GrpcSuggestionClient(f"127.0.0.1:{tls_port}", policy=RetryPolicy(limit=1.0))
-    try:
-        with pytest.raises(ServiceUnavailableError, match="the TLS handshake failed"):
-            client.get_suggestions(api_pb2.GetSuggestionsRequest())
-    finally:
-        client.close()
+    message = _first_contact_refusal(tls_port, monkeypatch, pki.other_ca)
+    assert "the TLS handshake failed" in message, message
 
 
 def test_the_controller_client_uses_tls_from_the_environment(
