@@ -335,8 +335,9 @@ class GrpcSuggestionClient:
         self._contacted = True
 
     def _no_contact(self, limit: float) -> str:
-        """The message for a server never reached: gRPC's last connection error, found by one
-        call that fails at once, says whether nothing listens or the TLS handshake failed."""
+        """The message for a server never reached: gRPC's last connection error (from calls
+        that fail at once, :func:`_last_connection_error`) says whether nothing listens, the
+        TLS handshake failed, or the server closed the connection."""
         message = f"{self._what} did not answer within {limit:g} s"
         reason = _last_connection_error(self._channel)
         if reason and _HANDSHAKE.search(reason):

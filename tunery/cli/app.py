@@ -82,12 +82,16 @@ def store_name(db_url: str | None) -> str:
 
 
 def _found_elsewhere(db_url: str | None, namespace: str | None, name: str) -> str:
-    """', found in namespace(s) …: pass --namespace' when other namespaces of the store hold an
-    experiment or a trial called ``name``; '' otherwise (or when that cannot be told)."""
+    """The hint ``; 'NAME' is in namespace …: pass --namespace`` when other namespaces of the
+    store hold an experiment or a trial called ``name``; '' otherwise (or when that cannot be
+    told)."""
     from tunery.store.errors import NotFoundError, StoreError
 
     try:
         store = _open_store(db_url)
+    except (NoStoreError, StoreError, ValueError):
+        return ""
+    try:
         here = namespace or store.namespace
         holding = set(store.trial_namespaces(name))
         for other in store.list_namespaces():
@@ -96,8 +100,10 @@ def _found_elsewhere(db_url: str | None, namespace: str | None, name: str) -> st
                 holding.add(other)
             except NotFoundError:
                 pass
-    except (NoStoreError, StoreError, ValueError):
+    except StoreError:
         return ""
+    finally:
+        store.close()
     holding.discard(here)
     if not holding:
         return ""
